@@ -1,0 +1,260 @@
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use jsonwebtoken::{EncodingKey, Header};
+use rand::rngs::OsRng;
+use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::KeyError;
+
+/// A JWS algorithm this provider signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256: the default, which every relying party supports.
+    RS256,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::RS256 => "RS256",
+            SigningAlgorithm::PS256 => "PS256",
+            SigningAlgorithm::ES256 => "ES256",
+            SigningAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            SigningAlgorithm::PS256 => jsonwebtoken::Algorithm::PS256,
+            SigningAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlgorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
+}
+
+impl fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlgorithm {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "RS256" => Ok(SigningAlgorithm::RS256),
+            "PS256" => Ok(SigningAlgorithm::PS256),
+            "ES256" => Ok(SigningAlgorithm::ES256),
+            "EdDSA" => Ok(SigningAlgorithm::EdDSA),
+            other => Err(KeyError::Material(format!("unsupported signing algorithm {other:?}"))),
+        }
+    }
+}
+
+/// A public JSON Web Key (RFC 7517) as published in the JWKS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC` or `OKP`.
+    pub kty: String,
+    /// Key id: the RFC 7638 thumbprint.
+    pub kid: String,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub key_use: String,
+    /// The one algorithm this key signs with.
+    pub alg: String,
+    /// RSA modulus.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub n: Option<String>,
+    /// RSA exponent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub e: Option<String>,
+    /// Curve of EC and OKP keys.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crv: Option<String>,
+    /// EC x coordinate or OKP public key.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x: Option<String>,
+    /// EC y coordinate.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub y: Option<String>,
+}
+
+impl Jwk {
+    fn new(kty: &str, alg: SigningAlgorithm) -> Self {
+        Jwk {
+            kty: kty.to_owned(),
+            kid: String::new(),
+            key_use: "sig".to_owned(),
+            alg: alg.as_str().to_owned(),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
+        }
+    }
+
+    /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
+    fn thumbprint(&self) -> String {
+        let mut members = BTreeMap::from([("kty", Some(self.kty.as_str()))]);
+        match self.kty.as_str() {
+            "RSA" => members.extend([("e", self.e.as_deref()), ("n", self.n.as_deref())]),
+            "EC" => members.extend([("crv", self.crv.as_deref()), ("x", self.x.as_deref()), ("y", self.y.as_deref())]),
+            _ => members.extend([("crv", self.crv.as_deref()), ("x", self.x.as_deref())]),
+        }
+        // A BTreeMap serialises in key order and serde_json adds no white space: the RFC's form.
+        let canonical = serde_json::to_string(&members).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// A JWK Set (RFC 7517 §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwkSet {
+    /// The published keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// Freshly generated key material: the public JWK (with its thumbprint as `kid`) and the private
+/// key in the DER form jsonwebtoken reads (PKCS#1 for RSA, PKCS#8 otherwise).
+pub(super) struct GeneratedKey {
+    pub public: Jwk,
+    pub private_der: Vec<u8>,
+}
+
+const RSA_BITS: usize = 2048;
+
+pub(super) fn generate(algorithm: SigningAlgorithm) -> Result<GeneratedKey, KeyError> {
+    let material = |e: &dyn fmt::Display| KeyError::Material(e.to_string());
+    let (mut public, private_der) = match algorithm {
+        SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => {
+            let private = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS).map_err(|e| material(&e))?;
+            let mut jwk = Jwk::new("RSA", algorithm);
+            jwk.n = Some(URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()));
+            jwk.e = Some(URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()));
+            let der = private.to_pkcs1_der().map_err(|e| material(&e))?;
+            (jwk, der.as_bytes().to_vec())
+        }
+        SigningAlgorithm::ES256 => {
+            let private = p256::SecretKey::random(&mut OsRng);
+            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&private.public_key(), false);
+            let mut jwk = Jwk::new("EC", algorithm);
+            jwk.crv = Some("P-256".to_owned());
+            jwk.x = point.x().map(|x| URL_SAFE_NO_PAD.encode(x));
+            jwk.y = point.y().map(|y| URL_SAFE_NO_PAD.encode(y));
+            let der = p256::pkcs8::EncodePrivateKey::to_pkcs8_der(&private).map_err(|e| material(&e))?;
+            (jwk, der.as_bytes().to_vec())
+        }
+        SigningAlgorithm::EdDSA => {
+            let private = ed25519_dalek::SigningKey::generate(&mut OsRng);
+            let mut jwk = Jwk::new("OKP", algorithm);
+            jwk.crv = Some("Ed25519".to_owned());
+            jwk.x = Some(URL_SAFE_NO_PAD.encode(private.verifying_key().as_bytes()));
+            let der = private.to_pkcs8_der().map_err(|e| material(&e))?;
+            (jwk, der.as_bytes().to_vec())
+        }
+    };
+    public.kid = public.thumbprint();
+    Ok(GeneratedKey { public, private_der })
+}
+
+
+/// A private key ready to sign, with the `kid` and `alg` it announces in JWS headers.
+pub struct SigningKey {
+    kid: String,
+    algorithm: SigningAlgorithm,
+    encoding: EncodingKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub(super) fn from_der(kid: String, algorithm: SigningAlgorithm, der: &[u8]) -> Self {
+        let encoding = match algorithm {
+            SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => EncodingKey::from_rsa_der(der),
+            SigningAlgorithm::ES256 => EncodingKey::from_ec_der(der),
+            SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(der),
+        };
+        Self { kid, algorithm, encoding }
+    }
+
+    /// The key id announced in the JWS header.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this key signs with.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
+    }
+
+    /// Signs `claims` as a compact JWS with `typ` set to `typ` (e.g. `JWT`, `at+jwt`).
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let mut header = Header::new(self.algorithm.jwt());
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(KeyError::Sign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 §3.1.
+        let mut jwk = Jwk::new("RSA", SigningAlgorithm::RS256);
+        jwk.n = Some("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".to_owned());
+        jwk.e = Some("AQAB".to_owned());
+        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn every_algorithm_signs_a_token_that_verifies_with_its_published_jwk() {
+        for algorithm in [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+            let generated = generate(algorithm).unwrap();
+            let key = SigningKey::from_der(generated.public.kid.clone(), algorithm, &generated.private_der);
+            let token = key.sign("JWT", &serde_json::json!({"sub": "x"})).unwrap();
+
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(serde_json::to_value(&generated.public).unwrap()).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(algorithm.jwt());
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+            assert_eq!(decoded.header.kid.as_deref(), Some(generated.public.kid.as_str()), "{algorithm}");
+            assert_eq!(decoded.claims["sub"], "x");
+        }
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for algorithm in [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+            assert_eq!(algorithm.as_str().parse::<SigningAlgorithm>().unwrap(), algorithm);
+        }
+        assert!("HS256".parse::<SigningAlgorithm>().is_err());
+        assert!("none".parse::<SigningAlgorithm>().is_err());
+    }
+}

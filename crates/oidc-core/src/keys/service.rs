@@ -1,0 +1,420 @@
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use time::OffsetDateTime;
+
+use super::{
+    Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyStoreError, SigningAlgorithm, SigningKey, SigningKeyStore,
+    StoredSigningKey, material,
+};
+use crate::{Clock, Environment};
+
+/// When keys are made, used and dropped.
+#[derive(Debug, Clone)]
+pub struct KeyPolicy {
+    /// One key per algorithm; the first is the default for ID tokens.
+    pub algorithms: Vec<SigningAlgorithm>,
+    /// How long a rotated-in key is only published before it signs.
+    pub activation_delay: Duration,
+    /// How long a replaced key stays published after it stopped signing: the longest lifetime of
+    /// anything it signed.
+    pub retention: Duration,
+    /// How often each node re-reads the keys from the store; a key rotated on one node reaches the
+    /// others within this time.
+    pub refresh_interval: Duration,
+}
+
+/// Where a key stands in its life at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Published, not yet signing.
+    Pending,
+    /// Published and signing.
+    Active,
+    /// Published for verification only: a newer key signs.
+    Retiring,
+    /// No longer published.
+    Expired,
+}
+
+impl KeyStatus {
+    /// Lower-case name for listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Pending => "pending",
+            KeyStatus::Active => "active",
+            KeyStatus::Retiring => "retiring",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A key's public facts, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub algorithm: SigningAlgorithm,
+    /// Rotation generation.
+    pub generation: i32,
+    /// Status now.
+    pub status: KeyStatus,
+    /// From when it signs.
+    pub activates_at: OffsetDateTime,
+    /// When it leaves the JWKS.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Signing keys of all environments: generation, rotation, JWKS and the signer for a token.
+///
+/// Keeps a per-environment snapshot of the store, re-read every
+/// [`KeyPolicy::refresh_interval`]; nodes share nothing but the store.
+pub struct KeyService {
+    store: Arc<dyn SigningKeyStore>,
+    kek: KeyEncryptionKey,
+    clock: Arc<dyn Clock>,
+    policy: KeyPolicy,
+    snapshots: RwLock<HashMap<Environment, Arc<Snapshot>>>,
+}
+
+struct Snapshot {
+    loaded_at: OffsetDateTime,
+    /// Unexpired keys, newest generation first.
+    keys: Vec<LoadedKey>,
+}
+
+struct LoadedKey {
+    public: Jwk,
+    generation: i32,
+    activates_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    signer: Arc<SigningKey>,
+}
+
+fn status_at(activates_at: OffsetDateTime, expires_at: Option<OffsetDateTime>, superseded: bool, now: OffsetDateTime) -> KeyStatus {
+    match expires_at {
+        Some(expiry) if expiry <= now => KeyStatus::Expired,
+        _ if activates_at > now => KeyStatus::Pending,
+        _ if superseded => KeyStatus::Retiring,
+        _ => KeyStatus::Active,
+    }
+}
+
+impl KeyService {
+    /// A service over `store`; keys are sealed and opened with `kek`.
+    pub fn new(store: Arc<dyn SigningKeyStore>, kek: KeyEncryptionKey, clock: Arc<dyn Clock>, policy: KeyPolicy) -> Self {
+        Self { store, kek, clock, policy, snapshots: RwLock::new(HashMap::new()) }
+    }
+
+    /// The algorithms keys are kept for, the ID-token default first.
+    pub fn algorithms(&self) -> &[SigningAlgorithm] {
+        &self.policy.algorithms
+    }
+
+    /// Makes sure every configured algorithm has an unexpired key in `environment`, generating
+    /// missing ones (active at once). Safe to call from several nodes at the same time.
+    pub async fn ensure_keys(&self, environment: Environment) -> Result<(), KeyError> {
+        let stored = self.store.list(environment).await?;
+        let now = self.clock.now();
+        let mut new = Vec::new();
+        for &algorithm in &self.policy.algorithms {
+            let of_algorithm = stored.iter().filter(|k| k.algorithm == algorithm);
+            if of_algorithm.clone().any(|k| k.expires_at.is_none_or(|e| e > now)) {
+                continue;
+            }
+            let generation = of_algorithm.map(|k| k.generation).max().unwrap_or(0) + 1;
+            new.push(self.generate(environment, algorithm, generation, now, now)?);
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        match self.store.rotate(&new, &[]).await {
+            // Another node generated them first; theirs are as good as ours.
+            Ok(()) | Err(KeyStoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.invalidate(environment);
+        Ok(())
+    }
+
+    /// Rotates every algorithm's key in `environment`: new keys are published now and sign after
+    /// the activation delay; the keys they replace expire `retention` after that.
+    pub async fn rotate(&self, environment: Environment) -> Result<Vec<KeyInfo>, KeyError> {
+        let stored = self.store.list(environment).await?;
+        let now = self.clock.now();
+        let activates_at = now + self.policy.activation_delay;
+        let expires_at = activates_at + self.policy.retention;
+        let mut new = Vec::new();
+        let mut retire = Vec::new();
+        for &algorithm in &self.policy.algorithms {
+            let of_algorithm: Vec<&StoredSigningKey> = stored.iter().filter(|k| k.algorithm == algorithm).collect();
+            let generation = of_algorithm.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
+            new.push(self.generate(environment, algorithm, generation, now, activates_at)?);
+            retire.extend(
+                of_algorithm
+                    .iter()
+                    .filter(|k| k.expires_at.is_none())
+                    .map(|k| (k.kid.clone(), expires_at)),
+            );
+        }
+        self.store.rotate(&new, &retire).await?;
+        self.invalidate(environment);
+        Ok(new
+            .into_iter()
+            .map(|k| KeyInfo {
+                status: status_at(k.activates_at, k.expires_at, false, now),
+                kid: k.kid,
+                algorithm: k.algorithm,
+                generation: k.generation,
+                activates_at: k.activates_at,
+                expires_at: k.expires_at,
+            })
+            .collect())
+    }
+
+    /// Every key of `environment` as stored now, with its status; newest first.
+    pub async fn list(&self, environment: Environment) -> Result<Vec<KeyInfo>, KeyError> {
+        let mut stored = self.store.list(environment).await?;
+        stored.sort_by(|a, b| (a.algorithm, b.generation).cmp(&(b.algorithm, a.generation)));
+        let now = self.clock.now();
+        Ok(stored
+            .iter()
+            .map(|k| {
+                let superseded = stored.iter().any(|other| {
+                    other.algorithm == k.algorithm && other.generation > k.generation && other.activates_at <= now
+                });
+                KeyInfo {
+                    kid: k.kid.clone(),
+                    algorithm: k.algorithm,
+                    generation: k.generation,
+                    status: status_at(k.activates_at, k.expires_at, superseded, now),
+                    activates_at: k.activates_at,
+                    expires_at: k.expires_at,
+                }
+            })
+            .collect())
+    }
+
+    /// The public keys of `environment` that verify its tokens: pending, active and retiring ones.
+    pub async fn jwks(&self, environment: Environment) -> Result<JwkSet, KeyError> {
+        let snapshot = self.snapshot(environment).await?;
+        let now = self.clock.now();
+        Ok(JwkSet {
+            keys: snapshot
+                .keys
+                .iter()
+                .filter(|k| k.expires_at.is_none_or(|e| e > now))
+                .map(|k| k.public.clone())
+                .collect(),
+        })
+    }
+
+    /// The key that signs with `algorithm` in `environment` now: the newest activated one.
+    pub async fn signing_key(&self, environment: Environment, algorithm: SigningAlgorithm) -> Result<Arc<SigningKey>, KeyError> {
+        let snapshot = self.snapshot(environment).await?;
+        let now = self.clock.now();
+        snapshot
+            .keys
+            .iter()
+            .filter(|k| k.signer.algorithm() == algorithm && k.activates_at <= now && k.expires_at.is_none_or(|e| e > now))
+            .max_by_key(|k| k.generation)
+            .map(|k| k.signer.clone())
+            .ok_or(KeyError::NoActiveKey(algorithm))
+    }
+
+    fn generate(
+        &self,
+        environment: Environment,
+        algorithm: SigningAlgorithm,
+        generation: i32,
+        now: OffsetDateTime,
+        activates_at: OffsetDateTime,
+    ) -> Result<StoredSigningKey, KeyError> {
+        let generated = material::generate(algorithm)?;
+        let sealed_private_key = self.kek.seal(&generated.public.kid, &generated.private_der);
+        Ok(StoredSigningKey {
+            kid: generated.public.kid.clone(),
+            environment,
+            algorithm,
+            generation,
+            public_jwk: generated.public,
+            sealed_private_key,
+            created_at: now,
+            activates_at,
+            expires_at: None,
+        })
+    }
+
+    fn invalidate(&self, environment: Environment) {
+        self.snapshots
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&environment);
+    }
+
+    async fn snapshot(&self, environment: Environment) -> Result<Arc<Snapshot>, KeyError> {
+        let now = self.clock.now();
+        let cached = self
+            .snapshots
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&environment)
+            .cloned();
+        if let Some(snapshot) = cached
+            && now - snapshot.loaded_at < self.policy.refresh_interval
+        {
+            return Ok(snapshot);
+        }
+        let mut stored = self.store.list(environment).await?;
+        stored.retain(|k| k.expires_at.is_none_or(|e| e > now));
+        stored.sort_by(|a, b| b.generation.cmp(&a.generation));
+        let keys = stored
+            .into_iter()
+            .map(|k| {
+                let der = self
+                    .kek
+                    .open(&k.kid, &k.sealed_private_key)
+                    .ok_or_else(|| KeyError::Unseal { kid: k.kid.clone() })?;
+                Ok(LoadedKey {
+                    signer: Arc::new(SigningKey::from_der(k.kid.clone(), k.algorithm, &der)),
+                    public: k.public_jwk,
+                    generation: k.generation,
+                    activates_at: k.activates_at,
+                    expires_at: k.expires_at,
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        let snapshot = Arc::new(Snapshot { loaded_at: now, keys });
+        self.snapshots
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(environment, snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ManualClock;
+
+    /// The port's contract, kept in memory; the real implementations have their own contract suite.
+    #[derive(Default)]
+    struct MemoryKeys(Mutex<Vec<StoredSigningKey>>);
+
+    #[async_trait]
+    impl SigningKeyStore for MemoryKeys {
+        async fn list(&self, environment: Environment) -> Result<Vec<StoredSigningKey>, KeyStoreError> {
+            Ok(self.0.lock().unwrap().iter().filter(|k| k.environment == environment).cloned().collect())
+        }
+
+        async fn rotate(&self, new: &[StoredSigningKey], retire: &[(String, OffsetDateTime)]) -> Result<(), KeyStoreError> {
+            let mut keys = self.0.lock().unwrap();
+            if new.iter().any(|n| {
+                keys.iter()
+                    .any(|k| k.environment == n.environment && k.algorithm == n.algorithm && k.generation == n.generation)
+            }) {
+                return Err(KeyStoreError::Conflict);
+            }
+            for (kid, expiry) in retire {
+                keys.iter_mut().filter(|k| &k.kid == kid).for_each(|k| k.expires_at = Some(*expiry));
+            }
+            keys.extend_from_slice(new);
+            Ok(())
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn service(clock: Arc<ManualClock>) -> KeyService {
+        KeyService::new(
+            Arc::new(MemoryKeys::default()),
+            KeyEncryptionKey::generate(),
+            clock,
+            KeyPolicy {
+                algorithms: vec![SigningAlgorithm::ES256, SigningAlgorithm::EdDSA],
+                activation_delay: HOUR,
+                retention: 2 * HOUR,
+                refresh_interval: Duration::ZERO,
+            },
+        )
+    }
+
+    fn kids(jwks: &JwkSet) -> Vec<String> {
+        let mut kids: Vec<String> = jwks.keys.iter().map(|k| k.kid.clone()).collect();
+        kids.sort();
+        kids
+    }
+
+    #[tokio::test]
+    async fn ensure_keys_generates_one_active_key_per_algorithm_once() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let keys = service(clock);
+        keys.ensure_keys(Environment::Test).await.unwrap();
+        keys.ensure_keys(Environment::Test).await.unwrap();
+        let jwks = keys.jwks(Environment::Test).await.unwrap();
+        assert_eq!(jwks.keys.len(), 2);
+        let signer = keys.signing_key(Environment::Test, SigningAlgorithm::ES256).await.unwrap();
+        assert!(jwks.keys.iter().any(|k| k.kid == signer.kid() && k.alg == "ES256"));
+        assert!(keys.jwks(Environment::Production).await.unwrap().keys.is_empty(), "environments share no keys");
+        assert!(matches!(
+            keys.signing_key(Environment::Test, SigningAlgorithm::RS256).await,
+            Err(KeyError::NoActiveKey(SigningAlgorithm::RS256))
+        ));
+    }
+
+    #[tokio::test]
+    async fn rotation_publishes_at_once_signs_after_the_delay_and_drops_the_old_key_after_retention() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let keys = service(clock.clone());
+        keys.ensure_keys(Environment::Production).await.unwrap();
+        let old = keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap();
+
+        let rotated = keys.rotate(Environment::Production).await.unwrap();
+        let new_kid = rotated.iter().find(|k| k.algorithm == SigningAlgorithm::ES256).unwrap().kid.clone();
+        assert!(rotated.iter().all(|k| k.status == KeyStatus::Pending && k.generation == 2));
+
+        // Published at once, old key still signs.
+        let jwks = keys.jwks(Environment::Production).await.unwrap();
+        assert_eq!(jwks.keys.len(), 4);
+        assert!(kids(&jwks).contains(&new_kid));
+        assert_eq!(keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid(), old.kid());
+
+        // After the activation delay the new key signs; the old one is still published.
+        clock.advance(time::Duration::hours(1));
+        assert_eq!(keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid(), new_kid);
+        let statuses: Vec<(String, KeyStatus)> = keys.list(Environment::Production).await.unwrap().into_iter().map(|k| (k.kid, k.status)).collect();
+        assert!(statuses.contains(&(old.kid().to_owned(), KeyStatus::Retiring)));
+        assert!(statuses.contains(&(new_kid.clone(), KeyStatus::Active)));
+        assert!(kids(&keys.jwks(Environment::Production).await.unwrap()).contains(&old.kid().to_owned()));
+
+        // Retention later the old key is gone from the JWKS.
+        clock.advance(time::Duration::hours(2));
+        let jwks = keys.jwks(Environment::Production).await.unwrap();
+        assert_eq!(jwks.keys.len(), 2);
+        assert!(!kids(&jwks).contains(&old.kid().to_owned()));
+        assert!(keys.list(Environment::Production).await.unwrap().iter().any(|k| k.kid == old.kid() && k.status == KeyStatus::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_key_sealed_under_another_kek_is_refused() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let store: Arc<dyn SigningKeyStore> = Arc::new(MemoryKeys::default());
+        let policy = service(clock.clone()).policy;
+        KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock.clone(), policy.clone())
+            .ensure_keys(Environment::Test)
+            .await
+            .unwrap();
+        let other = KeyService::new(store, KeyEncryptionKey::generate(), clock, policy);
+        assert!(matches!(other.jwks(Environment::Test).await, Err(KeyError::Unseal { .. })));
+    }
+}

@@ -1,0 +1,31 @@
+//! Protocol vocabulary of servicekonto, shared by every other crate of ours.
+//!
+//! Owns: the shared ids ([`Environment`], [`TenantId`], [`ClientId`], [`AccountId`]), trust levels
+//! ([`TrustLevel`]), time ([`Clock`]), signing keys and their rotation ([`KeyService`] over the
+//! [`SigningKeyStore`] port), the wire types JWK/JWKS and discovery metadata, and the
+//! [`EphemeralStore`] port through which all short-lived state (codes, sessions, rate limits) goes.
+//!
+//! Modules: `ids`, `trust`, `clock`, `ephemeral`, `keys` (algorithms, key material, key-encryption,
+//! store port, rotation service), `discovery`.
+//!
+//! Invariants:
+//! - No I/O: ports are traits, implemented in `storage`; time and randomness come from outside
+//!   (a [`Clock`], the OS RNG behind `rand`).
+//! - Private key material leaves this crate only sealed under the key-encryption key.
+
+mod clock;
+mod discovery;
+mod ephemeral;
+mod ids;
+mod keys;
+mod trust;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use discovery::ProviderMetadata;
+pub use ephemeral::{EphemeralError, EphemeralStore};
+pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
+pub use keys::{
+    Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,
+    SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
+};
+pub use trust::{ParseTrustLevelError, TrustLevel};
