@@ -1,1 +1,18 @@
-//! placeholder
+//! Schema migrations of servicekonto, one file each, portable between SQLite and PostgreSQL.
+//!
+//! Invariants: timestamps are stored as Unix seconds (`BIGINT`), so both backends compare them
+//! the same way; every table carries its `environment`, which keeps production and test apart.
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait, async_trait::async_trait};
+
+mod m20261122_000001_signing_keys;
+
+/// All migrations in order.
+pub struct Migrator;
+
+#[async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_signing_keys::Migration)]
+    }
+}

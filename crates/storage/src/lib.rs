@@ -1,1 +1,24 @@
-//! placeholder
+//! Storage behind the domain crates' ports: sea-orm for durable data (one implementation serving
+//! SQLite and PostgreSQL), Redis or process memory for short-lived data.
+//!
+//! Modules: `database` (connection, migrations, readiness), `entities` (sea-orm models, private),
+//! `signing_keys` ([`SeaSigningKeyStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
+//! ([`RedisEphemeralStore`]), `testing` (fresh databases for test suites, feature `testing`).
+//!
+//! Invariants:
+//! - No `sea_orm` or `redis` type crosses this crate's public API; errors are mapped to the
+//!   ports' own error types here, unique violations to `Conflict`.
+//! - Every ephemeral write has a TTL; take-once is atomic (GETDEL) on every backend.
+
+mod database;
+mod entities;
+mod memory;
+mod redis_store;
+mod signing_keys;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use database::{Database, DatabaseError};
+pub use memory::MemoryEphemeralStore;
+pub use redis_store::{RedisEphemeralStore, RedisError};
+pub use signing_keys::SeaSigningKeyStore;

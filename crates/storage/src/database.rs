@@ -1,0 +1,109 @@
+use std::{path::Path, time::Duration};
+
+use migrations::Migrator;
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm_migration::MigratorTrait;
+
+use crate::SeaSigningKeyStore;
+
+/// A connection pool to the relational database (SQLite or PostgreSQL, chosen by the URL).
+#[derive(Clone, Debug)]
+pub struct Database {
+    conn: DatabaseConnection,
+}
+
+/// What can go wrong with the database as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// The URL is neither `sqlite:` nor `postgres:`/`postgresql:`.
+    #[error("unsupported database URL scheme in {0:?}: use sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+    /// The folder of an SQLite file could not be created.
+    #[error("cannot create the folder {path} for the SQLite database")]
+    CreateFolder {
+        /// The folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting, migrating or querying failed.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl Database {
+    /// Connects to `url`. For an SQLite file, its folder is created; `sqlite::memory:` gets a
+    /// single connection, because every SQLite connection would otherwise see its own database.
+    pub async fn connect(url: &str) -> Result<Self, DatabaseError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options.sqlx_logging(false).connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(10));
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
+            if path.contains(":memory:") || url.contains("mode=memory") {
+                options.max_connections(1).min_connections(1);
+            } else if let Some(folder) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(folder)
+                    .map_err(|source| DatabaseError::CreateFolder { path: folder.display().to_string(), source })?;
+            }
+        } else if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(DatabaseError::UnsupportedUrl(url.to_owned()));
+        }
+        let conn = sea_orm::Database::connect(options).await?;
+        if conn.get_database_backend() == DbBackend::Sqlite {
+            // WAL lets readers go on while one writer writes; the busy timeout queues writers
+            // instead of failing them.
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"] {
+                conn.execute(Statement::from_string(DbBackend::Sqlite, pragma)).await?;
+            }
+        }
+        Ok(Self { conn })
+    }
+
+    /// Applies every pending migration; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, DatabaseError> {
+        let pending = Migrator::get_pending_migrations(&self.conn).await?.len();
+        Migrator::up(&self.conn, None).await?;
+        Ok(pending)
+    }
+
+    /// Names of migrations not applied yet.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, DatabaseError> {
+        Ok(Migrator::get_pending_migrations(&self.conn)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
+    }
+
+    /// Checks that the database answers; for readiness probes.
+    pub async fn ping(&self) -> Result<(), DatabaseError> {
+        Ok(self.conn.ping().await?)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.conn.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            DbBackend::MySql => "mysql",
+        }
+    }
+
+    /// The signing-key store on this database.
+    pub fn signing_keys(&self) -> SeaSigningKeyStore {
+        SeaSigningKeyStore::new(self.conn.clone())
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), DatabaseError> {
+        Ok(self.conn.close().await?)
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Database {
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+}

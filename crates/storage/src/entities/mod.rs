@@ -1,0 +1,3 @@
+//! sea-orm models, one module per table. Private to this crate.
+
+pub(crate) mod signing_key;

@@ -1,0 +1,175 @@
+//! Contract suites: every implementation of a port must pass the same tests. SQLite and the
+//! in-memory store always; PostgreSQL and Redis when `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set.
+
+use std::{sync::Arc, time::Duration};
+
+use oidc_core::{
+    EphemeralError, EphemeralStore, Environment, Jwk, KeyStoreError, SigningAlgorithm, SigningKeyStore,
+    StoredSigningKey,
+};
+use storage::{
+    Database, MemoryEphemeralStore, RedisEphemeralStore,
+    testing::{TestDatabase, backend_url},
+};
+use time::{OffsetDateTime, macros::datetime};
+
+fn key(kid: &str, environment: Environment, algorithm: SigningAlgorithm, generation: i32) -> StoredSigningKey {
+    StoredSigningKey {
+        kid: kid.to_owned(),
+        environment,
+        algorithm,
+        generation,
+        public_jwk: Jwk {
+            kty: "EC".into(),
+            kid: kid.to_owned(),
+            key_use: "sig".into(),
+            alg: algorithm.as_str().into(),
+            n: None,
+            e: None,
+            crv: Some("P-256".into()),
+            x: Some("x".into()),
+            y: Some("y".into()),
+        },
+        sealed_private_key: vec![0, 1, 2, 255],
+        created_at: datetime!(2026-01-01 00:00 UTC),
+        activates_at: datetime!(2026-01-01 01:00 UTC),
+        expires_at: None,
+    }
+}
+
+async fn signing_key_store_contract(store: &dyn SigningKeyStore) {
+    assert!(store.list(Environment::Production).await.unwrap().is_empty());
+
+    let first = key("p-es-1", Environment::Production, SigningAlgorithm::ES256, 1);
+    let other_env = key("t-es-1", Environment::Test, SigningAlgorithm::ES256, 1);
+    store.rotate(&[first.clone(), other_env.clone()], &[]).await.unwrap();
+    assert_eq!(store.list(Environment::Production).await.unwrap(), vec![first.clone()], "round trip, environment filter");
+    assert_eq!(store.list(Environment::Test).await.unwrap(), vec![other_env]);
+
+    // Rotation: the new key is inserted and the old one gets its expiry, together.
+    let expiry: OffsetDateTime = datetime!(2026-02-01 00:00 UTC);
+    let second = key("p-es-2", Environment::Production, SigningAlgorithm::ES256, 2);
+    store.rotate(&[second.clone()], &[("p-es-1".to_owned(), expiry)]).await.unwrap();
+    let mut listed = store.list(Environment::Production).await.unwrap();
+    listed.sort_by_key(|k| k.generation);
+    assert_eq!(listed[0].expires_at, Some(expiry));
+    assert_eq!(listed[1], second);
+
+    // A second writer of the same generation conflicts, and its retirements do not happen.
+    let rival = key("p-es-2-rival", Environment::Production, SigningAlgorithm::ES256, 2);
+    let err = store.rotate(&[rival], &[("p-es-2".to_owned(), expiry)]).await.unwrap_err();
+    assert!(matches!(err, KeyStoreError::Conflict), "{err:?}");
+    let listed = store.list(Environment::Production).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|k| k.kid == "p-es-2" && k.expires_at.is_none()), "rolled back");
+
+    // The same generation of another algorithm is no conflict.
+    store.rotate(&[key("p-ed-2", Environment::Production, SigningAlgorithm::EdDSA, 2)], &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn signing_key_store_on_sqlite() {
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    db.migrate().await.unwrap();
+    signing_key_store_contract(&db.signing_keys()).await;
+}
+
+#[tokio::test]
+async fn signing_key_store_on_postgres() {
+    let Some(server) = backend_url("TEST_DATABASE_URL", "signing_key_store_on_postgres") else { return };
+    let test_db = TestDatabase::postgres(&server).await.unwrap();
+    let db = Database::connect(&test_db.url).await.unwrap();
+    assert_eq!(db.backend_name(), "postgres");
+    assert!(db.migrate().await.unwrap() >= 1, "a fresh database gets every migration");
+    assert_eq!(db.migrate().await.unwrap(), 0, "migrations are idempotent");
+    signing_key_store_contract(&db.signing_keys()).await;
+    db.close().await.unwrap();
+    test_db.drop_now().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_file_database_is_created_with_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/sk.db?mode=rwc", dir.path().display());
+    let db = Database::connect(&url).await.unwrap();
+    assert!(!db.pending_migrations().await.unwrap().is_empty());
+    db.migrate().await.unwrap();
+    assert!(db.pending_migrations().await.unwrap().is_empty());
+    db.ping().await.unwrap();
+    assert!(dir.path().join("nested/sk.db").exists());
+    assert!(matches!(Database::connect("mysql://x").await, Err(storage::DatabaseError::UnsupportedUrl(_))));
+}
+
+const SHORT: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(60);
+
+async fn ephemeral_store_contract(store: Arc<dyn EphemeralStore>) {
+    store.ping().await.unwrap();
+
+    // put / get / overwrite / delete
+    assert_eq!(store.get("a").await.unwrap(), None);
+    store.put("a", b"1", LONG).await.unwrap();
+    store.put("a", b"2", LONG).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"2"[..]));
+    assert!(store.delete("a").await.unwrap());
+    assert!(!store.delete("a").await.unwrap());
+    assert_eq!(store.get("a").await.unwrap(), None);
+
+    // put_if_absent
+    assert!(store.put_if_absent("jti", b"x", LONG).await.unwrap());
+    assert!(!store.put_if_absent("jti", b"y", LONG).await.unwrap());
+    assert_eq!(store.get("jti").await.unwrap().as_deref(), Some(&b"x"[..]));
+
+    // take is single-use, also under concurrency
+    store.put("code", b"c", LONG).await.unwrap();
+    let takers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take("code").await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for taker in takers {
+        if let Some(value) = taker.await.unwrap() {
+            assert_eq!(value, b"c");
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent taker gets the value");
+    assert_eq!(store.take("code").await.unwrap(), None);
+
+    // counters: fixed window from creation
+    assert_eq!(store.increment("n", 1, SHORT).await.unwrap(), 1);
+    assert_eq!(store.increment("n", 2, LONG).await.unwrap(), 3);
+    assert_eq!(store.get("n").await.unwrap().as_deref(), Some(&b"3"[..]));
+    store.put("text", b"abc", LONG).await.unwrap();
+    assert!(matches!(store.increment("text", 1, LONG).await, Err(EphemeralError::WrongType)));
+
+    // TTLs: every kind of write expires
+    store.put("short", b"s", SHORT).await.unwrap();
+    assert!(store.put_if_absent("short-nx", b"s", SHORT).await.unwrap());
+    tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+    assert_eq!(store.get("short").await.unwrap(), None);
+    assert_eq!(store.take("short").await.unwrap(), None);
+    assert!(store.put_if_absent("short-nx", b"again", LONG).await.unwrap(), "expired keys are absent");
+    assert_eq!(store.increment("n", 1, LONG).await.unwrap(), 1, "the counter's window ended");
+}
+
+#[tokio::test]
+async fn ephemeral_store_in_memory() {
+    ephemeral_store_contract(Arc::new(MemoryEphemeralStore::new())).await;
+}
+
+#[tokio::test]
+async fn ephemeral_store_on_redis() {
+    let Some(url) = backend_url("TEST_REDIS_URL", "ephemeral_store_on_redis") else { return };
+    let prefix = format!("sk-test:{}:", uuid::Uuid::new_v4().simple());
+    let store = RedisEphemeralStore::connect(&url, false, &prefix).await.unwrap();
+    ephemeral_store_contract(Arc::new(store.clone())).await;
+
+    // The prefix isolates: another deployment on the same Redis sees nothing of ours.
+    let other = RedisEphemeralStore::connect(&url, false, "sk-test:other:").await.unwrap();
+    store.put("isolated", b"1", LONG).await.unwrap();
+    assert_eq!(other.get("isolated").await.unwrap(), None);
+    store.delete("isolated").await.unwrap();
+}
