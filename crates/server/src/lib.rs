@@ -1,1 +1,44 @@
-//! placeholder
+//! The servicekonto server: configuration, telemetry, the composition root, the HTTP routes and
+//! the command line. The only crate that knows every other one.
+//!
+//! Modules: `config` (the typed [`Config`]), `state` (composition root, [`AppState`]), `routes`
+//! (the URL map and per-environment routing), `http` (handlers), `error` (all HTTP error
+//! mapping), `middleware` and `metrics` (observation), `telemetry` (tracing), `cli`.
+//!
+//! Invariants:
+//! - Handlers hold no business rules and touch no storage directly; they call services.
+//! - No state lives only in this process that another node would need: durable data is in the
+//!   database, short-lived data in the ephemeral store.
+
+pub mod cli;
+mod config;
+mod error;
+mod http;
+mod metrics;
+mod middleware;
+mod routes;
+mod state;
+mod telemetry;
+
+use std::{future::Future, time::Duration};
+
+pub use config::{Config, ConfigError, LogFormat, Secret};
+pub use state::{AppState, Migrations};
+pub use telemetry::init as init_telemetry;
+use poem::{Server, listener::TcpAcceptor};
+
+/// Serves `state` on an already bound `listener` until `shutdown` completes; then stops
+/// accepting and gives in-flight requests `http.shutdown_grace_seconds` to finish.
+///
+/// Taking a bound listener lets tests start the real app on port 0.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    state: AppState,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(state.config().http.shutdown_grace_seconds);
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
+        .await
+}

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `servicekonto` binary; everything lives in the `server` library.
+
+fn main() -> std::process::ExitCode {
+    server::cli::main()
+}

@@ -1,0 +1,201 @@
+//! The `servicekonto` command line.
+//!
+//! What commands print for their caller goes to stdout; logs go to stderr.
+#![allow(clippy::print_stdout, reason = "a command line prints its results")]
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use oidc_core::{Environment, KeyInfo};
+use time::format_description::well_known::Rfc3339;
+
+use crate::{AppState, Config, Migrations, state, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "servicekonto", version, about = "OpenID Connect provider: one citizen account for all online services of a state's authorities")]
+struct Cli {
+    /// TOML config file; `SERVICEKONTO_*` environment variables override it.
+    #[arg(long, short, global = true, env = "SERVICEKONTO_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies pending migrations first unless told not to).
+    Serve {
+        /// Refuse to start while migrations are pending instead of applying them.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Exit 0 when the server on `http.bind` (or `--url`) answers `/healthz`; for container probes.
+    Healthcheck {
+        /// Base URL of the server; default from `http.bind`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// List the keys of one or both environments with their status.
+    List {
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<Environment>,
+    },
+    /// Rotate: new keys are published now and sign after `keys.activation_delay_seconds`.
+    Rotate {
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<Environment>,
+    },
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("servicekonto: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("servicekonto: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("servicekonto: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { no_migrate } => {
+            let run_migrations = config.database.run_migrations && !no_migrate;
+            serve(config, if run_migrations { Migrations::Apply } else { Migrations::Require }).await?;
+        }
+        Command::Migrate => {
+            let database = state::connect_database(&config, Migrations::Apply).await?;
+            println!("database schema is up to date ({})", database.backend_name());
+        }
+        Command::Keys { action } => keys(action, &config).await?,
+        Command::Healthcheck { url } => return healthcheck(url, &config).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
+    let bind = config.http.bind.clone();
+    let state = AppState::build(config, migrations).await?;
+    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+    let address = listener.local_addr()?;
+    let (database, ephemeral) = state.backends();
+    println!("servicekonto {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
+    for environment in Environment::ALL {
+        let issuer = state.config().environments.issuer(environment);
+        println!("  {environment:<10} issuer {issuer}  (discovery: {issuer}/.well-known/openid-configuration)");
+    }
+    println!("  database: {database}; ephemeral store: {ephemeral}");
+    crate::run(listener, shutdown_signal(), state).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM (what orchestrators send) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: no new connections, in-flight requests may finish");
+}
+
+async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
+    let database = state::connect_database(config, Migrations::Require).await?;
+    let keys = state::key_service(config, &database)?;
+    let (environment, rotate) = match action {
+        KeysAction::List { environment } => (environment, false),
+        KeysAction::Rotate { environment } => (environment, true),
+    };
+    let environments = environment.map_or(Environment::ALL.to_vec(), |e| vec![e]);
+    println!("{:<11} {:<6} {:>3} {:<9} {:<21} {:<21} KID", "ENVIRONMENT", "ALG", "GEN", "STATUS", "SIGNS FROM", "EXPIRES");
+    for environment in environments {
+        if rotate {
+            keys.rotate(environment).await?;
+        }
+        for key in keys.list(environment).await? {
+            print_key(environment, &key);
+        }
+    }
+    Ok(())
+}
+
+fn print_key(environment: Environment, key: &KeyInfo) {
+    let format = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    println!(
+        "{:<11} {:<6} {:>3} {:<9} {:<21} {:<21} {}",
+        environment.as_str(),
+        key.algorithm.as_str(),
+        key.generation,
+        key.status.as_str(),
+        format(key.activates_at),
+        key.expires_at.map(format).unwrap_or_else(|| "-".to_owned()),
+        key.kid
+    );
+}
+
+async fn healthcheck(url: Option<String>, config: &Config) -> anyhow::Result<ExitCode> {
+    let base = url.unwrap_or_else(|| format!("http://{}", config.http.bind.replace("0.0.0.0", "127.0.0.1")));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    match client.get(format!("{}/healthz", base.trim_end_matches('/'))).send().await {
+        Ok(response) if response.status().is_success() => {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(response) => {
+            eprintln!("unhealthy: {}", response.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("unreachable: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The one typed configuration: defaults (the embedded mode) → TOML file → `SERVICEKONTO_*`
+//! environment variables (`__` nests, a `_FILE` suffix reads the value from a file), then
+//! [`Config::validate`] reports every problem at once.
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment,
+    providers::{Format, Serialized, Toml},
+};
+use oidc_core::{Environment, KeyEncryptionKey, SigningAlgorithm};
+use serde::{Deserialize, Serialize};
+
+const ENV_PREFIX: &str = "SERVICEKONTO_";
+const FILE_SUFFIX: &str = "_FILE";
+
+/// A configured secret: never printed, serialised as `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+/// The whole configuration of a servicekonto node.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The two environments and their issuers.
+    pub environments: EnvironmentsConfig,
+    /// The relational database.
+    pub database: DatabaseConfig,
+    /// Redis for short-lived state; without it, process memory (single node only).
+    pub redis: RedisConfig,
+    /// Signing keys and their rotation.
+    pub keys: KeysConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address and port to listen on.
+    pub bind: String,
+    /// Seconds that in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".to_owned(), shutdown_grace_seconds: 20 }
+    }
+}
+
+/// `[environments]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentsConfig {
+    /// `[environments.production]`
+    pub production: EnvironmentConfig,
+    /// `[environments.test]`
+    pub test: EnvironmentConfig,
+}
+
+impl Default for EnvironmentsConfig {
+    fn default() -> Self {
+        Self {
+            production: EnvironmentConfig { issuer: "http://127.0.0.1:8080".to_owned() },
+            test: EnvironmentConfig { issuer: "http://127.0.0.1:8080/test".to_owned() },
+        }
+    }
+}
+
+impl EnvironmentsConfig {
+    /// The issuer URL of `environment`.
+    pub fn issuer(&self, environment: Environment) -> &str {
+        match environment {
+            Environment::Production => &self.production.issuer,
+            Environment::Test => &self.test.issuer,
+        }
+    }
+}
+
+/// One environment.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// The issuer URL: `https://` (plain `http://` only on a loopback host), no trailing slash,
+    /// no query or fragment. Requests are routed to an environment by its host and path.
+    pub issuer: String,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` (embedded) or `postgres://user:password@host/db`.
+    pub url: Secret,
+    /// Whether `serve` applies pending migrations at start.
+    pub run_migrations: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: Secret::from("sqlite://data/servicekonto.db?mode=rwc"), run_migrations: true }
+    }
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; unset means the in-memory store.
+    pub url: Option<Secret>,
+    /// Redis Cluster: `url` lists the seed nodes, separated by commas.
+    pub cluster: bool,
+    /// Prefix of every key this deployment writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: None, cluster: false, key_prefix: "sk:".to_owned() }
+    }
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The key-encryption key, base64 of 32 bytes. Unset: read from `kek_path`, which is
+    /// generated on first start.
+    pub kek: Option<Secret>,
+    /// Where the key-encryption key lives when `kek` is unset.
+    pub kek_path: PathBuf,
+    /// Algorithms to keep keys for; the first signs ID tokens by default.
+    pub algorithms: Vec<String>,
+    /// Seconds a rotated-in key is published before it signs.
+    pub activation_delay_seconds: u64,
+    /// Seconds a replaced key stays published: at least the longest token lifetime.
+    pub retention_seconds: u64,
+    /// Seconds between re-reads of the key table on each node.
+    pub refresh_interval_seconds: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            kek: None,
+            kek_path: PathBuf::from("keys/kek"),
+            algorithms: vec!["RS256".to_owned(), "ES256".to_owned(), "EdDSA".to_owned()],
+            activation_delay_seconds: 24 * 3600,
+            retention_seconds: 30 * 24 * 3600,
+            refresh_interval_seconds: 60,
+        }
+    }
+}
+
+impl KeysConfig {
+    /// The configured algorithms, parsed (validation has checked them).
+    pub fn algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.algorithms.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,server=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, filter: "info".to_owned() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file or value could not be read or has the wrong type or name.
+    #[error("configuration cannot be read: {0}")]
+    Load(String),
+    /// Values that were read but make no sense; all of them.
+    #[error("configuration is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment variables given.
+    pub fn load_from(file: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        // Defaults come from `#[serde(default)]`; secrets must not pass through `Serialize`,
+        // which redacts them.
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Load(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // `SERVICEKONTO_X__Y=v` sets `x.y` (parsed as figment's `Env` parses values);
+        // `SERVICEKONTO_X__Y_FILE=/run/secrets/y` sets `x.y` to the file's content as text, so
+        // secrets need not sit in the environment.
+        for (name, value) in vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)) {
+            let path = name[ENV_PREFIX.len()..].to_lowercase();
+            figment = match path.strip_suffix(&FILE_SUFFIX.to_lowercase()) {
+                Some(path) => {
+                    let content = std::fs::read_to_string(&value)
+                        .map_err(|e| ConfigError::Load(format!("{name}: cannot read {value}: {e}")))?;
+                    let content = content.trim_end_matches(['\r', '\n']).to_owned();
+                    figment.merge(Serialized::default(&path.replace("__", "."), content))
+                }
+                None => {
+                    let parsed: figment::value::Value = value.parse().unwrap_or_else(|never| match never {});
+                    figment.merge(Serialized::default(&path.replace("__", "."), parsed))
+                }
+            };
+        }
+        let config: Config = figment.extract().map_err(|e| ConfigError::Load(join_figment_errors(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: URLs, algorithms, timings. Reports every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.http.bind.parse::<SocketAddr>().is_err() {
+            problems.push(format!("http.bind {:?} is not an address:port", self.http.bind));
+        }
+        let mut issuers = BTreeSet::new();
+        for environment in Environment::ALL {
+            let issuer = self.environments.issuer(environment);
+            if let Err(problem) = check_issuer(issuer) {
+                problems.push(format!("environments.{environment}.issuer {issuer:?}: {problem}"));
+            }
+            if !issuers.insert(issuer) {
+                problems.push("environments.production.issuer and environments.test.issuer must differ".to_owned());
+            }
+        }
+        let db = self.database.url.expose();
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| db.starts_with(scheme)) {
+            problems.push("database.url must start with sqlite:, postgres: or postgresql:".to_owned());
+        }
+        if let Some(url) = &self.redis.url {
+            let nodes: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+            if nodes.len() > 1 && !self.redis.cluster {
+                problems.push("redis.url lists several nodes but redis.cluster is false".to_owned());
+            }
+            if nodes.iter().any(|n| !(n.starts_with("redis://") || n.starts_with("rediss://"))) {
+                problems.push("redis.url must be redis:// or rediss:// URLs".to_owned());
+            }
+        }
+        if let Some(kek) = &self.keys.kek
+            && let Err(problem) = KeyEncryptionKey::from_base64(kek.expose())
+        {
+            problems.push(format!("keys.kek: {problem}"));
+        }
+        if self.keys.algorithms.is_empty() {
+            problems.push("keys.algorithms must name at least one algorithm".to_owned());
+        }
+        let mut seen = BTreeSet::new();
+        for algorithm in &self.keys.algorithms {
+            if algorithm.parse::<SigningAlgorithm>().is_err() {
+                problems.push(format!("keys.algorithms: {algorithm:?} is not one of RS256, PS256, ES256, EdDSA"));
+            }
+            if !seen.insert(algorithm) {
+                problems.push(format!("keys.algorithms names {algorithm:?} twice"));
+            }
+        }
+        if self.keys.activation_delay_seconds < self.keys.refresh_interval_seconds {
+            problems.push(
+                "keys.activation_delay_seconds must be at least keys.refresh_interval_seconds, so every node \
+                 publishes a key before any node signs with it"
+                    .to_owned(),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            problems.push(format!("log.filter {:?} is not a tracing filter", self.log.filter));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// The default for local use with the listener on `addr`: both issuers on that address.
+    pub fn embedded(addr: SocketAddr) -> Self {
+        let mut config = Config::default();
+        config.http.bind = addr.to_string();
+        config.environments.production.issuer = format!("http://{addr}");
+        config.environments.test.issuer = format!("http://{addr}/test");
+        config
+    }
+}
+
+/// Paths the server answers outside every issuer; an issuer path must not shadow them.
+pub(crate) const RESERVED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin"];
+
+fn check_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|e| format!("not a URL ({e})"))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err("must be https (plain http only on a loopback host)".to_owned()),
+        other => return Err(format!("scheme {other:?} is not https")),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment (OpenID Connect Discovery §3)".to_owned());
+    }
+    if issuer.ends_with('/') {
+        return Err("must not end with a slash".to_owned());
+    }
+    if RESERVED_PATHS.iter().any(|reserved| url.path() == *reserved || url.path().starts_with(&format!("{reserved}/"))) {
+        return Err(format!("its path {:?} is reserved for operations endpoints", url.path()));
+    }
+    Ok(())
+}
+
+/// figment's own messages name its internal source locations; the key and the problem are
+/// what an operator needs.
+fn join_figment_errors(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| match e.path.is_empty() {
+            true => e.kind.to_string(),
+            false => format!("{}: {}", e.path.join("."), e.kind),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("servicekonto.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let config = Config::load_from(None, []).unwrap();
+        assert_eq!(config.environments.production.issuer, "http://127.0.0.1:8080");
+        assert_eq!(config.environments.test.issuer, "http://127.0.0.1:8080/test");
+        assert!(config.database.url.expose().starts_with("sqlite://data/"));
+        assert!(config.redis.url.is_none());
+        assert_eq!(config.keys.algorithms()[0], SigningAlgorithm::RS256);
+    }
+
+    #[test]
+    fn file_then_environment_with_nesting_and_file_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "postgres://sk:geheim@db/sk\n").unwrap();
+        let config = load(
+            "[http]\nbind = \"0.0.0.0:9000\"\n[log]\nformat = \"json\"\n",
+            &[
+                ("SERVICEKONTO_HTTP__BIND", "127.0.0.1:9100"),
+                ("SERVICEKONTO_DATABASE__URL_FILE", secret.to_str().unwrap()),
+                ("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", "https://test.konto.example"),
+                ("OTHER_VAR", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.http.bind, "127.0.0.1:9100", "environment beats file");
+        assert_eq!(config.log.format, LogFormat::Json, "file beats defaults");
+        assert_eq!(config.database.url.expose(), "postgres://sk:geheim@db/sk");
+        assert_eq!(config.environments.test.issuer, "https://test.konto.example");
+        assert!(!format!("{config:?}").contains("geheim"), "secrets never print");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load("[http]\nbindd = \"x\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("bindd"), "{err}");
+        let err = load("", &[("SERVICEKONTO_NOPE", "1")]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = load(
+            r#"
+[http]
+bind = "nowhere"
+[environments.production]
+issuer = "http://konto.example/"
+[environments.test]
+issuer = "https://konto.example/healthz"
+[database]
+url = "mysql://x"
+[redis]
+url = "redis://a,redis://b"
+[keys]
+kek = "c2hvcnQ="
+algorithms = ["RS256", "HS256", "RS256"]
+activation_delay_seconds = 1
+refresh_interval_seconds = 60
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        let text = problems.join("\n");
+        for expected in [
+            "http.bind",
+            "environments.production.issuer",
+            "must be https",
+            "reserved",
+            "database.url",
+            "redis.cluster is false",
+            "32 bytes",
+            "\"HS256\"",
+            "names \"RS256\" twice",
+            "activation_delay_seconds",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert!(check_issuer("https://konto.example").is_ok());
+        assert!(check_issuer("https://konto.example/test").is_ok());
+        assert!(check_issuer("http://localhost:8080").is_ok());
+        assert!(check_issuer("http://konto.example").is_err());
+        assert!(check_issuer("https://konto.example?x=1").is_err());
+        assert!(check_issuer("https://konto.example/#f").is_err());
+        assert!(check_issuer("konto.example").is_err());
+        assert!(check_issuer("https://konto.example/admin/x").is_err());
+    }
+
+    #[test]
+    fn the_example_config_parses_and_documents_every_key() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config.example.toml");
+        Config::load_from(Some(&example), []).unwrap();
+
+        let documented: toml::Table = std::fs::read_to_string(&example).unwrap().parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        fn paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (key, value) in table {
+                let path = format!("{prefix}{key}");
+                match value {
+                    toml::Value::Table(inner) => paths(inner, &format!("{path}."), out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        paths(&defaults, "", &mut want);
+        paths(&documented, "", &mut have);
+        // Optional keys without a default (keys.kek, redis.url) are documented as comments.
+        let text = std::fs::read_to_string(&example).unwrap();
+        for key in ["kek =", "url = \"redis://"] {
+            assert!(text.contains(key), "example lacks a commented {key}");
+        }
+        let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();
+        assert!(missing.is_empty(), "deploy/config.example.toml lacks {missing:?}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Thin HTTP handlers: extract, call one service, map to a response.
+
+pub(crate) mod discovery;
+pub(crate) mod ops;

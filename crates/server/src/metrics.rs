@@ -1,0 +1,42 @@
+//! Prometheus metrics: requests and latency per route. Rendered at `/metrics` in the text format.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// The registry and the instruments of one server.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("servicekonto".to_owned()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route pattern, method and status"),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern and method")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self { registry, requests, latency })
+    }
+
+    /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
+    pub(crate) fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
+        self.latency.with_label_values(&[route, method]).observe(seconds);
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

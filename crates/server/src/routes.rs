@@ -1,0 +1,156 @@
+//! The URL map: one function builds the whole route tree.
+//!
+//! ```text
+//! /healthz  /readyz  /metrics                  operations, outside every issuer
+//! {issuer}/.well-known/openid-configuration    discovery, per environment
+//! {issuer}/jwks                                public signing keys, per environment
+//! ```
+//! A request belongs to the environment whose issuer's path prefix it starts with, preferring
+//! an issuer on the request's `Host`, then the longest prefix.
+
+use std::sync::Arc;
+
+use poem::{
+    Endpoint, EndpointExt, PathPattern, Request, Response, Result, Route,
+    error::NotFoundError,
+    get,
+    http::{Uri, uri::PathAndQuery},
+    middleware::RequestId,
+};
+
+use crate::{
+    error,
+    http::{discovery, ops},
+    middleware::Observe,
+    state::AppState,
+};
+use oidc_core::{Environment, ProviderMetadata};
+
+/// One environment as the HTTP layer sees it: its issuer, split for routing, and its static
+/// discovery document.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    pub(crate) environment: Environment,
+    /// `host[:port]`, lower case, default port left out.
+    authority: String,
+    /// The issuer's path without a trailing slash; empty for an issuer at the root.
+    prefix: String,
+    /// Serialised once at start: discovery never changes while the process runs.
+    pub(crate) discovery: Arc<str>,
+}
+
+impl Site {
+    pub(crate) fn new(environment: Environment, issuer: &str, metadata: ProviderMetadata) -> anyhow::Result<Self> {
+        let url = url::Url::parse(issuer)?;
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        Ok(Self {
+            environment,
+            authority,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+            discovery: serde_json::to_string(&metadata)?.into(),
+        })
+    }
+
+    /// The length of the matched prefix when `path` lies under this issuer.
+    fn matches(&self, path: &str) -> Option<usize> {
+        let rest = path.strip_prefix(&self.prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(self.prefix.len())
+    }
+}
+
+/// Builds the application: all routes, error rendering, metrics, request ids.
+pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
+    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> = state
+        .sites
+        .iter()
+        .map(|site| (site.clone(), environment_routes(site).boxed()))
+        .collect();
+    let environments = Arc::new(EnvironmentRouter { sites });
+    Route::new()
+        .at("/healthz", get(ops::healthz))
+        .at("/readyz", get(ops::readyz))
+        .at("/metrics", get(ops::metrics))
+        .at("/", environments.clone())
+        .at("/*path", environments)
+        .catch_all_error(error::render)
+        .with(Observe)
+        .with(RequestId::default())
+        .data(state.clone())
+}
+
+/// The endpoints every environment has, relative to its issuer.
+fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
+    Route::new()
+        .at("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .at("/jwks", get(discovery::jwks))
+        .data(site.clone())
+        .map_to_response()
+}
+
+/// Dispatches a request to its environment's routes, with the issuer's path prefix removed.
+struct EnvironmentRouter {
+    sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)>,
+}
+
+impl Endpoint for EnvironmentRouter {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let host = req
+            .header("host")
+            .map(str::to_ascii_lowercase)
+            .or_else(|| req.uri().authority().map(|a| a.as_str().to_ascii_lowercase()))
+            .unwrap_or_default();
+        let path = req.uri().path().to_owned();
+        let Some((site, endpoint)) = self
+            .sites
+            .iter()
+            .filter_map(|(site, endpoint)| site.matches(&path).map(|len| ((site.authority == host, len), site, endpoint)))
+            .max_by_key(|(score, _, _)| *score)
+            .map(|(_, site, endpoint)| (site, endpoint))
+        else {
+            return Err(NotFoundError.into());
+        };
+        let rest = match &path[site.prefix.len()..] {
+            "" => "/",
+            rest => rest,
+        };
+        let path_and_query = match req.uri().query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(|_| NotFoundError)?);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| NotFoundError)?;
+        // The inner routes append their pattern to this, so metrics see e.g. `/test/jwks`.
+        req.set_data(PathPattern(site.prefix.clone().into()));
+        endpoint.call(req).await
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(environment: Environment, issuer: &str) -> Site {
+        Site::new(environment, issuer, ProviderMetadata::new(issuer, vec![])).unwrap()
+    }
+
+    #[test]
+    fn sites_match_on_segment_boundaries() {
+        let test = site(Environment::Test, "http://127.0.0.1:8080/test");
+        assert_eq!(test.matches("/test/jwks"), Some(5));
+        assert_eq!(test.matches("/test"), Some(5));
+        assert_eq!(test.matches("/testing/jwks"), None);
+        assert_eq!(test.matches("/jwks"), None);
+        let production = site(Environment::Production, "https://konto.example");
+        assert_eq!(production.matches("/jwks"), Some(0));
+        assert_eq!(production.authority, "konto.example");
+        assert_eq!(test.authority, "127.0.0.1:8080");
+    }
+}

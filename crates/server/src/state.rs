@@ -1,0 +1,159 @@
+//! The composition root: builds every store and service from the config, once per process.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use oidc_core::{Clock, EphemeralStore, Environment, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata, SystemClock};
+use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
+
+use crate::{config::Config, metrics::Metrics, routes::Site};
+
+/// Everything a request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The shared parts of [`AppState`]; reachable only inside this crate.
+pub struct Inner {
+    pub(crate) config: Config,
+    pub(crate) database: Database,
+    pub(crate) ephemeral: Arc<dyn EphemeralStore>,
+    pub(crate) keys: Arc<KeyService>,
+    pub(crate) metrics: Metrics,
+    pub(crate) sites: Vec<Site>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// How to treat the database schema at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply pending migrations.
+    Apply,
+    /// Refuse to start while migrations are pending.
+    Require,
+}
+
+impl AppState {
+    /// Connects the database and the ephemeral store, loads the key-encryption key and makes
+    /// sure both environments have signing keys.
+    pub async fn build(config: Config, migrations: Migrations) -> anyhow::Result<Self> {
+        let database = connect_database(&config, migrations).await?;
+        let ephemeral: Arc<dyn EphemeralStore> = match &config.redis.url {
+            Some(url) => Arc::new(
+                RedisEphemeralStore::connect(url.expose(), config.redis.cluster, &config.redis.key_prefix)
+                    .await
+                    .context("connecting to Redis (redis.url)")?,
+            ),
+            None => Arc::new(MemoryEphemeralStore::new()),
+        };
+        let keys = Arc::new(key_service(&config, &database)?);
+        for environment in Environment::ALL {
+            keys.ensure_keys(environment)
+                .await
+                .with_context(|| format!("preparing the signing keys of the {environment} environment"))?;
+        }
+        let algorithms: Vec<String> = keys.algorithms().iter().map(|a| a.as_str().to_owned()).collect();
+        let sites = Environment::ALL
+            .into_iter()
+            .map(|environment| {
+                let issuer = config.environments.issuer(environment);
+                Site::new(environment, issuer, ProviderMetadata::new(issuer, algorithms.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let metrics = Metrics::new().context("registering metrics")?;
+        Ok(Self(Arc::new(Inner { config, database, ephemeral, keys, metrics, sites })))
+    }
+
+    /// The signing keys of both environments.
+    pub fn keys(&self) -> &KeyService {
+        &self.0.keys
+    }
+
+    /// The configuration this state was built from.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// What backs this node, for the start-up banner: database and ephemeral-store kinds.
+    pub fn backends(&self) -> (&'static str, &'static str) {
+        let ephemeral = if self.0.config.redis.url.is_some() { "redis" } else { "memory" };
+        (self.0.database.backend_name(), ephemeral)
+    }
+}
+
+/// Connects to the configured database and applies or checks the migrations.
+pub(crate) async fn connect_database(config: &Config, migrations: Migrations) -> anyhow::Result<Database> {
+    let database = Database::connect(config.database.url.expose()).await.context("connecting to the database (database.url)")?;
+    match migrations {
+        Migrations::Apply => {
+            let applied = database.migrate().await.context("applying database migrations")?;
+            if applied > 0 {
+                tracing::info!(applied, "applied database migrations");
+            }
+        }
+        Migrations::Require => {
+            let pending = database.pending_migrations().await?;
+            anyhow::ensure!(
+                pending.is_empty(),
+                "the database has pending migrations ({}); run `servicekonto migrate` first",
+                pending.join(", ")
+            );
+        }
+    }
+    Ok(database)
+}
+
+/// The key service on `database`, with the configured key-encryption key.
+pub(crate) fn key_service(config: &Config, database: &Database) -> anyhow::Result<KeyService> {
+    let kek = match &config.keys.kek {
+        Some(kek) => KeyEncryptionKey::from_base64(kek.expose()).map_err(anyhow::Error::msg)?,
+        None => load_or_create_kek(&config.keys.kek_path)?,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let seconds = Duration::from_secs;
+    Ok(KeyService::new(
+        Arc::new(database.signing_keys()),
+        kek,
+        clock,
+        KeyPolicy {
+            algorithms: config.keys.algorithms(),
+            activation_delay: seconds(config.keys.activation_delay_seconds),
+            retention: seconds(config.keys.retention_seconds),
+            refresh_interval: seconds(config.keys.refresh_interval_seconds),
+        },
+    ))
+}
+
+/// Reads the KEK file, or creates it (owner-only) when it does not exist: the embedded mode's
+/// way to get going without setup. Production sets `keys.kek` from a secret store instead.
+fn load_or_create_kek(path: &Path) -> anyhow::Result<KeyEncryptionKey> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return KeyEncryptionKey::from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let kek = KeyEncryptionKey::generate();
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    }
+    write_owner_only(path, &kek.to_base64()).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "generated a new key-encryption key; back it up, without it the signing keys cannot be read");
+    Ok(kek)
+}
+
+#[cfg(unix)]
+fn write_owner_only(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(content.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_owner_only(path: &Path, content: &str) -> std::io::Result<()> {
+    std::fs::write(path, content)
+}
