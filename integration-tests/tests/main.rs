@@ -1,1 +1,10 @@
-fn main(){}
+//! The integration test binary: every test starts the real server on 127.0.0.1:0 with a
+//! database of its own (PostgreSQL when `TEST_DATABASE_URL` is set, else an SQLite file) and
+//! an ephemeral store of its own (a Redis key prefix when `TEST_REDIS_URL` is set, else memory).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod discovery;
+mod layering;
+mod ops;
+mod support;
+mod two_nodes;

@@ -1,7 +1,10 @@
 use std::{path::Path, time::Duration};
 
 use migrations::Migrator;
-use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+
+/// Advisory-lock key that serialises migrations across nodes ("sk-migr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x736b_2d6d_6967_72;
 use sea_orm_migration::MigratorTrait;
 
 use crate::SeaSigningKeyStore;
@@ -61,9 +64,25 @@ impl Database {
     }
 
     /// Applies every pending migration; returns how many ran.
+    ///
+    /// On PostgreSQL the migrations run in one transaction holding an advisory lock, so nodes
+    /// starting together migrate one after the other instead of colliding; PostgreSQL DDL is
+    /// transactional, so a failed migration leaves the schema as it was.
     pub async fn migrate(&self) -> Result<usize, DatabaseError> {
-        let pending = Migrator::get_pending_migrations(&self.conn).await?.len();
-        Migrator::up(&self.conn, None).await?;
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            let pending = Migrator::get_pending_migrations(&self.conn).await?.len();
+            Migrator::up(&self.conn, None).await?;
+            return Ok(pending);
+        }
+        let txn = self.conn.begin().await?;
+        txn.execute(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
+        ))
+        .await?;
+        let pending = Migrator::get_pending_migrations(&txn).await?.len();
+        Migrator::up(&txn, None).await?;
+        txn.commit().await?;
         Ok(pending)
     }
 

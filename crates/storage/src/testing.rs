@@ -56,7 +56,7 @@ impl TestDatabase {
 }
 
 /// Set in CI: a test whose backend is missing fails instead of skipping.
-pub const REQUIRE_BACKENDS_VAR: &str = "SERVICEKONTO_REQUIRE_BACKENDS";
+pub const REQUIRE_BACKENDS_VAR: &str = "TEST_REQUIRE_BACKENDS";
 
 /// The URL in `var` if set and non-empty; otherwise reports the skip (on stderr, which
 /// `cargo test` shows) and returns `None` — or panics when [`REQUIRE_BACKENDS_VAR`] is set, so
@@ -70,7 +70,9 @@ pub fn backend_url(var: &str, test: &str) -> Option<String> {
             if std::env::var_os(REQUIRE_BACKENDS_VAR).is_some() {
                 panic!("{reason} (and {REQUIRE_BACKENDS_VAR} demands every backend)");
             }
-            eprintln!("{reason}");
+            // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{reason}");
             None
         }
     }

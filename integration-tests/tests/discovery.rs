@@ -1,0 +1,84 @@
+//! Discovery and JWKS per environment, fetched by a real relying-party library.
+
+use std::collections::BTreeSet;
+
+use openidconnect::{IssuerUrl, JsonWebKey, core::CoreProviderMetadata};
+
+use crate::support::{Backends, TestServer, http_client};
+
+async fn discover(issuer: &str) -> CoreProviderMetadata {
+    CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned()).unwrap(), &http_client())
+        .await
+        .unwrap_or_else(|e| panic!("discovery of {issuer} failed: {e:?}"))
+}
+
+fn kids(metadata: &CoreProviderMetadata) -> BTreeSet<String> {
+    metadata.jwks().keys().iter().map(|k| k.key_id().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn both_environments_are_discoverable_with_their_own_issuer_and_keys() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let production_issuer = server.base_url.clone();
+    let test_issuer = format!("{}/test", server.base_url);
+
+    // openidconnect checks that `issuer` equals the URL it discovered from, and fetches the JWKS.
+    let production = discover(&production_issuer).await;
+    let test = discover(&test_issuer).await;
+    assert_eq!(production.issuer().as_str(), production_issuer);
+    assert_eq!(test.issuer().as_str(), test_issuer);
+    assert_eq!(production.jwks_uri().url().as_str(), format!("{production_issuer}/jwks"));
+    assert_eq!(test.jwks_uri().url().as_str(), format!("{test_issuer}/jwks"));
+
+    let algorithms: Vec<String> = production
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(algorithms, ["RS256", "ES256", "EdDSA"], "RS256 first: the default");
+
+    // One key per algorithm and environment; environments share none.
+    assert_eq!(production.jwks().keys().len(), 3);
+    assert_eq!(test.jwks().keys().len(), 3);
+    assert!(kids(&production).is_disjoint(&kids(&test)));
+
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+#[tokio::test]
+async fn discovery_and_jwks_carry_cache_headers_and_json() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let client = reqwest::Client::new();
+    for path in ["/.well-known/openid-configuration", "/jwks", "/test/.well-known/openid-configuration", "/test/jwks"] {
+        let response = client.get(format!("{}{path}", server.base_url)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["cache-control"], "public, max-age=300", "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body.is_object(), "{path}");
+    }
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+#[tokio::test]
+async fn environments_are_told_apart_by_host_when_issuers_differ_in_host() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |config| {
+        let port = config.http.bind.rsplit(':').next().unwrap().to_owned();
+        // Both issuers at the root path; only the host tells them apart.
+        config.environments.test.issuer = format!("http://localhost:{port}");
+    })
+    .await;
+    let port = server.base_url.rsplit(':').next().unwrap().to_owned();
+    let test = discover(&format!("http://localhost:{port}")).await;
+    let production = discover(&server.base_url).await;
+    assert_eq!(test.issuer().as_str(), format!("http://localhost:{port}"));
+    assert_eq!(production.issuer().as_str(), server.base_url);
+    assert!(kids(&production).is_disjoint(&kids(&test)));
+    server.stop().await;
+    backends.drop_now().await;
+}
