@@ -13,10 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("account-service", &["oidc-core"]),
     ("migrations", &[]),
     ("storage", &["oidc-core", "tenant-registry", "account-service", "migrations", "storage"]),
-    (
-        "server",
-        &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "migrations"],
-    ),
+    ("server", &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "migrations"]),
     (
         "integration-tests",
         &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "server", "migrations"],

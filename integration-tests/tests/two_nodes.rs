@@ -9,7 +9,8 @@ use crate::support::{Backends, TestServer};
 
 async fn kids(base_url: &str, path: &str) -> Vec<String> {
     let jwks: Value = reqwest::get(format!("{base_url}{path}")).await.unwrap().json().await.unwrap();
-    let mut kids: Vec<String> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    let mut kids: Vec<String> =
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
     kids.sort();
     kids
 }

@@ -1,8 +1,9 @@
 use sea_orm_migration::{
+    DbErr, MigrationTrait, SchemaManager,
     async_trait::async_trait,
     prelude::{DeriveIden, DeriveMigrationName, Index, Table},
     schema::{big_integer, big_integer_null, blob, integer, string_len, text},
-    sea_orm, DbErr, MigrationTrait, SchemaManager,
+    sea_orm,
 };
 
 #[derive(DeriveMigrationName)]

@@ -13,7 +13,11 @@ use time::format_description::well_known::Rfc3339;
 use crate::{AppState, Config, Migrations, state, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "servicekonto", version, about = "OpenID Connect provider: one citizen account for all online services of a state's authorities")]
+#[command(
+    name = "servicekonto",
+    version,
+    about = "OpenID Connect provider: one citizen account for all online services of a state's authorities"
+)]
 struct Cli {
     /// TOML config file; `SERVICEKONTO_*` environment variables override it.
     #[arg(long, short, global = true, env = "SERVICEKONTO_CONFIG")]
@@ -113,7 +117,10 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
     println!("servicekonto {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
     for environment in Environment::ALL {
         let issuer = state.config().environments.issuer(environment);
-        println!("  {environment:<10} issuer {issuer}  (discovery: {issuer}/.well-known/openid-configuration)");
+        println!(
+            "  {:<10} issuer {issuer}  (discovery: {issuer}/.well-known/openid-configuration)",
+            environment.as_str()
+        );
     }
     println!("  database: {database}; ephemeral store: {ephemeral}");
     crate::run(listener, shutdown_signal(), state).await?;
@@ -155,7 +162,10 @@ async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
         KeysAction::Rotate { environment } => (environment, true),
     };
     let environments = environment.map_or(Environment::ALL.to_vec(), |e| vec![e]);
-    println!("{:<11} {:<6} {:>3} {:<9} {:<21} {:<21} KID", "ENVIRONMENT", "ALG", "GEN", "STATUS", "SIGNS FROM", "EXPIRES");
+    println!(
+        "{:<11} {:<6} {:>3} {:<9} {:<21} {:<21} KID",
+        "ENVIRONMENT", "ALG", "GEN", "STATUS", "SIGNS FROM", "EXPIRES"
+    );
     for environment in environments {
         if rotate {
             keys.rotate(environment).await?;

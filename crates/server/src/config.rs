@@ -238,7 +238,10 @@ impl Config {
     }
 
     /// As [`Config::load`], with the environment variables given.
-    pub fn load_from(file: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         // Defaults come from `#[serde(default)]`; secrets must not pass through `Serialize`,
         // which redacts them.
         let mut figment = Figment::new();
@@ -358,7 +361,8 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
     if issuer.ends_with('/') {
         return Err("must not end with a slash".to_owned());
     }
-    if RESERVED_PATHS.iter().any(|reserved| url.path() == *reserved || url.path().starts_with(&format!("{reserved}/"))) {
+    if RESERVED_PATHS.iter().any(|reserved| url.path() == *reserved || url.path().starts_with(&format!("{reserved}/")))
+    {
         return Err(format!("its path {:?} is reserved for operations endpoints", url.path()));
     }
     Ok(())

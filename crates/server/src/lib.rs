@@ -23,9 +23,9 @@ mod telemetry;
 use std::{future::Future, time::Duration};
 
 pub use config::{Config, ConfigError, LogFormat, Secret};
+use poem::{Server, listener::TcpAcceptor};
 pub use state::{AppState, Migrations};
 pub use telemetry::init as init_telemetry;
-use poem::{Server, listener::TcpAcceptor};
 
 /// Serves `state` on an already bound `listener` until `shutdown` completes; then stops
 /// accepting and gives in-flight requests `http.shutdown_grace_seconds` to finish.
@@ -38,7 +38,5 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config().http.shutdown_grace_seconds);
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
-        .await
+    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace)).await
 }

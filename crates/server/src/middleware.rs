@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, PathPattern};
+use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
 
 use crate::state::AppState;
 

@@ -64,11 +64,8 @@ impl Site {
 
 /// Builds the application: all routes, error rendering, metrics, request ids.
 pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
-    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> = state
-        .sites
-        .iter()
-        .map(|site| (site.clone(), environment_routes(site).boxed()))
-        .collect();
+    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> =
+        state.sites.iter().map(|site| (site.clone(), environment_routes(site).boxed())).collect();
     let environments = Arc::new(EnvironmentRouter { sites });
     Route::new()
         .at("/healthz", get(ops::healthz))
@@ -109,7 +106,9 @@ impl Endpoint for EnvironmentRouter {
         let Some((site, endpoint)) = self
             .sites
             .iter()
-            .filter_map(|(site, endpoint)| site.matches(&path).map(|len| ((site.authority == host, len), site, endpoint)))
+            .filter_map(|(site, endpoint)| {
+                site.matches(&path).map(|len| ((site.authority == host, len), site, endpoint))
+            })
             .max_by_key(|(score, _, _)| *score)
             .map(|(_, site, endpoint)| (site, endpoint))
         else {
@@ -131,7 +130,6 @@ impl Endpoint for EnvironmentRouter {
         endpoint.call(req).await
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,9 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use oidc_core::{Clock, EphemeralStore, Environment, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata, SystemClock};
+use oidc_core::{
+    Clock, Environment, EphemeralStore, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata, SystemClock,
+};
 use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
 
 use crate::{config::Config, metrics::Metrics, routes::Site};
@@ -89,7 +91,8 @@ impl AppState {
 
 /// Connects to the configured database and applies or checks the migrations.
 pub(crate) async fn connect_database(config: &Config, migrations: Migrations) -> anyhow::Result<Database> {
-    let database = Database::connect(config.database.url.expose()).await.context("connecting to the database (database.url)")?;
+    let database =
+        Database::connect(config.database.url.expose()).await.context("connecting to the database (database.url)")?;
     match migrations {
         Migrations::Apply => {
             let applied = database.migrate().await.context("applying database migrations")?;

@@ -4,7 +4,7 @@ use migrations::Migrator;
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 
 /// Advisory-lock key that serialises migrations across nodes ("sk-migr" in ASCII).
-const MIGRATION_LOCK: i64 = 0x736b_2d6d_6967_72;
+const MIGRATION_LOCK: i64 = 0x0073_6b2d_6d69_6772;
 use sea_orm_migration::MigratorTrait;
 
 use crate::SeaSigningKeyStore;
@@ -88,11 +88,7 @@ impl Database {
 
     /// Names of migrations not applied yet.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, DatabaseError> {
-        Ok(Migrator::get_pending_migrations(&self.conn)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect())
+        Ok(Migrator::get_pending_migrations(&self.conn).await?.iter().map(|m| m.name().to_owned()).collect())
     }
 
     /// Checks that the database answers; for readiness probes.

@@ -68,10 +68,7 @@ impl RedisEphemeralStore {
     pub async fn connect(url: &str, cluster: bool, prefix: &str) -> Result<Self, RedisError> {
         let conn = if cluster {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-            let client = ClusterClient::builder(nodes)
-                .connection_timeout(TIMEOUT)
-                .response_timeout(TIMEOUT)
-                .build()?;
+            let client = ClusterClient::builder(nodes).connection_timeout(TIMEOUT).response_timeout(TIMEOUT).build()?;
             Connection::Cluster(client.get_async_connection().await?)
         } else {
             let config = ConnectionManagerConfig::new()

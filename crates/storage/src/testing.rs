@@ -21,10 +21,7 @@ impl TestDatabase {
     pub async fn postgres(server_url: &str) -> Result<Self, DatabaseError> {
         let name = format!("sk_test_{}", Uuid::new_v4().simple());
         let admin = Database::connect(server_url).await?;
-        admin
-            .conn()
-            .execute(Statement::from_string(DbBackend::Postgres, format!("CREATE DATABASE {name}")))
-            .await?;
+        admin.conn().execute(Statement::from_string(DbBackend::Postgres, format!("CREATE DATABASE {name}"))).await?;
         admin.close().await?;
         let mut url = url::Url::parse(server_url).map_err(|_| DatabaseError::UnsupportedUrl(server_url.to_owned()))?;
         url.set_path(&name);

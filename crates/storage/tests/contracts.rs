@@ -1,10 +1,11 @@
 //! Contract suites: every implementation of a port must pass the same tests. SQLite and the
 //! in-memory store always; PostgreSQL and Redis when `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
 
 use std::{sync::Arc, time::Duration};
 
 use oidc_core::{
-    EphemeralError, EphemeralStore, Environment, Jwk, KeyStoreError, SigningAlgorithm, SigningKeyStore,
+    Environment, EphemeralError, EphemeralStore, Jwk, KeyStoreError, SigningAlgorithm, SigningKeyStore,
     StoredSigningKey,
 };
 use storage::{
@@ -43,13 +44,17 @@ async fn signing_key_store_contract(store: &dyn SigningKeyStore) {
     let first = key("p-es-1", Environment::Production, SigningAlgorithm::ES256, 1);
     let other_env = key("t-es-1", Environment::Test, SigningAlgorithm::ES256, 1);
     store.rotate(&[first.clone(), other_env.clone()], &[]).await.unwrap();
-    assert_eq!(store.list(Environment::Production).await.unwrap(), vec![first.clone()], "round trip, environment filter");
+    assert_eq!(
+        store.list(Environment::Production).await.unwrap(),
+        vec![first.clone()],
+        "round trip, environment filter"
+    );
     assert_eq!(store.list(Environment::Test).await.unwrap(), vec![other_env]);
 
     // Rotation: the new key is inserted and the old one gets its expiry, together.
     let expiry: OffsetDateTime = datetime!(2026-02-01 00:00 UTC);
     let second = key("p-es-2", Environment::Production, SigningAlgorithm::ES256, 2);
-    store.rotate(&[second.clone()], &[("p-es-1".to_owned(), expiry)]).await.unwrap();
+    store.rotate(std::slice::from_ref(&second), &[("p-es-1".to_owned(), expiry)]).await.unwrap();
     let mut listed = store.list(Environment::Production).await.unwrap();
     listed.sort_by_key(|k| k.generation);
     assert_eq!(listed[0].expires_at, Some(expiry));

@@ -25,12 +25,9 @@ impl KeyEncryptionKey {
 
     /// Parses the standard base64 encoding of exactly 32 bytes (surrounding white space ignored).
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|e| format!("key-encryption key is not base64: {e}"))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("key-encryption key must be 32 bytes, got {}", b.len()))?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|e| format!("key-encryption key is not base64: {e}"))?;
+        let bytes: [u8; 32] =
+            bytes.try_into().map_err(|b: Vec<u8>| format!("key-encryption key must be 32 bytes, got {}", b.len()))?;
         Ok(Self(bytes))
     }
 
@@ -46,9 +43,8 @@ impl KeyEncryptionKey {
         let mut sealed = nonce.to_vec();
         // Encryption with a valid key and nonce length cannot fail; an empty result would be
         // caught by `open` as a failed unseal rather than a panic here.
-        let ciphertext = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: kid.as_bytes() })
-            .unwrap_or_default();
+        let ciphertext =
+            cipher.encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: kid.as_bytes() }).unwrap_or_default();
         sealed.extend_from_slice(&ciphertext);
         sealed
     }

@@ -172,7 +172,6 @@ pub(super) fn generate(algorithm: SigningAlgorithm) -> Result<GeneratedKey, KeyE
     Ok(GeneratedKey { public, private_der })
 }
 
-
 /// A private key ready to sign, with the `kid` and `alg` it announces in JWS headers.
 pub struct SigningKey {
     kid: String,
@@ -182,10 +181,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }
 
@@ -233,12 +229,15 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_a_token_that_verifies_with_its_published_jwk() {
-        for algorithm in [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+        for algorithm in
+            [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA]
+        {
             let generated = generate(algorithm).unwrap();
             let key = SigningKey::from_der(generated.public.kid.clone(), algorithm, &generated.private_der);
             let token = key.sign("JWT", &serde_json::json!({"sub": "x"})).unwrap();
 
-            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(serde_json::to_value(&generated.public).unwrap()).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(serde_json::to_value(&generated.public).unwrap()).unwrap();
             let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
             let mut validation = jsonwebtoken::Validation::new(algorithm.jwt());
             validation.required_spec_claims.clear();
@@ -251,7 +250,9 @@ mod tests {
 
     #[test]
     fn algorithm_names_round_trip() {
-        for algorithm in [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+        for algorithm in
+            [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA]
+        {
             assert_eq!(algorithm.as_str().parse::<SigningAlgorithm>().unwrap(), algorithm);
         }
         assert!("HS256".parse::<SigningAlgorithm>().is_err());

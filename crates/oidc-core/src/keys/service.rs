@@ -83,7 +83,7 @@ pub struct KeyService {
 
 struct Snapshot {
     loaded_at: OffsetDateTime,
-    /// Unexpired keys, newest generation first.
+    /// Keys that had not expired when loaded.
     keys: Vec<LoadedKey>,
 }
 
@@ -95,7 +95,12 @@ struct LoadedKey {
     signer: Arc<SigningKey>,
 }
 
-fn status_at(activates_at: OffsetDateTime, expires_at: Option<OffsetDateTime>, superseded: bool, now: OffsetDateTime) -> KeyStatus {
+fn status_at(
+    activates_at: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+    superseded: bool,
+    now: OffsetDateTime,
+) -> KeyStatus {
     match expires_at {
         Some(expiry) if expiry <= now => KeyStatus::Expired,
         _ if activates_at > now => KeyStatus::Pending,
@@ -106,7 +111,12 @@ fn status_at(activates_at: OffsetDateTime, expires_at: Option<OffsetDateTime>, s
 
 impl KeyService {
     /// A service over `store`; keys are sealed and opened with `kek`.
-    pub fn new(store: Arc<dyn SigningKeyStore>, kek: KeyEncryptionKey, clock: Arc<dyn Clock>, policy: KeyPolicy) -> Self {
+    pub fn new(
+        store: Arc<dyn SigningKeyStore>,
+        kek: KeyEncryptionKey,
+        clock: Arc<dyn Clock>,
+        policy: KeyPolicy,
+    ) -> Self {
         Self { store, kek, clock, policy, snapshots: RwLock::new(HashMap::new()) }
     }
 
@@ -154,12 +164,7 @@ impl KeyService {
             let of_algorithm: Vec<&StoredSigningKey> = stored.iter().filter(|k| k.algorithm == algorithm).collect();
             let generation = of_algorithm.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
             new.push(self.generate(environment, algorithm, generation, now, activates_at)?);
-            retire.extend(
-                of_algorithm
-                    .iter()
-                    .filter(|k| k.expires_at.is_none())
-                    .map(|k| (k.kid.clone(), expires_at)),
-            );
+            retire.extend(of_algorithm.iter().filter(|k| k.expires_at.is_none()).map(|k| (k.kid.clone(), expires_at)));
         }
         self.store.rotate(&new, &retire).await?;
         self.invalidate(environment);
@@ -214,13 +219,19 @@ impl KeyService {
     }
 
     /// The key that signs with `algorithm` in `environment` now: the newest activated one.
-    pub async fn signing_key(&self, environment: Environment, algorithm: SigningAlgorithm) -> Result<Arc<SigningKey>, KeyError> {
+    pub async fn signing_key(
+        &self,
+        environment: Environment,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Arc<SigningKey>, KeyError> {
         let snapshot = self.snapshot(environment).await?;
         let now = self.clock.now();
         snapshot
             .keys
             .iter()
-            .filter(|k| k.signer.algorithm() == algorithm && k.activates_at <= now && k.expires_at.is_none_or(|e| e > now))
+            .filter(|k| {
+                k.signer.algorithm() == algorithm && k.activates_at <= now && k.expires_at.is_none_or(|e| e > now)
+            })
             .max_by_key(|k| k.generation)
             .map(|k| k.signer.clone())
             .ok_or(KeyError::NoActiveKey(algorithm))
@@ -250,20 +261,12 @@ impl KeyService {
     }
 
     fn invalidate(&self, environment: Environment) {
-        self.snapshots
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&environment);
+        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&environment);
     }
 
     async fn snapshot(&self, environment: Environment) -> Result<Arc<Snapshot>, KeyError> {
         let now = self.clock.now();
-        let cached = self
-            .snapshots
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&environment)
-            .cloned();
+        let cached = self.snapshots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&environment).cloned();
         if let Some(snapshot) = cached
             && now - snapshot.loaded_at < self.policy.refresh_interval
         {
@@ -271,7 +274,6 @@ impl KeyService {
         }
         let mut stored = self.store.list(environment).await?;
         stored.retain(|k| k.expires_at.is_none_or(|e| e > now));
-        stored.sort_by(|a, b| b.generation.cmp(&a.generation));
         let keys = stored
             .into_iter()
             .map(|k| {
@@ -289,10 +291,7 @@ impl KeyService {
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
         let snapshot = Arc::new(Snapshot { loaded_at: now, keys });
-        self.snapshots
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(environment, snapshot.clone());
+        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(environment, snapshot.clone());
         Ok(snapshot)
     }
 }
@@ -317,11 +316,16 @@ mod tests {
             Ok(self.0.lock().unwrap().iter().filter(|k| k.environment == environment).cloned().collect())
         }
 
-        async fn rotate(&self, new: &[StoredSigningKey], retire: &[(String, OffsetDateTime)]) -> Result<(), KeyStoreError> {
+        async fn rotate(
+            &self,
+            new: &[StoredSigningKey],
+            retire: &[(String, OffsetDateTime)],
+        ) -> Result<(), KeyStoreError> {
             let mut keys = self.0.lock().unwrap();
             if new.iter().any(|n| {
-                keys.iter()
-                    .any(|k| k.environment == n.environment && k.algorithm == n.algorithm && k.generation == n.generation)
+                keys.iter().any(|k| {
+                    k.environment == n.environment && k.algorithm == n.algorithm && k.generation == n.generation
+                })
             }) {
                 return Err(KeyStoreError::Conflict);
             }
@@ -392,7 +396,8 @@ mod tests {
         // After the activation delay the new key signs; the old one is still published.
         clock.advance(time::Duration::hours(1));
         assert_eq!(keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid(), new_kid);
-        let statuses: Vec<(String, KeyStatus)> = keys.list(Environment::Production).await.unwrap().into_iter().map(|k| (k.kid, k.status)).collect();
+        let statuses: Vec<(String, KeyStatus)> =
+            keys.list(Environment::Production).await.unwrap().into_iter().map(|k| (k.kid, k.status)).collect();
         assert!(statuses.contains(&(old.kid().to_owned(), KeyStatus::Retiring)));
         assert!(statuses.contains(&(new_kid.clone(), KeyStatus::Active)));
         assert!(kids(&keys.jwks(Environment::Production).await.unwrap()).contains(&old.kid().to_owned()));
@@ -402,7 +407,13 @@ mod tests {
         let jwks = keys.jwks(Environment::Production).await.unwrap();
         assert_eq!(jwks.keys.len(), 2);
         assert!(!kids(&jwks).contains(&old.kid().to_owned()));
-        assert!(keys.list(Environment::Production).await.unwrap().iter().any(|k| k.kid == old.kid() && k.status == KeyStatus::Expired));
+        assert!(
+            keys.list(Environment::Production)
+                .await
+                .unwrap()
+                .iter()
+                .any(|k| k.kid == old.kid() && k.status == KeyStatus::Expired)
+        );
     }
 
     #[tokio::test]

@@ -38,11 +38,7 @@ pub trait SigningKeyStore: Send + Sync {
     ///
     /// Fails with [`KeyStoreError::Conflict`] and changes nothing when a key with the same
     /// environment, algorithm and generation exists (another node rotated first).
-    async fn rotate(
-        &self,
-        new: &[StoredSigningKey],
-        retire: &[(String, OffsetDateTime)],
-    ) -> Result<(), KeyStoreError>;
+    async fn rotate(&self, new: &[StoredSigningKey], retire: &[(String, OffsetDateTime)]) -> Result<(), KeyStoreError>;
 }
 
 /// What can go wrong with a signing-key store.

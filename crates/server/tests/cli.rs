@@ -1,0 +1,139 @@
+//! The `servicekonto` binary as an operator runs it: a real process, real signals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_servicekonto");
+
+/// A command in a fresh folder, with a fresh free port and no inherited `SERVICEKONTO_*`.
+fn command(dir: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .env("SERVICEKONTO_HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("SERVICEKONTO_ENVIRONMENTS__PRODUCTION__ISSUER", format!("http://127.0.0.1:{port}"))
+        .env("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", format!("http://127.0.0.1:{port}/test"))
+        .env("SERVICEKONTO_LOG__FILTER", "info");
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `serve` and waits for its banner line.
+fn serve(dir: &std::path::Path, port: u16) -> (Child, String) {
+    let mut child = command(dir, port).arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    assert!(banner.contains(&format!("listening on http://127.0.0.1:{port}")), "banner: {banner:?}");
+    let mut rest = String::new();
+    for _ in 0..3 {
+        stdout.read_line(&mut rest).unwrap();
+    }
+    (child, banner + &rest)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_starts_on_the_embedded_default_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, banner) = serve(dir.path(), port);
+    assert!(banner.contains(&format!("test       issuer http://127.0.0.1:{port}/test")), "{banner}");
+    assert!(banner.contains("database: sqlite; ephemeral store: memory"), "{banner}");
+    assert!(dir.path().join("data/servicekonto.db").exists(), "SQLite file under data/");
+    assert!(dir.path().join("keys/kek").exists(), "generated key-encryption key under keys/");
+
+    // A request already under way when SIGTERM arrives still gets its answer.
+    let mut in_flight = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    in_flight.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    terminate(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    in_flight.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    in_flight.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "in-flight request answered: {response:?}");
+
+    let status = wait(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+}
+
+#[test]
+fn keys_list_and_rotate_work_on_the_database_serve_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, _) = serve(dir.path(), port);
+
+    let healthy = command(dir.path(), port).arg("healthcheck").output().unwrap();
+    assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
+
+    let rotate = command(dir.path(), port).args(["keys", "rotate", "--environment", "test"]).output().unwrap();
+    assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
+    let listed = String::from_utf8(command(dir.path(), port).args(["keys", "list"]).output().unwrap().stdout).unwrap();
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3 + 6, "3 production keys, 3 + 3 rotated test keys:\n{listed}");
+    assert_eq!(rows.iter().filter(|r| r.starts_with("test") && r.contains(" pending ")).count(), 3, "{listed}");
+    assert_eq!(rows.iter().filter(|r| r.starts_with("production") && r.contains(" active ")).count(), 3, "{listed}");
+
+    terminate(&child);
+    assert!(wait(&mut child, Duration::from_secs(10)).success());
+    let unhealthy = command(dir.path(), port).arg("healthcheck").output().unwrap();
+    assert!(!unhealthy.status.success(), "healthcheck fails when nothing listens");
+}
+
+#[test]
+fn a_bad_configuration_is_reported_whole_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), free_port())
+        .arg("migrate")
+        .env("SERVICEKONTO_DATABASE__URL", "mysql://nope")
+        .env("SERVICEKONTO_KEYS__ALGORITHMS", "[\"HS256\"]")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("database.url") && stderr.contains("HS256"), "{stderr}");
+
+    let output = command(dir.path(), free_port()).arg("migrate").env("SERVICEKONTO_HTTP__PORT", "1").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("http.port"));
+}
+
+#[test]
+fn serve_no_migrate_refuses_a_database_with_pending_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path(), free_port()).args(["serve", "--no-migrate"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("servicekonto migrate"));
+
+    let migrate = command(dir.path(), free_port()).arg("migrate").output().unwrap();
+    assert!(migrate.status.success());
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("up to date"));
+}

@@ -1,0 +1,25 @@
+# Recipes for servicekonto. The README's two commands work without `just`.
+
+# Start the server on the embedded default (SQLite, in-memory store).
+serve:
+    cargo run --release --bin servicekonto -- serve
+
+# The test suite as the README runs it (PostgreSQL/Redis/browser tests skip with a reason).
+test:
+    cargo test --workspace
+
+# The test suite against the local PostgreSQL and Redis; a missing backend fails.
+test-pg:
+    TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres TEST_REDIS_URL=redis://127.0.0.1:6379 TEST_REQUIRE_BACKENDS=1 cargo test --workspace
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lints as CI checks them.
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
