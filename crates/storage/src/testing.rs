@@ -55,22 +55,26 @@ impl TestDatabase {
 /// Set in CI: a test whose backend is missing fails instead of skipping.
 pub const REQUIRE_BACKENDS_VAR: &str = "TEST_REQUIRE_BACKENDS";
 
-/// The URL in `var` if set and non-empty; otherwise reports the skip (on stderr, which
-/// `cargo test` shows) and returns `None` — or panics when [`REQUIRE_BACKENDS_VAR`] is set, so
-/// that CI cannot pass by skipping.
-#[allow(clippy::panic)]
+/// The URL in `var` if set and non-empty; otherwise reports the skip (see [`skip`]).
 pub fn backend_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            let reason = format!("{test}: skipped: {var} is not set, so this backend is not tested");
-            if std::env::var_os(REQUIRE_BACKENDS_VAR).is_some() {
-                panic!("{reason} (and {REQUIRE_BACKENDS_VAR} demands every backend)");
-            }
-            // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "{reason}");
+            skip(test, &format!("{var} is not set, so this backend is not tested"));
             None
         }
     }
+}
+
+/// Reports that `test` is skipped and why, on stderr (straight to it: libtest captures
+/// `eprintln!` of passing tests, and a skip must show) — or panics when
+/// [`REQUIRE_BACKENDS_VAR`] is set, so that CI cannot pass by skipping.
+#[allow(clippy::panic)]
+pub fn skip(test: &str, reason: &str) {
+    let message = format!("{test}: skipped: {reason}");
+    if std::env::var_os(REQUIRE_BACKENDS_VAR).is_some() {
+        panic!("{message} (and {REQUIRE_BACKENDS_VAR} demands every backend)");
+    }
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
