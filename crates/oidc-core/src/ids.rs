@@ -98,6 +98,21 @@ uuid_id!(
 pub struct ClientId(String);
 
 impl ClientId {
+    /// A fresh random id: 128 bits, base64url, so ids can be neither guessed nor enumerated.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts 1 to 255 visible ASCII characters (RFC 6749 Appendix A.1 allows any VSCHAR).
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        valid.then(|| Self(text.to_owned()))
+    }
+
     /// The id as it appears on the wire.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -113,6 +128,17 @@ impl fmt::Display for ClientId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_random_and_parsed_by_the_rfc_character_set() {
+        assert_ne!(ClientId::generate(), ClientId::generate());
+        assert_eq!(ClientId::generate().as_str().len(), 22);
+        assert!(ClientId::parse("s6BhdRkqt3").is_some());
+        assert!(ClientId::parse("").is_none());
+        assert!(ClientId::parse("tab\there").is_none());
+        assert!(ClientId::parse("ä").is_none());
+        assert!(ClientId::parse(&"x".repeat(256)).is_none());
+    }
 
     #[test]
     fn environment_round_trips_through_text() {

@@ -5,21 +5,25 @@
 //! [`SigningKeyStore`] port), the wire types JWK/JWKS and discovery metadata, and the
 //! [`EphemeralStore`] port through which all short-lived state (codes, sessions, rate limits) goes.
 //!
-//! Modules: `ids`, `trust`, `clock`, `ephemeral`, `keys` (algorithms, key material, key-encryption,
-//! store port, rotation service), `discovery`.
+//! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `keys`
+//! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
+//! access tokens), `discovery`.
 //!
 //! Invariants:
 //! - No I/O: ports are traits, implemented in `storage`; time and randomness come from outside
 //!   (a [`Clock`], the OS RNG behind `rand`).
 //! - Private key material leaves this crate only sealed under the key-encryption key.
 
+mod claims;
 mod clock;
 mod discovery;
 mod ephemeral;
 mod ids;
 mod keys;
+mod tokens;
 mod trust;
 
+pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};
@@ -28,4 +32,5 @@ pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,
     SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
+pub use tokens::{AccessGrant, AccessTokenError, AccessTokens};
 pub use trust::{ParseTrustLevelError, TrustLevel};

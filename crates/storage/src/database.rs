@@ -105,6 +105,11 @@ impl Database {
         }
     }
 
+    /// The tenant registry's store on this database.
+    pub fn registry(&self) -> crate::SeaRegistryStore {
+        crate::SeaRegistryStore::new(self.conn.clone())
+    }
+
     /// The signing-key store on this database.
     pub fn signing_keys(&self) -> SeaSigningKeyStore {
         SeaSigningKeyStore::new(self.conn.clone())

@@ -2,7 +2,7 @@
 //! SQLite and PostgreSQL), Redis or process memory for short-lived data.
 //!
 //! Modules: `database` (connection, migrations, readiness), `entities` (sea-orm models, private),
-//! `signing_keys` ([`SeaSigningKeyStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
+//! `signing_keys` ([`SeaSigningKeyStore`]), `registry` ([`SeaRegistryStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
 //! ([`RedisEphemeralStore`]), `testing` (fresh databases for test suites, feature `testing`).
 //!
 //! Invariants:
@@ -14,6 +14,7 @@ mod database;
 mod entities;
 mod memory;
 mod redis_store;
+mod registry;
 mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,4 +22,5 @@ pub mod testing;
 pub use database::{Database, DatabaseError};
 pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};
+pub use registry::SeaRegistryStore;
 pub use signing_keys::SeaSigningKeyStore;

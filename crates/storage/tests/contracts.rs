@@ -275,3 +275,183 @@ async fn ephemeral_store_on_redis_cluster() {
     assert!(format!("{store:?}").contains("cluster"));
     ephemeral_store_contract(Arc::new(store)).await;
 }
+
+mod registry {
+    use oidc_core::{ClientId, Environment, TenantId, TrustLevel};
+    use storage::{Database, testing::TestDatabase};
+    use tenant_registry::{
+        AuditEvent, AuditFilter, Branding, Client, ClientFilter, ClientSettings, PageRequest, RegistryStore,
+        StoreError, Tenant, TenantFilter, TenantStatus,
+    };
+    use time::{OffsetDateTime, macros::datetime};
+
+    const ALL: PageRequest = PageRequest { limit: 500, offset: 0 };
+
+    fn tenant(slug: &str, name: &str) -> Tenant {
+        Tenant {
+            id: TenantId::new_random(),
+            slug: slug.into(),
+            name: name.into(),
+            contact_email: "it@example.de".into(),
+            status: TenantStatus::Active,
+            branding: Branding { display_name: name.into(), logo_url: None },
+            allowed_claims: Default::default(),
+            min_trust_level: TrustLevel::Substantiell,
+            sector: slug.into(),
+            version: 1,
+            created_at: datetime!(2026-01-01 00:00 UTC),
+            updated_at: datetime!(2026-01-01 00:00 UTC),
+        }
+    }
+
+    fn client(tenant: &Tenant, environment: Environment, at: OffsetDateTime) -> Client {
+        Client {
+            client_id: ClientId::generate(),
+            tenant_id: tenant.id,
+            environment,
+            settings: ClientSettings::confidential("Dienst", vec![url::Url::parse("https://a.de/cb").unwrap()]),
+            first_party: false,
+            admin_role: None,
+            secrets: Vec::new(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn audit(action: &str, tenant: &Tenant) -> AuditEvent {
+        AuditEvent {
+            at: datetime!(2026-01-02 00:00 UTC),
+            actor: "system:test".into(),
+            action: action.into(),
+            tenant_id: Some(tenant.id),
+            target: tenant.id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"slug": tenant.slug})),
+        }
+    }
+
+    async fn contract(store: &dyn RegistryStore) {
+        let a = tenant("stadt-a", "Stadt Aachen");
+        let b = tenant("kreis-b", "Kreis Borken");
+        store.insert_tenant(&a, &audit("tenant.create", &a)).await.unwrap();
+        store.insert_tenant(&b, &audit("tenant.create", &b)).await.unwrap();
+        assert_eq!(store.find_tenant(a.id).await.unwrap(), Some(a.clone()), "round trip");
+        assert_eq!(store.find_tenant(TenantId::new_random()).await.unwrap(), None);
+        let twin = tenant("stadt-a", "Other");
+        assert!(matches!(
+            store.insert_tenant(&twin, &audit("tenant.create", &twin)).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // Listing: ordered by slug, filtered, paged.
+        let all = store.list_tenants(&TenantFilter::default(), ALL).await.unwrap();
+        assert_eq!(all.total, 2);
+        assert_eq!(all.items.iter().map(|t| t.slug.as_str()).collect::<Vec<_>>(), ["kreis-b", "stadt-a"]);
+        let found = store
+            .list_tenants(&TenantFilter { search: Some("AACHEN".into()), ..Default::default() }, ALL)
+            .await
+            .unwrap();
+        assert_eq!(found.items, vec![a.clone()], "case-insensitive name search");
+        let page = store.list_tenants(&TenantFilter::default(), PageRequest { limit: 1, offset: 1 }).await.unwrap();
+        assert_eq!((page.total, page.items[0].slug.as_str()), (2, "stadt-a"));
+        let only = store.list_tenants(&TenantFilter { only: Some(b.id), ..Default::default() }, ALL).await.unwrap();
+        assert_eq!(only.items, vec![b.clone()]);
+
+        // Optimistic concurrency.
+        let mut changed = Tenant { status: TenantStatus::Suspended, version: 2, ..a.clone() };
+        store.update_tenant(&changed, 1, &audit("tenant.suspend", &a)).await.unwrap();
+        changed.version = 3;
+        assert!(matches!(
+            store.update_tenant(&changed, 1, &audit("x", &a)).await,
+            Err(StoreError::VersionMismatch { current: 2 })
+        ));
+        let ghost = tenant("ghost", "Ghost");
+        assert!(matches!(store.update_tenant(&ghost, 1, &audit("x", &ghost)).await, Err(StoreError::NotFound)));
+        let suspended = store
+            .list_tenants(&TenantFilter { status: Some(TenantStatus::Suspended), ..Default::default() }, ALL)
+            .await
+            .unwrap();
+        assert_eq!(suspended.items.len(), 1);
+
+        // Clients.
+        let c1 = client(&a, Environment::Test, datetime!(2026-01-03 00:00 UTC));
+        let c2 = client(&a, Environment::Production, datetime!(2026-01-04 00:00 UTC));
+        store.insert_client(&c1, &audit("client.create", &a)).await.unwrap();
+        store.insert_client(&c2, &audit("client.create", &a)).await.unwrap();
+        assert_eq!(store.find_client(&c1.client_id).await.unwrap(), Some(c1.clone()));
+        let of_a = store.list_clients(&ClientFilter { tenant_id: Some(a.id), environment: None }, ALL).await.unwrap();
+        assert_eq!(of_a.items, vec![c1.clone(), c2.clone()], "ordered by creation");
+        let in_test = ClientFilter { tenant_id: Some(a.id), environment: Some(Environment::Test) };
+        assert_eq!(store.list_clients(&in_test, ALL).await.unwrap().items, vec![c1.clone()]);
+        let orphan = client(&tenant("nobody", "Nobody"), Environment::Test, datetime!(2026-01-05 00:00 UTC));
+        assert!(store.insert_client(&orphan, &audit("client.create", &a)).await.is_err(), "the tenant must exist");
+
+        let renamed = Client { first_party: true, version: 2, ..c1.clone() };
+        store.update_client(&renamed, 1, &audit("client.update", &a)).await.unwrap();
+        assert!(matches!(
+            store.update_client(&renamed, 1, &audit("x", &a)).await,
+            Err(StoreError::VersionMismatch { current: 2 })
+        ));
+
+        // A tenant with clients stays; without them it goes.
+        assert!(matches!(store.delete_tenant(a.id, 2, &audit("tenant.delete", &a)).await, Err(StoreError::HasClients)));
+        assert!(matches!(
+            store.delete_client(&c1.client_id, 1, &audit("x", &a)).await,
+            Err(StoreError::VersionMismatch { current: 2 })
+        ));
+        store.delete_client(&c1.client_id, 2, &audit("client.delete", &a)).await.unwrap();
+        store.delete_client(&c2.client_id, 1, &audit("client.delete", &a)).await.unwrap();
+        assert!(matches!(
+            store.delete_tenant(a.id, 1, &audit("x", &a)).await,
+            Err(StoreError::VersionMismatch { current: 2 })
+        ));
+        store.delete_tenant(a.id, 2, &audit("tenant.delete", &a)).await.unwrap();
+        assert_eq!(store.find_tenant(a.id).await.unwrap(), None);
+
+        // Every successful change left one audit entry; failed ones none. Newest first.
+        let trail = store.list_audit(&AuditFilter { tenant_id: Some(a.id), ..Default::default() }, ALL).await.unwrap();
+        let actions: Vec<&str> = trail.items.iter().map(|e| e.event.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "tenant.delete",
+                "client.delete",
+                "client.delete",
+                "client.update",
+                "client.create",
+                "client.create",
+                "tenant.suspend",
+                "tenant.create"
+            ]
+        );
+        assert_eq!(trail.items.last().unwrap().event.after, Some(serde_json::json!({"slug": "stadt-a"})));
+        let creates = store
+            .list_audit(&AuditFilter { action: Some("tenant.create".into()), ..Default::default() }, ALL)
+            .await
+            .unwrap();
+        assert_eq!(creates.total, 2);
+        let none = AuditFilter { since: Some(datetime!(2027-01-01 00:00 UTC)), ..Default::default() };
+        assert_eq!(store.list_audit(&none, ALL).await.unwrap().total, 0);
+    }
+
+    #[tokio::test]
+    async fn registry_store_on_sqlite() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        contract(&db.registry()).await;
+    }
+
+    #[tokio::test]
+    async fn registry_store_on_postgres() {
+        let Some(server) = storage::testing::backend_url("TEST_DATABASE_URL", "registry_store_on_postgres") else {
+            return;
+        };
+        let test_db = TestDatabase::postgres(&server).await.unwrap();
+        let db = Database::connect(&test_db.url).await.unwrap();
+        db.migrate().await.unwrap();
+        contract(&db.registry()).await;
+        db.close().await.unwrap();
+        test_db.drop_now().await.unwrap();
+    }
+}

@@ -1,5 +1,32 @@
-//! Tenants (the authorities) with their test and production environments, their clients, and
-//! the redirect and grant rules that govern them; owns its store ports.
+//! The tenant registry: authorities (tenants) with their test and production environments, their
+//! clients, client secrets, the rules that govern redirect URIs, grants, claims and trust levels,
+//! and the audit log of every change.
 //!
-//! Not built yet: it arrives with the tenant-registry issue. The crate exists so the workspace
-//! layering (this crate depends on `oidc-core` only) is checked from the start.
+//! Modules: `model` (tenants, clients), `rules` (validation, all violations at once), `secret`
+//! (client secrets and their keyed hashes), `audit` (actors and audit events), `store` (the
+//! [`RegistryStore`] port), `service` (the [`Registry`] use cases), `error`.
+//!
+//! Invariants:
+//! - Depends on `oidc-core` only; storage is the [`RegistryStore`] port.
+//! - A tenant admin never learns that another tenant's objects exist: they are "not found".
+//! - Every change and its audit event are stored together; audit events never hold secrets.
+//! - Client secrets exist in clear only in the one answer that creates them.
+
+mod audit;
+mod error;
+mod model;
+mod rules;
+mod secret;
+mod service;
+mod store;
+
+pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
+pub use error::{ClientAuthError, RegistryError};
+pub use model::{
+    AdminRole, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, SecretHash, Tenant,
+    TenantStatus, TokenLifetimes,
+};
+pub use rules::FieldError;
+pub use secret::{ClientSecret, SecretHasher};
+pub use service::{MAX_SECRET_OVERLAP, NewTenant, OperatorFlags, Registry, TenantChanges};
+pub use store::{ClientFilter, Page, PageRequest, RegistryStore, StoreError, TenantFilter};

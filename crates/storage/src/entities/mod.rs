@@ -1,3 +1,6 @@
 //! sea-orm models, one module per table. Private to this crate.
 
+pub(crate) mod audit_event;
+pub(crate) mod client;
 pub(crate) mod signing_key;
+pub(crate) mod tenant;
