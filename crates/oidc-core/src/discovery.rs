@@ -10,6 +10,8 @@ pub struct ProviderMetadata {
     pub issuer: String,
     /// Required by Discovery §3 for every OpenID provider.
     pub authorization_endpoint: String,
+    /// Where clients get tokens.
+    pub token_endpoint: String,
     /// Where the public signing keys are.
     pub jwks_uri: String,
     /// `code` only: the authorization code flow.
@@ -18,6 +20,10 @@ pub struct ProviderMetadata {
     pub subject_types_supported: Vec<String>,
     /// Signing algorithms of ID tokens, the default (RS256) first.
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Grants the token endpoint accepts.
+    pub grant_types_supported: Vec<String>,
+    /// How clients authenticate at the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
 }
 
 impl ProviderMetadata {
@@ -28,10 +34,16 @@ impl ProviderMetadata {
         Self {
             issuer: issuer.to_owned(),
             authorization_endpoint: format!("{issuer}/authorize"),
+            token_endpoint: format!("{issuer}/token"),
             jwks_uri: format!("{issuer}/jwks"),
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],
             id_token_signing_alg_values_supported: id_token_algorithms,
+            grant_types_supported: vec!["client_credentials".to_owned()],
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".to_owned(),
+                "client_secret_post".to_owned(),
+            ],
         }
     }
 }

@@ -5,7 +5,7 @@
 //! [`SigningKeyStore`] port), the wire types JWK/JWKS and discovery metadata, and the
 //! [`EphemeralStore`] port through which all short-lived state (codes, sessions, rate limits) goes.
 //!
-//! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `keys`
+//! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
 //! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
 //! access tokens), `discovery`.
 //!
@@ -18,6 +18,7 @@ mod claims;
 mod clock;
 mod discovery;
 mod ephemeral;
+mod error;
 mod ids;
 mod keys;
 mod tokens;
@@ -27,6 +28,7 @@ pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};
+pub use error::{OAuthError, OAuthErrorCode};
 pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
 pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,

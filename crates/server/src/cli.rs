@@ -3,11 +3,14 @@
 //! What commands print for their caller goes to stdout; logs go to stderr.
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use oidc_core::{Environment, KeyInfo};
+use oidc_core::{ClientId, Environment, KeyInfo, SystemClock, TrustLevel};
+use tenant_registry::{
+    Actor, AdminRole, AuthMethod, Branding, ClientSettings, GrantType, NewTenant, OperatorFlags, TokenLifetimes,
+};
 use time::format_description::well_known::Rfc3339;
 
 use crate::{AppState, Config, Migrations, state, telemetry};
@@ -41,12 +44,36 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Admin API access.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Exit 0 when the server on `http.bind` (or `--url`) answers `/healthz`; for container probes.
     Healthcheck {
         /// Base URL of the server; default from `http.bind`.
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Create an operator admin client (and the operator's tenant if missing) and print its
+    /// credentials once.
+    Bootstrap {
+        /// Slug of the operator's own tenant.
+        #[arg(long, default_value = "betreiber")]
+        tenant_slug: String,
+        /// Name of the operator (e.g. the IT association).
+        #[arg(long, default_value = "Betreiber des Servicekontos")]
+        name: String,
+        /// Contact e-mail of the operator.
+        #[arg(long, default_value = "betrieb@example.org")]
+        contact: String,
+    },
+    /// Print the admin API's OpenAPI document.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +130,10 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!("database schema is up to date ({})", database.backend_name());
         }
         Command::Keys { action } => keys(action, &config).await?,
+        Command::Admin { action: AdminAction::Openapi } => println!("{}", crate::admin_openapi_json()),
+        Command::Admin { action: AdminAction::Bootstrap { tenant_slug, name, contact } } => {
+            bootstrap(&config, tenant_slug, name, contact).await?;
+        }
         Command::Healthcheck { url } => return healthcheck(url, &config).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -123,6 +154,15 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
         );
     }
     println!("  database: {database}; ephemeral store: {ephemeral}");
+    let demo = &state.config().demo;
+    if demo.enabled {
+        let issuer = state.config().environments.issuer(Environment::Test);
+        println!(
+            "  demo client (test environment, tenant demo-kommune): client_id={} client_secret={}  token endpoint {issuer}/token",
+            demo.client_id,
+            demo.client_secret.expose()
+        );
+    }
     crate::run(listener, shutdown_signal(), state).await?;
     tracing::info!("stopped");
     Ok(())
@@ -154,9 +194,51 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections, in-flight requests may finish");
 }
 
+async fn bootstrap(config: &Config, slug: String, name: String, contact: String) -> anyhow::Result<()> {
+    let database = state::connect_database(config, Migrations::Require).await?;
+    let registry = state::registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
+    let actor = Actor::System("bootstrap");
+    let tenant = match registry.find_tenant_by_slug(&slug).await? {
+        Some(tenant) => tenant,
+        None => {
+            let new = NewTenant {
+                slug,
+                name: name.clone(),
+                contact_email: contact,
+                branding: Branding { display_name: name, logo_url: None },
+                allowed_claims: BTreeSet::new(),
+                min_trust_level: TrustLevel::Normal,
+                sector: None,
+            };
+            registry
+                .create_tenant(&actor, new)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the operator tenant: {e:?}"))?
+        }
+    };
+    let mut settings = ClientSettings::confidential("Operator admin", Vec::new());
+    settings.grant_types = BTreeSet::from([GrantType::ClientCredentials]);
+    settings.scopes = BTreeSet::new();
+    settings.auth_method = AuthMethod::ClientSecretBasic;
+    settings.lifetimes = TokenLifetimes { access_token: 600, ..TokenLifetimes::default() };
+    let flags = OperatorFlags { first_party: false, admin_role: Some(AdminRole::Operator) };
+    let (client, secret) = registry
+        .create_client_with_id(&actor, tenant.id, Environment::Production, ClientId::generate(), settings, flags, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the admin client: {e:?}"))?;
+    let secret = secret.context("an admin client always gets a secret")?;
+    let issuer = config.environments.issuer(Environment::Production);
+    println!("operator admin client created (the secret is shown only now):");
+    println!("  client_id:      {}", client.client_id);
+    println!("  client_secret:  {}", secret.expose());
+    println!("  token endpoint: {issuer}/token  (grant_type=client_credentials, scope=admin, HTTP Basic)");
+    println!("  admin API:      /admin/api/v1  (Authorization: Bearer <access_token>)");
+    Ok(())
+}
+
 async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
     let database = state::connect_database(config, Migrations::Require).await?;
-    let keys = state::key_service(config, &database)?;
+    let keys = state::key_service(config, &database, state::key_encryption_key(config)?, Arc::new(SystemClock));
     let (environment, rotate) = match action {
         KeysAction::List { environment } => (environment, false),
         KeysAction::Rotate { environment } => (environment, true),

@@ -65,6 +65,41 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+    /// Demo data for trying the server out.
+    pub demo: DemoConfig,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve Swagger UI at `/admin/api/v1/docs`.
+    pub swagger_ui: bool,
+}
+
+/// `[demo]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Create a demo tenant and a demo client in the test environment at start. Only with a
+    /// loopback test issuer: the demo secret is public.
+    pub enabled: bool,
+    /// The demo client's id.
+    pub client_id: String,
+    /// The demo client's secret (printed at start).
+    pub client_secret: Secret,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_id: "demo-client".to_owned(),
+            client_secret: Secret::from("demo-secret-only-for-local-use"),
+        }
+    }
 }
 
 /// `[http]`
@@ -327,6 +362,22 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.demo.enabled {
+            let loopback = url::Url::parse(&self.environments.test.issuer)
+                .is_ok_and(|u| matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")));
+            if !loopback {
+                problems.push(
+                    "demo.enabled needs a loopback test issuer (its secret is public); set demo.enabled = false"
+                        .to_owned(),
+                );
+            }
+            if oidc_core::ClientId::parse(&self.demo.client_id).is_none() {
+                problems.push("demo.client_id must be 1 to 255 visible ASCII characters".to_owned());
+            }
+            if self.demo.client_secret.expose().len() < 16 {
+                problems.push("demo.client_secret must have at least 16 characters".to_owned());
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             problems.push(format!("log.filter {:?} is not a tracing filter", self.log.filter));
         }
@@ -413,6 +464,7 @@ mod tests {
                 ("SERVICEKONTO_HTTP__BIND", "127.0.0.1:9100"),
                 ("SERVICEKONTO_DATABASE__URL_FILE", secret.to_str().unwrap()),
                 ("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", "https://test.konto.example"),
+                ("SERVICEKONTO_DEMO__ENABLED", "false"),
                 ("OTHER_VAR", "ignored"),
             ],
         )

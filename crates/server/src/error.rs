@@ -1,12 +1,18 @@
 //! All mapping of errors to HTTP responses, in one place.
 //!
 //! Client errors get a stable code and a safe message; internal errors are logged once (inside
-//! the request's span, so with its request id) and answered with an opaque 500.
+//! the request's span, so with its request id) and answered with an opaque 500. The OIDC
+//! endpoints speak RFC 6749 §5.2 JSON; the admin API speaks RFC 9457 problem details.
 
+use oidc_core::{OAuthError, OAuthErrorCode};
 use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode, web::Json};
+use poem_openapi::ApiResponse;
 use serde_json::json;
+use tenant_registry::{FieldError, RegistryError};
 
-/// Errors of the handlers of this server.
+use crate::admin::{FieldProblem, Problem};
+
+/// Errors of the handlers of this server outside the admin API.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {
     /// Signing keys could not be read.
@@ -29,8 +35,12 @@ impl ResponseError for HttpError {
 }
 
 fn internal(error: &dyn std::error::Error) -> Response {
-    tracing::error!(error = %error, source = ?error.source().map(ToString::to_string), "internal error");
+    log_internal(error);
     body(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler. Bitte versuchen Sie es später erneut.")
+}
+
+fn log_internal(error: &dyn std::error::Error) {
+    tracing::error!(error = %error, source = ?error.source().map(ToString::to_string), "internal error");
 }
 
 fn body(status: StatusCode, code: &str, description: &str) -> Response {
@@ -50,4 +60,199 @@ pub(crate) async fn render(error: poem::Error) -> Response {
         s if s.is_server_error() => internal(&error),
         s => body(s, "invalid_request", &error.to_string()),
     }
+}
+
+/// An OAuth error at the token endpoint (RFC 6749 §5.2).
+pub(crate) struct OAuthResponse {
+    pub(crate) error: OAuthError,
+    /// The client sent an `Authorization` header; a 401 then names the scheme (§5.2).
+    pub(crate) basic_auth_used: bool,
+}
+
+impl IntoResponse for OAuthResponse {
+    fn into_response(self) -> Response {
+        let status = match self.error.code {
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthErrorCode::InvalidRequest
+            | OAuthErrorCode::UnauthorizedClient
+            | OAuthErrorCode::UnsupportedGrantType
+            | OAuthErrorCode::InvalidScope => StatusCode::BAD_REQUEST,
+        };
+        let mut response =
+            (status, Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description })))
+                .with_header("cache-control", "no-store")
+                .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            let scheme = if self.basic_auth_used {
+                "Basic realm=\"servicekonto\""
+            } else {
+                "Basic realm=\"servicekonto\", error=\"invalid_client\""
+            };
+            response.headers_mut().insert("www-authenticate", poem::http::HeaderValue::from_static(scheme));
+        }
+        response
+    }
+}
+
+/// An error of the admin API: RFC 9457 problem details.
+#[derive(Debug, ApiResponse)]
+pub(crate) enum AdminError {
+    /// The request is malformed or breaks validation rules (`errors` lists each).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(poem_openapi::payload::Json<Problem>),
+    /// No valid admin access token.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(poem_openapi::payload::Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token may not do this.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(poem_openapi::payload::Json<Problem>),
+    /// No such object, or one of another tenant.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(poem_openapi::payload::Json<Problem>),
+    /// A unique value is taken, or the object still has dependants.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(poem_openapi::payload::Json<Problem>),
+    /// `If-Match` names an outdated version.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(poem_openapi::payload::Json<Problem>),
+    /// Updates need `If-Match`.
+    #[oai(status = 428, content_type = "application/problem+json")]
+    PreconditionRequired(poem_openapi::payload::Json<Problem>),
+    /// Something failed on our side (details are in the server log under the request id).
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(poem_openapi::payload::Json<Problem>),
+}
+
+fn problem(
+    status: u16,
+    code: &str,
+    title: &str,
+    detail: impl Into<String>,
+    errors: Vec<FieldError>,
+) -> poem_openapi::payload::Json<Problem> {
+    poem_openapi::payload::Json(Problem {
+        problem_type: format!("urn:servicekonto:problem:{code}"),
+        title: title.to_owned(),
+        status,
+        detail: detail.into(),
+        errors: errors.into_iter().map(|e| FieldProblem { field: e.field, message: e.message }).collect(),
+    })
+}
+
+impl AdminError {
+    pub(crate) fn invalid(errors: Vec<FieldError>) -> Self {
+        AdminError::BadRequest(problem(
+            400,
+            "invalid",
+            "Invalid input",
+            "The request breaks the rules listed in errors.",
+            errors,
+        ))
+    }
+
+    pub(crate) fn invalid_field(field: &str, expected: &str) -> Self {
+        Self::invalid(vec![FieldError { field: field.to_owned(), message: format!("expected {expected}") }])
+    }
+
+    pub(crate) fn unauthorized(detail: &str) -> Self {
+        AdminError::Unauthorized(
+            problem(401, "unauthorized", "Unauthorized", detail, Vec::new()),
+            "Bearer realm=\"servicekonto-admin\", error=\"invalid_token\"".to_owned(),
+        )
+    }
+
+    pub(crate) fn forbidden(detail: &str) -> Self {
+        AdminError::Forbidden(problem(403, "forbidden", "Forbidden", detail, Vec::new()))
+    }
+
+    pub(crate) fn not_found() -> Self {
+        AdminError::NotFound(problem(404, "not_found", "Not found", "No such object.", Vec::new()))
+    }
+
+    pub(crate) fn precondition_failed(detail: &str) -> Self {
+        AdminError::PreconditionFailed(problem(412, "stale_version", "Precondition failed", detail, Vec::new()))
+    }
+
+    pub(crate) fn precondition_required() -> Self {
+        AdminError::PreconditionRequired(problem(
+            428,
+            "if_match_required",
+            "Precondition required",
+            "Send If-Match with the ETag you read, so that concurrent changes are not overwritten.",
+            Vec::new(),
+        ))
+    }
+
+    pub(crate) fn internal(error: &dyn std::error::Error) -> Self {
+        log_internal(error);
+        AdminError::Internal(problem(
+            500,
+            "internal",
+            "Internal error",
+            "See the server log under this request's id.",
+            Vec::new(),
+        ))
+    }
+}
+
+impl From<RegistryError> for AdminError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::NotFound => AdminError::not_found(),
+            RegistryError::Forbidden(why) => AdminError::forbidden(why),
+            RegistryError::Invalid(errors) => AdminError::invalid(errors),
+            RegistryError::VersionMismatch { current } => AdminError::precondition_failed(&format!(
+                "The object was changed meanwhile; its current ETag is \"{current}\"."
+            )),
+            RegistryError::Conflict(what) => {
+                AdminError::Conflict(problem(409, "conflict", "Conflict", what, Vec::new()))
+            }
+            RegistryError::HasClients => AdminError::Conflict(problem(
+                409,
+                "has_clients",
+                "Conflict",
+                "The tenant still has clients; delete them first.",
+                Vec::new(),
+            )),
+            RegistryError::Store(error) => AdminError::internal(&error),
+        }
+    }
+}
+
+/// Renders errors that poem or poem-openapi raise before an admin operation runs (no route,
+/// unreadable body, missing token) as problem details too.
+pub(crate) async fn render_admin(error: poem::Error) -> Response {
+    // An operation's own `AdminError` arrives already rendered.
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let (code, title) = match status {
+        StatusCode::UNAUTHORIZED => ("unauthorized", "Unauthorized"),
+        StatusCode::NOT_FOUND => ("not_found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type"),
+        s if s.is_server_error() => {
+            log_internal(&error);
+            ("internal", "Internal error")
+        }
+        _ => ("invalid", "Invalid request"),
+    };
+    let detail = if status.is_server_error() {
+        "See the server log under this request's id.".to_owned()
+    } else {
+        error.to_string()
+    };
+    let problem = problem(status.as_u16(), code, title, detail, Vec::new());
+    let mut response = poem::Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(poem_openapi::types::ToJSON::to_json_string(&problem.0));
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert("www-authenticate", poem::http::HeaderValue::from_static("Bearer realm=\"servicekonto-admin\""));
+    }
+    response
 }

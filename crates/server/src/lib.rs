@@ -2,17 +2,22 @@
 //! the command line. The only crate that knows every other one.
 //!
 //! Modules: `config` (the typed [`Config`]), `state` (composition root, [`AppState`]), `routes`
-//! (the URL map and per-environment routing), `http` (handlers), `error` (all HTTP error
-//! mapping), `middleware` and `metrics` (observation), `telemetry` (tracing), `cli`.
+//! (the URL map and per-environment routing), `http` (OIDC and operations handlers), `admin`
+//! (the admin API), `flows` (use cases that cross domains, e.g. token grants), `error` (all HTTP
+//! error mapping), `middleware` and `metrics` (observation), `demo` (demo data), `telemetry`,
+//! `cli`.
 //!
 //! Invariants:
 //! - Handlers hold no business rules and touch no storage directly; they call services.
 //! - No state lives only in this process that another node would need: durable data is in the
 //!   database, short-lived data in the ephemeral store.
 
+mod admin;
 pub mod cli;
 mod config;
+mod demo;
 mod error;
+mod flows;
 mod http;
 mod metrics;
 mod middleware;
@@ -22,6 +27,7 @@ mod telemetry;
 
 use std::{future::Future, time::Duration};
 
+pub use admin::openapi_json as admin_openapi_json;
 pub use config::{Config, ConfigError, LogFormat, Secret};
 use poem::{Server, listener::TcpAcceptor};
 pub use state::{AppState, Migrations};

@@ -1,4 +1,4 @@
-//! Prometheus metrics: requests and latency per route. Rendered at `/metrics` in the text format.
+//! Prometheus metrics: requests and latency per route, tokens issued per grant. Rendered at `/metrics` in the text format.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
@@ -8,6 +8,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    tokens: IntCounterVec,
 }
 
 impl Metrics {
@@ -22,15 +23,24 @@ impl Metrics {
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["route", "method"],
         )?;
+        let tokens = IntCounterVec::new(
+            Opts::new("tokens_issued_total", "Access tokens issued by environment and grant type"),
+            &["environment", "grant_type"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(Self { registry, requests, latency })
+        registry.register(Box::new(tokens.clone()))?;
+        Ok(Self { registry, requests, latency, tokens })
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
     pub(crate) fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
         self.latency.with_label_values(&[route, method]).observe(seconds);
+    }
+
+    pub(crate) fn token_issued(&self, environment: oidc_core::Environment, grant_type: &str) {
+        self.tokens.with_label_values(&[environment.as_str(), grant_type]).inc();
     }
 
     pub(crate) fn render(&self) -> String {

@@ -4,6 +4,8 @@
 //! /healthz  /readyz  /metrics                  operations, outside every issuer
 //! {issuer}/.well-known/openid-configuration    discovery, per environment
 //! {issuer}/jwks                                public signing keys, per environment
+//! {issuer}/token                               token endpoint (client_credentials), per environment
+//! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
 //! A request belongs to the environment whose issuer's path prefix it starts with, preferring
 //! an issuer on the request's `Host`, then the longest prefix.
@@ -19,8 +21,8 @@ use poem::{
 };
 
 use crate::{
-    error,
-    http::{discovery, ops},
+    admin, error,
+    http::{discovery, ops, token},
     middleware::Observe,
     state::AppState,
 };
@@ -67,7 +69,14 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
     let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> =
         state.sites.iter().map(|site| (site.clone(), environment_routes(site).boxed())).collect();
     let environments = Arc::new(EnvironmentRouter { sites });
+    let admin_api = admin::service();
+    let mut admin_routes = Route::new().at("/openapi.json", admin_api.spec_endpoint());
+    if state.config.admin.swagger_ui {
+        admin_routes = admin_routes.nest("/docs", admin_api.swagger_ui());
+    }
+    let admin_routes = admin_routes.nest("/", admin_api).catch_all_error(error::render_admin);
     Route::new()
+        .nest("/admin/api/v1", admin_routes)
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics))
@@ -84,6 +93,7 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
     Route::new()
         .at("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .at("/jwks", get(discovery::jwks))
+        .at("/token", poem::post(token::token))
         .data(site.clone())
         .map_to_response()
 }

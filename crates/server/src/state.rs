@@ -4,9 +4,11 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use oidc_core::{
-    Clock, Environment, EphemeralStore, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata, SystemClock,
+    AccessTokens, Clock, Environment, EphemeralStore, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata,
+    SystemClock,
 };
 use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
+use tenant_registry::{Registry, SecretHasher};
 
 use crate::{config::Config, metrics::Metrics, routes::Site};
 
@@ -20,6 +22,9 @@ pub struct Inner {
     pub(crate) database: Database,
     pub(crate) ephemeral: Arc<dyn EphemeralStore>,
     pub(crate) keys: Arc<KeyService>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) access_tokens: AccessTokens,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     pub(crate) sites: Vec<Site>,
 }
@@ -54,7 +59,10 @@ impl AppState {
             ),
             None => Arc::new(MemoryEphemeralStore::new()),
         };
-        let keys = Arc::new(key_service(&config, &database)?);
+        let kek = key_encryption_key(&config)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let keys = Arc::new(key_service(&config, &database, kek.clone(), clock.clone()));
+        let registry = Arc::new(registry(&database, &kek, clock.clone()));
         for environment in Environment::ALL {
             keys.ensure_keys(environment)
                 .await
@@ -69,12 +77,21 @@ impl AppState {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let metrics = Metrics::new().context("registering metrics")?;
-        Ok(Self(Arc::new(Inner { config, database, ephemeral, keys, metrics, sites })))
+        let access_tokens = AccessTokens::new(ephemeral.clone());
+        let state =
+            Self(Arc::new(Inner { config, database, ephemeral, keys, registry, access_tokens, clock, metrics, sites }));
+        crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
+        Ok(state)
     }
 
     /// The signing keys of both environments.
     pub fn keys(&self) -> &KeyService {
         &self.0.keys
+    }
+
+    /// The tenant registry.
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
     }
 
     /// The configuration this state was built from.
@@ -112,15 +129,23 @@ pub(crate) async fn connect_database(config: &Config, migrations: Migrations) ->
     Ok(database)
 }
 
-/// The key service on `database`, with the configured key-encryption key.
-pub(crate) fn key_service(config: &Config, database: &Database) -> anyhow::Result<KeyService> {
-    let kek = match &config.keys.kek {
-        Some(kek) => KeyEncryptionKey::from_base64(kek.expose()).map_err(anyhow::Error::msg)?,
-        None => load_or_create_kek(&config.keys.kek_path)?,
-    };
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+/// The configured key-encryption key, or the one in `keys.kek_path` (created on first start).
+pub(crate) fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
+    match &config.keys.kek {
+        Some(kek) => KeyEncryptionKey::from_base64(kek.expose()).map_err(anyhow::Error::msg),
+        None => load_or_create_kek(&config.keys.kek_path),
+    }
+}
+
+/// The key service on `database`.
+pub(crate) fn key_service(
+    config: &Config,
+    database: &Database,
+    kek: KeyEncryptionKey,
+    clock: Arc<dyn Clock>,
+) -> KeyService {
     let seconds = Duration::from_secs;
-    Ok(KeyService::new(
+    KeyService::new(
         Arc::new(database.signing_keys()),
         kek,
         clock,
@@ -130,7 +155,13 @@ pub(crate) fn key_service(config: &Config, database: &Database) -> anyhow::Resul
             retention: seconds(config.keys.retention_seconds),
             refresh_interval: seconds(config.keys.refresh_interval_seconds),
         },
-    ))
+    )
+}
+
+/// The tenant registry on `database`; client secrets are hashed under a subkey of the KEK, so
+/// every node agrees without another secret to distribute.
+pub(crate) fn registry(database: &Database, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Registry {
+    Registry::new(Arc::new(database.registry()), SecretHasher::new(kek.derive("client-secret-hash")), clock)
 }
 
 /// Reads the KEK file, or creates it (owner-only) when it does not exist: the embedded mode's

@@ -1,0 +1,519 @@
+//! The admin API under `/admin/api/v1` (poem-openapi): tenants, clients, audit log.
+//!
+//! Callers present an access token that this provider issued via `client_credentials` to an
+//! admin client of the production environment: scope `admin` (operators) or `tenant-admin`
+//! (the admins of one tenant, who see nothing of other tenants).
+
+mod dto;
+
+use std::time::Duration;
+
+use dto::{
+    AuditList, AuditView, ClientConfig, ClientCreate, ClientList, ClientView, ClientWithSecret, EnvironmentDto,
+    RotateSecret, TenantCreate, TenantList, TenantStatusDto, TenantUpdate, TenantView,
+};
+pub(crate) use dto::{FieldProblem, Problem};
+use oidc_core::{ClientId, Environment, TenantId};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, OpenApi, OpenApiService, SecurityScheme, Tags,
+    auth::Bearer,
+    param::{Header, Path, Query},
+    payload::Json,
+};
+use tenant_registry::{Actor, AuditFilter, Client, ClientFilter, PageRequest, Tenant, TenantFilter, TenantStatus};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{error::AdminError, state::AppState};
+
+/// Groups of operations in the document.
+#[derive(Tags)]
+enum ApiTags {
+    /// Authorities: created by operators, seen by their own tenant admins.
+    Tenants,
+    /// Services of a tenant, per environment.
+    Clients,
+    /// Who changed what, when.
+    Audit,
+}
+
+/// Bearer access token of an admin client.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "opaque access token from the production token endpoint (client_credentials)")]
+pub(crate) struct AdminToken(Bearer);
+
+type AdminResult<T> = Result<T, AdminError>;
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// The version an `If-Match` names; `None` for `*` (any). A value that names no version of
+/// ours can match nothing: it is reported as a version mismatch.
+fn if_match(value: &str, current: impl FnOnce() -> i64) -> AdminResult<i64> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(current());
+    }
+    value
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| AdminError::precondition_failed("If-Match names no version of this object"))
+}
+
+fn page(limit: Option<u32>, offset: Option<u64>) -> PageRequest {
+    PageRequest { limit: limit.unwrap_or(50).clamp(1, 500), offset: offset.unwrap_or(0) }
+}
+
+fn tenant_id(text: &str) -> AdminResult<TenantId> {
+    text.parse::<uuid::Uuid>().map(TenantId::from).map_err(|_| AdminError::not_found())
+}
+
+fn client_id(text: &str) -> AdminResult<ClientId> {
+    ClientId::parse(text).ok_or_else(AdminError::not_found)
+}
+
+fn time_param(field: &str, text: Option<String>) -> AdminResult<Option<OffsetDateTime>> {
+    text.map(|t| {
+        OffsetDateTime::parse(&t, &Rfc3339)
+            .map_err(|_| AdminError::invalid_field(field, "an RFC 3339 time, e.g. 2026-11-22T10:00:00Z"))
+    })
+    .transpose()
+}
+
+async fn actor(state: &AppState, token: &AdminToken) -> AdminResult<Actor> {
+    let grant = state.access_tokens.find(&token.0.token).await.map_err(|e| AdminError::internal(&e))?;
+    let Some(grant) = grant.filter(|g| g.environment == Environment::Production) else {
+        return Err(AdminError::unauthorized(
+            "The access token is unknown, expired or not from the production issuer.",
+        ));
+    };
+    if grant.scopes.iter().any(|s| s == "admin") {
+        Ok(Actor::Operator(grant.client_id))
+    } else if grant.scopes.iter().any(|s| s == "tenant-admin") {
+        Ok(Actor::TenantAdmin { client_id: grant.client_id, tenant_id: grant.tenant_id })
+    } else {
+        Err(AdminError::forbidden("The access token lacks the scope admin or tenant-admin."))
+    }
+}
+
+#[derive(ApiResponse)]
+enum TenantResponse {
+    /// The tenant.
+    #[oai(status = 200)]
+    Ok(Json<TenantView>, #[oai(header = "ETag")] String),
+}
+
+fn tenant_response(tenant: &Tenant) -> TenantResponse {
+    TenantResponse::Ok(Json(tenant.into()), etag(tenant.version))
+}
+
+#[derive(ApiResponse)]
+enum TenantCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<TenantView>, #[oai(header = "ETag")] String, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum TenantListResponse {
+    /// One page.
+    #[oai(status = 200)]
+    Ok(Json<TenantList>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+#[derive(ApiResponse)]
+enum ClientResponse {
+    /// The client.
+    #[oai(status = 200)]
+    Ok(Json<ClientView>, #[oai(header = "ETag")] String),
+}
+
+fn client_response(client: &Client) -> ClientResponse {
+    ClientResponse::Ok(Json(client.into()), etag(client.version))
+}
+
+#[derive(ApiResponse)]
+enum ClientCreated {
+    /// Created; the secret is in this response only.
+    #[oai(status = 201)]
+    Created(Json<ClientWithSecret>, #[oai(header = "ETag")] String, #[oai(header = "Location")] String),
+}
+
+fn client_created(client: &Client, secret: Option<tenant_registry::ClientSecret>) -> ClientCreated {
+    ClientCreated::Created(
+        Json(ClientWithSecret { client: client.into(), client_secret: secret.map(|s| s.expose().to_owned()) }),
+        etag(client.version),
+        format!("/admin/api/v1/clients/{}", client.client_id),
+    )
+}
+
+#[derive(ApiResponse)]
+enum SecretRotated {
+    /// The new secret, in this response only; the old one works until its `expires_at`.
+    #[oai(status = 200)]
+    Ok(Json<ClientWithSecret>, #[oai(header = "ETag")] String),
+}
+
+#[derive(ApiResponse)]
+enum ClientListResponse {
+    /// One page.
+    #[oai(status = 200)]
+    Ok(Json<ClientList>),
+}
+
+#[derive(ApiResponse)]
+enum AuditResponse {
+    /// One page, newest first.
+    #[oai(status = 200)]
+    Ok(Json<AuditList>),
+}
+
+/// The operations of the admin API.
+pub(crate) struct AdminApi;
+
+#[OpenApi]
+impl AdminApi {
+    /// Create a tenant (operators).
+    #[oai(path = "/tenants", method = "post", tag = "ApiTags::Tenants")]
+    async fn create_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        body: Json<TenantCreate>,
+    ) -> AdminResult<TenantCreated> {
+        let actor = actor(&state, &auth).await?;
+        let new = body.0.into_domain().map_err(AdminError::invalid)?;
+        let tenant = state.registry.create_tenant(&actor, new).await?;
+        let location = format!("/admin/api/v1/tenants/{}", tenant.id);
+        Ok(TenantCreated::Created(Json((&tenant).into()), etag(tenant.version), location))
+    }
+
+    /// List tenants, by slug (a tenant admin sees only its own).
+    #[oai(path = "/tenants", method = "get", tag = "ApiTags::Tenants")]
+    async fn list_tenants(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        /// 1–500, default 50.
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
+        status: Query<Option<TenantStatusDto>>,
+        /// Part of the name or slug.
+        search: Query<Option<String>>,
+    ) -> AdminResult<TenantListResponse> {
+        let actor = actor(&state, &auth).await?;
+        let page = page(limit.0, offset.0);
+        let filter = TenantFilter { status: status.0.map(Into::into), search: search.0, only: None };
+        let found = state.registry.list_tenants(&actor, filter, page).await?;
+        Ok(TenantListResponse::Ok(Json(TenantList {
+            items: found.items.iter().map(Into::into).collect(),
+            total: found.total,
+            limit: page.limit,
+            offset: page.offset,
+        })))
+    }
+
+    /// One tenant.
+    #[oai(path = "/tenants/:id", method = "get", tag = "ApiTags::Tenants")]
+    async fn get_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+    ) -> AdminResult<TenantResponse> {
+        let actor = actor(&state, &auth).await?;
+        Ok(tenant_response(&state.registry.get_tenant(&actor, tenant_id(&id.0)?).await?))
+    }
+
+    /// Replace a tenant's fields (operators). Needs `If-Match` with the current ETag.
+    #[oai(path = "/tenants/:id", method = "put", tag = "ApiTags::Tenants")]
+    async fn update_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+        body: Json<TenantUpdate>,
+    ) -> AdminResult<TenantResponse> {
+        let actor = actor(&state, &auth).await?;
+        let id = tenant_id(&id.0)?;
+        let current = state.registry.get_tenant(&actor, id).await?;
+        let header = if_match_header.0.ok_or_else(AdminError::precondition_required)?;
+        let expected = if_match(&header, || current.version)?;
+        let changes = body.0.into_domain().map_err(AdminError::invalid)?;
+        Ok(tenant_response(&state.registry.update_tenant(&actor, id, expected, changes).await?))
+    }
+
+    /// Suspend a tenant: no logins and no tokens for any of its clients, at once (operators).
+    #[oai(path = "/tenants/:id/suspend", method = "post", tag = "ApiTags::Tenants")]
+    async fn suspend_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+    ) -> AdminResult<TenantResponse> {
+        self.set_status(&state, &auth, &id.0, if_match_header.0, TenantStatus::Suspended).await
+    }
+
+    /// Resume a suspended tenant (operators).
+    #[oai(path = "/tenants/:id/resume", method = "post", tag = "ApiTags::Tenants")]
+    async fn resume_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+    ) -> AdminResult<TenantResponse> {
+        self.set_status(&state, &auth, &id.0, if_match_header.0, TenantStatus::Active).await
+    }
+
+    /// Delete a tenant that has no clients left (operators).
+    #[oai(path = "/tenants/:id", method = "delete", tag = "ApiTags::Tenants")]
+    async fn delete_tenant(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+    ) -> AdminResult<Deleted> {
+        let actor = actor(&state, &auth).await?;
+        let id = tenant_id(&id.0)?;
+        let expected = match if_match_header.0 {
+            Some(header) => {
+                let current = state.registry.get_tenant(&actor, id).await?;
+                Some(if_match(&header, || current.version)?)
+            }
+            None => None,
+        };
+        state.registry.delete_tenant(&actor, id, expected).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// Create a client of a tenant in one environment; its secret is shown once.
+    #[oai(path = "/tenants/:id/clients", method = "post", tag = "ApiTags::Clients")]
+    async fn create_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        body: Json<ClientCreate>,
+    ) -> AdminResult<ClientCreated> {
+        let actor = actor(&state, &auth).await?;
+        let tenant = tenant_id(&id.0)?;
+        let environment: Environment = body.0.environment.into();
+        let (settings, flags) = body.0.config.into_domain().map_err(AdminError::invalid)?;
+        let (client, secret) = state.registry.create_client(&actor, tenant, environment, settings, flags).await?;
+        Ok(client_created(&client, secret))
+    }
+
+    /// List clients (a tenant admin sees only its tenant's).
+    #[oai(path = "/clients", method = "get", tag = "ApiTags::Clients")]
+    async fn list_clients(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        tenant_id: Query<Option<String>>,
+        environment: Query<Option<EnvironmentDto>>,
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
+    ) -> AdminResult<ClientListResponse> {
+        let actor = actor(&state, &auth).await?;
+        let page = page(limit.0, offset.0);
+        let tenant = match tenant_id.0 {
+            Some(text) => Some(
+                text.parse::<uuid::Uuid>()
+                    .map(TenantId::from)
+                    .map_err(|_| AdminError::invalid_field("tenant_id", "a tenant id (UUID)"))?,
+            ),
+            None => None,
+        };
+        let filter = ClientFilter { tenant_id: tenant, environment: environment.0.map(Into::into) };
+        let found = state.registry.list_clients(&actor, filter, page).await?;
+        Ok(ClientListResponse::Ok(Json(ClientList {
+            items: found.items.iter().map(Into::into).collect(),
+            total: found.total,
+            limit: page.limit,
+            offset: page.offset,
+        })))
+    }
+
+    /// One client.
+    #[oai(path = "/clients/:client_id", method = "get", tag = "ApiTags::Clients")]
+    async fn get_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+    ) -> AdminResult<ClientResponse> {
+        let actor = actor(&state, &auth).await?;
+        Ok(client_response(&state.registry.get_client(&actor, &self::client_id(&client_id.0)?).await?))
+    }
+
+    /// Replace a client's configuration. Needs `If-Match` with the current ETag.
+    #[oai(path = "/clients/:client_id", method = "put", tag = "ApiTags::Clients")]
+    async fn update_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+        body: Json<ClientConfig>,
+    ) -> AdminResult<ClientResponse> {
+        let actor = actor(&state, &auth).await?;
+        let id = self::client_id(&client_id.0)?;
+        let current = state.registry.get_client(&actor, &id).await?;
+        let header = if_match_header.0.ok_or_else(AdminError::precondition_required)?;
+        let expected = if_match(&header, || current.version)?;
+        let (settings, flags) = body.0.into_domain().map_err(AdminError::invalid)?;
+        Ok(client_response(&state.registry.update_client(&actor, &id, expected, settings, flags).await?))
+    }
+
+    /// Rotate the secret; the old one keeps working for `overlap_seconds`.
+    #[oai(path = "/clients/:client_id/secret", method = "post", tag = "ApiTags::Clients")]
+    async fn rotate_secret(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+        body: Json<RotateSecret>,
+    ) -> AdminResult<SecretRotated> {
+        let actor = actor(&state, &auth).await?;
+        let id = self::client_id(&client_id.0)?;
+        let expected = match if_match_header.0 {
+            Some(header) => {
+                let current = state.registry.get_client(&actor, &id).await?;
+                Some(if_match(&header, || current.version)?)
+            }
+            None => None,
+        };
+        let overlap = Duration::from_secs(body.0.overlap_seconds);
+        let (client, secret) = state.registry.rotate_secret(&actor, &id, overlap, expected).await?;
+        Ok(SecretRotated::Ok(
+            Json(ClientWithSecret { client: (&client).into(), client_secret: Some(secret.expose().to_owned()) }),
+            etag(client.version),
+        ))
+    }
+
+    /// Copy a test client to production with new credentials, checked against production rules.
+    #[oai(path = "/clients/:client_id/promote", method = "post", tag = "ApiTags::Clients")]
+    async fn promote_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+    ) -> AdminResult<ClientCreated> {
+        let actor = actor(&state, &auth).await?;
+        let (client, secret) = state.registry.promote_client(&actor, &self::client_id(&client_id.0)?).await?;
+        Ok(client_created(&client, secret))
+    }
+
+    /// Delete a client.
+    #[oai(path = "/clients/:client_id", method = "delete", tag = "ApiTags::Clients")]
+    async fn delete_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+        #[oai(name = "If-Match")] if_match_header: Header<Option<String>>,
+    ) -> AdminResult<Deleted> {
+        let actor = actor(&state, &auth).await?;
+        let id = self::client_id(&client_id.0)?;
+        let expected = match if_match_header.0 {
+            Some(header) => {
+                let current = state.registry.get_client(&actor, &id).await?;
+                Some(if_match(&header, || current.version)?)
+            }
+            None => None,
+        };
+        state.registry.delete_client(&actor, &id, expected).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// The audit log, newest first (a tenant admin sees only its tenant's entries).
+    #[oai(path = "/audit", method = "get", tag = "ApiTags::Audit")]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        tenant_id: Query<Option<String>>,
+        actor_label: Query<Option<String>>,
+        action: Query<Option<String>>,
+        /// RFC 3339, inclusive.
+        since: Query<Option<String>>,
+        /// RFC 3339, exclusive.
+        until: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
+    ) -> AdminResult<AuditResponse> {
+        let actor = actor(&state, &auth).await?;
+        let page = page(limit.0, offset.0);
+        let tenant = match tenant_id.0 {
+            Some(text) => Some(
+                text.parse::<uuid::Uuid>()
+                    .map(TenantId::from)
+                    .map_err(|_| AdminError::invalid_field("tenant_id", "a tenant id (UUID)"))?,
+            ),
+            None => None,
+        };
+        let filter = AuditFilter {
+            tenant_id: tenant,
+            actor: actor_label.0,
+            action: action.0,
+            since: time_param("since", since.0)?,
+            until: time_param("until", until.0)?,
+        };
+        let found = state.registry.audit_log(&actor, filter, page).await?;
+        Ok(AuditResponse::Ok(Json(AuditList {
+            items: found.items.iter().map(AuditView::from).collect(),
+            total: found.total,
+            limit: page.limit,
+            offset: page.offset,
+        })))
+    }
+}
+
+impl AdminApi {
+    async fn set_status(
+        &self,
+        state: &AppState,
+        auth: &AdminToken,
+        id: &str,
+        header: Option<String>,
+        status: TenantStatus,
+    ) -> AdminResult<TenantResponse> {
+        let actor = actor(state, auth).await?;
+        let id = tenant_id(id)?;
+        let expected = match header {
+            Some(header) => {
+                let current = state.registry.get_tenant(&actor, id).await?;
+                Some(if_match(&header, || current.version)?)
+            }
+            None => None,
+        };
+        Ok(tenant_response(&state.registry.set_tenant_status(&actor, id, status, expected).await?))
+    }
+}
+
+/// The admin API as a poem-openapi service, mounted at `/admin/api/v1`.
+pub(crate) fn service() -> OpenApiService<AdminApi, ()> {
+    OpenApiService::new(AdminApi, "servicekonto admin API", env!("CARGO_PKG_VERSION"))
+        .server("/admin/api/v1")
+        .description("Tenants (authorities), their clients per environment, and the audit log. RFC 9457 problem details on every error.")
+}
+
+/// The OpenAPI document of the admin API (committed as `docs/admin-openapi.json`).
+pub fn openapi_json() -> String {
+    service().spec()
+}

@@ -1,0 +1,4 @@
+//! Flows that cross domains: the server orchestrates them, so the domain crates never call each
+//! other.
+
+pub(crate) mod token;

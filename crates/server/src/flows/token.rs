@@ -1,0 +1,108 @@
+//! The token endpoint's grants. For now `client_credentials`: an authority's back end (or an
+//! admin client) gets an access token for itself, no citizen involved.
+
+use std::time::Duration;
+
+use oidc_core::{AccessGrant, Environment, OAuthError, OAuthErrorCode};
+use serde::Serialize;
+use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType};
+
+use crate::state::AppState;
+
+/// How the client presented its credentials.
+pub(crate) struct ClientCredentials {
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
+    pub(crate) method: AuthMethod,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) scope: String,
+}
+
+fn server_error(error: &dyn std::error::Error) -> OAuthError {
+    tracing::error!(%error, "token endpoint failed");
+    OAuthError::new(OAuthErrorCode::ServerError, "Interner Fehler")
+}
+
+/// The scopes a client-credentials token of `client` may carry: its admin scope, and its
+/// configured scopes that make sense without a citizen.
+fn grantable_scopes(client: &Client) -> Vec<&str> {
+    let admin = match client.admin_role {
+        Some(AdminRole::Operator) => Some("admin"),
+        Some(AdminRole::TenantAdmin) => Some("tenant-admin"),
+        None => None,
+    };
+    let configured =
+        client.settings.scopes.iter().map(|s| s.as_str()).filter(|s| !matches!(*s, "openid" | "offline_access"));
+    admin.into_iter().chain(configured).collect()
+}
+
+/// RFC 6749 §4.4: authenticates the client, checks grant and scope, issues an opaque token.
+pub(crate) async fn client_credentials(
+    state: &AppState,
+    environment: Environment,
+    credentials: ClientCredentials,
+    scope: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let (client, tenant) = state
+        .registry
+        .authenticate_client(environment, &credentials.client_id, &credentials.secret, credentials.method)
+        .await
+        .map_err(|e| match e {
+            ClientAuthError::Failed => {
+                OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
+            }
+            ClientAuthError::TenantSuspended => {
+                OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Der Mandant dieses Clients ist gesperrt")
+            }
+            ClientAuthError::Store(e) => server_error(&e),
+        })?;
+    if !client.settings.grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(OAuthError::new(
+            OAuthErrorCode::UnauthorizedClient,
+            "client_credentials ist für diesen Client nicht freigegeben",
+        ));
+    }
+    let grantable = grantable_scopes(&client);
+    let scopes: Vec<String> = match scope {
+        // RFC 6749 §3.3: without `scope`, the client's default: everything it may have.
+        None => grantable.iter().map(|s| (*s).to_owned()).collect(),
+        Some(requested) => {
+            let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+            if let Some(refused) = requested.iter().find(|s| !grantable.contains(s)) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidScope,
+                    format!("Scope {refused:?} ist nicht erlaubt"),
+                ));
+            }
+            let mut unique: Vec<String> = requested.iter().map(|s| (*s).to_owned()).collect();
+            unique.sort();
+            unique.dedup();
+            unique
+        }
+    };
+    let lifetime = client.settings.lifetimes.access_token;
+    let now = state.clock.now().unix_timestamp();
+    let grant = AccessGrant {
+        environment,
+        client_id: client.client_id.clone(),
+        tenant_id: tenant.id,
+        scopes: scopes.clone(),
+        issued_at: now,
+        expires_at: now + i64::from(lifetime),
+    };
+    let access_token = state
+        .access_tokens
+        .issue(&grant, Duration::from_secs(u64::from(lifetime)))
+        .await
+        .map_err(|e| server_error(&e))?;
+    state.metrics.token_issued(environment, GrantType::ClientCredentials.as_str());
+    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifetime, scope: scopes.join(" ") })
+}

@@ -1,0 +1,104 @@
+//! `POST {issuer}/token`
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use oidc_core::{OAuthError, OAuthErrorCode};
+use poem::{
+    IntoResponse, Request, Response, handler,
+    http::header,
+    web::{Data, Json},
+};
+use tenant_registry::AuthMethod;
+
+use crate::{
+    error::OAuthResponse,
+    flows::token::{ClientCredentials, TokenResponse, client_credentials},
+    routes::Site,
+    state::AppState,
+};
+
+fn invalid_request(description: &str) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidRequest, description)
+}
+
+/// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id) ":" urlencode(secret))`.
+fn basic_credentials(value: &str) -> Result<(String, String), OAuthError> {
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidClient, "Nur HTTP Basic wird unterstützt"))?;
+    let decoded =
+        STANDARD.decode(encoded.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(|| {
+            OAuthError::new(OAuthErrorCode::InvalidClient, "Authorization-Header ist kein gültiges Basic")
+        })?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidClient, "Authorization-Header ohne Doppelpunkt"))?;
+    let unescape =
+        |text: &str| url::form_urlencoded::parse(format!("v={text}").as_bytes()).map(|(_, v)| v.into_owned()).next();
+    Ok((unescape(id).unwrap_or_default(), unescape(secret).unwrap_or_default()))
+}
+
+/// The form parameters, each at most once (RFC 6749 §3.2).
+fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+            return Err(invalid_request(&format!("Parameter {name:?} ist mehrfach angegeben")));
+        }
+    }
+    Ok(pairs)
+}
+
+/// `POST {issuer}/token`
+#[handler]
+pub(crate) async fn token(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
+    match exchange(req, body, &state, &site).await {
+        Ok(response) => Json(response)
+            .with_header(header::CACHE_CONTROL, "no-store")
+            .with_header(header::PRAGMA, "no-cache")
+            .into_response(),
+        Err(error) => {
+            let basic = req.header(header::AUTHORIZATION).is_some();
+            OAuthResponse { error, basic_auth_used: basic }.into_response()
+        }
+    }
+}
+
+async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site) -> Result<TokenResponse, OAuthError> {
+    let is_form = req.content_type().is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if !is_form {
+        return Err(invalid_request("Content-Type muss application/x-www-form-urlencoded sein"));
+    }
+    let body = body.into_bytes_limit(64 * 1024).await.map_err(|_| invalid_request("Anfrage zu groß oder unlesbar"))?;
+    let params = parameters(&body)?;
+    let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+
+    let credentials = match (req.header(header::AUTHORIZATION), param("client_secret")) {
+        (Some(_), Some(_)) => {
+            return Err(invalid_request("Nur eine Client-Authentifizierung je Anfrage (RFC 6749 §2.3)"));
+        }
+        (Some(value), None) => {
+            let (client_id, secret) = basic_credentials(value)?;
+            if param("client_id").is_some_and(|id| id != client_id) {
+                return Err(invalid_request("client_id widerspricht dem Authorization-Header"));
+            }
+            ClientCredentials { client_id, secret, method: AuthMethod::ClientSecretBasic }
+        }
+        (None, Some(secret)) => ClientCredentials {
+            client_id: param("client_id").ok_or_else(|| invalid_request("client_id fehlt"))?.to_owned(),
+            secret: secret.to_owned(),
+            method: AuthMethod::ClientSecretPost,
+        },
+        (None, None) => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlt")),
+    };
+    match param("grant_type") {
+        Some("client_credentials") => client_credentials(state, site.environment, credentials, param("scope")).await,
+        Some(other) => Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            format!("grant_type {other:?} wird nicht unterstützt"),
+        )),
+        None => Err(invalid_request("grant_type fehlt")),
+    }
+}
