@@ -23,3 +23,7 @@ fmt:
 # Lints as CI checks them.
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Regenerate the committed OpenAPI document of the admin API.
+openapi:
+    cargo run --quiet --bin servicekonto -- admin openapi > docs/admin-openapi.json

@@ -3,6 +3,7 @@
 //! an ephemeral store of its own (a Redis key prefix when `TEST_REDIS_URL` is set, else memory).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
+mod admin;
 mod discovery;
 mod layering;
 mod ops;

@@ -100,28 +100,28 @@ impl IntoResponse for OAuthResponse {
 pub(crate) enum AdminError {
     /// The request is malformed or breaks validation rules (`errors` lists each).
     #[oai(status = 400, content_type = "application/problem+json")]
-    BadRequest(poem_openapi::payload::Json<Problem>),
+    BadRequest(poem_openapi::payload::Json<Box<Problem>>),
     /// No valid admin access token.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(poem_openapi::payload::Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(poem_openapi::payload::Json<Box<Problem>>, #[oai(header = "WWW-Authenticate")] String),
     /// The token may not do this.
     #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(poem_openapi::payload::Json<Problem>),
+    Forbidden(poem_openapi::payload::Json<Box<Problem>>),
     /// No such object, or one of another tenant.
     #[oai(status = 404, content_type = "application/problem+json")]
-    NotFound(poem_openapi::payload::Json<Problem>),
+    NotFound(poem_openapi::payload::Json<Box<Problem>>),
     /// A unique value is taken, or the object still has dependants.
     #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(poem_openapi::payload::Json<Problem>),
+    Conflict(poem_openapi::payload::Json<Box<Problem>>),
     /// `If-Match` names an outdated version.
     #[oai(status = 412, content_type = "application/problem+json")]
-    PreconditionFailed(poem_openapi::payload::Json<Problem>),
+    PreconditionFailed(poem_openapi::payload::Json<Box<Problem>>),
     /// Updates need `If-Match`.
     #[oai(status = 428, content_type = "application/problem+json")]
-    PreconditionRequired(poem_openapi::payload::Json<Problem>),
+    PreconditionRequired(poem_openapi::payload::Json<Box<Problem>>),
     /// Something failed on our side (details are in the server log under the request id).
     #[oai(status = 500, content_type = "application/problem+json")]
-    Internal(poem_openapi::payload::Json<Problem>),
+    Internal(poem_openapi::payload::Json<Box<Problem>>),
 }
 
 fn problem(
@@ -130,14 +130,14 @@ fn problem(
     title: &str,
     detail: impl Into<String>,
     errors: Vec<FieldError>,
-) -> poem_openapi::payload::Json<Problem> {
-    poem_openapi::payload::Json(Problem {
+) -> poem_openapi::payload::Json<Box<Problem>> {
+    poem_openapi::payload::Json(Box::new(Problem {
         problem_type: format!("urn:servicekonto:problem:{code}"),
         title: title.to_owned(),
         status,
         detail: detail.into(),
         errors: errors.into_iter().map(|e| FieldProblem { field: e.field, message: e.message }).collect(),
-    })
+    }))
 }
 
 impl AdminError {
@@ -248,7 +248,7 @@ pub(crate) async fn render_admin(error: poem::Error) -> Response {
     let mut response = poem::Response::builder()
         .status(status)
         .content_type("application/problem+json")
-        .body(poem_openapi::types::ToJSON::to_json_string(&problem.0));
+        .body(poem_openapi::types::ToJSON::to_json_string(&*problem.0));
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

@@ -137,3 +137,43 @@ fn serve_no_migrate_refuses_a_database_with_pending_migrations() {
     assert!(migrate.status.success());
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("up to date"));
 }
+
+#[test]
+fn admin_bootstrap_prints_credentials_that_get_an_admin_token() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    assert!(command(dir.path(), port).arg("migrate").output().unwrap().status.success());
+    let output = command(dir.path(), port).args(["admin", "bootstrap"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let value = |label: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{label} in {printed}"))
+    };
+    let (client_id, secret) = (value("client_id:"), value("client_secret:"));
+
+    let (mut child, _) = serve(dir.path(), port);
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
+    let body = "grant_type=client_credentials&scope=admin";
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"scope\":\"admin\""), "{response}");
+
+    terminate(&child);
+    assert!(wait(&mut child, Duration::from_secs(10)).success());
+
+    let spec = command(dir.path(), port).args(["admin", "openapi"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&spec.stdout).contains("\"/tenants\""));
+}

@@ -67,6 +67,27 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
 }
 
+/// An audit event of `actor` on `target` of `tenant_id`.
+fn event(
+    actor: &Actor,
+    action: &str,
+    tenant_id: TenantId,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        actor: actor.label(),
+        action: action.to_owned(),
+        tenant_id: Some(tenant_id),
+        target,
+        before,
+        after,
+    }
+}
+
 fn invalid(problems: Problems) -> Result<(), RegistryError> {
     if problems.0.is_empty() { Ok(()) } else { Err(RegistryError::Invalid(problems.0)) }
 }
@@ -80,27 +101,6 @@ impl Registry {
     /// A registry over `store`; client secrets are hashed with `hasher`.
     pub fn new(store: Arc<dyn RegistryStore>, hasher: SecretHasher, clock: Arc<dyn Clock>) -> Self {
         Self { store, hasher, clock }
-    }
-
-    fn event(
-        &self,
-        actor: &Actor,
-        action: &str,
-        tenant_id: TenantId,
-        target: String,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-        at: OffsetDateTime,
-    ) -> AuditEvent {
-        AuditEvent {
-            at,
-            actor: actor.label(),
-            action: action.to_owned(),
-            tenant_id: Some(tenant_id),
-            target,
-            before,
-            after,
-        }
     }
 
     fn require_operator(actor: &Actor) -> Result<(), RegistryError> {
@@ -144,15 +144,8 @@ impl Registry {
             updated_at: now,
         };
         invalid(rules::check_tenant(&tenant))?;
-        let audit = self.event(
-            actor,
-            "tenant.create",
-            tenant.id,
-            tenant.id.to_string(),
-            None,
-            Some(tenant_snapshot(&tenant)),
-            now,
-        );
+        let audit =
+            event(actor, "tenant.create", tenant.id, tenant.id.to_string(), None, Some(tenant_snapshot(&tenant)), now);
         self.store.insert_tenant(&tenant, &audit).await.map_err(|e| match e {
             StoreError::Conflict(_) => RegistryError::Conflict(format!("the slug {:?} is taken", tenant.slug)),
             other => other.into(),
@@ -222,7 +215,7 @@ impl Registry {
             }
         }
         invalid(problems)?;
-        let audit = self.event(
+        let audit = event(
             actor,
             "tenant.update",
             id,
@@ -256,7 +249,7 @@ impl Registry {
             TenantStatus::Active => "tenant.resume",
             TenantStatus::Suspended => "tenant.suspend",
         };
-        let audit = self.event(
+        let audit = event(
             actor,
             action,
             id,
@@ -279,15 +272,8 @@ impl Registry {
         Self::require_operator(actor)?;
         let before = self.visible_tenant(actor, id).await?;
         let expected = expected_version.unwrap_or(before.version);
-        let audit = self.event(
-            actor,
-            "tenant.delete",
-            id,
-            id.to_string(),
-            Some(tenant_snapshot(&before)),
-            None,
-            self.clock.now(),
-        );
+        let audit =
+            event(actor, "tenant.delete", id, id.to_string(), Some(tenant_snapshot(&before)), None, self.clock.now());
         Ok(self.store.delete_tenant(id, expected, &audit).await?)
     }
 
@@ -362,7 +348,7 @@ impl Registry {
             created_at: now,
             updated_at: now,
         };
-        let audit = self.event(
+        let audit = event(
             actor,
             "client.create",
             tenant_id,
@@ -431,7 +417,7 @@ impl Registry {
             updated_at: now,
             ..before.clone()
         };
-        let audit = self.event(
+        let audit = event(
             actor,
             "client.update",
             before.tenant_id,
@@ -486,7 +472,7 @@ impl Registry {
             .collect();
         secrets.push(hash);
         let after = Client { secrets, version: before.version + 1, updated_at: now, ..before.clone() };
-        let audit = self.event(
+        let audit = event(
             actor,
             "client.rotate_secret",
             before.tenant_id,
@@ -508,7 +494,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let before = self.visible_client(actor, client_id).await?;
         let expected = expected_version.unwrap_or(before.version);
-        let audit = self.event(
+        let audit = event(
             actor,
             "client.delete",
             before.tenant_id,

@@ -517,3 +517,24 @@ pub(crate) fn service() -> OpenApiService<AdminApi, ()> {
 pub fn openapi_json() -> String {
     service().spec()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_openapi_document_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/admin-openapi.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed.trim_end() == super::openapi_json().trim_end(),
+            "docs/admin-openapi.json is out of date: run `just openapi` (servicekonto admin openapi > docs/admin-openapi.json)"
+        );
+    }
+
+    #[test]
+    fn if_match_accepts_strong_weak_and_star() {
+        assert_eq!(super::if_match("\"3\"", || 9).ok(), Some(3));
+        assert_eq!(super::if_match("W/\"3\"", || 9).ok(), Some(3));
+        assert_eq!(super::if_match("*", || 9).ok(), Some(9));
+        assert!(super::if_match("\"abc\"", || 9).is_err());
+    }
+}
