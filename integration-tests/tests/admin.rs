@@ -13,7 +13,7 @@ use crate::support::{Backends, TestServer, http_client};
 
 /// Creates an operator admin client (as `servicekonto admin bootstrap` does) and returns its
 /// credentials.
-async fn bootstrap_operator(server: &TestServer) -> (String, String) {
+pub(crate) async fn bootstrap_operator(server: &TestServer) -> (String, String) {
     let registry = server.state.registry();
     let actor = Actor::System("test");
     let tenant = registry
@@ -41,7 +41,7 @@ async fn bootstrap_operator(server: &TestServer) -> (String, String) {
 }
 
 /// A token from `{issuer}/token` via the `oauth2` crate's client-credentials grant.
-async fn token(
+pub(crate) async fn token(
     issuer: &str,
     client_id: &str,
     secret: &str,
@@ -59,7 +59,7 @@ async fn token(
     request.request_async(&http_client()).await.map(|t| t.access_token().secret().clone()).map_err(|e| format!("{e:?}"))
 }
 
-struct Admin {
+pub(crate) struct Admin {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -91,22 +91,22 @@ impl Admin {
         (status, etag, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Option<String>, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Option<String>, Value) {
         self.call(Method::GET, path, None, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Option<String>, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Option<String>, Value) {
         self.call(Method::POST, path, Some(body), None).await
     }
 }
 
-async fn operator(server: &TestServer) -> Admin {
+pub(crate) async fn operator(server: &TestServer) -> Admin {
     let (id, secret) = bootstrap_operator(server).await;
     let token = token(&server.base_url, &id, &secret, Some("admin"), AuthType::BasicAuth).await.unwrap();
     Admin { base: server.base_url.clone(), token, http: reqwest::Client::new() }
 }
 
-fn tenant_body(slug: &str) -> Value {
+pub(crate) fn tenant_body(slug: &str) -> Value {
     json!({
         "slug": slug,
         "name": format!("Stadt {slug}"),

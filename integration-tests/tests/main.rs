@@ -7,5 +7,6 @@ mod admin;
 mod discovery;
 mod layering;
 mod ops;
+mod registration;
 mod support;
 mod two_nodes;

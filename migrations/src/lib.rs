@@ -7,6 +7,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait, async_trait::async_trait}
 
 mod m20261122_000001_signing_keys;
 mod m20261122_000002_registry;
+mod m20261122_000003_client_registration_token;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -14,6 +15,10 @@ pub struct Migrator;
 #[async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_signing_keys::Migration), Box::new(m20261122_000002_registry::Migration)]
+        vec![
+            Box::new(m20261122_000001_signing_keys::Migration),
+            Box::new(m20261122_000002_registry::Migration),
+            Box::new(m20261122_000003_client_registration_token::Migration),
+        ]
     }
 }

@@ -12,6 +12,8 @@ pub struct ProviderMetadata {
     pub authorization_endpoint: String,
     /// Where clients get tokens.
     pub token_endpoint: String,
+    /// RFC 7591 dynamic client registration (needs an initial access token).
+    pub registration_endpoint: String,
     /// Where the public signing keys are.
     pub jwks_uri: String,
     /// `code` only: the authorization code flow.
@@ -35,6 +37,7 @@ impl ProviderMetadata {
             issuer: issuer.to_owned(),
             authorization_endpoint: format!("{issuer}/authorize"),
             token_endpoint: format!("{issuer}/token"),
+            registration_endpoint: format!("{issuer}/register"),
             jwks_uri: format!("{issuer}/jwks"),
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],

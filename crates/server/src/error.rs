@@ -95,6 +95,36 @@ impl IntoResponse for OAuthResponse {
     }
 }
 
+/// An error of dynamic client registration (RFC 7591 §3.2.2, RFC 7592 §2).
+pub(crate) struct RegistrationResponse(pub(crate) crate::flows::registration::RegistrationError);
+
+impl IntoResponse for RegistrationResponse {
+    fn into_response(self) -> Response {
+        use crate::flows::registration::RegistrationError;
+        let (status, code, description) = match self.0 {
+            RegistrationError::InvalidToken => {
+                let response = (StatusCode::UNAUTHORIZED, Json(json!({ "error": "invalid_token", "error_description": "Das Zugriffstoken ist unbekannt, verbraucht oder abgelaufen." })))
+                    .with_header("www-authenticate", "Bearer error=\"invalid_token\"")
+                    .with_header("cache-control", "no-store");
+                return response.into_response();
+            }
+            RegistrationError::InvalidRedirectUri(description) => {
+                (StatusCode::BAD_REQUEST, "invalid_redirect_uri", description)
+            }
+            RegistrationError::InvalidClientMetadata(description) => {
+                (StatusCode::BAD_REQUEST, "invalid_client_metadata", description)
+            }
+            RegistrationError::Internal(error) => {
+                log_internal(error.as_ref());
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler".to_owned())
+            }
+        };
+        (status, Json(json!({ "error": code, "error_description": description })))
+            .with_header("cache-control", "no-store")
+            .into_response()
+    }
+}
+
 /// An error of the admin API: RFC 9457 problem details.
 #[derive(Debug, ApiResponse)]
 pub(crate) enum AdminError {

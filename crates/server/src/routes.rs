@@ -5,6 +5,7 @@
 //! {issuer}/.well-known/openid-configuration    discovery, per environment
 //! {issuer}/jwks                                public signing keys, per environment
 //! {issuer}/token                               token endpoint (client_credentials), per environment
+//! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
 //! A request belongs to the environment whose issuer's path prefix it starts with, preferring
@@ -22,7 +23,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{discovery, ops, token},
+    http::{discovery, ops, registration, token},
     middleware::Observe,
     state::AppState,
 };
@@ -94,6 +95,8 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .at("/jwks", get(discovery::jwks))
         .at("/token", poem::post(token::token))
+        .at("/register", poem::post(registration::register))
+        .at("/register/:client_id", get(registration::read).put(registration::update).delete(registration::delete))
         .data(site.clone())
         .map_to_response()
 }

@@ -313,6 +313,7 @@ mod registry {
             first_party: false,
             admin_role: None,
             secrets: Vec::new(),
+            registration_token: Some("hash".into()),
             version: 1,
             created_at: at,
             updated_at: at,

@@ -19,6 +19,12 @@ pub enum Actor {
         /// Its tenant, the only one it can see.
         tenant_id: TenantId,
     },
+    /// Dynamic client registration (RFC 7591/7592) for one tenant, authorised by an initial
+    /// access token or a client's registration access token.
+    Registration {
+        /// The tenant the token was issued for.
+        tenant_id: TenantId,
+    },
     /// The server itself or its command line (bootstrap, demo data).
     System(&'static str),
 }
@@ -29,19 +35,23 @@ impl Actor {
         match self {
             Actor::Operator(client_id) => format!("operator:{client_id}"),
             Actor::TenantAdmin { client_id, .. } => format!("tenant-admin:{client_id}"),
+            Actor::Registration { .. } => "dynamic-registration".to_owned(),
             Actor::System(what) => format!("system:{what}"),
         }
     }
 
     pub(crate) fn is_operator(&self) -> bool {
-        matches!(self, Actor::Operator(_) | Actor::System(_))
+        match self {
+            Actor::Operator(_) | Actor::System(_) => true,
+            Actor::TenantAdmin { .. } | Actor::Registration { .. } => false,
+        }
     }
 
     /// Whether the actor may see `tenant` at all; others are answered "not found", so tenants
     /// cannot be enumerated.
     pub(crate) fn sees(&self, tenant: TenantId) -> bool {
         match self {
-            Actor::TenantAdmin { tenant_id, .. } => *tenant_id == tenant,
+            Actor::TenantAdmin { tenant_id, .. } | Actor::Registration { tenant_id } => *tenant_id == tenant,
             Actor::Operator(_) | Actor::System(_) => true,
         }
     }
@@ -115,6 +125,7 @@ pub(crate) fn client_snapshot(client: &Client) -> Value {
         "admin_role": client.admin_role,
         // How many secrets are valid, never the secrets or their hashes.
         "secrets": client.secrets.len(),
+        "dynamically_registered": client.registration_token.is_some(),
         "version": client.version,
     })
 }

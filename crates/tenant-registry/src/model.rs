@@ -83,6 +83,8 @@ pub struct Client {
     pub admin_role: Option<AdminRole>,
     /// Keyed hashes of the valid secrets (more than one during a rotation's overlap).
     pub secrets: Vec<SecretHash>,
+    /// Keyed hash of the RFC 7592 registration access token, for dynamically registered clients.
+    pub registration_token: Option<String>,
     /// Optimistic-concurrency version (the ETag).
     pub version: i64,
     /// When created.
@@ -234,6 +236,9 @@ pub struct ClientSettings {
     pub tos_uri: Option<Url>,
     /// Contact e-mail addresses.
     pub contacts: Vec<String>,
+    /// OIDC Registration §5: an https URL listing the redirect URIs of this client's sector.
+    #[serde(default)]
+    pub sector_identifier_uri: Option<Url>,
 }
 
 impl ClientSettings {
@@ -264,6 +269,7 @@ impl ClientSettings {
             policy_uri: None,
             tos_uri: None,
             contacts: Vec::new(),
+            sector_identifier_uri: None,
         }
     }
 }

@@ -57,6 +57,18 @@ pub struct OperatorFlags {
     pub admin_role: Option<AdminRole>,
 }
 
+/// Everything a new client row is made from.
+struct NewClient {
+    tenant_id: TenantId,
+    environment: Environment,
+    client_id: ClientId,
+    settings: ClientSettings,
+    flags: OperatorFlags,
+    chosen_secret: Option<ClientSecret>,
+    /// Dynamic registration: also make a registration access token.
+    registration: bool,
+}
+
 /// The longest overlap of old and new secret at a rotation.
 pub const MAX_SECRET_OVERLAP: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -306,7 +318,7 @@ impl Registry {
     }
 
     /// As [`Registry::create_client`] with a chosen id and, optionally, a chosen secret; for the
-    /// command line and the demo data. Operators only.
+    /// command line and the demo data.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_client_with_id(
         &self,
@@ -318,32 +330,91 @@ impl Registry {
         flags: OperatorFlags,
         chosen_secret: Option<ClientSecret>,
     ) -> Result<(Client, Option<ClientSecret>), RegistryError> {
-        let tenant = self.visible_tenant(actor, tenant_id).await?;
-        Self::check_flags(actor, flags, OperatorFlags::default())?;
-        let mut problems = rules::check_client(&settings, environment, &tenant);
-        Self::check_admin_role(&settings, flags, &mut problems);
+        let new = NewClient { tenant_id, environment, client_id, settings, flags, chosen_secret, registration: false };
+        let (client, secret, _) = self.insert_client(actor, new).await?;
+        Ok((client, secret))
+    }
+
+    /// RFC 7591: registers a client for the tenant an initial access token was issued to.
+    /// Returns the client, its secret (if it uses one) and its registration access token.
+    pub async fn register_client(
+        &self,
+        tenant_id: TenantId,
+        environment: Environment,
+        settings: ClientSettings,
+    ) -> Result<(Client, Option<ClientSecret>, ClientSecret), RegistryError> {
+        let new = NewClient {
+            tenant_id,
+            environment,
+            client_id: ClientId::generate(),
+            settings,
+            flags: OperatorFlags::default(),
+            chosen_secret: None,
+            registration: true,
+        };
+        let (client, secret, token) = self.insert_client(&Actor::Registration { tenant_id }, new).await?;
+        let token = token.ok_or_else(|| RegistryError::Conflict("no registration token was made".into()))?;
+        Ok((client, secret, token))
+    }
+
+    /// RFC 7592: the dynamically registered client of `environment` that `registration_token`
+    /// belongs to. Anything else, including a wrong token, is "not found".
+    pub async fn registered_client(
+        &self,
+        environment: Environment,
+        client_id: &str,
+        registration_token: &str,
+    ) -> Result<Client, RegistryError> {
+        let client_id = ClientId::parse(client_id).ok_or(RegistryError::NotFound)?;
+        let client = self.store.find_client(&client_id).await?.ok_or(RegistryError::NotFound)?;
+        let stored = client.registration_token.clone().ok_or(RegistryError::NotFound)?;
+        let hash = crate::model::SecretHash { hash: stored, created_at: 0, expires_at: None };
+        let now = self.clock.now().unix_timestamp();
+        if client.environment != environment || !self.hasher.verify(&[hash], registration_token, now) {
+            return Err(RegistryError::NotFound);
+        }
+        Ok(client)
+    }
+
+    async fn insert_client(
+        &self,
+        actor: &Actor,
+        new: NewClient,
+    ) -> Result<(Client, Option<ClientSecret>, Option<ClientSecret>), RegistryError> {
+        let tenant = self.visible_tenant(actor, new.tenant_id).await?;
+        Self::check_flags(actor, new.flags, OperatorFlags::default())?;
+        let mut problems = rules::check_client(&new.settings, new.environment, &tenant);
+        Self::check_admin_role(&new.settings, new.flags, &mut problems);
         invalid(problems)?;
         let now = self.clock.now();
-        let (secret, secrets) = if uses_secret(&settings) {
-            let (secret, hash) = match chosen_secret {
+        let now_unix = now.unix_timestamp();
+        let (secret, secrets) = if uses_secret(&new.settings) {
+            let (secret, hash) = match new.chosen_secret {
                 Some(secret) => {
-                    let hash = self.hasher.hash(&secret, now.unix_timestamp());
+                    let hash = self.hasher.hash(&secret, now_unix);
                     (secret, hash)
                 }
-                None => self.hasher.generate(now.unix_timestamp()),
+                None => self.hasher.generate(now_unix),
             };
             (Some(secret), vec![hash])
         } else {
             (None, Vec::new())
         };
+        let (registration_token, registration_hash) = if new.registration {
+            let (token, hash) = self.hasher.generate(now_unix);
+            (Some(token), Some(hash.hash))
+        } else {
+            (None, None)
+        };
         let client = Client {
-            client_id,
-            tenant_id,
-            environment,
-            settings,
-            first_party: flags.first_party,
-            admin_role: flags.admin_role,
+            client_id: new.client_id,
+            tenant_id: new.tenant_id,
+            environment: new.environment,
+            settings: new.settings,
+            first_party: new.flags.first_party,
+            admin_role: new.flags.admin_role,
             secrets,
+            registration_token: registration_hash,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -351,14 +422,14 @@ impl Registry {
         let audit = event(
             actor,
             "client.create",
-            tenant_id,
+            new.tenant_id,
             client.client_id.to_string(),
             None,
             Some(client_snapshot(&client)),
             now,
         );
         self.store.insert_client(&client, &audit).await?;
-        Ok((client, secret))
+        Ok((client, secret, registration_token))
     }
 
     /// One client.

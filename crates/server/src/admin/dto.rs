@@ -422,6 +422,8 @@ pub(crate) struct ClientConfig {
     pub tos_uri: Option<String>,
     #[oai(default)]
     pub contacts: Vec<String>,
+    /// https URL of a JSON array that lists every redirect URI (OIDC Registration §5).
+    pub sector_identifier_uri: Option<String>,
     /// Skips consent. Operators only.
     #[oai(default)]
     pub first_party: bool,
@@ -439,6 +441,7 @@ impl ClientConfig {
         let logo_uri = errors.optional_url("logo_uri", &self.logo_uri);
         let policy_uri = errors.optional_url("policy_uri", &self.policy_uri);
         let tos_uri = errors.optional_url("tos_uri", &self.tos_uri);
+        let sector_identifier_uri = errors.optional_url("sector_identifier_uri", &self.sector_identifier_uri);
         let scopes: BTreeSet<Scope> = self
             .scopes
             .iter()
@@ -490,6 +493,7 @@ impl ClientConfig {
             policy_uri,
             tos_uri,
             contacts: self.contacts,
+            sector_identifier_uri,
         };
         let flags = OperatorFlags { first_party: self.first_party, admin_role: self.admin_role.map(Into::into) };
         errors.finish((settings, flags))
@@ -532,6 +536,7 @@ impl From<&Client> for ClientConfig {
             policy_uri: text(&s.policy_uri),
             tos_uri: text(&s.tos_uri),
             contacts: s.contacts.clone(),
+            sector_identifier_uri: text(&s.sector_identifier_uri),
             first_party: c.first_party,
             admin_role: c.admin_role.map(Into::into),
         }
@@ -675,4 +680,25 @@ pub(crate) struct Problem {
     /// Every violated rule, for validation errors.
     #[oai(skip_serializing_if_is_empty)]
     pub errors: Vec<FieldProblem>,
+}
+
+/// An initial access token to request.
+#[derive(Debug, Object)]
+pub(crate) struct InitialAccessTokenCreate {
+    /// Where the client will be registered.
+    pub environment: EnvironmentDto,
+    /// Lifetime in seconds (60 to 2592000, default one day). The token registers one client.
+    #[oai(default = "one_day")]
+    pub expires_in_seconds: u64,
+}
+
+/// An initial access token for RFC 7591 registration, shown this once.
+#[derive(Debug, Object)]
+pub(crate) struct InitialAccessTokenView {
+    /// Send as `Authorization: Bearer …` to `registration_endpoint`; single use.
+    pub initial_access_token: String,
+    pub registration_endpoint: String,
+    pub tenant_id: String,
+    pub environment: EnvironmentDto,
+    pub expires_at: String,
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use dto::{
     AuditList, AuditView, ClientConfig, ClientCreate, ClientList, ClientView, ClientWithSecret, EnvironmentDto,
-    RotateSecret, TenantCreate, TenantList, TenantStatusDto, TenantUpdate, TenantView,
+    InitialAccessTokenCreate, InitialAccessTokenView, RotateSecret, TenantCreate, TenantList, TenantStatusDto,
+    TenantUpdate, TenantView,
 };
 pub(crate) use dto::{FieldProblem, Problem};
 use oidc_core::{ClientId, Environment, TenantId};
@@ -24,7 +25,7 @@ use poem_openapi::{
 use tenant_registry::{Actor, AuditFilter, Client, ClientFilter, PageRequest, Tenant, TenantFilter, TenantStatus};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{error::AdminError, state::AppState};
+use crate::{error::AdminError, flows::registration, state::AppState};
 
 /// Groups of operations in the document.
 #[derive(Tags)]
@@ -161,6 +162,13 @@ enum SecretRotated {
     /// The new secret, in this response only; the old one works until its `expires_at`.
     #[oai(status = 200)]
     Ok(Json<ClientWithSecret>, #[oai(header = "ETag")] String),
+}
+
+#[derive(ApiResponse)]
+enum InitialAccessTokenCreated {
+    /// Created; the token is in this response only.
+    #[oai(status = 201)]
+    Created(Json<InitialAccessTokenView>),
 }
 
 #[derive(ApiResponse)]
@@ -316,6 +324,36 @@ impl AdminApi {
         Ok(client_created(&client, secret))
     }
 
+    /// Issue a single-use initial access token for RFC 7591 dynamic registration of one client
+    /// of this tenant in one environment.
+    #[oai(path = "/tenants/:id/initial-access-tokens", method = "post", tag = "ApiTags::Clients")]
+    async fn create_initial_access_token(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        body: Json<InitialAccessTokenCreate>,
+    ) -> AdminResult<InitialAccessTokenCreated> {
+        let actor = actor(&state, &auth).await?;
+        let tenant = state.registry.get_tenant(&actor, tenant_id(&id.0)?).await?;
+        let lifetime = Duration::from_secs(body.0.expires_in_seconds);
+        if !(Duration::from_secs(60)..=registration::MAX_INITIAL_TOKEN_LIFETIME).contains(&lifetime) {
+            return Err(AdminError::invalid_field("expires_in_seconds", "60 to 2592000"));
+        }
+        let environment: Environment = body.0.environment.into();
+        let token = registration::issue_initial_access_token(&state, tenant.id, environment, lifetime)
+            .await
+            .map_err(|e| AdminError::internal(&e))?;
+        let expires_at = state.clock.now() + lifetime;
+        Ok(InitialAccessTokenCreated::Created(Json(InitialAccessTokenView {
+            initial_access_token: token,
+            registration_endpoint: format!("{}/register", state.config.environments.issuer(environment)),
+            tenant_id: tenant.id.to_string(),
+            environment: environment.into(),
+            expires_at: expires_at.format(&Rfc3339).unwrap_or_default(),
+        })))
+    }
+
     /// List clients (a tenant admin sees only its tenant's).
     #[oai(path = "/clients", method = "get", tag = "ApiTags::Clients")]
     async fn list_clients(
@@ -448,7 +486,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: AdminToken,
         tenant_id: Query<Option<String>>,
-        actor_label: Query<Option<String>>,
+        #[oai(name = "actor")] actor_label: Query<Option<String>>,
         action: Query<Option<String>>,
         /// RFC 3339, inclusive.
         since: Query<Option<String>>,

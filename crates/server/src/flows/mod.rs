@@ -1,4 +1,5 @@
 //! Flows that cross domains: the server orchestrates them, so the domain crates never call each
 //! other.
 
+pub(crate) mod registration;
 pub(crate) mod token;

@@ -2,4 +2,5 @@
 
 pub(crate) mod discovery;
 pub(crate) mod ops;
+pub(crate) mod registration;
 pub(crate) mod token;

@@ -15,6 +15,7 @@ pub struct Model {
     pub admin_role: Option<String>,
     #[sea_orm(column_type = "Text")]
     pub secrets: String,
+    pub registration_token: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
