@@ -3,7 +3,7 @@
 //! What commands print for their caller goes to stdout; logs go to stderr.
 #![allow(clippy::print_stdout, reason = "a command line prints its results")]
 
-use std::{collections::BTreeSet, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -145,24 +145,32 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let address = listener.local_addr()?;
     let (database, ephemeral) = state.backends();
-    println!("servicekonto {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
+    let mut banner = vec![format!("servicekonto {} listening on http://{address}", env!("CARGO_PKG_VERSION"))];
     for environment in Environment::ALL {
         let issuer = state.config().environments.issuer(environment);
-        println!(
+        banner.push(format!(
             "  {:<10} issuer {issuer}  (discovery: {issuer}/.well-known/openid-configuration)",
             environment.as_str()
-        );
+        ));
     }
-    println!("  database: {database}; ephemeral store: {ephemeral}");
+    banner.push(format!("  database: {database}; ephemeral store: {ephemeral}"));
     let demo = &state.config().demo;
     if demo.enabled {
         let issuer = state.config().environments.issuer(Environment::Test);
-        println!(
+        banner.push(format!(
             "  demo client (test environment, tenant demo-kommune): client_id={} client_secret={}  token endpoint {issuer}/token",
             demo.client_id,
             demo.client_secret.expose()
-        );
+        ));
     }
+    // A server whose stdout was closed must keep serving: write errors are ignored, where
+    // `println!` would panic.
+    let mut stdout = std::io::stdout().lock();
+    for line in banner {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+    drop(stdout);
     crate::run(listener, shutdown_signal(), state).await?;
     tracing::info!("stopped");
     Ok(())

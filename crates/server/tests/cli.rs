@@ -33,10 +33,13 @@ fn serve(dir: &std::path::Path, port: u16) -> (Child, String) {
     let mut banner = String::new();
     stdout.read_line(&mut banner).unwrap();
     assert!(banner.contains(&format!("listening on http://127.0.0.1:{port}")), "banner: {banner:?}");
+    // The banner's last line names the demo client.
     let mut rest = String::new();
-    for _ in 0..3 {
-        stdout.read_line(&mut rest).unwrap();
+    while !rest.contains("demo client") {
+        assert!(stdout.read_line(&mut rest).unwrap() > 0, "banner ended early: {rest}");
     }
+    // Keep draining, so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     (child, banner + &rest)
 }
 
