@@ -204,7 +204,7 @@ async fn shutdown_signal() {
 
 async fn bootstrap(config: &Config, slug: String, name: String, contact: String) -> anyhow::Result<()> {
     let database = state::connect_database(config, Migrations::Require).await?;
-    let registry = state::registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
+    let registry = state::uncached_registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
     let actor = Actor::System("bootstrap");
     let tenant = match registry.find_tenant_by_slug(&slug).await? {
         Some(tenant) => tenant,

@@ -8,7 +8,7 @@ use oidc_core::{
     SystemClock,
 };
 use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
-use tenant_registry::{Registry, SecretHasher};
+use tenant_registry::{CachedRegistryStore, Registry, SecretHasher};
 
 use crate::{config::Config, metrics::Metrics, routes::Site};
 
@@ -62,7 +62,8 @@ impl AppState {
         let kek = key_encryption_key(&config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let keys = Arc::new(key_service(&config, &database, kek.clone(), clock.clone()));
-        let registry = Arc::new(registry(&database, &kek, clock.clone()));
+        let cached = CachedRegistryStore::new(Arc::new(database.registry()), ephemeral.clone(), REGISTRY_CACHE_MAX_AGE);
+        let registry = Arc::new(Registry::new(Arc::new(cached), secret_hasher(&kek), clock.clone()));
         for environment in Environment::ALL {
             keys.ensure_keys(environment)
                 .await
@@ -158,10 +159,19 @@ pub(crate) fn key_service(
     )
 }
 
-/// The tenant registry on `database`; client secrets are hashed under a subkey of the KEK, so
-/// every node agrees without another secret to distribute.
-pub(crate) fn registry(database: &Database, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Registry {
-    Registry::new(Arc::new(database.registry()), SecretHasher::new(kek.derive("client-secret-hash")), clock)
+/// How long a node may serve a cached client or tenant even without an invalidation.
+const REGISTRY_CACHE_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Client secrets are hashed under a subkey of the KEK, so every node agrees without another
+/// secret to distribute.
+fn secret_hasher(kek: &KeyEncryptionKey) -> SecretHasher {
+    SecretHasher::new(kek.derive("client-secret-hash"))
+}
+
+/// The tenant registry on `database` without the cache, for the command line: it only creates
+/// objects, which no node has cached.
+pub(crate) fn uncached_registry(database: &Database, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Registry {
+    Registry::new(Arc::new(database.registry()), secret_hasher(kek), clock)
 }
 
 /// Reads the KEK file, or creates it (owner-only) when it does not exist: the embedded mode's

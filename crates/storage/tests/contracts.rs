@@ -437,6 +437,32 @@ mod registry {
     }
 
     #[tokio::test]
+    async fn the_registry_cache_serves_reads_and_drops_them_when_any_node_writes() {
+        use std::{sync::Arc, time::Duration};
+        use tenant_registry::CachedRegistryStore;
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let inner: Arc<dyn RegistryStore> = Arc::new(db.registry());
+        let shared = Arc::new(storage::MemoryEphemeralStore::new());
+        let node_a = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::from_secs(60));
+        let node_b = CachedRegistryStore::new(inner.clone(), shared, Duration::from_secs(60));
+
+        let t = tenant("cached", "Cached");
+        node_a.insert_tenant(&t, &audit("tenant.create", &t)).await.unwrap();
+        assert_eq!(node_b.find_tenant(t.id).await.unwrap(), Some(t.clone()));
+
+        // Changed behind the caches' back: node B still serves what it cached.
+        let behind = Tenant { name: "Behind".into(), version: 2, ..t.clone() };
+        inner.update_tenant(&behind, 1, &audit("x", &t)).await.unwrap();
+        assert_eq!(node_b.find_tenant(t.id).await.unwrap().unwrap().name, "Cached", "served from the cache");
+
+        // A write through node A invalidates node B's cache.
+        let suspended = Tenant { status: TenantStatus::Suspended, version: 3, ..behind.clone() };
+        node_a.update_tenant(&suspended, 2, &audit("tenant.suspend", &t)).await.unwrap();
+        assert_eq!(node_b.find_tenant(t.id).await.unwrap(), Some(suspended));
+    }
+
+    #[tokio::test]
     async fn registry_store_on_sqlite() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
         db.migrate().await.unwrap();

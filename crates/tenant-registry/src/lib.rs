@@ -4,7 +4,7 @@
 //!
 //! Modules: `model` (tenants, clients), `rules` (validation, all violations at once), `secret`
 //! (client secrets and their keyed hashes), `audit` (actors and audit events), `store` (the
-//! [`RegistryStore`] port), `service` (the [`Registry`] use cases), `error`.
+//! [`RegistryStore`] port), `cache` (a cross-node-invalidated cache of that port), `service` (the [`Registry`] use cases), `error`.
 //!
 //! Invariants:
 //! - Depends on `oidc-core` only; storage is the [`RegistryStore`] port.
@@ -13,6 +13,7 @@
 //! - Client secrets exist in clear only in the one answer that creates them.
 
 mod audit;
+mod cache;
 mod error;
 mod model;
 mod rules;
@@ -21,6 +22,7 @@ mod service;
 mod store;
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
+pub use cache::CachedRegistryStore;
 pub use error::{ClientAuthError, RegistryError};
 pub use model::{
     AdminRole, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, SecretHash, Tenant,

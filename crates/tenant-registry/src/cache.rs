@@ -1,0 +1,171 @@
+//! A caching decorator of the [`RegistryStore`]: the token endpoint looks up a client and its
+//! tenant on every request, and thousands of tenants must not make that slow.
+//!
+//! Invalidation reaches every node through a generation counter in the shared ephemeral store:
+//! every successful write bumps it, every cached read compares it (one small read instead of two
+//! database queries) and drops the whole cache when it moved. Entries also expire after
+//! `max_age`, which bounds staleness should a bump ever be lost.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use oidc_core::{ClientId, EphemeralStore, TenantId};
+
+use crate::{
+    audit::{AuditEntry, AuditEvent, AuditFilter},
+    model::{Client, Tenant},
+    store::{ClientFilter, Page, PageRequest, RegistryStore, StoreError, TenantFilter},
+};
+
+const GENERATION_KEY: &str = "registry:generation";
+/// The counter outlives any sensible cache; should it vanish, `max_age` still bounds staleness.
+const GENERATION_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// [`RegistryStore`] with a per-node cache of clients and tenants.
+pub struct CachedRegistryStore {
+    inner: Arc<dyn RegistryStore>,
+    ephemeral: Arc<dyn EphemeralStore>,
+    max_age: Duration,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: i64,
+    clients: HashMap<ClientId, (Client, Instant)>,
+    tenants: HashMap<TenantId, (Tenant, Instant)>,
+}
+
+fn unavailable(e: oidc_core::EphemeralError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+impl CachedRegistryStore {
+    /// Caches `inner`; the generation counter lives in `ephemeral`, shared by all nodes.
+    pub fn new(inner: Arc<dyn RegistryStore>, ephemeral: Arc<dyn EphemeralStore>, max_age: Duration) -> Self {
+        Self { inner, ephemeral, max_age, cache: Mutex::new(Cache::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn generation(&self) -> Result<i64, StoreError> {
+        let stored = self.ephemeral.get(GENERATION_KEY).await.map_err(unavailable)?;
+        Ok(stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()).unwrap_or(0))
+    }
+
+    /// After a successful write: every node drops its cache at its next lookup.
+    async fn bump(&self) -> Result<(), StoreError> {
+        self.ephemeral.increment(GENERATION_KEY, 1, GENERATION_TTL).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The cache as of `generation`, emptied if it belonged to another.
+    fn current(&self, generation: i64) -> std::sync::MutexGuard<'_, Cache> {
+        let mut cache = self.lock();
+        if cache.generation != generation {
+            *cache = Cache { generation, ..Cache::default() };
+        }
+        cache
+    }
+}
+
+#[async_trait]
+impl RegistryStore for CachedRegistryStore {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.insert_tenant(tenant, audit).await?;
+        self.bump().await
+    }
+
+    async fn update_tenant(
+        &self,
+        tenant: &Tenant,
+        expected_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.update_tenant(tenant, expected_version, audit).await?;
+        self.bump().await
+    }
+
+    async fn delete_tenant(&self, id: TenantId, expected_version: i64, audit: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.delete_tenant(id, expected_version, audit).await?;
+        self.bump().await
+    }
+
+    async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+        let generation = self.generation().await?;
+        if let Some((tenant, at)) = self.current(generation).tenants.get(&id)
+            && at.elapsed() < self.max_age
+        {
+            return Ok(Some(tenant.clone()));
+        }
+        let found = self.inner.find_tenant(id).await?;
+        if let Some(tenant) = &found {
+            let mut cache = self.lock();
+            // A write that happened meanwhile moved the generation: then this result may be old.
+            if cache.generation == generation {
+                cache.tenants.insert(id, (tenant.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_tenants(&self, filter: &TenantFilter, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
+        self.inner.list_tenants(filter, page).await
+    }
+
+    async fn insert_client(&self, client: &Client, audit: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.insert_client(client, audit).await?;
+        self.bump().await
+    }
+
+    async fn update_client(
+        &self,
+        client: &Client,
+        expected_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.update_client(client, expected_version, audit).await?;
+        self.bump().await
+    }
+
+    async fn delete_client(
+        &self,
+        client_id: &ClientId,
+        expected_version: i64,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.delete_client(client_id, expected_version, audit).await?;
+        self.bump().await
+    }
+
+    async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError> {
+        let generation = self.generation().await?;
+        if let Some((client, at)) = self.current(generation).clients.get(client_id)
+            && at.elapsed() < self.max_age
+        {
+            return Ok(Some(client.clone()));
+        }
+        let found = self.inner.find_client(client_id).await?;
+        if let Some(client) = &found {
+            let mut cache = self.lock();
+            if cache.generation == generation {
+                cache.clients.insert(client_id.clone(), (client.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_clients(&self, filter: &ClientFilter, page: PageRequest) -> Result<Page<Client>, StoreError> {
+        self.inner.list_clients(filter, page).await
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
+        self.inner.list_audit(filter, page).await
+    }
+}
