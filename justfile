@@ -27,3 +27,7 @@ lint:
 # Regenerate the committed OpenAPI document of the admin API.
 openapi:
     cargo run --quiet --bin servicekonto -- admin openapi > docs/admin-openapi.json
+
+# Tenant-scale benchmark: 5,000 tenants × 3 clients (not a test; prints figures).
+bench-tenants *ARGS:
+    cargo run --release -p bench --bin tenant-scale -- {{ARGS}}

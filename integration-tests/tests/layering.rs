@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("migrations", &[]),
     ("storage", &["oidc-core", "tenant-registry", "account-service", "migrations", "storage"]),
     ("server", &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "migrations"]),
+    ("bench", &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "server", "migrations"]),
     (
         "integration-tests",
         &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "server", "migrations"],

@@ -1,0 +1,93 @@
+//! Benchmarks of servicekonto. They print figures and ratios against a baseline measured in the
+//! same run; they assert nothing and are not part of the test suite.
+//!
+//! Binaries: `tenant-scale` (issue "Tenant registry": 5,000 tenants × 3 clients, token endpoint
+//! and admin pagination).
+
+use std::time::{Duration, Instant};
+
+/// Latencies of one scenario.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Scenario name.
+    pub name: String,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub errors: u64,
+    /// Wall time of the scenario.
+    pub elapsed: Duration,
+    /// Sorted latencies of successful requests.
+    latencies: Vec<Duration>,
+}
+
+impl Sample {
+    /// A sample from unsorted latencies.
+    pub fn new(name: &str, mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Self {
+        latencies.sort();
+        Self { name: name.to_owned(), ok: latencies.len() as u64, errors, elapsed, latencies }
+    }
+
+    /// Requests per second.
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    /// JSON for the report file.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": self.name, "ok": self.ok, "errors": self.errors,
+            "requests_per_second": self.rate(), "p50_ms": self.quantile_ms(0.5), "p99_ms": self.quantile_ms(0.99),
+        })
+    }
+}
+
+/// Runs `request` from `concurrency` workers for `duration` (and at most `max_requests`),
+/// collecting latencies; `request(i)` returns whether request `i` succeeded.
+pub async fn drive<F, Fut>(name: &str, concurrency: usize, duration: Duration, max_requests: u64, request: F) -> Sample
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let request = request.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                loop {
+                    let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= max_requests || started.elapsed() >= duration {
+                        break;
+                    }
+                    let t = Instant::now();
+                    if request(i).await {
+                        latencies.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        if let Ok((l, e)) = worker.await {
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    Sample::new(name, latencies, errors, started.elapsed())
+}
