@@ -1,0 +1,305 @@
+//! Registration step 1, "Persönliche Daten": normalisation and validation of what the citizen
+//! entered. Every problem is reported with its field; the form keeps all input.
+
+use time::{Date, macros::format_description};
+
+use crate::normalize;
+
+/// What the form sent, as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonalDataInput {
+    /// Vornamen.
+    pub given_names: String,
+    /// Familienname.
+    pub family_name: String,
+    /// Geburtsname (optional).
+    pub birth_name: String,
+    /// Geburtsdatum: `TT.MM.JJJJ` or `JJJJ-MM-TT`.
+    pub date_of_birth: String,
+    /// Geburtsort (optional).
+    pub place_of_birth: String,
+    /// Straße und Hausnummer.
+    pub street_and_number: String,
+    /// Postleitzahl.
+    pub postal_code: String,
+    /// Ort.
+    pub city: String,
+    /// Land (ISO 3166-1 alpha-2; empty means Germany).
+    pub country: String,
+    /// E-Mail-Adresse.
+    pub email: String,
+    /// Benutzername: needed for every later login.
+    pub username: String,
+}
+
+/// Validated, normalised personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalData {
+    /// Vornamen.
+    pub given_names: String,
+    /// Familienname.
+    pub family_name: String,
+    /// Geburtsname.
+    pub birth_name: Option<String>,
+    /// Geburtsdatum.
+    pub date_of_birth: Date,
+    /// Geburtsort.
+    pub place_of_birth: Option<String>,
+    /// Straße.
+    pub street: String,
+    /// Hausnummer.
+    pub house_number: String,
+    /// Postleitzahl.
+    pub postal_code: String,
+    /// Ort.
+    pub city: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// E-Mail-Adresse, domain in lower case.
+    pub email: String,
+    /// Benutzername as entered; uniqueness is checked case-insensitively.
+    pub username: String,
+}
+
+/// A problem with one field, in German for the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The form field's name.
+    pub field: &'static str,
+    /// Shown next to the field and in the summary.
+    pub message: String,
+}
+
+/// A change the normalisation made that the citizen should see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hint {
+    /// The form field's name.
+    pub field: &'static str,
+    /// Shown on the review page.
+    pub message: String,
+}
+
+fn parse_date(text: &str) -> Option<Date> {
+    Date::parse(text, format_description!("[day].[month].[year]"))
+        .or_else(|_| Date::parse(text, format_description!("[year]-[month]-[day]")))
+        .ok()
+}
+
+fn is_email(text: &str) -> bool {
+    let mut parts = text.split('@');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(local), Some(domain), None)
+        if !local.is_empty() && local.len() <= 64 && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+        && text.len() <= 254
+        && !text.chars().any(char::is_whitespace)
+}
+
+fn is_username(text: &str) -> bool {
+    (3..=64).contains(&text.chars().count())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Validates and normalises step 1. `today` decides what "in the past" means.
+pub fn validate_personal_data(
+    input: &PersonalDataInput,
+    today: Date,
+) -> Result<(PersonalData, Vec<Hint>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut hints = Vec::new();
+    let mut required = |field: &'static str, value: &str, label: &str| {
+        let value = normalize::text(value);
+        if value.is_empty() {
+            errors.push(FieldError { field, message: format!("Bitte geben Sie {label} ein.") });
+        } else if value.chars().count() > 200 {
+            errors.push(FieldError { field, message: "Bitte höchstens 200 Zeichen eingeben.".to_owned() });
+        }
+        value
+    };
+    let given_names = required("given_names", &input.given_names, "Ihre Vornamen");
+    let family_name = required("family_name", &input.family_name, "Ihren Familiennamen");
+    let city = required("city", &input.city, "Ihren Wohnort");
+    let optional = |value: &str| Some(normalize::text(value)).filter(|v| !v.is_empty());
+    let birth_name = optional(&input.birth_name);
+    let place_of_birth = optional(&input.place_of_birth);
+
+    let date_of_birth = match parse_date(&normalize::text(&input.date_of_birth)) {
+        Some(date) if date >= today => {
+            errors.push(FieldError {
+                field: "date_of_birth",
+                message: "Das Geburtsdatum muss in der Vergangenheit liegen.".into(),
+            });
+            None
+        }
+        Some(date) if date.year() < today.year() - 130 => {
+            errors.push(FieldError { field: "date_of_birth", message: "Bitte prüfen Sie das Geburtsjahr.".into() });
+            None
+        }
+        Some(date) => Some(date),
+        None => {
+            errors.push(FieldError {
+                field: "date_of_birth",
+                message: "Bitte geben Sie ein gültiges Datum im Format TT.MM.JJJJ ein.".into(),
+            });
+            None
+        }
+    };
+
+    let country = match normalize::text(&input.country).to_uppercase() {
+        c if c.is_empty() => "DE".to_owned(),
+        c if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => c,
+        _ => {
+            errors.push(FieldError { field: "country", message: "Bitte wählen Sie ein Land aus.".into() });
+            String::new()
+        }
+    };
+    let postal_code = normalize::text(&input.postal_code).replace(' ', "");
+    let postal_ok = if country == "DE" {
+        postal_code.len() == 5 && postal_code.chars().all(|c| c.is_ascii_digit())
+    } else {
+        (2..=10).contains(&postal_code.len()) && postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if !postal_ok {
+        let message = if country == "DE" {
+            "Eine deutsche Postleitzahl hat fünf Ziffern."
+        } else {
+            "Bitte prüfen Sie die Postleitzahl."
+        };
+        errors.push(FieldError { field: "postal_code", message: message.into() });
+    }
+
+    let (street, house_number) = match normalize::street_and_number(&input.street_and_number) {
+        Some((street, number, had_comma)) => {
+            if had_comma {
+                hints.push(Hint {
+                    field: "street_and_number",
+                    message: "Das Komma zwischen Straße und Hausnummer wurde entfernt.".into(),
+                });
+            }
+            (street, number)
+        }
+        None => {
+            errors.push(FieldError {
+                field: "street_and_number",
+                message: "Bitte geben Sie Straße und Hausnummer ohne Komma ein, z. B. Am Abdinghof 11.".into(),
+            });
+            (String::new(), String::new())
+        }
+    };
+
+    let email = normalize::text(&input.email);
+    let email = match email.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => email,
+    };
+    if !is_email(&email) {
+        errors.push(FieldError { field: "email", message: "Bitte geben Sie eine gültige E-Mail-Adresse ein.".into() });
+    }
+    let username = input.username.trim().to_owned();
+    if !is_username(&username) {
+        errors.push(FieldError {
+            field: "username",
+            message: "Der Benutzername hat 3 bis 64 Zeichen: Buchstaben, Ziffern, Punkt, Unterstrich oder Bindestrich."
+                .into(),
+        });
+    }
+
+    match date_of_birth {
+        Some(date_of_birth) if errors.is_empty() => Ok((
+            PersonalData {
+                given_names,
+                family_name,
+                birth_name,
+                date_of_birth,
+                place_of_birth,
+                street,
+                house_number,
+                postal_code,
+                city,
+                country,
+                email,
+                username,
+            },
+            hints,
+        )),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::date;
+
+    use super::*;
+
+    fn valid() -> PersonalDataInput {
+        PersonalDataInput {
+            given_names: " Erika  ".into(),
+            family_name: "Mustermann".into(),
+            birth_name: "Gabler".into(),
+            date_of_birth: "12.08.1964".into(),
+            place_of_birth: "Berlin".into(),
+            street_and_number: "Heidestr., 17".into(),
+            postal_code: "51147".into(),
+            city: "Köln".into(),
+            country: String::new(),
+            email: "Erika.Mustermann@Example.DE".into(),
+            username: "erika.m".into(),
+        }
+    }
+
+    const TODAY: Date = date!(2026 - 11 - 22);
+
+    fn fields(input: &PersonalDataInput) -> Vec<&'static str> {
+        validate_personal_data(input, TODAY).err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_valid_form_is_normalised_with_hints() {
+        let (data, hints) = validate_personal_data(&valid(), TODAY).unwrap();
+        assert_eq!(data.given_names, "Erika");
+        assert_eq!((data.street.as_str(), data.house_number.as_str()), ("Heidestraße", "17"));
+        assert_eq!(data.email, "Erika.Mustermann@example.de", "domain lower-cased, local part kept");
+        assert_eq!(data.country, "DE");
+        assert_eq!(data.date_of_birth, date!(1964 - 08 - 12));
+        assert_eq!(hints.len(), 1, "the removed comma is pointed out");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let input = PersonalDataInput {
+            given_names: "  ".into(),
+            date_of_birth: "31.02.1990".into(),
+            postal_code: "1234".into(),
+            street_and_number: "Am Markt".into(),
+            email: "erika@".into(),
+            username: "e!".into(),
+            ..valid()
+        };
+        assert_eq!(
+            fields(&input),
+            ["given_names", "date_of_birth", "postal_code", "street_and_number", "email", "username"]
+        );
+    }
+
+    #[test]
+    fn dates_must_lie_in_the_past_and_be_plausible() {
+        for (text, ok) in [
+            ("22.11.2026", false),
+            ("21.11.2026", true),
+            ("1964-08-12", true),
+            ("01.01.1890", false),
+            ("12/08/1964", false),
+        ] {
+            let input = PersonalDataInput { date_of_birth: text.into(), ..valid() };
+            assert_eq!(fields(&input).is_empty(), ok, "{text}");
+        }
+    }
+
+    #[test]
+    fn postal_codes_depend_on_the_country() {
+        let foreign = PersonalDataInput { country: "nl".into(), postal_code: "1012 AB".into(), ..valid() };
+        assert_eq!(validate_personal_data(&foreign, TODAY).unwrap().0.postal_code, "1012AB");
+        let german = PersonalDataInput { postal_code: "1012AB".into(), ..valid() };
+        assert_eq!(fields(&german), ["postal_code"]);
+    }
+}
