@@ -8,6 +8,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait, async_trait::async_trait}
 mod m20261122_000001_signing_keys;
 mod m20261122_000002_registry;
 mod m20261122_000003_client_registration_token;
+mod m20261122_000004_accounts;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_signing_keys::Migration),
             Box::new(m20261122_000002_registry::Migration),
             Box::new(m20261122_000003_client_registration_token::Migration),
+            Box::new(m20261122_000004_accounts::Migration),
         ]
     }
 }

@@ -1,21 +1,43 @@
-//! Citizen accounts: registration, activation, credentials, profile and prefill claims, consent,
-//! deletion and export; owns its ports (account store, mailer).
+//! Citizen accounts: registration, activation, credentials, sessions, master data with
+//! provenance, activity, export and deletion; owns its ports (account store, mail).
 //!
-//! Built so far: the rules of registration step 1 (`personal_data`: normalisation to standard
-//! spellings and validation, with German messages per field), step 2 (`password`: the password
-//! policy), and password hashing (`hashing`: argon2id with OWASP parameters and re-hash
-//! detection). Storage, activation, login and the pages arrive with the rest of the
-//! citizen-accounts issue.
+//! Modules: `personal_data` (registration step 1: normalisation and validation with German
+//! messages per field), `password` (step 2: the policy), `hashing` (argon2id), `model` (the
+//! account, master data with provenance, events), `store` (the [`AccountStore`] port), `notify`
+//! (the [`Notifier`] port), `links` (single-use mail links), `session` (login sessions),
+//! `throttle` (failed-login delays), `service` ([`Accounts`], every use case).
 //!
 //! Invariants:
-//! - Depends on `oidc-core` only; no I/O here.
+//! - Depends on `oidc-core` only; no I/O here but through ports. Short-lived state (links,
+//!   sessions, throttling counters) lives in the ephemeral store, under token hashes.
 //! - Passwords exist in clear only inside a call; they are never stored, logged or returned.
+//!   Hashing runs on blocking threads, never on the async executor.
+//! - Nothing distinguishes "no such account" from "wrong password" to a caller.
 
 mod hashing;
+mod links;
+mod model;
 mod normalize;
+mod notify;
 mod password;
 mod personal_data;
+mod secret_token;
+mod service;
+mod session;
+mod store;
+mod throttle;
 
 pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
+pub use links::LinkError;
+pub use model::{
+    Account, AccountEvent, AccountStatus, Attested, AuthMethod, EventKind, MasterData, PrivacyConsent, Source,
+};
+pub use notify::{Notification, Notifier, NotifyError, Recipient};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
+pub use service::{
+    AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, LoggedIn, MasterDataChange, Registration,
+};
+pub use session::{Session, SessionPolicy};
+pub use store::{AccountStore, StoreError, UniqueField};
+pub use throttle::ThrottlePolicy;

@@ -110,6 +110,11 @@ impl Database {
         crate::SeaRegistryStore::new(self.conn.clone())
     }
 
+    /// The citizen-account store on this database.
+    pub fn accounts(&self) -> crate::SeaAccountStore {
+        crate::SeaAccountStore::new(self.conn.clone())
+    }
+
     /// The signing-key store on this database.
     pub fn signing_keys(&self) -> SeaSigningKeyStore {
         SeaSigningKeyStore::new(self.conn.clone())

@@ -2,7 +2,7 @@
 //! SQLite and PostgreSQL), Redis or process memory for short-lived data.
 //!
 //! Modules: `database` (connection, migrations, readiness), `entities` (sea-orm models, private),
-//! `signing_keys` ([`SeaSigningKeyStore`]), `registry` ([`SeaRegistryStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
+//! `signing_keys` ([`SeaSigningKeyStore`]), `registry` ([`SeaRegistryStore`]), `accounts` ([`SeaAccountStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
 //! ([`RedisEphemeralStore`]), `testing` (fresh databases for test suites, feature `testing`).
 //!
 //! Invariants:
@@ -10,6 +10,7 @@
 //!   ports' own error types here, unique violations to `Conflict`.
 //! - Every ephemeral write has a TTL; take-once is atomic (GETDEL) on every backend.
 
+mod accounts;
 mod database;
 mod entities;
 mod memory;
@@ -19,6 +20,7 @@ mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use accounts::SeaAccountStore;
 pub use database::{Database, DatabaseError};
 pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};

@@ -1,5 +1,8 @@
 //! sea-orm models, one module per table. Private to this crate.
 
+pub(crate) mod account;
+pub(crate) mod account_deletion;
+pub(crate) mod account_event;
 pub(crate) mod audit_event;
 pub(crate) mod client;
 pub(crate) mod signing_key;

@@ -1,0 +1,292 @@
+//! The citizen account and what is stored with it.
+
+use oidc_core::{AccountId, Environment, TrustLevel};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::PersonalData;
+
+/// Where a stored value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Typed in by the citizen.
+    SelfAsserted,
+    /// Read from the ID card through the eID function.
+    Eid,
+}
+
+/// One master-data value with its provenance, so the OIDC side can release `verified_claims` and
+/// the eID side can raise the trust level field by field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attested {
+    /// The value in its standard spelling.
+    pub value: String,
+    /// Who asserted it.
+    pub source: Source,
+    /// When it was verified (the e-mail by its confirmation link, the rest by eID); `None` when
+    /// never.
+    #[serde(with = "time::serde::timestamp::option")]
+    pub verified_at: Option<OffsetDateTime>,
+    /// When it was last set.
+    #[serde(with = "time::serde::timestamp")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Attested {
+    /// A value the citizen typed in now.
+    pub fn self_asserted(value: impl Into<String>, now: OffsetDateTime) -> Self {
+        Self { value: value.into(), source: Source::SelfAsserted, verified_at: None, updated_at: now }
+    }
+
+    /// Keeps `self` (and its provenance) when the value is unchanged, else a new self-asserted value.
+    fn replaced_by(&self, value: &str, now: OffsetDateTime) -> Self {
+        if self.value == value { self.clone() } else { Self::self_asserted(value, now) }
+    }
+}
+
+/// The citizen's master data ("Stammdaten"), each field with its provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterData {
+    /// Vornamen.
+    pub given_names: Attested,
+    /// Familienname.
+    pub family_name: Attested,
+    /// Geburtsname.
+    pub birth_name: Option<Attested>,
+    /// Geburtsdatum, ISO 8601 (`YYYY-MM-DD`).
+    pub date_of_birth: Attested,
+    /// Geburtsort.
+    pub place_of_birth: Option<Attested>,
+    /// Straße.
+    pub street: Attested,
+    /// Hausnummer.
+    pub house_number: Attested,
+    /// Postleitzahl.
+    pub postal_code: Attested,
+    /// Wohnort.
+    pub city: Attested,
+    /// Staat.
+    pub country: Attested,
+}
+
+impl MasterData {
+    /// Self-asserted master data from registration step 1.
+    pub fn from_personal_data(data: &PersonalData, now: OffsetDateTime) -> Self {
+        let a = |v: &str| Attested::self_asserted(v, now);
+        Self {
+            given_names: a(&data.given_names),
+            family_name: a(&data.family_name),
+            birth_name: data.birth_name.as_deref().map(a),
+            date_of_birth: a(&date_text(data.date_of_birth)),
+            place_of_birth: data.place_of_birth.as_deref().map(a),
+            street: a(&data.street),
+            house_number: a(&data.house_number),
+            postal_code: a(&data.postal_code),
+            city: a(&data.city),
+            country: a(&data.country),
+        }
+    }
+
+    /// These data updated to `data`: unchanged fields keep their provenance, changed ones become
+    /// self-asserted now. Returns the names of the changed fields.
+    pub(crate) fn updated(&self, data: &PersonalData, now: OffsetDateTime) -> (Self, Vec<&'static str>) {
+        let mut changed = Vec::new();
+        let mut one = |name: &'static str, old: &Attested, new: &str| {
+            if old.value != new {
+                changed.push(name);
+            }
+            old.replaced_by(new, now)
+        };
+        let given_names = one("given_names", &self.given_names, &data.given_names);
+        let family_name = one("family_name", &self.family_name, &data.family_name);
+        let date_of_birth = one("date_of_birth", &self.date_of_birth, &date_text(data.date_of_birth));
+        let street = one("street", &self.street, &data.street);
+        let house_number = one("house_number", &self.house_number, &data.house_number);
+        let postal_code = one("postal_code", &self.postal_code, &data.postal_code);
+        let city = one("city", &self.city, &data.city);
+        let country = one("country", &self.country, &data.country);
+        let mut optional = |name: &'static str, old: &Option<Attested>, new: &Option<String>| match (old, new) {
+            (Some(old), Some(new)) => Some(one(name, old, new)),
+            (None, Some(new)) => Some(one(name, &Attested::self_asserted("", now), new)),
+            (Some(old), None) => {
+                one(name, old, "");
+                None
+            }
+            (None, None) => None,
+        };
+        let birth_name = optional("birth_name", &self.birth_name, &data.birth_name);
+        let place_of_birth = optional("place_of_birth", &self.place_of_birth, &data.place_of_birth);
+        let updated = Self {
+            given_names,
+            family_name,
+            birth_name,
+            date_of_birth,
+            place_of_birth,
+            street,
+            house_number,
+            postal_code,
+            city,
+            country,
+        };
+        (updated, changed)
+    }
+}
+
+/// `YYYY-MM-DD`.
+fn date_text(date: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+/// Whether the account may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Registered, activation link not yet followed.
+    Pending,
+    /// Activated.
+    Active,
+}
+
+impl AccountStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Pending => "pending",
+            AccountStatus::Active => "active",
+        }
+    }
+}
+
+/// Which privacy statement the citizen accepted, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyConsent {
+    /// The statement's version label.
+    pub version: String,
+    /// When it was accepted.
+    #[serde(with = "time::serde::timestamp")]
+    pub accepted_at: OffsetDateTime,
+}
+
+/// A citizen account of one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Stable id.
+    pub id: AccountId,
+    /// The environment it lives in; it can never log in to the other.
+    pub environment: Environment,
+    /// The login name, as chosen (unique per environment, case-insensitive).
+    pub username: String,
+    /// The e-mail address (unique per environment, case-insensitive), verified at activation.
+    pub email: Attested,
+    /// Pending or active.
+    pub status: AccountStatus,
+    /// Name, birth data and address.
+    pub master_data: MasterData,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// The trust level the account's data carry (normal for self-asserted).
+    pub trust_level: TrustLevel,
+    /// The accepted privacy statement.
+    pub privacy_consent: PrivacyConsent,
+    /// Sessions remember the epoch they were made in; raising it ends every session at once.
+    pub session_epoch: i64,
+    /// Registered at.
+    pub created_at: OffsetDateTime,
+    /// Activated at.
+    pub activated_at: Option<OffsetDateTime>,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// How a citizen authenticated (the `amr` values of RFC 8176).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Username and password.
+    Pwd,
+    /// The online ID function of the ID card.
+    Eid,
+}
+
+impl AuthMethod {
+    /// The `amr` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Pwd => "pwd",
+            AuthMethod::Eid => "eid",
+        }
+    }
+}
+
+/// What happened to an account, for the citizen's own activity list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Registered.
+    Registered,
+    /// Activated by the mail link.
+    Activated,
+    /// Logged in.
+    LoginSucceeded,
+    /// A wrong password was given for this account.
+    LoginFailed,
+    /// Logged out.
+    LoggedOut,
+    /// Changed the password knowing the current one.
+    PasswordChanged,
+    /// Set a new password through the forgotten-password link.
+    PasswordReset,
+    /// Changed master data.
+    MasterDataChanged,
+    /// Asked to change the e-mail address (confirmation pending).
+    EmailChangeRequested,
+    /// The new e-mail address was confirmed.
+    EmailChanged,
+}
+
+impl EventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Registered => "registered",
+            EventKind::Activated => "activated",
+            EventKind::LoginSucceeded => "login_succeeded",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::LoggedOut => "logged_out",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::PasswordReset => "password_reset",
+            EventKind::MasterDataChanged => "master_data_changed",
+            EventKind::EmailChangeRequested => "email_change_requested",
+            EventKind::EmailChanged => "email_changed",
+        }
+    }
+
+    /// Parses [`EventKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        const ALL: [EventKind; 10] = [
+            EventKind::Registered,
+            EventKind::Activated,
+            EventKind::LoginSucceeded,
+            EventKind::LoginFailed,
+            EventKind::LoggedOut,
+            EventKind::PasswordChanged,
+            EventKind::PasswordReset,
+            EventKind::MasterDataChanged,
+            EventKind::EmailChangeRequested,
+            EventKind::EmailChanged,
+        ];
+        ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One entry of the activity list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    /// When.
+    pub at: OffsetDateTime,
+    /// What.
+    pub kind: EventKind,
+    /// Details without secrets: the login method, the changed field names.
+    pub detail: Option<String>,
+}

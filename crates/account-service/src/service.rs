@@ -1,0 +1,653 @@
+//! [`Accounts`]: every citizen-account use case, over the store, the ephemeral store and the mail
+//! port.
+
+use std::{sync::Arc, time::Duration};
+
+use oidc_core::{AccountId, Clock, Environment, EphemeralStore, TrustLevel};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::instrument;
+
+use crate::{
+    FieldError, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
+    links::{LinkError, LinkKind, Links},
+    model::{
+        Account, AccountEvent, AccountStatus, Attested, AuthMethod, EventKind, MasterData, PrivacyConsent, Source,
+    },
+    notify::{Notification, Notifier, Recipient},
+    session::{Session, SessionPolicy, Sessions},
+    store::{AccountStore, StoreError, UniqueField},
+    throttle::{Throttle, ThrottlePolicy},
+};
+
+/// Everything a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Username and/or e-mail address belong to another account of this environment.
+    #[error("taken: {0:?}")]
+    Taken(Vec<UniqueField>),
+    /// Unknown username or wrong password (deliberately the same).
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// The password is right but the account was never activated.
+    #[error("account not activated")]
+    NotActivated,
+    /// Too many failed logins: wait this long.
+    #[error("too many failed logins; retry after {retry_after:?}")]
+    Throttled {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// A mail link that does not work.
+    #[error(transparent)]
+    Link(LinkError),
+    /// The current password given to confirm a change is wrong.
+    #[error("wrong password")]
+    WrongPassword,
+    /// The new password breaks the policy.
+    #[error("password refused")]
+    PasswordPolicy(Vec<PasswordProblem>),
+    /// Master data that do not validate.
+    #[error("invalid data")]
+    Invalid(Vec<FieldError>),
+    /// No such account (e.g. deleted while a session was open).
+    #[error("account not found")]
+    NotFound,
+    /// A store or the hasher failed; the details are in the source, not for the citizen.
+    #[error("account service unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AccountError {
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        AccountError::Unavailable(Box::new(e))
+    }
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AccountError::NotFound,
+            StoreError::Conflict(field) => AccountError::Taken(vec![field]),
+            StoreError::Unavailable(source) => AccountError::Unavailable(source),
+        }
+    }
+}
+
+/// Lifetimes and policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountsConfig {
+    /// Activation links stay valid this long (72 h).
+    pub activation_ttl: Duration,
+    /// Accounts not activated within this long are purged (7 days).
+    pub pending_max_age: Duration,
+    /// Password-reset links stay valid this long (1 h).
+    pub reset_ttl: Duration,
+    /// E-mail change confirmations stay valid this long (24 h).
+    pub email_change_ttl: Duration,
+    /// Session timeouts.
+    pub sessions: SessionPolicy,
+    /// Login throttling.
+    pub throttle: ThrottlePolicy,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        Self {
+            activation_ttl: hours(72),
+            pending_max_age: hours(7 * 24),
+            reset_ttl: hours(1),
+            email_change_ttl: hours(24),
+            sessions: SessionPolicy::default(),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+/// What "Sichern" stores: the checked step-1 data and the step-2 password hash.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Step 1, validated and normalised.
+    pub data: PersonalData,
+    /// Step 2, already hashed by [`Accounts::hash_password`].
+    pub password_hash: String,
+    /// The privacy statement accepted in step 2.
+    pub privacy_consent: PrivacyConsent,
+}
+
+/// A started session: the cookie value and the session.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// The cookie value; shown to nobody else.
+    pub token: String,
+    /// The session.
+    pub session: Session,
+}
+
+/// The result of a master-data change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterDataChange {
+    /// Names of the fields that changed.
+    pub changed: Vec<&'static str>,
+    /// A new e-mail address awaits confirmation by the link sent to it.
+    pub email_confirmation_sent: bool,
+}
+
+/// Everything stored about a citizen, for the data export (GDPR Art. 15, 20).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountExport {
+    /// When the export was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub exported_at: OffsetDateTime,
+    /// The account id.
+    pub id: AccountId,
+    /// `production` or `test`.
+    pub environment: &'static str,
+    /// The login name.
+    pub username: String,
+    /// The e-mail address with its provenance.
+    pub email: Attested,
+    /// `pending` or `active`.
+    pub status: &'static str,
+    /// The trust level.
+    pub trust_level: &'static str,
+    /// Master data, each field with source and verification time.
+    pub master_data: MasterData,
+    /// The accepted privacy statement.
+    pub privacy_consent: PrivacyConsent,
+    /// Registration time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Activation time.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub activated_at: Option<OffsetDateTime>,
+    /// The activity list.
+    pub events: Vec<ExportedEvent>,
+}
+
+/// One activity entry in the export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedEvent {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// What.
+    pub kind: EventKind,
+    /// Details.
+    pub detail: Option<String>,
+}
+
+/// The citizen-account use cases.
+pub struct Accounts {
+    store: Arc<dyn AccountStore>,
+    notifier: Arc<dyn Notifier>,
+    hasher: Arc<PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    links: Links,
+    sessions: Sessions,
+    throttle: Throttle,
+    config: AccountsConfig,
+}
+
+/// How many activity entries the account pages and the export read at most.
+const EVENT_LIMIT: u32 = 1000;
+
+impl Accounts {
+    /// The service over its ports.
+    pub fn new(
+        store: Arc<dyn AccountStore>,
+        ephemeral: Arc<dyn EphemeralStore>,
+        notifier: Arc<dyn Notifier>,
+        hasher: PasswordHasher,
+        clock: Arc<dyn Clock>,
+        config: AccountsConfig,
+    ) -> Self {
+        Self {
+            store,
+            notifier,
+            hasher: Arc::new(hasher),
+            links: Links::new(ephemeral.clone(), clock.clone()),
+            sessions: Sessions::new(ephemeral.clone(), clock.clone(), config.sessions),
+            throttle: Throttle::new(ephemeral, clock.clone(), config.throttle),
+            clock,
+            config,
+        }
+    }
+
+    /// The current time of the injected clock (pages use it for "today").
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Hashes a password on a blocking thread (argon2id costs tens of milliseconds of CPU).
+    pub async fn hash_password(&self, password: String) -> Result<String, AccountError> {
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(AccountError::internal)?
+            .map_err(AccountError::internal)
+    }
+
+    async fn verify_password(&self, stored: Option<String>, password: &str) -> Result<Verification, AccountError> {
+        let hasher = self.hasher.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || match stored {
+            Some(stored) => hasher.verify(&stored, &password),
+            None => {
+                hasher.verify_dummy(&password);
+                Verification::Invalid
+            }
+        })
+        .await
+        .map_err(AccountError::internal)
+    }
+
+    /// Which of `username` and `email` belong to an account of `environment` already.
+    pub async fn taken(
+        &self,
+        environment: Environment,
+        username: &str,
+        email: &str,
+    ) -> Result<Vec<UniqueField>, AccountError> {
+        let mut taken = Vec::new();
+        if self.store.find_by_username(environment, username).await?.is_some() {
+            taken.push(UniqueField::Username);
+        }
+        if self.store.find_by_email(environment, email).await?.is_some() {
+            taken.push(UniqueField::Email);
+        }
+        Ok(taken)
+    }
+
+    /// "Sichern": stores the account (pending) and sends the activation mail. `Ok(false)` when the
+    /// account was stored but the mail could not be sent (the citizen can ask again).
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn register(&self, environment: Environment, registration: Registration) -> Result<bool, AccountError> {
+        let taken = self.taken(environment, &registration.data.username, &registration.data.email).await?;
+        if !taken.is_empty() {
+            return Err(AccountError::Taken(taken));
+        }
+        let now = self.clock.now();
+        let account = Account {
+            id: AccountId::new_random(),
+            environment,
+            username: registration.data.username.clone(),
+            email: Attested::self_asserted(registration.data.email.clone(), now),
+            status: AccountStatus::Pending,
+            master_data: MasterData::from_personal_data(&registration.data, now),
+            password_hash: registration.password_hash,
+            trust_level: TrustLevel::Normal,
+            privacy_consent: registration.privacy_consent,
+            session_epoch: 0,
+            created_at: now,
+            activated_at: None,
+            updated_at: now,
+        };
+        self.store.insert(&account, &self.event(EventKind::Registered, None)).await?;
+        Ok(self.send_activation(&account).await)
+    }
+
+    async fn send_activation(&self, account: &Account) -> bool {
+        let token = match self
+            .links
+            .issue(LinkKind::Activation, account.environment, account.id, self.config.activation_ttl, None)
+            .await
+        {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "could not store the activation link");
+                return false;
+            }
+        };
+        self.send(account, Notification::Activation { token }).await
+    }
+
+    /// Sends a mail; failures are logged and reported as `false`, never lose the change made.
+    async fn send(&self, account: &Account, notification: Notification) -> bool {
+        match self.notifier.notify(account.environment, &recipient(account), notification).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "mail not sent");
+                false
+            }
+        }
+    }
+
+    /// Follows an activation link. Activating an active account again is harmless.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn activate(&self, environment: Environment, token: &str) -> Result<AccountId, AccountError> {
+        let (id, _) = self.links.take(LinkKind::Activation, environment, token).await?.map_err(AccountError::Link)?;
+        let mut account = self.store.get(environment, id).await?;
+        if account.status == AccountStatus::Active {
+            return Ok(id);
+        }
+        let now = self.clock.now();
+        account.status = AccountStatus::Active;
+        account.activated_at = Some(now);
+        account.email.verified_at = Some(now);
+        account.updated_at = now;
+        self.store.update(&account, Some(&self.event(EventKind::Activated, None))).await?;
+        Ok(id)
+    }
+
+    /// "Aktivierungsmail erneut senden", by username or e-mail address. Says nothing about
+    /// whether such a pending account exists.
+    pub async fn resend_activation(&self, environment: Environment, login: &str) -> Result<(), AccountError> {
+        if let Some(account) = self.find_by_login(environment, login).await?
+            && account.status == AccountStatus::Pending
+        {
+            self.send_activation(&account).await;
+        }
+        Ok(())
+    }
+
+    async fn find_by_login(&self, environment: Environment, login: &str) -> Result<Option<Account>, AccountError> {
+        let login = login.trim();
+        if login.is_empty() {
+            return Ok(None);
+        }
+        Ok(match self.store.find_by_username(environment, login).await? {
+            Some(account) => Some(account),
+            None => self.store.find_by_email(environment, login).await?,
+        })
+    }
+
+    /// Username-and-password login. Unknown usernames cost one dummy verification, so neither the
+    /// answer nor its timing tells whether an account exists.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn login(
+        &self,
+        environment: Environment,
+        username: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<LoggedIn, AccountError> {
+        let username = username.trim();
+        if let Some(retry_after) = self.throttle.wait(environment, username, client_ip).await? {
+            return Err(AccountError::Throttled { retry_after });
+        }
+        let account = self.store.find_by_username(environment, username).await?;
+        let verification = self.verify_password(account.as_ref().map(|a| a.password_hash.clone()), password).await?;
+        let (account, needs_rehash) = match (account, verification) {
+            (Some(account), Verification::Valid { needs_rehash }) => (account, needs_rehash),
+            (account, _) => {
+                self.throttle.failed(environment, username, client_ip).await?;
+                if let Some(account) = account {
+                    self.store.append_event(environment, account.id, &self.event(EventKind::LoginFailed, None)).await?;
+                }
+                return Err(AccountError::InvalidCredentials);
+            }
+        };
+        if account.status != AccountStatus::Active {
+            return Err(AccountError::NotActivated);
+        }
+        self.throttle.succeeded(environment, username, client_ip).await?;
+        let event = self.event(EventKind::LoginSucceeded, Some(AuthMethod::Pwd.as_str().to_owned()));
+        if needs_rehash {
+            let mut account = account.clone();
+            account.password_hash = self.hash_password(password.to_owned()).await?;
+            self.store.update(&account, Some(&event)).await?;
+        } else {
+            self.store.append_event(environment, account.id, &event).await?;
+        }
+        self.start_session(&account, AuthMethod::Pwd).await
+    }
+
+    async fn start_session(&self, account: &Account, method: AuthMethod) -> Result<LoggedIn, AccountError> {
+        let trust_level = match method {
+            AuthMethod::Pwd => TrustLevel::Normal,
+            AuthMethod::Eid => TrustLevel::Hoch,
+        };
+        let token =
+            self.sessions.start(account.environment, account.id, method, trust_level, account.session_epoch).await?;
+        let session = self
+            .sessions
+            .find(account.environment, &token)
+            .await?
+            .ok_or_else(|| AccountError::internal(SessionVanished))?;
+        Ok(LoggedIn { token, session })
+    }
+
+    /// The live session behind a cookie and its account; `None` when the session ended, timed out,
+    /// or was ended everywhere (password change, deletion).
+    pub async fn current(
+        &self,
+        environment: Environment,
+        token: &str,
+    ) -> Result<Option<(Session, Account)>, AccountError> {
+        let Some(session) = self.sessions.find(environment, token).await? else { return Ok(None) };
+        let account = match self.store.get(environment, session.account_id).await {
+            Ok(account) => account,
+            Err(StoreError::NotFound) => {
+                self.sessions.end(environment, token).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if account.session_epoch != session.epoch || account.status != AccountStatus::Active {
+            self.sessions.end(environment, token).await?;
+            return Ok(None);
+        }
+        Ok(Some((session, account)))
+    }
+
+    /// Ends the session behind a cookie.
+    pub async fn logout(&self, environment: Environment, token: &str) -> Result<(), AccountError> {
+        if let Some(session) = self.sessions.find(environment, token).await? {
+            self.store
+                .append_event(environment, session.account_id, &self.event(EventKind::LoggedOut, None))
+                .await
+                .or_else(|e| if matches!(e, StoreError::NotFound) { Ok(()) } else { Err(e) })?;
+        }
+        self.sessions.end(environment, token).await
+    }
+
+    /// The account.
+    pub async fn account(&self, environment: Environment, id: AccountId) -> Result<Account, AccountError> {
+        Ok(self.store.get(environment, id).await?)
+    }
+
+    /// Changes master data. A new e-mail address is not taken over yet: a confirmation link goes
+    /// to it, and only following that link replaces the old address.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn update_master_data(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        data: &PersonalData,
+    ) -> Result<MasterDataChange, AccountError> {
+        let mut account = self.store.get(environment, id).await?;
+        let now = self.clock.now();
+        let (master_data, changed) = account.master_data.updated(data, now);
+        let new_email = (!data.email.eq_ignore_ascii_case(&account.email.value)).then(|| data.email.clone());
+        if let Some(email) = &new_email
+            && self.store.find_by_email(environment, email).await?.is_some()
+        {
+            return Err(AccountError::Taken(vec![UniqueField::Email]));
+        }
+        if !changed.is_empty() {
+            account.master_data = master_data;
+            account.updated_at = now;
+            let event = self.event(EventKind::MasterDataChanged, Some(changed.join(",")));
+            self.store.update(&account, Some(&event)).await?;
+        }
+        let mut email_confirmation_sent = false;
+        if let Some(email) = new_email {
+            let token = self
+                .links
+                .issue(LinkKind::EmailChange, environment, id, self.config.email_change_ttl, Some(email.clone()))
+                .await?;
+            self.store.append_event(environment, id, &self.event(EventKind::EmailChangeRequested, None)).await?;
+            let to = Recipient { email, name: display_name(&account) };
+            email_confirmation_sent = self
+                .notifier
+                .notify(environment, &to, Notification::ConfirmEmailChange { token })
+                .await
+                .inspect_err(|e| tracing::error!(error = %e, "mail not sent"))
+                .is_ok();
+        }
+        Ok(MasterDataChange { changed, email_confirmation_sent })
+    }
+
+    /// Follows the confirmation link of an e-mail change: the new address replaces the old one,
+    /// and the old address is told.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn confirm_email_change(&self, environment: Environment, token: &str) -> Result<String, AccountError> {
+        let (id, grant) =
+            self.links.take(LinkKind::EmailChange, environment, token).await?.map_err(AccountError::Link)?;
+        let new_email = grant.new_email.ok_or(AccountError::Link(LinkError::Invalid))?;
+        let mut account = self.store.get(environment, id).await?;
+        let old = account.clone();
+        let now = self.clock.now();
+        account.email = Attested {
+            value: new_email.clone(),
+            source: Source::SelfAsserted,
+            verified_at: Some(now),
+            updated_at: now,
+        };
+        account.updated_at = now;
+        self.store.update(&account, Some(&self.event(EventKind::EmailChanged, None))).await?;
+        self.send(&old, Notification::EmailChanged { new_email: new_email.clone() }).await;
+        Ok(new_email)
+    }
+
+    /// Changes the password, knowing the current one. Every other session ends; the returned
+    /// session replaces the caller's.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn change_password(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        current: &str,
+        new: &str,
+        confirmation: &str,
+    ) -> Result<LoggedIn, AccountError> {
+        let account = self.store.get(environment, id).await?;
+        if self.verify_password(Some(account.password_hash.clone()), current).await? == Verification::Invalid {
+            return Err(AccountError::WrongPassword);
+        }
+        let account = self.set_password(account, new, confirmation, EventKind::PasswordChanged).await?;
+        self.send(&account, Notification::PasswordChanged).await;
+        self.start_session(&account, AuthMethod::Pwd).await
+    }
+
+    async fn set_password(
+        &self,
+        mut account: Account,
+        new: &str,
+        confirmation: &str,
+        kind: EventKind,
+    ) -> Result<Account, AccountError> {
+        let problems = check_password(new, confirmation, &account.username, &account.email.value);
+        if !problems.is_empty() {
+            return Err(AccountError::PasswordPolicy(problems));
+        }
+        account.password_hash = self.hash_password(new.to_owned()).await?;
+        account.session_epoch += 1;
+        account.updated_at = self.clock.now();
+        self.store.update(&account, Some(&self.event(kind, None))).await?;
+        Ok(account)
+    }
+
+    /// "Passwort vergessen", by username or e-mail address: a reset link goes to an active
+    /// account's address. The answer is the same whether or not there is one.
+    pub async fn request_password_reset(&self, environment: Environment, login: &str) -> Result<(), AccountError> {
+        if let Some(account) = self.find_by_login(environment, login).await?
+            && account.status == AccountStatus::Active
+        {
+            let token =
+                self.links.issue(LinkKind::PasswordReset, environment, account.id, self.config.reset_ttl, None).await?;
+            self.send(&account, Notification::PasswordReset { token }).await;
+        }
+        Ok(())
+    }
+
+    /// Whether a reset link still works (to show its form), without using it.
+    pub async fn check_reset_link(&self, environment: Environment, token: &str) -> Result<(), AccountError> {
+        self.links.peek(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
+        Ok(())
+    }
+
+    /// Sets a new password through a reset link; every session ends. A refused password leaves
+    /// the link usable.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn reset_password(
+        &self,
+        environment: Environment,
+        token: &str,
+        new: &str,
+        confirmation: &str,
+    ) -> Result<(), AccountError> {
+        let (id, _) =
+            self.links.peek(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
+        let account = self.store.get(environment, id).await?;
+        let problems = check_password(new, confirmation, &account.username, &account.email.value);
+        if !problems.is_empty() {
+            return Err(AccountError::PasswordPolicy(problems));
+        }
+        self.links.take(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
+        self.set_password(account, new, confirmation, EventKind::PasswordReset).await?;
+        Ok(())
+    }
+
+    /// The citizen's activity, newest first.
+    pub async fn events(&self, environment: Environment, id: AccountId) -> Result<Vec<AccountEvent>, AccountError> {
+        Ok(self.store.events(environment, id, EVENT_LIMIT).await?)
+    }
+
+    /// Everything stored about the citizen.
+    pub async fn export(&self, environment: Environment, id: AccountId) -> Result<AccountExport, AccountError> {
+        let account = self.store.get(environment, id).await?;
+        let events = self.store.events(environment, id, EVENT_LIMIT).await?;
+        Ok(AccountExport {
+            exported_at: self.clock.now(),
+            id: account.id,
+            environment: environment.as_str(),
+            username: account.username,
+            email: account.email,
+            status: account.status.as_str(),
+            trust_level: account.trust_level.as_str(),
+            master_data: account.master_data,
+            privacy_consent: account.privacy_consent,
+            created_at: account.created_at,
+            activated_at: account.activated_at,
+            events: events.into_iter().map(|e| ExportedEvent { at: e.at, kind: e.kind, detail: e.detail }).collect(),
+        })
+    }
+
+    /// Deletes the account after checking the password: everything about the citizen goes in one
+    /// transaction (sessions end with it), a confirmation mail goes out.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn delete(&self, environment: Environment, id: AccountId, password: &str) -> Result<(), AccountError> {
+        let account = self.store.get(environment, id).await?;
+        if self.verify_password(Some(account.password_hash.clone()), password).await? == Verification::Invalid {
+            return Err(AccountError::WrongPassword);
+        }
+        self.store.delete(environment, id, self.clock.now()).await?;
+        self.send(&account, Notification::AccountDeleted).await;
+        Ok(())
+    }
+
+    /// Removes accounts not activated within the configured time; returns how many.
+    pub async fn purge_unactivated(&self) -> Result<u64, AccountError> {
+        let before = self.clock.now() - self.config.pending_max_age;
+        Ok(self.store.purge_pending(before).await?)
+    }
+
+    fn event(&self, kind: EventKind, detail: Option<String>) -> AccountEvent {
+        AccountEvent { at: self.clock.now(), kind, detail }
+    }
+}
+
+fn display_name(account: &Account) -> String {
+    format!("{} {}", account.master_data.given_names.value, account.master_data.family_name.value)
+}
+
+fn recipient(account: &Account) -> Recipient {
+    Recipient { email: account.email.value.clone(), name: display_name(account) }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a session vanished right after it was stored")]
+struct SessionVanished;

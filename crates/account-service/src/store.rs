@@ -1,0 +1,73 @@
+//! The account store port. Each method is one atomic change.
+
+use async_trait::async_trait;
+use oidc_core::{AccountId, Environment};
+use time::OffsetDateTime;
+
+use crate::model::{Account, AccountEvent};
+
+/// Which unique value is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueField {
+    /// The username (case-insensitive, per environment).
+    Username,
+    /// The e-mail address (case-insensitive, per environment).
+    Email,
+}
+
+/// What can go wrong in the account store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such account.
+    #[error("account not found")]
+    NotFound,
+    /// A unique value is taken by another account.
+    #[error("{0:?} is taken")]
+    Conflict(UniqueField),
+    /// The database did not answer, or holds something unreadable.
+    #[error("account store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Durable storage of accounts and their activity.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Stores a new account with its first event.
+    async fn insert(&self, account: &Account, event: &AccountEvent) -> Result<(), StoreError>;
+
+    /// The account with `id` in `environment`.
+    async fn get(&self, environment: Environment, id: AccountId) -> Result<Account, StoreError>;
+
+    /// The account whose username equals `username` ignoring case.
+    async fn find_by_username(&self, environment: Environment, username: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account whose e-mail address equals `email` ignoring case.
+    async fn find_by_email(&self, environment: Environment, email: &str) -> Result<Option<Account>, StoreError>;
+
+    /// Replaces the stored account (matched by environment and id) and appends `event` if given.
+    async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError>;
+
+    /// Appends an event to the account's activity.
+    async fn append_event(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The account's activity, newest first, at most `limit`.
+    async fn events(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        limit: u32,
+    ) -> Result<Vec<AccountEvent>, StoreError>;
+
+    /// Removes the account and everything stored about it in one transaction, leaving only an
+    /// audit record without personal data (id, environment, time).
+    async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Removes accounts still pending activation that were registered before `before`; returns
+    /// how many.
+    async fn purge_pending(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}

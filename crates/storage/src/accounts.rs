@@ -1,0 +1,274 @@
+use account_service::{Account, AccountEvent, AccountStore, EventKind, StoreError, UniqueField};
+use async_trait::async_trait;
+use oidc_core::{AccountId, Environment};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    TransactionTrait,
+};
+use time::OffsetDateTime;
+
+use crate::entities::{account, account_deletion, account_event};
+
+/// [`AccountStore`] on the relational database.
+#[derive(Debug, Clone)]
+pub struct SeaAccountStore {
+    conn: DatabaseConnection,
+}
+
+impl SeaAccountStore {
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// Unique violations name the index (PostgreSQL) or its columns (SQLite); both mention `email_key`
+/// for the e-mail address.
+fn map_db_err(e: DbErr) -> StoreError {
+    match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(what)) if what.contains("email_key") => {
+            StoreError::Conflict(UniqueField::Email)
+        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(UniqueField::Username),
+        _ => unavailable(e),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored account {id} is unreadable: {reason}")]
+struct CorruptRow {
+    id: String,
+    reason: String,
+}
+
+fn corrupt(id: &str, reason: impl ToString) -> StoreError {
+    unavailable(CorruptRow { id: id.to_owned(), reason: reason.to_string() })
+}
+
+fn time_of(id: &str, seconds: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| corrupt(id, e))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(unavailable)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(id, e))
+}
+
+fn row(a: &Account) -> Result<account::ActiveModel, StoreError> {
+    Ok(account::ActiveModel {
+        id: Set(a.id.to_string()),
+        environment: Set(a.environment.as_str().to_owned()),
+        username: Set(a.username.clone()),
+        username_key: Set(a.username.to_lowercase()),
+        email: Set(json(&a.email)?),
+        email_key: Set(a.email.value.to_lowercase()),
+        status: Set(a.status.as_str().to_owned()),
+        master_data: Set(json(&a.master_data)?),
+        password_hash: Set(a.password_hash.clone()),
+        trust_level: Set(a.trust_level.as_str().to_owned()),
+        privacy_consent: Set(json(&a.privacy_consent)?),
+        session_epoch: Set(a.session_epoch),
+        created_at: Set(a.created_at.unix_timestamp()),
+        activated_at: Set(a.activated_at.map(OffsetDateTime::unix_timestamp)),
+        updated_at: Set(a.updated_at.unix_timestamp()),
+    })
+}
+
+fn account_of(row: account::Model) -> Result<Account, StoreError> {
+    let id = row.id.as_str();
+    Ok(Account {
+        id: row.id.parse::<uuid::Uuid>().map(AccountId::from).map_err(|e| corrupt(id, e))?,
+        environment: row.environment.parse().map_err(|e| corrupt(id, e))?,
+        email: parse_json(id, &row.email)?,
+        status: serde_json::from_value(serde_json::Value::String(row.status.clone())).map_err(|e| corrupt(id, e))?,
+        master_data: parse_json(id, &row.master_data)?,
+        trust_level: row.trust_level.parse().map_err(|e| corrupt(id, e))?,
+        privacy_consent: parse_json(id, &row.privacy_consent)?,
+        session_epoch: row.session_epoch,
+        created_at: time_of(id, row.created_at)?,
+        activated_at: row.activated_at.map(|t| time_of(id, t)).transpose()?,
+        updated_at: time_of(id, row.updated_at)?,
+        password_hash: row.password_hash,
+        username: row.username,
+    })
+}
+
+fn event_row(id: AccountId, event: &AccountEvent) -> account_event::ActiveModel {
+    account_event::ActiveModel {
+        id: NotSet,
+        account_id: Set(id.to_string()),
+        at: Set(event.at.unix_timestamp()),
+        kind: Set(event.kind.as_str().to_owned()),
+        detail: Set(event.detail.clone()),
+    }
+}
+
+async fn insert_event(db: &impl ConnectionTrait, id: AccountId, event: &AccountEvent) -> Result<(), StoreError> {
+    account_event::Entity::insert(event_row(id, event)).exec(db).await.map_err(map_db_err)?;
+    Ok(())
+}
+
+fn in_environment(environment: Environment) -> sea_orm::sea_query::SimpleExpr {
+    account::Column::Environment.eq(environment.as_str())
+}
+
+#[async_trait]
+impl AccountStore for SeaAccountStore {
+    async fn insert(&self, account: &Account, event: &AccountEvent) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        account::Entity::insert(row(account)?).exec(&txn).await.map_err(map_db_err)?;
+        insert_event(&txn, account.id, event).await?;
+        txn.commit().await.map_err(unavailable)
+    }
+
+    async fn get(&self, environment: Environment, id: AccountId) -> Result<Account, StoreError> {
+        account::Entity::find_by_id(id.to_string())
+            .filter(in_environment(environment))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .ok_or(StoreError::NotFound)
+            .and_then(account_of)
+    }
+
+    async fn find_by_username(&self, environment: Environment, username: &str) -> Result<Option<Account>, StoreError> {
+        account::Entity::find()
+            .filter(in_environment(environment))
+            .filter(account::Column::UsernameKey.eq(username.to_lowercase()))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .map(account_of)
+            .transpose()
+    }
+
+    async fn find_by_email(&self, environment: Environment, email: &str) -> Result<Option<Account>, StoreError> {
+        account::Entity::find()
+            .filter(in_environment(environment))
+            .filter(account::Column::EmailKey.eq(email.to_lowercase()))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .map(account_of)
+            .transpose()
+    }
+
+    async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let updated = account::Entity::update_many()
+            .set(row(account)?)
+            .filter(account::Column::Id.eq(account.id.to_string()))
+            .filter(in_environment(account.environment))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(event) = event {
+            insert_event(&txn, account.id, event).await?;
+        }
+        txn.commit().await.map_err(unavailable)
+    }
+
+    async fn append_event(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError> {
+        // The account must exist in this environment; the foreign key alone would not check the
+        // environment.
+        self.get(environment, id).await?;
+        insert_event(&self.conn, id, event).await
+    }
+
+    async fn events(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        limit: u32,
+    ) -> Result<Vec<AccountEvent>, StoreError> {
+        self.get(environment, id).await?;
+        let rows = account_event::Entity::find()
+            .filter(account_event::Column::AccountId.eq(id.to_string()))
+            .order_by_desc(account_event::Column::At)
+            .order_by_desc(account_event::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AccountEvent {
+                    at: time_of(&r.account_id, r.at)?,
+                    kind: EventKind::parse(&r.kind).ok_or_else(|| corrupt(&r.account_id, "event kind"))?,
+                    detail: r.detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        account_event::Entity::delete_many()
+            .filter(account_event::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        let deleted = account::Entity::delete_many()
+            .filter(account::Column::Id.eq(id.to_string()))
+            .filter(in_environment(environment))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        account_deletion::Entity::insert(account_deletion::ActiveModel {
+            id: NotSet,
+            account_id: Set(id.to_string()),
+            environment: Set(environment.as_str().to_owned()),
+            at: Set(at.unix_timestamp()),
+        })
+        .exec(&txn)
+        .await
+        .map_err(map_db_err)?;
+        txn.commit().await.map_err(unavailable)
+    }
+
+    async fn purge_pending(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let stale: Vec<String> = account::Entity::find()
+            .select_only()
+            .column(account::Column::Id)
+            .filter(account::Column::Status.eq("pending"))
+            .filter(account::Column::CreatedAt.lt(before.unix_timestamp()))
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(unavailable)?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        account_event::Entity::delete_many()
+            .filter(account_event::Column::AccountId.is_in(stale.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        let deleted = account::Entity::delete_many()
+            .filter(account::Column::Id.is_in(stale))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(deleted.rows_affected)
+    }
+}

@@ -1,0 +1,446 @@
+//! The citizen-account use cases on the real stores: SQLite always, PostgreSQL when
+//! `TEST_DATABASE_URL` is set; the in-memory ephemeral store; an injected clock for every expiry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use account_service::{
+    AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, EventKind, HashingParams, LinkError,
+    Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput, PrivacyConsent, Recipient, Registration,
+    Source, UniqueField, validate_personal_data,
+};
+use async_trait::async_trait;
+use oidc_core::{Clock, Environment, ManualClock};
+use storage::{Database, MemoryEphemeralStore, testing::TestDatabase, testing::backend_url};
+use time::macros::datetime;
+
+const PRODUCTION: Environment = Environment::Production;
+const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+
+#[derive(Default)]
+struct Outbox(Mutex<Vec<(String, Notification)>>);
+
+#[async_trait]
+impl Notifier for Outbox {
+    async fn notify(&self, _: Environment, to: &Recipient, notification: Notification) -> Result<(), NotifyError> {
+        self.0.lock().unwrap().push((to.email.clone(), notification));
+        Ok(())
+    }
+}
+
+impl Outbox {
+    fn last(&self) -> (String, Notification) {
+        self.0.lock().unwrap().last().cloned().expect("a mail")
+    }
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+fn token_of(notification: Notification) -> String {
+    match notification {
+        Notification::Activation { token }
+        | Notification::PasswordReset { token }
+        | Notification::ConfirmEmailChange { token } => token,
+        other => panic!("no link in {other:?}"),
+    }
+}
+
+struct Fixture {
+    accounts: Accounts,
+    store: Arc<dyn AccountStore>,
+    clock: Arc<ManualClock>,
+    outbox: Arc<Outbox>,
+}
+
+const CHEAP: HashingParams = HashingParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+
+fn fixture_with(db: &Database, params: HashingParams, clock: Arc<ManualClock>) -> Fixture {
+    let store: Arc<dyn AccountStore> = Arc::new(db.accounts());
+    let outbox = Arc::new(Outbox::default());
+    let accounts = Accounts::new(
+        store.clone(),
+        Arc::new(MemoryEphemeralStore::new()),
+        outbox.clone(),
+        PasswordHasher::new(params).unwrap(),
+        clock.clone(),
+        AccountsConfig::default(),
+    );
+    Fixture { accounts, store, clock, outbox }
+}
+
+fn fixture(db: &Database) -> Fixture {
+    fixture_with(db, CHEAP, Arc::new(ManualClock::new(datetime!(2026-11-22 10:00 UTC))))
+}
+
+fn input(username: &str, email: &str) -> PersonalDataInput {
+    PersonalDataInput {
+        given_names: "Erika".into(),
+        family_name: "Mustermann".into(),
+        birth_name: "Gabler".into(),
+        date_of_birth: "12.08.1964".into(),
+        place_of_birth: "Berlin".into(),
+        street_and_number: "Heidestr. 17".into(),
+        postal_code: "51147".into(),
+        city: "Köln".into(),
+        country: "DE".into(),
+        email: email.into(),
+        username: username.into(),
+    }
+}
+
+async fn register(f: &Fixture, environment: Environment, username: &str, email: &str) -> Result<(), AccountError> {
+    let (data, _) = validate_personal_data(&input(username, email), f.clock.now().date()).unwrap();
+    let registration = Registration {
+        data,
+        password_hash: f.accounts.hash_password(PASSWORD.into()).await?,
+        privacy_consent: PrivacyConsent { version: "2026-11".into(), accepted_at: f.clock.now() },
+    };
+    assert!(f.accounts.register(environment, registration).await?, "mail sent");
+    Ok(())
+}
+
+async fn registered_and_active(f: &Fixture, username: &str, email: &str) {
+    register(f, PRODUCTION, username, email).await.unwrap();
+    let token = token_of(f.outbox.last().1);
+    f.accounts.activate(PRODUCTION, &token).await.unwrap();
+}
+
+fn secs(seconds: i64) -> time::Duration {
+    time::Duration::seconds(seconds)
+}
+
+async fn registration_activation_login(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "erika.m", "erika@example.de").await.unwrap();
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "erika@example.de");
+    let token = token_of(mail);
+
+    let err = f.accounts.login(PRODUCTION, "erika.m", PASSWORD, "10.0.0.1").await.unwrap_err();
+    assert!(matches!(err, AccountError::NotActivated), "{err:?}");
+    let err = f.accounts.login(PRODUCTION, "erika.m", "wrong password", "10.0.0.1").await.unwrap_err();
+    assert!(matches!(err, AccountError::InvalidCredentials), "a wrong password says nothing about activation");
+
+    let id = f.accounts.activate(PRODUCTION, &token).await.unwrap();
+    let account = f.accounts.account(PRODUCTION, id).await.unwrap();
+    assert_eq!(account.status, AccountStatus::Active);
+    assert_eq!(account.email.verified_at, Some(f.clock.now()));
+    assert_eq!(account.master_data.street.value, "Heidestraße");
+    assert_eq!(account.master_data.street.source, Source::SelfAsserted);
+    let again = f.accounts.activate(PRODUCTION, &token).await.unwrap_err();
+    assert!(matches!(again, AccountError::Link(LinkError::Invalid)), "single use: {again:?}");
+
+    // Login is case-insensitive in the username; the session knows when and how.
+    let logged_in = f.accounts.login(PRODUCTION, "Erika.M", PASSWORD, "10.0.0.1").await.unwrap();
+    assert_eq!(logged_in.session.account_id, id);
+    assert_eq!(logged_in.session.auth_time, f.clock.now());
+    assert_eq!(logged_in.session.method.as_str(), "pwd");
+    let (session, account) = f.accounts.current(PRODUCTION, &logged_in.token).await.unwrap().unwrap();
+    assert_eq!((session.account_id, account.id), (id, id));
+    assert!(f.accounts.current(Environment::Test, &logged_in.token).await.unwrap().is_none(), "other environment");
+    let err = f.accounts.login(Environment::Test, "erika.m", PASSWORD, "10.0.0.1").await.unwrap_err();
+    assert!(matches!(err, AccountError::InvalidCredentials), "no account in the test environment");
+
+    f.accounts.logout(PRODUCTION, &logged_in.token).await.unwrap();
+    assert!(f.accounts.current(PRODUCTION, &logged_in.token).await.unwrap().is_none());
+
+    let kinds: Vec<EventKind> = f.accounts.events(PRODUCTION, id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::LoggedOut,
+            EventKind::LoginSucceeded,
+            EventKind::Activated,
+            EventKind::LoginFailed,
+            EventKind::Registered
+        ]
+    );
+}
+
+async fn uniqueness_per_environment(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "max", "max@example.de").await.unwrap();
+    let err = register(&f, PRODUCTION, "MAX", "other@example.de").await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Username]), "{err:?}");
+    let err = register(&f, PRODUCTION, "max2", "Max@Example.DE").await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Email]), "{err:?}");
+    let err = register(&f, PRODUCTION, "Max", "MAX@example.de").await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t.len() == 2), "{err:?}");
+    register(&f, Environment::Test, "max", "max@example.de").await.unwrap();
+}
+
+async fn links_expire(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "late", "late@example.de").await.unwrap();
+    let token = token_of(f.outbox.last().1);
+    f.clock.advance(secs(72 * 3600));
+    let err = f.accounts.activate(PRODUCTION, &token).await.unwrap_err();
+    assert!(matches!(err, AccountError::Link(LinkError::Expired)), "{err:?}");
+    f.accounts.resend_activation(PRODUCTION, "LATE@example.de").await.unwrap();
+    let fresh = token_of(f.outbox.last().1);
+    f.accounts.activate(PRODUCTION, &fresh).await.unwrap();
+    let mails = f.outbox.count();
+    f.accounts.resend_activation(PRODUCTION, "late").await.unwrap();
+    f.accounts.resend_activation(PRODUCTION, "nobody").await.unwrap();
+    assert_eq!(f.outbox.count(), mails, "active and unknown accounts get nothing, and the caller learns nothing");
+}
+
+async fn purge_of_unactivated_accounts(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "early", "early@example.de").await.unwrap();
+    f.clock.advance(secs(6 * 24 * 3600));
+    register(&f, PRODUCTION, "later", "later@example.de").await.unwrap();
+    registered_and_active(&f, "active", "active@example.de").await;
+    assert_eq!(f.accounts.purge_unactivated().await.unwrap(), 0);
+    f.clock.advance(secs(24 * 3600 + 1));
+    assert_eq!(f.accounts.purge_unactivated().await.unwrap(), 1);
+    assert!(f.store.find_by_username(PRODUCTION, "early").await.unwrap().is_none());
+    assert!(f.store.find_by_username(PRODUCTION, "later").await.unwrap().is_some());
+    assert!(f.store.find_by_username(PRODUCTION, "active").await.unwrap().is_some());
+}
+
+async fn throttling(db: &Database) {
+    let f = fixture(db);
+    registered_and_active(&f, "victim", "victim@example.de").await;
+    for _ in 0..5 {
+        let err = f.accounts.login(PRODUCTION, "victim", "wrong", "10.0.0.2").await.unwrap_err();
+        assert!(matches!(err, AccountError::InvalidCredentials), "{err:?}");
+    }
+    // Even the right password waits now: the wait says nothing about the password.
+    let err = f.accounts.login(PRODUCTION, "victim", PASSWORD, "10.0.0.3").await.unwrap_err();
+    assert!(
+        matches!(err, AccountError::Throttled { retry_after } if retry_after == Duration::from_secs(30)),
+        "{err:?}"
+    );
+    f.clock.advance(secs(31));
+    let err = f.accounts.login(PRODUCTION, "victim", "wrong", "10.0.0.2").await.unwrap_err();
+    assert!(matches!(err, AccountError::InvalidCredentials));
+    let err = f.accounts.login(PRODUCTION, "victim", PASSWORD, "10.0.0.3").await.unwrap_err();
+    assert!(
+        matches!(err, AccountError::Throttled { retry_after } if retry_after == Duration::from_secs(60)),
+        "doubles"
+    );
+    f.clock.advance(secs(61));
+    f.accounts.login(PRODUCTION, "victim", PASSWORD, "10.0.0.3").await.unwrap();
+    f.accounts.login(PRODUCTION, "victim", "wrong", "10.0.0.3").await.unwrap_err();
+    f.accounts.login(PRODUCTION, "victim", PASSWORD, "10.0.0.3").await.expect("success cleared the count");
+
+    // Unknown login names are throttled alike, so waiting reveals no account.
+    for _ in 0..5 {
+        f.accounts.login(PRODUCTION, "nobody", "wrong", "10.0.0.4").await.unwrap_err();
+    }
+    let err = f.accounts.login(PRODUCTION, "nobody", "wrong", "10.0.0.4").await.unwrap_err();
+    assert!(matches!(err, AccountError::Throttled { .. }), "{err:?}");
+
+    // The cap: never longer than 15 minutes.
+    for _ in 0..12 {
+        f.clock.advance(secs(15 * 60 + 1));
+        f.accounts.login(PRODUCTION, "nobody", "wrong", "10.0.0.5").await.unwrap_err();
+    }
+    let err = f.accounts.login(PRODUCTION, "nobody", "wrong", "10.0.0.5").await.unwrap_err();
+    assert!(matches!(err, AccountError::Throttled { retry_after } if retry_after <= Duration::from_secs(900)));
+}
+
+async fn session_timeouts(db: &Database) {
+    let f = fixture(db);
+    registered_and_active(&f, "sleepy", "sleepy@example.de").await;
+    let idle = f.accounts.login(PRODUCTION, "sleepy", PASSWORD, "ip").await.unwrap();
+    f.clock.advance(secs(29 * 60));
+    assert!(f.accounts.current(PRODUCTION, &idle.token).await.unwrap().is_some(), "29 minutes idle");
+    f.clock.advance(secs(29 * 60));
+    assert!(f.accounts.current(PRODUCTION, &idle.token).await.unwrap().is_some(), "the last request restarted idling");
+    f.clock.advance(secs(30 * 60));
+    assert!(f.accounts.current(PRODUCTION, &idle.token).await.unwrap().is_none(), "30 minutes idle");
+
+    let busy = f.accounts.login(PRODUCTION, "sleepy", PASSWORD, "ip").await.unwrap();
+    for _ in 0..(12 * 3) {
+        assert!(f.accounts.current(PRODUCTION, &busy.token).await.unwrap().is_some());
+        f.clock.advance(secs(20 * 60));
+    }
+    assert!(f.accounts.current(PRODUCTION, &busy.token).await.unwrap().is_none(), "12 hours absolute");
+}
+
+async fn password_change_and_reset(db: &Database) {
+    let f = fixture(db);
+    registered_and_active(&f, "anna", "anna@example.de").await;
+    let here = f.accounts.login(PRODUCTION, "anna", PASSWORD, "ip").await.unwrap();
+    let elsewhere = f.accounts.login(PRODUCTION, "anna", PASSWORD, "ip").await.unwrap();
+    let id = here.session.account_id;
+    let new = "Sonnenblumen wachsen im Juli";
+
+    let err = f.accounts.change_password(PRODUCTION, id, "wrong", new, new).await.unwrap_err();
+    assert!(matches!(err, AccountError::WrongPassword));
+    let err = f.accounts.change_password(PRODUCTION, id, PASSWORD, "anna12345678", "anna12345678").await.unwrap_err();
+    assert!(matches!(err, AccountError::PasswordPolicy(_)), "{err:?}");
+    let replaced = f.accounts.change_password(PRODUCTION, id, PASSWORD, new, new).await.unwrap();
+    assert!(matches!(f.outbox.last().1, Notification::PasswordChanged));
+    assert!(f.accounts.current(PRODUCTION, &here.token).await.unwrap().is_none());
+    assert!(f.accounts.current(PRODUCTION, &elsewhere.token).await.unwrap().is_none(), "other sessions ended");
+    assert!(f.accounts.current(PRODUCTION, &replaced.token).await.unwrap().is_some());
+    f.accounts.login(PRODUCTION, "anna", PASSWORD, "ip").await.unwrap_err();
+    f.accounts.login(PRODUCTION, "anna", new, "ip").await.unwrap();
+
+    // Forgotten password: by e-mail address; the same answer for unknown logins.
+    let mails = f.outbox.count();
+    f.accounts.request_password_reset(PRODUCTION, "nobody@example.de").await.unwrap();
+    assert_eq!(f.outbox.count(), mails);
+    f.accounts.request_password_reset(PRODUCTION, "ANNA@example.de").await.unwrap();
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "anna@example.de");
+    let token = token_of(mail);
+    f.accounts.check_reset_link(PRODUCTION, &token).await.unwrap();
+    let err = f.accounts.reset_password(PRODUCTION, &token, "short", "short").await.unwrap_err();
+    assert!(matches!(err, AccountError::PasswordPolicy(_)));
+    let newest = "Drei Raben sitzen auf dem Zaun";
+    f.accounts.reset_password(PRODUCTION, &token, newest, newest).await.expect("a refused password keeps the link");
+    assert!(f.accounts.current(PRODUCTION, &replaced.token).await.unwrap().is_none(), "reset ends every session");
+    let err = f.accounts.reset_password(PRODUCTION, &token, newest, newest).await.unwrap_err();
+    assert!(matches!(err, AccountError::Link(LinkError::Invalid)));
+    f.accounts.login(PRODUCTION, "anna", newest, "ip").await.unwrap();
+
+    f.accounts.request_password_reset(PRODUCTION, "anna").await.unwrap();
+    let token = token_of(f.outbox.last().1);
+    f.clock.advance(secs(3600));
+    let err = f.accounts.check_reset_link(PRODUCTION, &token).await.unwrap_err();
+    assert!(matches!(err, AccountError::Link(LinkError::Expired)), "valid for one hour");
+}
+
+async fn master_data_and_email_change(db: &Database) {
+    let f = fixture(db);
+    registered_and_active(&f, "otto", "otto@example.de").await;
+    registered_and_active(&f, "taken", "taken@example.de").await;
+    let id = f.store.find_by_username(PRODUCTION, "otto").await.unwrap().unwrap().id;
+    let before = f.accounts.account(PRODUCTION, id).await.unwrap();
+    f.clock.advance(secs(60));
+
+    let mut moved = input("otto", "otto@example.de");
+    moved.street_and_number = "Am Markt 3a".into();
+    let (data, _) = validate_personal_data(&moved, f.clock.now().date()).unwrap();
+    let change = f.accounts.update_master_data(PRODUCTION, id, &data).await.unwrap();
+    assert_eq!(change.changed, ["street", "house_number"]);
+    assert!(!change.email_confirmation_sent);
+    let after = f.accounts.account(PRODUCTION, id).await.unwrap();
+    assert_eq!(after.master_data.street.value, "Am Markt");
+    assert_eq!(after.master_data.street.updated_at, f.clock.now());
+    assert_eq!(after.master_data.city, before.master_data.city, "unchanged fields keep their provenance");
+
+    let mut taken = moved.clone();
+    taken.email = "TAKEN@example.de".into();
+    let (data, _) = validate_personal_data(&taken, f.clock.now().date()).unwrap();
+    let err = f.accounts.update_master_data(PRODUCTION, id, &data).await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Email]), "{err:?}");
+
+    let mut new_mail = moved.clone();
+    new_mail.email = "otto.neu@example.de".into();
+    let (data, _) = validate_personal_data(&new_mail, f.clock.now().date()).unwrap();
+    let change = f.accounts.update_master_data(PRODUCTION, id, &data).await.unwrap();
+    assert!(change.email_confirmation_sent && change.changed.is_empty());
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "otto.neu@example.de", "the confirmation goes to the new address");
+    assert_eq!(f.accounts.account(PRODUCTION, id).await.unwrap().email.value, "otto@example.de", "not yet");
+    let confirmed = f.accounts.confirm_email_change(PRODUCTION, &token_of(mail)).await.unwrap();
+    assert_eq!(confirmed, "otto.neu@example.de");
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "otto@example.de", "the old address is told");
+    assert!(matches!(mail, Notification::EmailChanged { new_email } if new_email == "otto.neu@example.de"));
+    let account = f.accounts.account(PRODUCTION, id).await.unwrap();
+    assert_eq!(account.email.value, "otto.neu@example.de");
+    assert_eq!(account.email.verified_at, Some(f.clock.now()));
+}
+
+async fn export_and_deletion(db: &Database) {
+    let f = fixture(db);
+    registered_and_active(&f, "leaving", "leaving@example.de").await;
+    let session = f.accounts.login(PRODUCTION, "leaving", PASSWORD, "ip").await.unwrap();
+    let id = session.session.account_id;
+    let export = serde_json::to_value(f.accounts.export(PRODUCTION, id).await.unwrap()).unwrap();
+    assert_eq!(export["username"], "leaving");
+    assert_eq!(export["master_data"]["family_name"]["value"], "Mustermann");
+    assert_eq!(export["master_data"]["family_name"]["source"], "self_asserted");
+    assert_eq!(export["email"]["value"], "leaving@example.de");
+    assert!(export["email"]["verified_at"].is_i64());
+    assert_eq!(export["events"].as_array().unwrap().len(), 3);
+    assert_eq!(export["privacy_consent"]["version"], "2026-11");
+    assert!(!export.to_string().contains("argon2"), "no password hash in the export");
+
+    let err = f.accounts.delete(PRODUCTION, id, "wrong").await.unwrap_err();
+    assert!(matches!(err, AccountError::WrongPassword));
+    f.accounts.delete(PRODUCTION, id, PASSWORD).await.unwrap();
+    assert!(matches!(f.outbox.last(), (to, Notification::AccountDeleted) if to == "leaving@example.de"));
+    assert!(matches!(f.accounts.account(PRODUCTION, id).await.unwrap_err(), AccountError::NotFound));
+    assert!(f.accounts.current(PRODUCTION, &session.token).await.unwrap().is_none());
+    assert!(f.store.find_by_email(PRODUCTION, "leaving@example.de").await.unwrap().is_none());
+    register(&f, PRODUCTION, "leaving", "leaving@example.de").await.expect("the names are free again");
+}
+
+async fn rehash_on_login(db: &Database) {
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-22 10:00 UTC)));
+    let old = fixture_with(db, CHEAP, clock.clone());
+    registered_and_active(&old, "rehash", "rehash@example.de").await;
+    let stored = |f: &Fixture| {
+        let store = f.store.clone();
+        async move { store.find_by_username(PRODUCTION, "rehash").await.unwrap().unwrap().password_hash }
+    };
+    let before = stored(&old).await;
+    assert!(before.contains("m=1024,t=1,p=1"), "{before}");
+    let stronger = HashingParams { memory_kib: 2048, iterations: 2, parallelism: 1 };
+    let new = fixture_with(db, stronger, clock);
+    new.accounts.login(PRODUCTION, "rehash", PASSWORD, "ip").await.unwrap();
+    let after = stored(&new).await;
+    assert!(after.contains("m=2048,t=2,p=1"), "re-hashed with the current parameters: {after}");
+    new.accounts.login(PRODUCTION, "rehash", PASSWORD, "ip").await.expect("the new hash verifies");
+}
+
+/// Where the scenarios run; each gets a database of its own, so their accounts do not meet.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    async fn run<F: AsyncFnOnce(&Database)>(&self, scenario: F) {
+        let (db, test_db) = match self {
+            Backend::Sqlite(folder) => {
+                (Database::connect(&TestDatabase::sqlite(folder.path()).url).await.unwrap(), None)
+            }
+            Backend::Postgres(server) => {
+                let test_db = TestDatabase::postgres(server).await.unwrap();
+                (Database::connect(&test_db.url).await.unwrap(), Some(test_db))
+            }
+        };
+        db.migrate().await.unwrap();
+        scenario(&db).await;
+        db.close().await.unwrap();
+        if let Some(test_db) = test_db {
+            test_db.drop_now().await.unwrap();
+        }
+    }
+
+    async fn all(&self) {
+        self.run(registration_activation_login).await;
+        self.run(uniqueness_per_environment).await;
+        self.run(links_expire).await;
+        self.run(purge_of_unactivated_accounts).await;
+        self.run(throttling).await;
+        self.run(session_timeouts).await;
+        self.run(password_change_and_reset).await;
+        self.run(master_data_and_email_change).await;
+        self.run(export_and_deletion).await;
+        self.run(rehash_on_login).await;
+    }
+}
+
+#[tokio::test]
+async fn accounts_on_sqlite() {
+    Backend::Sqlite(tempfile::tempdir().unwrap()).all().await;
+}
+
+#[tokio::test]
+async fn accounts_on_postgres() {
+    let Some(server) = backend_url("TEST_DATABASE_URL", "accounts_on_postgres") else { return };
+    Backend::Postgres(server).all().await;
+}
