@@ -6,7 +6,8 @@ use time::{Date, macros::format_description};
 use crate::normalize;
 
 /// What the form sent, as typed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PersonalDataInput {
     /// Vornamen.
     pub given_names: String,

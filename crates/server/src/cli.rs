@@ -154,6 +154,15 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
         ));
     }
     banner.push(format!("  database: {database}; ephemeral store: {ephemeral}"));
+    banner.push(match crate::mail::Mailer::target(&state.config().mail) {
+        crate::mail::MailTarget::Smtp => "  mail: SMTP (mail.smtp_url)".to_owned(),
+        crate::mail::MailTarget::Outbox(folder) => format!("  mail: written to the outbox {}", folder.display()),
+    });
+    banner.push(format!(
+        "  citizen pages: {}/registrierung, {}/anmelden",
+        state.config().environments.issuer(Environment::Production),
+        state.config().environments.issuer(Environment::Production)
+    ));
     let demo = &state.config().demo;
     if demo.enabled {
         let issuer = state.config().environments.issuer(Environment::Test);

@@ -69,6 +69,117 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Demo data for trying the server out.
     pub demo: DemoConfig,
+    /// Outgoing mail.
+    pub mail: MailConfig,
+    /// Citizen accounts: lifetimes, sessions, password hashing.
+    pub accounts: AccountsConfig,
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The sender, `Name <address>`.
+    pub from: String,
+    /// `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465` (TLS), with
+    /// `user:password@` as needed. Unset: every mail is written to `outbox_dir` instead.
+    pub smtp_url: Option<Secret>,
+    /// Where mails go without SMTP: one `.eml` file each.
+    pub outbox_dir: PathBuf,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Servicekonto <noreply@servicekonto.invalid>".to_owned(),
+            smtp_url: None,
+            outbox_dir: PathBuf::from("data/outbox"),
+        }
+    }
+}
+
+/// `[accounts]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Hours an activation link stays valid.
+    pub activation_link_hours: u64,
+    /// Days after which accounts never activated are deleted.
+    pub purge_unactivated_after_days: u64,
+    /// Minutes a password-reset link stays valid.
+    pub reset_link_minutes: u64,
+    /// Hours a confirmation link for a new e-mail address stays valid.
+    pub email_change_link_hours: u64,
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: u64,
+    /// Hours after login after which a session ends however active.
+    pub session_absolute_hours: u64,
+    /// Failed logins per username before each further attempt waits.
+    pub free_failed_logins: i64,
+    /// Failed logins per client address before each further attempt waits.
+    pub free_failed_logins_per_ip: i64,
+    /// The version label of the privacy statement citizens accept at registration.
+    pub privacy_statement_version: String,
+    /// Contact for accessibility feedback, shown on the accessibility statement.
+    pub accessibility_contact: String,
+    /// argon2id memory in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            activation_link_hours: 72,
+            purge_unactivated_after_days: 7,
+            reset_link_minutes: 60,
+            email_change_link_hours: 24,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            free_failed_logins: 5,
+            free_failed_logins_per_ip: 50,
+            privacy_statement_version: "2026-11".to_owned(),
+            accessibility_contact: "barrierefreiheit@servicekonto.invalid".to_owned(),
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+impl AccountsConfig {
+    /// The argon2id parameters.
+    pub fn hashing(&self) -> account_service::HashingParams {
+        account_service::HashingParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    /// The account service's policies.
+    pub fn service(&self) -> account_service::AccountsConfig {
+        use std::time::Duration;
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        account_service::AccountsConfig {
+            activation_ttl: minutes(self.activation_link_hours * 60),
+            pending_max_age: minutes(self.purge_unactivated_after_days * 24 * 60),
+            reset_ttl: minutes(self.reset_link_minutes),
+            email_change_ttl: minutes(self.email_change_link_hours * 60),
+            sessions: account_service::SessionPolicy {
+                idle_timeout: minutes(self.session_idle_minutes),
+                absolute_timeout: minutes(self.session_absolute_hours * 60),
+            },
+            throttle: account_service::ThrottlePolicy {
+                free_failures_per_account: self.free_failed_logins,
+                free_failures_per_ip: self.free_failed_logins_per_ip,
+                ..account_service::ThrottlePolicy::default()
+            },
+        }
+    }
 }
 
 /// `[admin]`
@@ -377,6 +488,38 @@ impl Config {
             if self.demo.client_secret.expose().len() < 16 {
                 problems.push("demo.client_secret must have at least 16 characters".to_owned());
             }
+        }
+        if let Some(url) = &self.mail.smtp_url
+            && !["smtp://", "smtps://"].iter().any(|scheme| url.expose().starts_with(scheme))
+        {
+            problems.push("mail.smtp_url must be an smtp:// or smtps:// URL".to_owned());
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!("mail.from {:?} is not a mailbox like `Name <address>`", self.mail.from));
+        }
+        if let Err(e) = account_service::PasswordHasher::new(self.accounts.hashing()) {
+            problems.push(format!("accounts.argon2_*: {e}"));
+        }
+        let a = &self.accounts;
+        for (name, value) in [
+            ("activation_link_hours", a.activation_link_hours),
+            ("purge_unactivated_after_days", a.purge_unactivated_after_days),
+            ("reset_link_minutes", a.reset_link_minutes),
+            ("email_change_link_hours", a.email_change_link_hours),
+            ("session_idle_minutes", a.session_idle_minutes),
+            ("session_absolute_hours", a.session_absolute_hours),
+        ] {
+            if value == 0 {
+                problems.push(format!("accounts.{name} must be at least 1"));
+            }
+        }
+        if a.session_idle_minutes > a.session_absolute_hours * 60 {
+            problems.push("accounts.session_idle_minutes must not exceed accounts.session_absolute_hours".to_owned());
+        }
+        if a.free_failed_logins < 1 || a.free_failed_logins_per_ip < 1 {
+            problems.push(
+                "accounts.free_failed_logins and accounts.free_failed_logins_per_ip must be at least 1".to_owned(),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             problems.push(format!("log.filter {:?} is not a tracing filter", self.log.filter));

@@ -39,6 +39,12 @@ fn internal(error: &dyn std::error::Error) -> Response {
     body(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler. Bitte versuchen Sie es später erneut.")
 }
 
+/// A failure of the account service behind a citizen page: logged once here; the page itself
+/// says only that a technical error occurred.
+pub(crate) fn log_page_failure(error: &account_service::AccountError) {
+    log_internal(error);
+}
+
 fn log_internal(error: &dyn std::error::Error) {
     tracing::error!(error = %error, source = ?error.source().map(ToString::to_string), "internal error");
 }

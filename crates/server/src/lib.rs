@@ -3,8 +3,8 @@
 //!
 //! Modules: `config` (the typed [`Config`]), `state` (composition root, [`AppState`]), `routes`
 //! (the URL map and per-environment routing), `http` (OIDC and operations handlers), `admin`
-//! (the admin API), `flows` (use cases that cross domains, e.g. token grants), `error` (all HTTP
-//! error mapping), `middleware` and `metrics` (observation), `demo` (demo data), `telemetry`,
+//! (the admin API), `pages` (the citizen pages), `mail` (mails to citizens), `flows` (use cases
+//! that cross domains, e.g. token grants), `error` (all HTTP error mapping), `middleware` and `metrics` (observation), `demo` (demo data), `telemetry`,
 //! `cli`.
 //!
 //! Invariants:
@@ -19,8 +19,10 @@ mod demo;
 mod error;
 mod flows;
 mod http;
+mod mail;
 mod metrics;
 mod middleware;
+mod pages;
 mod routes;
 mod state;
 mod telemetry;
@@ -44,5 +46,26 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config().http.shutdown_grace_seconds);
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace)).await
+    let purge = tokio::spawn(purge_unactivated(state.clone()));
+    let served = Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
+        .await;
+    purge.abort();
+    served
+}
+
+/// How often each node deletes accounts never activated in time. Several nodes doing it at once
+/// is harmless: the deletion is idempotent.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+async fn purge_unactivated(state: AppState) {
+    let mut interval = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        interval.tick().await;
+        match state.accounts.purge_unactivated().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "deleted accounts that were never activated"),
+            Err(e) => tracing::warn!(error = %e, "purging unactivated accounts failed; retrying later"),
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics: requests and latency per route, tokens issued per grant. Rendered at `/metrics` in the text format.
+//! Prometheus metrics: requests and latency per route, tokens issued per grant, logins by outcome. Rendered at `/metrics` in the text format.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
@@ -9,6 +9,7 @@ pub(crate) struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     tokens: IntCounterVec,
+    logins: IntCounterVec,
 }
 
 impl Metrics {
@@ -29,8 +30,10 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let logins = IntCounterVec::new(Opts::new("logins_total", "Password logins by outcome"), &["outcome"])?;
         registry.register(Box::new(tokens.clone()))?;
-        Ok(Self { registry, requests, latency, tokens })
+        registry.register(Box::new(logins.clone()))?;
+        Ok(Self { registry, requests, latency, tokens, logins })
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
@@ -41,6 +44,11 @@ impl Metrics {
 
     pub(crate) fn token_issued(&self, environment: oidc_core::Environment, grant_type: &str) {
         self.tokens.with_label_values(&[environment.as_str(), grant_type]).inc();
+    }
+
+    /// `outcome`: success, invalid_credentials, throttled, not_activated, error.
+    pub(crate) fn login(&self, outcome: &str) {
+        self.logins.with_label_values(&[outcome]).inc();
     }
 
     pub(crate) fn render(&self) -> String {

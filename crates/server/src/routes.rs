@@ -6,6 +6,12 @@
 //! {issuer}/jwks                                public signing keys, per environment
 //! {issuer}/token                               token endpoint (client_credentials), per environment
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
+//! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
+//! {issuer}/aktivierung[/erneut]                activation link, resend
+//! {issuer}/anmelden  /abmelden                 login, logout
+//! {issuer}/passwort-vergessen  /passwort-neu   forgotten password
+//! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/export|/loeschen]   "Mein Konto"
+//! {issuer}/barrierefreiheit  /datenschutz  /static/style.css
 //! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
 //! A request belongs to the environment whose issuer's path prefix it starts with, preferring
@@ -18,13 +24,14 @@ use poem::{
     error::NotFoundError,
     get,
     http::{Uri, uri::PathAndQuery},
-    middleware::RequestId,
+    middleware::{CookieJarManager, RequestId},
 };
 
 use crate::{
     admin, error,
     http::{discovery, ops, registration, token},
     middleware::Observe,
+    pages,
     state::AppState,
 };
 use oidc_core::{Environment, ProviderMetadata};
@@ -37,7 +44,11 @@ pub(crate) struct Site {
     /// `host[:port]`, lower case, default port left out.
     authority: String,
     /// The issuer's path without a trailing slash; empty for an issuer at the root.
-    prefix: String,
+    pub(crate) prefix: String,
+    /// Cookies get `Secure` when the issuer is https.
+    pub(crate) secure: bool,
+    /// The name of this environment's session cookie; environments never share a session.
+    pub(crate) session_cookie: String,
     /// Serialised once at start: discovery never changes while the process runs.
     pub(crate) discovery: Arc<str>,
 }
@@ -54,6 +65,8 @@ impl Site {
             environment,
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
+            secure: url.scheme() == "https",
+            session_cookie: format!("sk_session_{}", environment.as_str()),
             discovery: serde_json::to_string(&metadata)?.into(),
         })
     }
@@ -85,6 +98,7 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
         .at("/*path", environments)
         .catch_all_error(error::render)
         .with(Observe)
+        .with(CookieJarManager::new())
         .with(RequestId::default())
         .data(state.clone())
 }
@@ -97,6 +111,27 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/token", poem::post(token::token))
         .at("/register", poem::post(registration::register))
         .at("/register/:client_id", get(registration::read).put(registration::update).delete(registration::delete))
+        .at("/", get(pages::start))
+        .at("/static/style.css", get(pages::stylesheet))
+        .at("/barrierefreiheit", get(pages::accessibility))
+        .at("/datenschutz", get(pages::privacy))
+        .at("/registrierung", get(pages::personal_form).post(pages::personal))
+        .at("/registrierung/passwort", get(pages::password_form).post(pages::password))
+        .at("/registrierung/pruefen", get(pages::review).post(pages::save))
+        .at("/aktivierung", get(pages::activate))
+        .at("/aktivierung/erneut", get(pages::resend_activation_form).post(pages::resend_activation))
+        .at("/anmelden", get(pages::login_form).post(pages::login))
+        .at("/abmelden", poem::post(pages::logout))
+        .at("/passwort-vergessen", get(pages::forgot_form).post(pages::forgot))
+        .at("/passwort-neu", get(pages::reset_form).post(pages::reset))
+        .at("/konto", get(pages::overview))
+        .at("/konto/daten", get(pages::data_form).post(pages::change_data))
+        .at("/konto/email", get(pages::confirm_email))
+        .at("/konto/passwort", get(pages::password_change_form).post(pages::change_password))
+        .at("/konto/aktivitaet", get(pages::activity))
+        .at("/konto/export", get(pages::export))
+        .at("/konto/loeschen", get(pages::delete_form).post(pages::delete))
+        .around(pages::security_headers)
         .data(site.clone())
         .map_to_response()
 }

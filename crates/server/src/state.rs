@@ -10,7 +10,9 @@ use oidc_core::{
 use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
 use tenant_registry::{CachedRegistryStore, Registry, SecretHasher};
 
-use crate::{config::Config, metrics::Metrics, routes::Site};
+use account_service::{Accounts, PasswordHasher};
+
+use crate::{config::Config, mail::Mailer, metrics::Metrics, pages::Pages, routes::Site};
 
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -27,6 +29,8 @@ pub struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     pub(crate) sites: Vec<Site>,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) pages: Arc<Pages>,
 }
 
 impl std::ops::Deref for AppState {
@@ -79,8 +83,32 @@ impl AppState {
             .collect::<Result<Vec<_>, _>>()?;
         let metrics = Metrics::new().context("registering metrics")?;
         let access_tokens = AccessTokens::new(ephemeral.clone());
-        let state =
-            Self(Arc::new(Inner { config, database, ephemeral, keys, registry, access_tokens, clock, metrics, sites }));
+        let pages = Arc::new(
+            Pages::new(&kek, &config.accounts.accessibility_contact, &config.accounts.privacy_statement_version)
+                .context("loading the page templates")?,
+        );
+        let mailer = Mailer::new(&config.mail, &config.environments, pages.clone())?;
+        let accounts = Arc::new(Accounts::new(
+            Arc::new(database.accounts()),
+            ephemeral.clone(),
+            Arc::new(mailer),
+            PasswordHasher::new(config.accounts.hashing())?,
+            clock.clone(),
+            config.accounts.service(),
+        ));
+        let state = Self(Arc::new(Inner {
+            config,
+            database,
+            ephemeral,
+            keys,
+            registry,
+            access_tokens,
+            clock,
+            metrics,
+            sites,
+            accounts,
+            pages,
+        }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)
     }

@@ -1,0 +1,108 @@
+//! The registration draft: what the citizen entered in steps 1 and 2, kept until "Sichern" in an
+//! encrypted, HttpOnly cookie in their own browser, so that nothing is stored on our side before
+//! "Sichern" and any node can continue the registration.
+
+use account_service::{Hint, PersonalDataInput};
+use aes_gcm::{
+    Aes256Gcm, KeyInit, Nonce,
+    aead::{Aead, Payload},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use oidc_core::Environment;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// How long a draft lives; the first page says so.
+pub(crate) const DRAFT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Steps 1 and 2 as far as the citizen got.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Draft {
+    /// Step 1 as typed (the form is shown again exactly so).
+    pub(crate) input: PersonalDataInput,
+    /// Step 1 passed validation.
+    pub(crate) personal_done: bool,
+    /// Hints from normalisation (e.g. a removed comma), shown on step 2.
+    pub(crate) hints: Vec<String>,
+    /// Step 2: the argon2id hash of the chosen password.
+    pub(crate) password_hash: Option<String>,
+    /// When the privacy statement was accepted (Unix seconds).
+    pub(crate) privacy_accepted_at: Option<i64>,
+    /// When the draft began (Unix seconds); older than [`DRAFT_LIFETIME`] is void.
+    pub(crate) started_at: i64,
+}
+
+impl Draft {
+    pub(crate) fn new(now: OffsetDateTime) -> Self {
+        Self { started_at: now.unix_timestamp(), ..Self::default() }
+    }
+
+    pub(crate) fn set_hints(&mut self, hints: &[Hint]) {
+        self.hints = hints.iter().map(|h| h.message.clone()).collect();
+    }
+}
+
+/// Seals and opens drafts (AES-256-GCM under a subkey of the KEK, bound to the environment).
+pub(crate) struct Drafts {
+    key: [u8; 32],
+}
+
+const NONCE_LEN: usize = 12;
+
+impl Drafts {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    pub(crate) fn seal(&self, environment: Environment, draft: &Draft) -> String {
+        let plaintext = serde_json::to_vec(draft).unwrap_or_default();
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new((&self.key).into());
+        let mut sealed = nonce.to_vec();
+        sealed.extend(
+            cipher
+                .encrypt(&Nonce::from(nonce), Payload { msg: &plaintext, aad: environment.as_str().as_bytes() })
+                .unwrap_or_default(),
+        );
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    /// The draft in `cookie`, unless it is forged, of the other environment, or too old.
+    pub(crate) fn open(&self, environment: Environment, cookie: &str, now: OffsetDateTime) -> Option<Draft> {
+        let sealed = URL_SAFE_NO_PAD.decode(cookie).ok()?;
+        if sealed.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        let plaintext = Aes256Gcm::new((&self.key).into())
+            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: environment.as_str().as_bytes() })
+            .ok()?;
+        let draft: Draft = serde_json::from_slice(&plaintext).ok()?;
+        let age = now.unix_timestamp() - draft.started_at;
+        (0..i64::try_from(DRAFT_LIFETIME.as_secs()).unwrap_or(i64::MAX)).contains(&age).then_some(draft)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn drafts_open_only_here_and_only_for_an_hour() {
+        let drafts = Drafts::new([7; 32]);
+        let now = datetime!(2026-11-22 10:00 UTC);
+        let mut draft = Draft::new(now);
+        draft.input.username = "erika".into();
+        let sealed = drafts.seal(Environment::Production, &draft);
+        assert!(!sealed.contains("erika"));
+        assert_eq!(drafts.open(Environment::Production, &sealed, now).unwrap().input.username, "erika");
+        assert!(drafts.open(Environment::Test, &sealed, now).is_none(), "other environment");
+        assert!(drafts.open(Environment::Production, &sealed, now + time::Duration::minutes(60)).is_none());
+        assert!(Drafts::new([8; 32]).open(Environment::Production, &sealed, now).is_none(), "other key");
+        assert!(drafts.open(Environment::Production, "garbage", now).is_none());
+    }
+}

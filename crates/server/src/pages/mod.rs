@@ -1,0 +1,389 @@
+//! The citizen pages: server-rendered templates (minijinja), German first and English
+//! selectable, forms that work without JavaScript, CSRF tokens on every form, security headers
+//! on every page.
+//!
+//! Modules: `registration` (the three steps and "Sichern"), `signin` (login, logout, activation
+//! and its resend), `account` ("Mein Konto": data, e-mail change, password, activity, export,
+//! deletion), `recovery` (forgotten password), `info` (start, accessibility statement, privacy
+//! statement, style sheet).
+
+// A redirect or an error page is the short way out of a handler; it is built once per request.
+#![allow(clippy::result_large_err, reason = "the Err side is the page to answer with, built once per request")]
+
+mod account;
+mod draft;
+mod form;
+mod info;
+mod recovery;
+mod registration;
+mod signin;
+mod texts;
+
+use std::time::Duration;
+
+use account_service::{Account, AccountError, Session};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use minijinja::{Value, context};
+use oidc_core::KeyEncryptionKey;
+use poem::{
+    Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response, Result,
+    http::{HeaderValue, StatusCode, header},
+    web::cookie::{Cookie, CookieJar, SameSite},
+};
+use rand::RngCore;
+
+pub(crate) use account::{
+    activity, change_data, change_password, confirm_email, data_form, delete, delete_form, export, overview,
+    password_change_form,
+};
+pub(crate) use info::{accessibility, privacy, start, stylesheet};
+pub(crate) use recovery::{forgot, forgot_form, reset, reset_form};
+pub(crate) use registration::{password, password_form, personal, personal_form, review, save};
+pub(crate) use signin::{activate, login, login_form, logout, resend_activation, resend_activation_form};
+pub(crate) use texts::Lang;
+
+use crate::{routes::Site, state::AppState};
+
+/// Templates, texts and the keys of the page machinery. Built once at start.
+pub(crate) struct Pages {
+    templates: minijinja::Environment<'static>,
+    texts: texts::Texts,
+    csrf_key: [u8; 32],
+    pub(crate) drafts: draft::Drafts,
+    pub(crate) accessibility_contact: String,
+    pub(crate) privacy_version: String,
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("../../templates/", $name)))),*]
+    };
+}
+
+/// Every template, embedded in the binary.
+const TEMPLATES: [(&str, &str); 20] = templates![
+    "layout.html",
+    "macros.html",
+    "steps.html",
+    "password_rules.html",
+    "message.html",
+    "start.html",
+    "register_personal.html",
+    "register_password.html",
+    "register_review.html",
+    "login.html",
+    "login_request.html",
+    "account.html",
+    "account_edit.html",
+    "password_form.html",
+    "activity.html",
+    "delete.html",
+    "accessibility.html",
+    "privacy.html",
+    "mail/text.txt",
+    "mail/html.html",
+];
+
+impl Pages {
+    /// Parses every template and text file; fails at start, never at a request.
+    pub(crate) fn new(
+        kek: &KeyEncryptionKey,
+        accessibility_contact: &str,
+        privacy_version: &str,
+    ) -> anyhow::Result<Self> {
+        let mut templates = minijinja::Environment::new();
+        for (name, source) in TEMPLATES {
+            templates.add_template(name, source)?;
+        }
+        // Catch a typo in a text key at start (and in tests) rather than as an empty string.
+        templates.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        Ok(Self {
+            templates,
+            texts: texts::Texts::load()?,
+            csrf_key: kek.derive("csrf"),
+            drafts: draft::Drafts::new(kek.derive("registration-draft")),
+            accessibility_contact: accessibility_contact.to_owned(),
+            privacy_version: privacy_version.to_owned(),
+        })
+    }
+
+    pub(crate) fn texts(&self) -> &texts::Texts {
+        &self.texts
+    }
+
+    /// Renders a named template with `context`; a template error is a bug, logged and answered
+    /// with a plain 500.
+    pub(crate) fn render_template(&self, name: &str, context: Value) -> Result<String, minijinja::Error> {
+        self.templates.get_template(name)?.render(context)
+    }
+
+    fn csrf_token(&self, cookie: &str) -> String {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.csrf_key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+        mac.update(cookie.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// One page request: the environment, the language, the CSRF token, the citizen's session.
+pub(crate) struct PageCtx {
+    pub(crate) state: AppState,
+    pub(crate) site: Site,
+    pub(crate) lang: Lang,
+    pub(crate) session: Option<(Session, Account)>,
+    pub(crate) session_token: Option<String>,
+    csrf: String,
+    path: String,
+    jar: CookieJar,
+    client_ip: String,
+}
+
+const CSRF_COOKIE: &str = "sk_csrf";
+const LANG_COOKIE: &str = "sk_lang";
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl<'a> FromRequest<'a> for PageCtx {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
+        let state = req
+            .data::<AppState>()
+            .cloned()
+            .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+        let site =
+            req.data::<Site>().cloned().ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+        let jar = req.cookie().clone();
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+        let from_query = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let chosen = from_query("lang").and_then(Lang::parse);
+        let lang = chosen
+            .or_else(|| jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value_str())))
+            .or_else(|| from_query("ui_locales").and_then(Lang::from_preferences))
+            .or_else(|| req.header(header::ACCEPT_LANGUAGE).and_then(Lang::from_accept_language))
+            .unwrap_or(Lang::De);
+        let ctx_cookie = |name: &str, value: String, max_age: Option<Duration>| {
+            let mut cookie = Cookie::new_with_str(name, value);
+            cookie.set_path("/");
+            cookie.set_http_only(true);
+            cookie.set_same_site(SameSite::Lax);
+            cookie.set_secure(site.secure);
+            if let Some(max_age) = max_age {
+                cookie.set_max_age(max_age);
+            }
+            cookie
+        };
+        if let Some(lang) = chosen {
+            jar.add(ctx_cookie(LANG_COOKIE, lang.code().to_owned(), Some(Duration::from_secs(365 * 24 * 3600))));
+        }
+        let csrf_cookie = match jar.get(CSRF_COOKIE) {
+            Some(cookie) if cookie.value_str().len() >= 32 => cookie.value_str().to_owned(),
+            _ => {
+                let value = random_token();
+                jar.add(ctx_cookie(CSRF_COOKIE, value.clone(), None));
+                value
+            }
+        };
+        let session_token = jar.get(&site.session_cookie).map(|c| c.value_str().to_owned());
+        let session = match &session_token {
+            Some(token) => state.accounts.current(site.environment, token).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "session lookup failed");
+                None
+            }),
+            None => None,
+        };
+        let path = format!("{}{}", site.prefix, req.uri().path());
+        Ok(Self {
+            csrf: state.pages.csrf_token(&csrf_cookie),
+            client_ip: req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+            state,
+            site,
+            lang,
+            session,
+            session_token,
+            path,
+            jar,
+        })
+    }
+}
+
+impl PageCtx {
+    /// The environment's path prefix, for links.
+    pub(crate) fn base(&self) -> &str {
+        &self.site.prefix
+    }
+
+    /// A text of the page's language.
+    pub(crate) fn t(&self, key: &str) -> String {
+        self.state.pages.texts.get(self.lang, key)
+    }
+
+    /// The client's address, for throttling.
+    pub(crate) fn client_ip(&self) -> &str {
+        &self.client_ip
+    }
+
+    /// Whether a form's CSRF field belongs to this browser.
+    pub(crate) fn csrf_ok(&self, field: &str) -> bool {
+        use subtle_eq::ct_eq;
+        ct_eq(field.as_bytes(), self.csrf.as_bytes())
+    }
+
+    /// Renders `template` with the common context (texts, language, links, CSRF token) and
+    /// `extra`, with `status`.
+    pub(crate) fn render_status(&self, status: StatusCode, template: &str, extra: Value) -> Response {
+        let other = self.lang.other();
+        let context = context! {
+            t => self.state.pages.texts.page(self.lang),
+            lang => self.lang.code(),
+            other_lang => other.code(),
+            lang_switch => format!("{}?lang={}", self.path, other.code()),
+            base => self.site.prefix.clone(),
+            csrf => self.csrf.clone(),
+            environment => self.site.environment.as_str(),
+            logged_in => self.session.is_some(),
+            ..extra
+        };
+        match self.state.pages.render_template(template, context) {
+            Ok(html) => html.with_status(status).with_content_type("text/html; charset=utf-8").into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template, "template failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+
+    /// Renders `template` with 200.
+    pub(crate) fn render(&self, template: &str, extra: Value) -> Response {
+        self.render_status(StatusCode::OK, template, extra)
+    }
+
+    /// A page with a heading, paragraphs and links.
+    pub(crate) fn message(&self, status: StatusCode, heading: &str, paragraphs: &[String], links: Value) -> Response {
+        self.render_status(
+            status,
+            "message.html",
+            context! { heading => self.t(heading), paragraphs => paragraphs, links => links },
+        )
+    }
+
+    /// The answer to a form whose CSRF token is missing or foreign.
+    pub(crate) fn csrf_failed(&self) -> Response {
+        self.message(StatusCode::BAD_REQUEST, "form_expired_title", &[self.t("form_expired_text")], Value::from(()))
+    }
+
+    /// The answer when the account service fails: logged once, a German (or English) page.
+    pub(crate) fn failure(&self, error: AccountError) -> Response {
+        crate::error::log_page_failure(&error);
+        self.message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error_title",
+            &[self.t("server_error_text")],
+            Value::from(()),
+        )
+    }
+
+    /// Sets a cookie for this environment (its path is the issuer's path).
+    pub(crate) fn set_cookie(&self, name: &str, value: &str, max_age: Option<Duration>) {
+        let mut cookie = Cookie::new_with_str(name, value);
+        cookie.set_path(if self.site.prefix.is_empty() { "/" } else { &self.site.prefix });
+        cookie.set_http_only(true);
+        cookie.set_same_site(SameSite::Lax);
+        cookie.set_secure(self.site.secure);
+        if let Some(max_age) = max_age {
+            cookie.set_max_age(max_age);
+        }
+        self.jar.add(cookie);
+    }
+
+    /// Removes a cookie set by [`PageCtx::set_cookie`].
+    pub(crate) fn clear_cookie(&self, name: &str) {
+        self.set_cookie(name, "", Some(Duration::ZERO));
+    }
+
+    /// A cookie's value.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.get(name).map(|c| c.value_str().to_owned())
+    }
+
+    /// A `303 See Other` to a path of this environment.
+    pub(crate) fn redirect(&self, path: &str) -> Response {
+        Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, format!("{}{path}", self.site.prefix))
+            .finish()
+    }
+
+    /// The session's account, or a redirect to the login that comes back here.
+    pub(crate) fn require_login(&self) -> Result<&Account, Response> {
+        match &self.session {
+            Some((_, account)) => Ok(account),
+            None => {
+                let here = self.path.strip_prefix(&self.site.prefix).unwrap_or("/");
+                let target: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+                Err(self.redirect(&format!("/anmelden?return_to={target}")))
+            }
+        }
+    }
+}
+
+/// Constant-time comparison for tokens.
+mod subtle_eq {
+    pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Content-Security-Policy of every page: no inline script or style, no framing.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self' http: https:; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers to every HTML page (and `nosniff` to everything).
+pub(crate) async fn security_headers<E: Endpoint>(ep: E, req: Request) -> Result<Response> {
+    let mut response = ep.call(req).await?.into_response();
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if is_html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `t.key` a template uses exists in the texts (both languages have the same keys).
+    #[test]
+    fn templates_use_only_existing_texts() {
+        let texts = texts::Texts::load().unwrap();
+        for (name, source) in TEMPLATES {
+            for (i, _) in source.match_indices("t.") {
+                let before = source[..i].chars().last().unwrap_or(' ');
+                if before.is_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let key: String =
+                    source[i + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                assert!(texts.has(&key), "{name} uses the unknown text {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_template_parses() {
+        Pages::new(&KeyEncryptionKey::generate(), "a11y@example.de", "1").unwrap();
+    }
+}

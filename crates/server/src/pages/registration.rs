@@ -1,0 +1,270 @@
+//! Registration in three steps, as the citizen's guide describes it: "Persönliche Daten",
+//! "Vergabe des Passwortes", "Prüfen und Sichern". Nothing is stored before "Sichern".
+
+use account_service::{
+    AccountError, PersonalData, PersonalDataInput, PrivacyConsent, Registration, UniqueField, check_password,
+    validate_personal_data,
+};
+use minijinja::{Value, context};
+use poem::{Response, handler, http::StatusCode, web::Form};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{
+    PageCtx,
+    draft::{DRAFT_LIFETIME, Draft},
+    form::{Errors, countries, labels},
+};
+
+fn draft_cookie(ctx: &PageCtx) -> String {
+    format!("sk_registration_{}", ctx.site.environment.as_str())
+}
+
+fn load_draft(ctx: &PageCtx) -> Option<Draft> {
+    let cookie = ctx.cookie(&draft_cookie(ctx))?;
+    ctx.state.pages.drafts.open(ctx.site.environment, &cookie, ctx.state.accounts.now())
+}
+
+fn store_draft(ctx: &PageCtx, draft: &Draft) {
+    ctx.set_cookie(&draft_cookie(ctx), &ctx.state.pages.drafts.seal(ctx.site.environment, draft), Some(DRAFT_LIFETIME));
+}
+
+fn render_personal(ctx: &PageCtx, status: StatusCode, input: &PersonalDataInput, errors: &Errors) -> Response {
+    ctx.render_status(
+        status,
+        "register_personal.html",
+        context! { step => 1, form => input, errors => errors.value(), labels => labels(ctx), countries => countries(ctx) },
+    )
+}
+
+/// `GET {issuer}/registrierung`: step 1, filled from the draft when going back.
+#[handler]
+pub(crate) fn personal_form(ctx: PageCtx) -> Response {
+    let draft = load_draft(&ctx).unwrap_or_default();
+    render_personal(&ctx, StatusCode::OK, &draft.input, &Errors::default())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PersonalForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    input: PersonalDataInput,
+}
+
+/// `POST {issuer}/registrierung`: checks step 1; on success on to step 2.
+#[handler]
+pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let now = ctx.state.accounts.now();
+    let (data, hints) = match validate_personal_data(&form.input, now.date()) {
+        Ok(valid) => valid,
+        Err(problems) => {
+            return render_personal(&ctx, StatusCode::BAD_REQUEST, &form.input, &Errors::from_fields(&problems));
+        }
+    };
+    match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
+        Ok(taken) if taken.is_empty() => {}
+        Ok(taken) => return render_personal(&ctx, StatusCode::CONFLICT, &form.input, &taken_errors(&ctx, &taken)),
+        Err(e) => return ctx.failure(e),
+    }
+    let mut draft = load_draft(&ctx).unwrap_or_else(|| Draft::new(now));
+    let previous = validate_personal_data(&draft.input, now.date()).ok();
+    // A password was checked against the username and e-mail address; when they change, it must
+    // be chosen again.
+    if previous.is_none_or(|(p, _)| {
+        !p.username.eq_ignore_ascii_case(&data.username) || !p.email.eq_ignore_ascii_case(&data.email)
+    }) {
+        draft.password_hash = None;
+        draft.privacy_accepted_at = None;
+    }
+    draft.input = form.input;
+    draft.personal_done = true;
+    draft.set_hints(&hints);
+    store_draft(&ctx, &draft);
+    if draft.password_hash.is_some() {
+        ctx.redirect("/registrierung/pruefen")
+    } else {
+        ctx.redirect("/registrierung/passwort")
+    }
+}
+
+fn taken_errors(ctx: &PageCtx, taken: &[UniqueField]) -> Errors {
+    let mut errors = Errors::default();
+    for field in taken {
+        match field {
+            UniqueField::Username => errors.add("username", ctx.t("username_taken")),
+            UniqueField::Email => errors.add("email", ctx.t("email_taken")),
+        }
+    }
+    errors
+}
+
+/// The draft with step 1 done and its data validated, or the way back to step 1.
+fn step1(ctx: &PageCtx) -> Result<(Draft, PersonalData), Response> {
+    let now = ctx.state.accounts.now();
+    let draft = load_draft(ctx).filter(|d| d.personal_done).ok_or_else(|| ctx.redirect("/registrierung"))?;
+    let (data, _) = validate_personal_data(&draft.input, now.date()).map_err(|_| ctx.redirect("/registrierung"))?;
+    Ok((draft, data))
+}
+
+fn render_password(ctx: &PageCtx, status: StatusCode, draft: &Draft, errors: &Errors) -> Response {
+    ctx.render_status(
+        status,
+        "register_password.html",
+        context! { step => 2, hints => draft.hints, errors => errors.value(), labels => labels(ctx) },
+    )
+}
+
+/// `GET {issuer}/registrierung/passwort`: step 2, the conditions shown before typing.
+#[handler]
+pub(crate) fn password_form(ctx: PageCtx) -> Response {
+    match step1(&ctx) {
+        Ok((draft, _)) => render_password(&ctx, StatusCode::OK, &draft, &Errors::default()),
+        Err(back) => back,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirmation: String,
+    #[serde(default)]
+    privacy: Option<String>,
+}
+
+/// `POST {issuer}/registrierung/passwort`: enforces the password policy and the privacy
+/// statement; the password is hashed at once and only the hash is kept.
+#[handler]
+pub(crate) async fn password(ctx: PageCtx, Form(form): Form<PasswordForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let (mut draft, data) = match step1(&ctx) {
+        Ok(step) => step,
+        Err(back) => return back,
+    };
+    let mut errors = Errors::default();
+    for problem in check_password(&form.password, &form.password_confirmation, &data.username, &data.email) {
+        let field = match problem {
+            account_service::PasswordProblem::ConfirmationDiffers => "password_confirmation",
+            _ => "password",
+        };
+        errors.add(field, problem.message());
+    }
+    if form.privacy.as_deref() != Some("accepted") {
+        errors.add("privacy", ctx.t("privacy_required"));
+    }
+    if !errors.is_empty() {
+        return render_password(&ctx, StatusCode::BAD_REQUEST, &draft, &errors);
+    }
+    match ctx.state.accounts.hash_password(form.password).await {
+        Ok(hash) => draft.password_hash = Some(hash),
+        Err(e) => return ctx.failure(e),
+    }
+    draft.privacy_accepted_at = Some(ctx.state.accounts.now().unix_timestamp());
+    store_draft(&ctx, &draft);
+    ctx.redirect("/registrierung/pruefen")
+}
+
+/// Step 3's rows: field name and display value, in form order.
+fn review_rows(data: &PersonalData, ctx: &PageCtx) -> Vec<(&'static str, String)> {
+    let date = format!(
+        "{:02}.{:02}.{:04}",
+        data.date_of_birth.day(),
+        u8::from(data.date_of_birth.month()),
+        data.date_of_birth.year()
+    );
+    let mut rows = vec![("given_names", data.given_names.clone()), ("family_name", data.family_name.clone())];
+    if let Some(birth_name) = &data.birth_name {
+        rows.push(("birth_name", birth_name.clone()));
+    }
+    rows.push(("date_of_birth", date));
+    if let Some(place) = &data.place_of_birth {
+        rows.push(("place_of_birth", place.clone()));
+    }
+    rows.extend([
+        ("street", data.street.clone()),
+        ("house_number", data.house_number.clone()),
+        ("postal_code", data.postal_code.clone()),
+        ("city", data.city.clone()),
+        ("country", ctx.t(&format!("country_{}", data.country))),
+        ("email", data.email.clone()),
+        ("username", data.username.clone()),
+    ]);
+    rows
+}
+
+/// Both steps done, or the way back to the first one missing.
+fn complete(ctx: &PageCtx) -> Result<(Draft, PersonalData, String, OffsetDateTime), Response> {
+    let (draft, data) = step1(ctx)?;
+    let hash = draft.password_hash.clone().ok_or_else(|| ctx.redirect("/registrierung/passwort"))?;
+    let accepted = draft
+        .privacy_accepted_at
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| ctx.redirect("/registrierung/passwort"))?;
+    Ok((draft, data, hash, accepted))
+}
+
+/// `GET {issuer}/registrierung/pruefen`: everything on one page, "Ändern" per step.
+#[handler]
+pub(crate) fn review(ctx: PageCtx) -> Response {
+    match complete(&ctx) {
+        Ok((_, data, _, _)) => ctx.render(
+            "register_review.html",
+            context! { step => 3, review => Value::from_iter(review_rows(&data, &ctx)), labels => labels(&ctx), errors => Errors::default().value() },
+        ),
+        Err(back) => back,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SaveForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST {issuer}/registrierung/pruefen`, "Sichern": stores the account and sends the
+/// activation mail.
+#[handler]
+pub(crate) async fn save(ctx: PageCtx, Form(form): Form<SaveForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let (draft, data, password_hash, accepted_at) = match complete(&ctx) {
+        Ok(complete) => complete,
+        Err(back) => return back,
+    };
+    let email = data.email.clone();
+    let registration = Registration {
+        data,
+        password_hash,
+        privacy_consent: PrivacyConsent { version: ctx.state.pages.privacy_version.clone(), accepted_at },
+    };
+    match ctx.state.accounts.register(ctx.site.environment, registration).await {
+        Ok(mail_sent) => {
+            ctx.clear_cookie(&draft_cookie(&ctx));
+            let text = if mail_sent { ctx.t("registered_text") } else { ctx.t("registered_mail_failed") };
+            ctx.render(
+                "message.html",
+                context! {
+                    heading => ctx.t("registered_title"),
+                    paragraphs => vec![text, email.clone()],
+                    resend => !mail_sent,
+                    resend_login => email,
+                },
+            )
+        }
+        // Taken since step 1: back to step 1 with the message at the field; the draft stays.
+        Err(AccountError::Taken(taken)) => {
+            render_personal(&ctx, StatusCode::CONFLICT, &draft.input, &taken_errors(&ctx, &taken))
+        }
+        Err(e) => ctx.failure(e),
+    }
+}
