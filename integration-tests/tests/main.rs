@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod admin;
+mod citizen;
 mod discovery;
 mod layering;
+mod mail;
 mod ops;
 mod registration;
 mod support;

@@ -54,6 +54,7 @@ impl Backends {
         config.redis.key_prefix = self.redis_prefix.clone();
         config.keys.kek = Some(Secret::from(self.kek.to_base64().as_str()));
         config.http.shutdown_grace_seconds = 5;
+        config.mail.outbox_dir = self._dir.path().join("outbox");
         config
     }
 

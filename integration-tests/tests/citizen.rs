@@ -1,0 +1,297 @@
+//! The citizen's way through the pages over real HTTP, with mail through a real SMTP listener:
+//! register in three steps, activate by the mailed link, log in, change data, export, reset the
+//! password, delete the account.
+
+use reqwest::{Client, StatusCode};
+
+use crate::{
+    mail::SmtpSink,
+    support::{Backends, TestServer},
+};
+
+const EMAIL: &str = "erika.mustermann@example.de";
+const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+
+/// A browser-like client: cookies kept, redirects followed.
+fn browser() -> Client {
+    Client::builder().cookie_store(true).build().unwrap()
+}
+
+/// The CSRF token in a page's form.
+fn csrf(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn page(client: &Client, url: &str) -> (StatusCode, String) {
+    let response = client.get(url).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn post(client: &Client, url: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+    let response = client.post(url).form(form).send().await.unwrap();
+    let final_url = response.url().to_string();
+    (response.status(), final_url, response.text().await.unwrap())
+}
+
+/// Steps 1 to 3 up to the review page; returns its HTML.
+async fn fill_in(client: &Client, base: &str, username: &str, email: &str) -> String {
+    let (status, html) = page(client, &format!("{base}/registrierung")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("bei jeder späteren Anmeldung"), "the page says the username is needed for every login");
+    let token = csrf(&html);
+    let step1 = [
+        ("csrf", token.as_str()),
+        ("given_names", "  Erika  "),
+        ("family_name", "Mustermann"),
+        ("birth_name", "Gabler"),
+        ("date_of_birth", "12.08.1964"),
+        ("place_of_birth", "Berlin"),
+        ("street_and_number", "Heidestr., 17"),
+        ("postal_code", "51147"),
+        ("city", "Köln"),
+        ("country", "DE"),
+        ("email", email),
+        ("username", username),
+    ];
+    let (status, url, html) = post(client, &format!("{base}/registrierung"), &step1).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(url.ends_with("/registrierung/passwort"), "{url}");
+    assert!(html.contains("Das Komma zwischen Straße und Hausnummer wurde entfernt."), "the hint is shown");
+    assert!(html.contains("mindestens 10 Zeichen"), "the conditions are shown before typing");
+    let token = csrf(&html);
+    let weak = [("csrf", token.as_str()), ("password", "passwort123"), ("password_confirmation", "passwort123")];
+    let (status, _, html) = post(client, &format!("{base}/registrierung/passwort"), &weak).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("zu leicht zu erraten"), "{html}");
+    assert!(html.contains("Datenschutzerklärung"), "the privacy statement must be accepted");
+    assert!(html.contains("aria-describedby=\"password-error"), "errors are tied to their field");
+    let good = [
+        ("csrf", token.as_str()),
+        ("password", PASSWORD),
+        ("password_confirmation", PASSWORD),
+        ("privacy", "accepted"),
+    ];
+    let (status, url, html) = post(client, &format!("{base}/registrierung/passwort"), &good).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(url.ends_with("/registrierung/pruefen"), "{url}");
+    html
+}
+
+#[tokio::test]
+async fn a_citizen_registers_activates_logs_in_changes_data_resets_the_password_and_deletes_the_account() {
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let base = server.base_url.clone();
+    let client = browser();
+
+    // Registration: the review shows the normalised data; nothing is stored before "Sichern".
+    let review = fill_in(&client, &base, "erika.m", EMAIL).await;
+    for expected in ["Heidestraße", "17", "Erika", "12.08.1964", "Deutschland", "Ändern", "Sichern"] {
+        assert!(review.contains(expected), "{expected} on the review page");
+    }
+    assert_eq!(smtp.count_to(EMAIL), 0, "no mail before Sichern");
+    let other = browser();
+    let (_, html) = page(&other, &format!("{base}/registrierung")).await;
+    let lookalike = fill_in(&other, &base, "ERIKA.M", EMAIL).await;
+    assert!(lookalike.contains("Sichern"), "nothing stored yet, so the name is still free");
+    let (status, _, html2) = post(&client, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html2.contains("Registrierung abgeschlossen"), "{html2}");
+    drop(html);
+
+    // The second registration with the same (case-insensitive) username and e-mail is refused
+    // at Sichern, back on step 1 with the messages and every input kept.
+    let (status, _, html) =
+        post(&other, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&lookalike))]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("Benutzername ist bereits vergeben"), "{html}");
+    assert!(html.contains("Zu dieser E-Mail-Adresse gibt es bereits"));
+    assert!(html.contains("value=\"Heidestr., 17\""), "the input is kept");
+
+    // The activation mail: German and English, text and HTML, a single-use link.
+    let mail = smtp.mail_to(EMAIL, 0).await;
+    assert!(
+        mail.subject.contains("Aktivieren Sie Ihr Servicekonto") && mail.subject.contains("Activate"),
+        "{}",
+        mail.subject
+    );
+    assert!(mail.text.contains("Guten Tag Erika Mustermann") && mail.text.contains("Hello Erika Mustermann"));
+    let link = mail.link();
+    let token = link.split("token=").nth(1).unwrap();
+    assert!(mail.html.contains("<a href=") && mail.html.contains(token), "an HTML part with the link");
+    assert!(link.starts_with(&format!("{base}/aktivierung?token=")), "{link}");
+
+    // Not activated: a clear message and the offer to resend, but only with the right password.
+    let (_, html) = page(&client, &format!("{base}/anmelden")).await;
+    let login = |password: &'static str, token: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            post(
+                &client,
+                &format!("{base}/anmelden"),
+                &[("csrf", &token), ("username", "Erika.M"), ("password", password), ("return_to", "/konto")],
+            )
+            .await
+        }
+    };
+    let (status, _, html) = login(PASSWORD, csrf(&html)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("noch nicht aktiviert") && html.contains("Aktivierungsmail erneut senden"));
+
+    let (status, html) = page(&client, &link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Servicekonto aktiviert"), "{html}");
+    let (status, html) = page(&client, &link).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "single use");
+    assert!(html.contains("ungültig") && html.contains("Aktivierungsmail erneut senden"));
+
+    // Login: one generic message for a wrong password; then "Mein Konto".
+    let (status, _, html) = login("falsches Passwort", csrf(&html)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("Benutzername oder Passwort ist falsch."));
+    let (status, url, html) = login(PASSWORD, csrf(&html)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(url.ends_with("/konto"), "{url}");
+    assert!(html.contains("Mein Konto") && html.contains("Heidestraße") && html.contains("selbst angegeben"));
+
+    // Change data: the city changes at once, a new e-mail address only after its confirmation.
+    let (_, html) = page(&client, &format!("{base}/konto/daten")).await;
+    assert!(html.contains("value=\"Heidestraße 17\""), "prefilled");
+    let changed = [
+        ("csrf", csrf(&html)),
+        ("given_names", "Erika".into()),
+        ("family_name", "Mustermann".into()),
+        ("birth_name", "Gabler".into()),
+        ("date_of_birth", "12.08.1964".into()),
+        ("place_of_birth", "Berlin".into()),
+        ("street_and_number", "Am Abdinghof 11".into()),
+        ("postal_code", "33098".into()),
+        ("city", "Paderborn".into()),
+        ("country", "DE".into()),
+        ("email", "erika.neu@example.de".into()),
+    ];
+    let form: Vec<(&str, &str)> = changed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, html) = post(&client, &format!("{base}/konto/daten"), &form).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Paderborn") && html.contains("Bestätigungslink an erika.neu@example.de"), "{html}");
+    assert!(html.contains(EMAIL), "the old address stays until confirmed");
+    let confirm = smtp.mail_to("erika.neu@example.de", 0).await;
+    let (status, html) = page(&client, &confirm.link()).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let notice = smtp.mail_to(EMAIL, 1).await;
+    assert!(notice.text.contains("erika.neu@example.de"), "the old address is told");
+
+    // Export: everything, with provenance.
+    let export = client.get(format!("{base}/konto/export")).send().await.unwrap();
+    assert!(export.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let export: serde_json::Value = export.json().await.unwrap();
+    assert_eq!(export["master_data"]["city"]["value"], "Paderborn");
+    assert_eq!(export["master_data"]["city"]["source"], "self_asserted");
+    assert_eq!(export["email"]["value"], "erika.neu@example.de");
+    assert!(export["events"].as_array().unwrap().iter().any(|e| e["kind"] == "login_failed"));
+    let (_, html) = page(&client, &format!("{base}/konto/aktivitaet")).await;
+    assert!(html.contains("Fehlgeschlagener Anmeldeversuch") && html.contains("Stammdaten geändert"));
+
+    // Forgotten password from another browser: the same answer for unknown names; the link
+    // ends every session.
+    let stranger = browser();
+    let (_, html) = page(&stranger, &format!("{base}/passwort-vergessen")).await;
+    let token = csrf(&html);
+    let (_, _, unknown) =
+        post(&stranger, &format!("{base}/passwort-vergessen"), &[("csrf", &token), ("login", "niemand")]).await;
+    let (_, _, known) =
+        post(&stranger, &format!("{base}/passwort-vergessen"), &[("csrf", &token), ("login", "erika.neu@example.de")])
+            .await;
+    assert_eq!(unknown, known, "no account enumeration");
+    let reset = smtp.mail_to("erika.neu@example.de", 1).await;
+    let (status, html) = page(&stranger, &reset.link()).await;
+    assert_eq!(status, StatusCode::OK);
+    let new_password = "Drei Raben sitzen auf dem Zaun";
+    let reset_token = reset.link().split("token=").nth(1).unwrap().to_owned();
+    let (status, _, html) = post(
+        &stranger,
+        &format!("{base}/passwort-neu"),
+        &[
+            ("csrf", &csrf(&html)),
+            ("token", &reset_token),
+            ("password", new_password),
+            ("password_confirmation", new_password),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Passwort gespeichert"));
+    let response = client.get(format!("{base}/konto")).send().await.unwrap();
+    assert!(response.url().path().ends_with("/anmelden"), "the old session ended: {}", response.url());
+
+    // The test environment has no such account.
+    let (_, html) = page(&client, &format!("{base}/test/anmelden")).await;
+    let (status, _, _) = post(
+        &client,
+        &format!("{base}/test/anmelden"),
+        &[("csrf", &csrf(&html)), ("username", "erika.m"), ("password", new_password), ("return_to", "/konto")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Delete: confirmed with the password; a mail confirms it; the login is gone.
+    let (_, html) = page(&client, &format!("{base}/anmelden")).await;
+    login(new_password, csrf(&html)).await;
+    let (_, html) = page(&client, &format!("{base}/konto/loeschen")).await;
+    assert!(html.contains("nicht rückgängig"));
+    let (status, _, html) =
+        post(&client, &format!("{base}/konto/loeschen"), &[("csrf", &csrf(&html)), ("password", new_password)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Servicekonto gelöscht"));
+    let goodbye = smtp.mail_to("erika.neu@example.de", 2).await;
+    assert!(goodbye.subject.contains("gelöscht"));
+    let (_, html) = page(&client, &format!("{base}/anmelden")).await;
+    let (status, _, _) = login(new_password, csrf(&html)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_change_nothing_and_pages_carry_security_headers() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let base = &server.base_url;
+    let client = browser();
+    let response = client.get(format!("{base}/anmelden")).send().await.unwrap();
+    let headers = response.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let cookies: Vec<&str> = headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(cookies.iter().any(|c| c.starts_with("sk_csrf=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")));
+
+    for (path, form) in [
+        ("/anmelden", vec![("username", "x"), ("password", "y")]),
+        ("/registrierung", vec![("given_names", "x")]),
+        ("/passwort-vergessen", vec![("login", "x")]),
+        ("/abmelden", vec![]),
+    ] {
+        let response = client.post(format!("{base}{path}")).form(&form).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert!(response.text().await.unwrap().contains("Formular abgelaufen"), "{path}");
+    }
+    // Pages behind a login send to the login and back.
+    let response = client.get(format!("{base}/konto/daten")).send().await.unwrap();
+    assert!(response.url().as_str().ends_with("/anmelden?return_to=%2Fkonto%2Fdaten"), "{}", response.url());
+    // English on request, remembered by cookie.
+    let (_, html) = page(&client, &format!("{base}/anmelden?lang=en")).await;
+    assert!(html.contains("<html lang=\"en\">") && html.contains("Log in"));
+    let (_, html) = page(&client, &format!("{base}/registrierung")).await;
+    assert!(html.contains("Personal data"), "the choice is remembered");
+    let (_, html) = page(&browser(), &format!("{base}/barrierefreiheit")).await;
+    assert!(html.contains("Erklärung zur Barrierefreiheit") && html.contains("mailto:"));
+
+    server.stop().await;
+    backends.drop_now().await;
+}
