@@ -1,0 +1,306 @@
+//! End to end in real headless Chromium over WebDriver (chromedriver + fantoccini): a citizen
+//! registers, activates by the mailed link, logs in, changes data, exports, resets the password
+//! and deletes the account, typing into the real forms. Every page on the way is checked with
+//! axe-core for WCAG 2.1 A/AA violations, and at 320 px width for horizontal scrolling.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` and `npm ci` in `integration-tests/browser`
+//! (`.ci/run` does all three); without them the test says so and skips (fails in CI).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use storage::testing::skip;
+
+use crate::{
+    mail::SmtpSink,
+    support::{Backends, TestServer},
+};
+
+const TEST: &str = "browser::citizen_journey_in_chromium_with_axe";
+const EMAIL: &str = "max.mustermann@example.de";
+const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+const NEW_PASSWORD: &str = "Drei Raben sitzen auf dem Zaun";
+
+fn tool(var: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    path.exists().then_some(path)
+}
+
+fn axe_source() -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(path).ok()
+}
+
+/// chromedriver on a free loopback port, killed when dropped.
+struct Driver(Child, u16);
+
+impl Driver {
+    async fn start(binary: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self(child, port);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not listen on {port} within 10 s");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs axe-core on the current page and the 320-px reflow check; collects what fails.
+struct Audit {
+    axe: String,
+    problems: Vec<String>,
+    pages: usize,
+}
+
+impl Audit {
+    async fn check(&mut self, browser: &Client, what: &str) {
+        self.pages += 1;
+        browser.execute(&self.axe, vec![]).await.unwrap();
+        let script = r#"
+            const done = arguments[arguments.length - 1];
+            axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+              .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+              .catch(e => done(['axe failed: ' + e]));
+        "#;
+        let violations = browser.execute_async(script, vec![]).await.unwrap();
+        for violation in violations.as_array().cloned().unwrap_or_default() {
+            self.problems.push(format!("{what}: {}", violation.as_str().unwrap_or_default()));
+        }
+        let lang = browser.execute("return document.documentElement.lang", vec![]).await.unwrap();
+        if lang.as_str().unwrap_or_default().is_empty() {
+            self.problems.push(format!("{what}: no lang attribute"));
+        }
+    }
+
+    async fn reflow(&mut self, browser: &Client, what: &str) {
+        browser.set_window_size(320, 900).await.unwrap();
+        let overflow = browser
+            .execute("return document.documentElement.scrollWidth > window.innerWidth", vec![])
+            .await
+            .unwrap();
+        if overflow.as_bool() != Some(false) {
+            self.problems.push(format!("{what}: scrolls horizontally at 320 px"));
+        }
+        browser.set_window_size(1280, 900).await.unwrap();
+    }
+}
+
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field {id}: {e}"));
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+/// The main content once it contains `needle` (a click does not wait for the next page).
+async fn wait_for(browser: &Client, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        if let Ok(main) = browser.find(Locator::Css("main")).await
+            && let Ok(text) = main.text().await
+        {
+            if text.contains(needle) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {needle:?}; it shows:\n{last}");
+}
+
+/// Waits until the browser is on `expected`.
+async fn wait_path(browser: &Client, expected: &str) {
+    for _ in 0..100 {
+        if browser.current_url().await.unwrap().path() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never reached {expected}; at {}", browser.current_url().await.unwrap());
+}
+
+async fn log_in(browser: &Client, base: &str, password: &str) {
+    browser.goto(&format!("{base}/anmelden")).await.unwrap();
+    type_into(browser, "username", "max.m").await;
+    type_into(browser, "password", password).await;
+    click(browser, "main form button[type=submit]").await;
+}
+
+#[tokio::test]
+async fn citizen_journey_in_chromium_with_axe() {
+    let (Some(chromium), Some(chromedriver)) =
+        (tool("CHROME_BIN", "/usr/bin/chromium"), tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    else {
+        return skip(TEST, "Chromium or chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let Some(axe) = axe_source() else {
+        return skip(TEST, "axe-core is not installed (npm ci in integration-tests/browser)");
+    };
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let base = server.base_url.clone();
+    let driver = Driver::start(&chromedriver).await;
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            // A German citizen's browser: the pages follow Accept-Language.
+            "prefs": { "intl.accept_languages": "de-DE,de" },
+            "args": ["--lang=de-DE", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }
+    });
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("a Chromium session");
+    let mut audit = Audit { axe, problems: Vec::new(), pages: 0 };
+
+    browser.goto(&format!("{base}/")).await.unwrap();
+    audit.check(&browser, "start").await;
+    audit.reflow(&browser, "start").await;
+
+    // Step 1, first with mistakes: errors at the fields and in the summary.
+    click(&browser, "main a.secondary").await;
+    wait_path(&browser, "/registrierung").await;
+    audit.check(&browser, "registration step 1").await;
+    audit.reflow(&browser, "registration step 1").await;
+    type_into(&browser, "given_names", "Max").await;
+    type_into(&browser, "postal_code", "1234").await;
+    click(&browser, "main form button[type=submit]").await;
+    let page = wait_for(&browser, "Bitte korrigieren Sie die folgenden Angaben").await;
+    assert!(page.contains("Bitte geben Sie Ihren Familiennamen ein."), "{page}");
+    audit.check(&browser, "registration step 1 with errors").await;
+    for (id, value) in [
+        ("family_name", "Mustermann"),
+        ("date_of_birth", "01.02.1980"),
+        ("street_and_number", "Am Abdinghof, 11"),
+        ("postal_code", "33098"),
+        ("city", "Paderborn"),
+        ("email", EMAIL),
+        ("username", "max.m"),
+    ] {
+        type_into(&browser, id, value).await;
+    }
+    click(&browser, "main form button[type=submit]").await;
+    wait_path(&browser, "/registrierung/passwort").await;
+    audit.check(&browser, "registration step 2").await;
+    type_into(&browser, "password", PASSWORD).await;
+    type_into(&browser, "password_confirmation", PASSWORD).await;
+    click(&browser, "#privacy").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_path(&browser, "/registrierung/pruefen").await;
+    let review = wait_for(&browser, "Am Abdinghof").await;
+    assert!(review.contains("Paderborn"), "{review}");
+    audit.check(&browser, "registration step 3").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Registrierung abgeschlossen").await;
+    audit.check(&browser, "registration done").await;
+
+    // The mail's link, opened in the browser.
+    let mail = smtp.mail_to(EMAIL, 0).await;
+    browser.goto(&mail.link()).await.unwrap();
+    wait_for(&browser, "Servicekonto aktiviert").await;
+    audit.check(&browser, "activated").await;
+    browser.goto(&mail.link()).await.unwrap();
+    wait_for(&browser, "Aktivierungsmail erneut senden").await;
+    audit.check(&browser, "used activation link").await;
+
+    // Login, first wrong.
+    log_in(&browser, &base, "falsch falsch falsch").await;
+    wait_for(&browser, "Benutzername oder Passwort ist falsch.").await;
+    audit.check(&browser, "login failed").await;
+    log_in(&browser, &base, PASSWORD).await;
+    wait_path(&browser, "/konto").await;
+    wait_for(&browser, "Paderborn").await;
+    audit.check(&browser, "Mein Konto").await;
+    audit.reflow(&browser, "Mein Konto").await;
+
+    // Change data.
+    browser.goto(&format!("{base}/konto/daten")).await.unwrap();
+    audit.check(&browser, "change data").await;
+    type_into(&browser, "city", "Bielefeld").await;
+    type_into(&browser, "postal_code", "33602").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Ihre Änderungen sind gespeichert.").await;
+    browser.goto(&format!("{base}/konto/aktivitaet")).await.unwrap();
+    wait_for(&browser, "Stammdaten geändert").await;
+    audit.check(&browser, "activity").await;
+
+    // Export with the browser's own session cookie (the page's CSP forbids script fetches).
+    let cookies = browser.get_all_cookies().await.unwrap();
+    let session = cookies.iter().find(|c| c.name() == "sk_session_production").expect("a session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    let export: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/konto/export"))
+        .header("cookie", format!("sk_session_production={}", session.value()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["master_data"]["city"]["value"], "Bielefeld");
+    browser.goto(&format!("{base}/konto/passwort")).await.unwrap();
+    audit.check(&browser, "change password").await;
+
+    // Log out, forget the password, reset it by the mailed link.
+    click(&browser, "header form button").await;
+    wait_for(&browser, "Sie sind abgemeldet.").await;
+    browser.goto(&format!("{base}/passwort-vergessen")).await.unwrap();
+    audit.check(&browser, "forgotten password").await;
+    type_into(&browser, "login", EMAIL).await;
+    click(&browser, "main form button[type=submit]").await;
+    let reset = smtp.mail_to(EMAIL, 1).await;
+    browser.goto(&reset.link()).await.unwrap();
+    audit.check(&browser, "new password").await;
+    type_into(&browser, "password", NEW_PASSWORD).await;
+    type_into(&browser, "password_confirmation", NEW_PASSWORD).await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Passwort gespeichert").await;
+
+    // Delete the account.
+    log_in(&browser, &base, NEW_PASSWORD).await;
+    wait_path(&browser, "/konto").await;
+    browser.goto(&format!("{base}/konto/loeschen")).await.unwrap();
+    audit.check(&browser, "delete account").await;
+    type_into(&browser, "password", NEW_PASSWORD).await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Servicekonto gelöscht").await;
+    assert!(smtp.mail_to(EMAIL, 2).await.subject.contains("gelöscht"));
+
+    for page in ["/barrierefreiheit", "/datenschutz", "/anmelden?lang=en", "/registrierung", "/aktivierung/erneut"] {
+        browser.goto(&format!("{base}{page}")).await.unwrap();
+        audit.check(&browser, page).await;
+    }
+    browser.close().await.unwrap();
+    drop(driver);
+    server.stop().await;
+    backends.drop_now().await;
+    assert!(audit.pages >= 20, "checked {} pages", audit.pages);
+    assert!(audit.problems.is_empty(), "accessibility problems:\n{}", audit.problems.join("\n"));
+}
