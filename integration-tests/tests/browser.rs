@@ -42,15 +42,19 @@ struct Driver(Child, u16);
 impl Driver {
     async fn start(binary: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // Owned by `Driver` at once, whose `Drop` kills and reaps it on every path.
+        let driver = Self(
+            Command::new(binary)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+            port,
+        );
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Self(child, port);
+                return driver;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -94,10 +98,8 @@ impl Audit {
 
     async fn reflow(&mut self, browser: &Client, what: &str) {
         browser.set_window_size(320, 900).await.unwrap();
-        let overflow = browser
-            .execute("return document.documentElement.scrollWidth > window.innerWidth", vec![])
-            .await
-            .unwrap();
+        let overflow =
+            browser.execute("return document.documentElement.scrollWidth > window.innerWidth", vec![]).await.unwrap();
         if overflow.as_bool() != Some(false) {
             self.problems.push(format!("{what}: scrolls horizontally at 320 px"));
         }

@@ -289,6 +289,12 @@ async fn forms_without_a_valid_csrf_token_change_nothing_and_pages_carry_securit
     assert!(html.contains("<html lang=\"en\">") && html.contains("Log in"));
     let (_, html) = page(&client, &format!("{base}/registrierung")).await;
     assert!(html.contains("Personal data"), "the choice is remembered");
+    let (status, _, html) =
+        post(&client, &format!("{base}/registrierung"), &[("csrf", &csrf(&html)), ("postal_code", "123")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("Please enter your family name.") && html.contains("A German postal code has five digits."));
+    let summary = &html[html.find("error-summary").unwrap()..];
+    assert!(summary.find("given names").unwrap() < summary.find("postal code").unwrap(), "in form order");
     let (_, html) = page(&browser(), &format!("{base}/barrierefreiheit")).await;
     assert!(html.contains("Erklärung zur Barrierefreiheit") && html.contains("mailto:"));
 

@@ -18,7 +18,17 @@ pub enum PasswordProblem {
 }
 
 impl PasswordProblem {
-    /// The message on the page.
+    /// A stable code for translations.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PasswordProblem::TooShort { .. } => "password_too_short",
+            PasswordProblem::ContainsPersonalData => "password_personal",
+            PasswordProblem::TooWeak => "password_weak",
+            PasswordProblem::ConfirmationDiffers => "password_confirmation",
+        }
+    }
+
+    /// The message on the page (German).
     pub fn message(&self) -> String {
         match self {
             PasswordProblem::TooShort { minimum } => {

@@ -67,7 +67,9 @@ pub struct PersonalData {
 pub struct FieldError {
     /// The form field's name.
     pub field: &'static str,
-    /// Shown next to the field and in the summary.
+    /// A stable code for translations (`required`, `date_format`, `postal_code_de`, …).
+    pub code: &'static str,
+    /// Shown next to the field and in the summary (German).
     pub message: String,
 }
 
@@ -76,7 +78,9 @@ pub struct FieldError {
 pub struct Hint {
     /// The form field's name.
     pub field: &'static str,
-    /// Shown on the review page.
+    /// A stable code for translations (`comma_removed`).
+    pub code: &'static str,
+    /// Shown after step 1 (German).
     pub message: String,
 }
 
@@ -110,9 +114,13 @@ pub fn validate_personal_data(
     let mut required = |field: &'static str, value: &str, label: &str| {
         let value = normalize::text(value);
         if value.is_empty() {
-            errors.push(FieldError { field, message: format!("Bitte geben Sie {label} ein.") });
+            errors.push(FieldError { field, code: "required", message: format!("Bitte geben Sie {label} ein.") });
         } else if value.chars().count() > 200 {
-            errors.push(FieldError { field, message: "Bitte höchstens 200 Zeichen eingeben.".to_owned() });
+            errors.push(FieldError {
+                field,
+                code: "too_long",
+                message: "Bitte höchstens 200 Zeichen eingeben.".to_owned(),
+            });
         }
         value
     };
@@ -127,18 +135,24 @@ pub fn validate_personal_data(
         Some(date) if date >= today => {
             errors.push(FieldError {
                 field: "date_of_birth",
+                code: "date_not_past",
                 message: "Das Geburtsdatum muss in der Vergangenheit liegen.".into(),
             });
             None
         }
         Some(date) if date.year() < today.year() - 130 => {
-            errors.push(FieldError { field: "date_of_birth", message: "Bitte prüfen Sie das Geburtsjahr.".into() });
+            errors.push(FieldError {
+                field: "date_of_birth",
+                code: "date_year",
+                message: "Bitte prüfen Sie das Geburtsjahr.".into(),
+            });
             None
         }
         Some(date) => Some(date),
         None => {
             errors.push(FieldError {
                 field: "date_of_birth",
+                code: "date_format",
                 message: "Bitte geben Sie ein gültiges Datum im Format TT.MM.JJJJ ein.".into(),
             });
             None
@@ -149,7 +163,11 @@ pub fn validate_personal_data(
         c if c.is_empty() => "DE".to_owned(),
         c if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => c,
         _ => {
-            errors.push(FieldError { field: "country", message: "Bitte wählen Sie ein Land aus.".into() });
+            errors.push(FieldError {
+                field: "country",
+                code: "country",
+                message: "Bitte wählen Sie ein Land aus.".into(),
+            });
             String::new()
         }
     };
@@ -160,12 +178,12 @@ pub fn validate_personal_data(
         (2..=10).contains(&postal_code.len()) && postal_code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
     if !postal_ok {
-        let message = if country == "DE" {
-            "Eine deutsche Postleitzahl hat fünf Ziffern."
+        let (code, message) = if country == "DE" {
+            ("postal_code_de", "Eine deutsche Postleitzahl hat fünf Ziffern.")
         } else {
-            "Bitte prüfen Sie die Postleitzahl."
+            ("postal_code", "Bitte prüfen Sie die Postleitzahl.")
         };
-        errors.push(FieldError { field: "postal_code", message: message.into() });
+        errors.push(FieldError { field: "postal_code", code, message: message.into() });
     }
 
     let (street, house_number) = match normalize::street_and_number(&input.street_and_number) {
@@ -173,6 +191,7 @@ pub fn validate_personal_data(
             if had_comma {
                 hints.push(Hint {
                     field: "street_and_number",
+                    code: "comma_removed",
                     message: "Das Komma zwischen Straße und Hausnummer wurde entfernt.".into(),
                 });
             }
@@ -181,6 +200,7 @@ pub fn validate_personal_data(
         None => {
             errors.push(FieldError {
                 field: "street_and_number",
+                code: "street_and_number",
                 message: "Bitte geben Sie Straße und Hausnummer ohne Komma ein, z. B. Am Abdinghof 11.".into(),
             });
             (String::new(), String::new())
@@ -193,12 +213,17 @@ pub fn validate_personal_data(
         None => email,
     };
     if !is_email(&email) {
-        errors.push(FieldError { field: "email", message: "Bitte geben Sie eine gültige E-Mail-Adresse ein.".into() });
+        errors.push(FieldError {
+            field: "email",
+            code: "email",
+            message: "Bitte geben Sie eine gültige E-Mail-Adresse ein.".into(),
+        });
     }
     let username = input.username.trim().to_owned();
     if !is_username(&username) {
         errors.push(FieldError {
             field: "username",
+            code: "username",
             message: "Der Benutzername hat 3 bis 64 Zeichen: Buchstaben, Ziffern, Punkt, Unterstrich oder Bindestrich."
                 .into(),
         });

@@ -2,8 +2,7 @@
 //! confirmation), the password, the activity list, the data export and deletion.
 
 use account_service::{
-    Account, AccountError, Attested, EventKind, PasswordProblem, PersonalDataInput, Source, UniqueField,
-    validate_personal_data,
+    Account, AccountError, Attested, EventKind, PersonalDataInput, Source, UniqueField, validate_personal_data,
 };
 use minijinja::{Value, context};
 use poem::{
@@ -154,7 +153,9 @@ pub(crate) async fn change_data(ctx: PageCtx, Form(form): Form<DataForm>) -> Res
     input.username = account.username.clone();
     let data = match validate_personal_data(&input, ctx.state.accounts.now().date()) {
         Ok((data, _)) => data,
-        Err(problems) => return render_edit(&ctx, StatusCode::BAD_REQUEST, &input, &Errors::from_fields(&problems)),
+        Err(problems) => {
+            return render_edit(&ctx, StatusCode::BAD_REQUEST, &input, &Errors::from_fields(&ctx, &problems));
+        }
     };
     let environment = ctx.site.environment;
     match ctx.state.accounts.update_master_data(environment, account.id, &data).await {
@@ -203,19 +204,6 @@ pub(crate) async fn confirm_email(ctx: PageCtx, Query(query): Query<TokenQuery>)
         Err(AccountError::NotFound) => link_failed(&ctx, account_service::LinkError::Invalid, false, "go_to_start"),
         Err(e) => ctx.failure(e),
     }
-}
-
-/// Password problems at their fields.
-pub(crate) fn password_errors(problems: &[PasswordProblem]) -> Errors {
-    let mut errors = Errors::default();
-    for problem in problems {
-        let field = match problem {
-            PasswordProblem::ConfirmationDiffers => "password_confirmation",
-            _ => "password",
-        };
-        errors.add(field, problem.message());
-    }
-    errors
 }
 
 fn render_password(ctx: &PageCtx, status: StatusCode, errors: &Errors) -> Response {
@@ -283,7 +271,7 @@ pub(crate) async fn change_password(ctx: PageCtx, Form(form): Form<PasswordChang
             render_password(&ctx, StatusCode::BAD_REQUEST, &errors)
         }
         Err(AccountError::PasswordPolicy(problems)) => {
-            render_password(&ctx, StatusCode::BAD_REQUEST, &password_errors(&problems))
+            render_password(&ctx, StatusCode::BAD_REQUEST, &Errors::from_password(&ctx, &problems))
         }
         Err(e) => ctx.failure(e),
     }

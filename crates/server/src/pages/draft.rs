@@ -2,7 +2,7 @@
 //! encrypted, HttpOnly cookie in their own browser, so that nothing is stored on our side before
 //! "Sichern" and any node can continue the registration.
 
-use account_service::{Hint, PersonalDataInput};
+use account_service::PersonalDataInput;
 use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, Payload},
@@ -36,10 +36,6 @@ pub(crate) struct Draft {
 impl Draft {
     pub(crate) fn new(now: OffsetDateTime) -> Self {
         Self { started_at: now.unix_timestamp(), ..Self::default() }
-    }
-
-    pub(crate) fn set_hints(&mut self, hints: &[Hint]) {
-        self.hints = hints.iter().map(|h| h.message.clone()).collect();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Form helpers shared by the pages: field errors in form order, labels, the country list.
 
-use account_service::FieldError;
+use account_service::{FieldError, PasswordProblem};
 use minijinja::Value;
 
 use super::PageCtx;
@@ -10,10 +10,24 @@ use super::PageCtx;
 pub(crate) struct Errors(Vec<(String, String)>);
 
 impl Errors {
-    pub(crate) fn from_fields(problems: &[FieldError]) -> Self {
+    /// The domain's field errors in the page's language.
+    pub(crate) fn from_fields(ctx: &PageCtx, problems: &[FieldError]) -> Self {
         let mut errors = Self::default();
         for problem in problems {
-            errors.add(problem.field, problem.message.clone());
+            errors.add(problem.field, field_message(ctx, problem.field, problem.code, &problem.message));
+        }
+        errors
+    }
+
+    /// Password problems at their fields, in the page's language.
+    pub(crate) fn from_password(ctx: &PageCtx, problems: &[PasswordProblem]) -> Self {
+        let mut errors = Self::default();
+        for problem in problems {
+            let field = match problem {
+                PasswordProblem::ConfirmationDiffers => "password_confirmation",
+                _ => "password",
+            };
+            errors.add(field, field_message(ctx, field, problem.code(), &problem.message()));
         }
         errors
     }
@@ -33,9 +47,19 @@ impl Errors {
         self.0.is_empty()
     }
 
+    /// In the order of the form's fields, so the summary reads like the form.
     pub(crate) fn value(&self) -> Value {
-        Value::from_iter(self.0.iter().cloned())
+        let mut sorted = self.0.clone();
+        sorted.sort_by_key(|(field, _)| FIELDS.iter().position(|f| f == field).unwrap_or(FIELDS.len()));
+        Value::from_iter(sorted)
     }
+}
+
+/// The text for a domain message `code` (per field for `required`); the domain's German message
+/// when the texts have none.
+pub(crate) fn field_message(ctx: &PageCtx, field: &str, code: &str, german: &str) -> String {
+    let key = if code == "required" { format!("err_required_{field}") } else { format!("err_{code}") };
+    ctx.state.pages.texts().find(ctx.lang, &key).unwrap_or_else(|| german.to_owned())
 }
 
 const FIELDS: [&str; 20] = [

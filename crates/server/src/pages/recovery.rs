@@ -96,7 +96,7 @@ pub(crate) async fn reset(ctx: PageCtx, Form(form): Form<ResetForm>) -> Response
             )
         }
         Err(AccountError::PasswordPolicy(problems)) => {
-            render_reset(&ctx, StatusCode::BAD_REQUEST, &form.token, &super::account::password_errors(&problems))
+            render_reset(&ctx, StatusCode::BAD_REQUEST, &form.token, &Errors::from_password(&ctx, &problems))
         }
         Err(AccountError::Link(error)) => link_failed(&ctx, error, false, "reset_link_text"),
         Err(e) => ctx.failure(e),

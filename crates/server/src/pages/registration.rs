@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::{
     PageCtx,
     draft::{DRAFT_LIFETIME, Draft},
-    form::{Errors, countries, labels},
+    form::{Errors, countries, field_message, labels},
 };
 
 fn draft_cookie(ctx: &PageCtx) -> String {
@@ -62,7 +62,7 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
     let (data, hints) = match validate_personal_data(&form.input, now.date()) {
         Ok(valid) => valid,
         Err(problems) => {
-            return render_personal(&ctx, StatusCode::BAD_REQUEST, &form.input, &Errors::from_fields(&problems));
+            return render_personal(&ctx, StatusCode::BAD_REQUEST, &form.input, &Errors::from_fields(&ctx, &problems));
         }
     };
     match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
@@ -82,7 +82,7 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
     }
     draft.input = form.input;
     draft.personal_done = true;
-    draft.set_hints(&hints);
+    draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
     store_draft(&ctx, &draft);
     if draft.password_hash.is_some() {
         ctx.redirect("/registrierung/pruefen")
@@ -150,14 +150,8 @@ pub(crate) async fn password(ctx: PageCtx, Form(form): Form<PasswordForm>) -> Re
         Ok(step) => step,
         Err(back) => return back,
     };
-    let mut errors = Errors::default();
-    for problem in check_password(&form.password, &form.password_confirmation, &data.username, &data.email) {
-        let field = match problem {
-            account_service::PasswordProblem::ConfirmationDiffers => "password_confirmation",
-            _ => "password",
-        };
-        errors.add(field, problem.message());
-    }
+    let problems = check_password(&form.password, &form.password_confirmation, &data.username, &data.email);
+    let mut errors = Errors::from_password(&ctx, &problems);
     if form.privacy.as_deref() != Some("accepted") {
         errors.add("privacy", ctx.t("privacy_required"));
     }

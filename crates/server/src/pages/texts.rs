@@ -101,6 +101,11 @@ impl Texts {
         self.pages[index(lang)].get(key).cloned().unwrap_or_else(|| key.to_owned())
     }
 
+    /// A page text, if the key exists.
+    pub(crate) fn find(&self, lang: Lang, key: &str) -> Option<String> {
+        self.pages[index(lang)].get(key).cloned()
+    }
+
     /// Whether a page text exists (in every language: `load` checked that).
     #[cfg(test)]
     pub(crate) fn has(&self, key: &str) -> bool {
