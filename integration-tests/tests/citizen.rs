@@ -10,32 +10,32 @@ use crate::{
 };
 
 const EMAIL: &str = "erika.mustermann@example.de";
-const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+pub(crate) const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
 
 /// A browser-like client: cookies kept, redirects followed.
-fn browser() -> Client {
+pub(crate) fn browser() -> Client {
     Client::builder().cookie_store(true).build().unwrap()
 }
 
 /// The CSRF token in a page's form.
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn page(client: &Client, url: &str) -> (StatusCode, String) {
+pub(crate) async fn page(client: &Client, url: &str) -> (StatusCode, String) {
     let response = client.get(url).send().await.unwrap();
     (response.status(), response.text().await.unwrap())
 }
 
-async fn post(client: &Client, url: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
+pub(crate) async fn post(client: &Client, url: &str, form: &[(&str, &str)]) -> (StatusCode, String, String) {
     let response = client.post(url).form(form).send().await.unwrap();
     let final_url = response.url().to_string();
     (response.status(), final_url, response.text().await.unwrap())
 }
 
 /// Steps 1 to 3 up to the review page; returns its HTML.
-async fn fill_in(client: &Client, base: &str, username: &str, email: &str) -> String {
+pub(crate) async fn fill_in(client: &Client, base: &str, username: &str, email: &str) -> String {
     let (status, html) = page(client, &format!("{base}/registrierung")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("bei jeder späteren Anmeldung"), "the page says the username is needed for every login");

@@ -9,6 +9,7 @@ mod citizen;
 mod discovery;
 mod layering;
 mod mail;
+mod oidc;
 mod ops;
 mod registration;
 mod support;

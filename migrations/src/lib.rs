@@ -9,6 +9,7 @@ mod m20261122_000001_signing_keys;
 mod m20261122_000002_registry;
 mod m20261122_000003_client_registration_token;
 mod m20261122_000004_accounts;
+mod m20261122_000005_consents;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_registry::Migration),
             Box::new(m20261122_000003_client_registration_token::Migration),
             Box::new(m20261122_000004_accounts::Migration),
+            Box::new(m20261122_000005_consents::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ mod normalize;
 mod notify;
 mod password;
 mod personal_data;
+mod prefill;
 mod secret_token;
 mod service;
 mod session;
@@ -30,11 +31,12 @@ mod throttle;
 pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
 pub use links::LinkError;
 pub use model::{
-    Account, AccountEvent, AccountStatus, Attested, AuthMethod, EventKind, MasterData, PrivacyConsent, Source,
+    Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, EventKind, MasterData, PrivacyConsent, Source,
 };
 pub use notify::{Notification, Notifier, NotifyError, Recipient};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
+pub use prefill::{claim_preview, claim_value};
 pub use service::{
     AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, LoggedIn, MasterDataChange, Registration,
 };

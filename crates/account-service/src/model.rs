@@ -243,6 +243,8 @@ pub enum EventKind {
     EmailChangeRequested,
     /// The new e-mail address was confirmed.
     EmailChanged,
+    /// Consented to release claims to a client.
+    ConsentGiven,
 }
 
 impl EventKind {
@@ -259,12 +261,14 @@ impl EventKind {
             EventKind::MasterDataChanged => "master_data_changed",
             EventKind::EmailChangeRequested => "email_change_requested",
             EventKind::EmailChanged => "email_changed",
+            EventKind::ConsentGiven => "consent_given",
         }
     }
 
     /// Parses [`EventKind::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
-        const ALL: [EventKind; 10] = [
+        const ALL: [EventKind; 11] = [
+            EventKind::ConsentGiven,
             EventKind::Registered,
             EventKind::Activated,
             EventKind::LoginSucceeded,
@@ -289,4 +293,18 @@ pub struct AccountEvent {
     pub kind: EventKind,
     /// Details without secrets: the login method, the changed field names.
     pub detail: Option<String>,
+}
+
+/// A citizen's consent to release claims to one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The client.
+    pub client_id: String,
+    /// The claims the citizen agreed to release.
+    pub claims: Vec<String>,
+    /// When.
+    #[serde(with = "time::serde::timestamp")]
+    pub given_at: OffsetDateTime,
+    /// The version of the consent text shown.
+    pub text_version: String,
 }

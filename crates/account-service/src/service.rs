@@ -12,7 +12,8 @@ use crate::{
     FieldError, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
     links::{LinkError, LinkKind, Links},
     model::{
-        Account, AccountEvent, AccountStatus, Attested, AuthMethod, EventKind, MasterData, PrivacyConsent, Source,
+        Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, EventKind, MasterData, PrivacyConsent,
+        Source,
     },
     notify::{Notification, Notifier, Recipient},
     session::{Session, SessionPolicy, Sessions},
@@ -627,6 +628,36 @@ impl Accounts {
         self.store.delete(environment, id, self.clock.now()).await?;
         self.send(&account, Notification::AccountDeleted).await;
         Ok(())
+    }
+
+    /// The citizen's consent for a client, if any.
+    pub async fn consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, AccountError> {
+        Ok(self.store.consent(environment, id, client_id).await?)
+    }
+
+    /// Records that the citizen agreed to release `claims` to `client_id`.
+    pub async fn give_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+        claims: Vec<String>,
+        text_version: &str,
+    ) -> Result<Consent, AccountError> {
+        let consent = Consent {
+            client_id: client_id.to_owned(),
+            claims,
+            given_at: self.clock.now(),
+            text_version: text_version.to_owned(),
+        };
+        let event = self.event(EventKind::ConsentGiven, Some(client_id.to_owned()));
+        self.store.save_consent(environment, id, &consent, &event).await?;
+        Ok(consent)
     }
 
     /// Removes accounts not activated within the configured time; returns how many.

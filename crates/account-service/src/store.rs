@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use time::OffsetDateTime;
 
-use crate::model::{Account, AccountEvent};
+use crate::model::{Account, AccountEvent, Consent};
 
 /// Which unique value is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,23 @@ pub trait AccountStore: Send + Sync {
         id: AccountId,
         limit: u32,
     ) -> Result<Vec<AccountEvent>, StoreError>;
+
+    /// The account's consent for `client_id`.
+    async fn consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError>;
+
+    /// Stores (replaces) the account's consent for `consent.client_id`, with an event.
+    async fn save_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        consent: &Consent,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError>;
 
     /// Removes the account and everything stored about it in one transaction, leaving only an
     /// audit record without personal data (id, environment, time).

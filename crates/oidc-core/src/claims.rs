@@ -88,6 +88,20 @@ vocabulary!(
     "claim"
 );
 
+/// The claims a scope stands for (OpenID Connect Core §5.4, plus the German prefill claims in
+/// `profile`).
+pub fn claims_of_scope(scope: &str) -> &'static [&'static str] {
+    match scope {
+        "profile" => {
+            &["name", "given_name", "family_name", "birth_family_name", "birthdate", "place_of_birth", "nationalities"]
+        }
+        "email" => &["email", "email_verified"],
+        "address" => &["address"],
+        "phone" => &["phone_number", "phone_number_verified"],
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

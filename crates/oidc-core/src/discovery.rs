@@ -1,5 +1,7 @@
 use serde::Serialize;
 
+use crate::TrustLevel;
+
 /// OpenID Connect Discovery 1.0 §3 provider metadata: the wire form of
 /// `/.well-known/openid-configuration`.
 ///
@@ -16,6 +18,26 @@ pub struct ProviderMetadata {
     pub registration_endpoint: String,
     /// Where the public signing keys are.
     pub jwks_uri: String,
+    /// The claims of the citizen.
+    pub userinfo_endpoint: String,
+    /// `query` and `form_post`.
+    pub response_modes_supported: Vec<String>,
+    /// `S256` only.
+    pub code_challenge_methods_supported: Vec<String>,
+    /// Scopes clients may ask for.
+    pub scopes_supported: Vec<String>,
+    /// Claims the provider can release.
+    pub claims_supported: Vec<String>,
+    /// Trust levels, in our names and as eIDAS URIs.
+    pub acr_values_supported: Vec<String>,
+    /// RFC 9207: responses carry `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    /// `claims` request parameter: not supported yet.
+    pub claims_parameter_supported: bool,
+    /// `request` objects: not supported yet.
+    pub request_parameter_supported: bool,
+    /// `request_uri`: not supported yet.
+    pub request_uri_parameter_supported: bool,
     /// `code` only: the authorization code flow.
     pub response_types_supported: Vec<String>,
     /// `pairwise`: subjects are unlinkable across authorities.
@@ -39,13 +61,40 @@ impl ProviderMetadata {
             token_endpoint: format!("{issuer}/token"),
             registration_endpoint: format!("{issuer}/register"),
             jwks_uri: format!("{issuer}/jwks"),
+            userinfo_endpoint: format!("{issuer}/userinfo"),
+            response_modes_supported: vec!["query".to_owned(), "form_post".to_owned()],
+            code_challenge_methods_supported: vec!["S256".to_owned()],
+            scopes_supported: ["openid", "profile", "email", "address"].map(str::to_owned).to_vec(),
+            claims_supported: [
+                "sub",
+                "name",
+                "given_name",
+                "family_name",
+                "birth_family_name",
+                "birthdate",
+                "place_of_birth",
+                "address",
+                "email",
+                "email_verified",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            acr_values_supported: [TrustLevel::Normal, TrustLevel::Substantiell, TrustLevel::Hoch]
+                .iter()
+                .flat_map(|l| [l.as_str().to_owned(), l.eidas_uri().to_owned()])
+                .collect(),
+            authorization_response_iss_parameter_supported: true,
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],
             id_token_signing_alg_values_supported: id_token_algorithms,
-            grant_types_supported: vec!["client_credentials".to_owned()],
+            grant_types_supported: vec!["authorization_code".to_owned(), "client_credentials".to_owned()],
             token_endpoint_auth_methods_supported: vec![
                 "client_secret_basic".to_owned(),
                 "client_secret_post".to_owned(),
+                "none".to_owned(),
             ],
         }
     }

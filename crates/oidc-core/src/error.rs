@@ -31,6 +31,22 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     /// A requested scope is unknown or not allowed.
     InvalidScope,
+    /// The code (or refresh token) is invalid, used, expired, or not the client's.
+    InvalidGrant,
+    /// The citizen declined.
+    AccessDenied,
+    /// Only `code` is supported.
+    UnsupportedResponseType,
+    /// `prompt=none` without a session.
+    LoginRequired,
+    /// `prompt=none` without the consent needed.
+    ConsentRequired,
+    /// The session's trust level is below what the request needs (OIDC Core errata / FAPI).
+    UnmetAuthenticationRequirements,
+    /// `request` objects are not supported here.
+    RequestNotSupported,
+    /// `request_uri` is not supported here.
+    RequestUriNotSupported,
     /// Something failed on our side.
     ServerError,
 }
@@ -44,6 +60,14 @@ impl OAuthErrorCode {
             OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
             OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthErrorCode::InvalidScope => "invalid_scope",
+            OAuthErrorCode::InvalidGrant => "invalid_grant",
+            OAuthErrorCode::AccessDenied => "access_denied",
+            OAuthErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            OAuthErrorCode::LoginRequired => "login_required",
+            OAuthErrorCode::ConsentRequired => "consent_required",
+            OAuthErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
+            OAuthErrorCode::RequestNotSupported => "request_not_supported",
+            OAuthErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             OAuthErrorCode::ServerError => "server_error",
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
 //! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
-//! access tokens), `discovery`.
+//! access tokens), `discovery`, `pkce` (S256), `subject` (pairwise `sub`), `id_token` (claims, `at_hash`).
 //!
 //! Invariants:
 //! - No I/O: ports are traits, implemented in `storage`; time and randomness come from outside
@@ -19,20 +19,26 @@ mod clock;
 mod discovery;
 mod ephemeral;
 mod error;
+mod id_token;
 mod ids;
 mod keys;
+mod pkce;
+mod subject;
 mod tokens;
 mod trust;
 
-pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope};
+pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope, claims_of_scope};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};
 pub use error::{OAuthError, OAuthErrorCode};
+pub use id_token::{IdTokenClaims, at_hash};
 pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
 pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,
     SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
-pub use tokens::{AccessGrant, AccessTokenError, AccessTokens};
+pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
+pub use subject::pairwise_subject;
+pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant};
 pub use trust::{ParseTrustLevelError, TrustLevel};

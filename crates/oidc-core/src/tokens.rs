@@ -9,7 +9,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{ClientId, Environment, EphemeralError, EphemeralStore, TenantId};
+use crate::{AccountId, ClientId, Environment, EphemeralError, EphemeralStore, TenantId};
 
 /// What an access token stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,21 @@ pub struct AccessGrant {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The citizen it speaks for, with the claims they consented to release; `None` for
+    /// `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citizen: Option<CitizenGrant>,
+}
+
+/// The citizen side of an access token from the code flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitizenGrant {
+    /// The account.
+    pub account_id: AccountId,
+    /// The pairwise `sub` the client knows the citizen by.
+    pub sub: String,
+    /// Claims the citizen consented to release to this client.
+    pub claims: Vec<String>,
 }
 
 /// Issues and resolves opaque access tokens.

@@ -83,7 +83,15 @@ impl IntoResponse for OAuthResponse {
             OAuthErrorCode::InvalidRequest
             | OAuthErrorCode::UnauthorizedClient
             | OAuthErrorCode::UnsupportedGrantType
-            | OAuthErrorCode::InvalidScope => StatusCode::BAD_REQUEST,
+            | OAuthErrorCode::InvalidScope
+            | OAuthErrorCode::InvalidGrant
+            | OAuthErrorCode::AccessDenied
+            | OAuthErrorCode::UnsupportedResponseType
+            | OAuthErrorCode::LoginRequired
+            | OAuthErrorCode::ConsentRequired
+            | OAuthErrorCode::UnmetAuthenticationRequirements
+            | OAuthErrorCode::RequestNotSupported
+            | OAuthErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
         };
         let mut response =
             (status, Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description })))

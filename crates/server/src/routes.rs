@@ -4,7 +4,9 @@
 //! /healthz  /readyz  /metrics                  operations, outside every issuer
 //! {issuer}/.well-known/openid-configuration    discovery, per environment
 //! {issuer}/jwks                                public signing keys, per environment
-//! {issuer}/token                               token endpoint (client_credentials), per environment
+//! {issuer}/authorize  /zustimmung              authorization endpoint (code flow, PKCE), consent page
+//! {issuer}/token                               token endpoint (authorization_code, client_credentials)
+//! {issuer}/userinfo                            claims the citizen consented to
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
@@ -29,7 +31,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{discovery, ops, registration, token},
+    http::{authorize, discovery, ops, registration, token, userinfo},
     middleware::Observe,
     pages,
     state::AppState,
@@ -45,6 +47,8 @@ pub(crate) struct Site {
     authority: String,
     /// The issuer's path without a trailing slash; empty for an issuer at the root.
     pub(crate) prefix: String,
+    /// The issuer URL exactly as configured.
+    pub(crate) issuer: String,
     /// Cookies get `Secure` when the issuer is https.
     pub(crate) secure: bool,
     /// The name of this environment's session cookie; environments never share a session.
@@ -66,6 +70,7 @@ impl Site {
             authority,
             prefix: url.path().trim_end_matches('/').to_owned(),
             secure: url.scheme() == "https",
+            issuer: issuer.to_owned(),
             session_cookie: format!("sk_session_{}", environment.as_str()),
             discovery: serde_json::to_string(&metadata)?.into(),
         })
@@ -111,6 +116,10 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/token", poem::post(token::token))
         .at("/register", poem::post(registration::register))
         .at("/register/:client_id", get(registration::read).put(registration::update).delete(registration::delete))
+        .at("/authorize", get(authorize::authorize).post(authorize::authorize))
+        .at("/zustimmung", poem::post(authorize::consent))
+        .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .at("/static/form_post.js", get(pages::form_post_script))
         .at("/", get(pages::start))
         .at("/static/style.css", get(pages::stylesheet))
         .at("/barrierefreiheit", get(pages::accessibility))

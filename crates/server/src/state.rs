@@ -31,6 +31,8 @@ pub struct Inner {
     pub(crate) sites: Vec<Site>,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) pages: Arc<Pages>,
+    /// Derives pairwise subjects; from the KEK, so every node agrees.
+    pub(crate) subject_key: [u8; 32],
 }
 
 impl std::ops::Deref for AppState {
@@ -108,6 +110,7 @@ impl AppState {
             sites,
             accounts,
             pages,
+            subject_key: kek.derive("pairwise-subject"),
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

@@ -1,4 +1,4 @@
-use account_service::{Account, AccountEvent, AccountStore, EventKind, StoreError, UniqueField};
+use account_service::{Account, AccountEvent, AccountStore, Consent, EventKind, StoreError, UniqueField};
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{account, account_deletion, account_event};
+use crate::entities::{account, account_deletion, account_event, consent};
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
@@ -216,8 +216,62 @@ impl AccountStore for SeaAccountStore {
             .collect()
     }
 
+    async fn consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<Option<Consent>, StoreError> {
+        self.get(environment, id).await?;
+        let Some(row) = consent::Entity::find_by_id((id.to_string(), client_id.to_owned()))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Consent {
+            claims: parse_json(&row.account_id, &row.claims)?,
+            given_at: time_of(&row.account_id, row.given_at)?,
+            client_id: row.client_id,
+            text_version: row.text_version,
+        }))
+    }
+
+    async fn save_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        given: &Consent,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError> {
+        self.get(environment, id).await?;
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        consent::Entity::delete_by_id((id.to_string(), given.client_id.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        consent::Entity::insert(consent::ActiveModel {
+            account_id: Set(id.to_string()),
+            client_id: Set(given.client_id.clone()),
+            claims: Set(json(&given.claims)?),
+            given_at: Set(given.given_at.unix_timestamp()),
+            text_version: Set(given.text_version.clone()),
+        })
+        .exec(&txn)
+        .await
+        .map_err(map_db_err)?;
+        insert_event(&txn, id, event).await?;
+        txn.commit().await.map_err(unavailable)
+    }
+
     async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.map_err(unavailable)?;
+        consent::Entity::delete_many()
+            .filter(consent::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         account_event::Entity::delete_many()
             .filter(account_event::Column::AccountId.eq(id.to_string()))
             .exec(&txn)
@@ -258,6 +312,11 @@ impl AccountStore for SeaAccountStore {
         if stale.is_empty() {
             return Ok(0);
         }
+        consent::Entity::delete_many()
+            .filter(consent::Column::AccountId.is_in(stale.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         account_event::Entity::delete_many()
             .filter(account_event::Column::AccountId.is_in(stale.clone()))
             .exec(&txn)

@@ -645,6 +645,26 @@ impl Registry {
         }
     }
 
+    /// The client `client_id` of `environment` and its active tenant, for the authorization
+    /// endpoint and public clients at the token endpoint; `Failed` when unknown here.
+    pub async fn active_client(
+        &self,
+        environment: Environment,
+        client_id: &str,
+    ) -> Result<(Client, Tenant), ClientAuthError> {
+        let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
+        let client = self.store.find_client(&client_id).await.map_err(ClientAuthError::Store)?;
+        let Some(client) = client.filter(|c| c.environment == environment) else {
+            return Err(ClientAuthError::Failed);
+        };
+        let tenant = self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)?;
+        match tenant {
+            Some(tenant) if tenant.status == TenantStatus::Active => Ok((client, tenant)),
+            Some(_) => Err(ClientAuthError::TenantSuspended),
+            None => Err(ClientAuthError::Failed),
+        }
+    }
+
     /// The tenant with `slug`, for the command line.
     pub async fn find_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, RegistryError> {
         let page = self

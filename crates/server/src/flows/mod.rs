@@ -1,5 +1,6 @@
 //! Flows that cross domains: the server orchestrates them, so the domain crates never call each
 //! other.
 
+pub(crate) mod authorize;
 pub(crate) mod registration;
 pub(crate) mod token;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oidc_core::{AccessGrant, Environment, OAuthError, OAuthErrorCode};
 use serde::Serialize;
-use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType};
+use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
 
 use crate::state::AppState;
 
@@ -24,6 +24,8 @@ pub(crate) struct TokenResponse {
     pub(crate) expires_in: u32,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
 }
 
 fn server_error(error: &dyn std::error::Error) -> OAuthError {
@@ -44,26 +46,46 @@ fn grantable_scopes(client: &Client) -> Vec<&str> {
     admin.into_iter().chain(configured).collect()
 }
 
-/// RFC 6749 §4.4: authenticates the client, checks grant and scope, issues an opaque token.
+/// Authenticates the client: by its secret, or, for a public client (`method` none), by its id
+/// alone (PKCE then proves the caller).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    environment: Environment,
+    credentials: &ClientCredentials,
+) -> Result<(Client, Tenant), OAuthError> {
+    let found = match credentials.method {
+        AuthMethod::None => {
+            state.registry.active_client(environment, &credentials.client_id).await.and_then(|(client, tenant)| {
+                if client.settings.auth_method == AuthMethod::None {
+                    Ok((client, tenant))
+                } else {
+                    Err(ClientAuthError::Failed)
+                }
+            })
+        }
+        method => {
+            state.registry.authenticate_client(environment, &credentials.client_id, &credentials.secret, method).await
+        }
+    };
+    found.map_err(|e| match e {
+        ClientAuthError::Failed => {
+            OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
+        }
+        ClientAuthError::TenantSuspended => {
+            OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Der Mandant dieses Clients ist gesperrt")
+        }
+        ClientAuthError::Store(e) => server_error(&e),
+    })
+}
+
+/// RFC 6749 §4.4: checks grant and scope, issues an opaque token.
 pub(crate) async fn client_credentials(
     state: &AppState,
     environment: Environment,
     credentials: ClientCredentials,
     scope: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
-    let (client, tenant) = state
-        .registry
-        .authenticate_client(environment, &credentials.client_id, &credentials.secret, credentials.method)
-        .await
-        .map_err(|e| match e {
-            ClientAuthError::Failed => {
-                OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
-            }
-            ClientAuthError::TenantSuspended => {
-                OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Der Mandant dieses Clients ist gesperrt")
-            }
-            ClientAuthError::Store(e) => server_error(&e),
-        })?;
+    let (client, tenant) = authenticate(state, environment, &credentials).await?;
     if !client.settings.grant_types.contains(&GrantType::ClientCredentials) {
         return Err(OAuthError::new(
             OAuthErrorCode::UnauthorizedClient,
@@ -97,6 +119,7 @@ pub(crate) async fn client_credentials(
         scopes: scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
+        citizen: None,
     };
     let access_token = state
         .access_tokens
@@ -104,5 +127,11 @@ pub(crate) async fn client_credentials(
         .await
         .map_err(|e| server_error(&e))?;
     state.metrics.token_issued(environment, GrantType::ClientCredentials.as_str());
-    Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifetime, scope: scopes.join(" ") })
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: scopes.join(" "),
+        id_token: None,
+    })
 }

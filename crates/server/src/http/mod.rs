@@ -1,6 +1,8 @@
 //! Thin HTTP handlers: extract, call one service, map to a response.
 
+pub(crate) mod authorize;
 pub(crate) mod discovery;
 pub(crate) mod ops;
 pub(crate) mod registration;
 pub(crate) mod token;
+pub(crate) mod userinfo;

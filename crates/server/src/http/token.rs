@@ -7,11 +7,14 @@ use poem::{
     http::header,
     web::{Data, Json},
 };
-use tenant_registry::AuthMethod;
+use tenant_registry::{AuthMethod, GrantType};
 
 use crate::{
     error::OAuthResponse,
-    flows::token::{ClientCredentials, TokenResponse, client_credentials},
+    flows::{
+        authorize::redeem,
+        token::{ClientCredentials, TokenResponse, authenticate, client_credentials},
+    },
     routes::Site,
     state::AppState,
 };
@@ -91,10 +94,28 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
             secret: secret.to_owned(),
             method: AuthMethod::ClientSecretPost,
         },
-        (None, None) => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlt")),
+        // A public client identifies itself only (RFC 6749 §2.3, §4.1.3); PKCE proves the rest.
+        (None, None) => match param("client_id") {
+            Some(client_id) if param("grant_type") == Some("authorization_code") => {
+                ClientCredentials { client_id: client_id.to_owned(), secret: String::new(), method: AuthMethod::None }
+            }
+            _ => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlt")),
+        },
     };
     match param("grant_type") {
         Some("client_credentials") => client_credentials(state, site.environment, credentials, param("scope")).await,
+        Some("authorization_code") => {
+            let code = param("code").ok_or_else(|| invalid_request("code fehlt"))?;
+            let (client, _) = authenticate(state, site.environment, &credentials).await?;
+            if !client.settings.grant_types.contains(&GrantType::AuthorizationCode) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::UnauthorizedClient,
+                    "authorization_code ist nicht freigegeben",
+                ));
+            }
+            redeem(state, site.environment, &site.issuer, &client, code, param("redirect_uri"), param("code_verifier"))
+                .await
+        }
         Some(other) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
             format!("grant_type {other:?} wird nicht unterstützt"),

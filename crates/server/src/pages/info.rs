@@ -31,3 +31,12 @@ pub(crate) fn stylesheet() -> Response {
         .with_header(header::CACHE_CONTROL, "public, max-age=3600")
         .into_response()
 }
+
+/// `GET {issuer}/static/form_post.js`: submits a form_post response (CSP allows only own scripts).
+#[handler]
+pub(crate) fn form_post_script() -> Response {
+    include_str!("../../static/form_post.js")
+        .with_content_type("text/javascript; charset=utf-8")
+        .with_header(header::CACHE_CONTROL, "public, max-age=3600")
+        .into_response()
+}

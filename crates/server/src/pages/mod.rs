@@ -37,7 +37,7 @@ pub(crate) use account::{
     activity, change_data, change_password, confirm_email, data_form, delete, delete_form, export, overview,
     password_change_form,
 };
-pub(crate) use info::{accessibility, privacy, start, stylesheet};
+pub(crate) use info::{accessibility, form_post_script, privacy, start, stylesheet};
 pub(crate) use recovery::{forgot, forgot_form, reset, reset_form};
 pub(crate) use registration::{password, password_form, personal, personal_form, review, save};
 pub(crate) use signin::{activate, login, login_form, logout, resend_activation, resend_activation_form};
@@ -62,7 +62,7 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 20] = templates![
+const TEMPLATES: [(&str, &str); 22] = templates![
     "layout.html",
     "macros.html",
     "steps.html",
@@ -83,6 +83,8 @@ const TEMPLATES: [(&str, &str); 20] = templates![
     "privacy.html",
     "mail/text.txt",
     "mail/html.html",
+    "consent.html",
+    "form_post.html",
 ];
 
 impl Pages {
@@ -338,8 +340,9 @@ mod subtle_eq {
     }
 }
 
-/// Content-Security-Policy of every page: no inline script or style, no framing.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' https: data:; form-action 'self' http: https:; \
+/// Content-Security-Policy of every page: no inline script or style (the only script is the
+/// form_post submitter, a file of ours), no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self' http: https:; \
                    frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the security headers to every HTML page (and `nosniff` to everything).

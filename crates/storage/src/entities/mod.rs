@@ -5,5 +5,6 @@ pub(crate) mod account_deletion;
 pub(crate) mod account_event;
 pub(crate) mod audit_event;
 pub(crate) mod client;
+pub(crate) mod consent;
 pub(crate) mod signing_key;
 pub(crate) mod tenant;

@@ -1,0 +1,400 @@
+//! The authorization code flow (OpenID Connect Core §3.1): validating an authorization request in
+//! the order the specs demand, issuing single-use codes, redeeming them at the token endpoint for
+//! an access token and a signed ID token.
+
+use std::time::Duration;
+
+use account_service::{Account, Session};
+use oidc_core::{
+    AccessGrant, AccountId, CitizenGrant, ClientId, Environment, IdTokenClaims, OAuthError, OAuthErrorCode, TrustLevel,
+    at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, verify_s256,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
+use url::Url;
+
+use crate::{flows::token::TokenResponse, state::AppState};
+
+/// The request parameters, as sent (query or form). Unknown parameters are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct AuthorizeParams {
+    pub(crate) client_id: Option<String>,
+    pub(crate) redirect_uri: Option<String>,
+    pub(crate) response_type: Option<String>,
+    pub(crate) response_mode: Option<String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) code_challenge_method: Option<String>,
+    pub(crate) prompt: Option<String>,
+    pub(crate) max_age: Option<String>,
+    pub(crate) login_hint: Option<String>,
+    pub(crate) acr_values: Option<String>,
+    pub(crate) ui_locales: Option<String>,
+    pub(crate) request: Option<String>,
+    pub(crate) request_uri: Option<String>,
+}
+
+/// How the response reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// A redirect URI that passed the exact match: errors may now go there.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientRedirect {
+    pub(crate) uri: Url,
+    pub(crate) state: Option<String>,
+    pub(crate) mode: ResponseMode,
+    pub(crate) issuer: String,
+}
+
+impl ClientRedirect {
+    /// The response parameters: the given ones plus `state` and `iss` (RFC 9207).
+    pub(crate) fn parameters(&self, mut params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+        if let Some(state) = &self.state {
+            params.push(("state", state.clone()));
+        }
+        params.push(("iss", self.issuer.clone()));
+        params
+    }
+}
+
+/// Why a request ends before the citizen sees anything of it.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// The client or its redirect URI cannot be trusted: an error page, never a redirect. The
+    /// value is the key of the page's text.
+    Page(&'static str),
+    /// An error for the client at its registered redirect URI.
+    Redirect(ClientRedirect, OAuthError),
+}
+
+/// A valid authorization request.
+#[derive(Debug, Clone)]
+pub(crate) struct Authorization {
+    pub(crate) client: Client,
+    pub(crate) tenant: Tenant,
+    pub(crate) redirect: ClientRedirect,
+    pub(crate) nonce: Option<String>,
+    pub(crate) scopes: Vec<String>,
+    /// Claims the request asks for that the tenant and the client may receive, with "required".
+    pub(crate) claims: Vec<(String, bool)>,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) prompt: Vec<String>,
+    pub(crate) max_age: Option<i64>,
+    pub(crate) required_level: TrustLevel,
+    /// The client asked in eIDAS URIs, so `acr` answers in them.
+    pub(crate) eidas_vocabulary: bool,
+}
+
+fn oauth(code: OAuthErrorCode, description: &str) -> OAuthError {
+    OAuthError::new(code, description)
+}
+
+/// Validates in the order of RFC 6749 §4.1.2.1: client, then redirect URI, and only then the rest
+/// (whose errors go to the redirect URI).
+pub(crate) async fn validate(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    params: &AuthorizeParams,
+) -> Result<Authorization, Rejection> {
+    let client_id = params.client_id.as_deref().ok_or(Rejection::Page("authorize_no_client"))?;
+    let (client, tenant) = match state.registry.active_client(environment, client_id).await {
+        Ok(found) => found,
+        Err(ClientAuthError::Failed) => return Err(Rejection::Page("authorize_unknown_client")),
+        Err(ClientAuthError::TenantSuspended) => return Err(Rejection::Page("authorize_suspended")),
+        Err(ClientAuthError::Store(e)) => {
+            tracing::error!(error = %e, "client lookup failed");
+            return Err(Rejection::Page("server_error_text"));
+        }
+    };
+    let registered = &client.settings.redirect_uris;
+    let uri = match params.redirect_uri.as_deref() {
+        Some(given) => registered.iter().find(|r| r.as_str() == given).cloned(),
+        // OIDC Core requires it, but RFC 6749 §3.1.2.3 lets a single registration stand in.
+        None if registered.len() == 1 => registered.first().cloned(),
+        None => None,
+    }
+    .ok_or(Rejection::Page("authorize_bad_redirect"))?;
+    let mode = match params.response_mode.as_deref() {
+        None | Some("query") => Ok(ResponseMode::Query),
+        Some("form_post") => Ok(ResponseMode::FormPost),
+        Some(_) => Err(()),
+    };
+    let redirect = ClientRedirect {
+        uri,
+        state: params.state.clone(),
+        mode: mode.unwrap_or(ResponseMode::Query),
+        issuer: issuer.to_owned(),
+    };
+    let fail = |code, text: &str| Err(Rejection::Redirect(redirect.clone(), oauth(code, text)));
+    if mode.is_err() {
+        return fail(OAuthErrorCode::InvalidRequest, "response_mode muss query oder form_post sein");
+    }
+    if params.request.is_some() {
+        return fail(OAuthErrorCode::RequestNotSupported, "request-Objekte werden nicht unterstützt");
+    }
+    if params.request_uri.is_some() {
+        return fail(OAuthErrorCode::RequestUriNotSupported, "request_uri wird nicht unterstützt");
+    }
+    match params.response_type.as_deref() {
+        Some("code") => {}
+        Some(_) => return fail(OAuthErrorCode::UnsupportedResponseType, "nur response_type=code"),
+        None => return fail(OAuthErrorCode::InvalidRequest, "response_type fehlt"),
+    }
+    if !client.settings.grant_types.contains(&GrantType::AuthorizationCode) {
+        return fail(OAuthErrorCode::UnauthorizedClient, "Dieser Client darf keinen Autorisierungscode anfordern");
+    }
+    let mut scopes: Vec<String> =
+        params.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    scopes.sort();
+    scopes.dedup();
+    if !scopes.iter().any(|s| s == "openid") {
+        return fail(OAuthErrorCode::InvalidScope, "scope muss openid enthalten");
+    }
+    if let Some(refused) =
+        scopes.iter().find(|s| !client.settings.scopes.iter().any(|allowed| allowed.as_str() == s.as_str()))
+    {
+        return fail(OAuthErrorCode::InvalidScope, &format!("Scope {refused:?} ist für diesen Client nicht erlaubt"));
+    }
+    let pkce_needed = client.settings.kind == ClientKind::Public || client.settings.require_pkce;
+    let code_challenge = match (params.code_challenge.as_deref(), params.code_challenge_method.as_deref()) {
+        (Some(challenge), Some("S256")) if is_well_formed_pkce(challenge) => Some(challenge.to_owned()),
+        (Some(_), Some("S256")) => return fail(OAuthErrorCode::InvalidRequest, "code_challenge ist ungültig"),
+        (Some(_), _) => return fail(OAuthErrorCode::InvalidRequest, "nur code_challenge_method=S256"),
+        (None, _) if pkce_needed => return fail(OAuthErrorCode::InvalidRequest, "PKCE (S256) ist erforderlich"),
+        (None, _) => None,
+    };
+    let prompt: Vec<String> =
+        params.prompt.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if prompt.iter().any(|p| !matches!(p.as_str(), "none" | "login" | "consent" | "select_account")) {
+        return fail(OAuthErrorCode::InvalidRequest, "unbekannter prompt-Wert");
+    }
+    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
+        return fail(OAuthErrorCode::InvalidRequest, "prompt=none lässt sich nicht kombinieren");
+    }
+    let max_age = match params.max_age.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(seconds) if seconds >= 0 => Some(seconds),
+            _ => return fail(OAuthErrorCode::InvalidRequest, "max_age muss eine nicht-negative Zahl sein"),
+        },
+    };
+    let requested: Vec<&str> =
+        params.acr_values.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    let mut levels = Vec::new();
+    for value in &requested {
+        match value.parse::<TrustLevel>() {
+            Ok(level) => levels.push(level),
+            Err(_) => return fail(OAuthErrorCode::InvalidRequest, &format!("acr_values: {value:?} ist unbekannt")),
+        }
+    }
+    // Any listed value is acceptable, so the lowest listed is what the request needs at least.
+    let requested_level = levels.iter().copied().min().unwrap_or(TrustLevel::Normal);
+    let required_level = requested_level.max(client.settings.min_acr).max(tenant.min_trust_level);
+    let eidas_vocabulary = requested.first().is_some_and(|v| v.starts_with("http"));
+    let mut claims: Vec<(String, bool)> = Vec::new();
+    for scope in &scopes {
+        // `*_verified` are released with their claim, not asked for on their own.
+        for claim in claims_of_scope(scope).iter().filter(|c| !c.ends_with("_verified")) {
+            let rule = client.settings.claims.iter().find(|r| r.claim.as_str() == *claim);
+            let tenant_allows = tenant.allowed_claims.iter().any(|c| c.as_str() == *claim);
+            if let Some(rule) = rule.filter(|_| tenant_allows)
+                && !claims.iter().any(|(c, _)| c == claim)
+            {
+                claims.push(((*claim).to_owned(), rule.required));
+            }
+        }
+    }
+    Ok(Authorization {
+        client,
+        tenant,
+        redirect,
+        nonce: params.nonce.clone(),
+        scopes,
+        claims,
+        code_challenge,
+        prompt,
+        max_age,
+        required_level,
+        eidas_vocabulary,
+    })
+}
+
+/// What a code stands for; kept in the ephemeral store under the code's hash for 60 s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CodeGrant {
+    environment: Environment,
+    client_id: ClientId,
+    redirect_uri: String,
+    code_challenge: Option<String>,
+    nonce: Option<String>,
+    account_id: AccountId,
+    auth_time: i64,
+    acr: String,
+    amr: Vec<String>,
+    scopes: Vec<String>,
+    claims: Vec<String>,
+    sub: String,
+}
+
+const CODE_TTL: Duration = Duration::from_secs(60);
+
+fn code_key(code: &str) -> String {
+    format!("code:{:x}", Sha256::digest(code.as_bytes()))
+}
+
+fn used_key(code: &str) -> String {
+    format!("code-used:{:x}", Sha256::digest(code.as_bytes()))
+}
+
+/// The `sub` of `account` for the client's tenant: pairwise per sector.
+pub(crate) fn subject(state: &AppState, environment: Environment, tenant: &Tenant, account: AccountId) -> String {
+    pairwise_subject(&state.subject_key, environment, &tenant.sector, account)
+}
+
+/// Issues a code for `authorization` to the citizen of `session`, releasing `claims`.
+pub(crate) async fn issue_code(
+    state: &AppState,
+    environment: Environment,
+    authorization: &Authorization,
+    session: &Session,
+    account: &Account,
+    mut claims: Vec<String>,
+) -> Result<String, OAuthError> {
+    for (claim, companion) in [("email", "email_verified"), ("phone_number", "phone_number_verified")] {
+        if claims.iter().any(|c| c == claim) && !claims.iter().any(|c| c == companion) {
+            claims.push(companion.to_owned());
+        }
+    }
+    let acr = if authorization.eidas_vocabulary {
+        session.trust_level.eidas_uri().to_owned()
+    } else {
+        session.trust_level.as_str().to_owned()
+    };
+    let grant = CodeGrant {
+        environment,
+        client_id: authorization.client.client_id.clone(),
+        redirect_uri: authorization.redirect.uri.to_string(),
+        code_challenge: authorization.code_challenge.clone(),
+        nonce: authorization.nonce.clone(),
+        account_id: account.id,
+        auth_time: session.auth_time.unix_timestamp(),
+        acr,
+        amr: vec![session.method.as_str().to_owned()],
+        scopes: authorization.scopes.clone(),
+        claims,
+        sub: subject(state, environment, &authorization.tenant, account.id),
+    };
+    let code = random_token();
+    let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
+    state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
+    Ok(code)
+}
+
+fn random_token() -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn server_error(error: &dyn std::error::Error) -> OAuthError {
+    tracing::error!(%error, "authorization code flow failed");
+    oauth(OAuthErrorCode::ServerError, "Interner Fehler")
+}
+
+/// RFC 6749 §4.1.3: redeems a code for an access token and an ID token. The client was
+/// authenticated already (or is public, then PKCE carries the proof).
+pub(crate) async fn redeem(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<TokenResponse, OAuthError> {
+    let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
+    let Some(value) = state.ephemeral.take(&code_key(code)).await.map_err(|e| server_error(&e))? else {
+        // A second redemption: revoke what the first one got (RFC 6749 §4.1.2).
+        if let Some(token) = state.ephemeral.take(&used_key(code)).await.map_err(|e| server_error(&e))? {
+            let token = String::from_utf8_lossy(&token).into_owned();
+            let _ = state.access_tokens.revoke(&token).await;
+            tracing::warn!(client = %client.client_id, "authorization code presented twice; its tokens are revoked");
+        }
+        return Err(invalid("Der Code ist ungültig, abgelaufen oder wurde schon eingelöst"));
+    };
+    let grant: CodeGrant = serde_json::from_slice(&value).map_err(|e| server_error(&e))?;
+    if grant.environment != environment || grant.client_id != client.client_id {
+        return Err(invalid("Der Code gehört einem anderen Client"));
+    }
+    if redirect_uri.is_some_and(|r| r != grant.redirect_uri)
+        || (redirect_uri.is_none() && client.settings.redirect_uris.len() > 1)
+    {
+        return Err(invalid("redirect_uri stimmt nicht mit der Autorisierungsanfrage überein"));
+    }
+    match (&grant.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) if verify_s256(verifier, challenge) => {}
+        (Some(_), _) => return Err(invalid("code_verifier passt nicht zur code_challenge")),
+        (None, Some(_)) => return Err(invalid("code_verifier ohne code_challenge")),
+        (None, None) => {}
+    }
+    let now = state.clock.now().unix_timestamp();
+    let lifetime = client.settings.lifetimes.access_token;
+    let access = AccessGrant {
+        environment,
+        client_id: client.client_id.clone(),
+        tenant_id: client.tenant_id,
+        scopes: grant.scopes.clone(),
+        issued_at: now,
+        expires_at: now + i64::from(lifetime),
+        citizen: Some(CitizenGrant {
+            account_id: grant.account_id,
+            sub: grant.sub.clone(),
+            claims: grant.claims.clone(),
+        }),
+    };
+    let access_token = state
+        .access_tokens
+        .issue(&access, Duration::from_secs(u64::from(lifetime)))
+        .await
+        .map_err(|e| server_error(&e))?;
+    state
+        .ephemeral
+        .put(&used_key(code), access_token.as_bytes(), Duration::from_secs(u64::from(lifetime)))
+        .await
+        .map_err(|e| server_error(&e))?;
+    let algorithm = client.settings.id_token_signed_response_alg;
+    let key = state.keys.signing_key(environment, algorithm).await.map_err(|e| server_error(&e))?;
+    let claims = IdTokenClaims {
+        iss: issuer.to_owned(),
+        sub: grant.sub,
+        aud: client.client_id.to_string(),
+        azp: client.client_id.to_string(),
+        exp: now + i64::from(client.settings.lifetimes.id_token),
+        iat: now,
+        auth_time: grant.auth_time,
+        nonce: grant.nonce,
+        acr: grant.acr,
+        amr: grant.amr,
+        at_hash: Some(at_hash(&access_token, algorithm)),
+    };
+    let id_token = key.sign("JWT", &claims).map_err(|e| server_error(&e))?;
+    state.metrics.token_issued(environment, GrantType::AuthorizationCode.as_str());
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: grant.scopes.join(" "),
+        id_token: Some(id_token),
+    })
+}

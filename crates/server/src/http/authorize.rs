@@ -1,0 +1,253 @@
+//! `GET|POST {issuer}/authorize` and the consent page `POST {issuer}/zustimmung`.
+
+use std::time::Duration;
+
+use account_service::{Account, Session, claim_preview};
+use minijinja::{Value, context};
+use oidc_core::{OAuthError, OAuthErrorCode};
+use poem::{
+    Body, Request, Response, handler,
+    http::{Method, StatusCode, header},
+};
+
+use crate::{
+    flows::authorize::{Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, validate},
+    pages::PageCtx,
+};
+
+/// The version of the consent text; stored with every consent.
+const CONSENT_TEXT_VERSION: &str = "2026-11";
+/// A consent page waits this long for the citizen's answer.
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+/// The response to the client: a redirect with the parameters in the query, or an HTML form
+/// posted to the redirect URI (form_post; submitted by a script file, with a button when
+/// scripts are off).
+fn respond(ctx: &PageCtx, redirect: &ClientRedirect, params: Vec<(&'static str, String)>) -> Response {
+    let params = redirect.parameters(params);
+    match redirect.mode {
+        ResponseMode::Query => {
+            let mut uri = redirect.uri.clone();
+            uri.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+            Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, uri.as_str()).finish()
+        }
+        ResponseMode::FormPost => ctx.render(
+            "form_post.html",
+            context! { action => redirect.uri.as_str(), fields => Value::from_iter(params.into_iter().map(|(k, v)| (k, v))) },
+        ),
+    }
+}
+
+fn reject(ctx: &PageCtx, rejection: Rejection) -> Response {
+    match rejection {
+        Rejection::Page(text) => {
+            ctx.message(StatusCode::BAD_REQUEST, "authorize_error_title", &[ctx.t(text)], Value::from(()))
+        }
+        Rejection::Redirect(redirect, error) => error_to_client(ctx, &redirect, &error),
+    }
+}
+
+fn error_to_client(ctx: &PageCtx, redirect: &ClientRedirect, error: &OAuthError) -> Response {
+    respond(
+        ctx,
+        redirect,
+        vec![("error", error.code.as_str().to_owned()), ("error_description", error.description.clone())],
+    )
+}
+
+/// The request's parameters: the query for GET, the form for POST (OIDC Core §3.1.2.1).
+async fn parameters(req: &Request, body: Body) -> Result<AuthorizeParams, ()> {
+    let raw = if req.method() == Method::POST {
+        body.into_bytes_limit(64 * 1024).await.map_err(|_| ())?.to_vec()
+    } else {
+        req.uri().query().unwrap_or_default().as_bytes().to_vec()
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
+    // A parameter given twice is an error (RFC 6749 §3.1), reported as unknown client/page.
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(());
+        }
+    }
+    serde_json::to_value(pairs.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+        .and_then(serde_json::from_value)
+        .map_err(|_| ())
+}
+
+/// `GET|POST {issuer}/authorize`
+#[handler]
+pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Response {
+    let Ok(params) = parameters(req, body).await else {
+        return reject(&ctx, Rejection::Page("authorize_malformed"));
+    };
+    let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
+        Ok(authorization) => authorization,
+        Err(rejection) => return reject(&ctx, rejection),
+    };
+    let now = ctx.state.accounts.now();
+    let session = ctx.session.clone().filter(|(session, _)| {
+        let too_old = authorization.max_age.is_some_and(|max| (now - session.auth_time).whole_seconds() > max);
+        !too_old
+    });
+    let wants_login = authorization.prompt.iter().any(|p| p == "login");
+    let (session, account) = match session {
+        Some(found) if !wants_login => found,
+        _ if authorization.prompt.iter().any(|p| p == "none") => {
+            let error = OAuthError::new(OAuthErrorCode::LoginRequired, "Keine Anmeldung vorhanden");
+            return error_to_client(&ctx, &authorization.redirect, &error);
+        }
+        _ => return to_login(&ctx, params),
+    };
+    if session.trust_level < authorization.required_level {
+        let error = OAuthError::new(
+            OAuthErrorCode::UnmetAuthenticationRequirements,
+            format!("Vertrauensniveau {} ist erforderlich", authorization.required_level.as_str()),
+        );
+        return error_to_client(&ctx, &authorization.redirect, &error);
+    }
+    let wanted: Vec<String> = authorization.claims.iter().map(|(c, _)| c.clone()).collect();
+    let covered = match ctx
+        .state
+        .accounts
+        .consent(ctx.site.environment, account.id, authorization.client.client_id.as_str())
+        .await
+    {
+        Ok(given) => given.filter(|c| wanted.iter().all(|w| c.claims.contains(w))),
+        Err(e) => return ctx.failure(e),
+    };
+    let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
+    if authorization.client.first_party && !asks_consent {
+        return finish(&ctx, &authorization, &session, &account, wanted).await;
+    }
+    if let Some(given) = covered.filter(|_| !asks_consent) {
+        let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
+        return finish(&ctx, &authorization, &session, &account, released).await;
+    }
+    if authorization.prompt.iter().any(|p| p == "none") {
+        let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
+        return error_to_client(&ctx, &authorization.redirect, &error);
+    }
+    consent_page(&ctx, &authorization, &account, &params).await
+}
+
+/// After the login, the browser comes back to this very request (without `prompt=login`, which
+/// the login just satisfied).
+fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
+    let hint = params.login_hint.clone().unwrap_or_default();
+    params.prompt = params.prompt.map(|p| p.split(' ').filter(|v| *v != "login").collect::<Vec<_>>().join(" "));
+    let query = serde_urlencoded(&params);
+    let back = format!("/authorize?{query}");
+    let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    ctx.redirect(&format!("/anmelden?return_to={}&login_hint={}", encode(&back), encode(&hint)))
+}
+
+fn serde_urlencoded(params: &AuthorizeParams) -> String {
+    let value = serde_json::to_value(params).unwrap_or_default();
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(map) = value.as_object() {
+        for (key, value) in map {
+            if let Some(text) = value.as_str().filter(|t| !t.is_empty()) {
+                query.append_pair(key, text);
+            }
+        }
+    }
+    query.finish()
+}
+
+async fn finish(
+    ctx: &PageCtx,
+    authorization: &Authorization,
+    session: &Session,
+    account: &Account,
+    claims: Vec<String>,
+) -> Response {
+    match issue_code(&ctx.state, ctx.site.environment, authorization, session, account, claims).await {
+        Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
+        Err(error) => error_to_client(ctx, &authorization.redirect, &error),
+    }
+}
+
+/// Shows the authority and the exact claims with their values; the request waits in the
+/// ephemeral store for the answer.
+async fn consent_page(
+    ctx: &PageCtx,
+    authorization: &Authorization,
+    account: &Account,
+    params: &AuthorizeParams,
+) -> Response {
+    let pending = uuid::Uuid::new_v4().simple().to_string();
+    let value = serde_json::to_vec(params).unwrap_or_default();
+    if let Err(e) = ctx.state.ephemeral.put(&format!("authz:{pending}"), &value, PENDING_TTL).await {
+        return ctx.failure(account_service::AccountError::Unavailable(Box::new(e)));
+    }
+    let settings = &authorization.client.settings;
+    let claims: Vec<Value> = authorization
+        .claims
+        .iter()
+        .filter_map(|(claim, required)| {
+            let preview = claim_preview(account, claim)?;
+            Some(context! { name => claim, label => ctx.t(&format!("claim_{claim}")), value => preview, required => required })
+        })
+        .collect();
+    ctx.render(
+        "consent.html",
+        context! {
+            request => pending,
+            organization => settings.organization_display_name.clone().unwrap_or_else(|| authorization.tenant.branding.display_name.clone()),
+            service => settings.name,
+            online_service_id => settings.online_service_id,
+            logo => settings.logo_uri.as_ref().map(|u| u.to_string()),
+            policy => settings.policy_uri.as_ref().map(|u| u.to_string()),
+            claims => claims,
+        },
+    )
+}
+
+/// `POST {issuer}/zustimmung`: the citizen's answer.
+#[handler]
+pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
+    let Ok(raw) = body.into_bytes_limit(64 * 1024).await else {
+        return reject(&ctx, Rejection::Page("authorize_malformed"));
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+    if !ctx.csrf_ok(field("csrf")) {
+        return ctx.csrf_failed();
+    }
+    let Some((session, account)) = ctx.session.clone() else {
+        return reject(&ctx, Rejection::Page("authorize_expired"));
+    };
+    let pending = match ctx.state.ephemeral.take(&format!("authz:{}", field("request"))).await {
+        Ok(Some(value)) => value,
+        Ok(None) => return reject(&ctx, Rejection::Page("authorize_expired")),
+        Err(e) => return ctx.failure(account_service::AccountError::Unavailable(Box::new(e))),
+    };
+    let Ok(params) = serde_json::from_slice::<AuthorizeParams>(&pending) else {
+        return reject(&ctx, Rejection::Page("authorize_expired"));
+    };
+    let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
+        Ok(authorization) => authorization,
+        Err(rejection) => return reject(&ctx, rejection),
+    };
+    if field("decision") != "allow" {
+        let error = OAuthError::new(OAuthErrorCode::AccessDenied, "Die Zustimmung wurde verweigert");
+        return error_to_client(&ctx, &authorization.redirect, &error);
+    }
+    let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
+    let released: Vec<String> = authorization
+        .claims
+        .iter()
+        .filter(|(claim, required)| *required || chosen.contains(&claim.as_str()))
+        .map(|(claim, _)| claim.clone())
+        .collect();
+    let client_id = authorization.client.client_id.as_str().to_owned();
+    if let Err(e) = ctx
+        .state
+        .accounts
+        .give_consent(ctx.site.environment, account.id, &client_id, released.clone(), CONSENT_TEXT_VERSION)
+        .await
+    {
+        return ctx.failure(e);
+    }
+    finish(&ctx, &authorization, &session, &account, released).await
+}

@@ -1,0 +1,72 @@
+//! `GET|POST {issuer}/userinfo` (OpenID Connect Core §5.3): the claims the citizen consented to
+//! release to the token's client, with the same pairwise `sub` as the ID token.
+
+use account_service::claim_value;
+use poem::{
+    Body, IntoResponse, Request, Response, handler,
+    http::{Method, StatusCode, header},
+    web::{Data, Json},
+};
+use serde_json::{Map, Value};
+
+use crate::{routes::Site, state::AppState};
+
+/// RFC 6750 §3: the error in `WWW-Authenticate`.
+fn bearer_error(status: StatusCode, code: &str, description: &str) -> Response {
+    // Header values are ASCII: the (German) description goes only into the body.
+    let challenge = format!("Bearer error=\"{code}\"");
+    Json(serde_json::json!({ "error": code, "error_description": description }))
+        .with_status(status)
+        .with_header(header::WWW_AUTHENTICATE, challenge)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .into_response()
+}
+
+/// The bearer token from the header, or (POST) from the form body (RFC 6750 §2.2).
+async fn bearer(req: &Request, body: Body) -> Option<String> {
+    if let Some(value) = req.header(header::AUTHORIZATION) {
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    if req.method() == Method::POST {
+        let raw = body.into_bytes_limit(16 * 1024).await.ok()?;
+        return url::form_urlencoded::parse(&raw).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
+    }
+    None
+}
+
+/// `GET|POST {issuer}/userinfo`
+#[handler]
+pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
+    let Some(token) = bearer(req, body).await else {
+        return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "Bearer-Token fehlt");
+    };
+    let grant = match state.access_tokens.find(&token).await {
+        Ok(Some(grant)) if grant.environment == site.environment => grant,
+        Ok(_) => return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Token ungültig oder abgelaufen"),
+        Err(e) => {
+            tracing::error!(error = %e, "access token lookup failed");
+            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
+        }
+    };
+    let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
+        return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
+    };
+    let account = match state.accounts.account(site.environment, citizen.account_id).await {
+        Ok(account) => account,
+        Err(account_service::AccountError::NotFound) => {
+            return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Das Konto besteht nicht mehr");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
+        }
+    };
+    let mut claims = Map::new();
+    claims.insert("sub".to_owned(), Value::String(citizen.sub));
+    for claim in &citizen.claims {
+        if let Some(value) = claim_value(&account, claim) {
+            claims.insert(claim.clone(), value);
+        }
+    }
+    Json(Value::Object(claims)).with_header(header::CACHE_CONTROL, "no-store").into_response()
+}

@@ -1,0 +1,250 @@
+//! The authorization code flow driven by the `openidconnect` crate as the relying party: discovery,
+//! PKCE, nonce, login and consent in the browser, code exchange, ID-token verification, userinfo;
+//! and the error paths a relying party meets.
+
+use openidconnect::{
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims},
+};
+use reqwest::{Client, StatusCode, redirect::Policy};
+
+use crate::{
+    citizen::{PASSWORD, csrf, fill_in, page, post},
+    mail::SmtpSink,
+    support::{Backends, TestServer, http_client},
+};
+
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const EMAIL: &str = "erika.oidc@example.de";
+
+/// A browser that keeps cookies and follows redirects, except to the relying party's callback
+/// (nothing listens there; the test reads the redirect instead).
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::custom(
+            |attempt| {
+                if attempt.url().port() == Some(3000) { attempt.stop() } else { attempt.follow() }
+            },
+        ))
+        .build()
+        .unwrap()
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'")
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name}")) + marker.len();
+    unescape(html[start..].split('"').next().unwrap())
+}
+
+/// Where the browser was sent at the callback, with its query parameters.
+fn callback(response: &reqwest::Response) -> Vec<(String, String)> {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "a redirect to the client");
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(CALLBACK), "{location}");
+    url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
+}
+
+fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer = format!("{}/test", server.base_url);
+
+    // A citizen of the test environment (where the demo client lives).
+    let citizen = browser();
+    let review = fill_in(&citizen, &issuer, "erika.oidc", EMAIL).await;
+    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    let (status, _) = page(&citizen, &smtp.mail_to(EMAIL, 0).await.link()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The relying party: discovery, PKCE, nonce.
+    let http = http_client();
+    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).unwrap(), &http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new("demo-client".into()),
+        Some(ClientSecret::new("demo-secret-only-for-local-use".into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(CALLBACK.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("address".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    // Not logged in: the login page, then back to the request, then the consent page with values.
+    let (status, html) = page(&citizen, url.as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"password\""), "the login page");
+    let response = citizen
+        .post(format!("{issuer}/anmelden"))
+        .form(&[
+            ("csrf", csrf(&html)),
+            ("username", "erika.oidc".into()),
+            ("password", PASSWORD.into()),
+            ("return_to", hidden(&html, "return_to")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let consent = response.text().await.unwrap();
+    assert!(consent.contains("Datenübermittlung zustimmen") && consent.contains("Demo-Kommune"), "{consent}");
+    assert!(consent.contains("Erika") && consent.contains("Heidestraße 17, 51147 Köln"), "values are shown");
+    assert!(consent.contains("(erforderlich)"), "required claims are marked");
+    let response = citizen
+        .post(format!("{issuer}/zustimmung"))
+        .form(&[
+            ("csrf", csrf(&consent)),
+            ("request", hidden(&consent, "request")),
+            ("decision", "allow".into()),
+            ("claim", "email".into()),
+            ("claim", "address".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let answer = callback(&response);
+    assert_eq!(param(&answer, "state").as_deref(), Some(state.secret().as_str()));
+    assert_eq!(param(&answer, "iss").as_deref(), Some(issuer.as_str()), "RFC 9207");
+    let code = param(&answer, "code").expect("a code");
+
+    // Code → tokens; the ID token verifies against the JWKS with the nonce.
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("the code is redeemed");
+    let id_token = tokens.id_token().expect("an ID token");
+    let claims = id_token.claims(&client.id_token_verifier(), &nonce).expect("a valid ID token");
+    assert_eq!(claims.issuer().as_str(), issuer);
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("normal"));
+    assert!(claims.auth_time().is_some());
+    assert!(claims.given_name().is_none(), "no personal data in the ID token");
+
+    // Userinfo: the consented claims, the same sub.
+    let info: CoreUserInfoClaims =
+        client.user_info(tokens.access_token().clone(), None).unwrap().request_async(&http).await.unwrap();
+    assert_eq!(info.subject(), claims.subject());
+    assert_eq!(info.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Erika"));
+    assert_eq!(info.email().map(|e| e.as_str()), Some(EMAIL));
+    assert_eq!(info.address().and_then(|a| a.locality.as_ref()).map(|l| l.as_str()), Some("Köln"));
+    assert!(info.birthdate().is_none(), "birthdate was not in the scopes' consented set");
+
+    // The code again: refused, and the token it gave is revoked.
+    let raw = reqwest::Client::new();
+    let again = raw
+        .post(format!("{issuer}/token"))
+        .basic_auth("demo-client", Some("demo-secret-only-for-local-use"))
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CALLBACK)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["error"], "invalid_grant");
+    let revoked =
+        raw.get(format!("{issuer}/userinfo")).bearer_auth(tokens.access_token().secret()).send().await.unwrap();
+    assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+    assert!(revoked.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+
+    // Single sign-on: the session and the remembered consent give a code at once.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let answer = callback(&citizen.get(url.as_str()).send().await.unwrap());
+    let code = param(&answer, "code").expect("a code without asking again");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let second = tokens.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(second.subject(), claims.subject(), "pairwise sub is stable for one tenant");
+
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+#[tokio::test]
+async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_trusted() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let issuer = format!("{}/test", server.base_url);
+    let citizen = browser();
+    let authorize = |changes: &[(&str, &str)]| {
+        let mut params = vec![
+            ("client_id", "demo-client"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s1"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ];
+        for (name, value) in changes {
+            params.retain(|(n, _)| n != name);
+            params.push((name, value));
+        }
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        format!("{issuer}/authorize?{query}")
+    };
+
+    // Unknown client, foreign redirect URI, a parameter twice: a page, never a redirect.
+    for url in [
+        authorize(&[("client_id", "nobody")]),
+        authorize(&[("redirect_uri", "https://evil.example/cb")]),
+        format!("{}&state=again", authorize(&[])),
+    ] {
+        let response = citizen.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert!(response.text().await.unwrap().contains("Anmeldung nicht möglich"));
+    }
+    // Everything else goes back with state and iss.
+    for (changes, error) in [
+        (vec![("prompt", "none")], "login_required"),
+        (vec![("response_type", "token")], "unsupported_response_type"),
+        (vec![("scope", "openid admin")], "invalid_scope"),
+        (vec![("scope", "profile")], "invalid_scope"),
+        (vec![("code_challenge_method", "plain")], "invalid_request"),
+        (vec![("request", "eyJ")], "request_not_supported"),
+        (vec![("response_mode", "fragment")], "invalid_request"),
+        (vec![("acr_values", "unbekannt")], "invalid_request"),
+    ] {
+        let response = citizen.get(authorize(&changes)).send().await.unwrap();
+        let answer = callback(&response);
+        assert_eq!(param(&answer, "error").as_deref(), Some(error), "{changes:?}");
+        assert_eq!(param(&answer, "state").as_deref(), Some("s1"));
+        assert_eq!(param(&answer, "iss").as_deref(), Some(issuer.as_str()));
+    }
+    server.stop().await;
+    backends.drop_now().await;
+}
