@@ -252,6 +252,9 @@ async fn citizen_journey_in_chromium_with_axe() {
     browser.goto(&format!("{base}/konto/aktivitaet")).await.unwrap();
     wait_for(&browser, "Stammdaten geändert").await;
     audit.check(&browser, "activity").await;
+    browser.goto(&format!("{base}/konto/uebermittlungen")).await.unwrap();
+    wait_for(&browser, "Datenübermittlungen").await;
+    audit.check(&browser, "data transfers").await;
 
     // Export with the browser's own session cookie (the page's CSP forbids script fetches).
     let cookies = browser.get_all_cookies().await.unwrap();

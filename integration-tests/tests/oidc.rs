@@ -151,6 +151,17 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(info.address().and_then(|a| a.locality.as_ref()).map(|l| l.as_str()), Some("Köln"));
     assert!(info.birthdate().is_none(), "birthdate was not in the scopes' consented set");
 
+    // The citizen sees the release in "Mein Konto" and in the export.
+    let (_, html) = page(&citizen, &format!("{issuer}/konto/uebermittlungen")).await;
+    assert!(html.contains("Demo-Kommune – Demo-Dienst") && html.contains("E-Mail-Adresse"), "{html}");
+    let export: serde_json::Value =
+        citizen.get(format!("{issuer}/konto/export")).send().await.unwrap().json().await.unwrap();
+    let transfer = &export["data_transfers"][0];
+    assert_eq!(transfer["client_id"], "demo-client");
+    assert!(transfer["claims"].as_array().unwrap().iter().any(|c| c == "address"));
+    assert!(!transfer.to_string().contains("Köln"), "names, never values");
+    assert_eq!(export["consents"][0]["client_id"], "demo-client");
+
     // The code again: refused, and the token it gave is revoked.
     let raw = reqwest::Client::new();
     let again = raw
@@ -189,6 +200,30 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
         .unwrap();
     let second = tokens.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap();
     assert_eq!(second.subject(), claims.subject(), "pairwise sub is stable for one tenant");
+
+    // Withdrawn consent: the next login asks again.
+    let (_, html) = page(&citizen, &format!("{issuer}/konto/uebermittlungen")).await;
+    let (status, _, html) = post(
+        &citizen,
+        &format!("{issuer}/konto/zustimmungen/widerrufen"),
+        &[("csrf", &csrf(&html)), ("client_id", "demo-client")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Zustimmung ist widerrufen"));
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let (status, html) = page(&citizen, url.as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Datenübermittlung zustimmen"), "asked again");
 
     server.stop().await;
     backends.drop_now().await;

@@ -10,6 +10,7 @@ mod m20261122_000002_registry;
 mod m20261122_000003_client_registration_token;
 mod m20261122_000004_accounts;
 mod m20261122_000005_consents;
+mod m20261122_000006_data_transfers;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_client_registration_token::Migration),
             Box::new(m20261122_000004_accounts::Migration),
             Box::new(m20261122_000005_consents::Migration),
+            Box::new(m20261122_000006_data_transfers::Migration),
         ]
     }
 }

@@ -31,7 +31,8 @@ mod throttle;
 pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
 pub use links::LinkError;
 pub use model::{
-    Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, EventKind, MasterData, PrivacyConsent, Source,
+    Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
+    PrivacyConsent, Source,
 };
 pub use notify::{Notification, Notifier, NotifyError, Recipient};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};

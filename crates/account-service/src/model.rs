@@ -308,3 +308,19 @@ pub struct Consent {
     /// The version of the consent text shown.
     pub text_version: String,
 }
+
+/// One release of personal claims to a client: names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataTransfer {
+    /// The receiving client.
+    pub client_id: String,
+    /// The authority and service as the citizen knows them.
+    pub recipient: String,
+    /// The claim names released.
+    pub claims: Vec<String>,
+    /// When.
+    #[serde(with = "time::serde::timestamp")]
+    pub at: OffsetDateTime,
+    /// The consent it rests on (its time and text version), or `first-party`.
+    pub consent_ref: String,
+}

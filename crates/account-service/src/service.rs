@@ -12,8 +12,8 @@ use crate::{
     FieldError, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
     links::{LinkError, LinkKind, Links},
     model::{
-        Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, EventKind, MasterData, PrivacyConsent,
-        Source,
+        Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
+        PrivacyConsent, Source,
     },
     notify::{Notification, Notifier, Recipient},
     session::{Session, SessionPolicy, Sessions},
@@ -165,6 +165,10 @@ pub struct AccountExport {
     pub activated_at: Option<OffsetDateTime>,
     /// The activity list.
     pub events: Vec<ExportedEvent>,
+    /// Consents to release claims to clients.
+    pub consents: Vec<Consent>,
+    /// Every release of claims to a client (names, not values).
+    pub data_transfers: Vec<DataTransfer>,
 }
 
 /// One activity entry in the export.
@@ -601,7 +605,11 @@ impl Accounts {
     pub async fn export(&self, environment: Environment, id: AccountId) -> Result<AccountExport, AccountError> {
         let account = self.store.get(environment, id).await?;
         let events = self.store.events(environment, id, EVENT_LIMIT).await?;
+        let consents = self.store.consents(environment, id).await?;
+        let data_transfers = self.store.transfers(environment, id, EVENT_LIMIT).await?;
         Ok(AccountExport {
+            consents,
+            data_transfers,
             exported_at: self.clock.now(),
             id: account.id,
             environment: environment.as_str(),
@@ -658,6 +666,36 @@ impl Accounts {
         let event = self.event(EventKind::ConsentGiven, Some(client_id.to_owned()));
         self.store.save_consent(environment, id, &consent, &event).await?;
         Ok(consent)
+    }
+
+    /// Every consent of the citizen.
+    pub async fn consents(&self, environment: Environment, id: AccountId) -> Result<Vec<Consent>, AccountError> {
+        Ok(self.store.consents(environment, id).await?)
+    }
+
+    /// Withdraws the consent for a client; the next login there asks again.
+    pub async fn withdraw_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<bool, AccountError> {
+        Ok(self.store.withdraw_consent(environment, id, client_id).await?)
+    }
+
+    /// Logs a release of claims to a client.
+    pub async fn record_transfer(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        transfer: DataTransfer,
+    ) -> Result<(), AccountError> {
+        Ok(self.store.record_transfer(environment, id, &transfer).await?)
+    }
+
+    /// The transfer log ("Datenübermittlungen"), newest first.
+    pub async fn transfers(&self, environment: Environment, id: AccountId) -> Result<Vec<DataTransfer>, AccountError> {
+        Ok(self.store.transfers(environment, id, EVENT_LIMIT).await?)
     }
 
     /// Removes accounts not activated within the configured time; returns how many.

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use time::OffsetDateTime;
 
-use crate::model::{Account, AccountEvent, Consent};
+use crate::model::{Account, AccountEvent, Consent, DataTransfer};
 
 /// Which unique value is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,33 @@ pub trait AccountStore: Send + Sync {
         consent: &Consent,
         event: &AccountEvent,
     ) -> Result<(), StoreError>;
+
+    /// Every consent of the account.
+    async fn consents(&self, environment: Environment, id: AccountId) -> Result<Vec<Consent>, StoreError>;
+
+    /// Withdraws the consent for `client_id`; `true` when there was one.
+    async fn withdraw_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Appends to the transfer log.
+    async fn record_transfer(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        transfer: &DataTransfer,
+    ) -> Result<(), StoreError>;
+
+    /// The transfer log, newest first, at most `limit`.
+    async fn transfers(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        limit: u32,
+    ) -> Result<Vec<DataTransfer>, StoreError>;
 
     /// Removes the account and everything stored about it in one transaction, leaving only an
     /// audit record without personal data (id, environment, time).

@@ -41,6 +41,12 @@ pub struct CitizenGrant {
     pub sub: String,
     /// Claims the citizen consented to release to this client.
     pub claims: Vec<String>,
+    /// The authority and service, as the citizen's transfer log names them.
+    #[serde(default)]
+    pub recipient: String,
+    /// The consent the release rests on (for the transfer log).
+    #[serde(default)]
+    pub consent_ref: String,
 }
 
 /// Issues and resolves opaque access tokens.

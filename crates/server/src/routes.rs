@@ -12,7 +12,7 @@
 //! {issuer}/aktivierung[/erneut]                activation link, resend
 //! {issuer}/anmelden  /abmelden                 login, logout
 //! {issuer}/passwort-vergessen  /passwort-neu   forgotten password
-//! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/export|/loeschen]   "Mein Konto"
+//! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/uebermittlungen|/export|/loeschen]   "Mein Konto"
 //! {issuer}/barrierefreiheit  /datenschutz  /static/style.css
 //! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
@@ -139,6 +139,8 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/konto/passwort", get(pages::password_change_form).post(pages::change_password))
         .at("/konto/aktivitaet", get(pages::activity))
         .at("/konto/export", get(pages::export))
+        .at("/konto/uebermittlungen", get(pages::transfers))
+        .at("/konto/zustimmungen/widerrufen", poem::post(pages::withdraw_consent))
         .at("/konto/loeschen", get(pages::delete_form).post(pages::delete))
         .around(pages::security_headers)
         .data(site.clone())

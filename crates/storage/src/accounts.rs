@@ -1,4 +1,4 @@
-use account_service::{Account, AccountEvent, AccountStore, Consent, EventKind, StoreError, UniqueField};
+use account_service::{Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, StoreError, UniqueField};
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{account, account_deletion, account_event, consent};
+use crate::entities::{account, account_deletion, account_event, consent, data_transfer};
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
@@ -265,8 +265,97 @@ impl AccountStore for SeaAccountStore {
         txn.commit().await.map_err(unavailable)
     }
 
+    async fn consents(&self, environment: Environment, id: AccountId) -> Result<Vec<Consent>, StoreError> {
+        self.get(environment, id).await?;
+        let rows = consent::Entity::find()
+            .filter(consent::Column::AccountId.eq(id.to_string()))
+            .order_by_asc(consent::Column::ClientId)
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Consent {
+                    claims: parse_json(&row.account_id, &row.claims)?,
+                    given_at: time_of(&row.account_id, row.given_at)?,
+                    client_id: row.client_id,
+                    text_version: row.text_version,
+                })
+            })
+            .collect()
+    }
+
+    async fn withdraw_consent(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.get(environment, id).await?;
+        let deleted = consent::Entity::delete_by_id((id.to_string(), client_id.to_owned()))
+            .exec(&self.conn)
+            .await
+            .map_err(map_db_err)?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    async fn record_transfer(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        transfer: &DataTransfer,
+    ) -> Result<(), StoreError> {
+        self.get(environment, id).await?;
+        data_transfer::Entity::insert(data_transfer::ActiveModel {
+            id: NotSet,
+            account_id: Set(id.to_string()),
+            client_id: Set(transfer.client_id.clone()),
+            recipient: Set(transfer.recipient.chars().take(255).collect()),
+            claims: Set(json(&transfer.claims)?),
+            at: Set(transfer.at.unix_timestamp()),
+            consent_ref: Set(transfer.consent_ref.chars().take(64).collect()),
+        })
+        .exec(&self.conn)
+        .await
+        .map_err(map_db_err)?;
+        Ok(())
+    }
+
+    async fn transfers(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        limit: u32,
+    ) -> Result<Vec<DataTransfer>, StoreError> {
+        self.get(environment, id).await?;
+        let rows = data_transfer::Entity::find()
+            .filter(data_transfer::Column::AccountId.eq(id.to_string()))
+            .order_by_desc(data_transfer::Column::At)
+            .order_by_desc(data_transfer::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DataTransfer {
+                    claims: parse_json(&row.account_id, &row.claims)?,
+                    at: time_of(&row.account_id, row.at)?,
+                    client_id: row.client_id,
+                    recipient: row.recipient,
+                    consent_ref: row.consent_ref,
+                })
+            })
+            .collect()
+    }
+
     async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.map_err(unavailable)?;
+        data_transfer::Entity::delete_many()
+            .filter(data_transfer::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         consent::Entity::delete_many()
             .filter(consent::Column::AccountId.eq(id.to_string()))
             .exec(&txn)
@@ -312,6 +401,11 @@ impl AccountStore for SeaAccountStore {
         if stale.is_empty() {
             return Ok(0);
         }
+        data_transfer::Entity::delete_many()
+            .filter(data_transfer::Column::AccountId.is_in(stale.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         consent::Entity::delete_many()
             .filter(consent::Column::AccountId.is_in(stale.clone()))
             .exec(&txn)

@@ -243,6 +243,8 @@ struct CodeGrant {
     scopes: Vec<String>,
     claims: Vec<String>,
     sub: String,
+    recipient: String,
+    consent_ref: String,
 }
 
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -268,6 +270,7 @@ pub(crate) async fn issue_code(
     session: &Session,
     account: &Account,
     mut claims: Vec<String>,
+    consent_ref: String,
 ) -> Result<String, OAuthError> {
     for (claim, companion) in [("email", "email_verified"), ("phone_number", "phone_number_verified")] {
         if claims.iter().any(|c| c == claim) && !claims.iter().any(|c| c == companion) {
@@ -292,11 +295,23 @@ pub(crate) async fn issue_code(
         scopes: authorization.scopes.clone(),
         claims,
         sub: subject(state, environment, &authorization.tenant, account.id),
+        recipient: recipient(authorization),
+        consent_ref,
     };
     let code = random_token();
     let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
     state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
     Ok(code)
+}
+
+/// "Authority – service", as the citizen knows them.
+pub(crate) fn recipient(authorization: &Authorization) -> String {
+    let settings = &authorization.client.settings;
+    let authority = settings
+        .organization_display_name
+        .clone()
+        .unwrap_or_else(|| authorization.tenant.branding.display_name.clone());
+    format!("{authority} – {}", settings.name)
 }
 
 fn random_token() -> String {
@@ -361,6 +376,8 @@ pub(crate) async fn redeem(
             account_id: grant.account_id,
             sub: grant.sub.clone(),
             claims: grant.claims.clone(),
+            recipient: grant.recipient.clone(),
+            consent_ref: grant.consent_ref.clone(),
         }),
     };
     let access_token = state

@@ -117,17 +117,22 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
     };
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
     if authorization.client.first_party && !asks_consent {
-        return finish(&ctx, &authorization, &session, &account, wanted).await;
+        return finish(&ctx, &authorization, &session, &account, wanted, "first-party".to_owned()).await;
     }
     if let Some(given) = covered.filter(|_| !asks_consent) {
         let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
-        return finish(&ctx, &authorization, &session, &account, released).await;
+        return finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await;
     }
     if authorization.prompt.iter().any(|p| p == "none") {
         let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
     consent_page(&ctx, &authorization, &account, &params).await
+}
+
+/// How the transfer log names a consent: when it was given, under which text.
+fn consent_ref(given: &account_service::Consent) -> String {
+    format!("consent:{}:{}", given.given_at.unix_timestamp(), given.text_version)
 }
 
 /// After the login, the browser comes back to this very request (without `prompt=login`, which
@@ -160,8 +165,9 @@ async fn finish(
     session: &Session,
     account: &Account,
     claims: Vec<String>,
+    consent_ref: String,
 ) -> Response {
-    match issue_code(&ctx.state, ctx.site.environment, authorization, session, account, claims).await {
+    match issue_code(&ctx.state, ctx.site.environment, authorization, session, account, claims, consent_ref).await {
         Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
         Err(error) => error_to_client(ctx, &authorization.redirect, &error),
     }
@@ -241,13 +247,14 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         .map(|(claim, _)| claim.clone())
         .collect();
     let client_id = authorization.client.client_id.as_str().to_owned();
-    if let Err(e) = ctx
+    let given = match ctx
         .state
         .accounts
         .give_consent(ctx.site.environment, account.id, &client_id, released.clone(), CONSENT_TEXT_VERSION)
         .await
     {
-        return ctx.failure(e);
-    }
-    finish(&ctx, &authorization, &session, &account, released).await
+        Ok(given) => given,
+        Err(e) => return ctx.failure(e),
+    };
+    finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
 }

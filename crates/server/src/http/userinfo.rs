@@ -1,7 +1,7 @@
 //! `GET|POST {issuer}/userinfo` (OpenID Connect Core §5.3): the claims the citizen consented to
 //! release to the token's client, with the same pairwise `sub` as the ID token.
 
-use account_service::claim_value;
+use account_service::{DataTransfer, claim_value};
 use poem::{
     Body, IntoResponse, Request, Response, handler,
     http::{Method, StatusCode, header},
@@ -63,9 +63,25 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     };
     let mut claims = Map::new();
     claims.insert("sub".to_owned(), Value::String(citizen.sub));
+    let mut released = Vec::new();
     for claim in &citizen.claims {
         if let Some(value) = claim_value(&account, claim) {
             claims.insert(claim.clone(), value);
+            released.push(claim.clone());
+        }
+    }
+    // Every release is logged for the citizen before it happens; no log, no release.
+    if !released.is_empty() {
+        let transfer = DataTransfer {
+            client_id: grant.client_id.to_string(),
+            recipient: citizen.recipient,
+            claims: released,
+            at: state.clock.now(),
+            consent_ref: citizen.consent_ref,
+        };
+        if let Err(e) = state.accounts.record_transfer(site.environment, account.id, transfer).await {
+            tracing::error!(error = %e, "transfer log failed; nothing released");
+            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
         }
     }
     Json(Value::Object(claims)).with_header(header::CACHE_CONTROL, "no-store").into_response()

@@ -366,3 +366,57 @@ pub(crate) async fn delete(ctx: PageCtx, Form(form): Form<DeleteForm>) -> Respon
         Err(e) => ctx.failure(e),
     }
 }
+
+fn claim_labels(ctx: &PageCtx, claims: &[String]) -> String {
+    claims.iter().map(|c| ctx.t(&format!("claim_{c}"))).collect::<Vec<_>>().join(", ")
+}
+
+async fn render_transfers(ctx: &PageCtx, account: &Account, success: Vec<String>) -> Response {
+    let environment = ctx.site.environment;
+    let (log, given) = match (
+        ctx.state.accounts.transfers(environment, account.id).await,
+        ctx.state.accounts.consents(environment, account.id).await,
+    ) {
+        (Ok(log), Ok(given)) => (log, given),
+        (Err(e), _) | (_, Err(e)) => return ctx.failure(e),
+    };
+    let log: Vec<Value> = log
+        .iter()
+        .map(|t| context! { when => when(t.at), recipient => t.recipient, claims => claim_labels(ctx, &t.claims) })
+        .collect();
+    let given: Vec<Value> = given
+        .iter()
+        .map(
+            |c| context! { client_id => c.client_id, claims => claim_labels(ctx, &c.claims), when => when(c.given_at) },
+        )
+        .collect();
+    ctx.render("transfers.html", context! { transfers => log, consents => given, success => success })
+}
+
+/// `GET {issuer}/konto/uebermittlungen`: which authority received which data, and the consents.
+#[handler]
+pub(crate) async fn transfers(ctx: PageCtx) -> Response {
+    let account = logged_in!(ctx);
+    render_transfers(&ctx, &account, Vec::new()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WithdrawForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+}
+
+/// `POST {issuer}/konto/zustimmungen/widerrufen`
+#[handler]
+pub(crate) async fn withdraw_consent(ctx: PageCtx, Form(form): Form<WithdrawForm>) -> Response {
+    let account = logged_in!(ctx);
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    match ctx.state.accounts.withdraw_consent(ctx.site.environment, account.id, &form.client_id).await {
+        Ok(_) => render_transfers(&ctx, &account, vec![ctx.t("consent_withdrawn")]).await,
+        Err(e) => ctx.failure(e),
+    }
+}

@@ -35,7 +35,7 @@ use rand::RngCore;
 
 pub(crate) use account::{
     activity, change_data, change_password, confirm_email, data_form, delete, delete_form, export, overview,
-    password_change_form,
+    password_change_form, transfers, withdraw_consent,
 };
 pub(crate) use info::{accessibility, form_post_script, privacy, start, stylesheet};
 pub(crate) use recovery::{forgot, forgot_form, reset, reset_form};
@@ -62,7 +62,7 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 22] = templates![
+const TEMPLATES: [(&str, &str); 23] = templates![
     "layout.html",
     "macros.html",
     "steps.html",
@@ -85,6 +85,7 @@ const TEMPLATES: [(&str, &str); 22] = templates![
     "mail/html.html",
     "consent.html",
     "form_post.html",
+    "transfers.html",
 ];
 
 impl Pages {
