@@ -283,3 +283,56 @@ async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_tru
     server.stop().await;
     backends.drop_now().await;
 }
+
+#[tokio::test]
+async fn introspection_and_revocation_answer_only_for_the_callers_own_tokens() {
+    use crate::admin::{bootstrap_operator, token};
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let base = &server.base_url;
+    let (operator, secret) = bootstrap_operator(&server).await;
+    let own = token(base, &operator, &secret, None, oauth2::AuthType::BasicAuth).await.unwrap();
+    let demo = token(
+        &format!("{base}/test"),
+        "demo-client",
+        "demo-secret-only-for-local-use",
+        None,
+        oauth2::AuthType::BasicAuth,
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let introspect = |token: String, secret: String| {
+        let http = http.clone();
+        let operator = operator.clone();
+        async move {
+            http.post(format!("{base}/introspect"))
+                .basic_auth(operator, Some(secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let answer: serde_json::Value = introspect(own.clone(), secret.clone()).await.json().await.unwrap();
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["scope"], "admin");
+    assert_eq!(answer["client_id"], operator.as_str());
+    let foreign: serde_json::Value = introspect(demo.clone(), secret.clone()).await.json().await.unwrap();
+    assert_eq!(foreign, serde_json::json!({ "active": false }), "another client's token looks inactive");
+    let refused = introspect(own.clone(), "wrong".into()).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let revoked = http
+        .post(format!("{base}/revoke"))
+        .basic_auth(&operator, Some(&secret))
+        .form(&[("token", own.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let answer: serde_json::Value = introspect(own, secret).await.json().await.unwrap();
+    assert_eq!(answer["active"], false);
+    server.stop().await;
+    backends.drop_now().await;
+}

@@ -20,6 +20,10 @@ pub struct ProviderMetadata {
     pub jwks_uri: String,
     /// The claims of the citizen.
     pub userinfo_endpoint: String,
+    /// RFC 7662.
+    pub introspection_endpoint: String,
+    /// RFC 7009.
+    pub revocation_endpoint: String,
     /// `query` and `form_post`.
     pub response_modes_supported: Vec<String>,
     /// `S256` only.
@@ -62,6 +66,8 @@ impl ProviderMetadata {
             registration_endpoint: format!("{issuer}/register"),
             jwks_uri: format!("{issuer}/jwks"),
             userinfo_endpoint: format!("{issuer}/userinfo"),
+            introspection_endpoint: format!("{issuer}/introspect"),
+            revocation_endpoint: format!("{issuer}/revoke"),
             response_modes_supported: vec!["query".to_owned(), "form_post".to_owned()],
             code_challenge_methods_supported: vec!["S256".to_owned()],
             scopes_supported: ["openid", "profile", "email", "address"].map(str::to_owned).to_vec(),

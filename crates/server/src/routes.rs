@@ -7,6 +7,7 @@
 //! {issuer}/authorize  /zustimmung              authorization endpoint (code flow, PKCE), consent page
 //! {issuer}/token                               token endpoint (authorization_code, client_credentials)
 //! {issuer}/userinfo                            claims the citizen consented to
+//! {issuer}/introspect  /revoke                 RFC 7662 / RFC 7009, own tokens only
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
@@ -31,7 +32,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{authorize, discovery, ops, registration, token, userinfo},
+    http::{authorize, discovery, introspection, ops, registration, token, userinfo},
     middleware::Observe,
     pages,
     state::AppState,
@@ -119,6 +120,8 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
         .at("/zustimmung", poem::post(authorize::consent))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .at("/introspect", poem::post(introspection::introspect))
+        .at("/revoke", poem::post(introspection::revoke))
         .at("/static/form_post.js", get(pages::form_post_script))
         .at("/", get(pages::start))
         .at("/static/style.css", get(pages::stylesheet))

@@ -2,6 +2,7 @@
 
 pub(crate) mod authorize;
 pub(crate) mod discovery;
+pub(crate) mod introspection;
 pub(crate) mod ops;
 pub(crate) mod registration;
 pub(crate) mod token;

@@ -52,32 +52,10 @@ fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     Ok(pairs)
 }
 
-/// `POST {issuer}/token`
-#[handler]
-pub(crate) async fn token(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
-    match exchange(req, body, &state, &site).await {
-        Ok(response) => Json(response)
-            .with_header(header::CACHE_CONTROL, "no-store")
-            .with_header(header::PRAGMA, "no-cache")
-            .into_response(),
-        Err(error) => {
-            let basic = req.header(header::AUTHORIZATION).is_some();
-            OAuthResponse { error, basic_auth_used: basic }.into_response()
-        }
-    }
-}
-
-async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site) -> Result<TokenResponse, OAuthError> {
-    let is_form = req.content_type().is_some_and(|ct| {
-        ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-    });
-    if !is_form {
-        return Err(invalid_request("Content-Type muss application/x-www-form-urlencoded sein"));
-    }
-    let body = body.into_bytes_limit(64 * 1024).await.map_err(|_| invalid_request("Anfrage zu groß oder unlesbar"))?;
-    let params = parameters(&body)?;
+/// The client's credentials from the `Authorization` header or the form (RFC 6749 §2.3): never
+/// both. Without a secret, a public client names itself by `client_id` (code grant only).
+pub(crate) fn credentials(req: &Request, params: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
     let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-
     let credentials = match (req.header(header::AUTHORIZATION), param("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(invalid_request("Nur eine Client-Authentifizierung je Anfrage (RFC 6749 §2.3)"));
@@ -102,6 +80,41 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
             _ => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlt")),
         },
     };
+    Ok(credentials)
+}
+
+/// Reads a form body of at most 64 KiB, each parameter at most once.
+pub(crate) async fn form(req: &Request, body: poem::Body) -> Result<Vec<(String, String)>, OAuthError> {
+    let is_form = req.content_type().is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if !is_form {
+        return Err(invalid_request("Content-Type muss application/x-www-form-urlencoded sein"));
+    }
+    let body = body.into_bytes_limit(64 * 1024).await.map_err(|_| invalid_request("Anfrage zu groß oder unlesbar"))?;
+    parameters(&body)
+}
+
+/// `POST {issuer}/token`
+#[handler]
+pub(crate) async fn token(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
+    match exchange(req, body, &state, &site).await {
+        Ok(response) => Json(response)
+            .with_header(header::CACHE_CONTROL, "no-store")
+            .with_header(header::PRAGMA, "no-cache")
+            .into_response(),
+        Err(error) => {
+            let basic = req.header(header::AUTHORIZATION).is_some();
+            OAuthResponse { error, basic_auth_used: basic }.into_response()
+        }
+    }
+}
+
+async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site) -> Result<TokenResponse, OAuthError> {
+    let params = form(req, body).await?;
+    let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+
+    let credentials = credentials(req, &params)?;
     match param("grant_type") {
         Some("client_credentials") => client_credentials(state, site.environment, credentials, param("scope")).await,
         Some("authorization_code") => {
