@@ -107,6 +107,46 @@ impl Audit {
     }
 }
 
+/// A production client of a new authority that may receive name and e-mail address.
+async fn authority_client(server: &TestServer) -> String {
+    use oidc_core::{ClaimName, Environment, Scope, TrustLevel};
+    use std::collections::BTreeSet;
+    use tenant_registry::{Actor, Branding, ClaimRule, ClientSettings, GrantType, NewTenant, OperatorFlags};
+    let registry = server.state.registry();
+    let actor = Actor::System("test");
+    let claims = ["given_name", "family_name", "email"];
+    let tenant = registry
+        .create_tenant(
+            &actor,
+            NewTenant {
+                slug: "stadt-bielefeld".into(),
+                name: "Stadt Bielefeld".into(),
+                contact_email: "it@bielefeld.example".into(),
+                branding: Branding { display_name: "Stadt Bielefeld".into(), logo_url: None },
+                allowed_claims: claims.iter().filter_map(|c| ClaimName::parse(c)).collect(),
+                min_trust_level: TrustLevel::Normal,
+                sector: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut settings = ClientSettings::confidential(
+        "Anwohnerparken",
+        vec![url::Url::parse("https://formulare.example/callback").unwrap()],
+    );
+    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
+    settings.scopes = ["openid", "profile", "email"].iter().filter_map(|s| Scope::parse(s)).collect();
+    settings.claims = claims
+        .iter()
+        .filter_map(|c| ClaimName::parse(c))
+        .map(|claim| ClaimRule { required: claim.as_str() != "email", claim })
+        .collect();
+    let flags = OperatorFlags { first_party: false, admin_role: None };
+    let (client, _) =
+        registry.create_client(&actor, tenant.id, Environment::Production, settings, flags).await.unwrap();
+    client.client_id.to_string()
+}
+
 async fn type_into(browser: &Client, id: &str, text: &str) {
     let field = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field {id}: {e}"));
     field.clear().await.unwrap();
@@ -272,6 +312,27 @@ async fn citizen_journey_in_chromium_with_axe() {
     assert_eq!(export["master_data"]["city"]["value"], "Bielefeld");
     browser.goto(&format!("{base}/konto/passwort")).await.unwrap();
     audit.check(&browser, "change password").await;
+
+    // An authority's service asks for data: the consent page with the values.
+    let client_id = authority_client(&server).await;
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", client_id.as_str()),
+            ("response_type", "code"),
+            ("scope", "openid profile email"),
+            ("redirect_uri", "https://formulare.example/callback"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    browser.goto(&format!("{base}/authorize?{query}")).await.unwrap();
+    let consent = wait_for(&browser, "Datenübermittlung zustimmen").await;
+    assert!(consent.contains("Bielefeld") || consent.contains("Max"), "{consent}");
+    audit.check(&browser, "consent").await;
+    audit.reflow(&browser, "consent").await;
+    browser.goto(&format!("{base}/logout")).await.unwrap();
+    wait_for(&browser, "Abmelden?").await;
+    audit.check(&browser, "logout confirmation").await;
 
     // Log out, forget the password, reset it by the mailed link.
     click(&browser, "header form button").await;

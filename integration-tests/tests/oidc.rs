@@ -225,6 +225,29 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Datenübermittlung zustimmen"), "asked again");
 
+    // RP-initiated logout: a tampered hint gets a confirmation page, never a redirect; a valid one
+    // ends the session and returns to the registered address with state.
+    let hint = tokens.id_token().unwrap().to_string();
+    let logout = |hint: &str| {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("id_token_hint", hint),
+                ("post_logout_redirect_uri", "http://127.0.0.1:3000/logged-out"),
+                ("state", "bye"),
+            ])
+            .finish();
+        format!("{issuer}/logout?{query}")
+    };
+    let tampered = format!("{}x", &hint[..hint.len() - 1]);
+    let (status, html) = page(&citizen, &logout(&tampered)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Abmelden?"), "{html}");
+    let response = citizen.get(logout(&hint)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "http://127.0.0.1:3000/logged-out?state=bye");
+    let response = citizen.get(format!("{issuer}/konto")).send().await.unwrap();
+    assert!(response.url().path().ends_with("/anmelden"), "the session ended");
+
     server.stop().await;
     backends.drop_now().await;
 }

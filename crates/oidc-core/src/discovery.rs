@@ -20,6 +20,8 @@ pub struct ProviderMetadata {
     pub jwks_uri: String,
     /// The claims of the citizen.
     pub userinfo_endpoint: String,
+    /// RP-initiated logout.
+    pub end_session_endpoint: String,
     /// RFC 7662.
     pub introspection_endpoint: String,
     /// RFC 7009.
@@ -66,6 +68,7 @@ impl ProviderMetadata {
             registration_endpoint: format!("{issuer}/register"),
             jwks_uri: format!("{issuer}/jwks"),
             userinfo_endpoint: format!("{issuer}/userinfo"),
+            end_session_endpoint: format!("{issuer}/logout"),
             introspection_endpoint: format!("{issuer}/introspect"),
             revocation_endpoint: format!("{issuer}/revoke"),
             response_modes_supported: vec!["query".to_owned(), "form_post".to_owned()],

@@ -4,7 +4,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::SigningAlgorithm;
+use crate::{JwkSet, SigningAlgorithm};
 
 /// The claims of an ID token. Only what the client asked for: no personal data here; those come
 /// from userinfo.
@@ -46,6 +46,22 @@ pub fn at_hash(access_token: &str, algorithm: SigningAlgorithm) -> String {
         }
     };
     URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
+/// The claims of an ID token this issuer signed with a key of `jwks`, for `id_token_hint` at
+/// logout: the signature and `iss` must hold; expiry does not matter (a hint may be old).
+pub fn verify_id_token_hint(jwks: &JwkSet, token: &str, issuer: &str) -> Option<serde_json::Value> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let kid = header.kid?;
+    let ours = jwks.keys.iter().find(|k| k.kid == kid)?;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::to_value(ours).ok().and_then(|v| serde_json::from_value(v).ok())?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).ok().map(|data| data.claims)
 }
 
 #[cfg(test)]

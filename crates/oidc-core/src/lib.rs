@@ -32,7 +32,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};
 pub use error::{OAuthError, OAuthErrorCode};
-pub use id_token::{IdTokenClaims, at_hash};
+pub use id_token::{IdTokenClaims, at_hash, verify_id_token_hint};
 pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
 pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,

@@ -65,6 +65,10 @@ pub(crate) async fn ensure(state: &AppState) -> anyhow::Result<()> {
         .map(|claim| ClaimRule { required: matches!(claim.as_str(), "given_name" | "family_name"), claim })
         .collect();
     settings.organization_display_name = Some("Demo-Kommune".to_owned());
+    settings.post_logout_redirect_uris = ["http://localhost:3000/logged-out", "http://127.0.0.1:3000/logged-out"]
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .collect();
     let secret = ClientSecret::from_configured(demo.client_secret.expose());
     let created = state
         .registry

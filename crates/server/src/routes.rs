@@ -8,6 +8,7 @@
 //! {issuer}/token                               token endpoint (authorization_code, client_credentials)
 //! {issuer}/userinfo                            claims the citizen consented to
 //! {issuer}/introspect  /revoke                 RFC 7662 / RFC 7009, own tokens only
+//! {issuer}/logout                              RP-initiated logout
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
@@ -32,7 +33,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{authorize, discovery, introspection, ops, registration, token, userinfo},
+    http::{authorize, discovery, introspection, logout, ops, registration, token, userinfo},
     middleware::Observe,
     pages,
     state::AppState,
@@ -120,6 +121,7 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
         .at("/zustimmung", poem::post(authorize::consent))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .at("/logout", get(logout::logout).post(logout::logout))
         .at("/introspect", poem::post(introspection::introspect))
         .at("/revoke", poem::post(introspection::revoke))
         .at("/static/form_post.js", get(pages::form_post_script))

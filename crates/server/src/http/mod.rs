@@ -3,6 +3,7 @@
 pub(crate) mod authorize;
 pub(crate) mod discovery;
 pub(crate) mod introspection;
+pub(crate) mod logout;
 pub(crate) mod ops;
 pub(crate) mod registration;
 pub(crate) mod token;

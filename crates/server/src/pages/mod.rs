@@ -62,7 +62,7 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 23] = templates![
+const TEMPLATES: [(&str, &str); 24] = templates![
     "layout.html",
     "macros.html",
     "steps.html",
@@ -86,6 +86,7 @@ const TEMPLATES: [(&str, &str); 23] = templates![
     "consent.html",
     "form_post.html",
     "transfers.html",
+    "logout_confirm.html",
 ];
 
 impl Pages {
