@@ -67,6 +67,7 @@ impl ClientRedirect {
 
 /// Why a request ends before the citizen sees anything of it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "built once per failed request, never stored")]
 pub(crate) enum Rejection {
     /// The client or its redirect URI cannot be trusted: an error page, never a redirect. The
     /// value is the key of the page's text.
@@ -99,6 +100,7 @@ fn oauth(code: OAuthErrorCode, description: &str) -> OAuthError {
 
 /// Validates in the order of RFC 6749 §4.1.2.1: client, then redirect URI, and only then the rest
 /// (whose errors go to the redirect URI).
+#[allow(clippy::result_large_err, reason = "the rejection is the answer, built once per request")]
 pub(crate) async fn validate(
     state: &AppState,
     environment: Environment,

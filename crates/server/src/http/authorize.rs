@@ -31,10 +31,8 @@ fn respond(ctx: &PageCtx, redirect: &ClientRedirect, params: Vec<(&'static str, 
             uri.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
             Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, uri.as_str()).finish()
         }
-        ResponseMode::FormPost => ctx.render(
-            "form_post.html",
-            context! { action => redirect.uri.as_str(), fields => Value::from_iter(params.into_iter().map(|(k, v)| (k, v))) },
-        ),
+        ResponseMode::FormPost => ctx
+            .render("form_post.html", context! { action => redirect.uri.as_str(), fields => Value::from_iter(params) }),
     }
 }
 
