@@ -621,7 +621,8 @@ impl Registry {
     // --- token endpoint --------------------------------------------------------------------
 
     /// Authenticates a client of `environment` by its secret with `method`; its tenant must be
-    /// active. Every mismatch looks the same to the caller.
+    /// active. Every mismatch looks the same to the caller, and only an authenticated client
+    /// learns that its tenant is suspended.
     pub async fn authenticate_client(
         &self,
         environment: Environment,
@@ -629,20 +630,14 @@ impl Registry {
         secret: &str,
         method: AuthMethod,
     ) -> Result<(Client, Tenant), ClientAuthError> {
-        let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
-        let client = self.store.find_client(&client_id).await.map_err(ClientAuthError::Store)?;
-        let Some(client) = client.filter(|c| c.environment == environment && c.settings.auth_method == method) else {
-            return Err(ClientAuthError::Failed);
-        };
-        if !self.hasher.verify(&client.secrets, secret, self.clock.now().unix_timestamp()) {
+        let client = self.client_in(environment, client_id).await?;
+        if client.settings.auth_method != method
+            || !self.hasher.verify(&client.secrets, secret, self.clock.now().unix_timestamp())
+        {
             return Err(ClientAuthError::Failed);
         }
-        let tenant = self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)?;
-        match tenant {
-            Some(tenant) if tenant.status == TenantStatus::Active => Ok((client, tenant)),
-            Some(_) => Err(ClientAuthError::TenantSuspended),
-            None => Err(ClientAuthError::Failed),
-        }
+        let tenant = self.active_tenant_of(&client).await?;
+        Ok((client, tenant))
     }
 
     /// The client `client_id` of `environment` and its active tenant, for the authorization
@@ -652,14 +647,20 @@ impl Registry {
         environment: Environment,
         client_id: &str,
     ) -> Result<(Client, Tenant), ClientAuthError> {
+        let client = self.client_in(environment, client_id).await?;
+        let tenant = self.active_tenant_of(&client).await?;
+        Ok((client, tenant))
+    }
+
+    async fn client_in(&self, environment: Environment, client_id: &str) -> Result<Client, ClientAuthError> {
         let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
         let client = self.store.find_client(&client_id).await.map_err(ClientAuthError::Store)?;
-        let Some(client) = client.filter(|c| c.environment == environment) else {
-            return Err(ClientAuthError::Failed);
-        };
-        let tenant = self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)?;
-        match tenant {
-            Some(tenant) if tenant.status == TenantStatus::Active => Ok((client, tenant)),
+        client.filter(|c| c.environment == environment).ok_or(ClientAuthError::Failed)
+    }
+
+    async fn active_tenant_of(&self, client: &Client) -> Result<Tenant, ClientAuthError> {
+        match self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)? {
+            Some(tenant) if tenant.status == TenantStatus::Active => Ok(tenant),
             Some(_) => Err(ClientAuthError::TenantSuspended),
             None => Err(ClientAuthError::Failed),
         }

@@ -62,7 +62,7 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 24] = templates![
+const TEMPLATES: [(&str, &str); 25] = templates![
     "layout.html",
     "macros.html",
     "steps.html",
@@ -87,6 +87,7 @@ const TEMPLATES: [(&str, &str); 24] = templates![
     "form_post.html",
     "transfers.html",
     "logout_confirm.html",
+    "personal_fields.html",
 ];
 
 impl Pages {
