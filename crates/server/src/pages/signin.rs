@@ -18,8 +18,34 @@ pub(crate) fn session_cookie(ctx: &PageCtx) -> String {
 
 /// Only paths of this environment may be returned to (no open redirect).
 fn safe_return(path: &str) -> &str {
-    let ok = path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') && !path.contains("://");
+    // Browsers drop tabs and newlines and read `\` as `/`, so `/\t/evil.example` would leave us.
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && !path.contains("://")
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
     if ok { path } else { "/konto" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn only_paths_of_this_site_are_returned_to() {
+        for (given, expected) in [
+            ("/konto/daten", "/konto/daten"),
+            ("/authorize?client_id=x&scope=openid", "/authorize?client_id=x&scope=openid"),
+            ("//evil.example", "/konto"),
+            ("/\\evil.example", "/konto"),
+            ("/\t/evil.example", "/konto"),
+            ("https://evil.example", "/konto"),
+            ("/x?next=https://evil.example", "/konto"),
+            ("konto", "/konto"),
+        ] {
+            assert_eq!(safe_return(given), expected, "{given:?}");
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
