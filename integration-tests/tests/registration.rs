@@ -92,6 +92,9 @@ async fn rfc7591_registration_and_rfc7592_management() {
     assert!(registered.get("example_extension_parameter").is_none());
     let (status, _) = register(&production, Some(&iat), example.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "initial access tokens are single-use");
+    let (_, _, trail) = operator.get(&format!("/audit?tenant_id={tenant_id}&action=initial_access_token.issue")).await;
+    assert_eq!(trail["total"], 2, "every issued token is audited: {trail}");
+    assert!(!trail.to_string().contains(&iat), "never the token itself");
 
     // RFC 7592: read, update, delete with the registration access token.
     let uri = registered["registration_client_uri"].as_str().unwrap().to_owned();

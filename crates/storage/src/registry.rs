@@ -356,6 +356,10 @@ impl RegistryStore for SeaRegistryStore {
         Ok(Page { items: rows.into_iter().map(client_of).collect::<Result<_, _>>()?, total })
     }
 
+    async fn append_audit(&self, audit: &AuditEvent) -> Result<(), StoreError> {
+        write_audit(&self.conn, audit).await
+    }
+
     async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
         let mut query = audit_event::Entity::find();
         if let Some(tenant_id) = filter.tenant_id {

@@ -168,4 +168,8 @@ impl RegistryStore for CachedRegistryStore {
     async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, StoreError> {
         self.inner.list_audit(filter, page).await
     }
+
+    async fn append_audit(&self, audit: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.append_audit(audit).await
+    }
 }

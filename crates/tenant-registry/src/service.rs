@@ -640,6 +640,29 @@ impl Registry {
         Ok((client, tenant))
     }
 
+    /// Records that `actor` issued an initial access token for dynamic registration in the
+    /// tenant's `environment` (the token itself is never recorded).
+    pub async fn record_initial_access_token(
+        &self,
+        actor: &Actor,
+        tenant_id: TenantId,
+        environment: Environment,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), RegistryError> {
+        let after =
+            serde_json::json!({ "environment": environment.as_str(), "expires_at": expires_at.unix_timestamp() });
+        let audit = event(
+            actor,
+            "initial_access_token.issue",
+            tenant_id,
+            tenant_id.to_string(),
+            None,
+            Some(after),
+            self.clock.now(),
+        );
+        Ok(self.store.append_audit(&audit).await?)
+    }
+
     /// The client `client_id` of `environment` and its active tenant, for the authorization
     /// endpoint and public clients at the token endpoint; `Failed` when unknown here.
     pub async fn active_client(

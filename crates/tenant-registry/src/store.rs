@@ -104,4 +104,7 @@ pub trait RegistryStore: Send + Sync {
 
     /// Audit entries, newest first.
     async fn list_audit(&self, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Records an event that changes no row here (e.g. an initial access token was issued).
+    async fn append_audit(&self, audit: &AuditEvent) -> Result<(), StoreError>;
 }

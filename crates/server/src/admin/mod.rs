@@ -345,6 +345,7 @@ impl AdminApi {
             .await
             .map_err(|e| AdminError::internal(&e))?;
         let expires_at = state.clock.now() + lifetime;
+        state.registry.record_initial_access_token(&actor, tenant.id, environment, expires_at).await?;
         Ok(InitialAccessTokenCreated::Created(Json(InitialAccessTokenView {
             initial_access_token: token,
             registration_endpoint: format!("{}/register", state.config.environments.issuer(environment)),
