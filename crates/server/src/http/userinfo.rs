@@ -25,7 +25,11 @@ fn bearer_error(status: StatusCode, code: &str, description: &str) -> Response {
 /// The bearer token from the header, or (POST) from the form body (RFC 6750 §2.2).
 async fn bearer(req: &Request, body: Body) -> Option<String> {
     if let Some(value) = req.header(header::AUTHORIZATION) {
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        return value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
     }
     if req.method() == Method::POST {
         let raw = body.into_bytes_limit(16 * 1024).await.ok()?;
