@@ -251,6 +251,8 @@ impl PageCtx {
             csrf => self.csrf.clone(),
             environment => self.site.environment.as_str(),
             logged_in => self.session.is_some(),
+            session_idle => self.state.config.accounts.session_idle_minutes.to_string(),
+            session_absolute => self.state.config.accounts.session_absolute_hours.to_string(),
             ..extra
         };
         match self.state.pages.render_template(template, context) {
