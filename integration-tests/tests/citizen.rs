@@ -156,6 +156,7 @@ async fn a_citizen_registers_activates_logs_in_changes_data_resets_the_password_
     assert_eq!(status, StatusCode::OK);
     assert!(url.ends_with("/konto"), "{url}");
     assert!(html.contains("Mein Konto") && html.contains("Heidestraße") && html.contains("selbst angegeben"));
+    assert!(html.contains("endet die Anmeldung nach 30 Minuten ohne Aktivität"), "the time limit is announced");
 
     // Change data: the city changes at once, a new e-mail address only after its confirmation.
     let (_, html) = page(&client, &format!("{base}/konto/daten")).await;
