@@ -208,7 +208,10 @@ async fn client_credentials_at_the_token_endpoint_with_its_error_cases() {
     let discovery: Value =
         reqwest::get(format!("{test_issuer}/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(discovery["token_endpoint"], format!("{test_issuer}/token"));
-    assert_eq!(discovery["grant_types_supported"], json!(["authorization_code", "client_credentials"]));
+    assert_eq!(
+        discovery["grant_types_supported"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
     server.stop().await;
     backends.drop_now().await;
 }

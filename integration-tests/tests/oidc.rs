@@ -151,6 +151,19 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(info.address().and_then(|a| a.locality.as_ref()).map(|l| l.as_str()), Some("Köln"));
     assert!(info.birthdate().is_none(), "birthdate was not in the scopes' consented set");
 
+    // Refresh with rotation: the new token works, the used one revokes its whole family.
+    let first = tokens.refresh_token().expect("a refresh token for a client allowed to refresh").clone();
+    let refreshed = client.exchange_refresh_token(&first).unwrap().request_async(&http).await.expect("refreshed");
+    let second_refresh = refreshed.refresh_token().expect("rotated").clone();
+    assert_ne!(second_refresh.secret(), first.secret());
+    let info: CoreUserInfoClaims =
+        client.user_info(refreshed.access_token().clone(), None).unwrap().request_async(&http).await.unwrap();
+    assert_eq!(info.subject(), claims.subject());
+    let replay = client.exchange_refresh_token(&first).unwrap().request_async(&http).await;
+    assert!(format!("{replay:?}").contains("invalid_grant"), "{replay:?}");
+    let after_replay = client.exchange_refresh_token(&second_refresh).unwrap().request_async(&http).await;
+    assert!(format!("{after_replay:?}").contains("invalid_grant"), "the family is revoked: {after_replay:?}");
+
     // The citizen sees the release in "Mein Konto" and in the export.
     let (_, html) = page(&citizen, &format!("{issuer}/konto/uebermittlungen")).await;
     assert!(html.contains("Demo-Kommune – Demo-Dienst") && html.contains("E-Mail-Adresse"), "{html}");

@@ -11,6 +11,7 @@ mod m20261122_000003_client_registration_token;
 mod m20261122_000004_accounts;
 mod m20261122_000005_consents;
 mod m20261122_000006_data_transfers;
+mod m20261122_000007_refresh_tokens;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_accounts::Migration),
             Box::new(m20261122_000005_consents::Migration),
             Box::new(m20261122_000006_data_transfers::Migration),
+            Box::new(m20261122_000007_refresh_tokens::Migration),
         ]
     }
 }

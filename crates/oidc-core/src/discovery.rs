@@ -99,7 +99,11 @@ impl ProviderMetadata {
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],
             id_token_signing_alg_values_supported: id_token_algorithms,
-            grant_types_supported: vec!["authorization_code".to_owned(), "client_credentials".to_owned()],
+            grant_types_supported: vec![
+                "authorization_code".to_owned(),
+                "refresh_token".to_owned(),
+                "client_credentials".to_owned(),
+            ],
             token_endpoint_auth_methods_supported: vec![
                 "client_secret_basic".to_owned(),
                 "client_secret_post".to_owned(),

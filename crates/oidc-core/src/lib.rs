@@ -23,6 +23,7 @@ mod id_token;
 mod ids;
 mod keys;
 mod pkce;
+mod refresh;
 mod subject;
 mod tokens;
 mod trust;
@@ -39,6 +40,7 @@ pub use keys::{
     SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
 pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
+pub use refresh::{RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
 pub use subject::pairwise_subject;
 pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant};
 pub use trust::{ParseTrustLevelError, TrustLevel};

@@ -31,6 +31,8 @@ pub struct Inner {
     pub(crate) sites: Vec<Site>,
     pub(crate) accounts: Arc<Accounts>,
     pub(crate) pages: Arc<Pages>,
+    /// Durable, rotated refresh tokens.
+    pub(crate) refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore>,
     /// Derives pairwise subjects; from the KEK, so every node agrees.
     pub(crate) subject_key: [u8; 32],
 }
@@ -98,6 +100,7 @@ impl AppState {
             clock.clone(),
             config.accounts.service(),
         ));
+        let refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore> = Arc::new(database.refresh_tokens());
         let state = Self(Arc::new(Inner {
             config,
             database,
@@ -111,6 +114,7 @@ impl AppState {
             accounts,
             pages,
             subject_key: kek.derive("pairwise-subject"),
+            refresh_tokens,
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

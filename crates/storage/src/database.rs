@@ -115,6 +115,11 @@ impl Database {
         crate::SeaAccountStore::new(self.conn.clone())
     }
 
+    /// The refresh-token store on this database.
+    pub fn refresh_tokens(&self) -> crate::SeaRefreshTokenStore {
+        crate::SeaRefreshTokenStore::new(self.conn.clone())
+    }
+
     /// The signing-key store on this database.
     pub fn signing_keys(&self) -> SeaSigningKeyStore {
         SeaSigningKeyStore::new(self.conn.clone())

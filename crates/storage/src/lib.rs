@@ -15,6 +15,7 @@ mod database;
 mod entities;
 mod memory;
 mod redis_store;
+mod refresh_tokens;
 mod registry;
 mod signing_keys;
 #[cfg(feature = "testing")]
@@ -24,5 +25,6 @@ pub use accounts::SeaAccountStore;
 pub use database::{Database, DatabaseError};
 pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};
+pub use refresh_tokens::SeaRefreshTokenStore;
 pub use registry::SeaRegistryStore;
 pub use signing_keys::SeaSigningKeyStore;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use account_service::{Account, Session};
 use oidc_core::{
-    AccessGrant, AccountId, CitizenGrant, ClientId, Environment, IdTokenClaims, OAuthError, OAuthErrorCode, TrustLevel,
-    at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, verify_s256,
+    AccessGrant, AccountId, CitizenGrant, ClientId, Environment, IdTokenClaims, OAuthError, OAuthErrorCode,
+    RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, verify_s256,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -408,6 +408,24 @@ pub(crate) async fn redeem(
         at_hash: Some(at_hash(&access_token, algorithm)),
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| server_error(&e))?;
+    let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) {
+        let token = random_token();
+        let record = RefreshRecord {
+            token_hash: hash_hex(&token),
+            family_id: random_token(),
+            environment,
+            client_id: client.client_id.clone(),
+            account_id: grant.account_id,
+            grant: serde_json::to_value(RefreshGrant { scopes: grant.scopes.clone(), citizen: access.citizen.clone() })
+                .map_err(|e| server_error(&e))?,
+            created_at: now,
+            expires_at: now + i64::from(client.settings.lifetimes.refresh_token),
+        };
+        state.refresh_tokens.insert(&record).await.map_err(|e| server_error(&e))?;
+        Some(token)
+    } else {
+        None
+    };
     state.metrics.token_issued(environment, GrantType::AuthorizationCode.as_str());
     Ok(TokenResponse {
         access_token,
@@ -415,5 +433,85 @@ pub(crate) async fn redeem(
         expires_in: lifetime,
         scope: grant.scopes.join(" "),
         id_token: Some(id_token),
+        refresh_token,
+    })
+}
+
+/// What a refresh token renews.
+#[derive(Debug, Serialize, Deserialize)]
+struct RefreshGrant {
+    scopes: Vec<String>,
+    citizen: Option<CitizenGrant>,
+}
+
+fn hash_hex(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// RFC 6749 §6 with rotation: the presented token is used up and a new one (same family) comes
+/// back with a fresh access token. A used token presented again revokes its family.
+pub(crate) async fn refresh(
+    state: &AppState,
+    environment: Environment,
+    client: &Client,
+    token: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
+    if !client.settings.grant_types.contains(&GrantType::RefreshToken) {
+        return Err(oauth(OAuthErrorCode::UnauthorizedClient, "refresh_token ist nicht freigegeben"));
+    }
+    let now = state.clock.now().unix_timestamp();
+    let hash = hash_hex(token);
+    // Another client's token is refused without touching it.
+    if let Some(record) = state.refresh_tokens.find(&hash, now).await.map_err(|e| server_error(&e))?
+        && (record.client_id != client.client_id || record.environment != environment)
+    {
+        return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
+    }
+    let next_token = random_token();
+    let expires_at = now + i64::from(client.settings.lifetimes.refresh_token);
+    let record = match state
+        .refresh_tokens
+        .rotate(&hash, &hash_hex(&next_token), now, expires_at)
+        .await
+        .map_err(|e| server_error(&e))?
+    {
+        Rotation::Rotated(record) if record.client_id == client.client_id && record.environment == environment => {
+            record
+        }
+        Rotation::Rotated(_) | Rotation::Invalid => {
+            return Err(invalid("Das Refresh-Token ist ungültig oder abgelaufen"));
+        }
+        Rotation::Reused => {
+            tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
+            return Err(invalid(
+                "Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen",
+            ));
+        }
+    };
+    let renewed: RefreshGrant = serde_json::from_value(record.grant).map_err(|e| server_error(&e))?;
+    let lifetime = client.settings.lifetimes.access_token;
+    let access = AccessGrant {
+        environment,
+        client_id: client.client_id.clone(),
+        tenant_id: client.tenant_id,
+        scopes: renewed.scopes.clone(),
+        issued_at: now,
+        expires_at: now + i64::from(lifetime),
+        citizen: renewed.citizen,
+    };
+    let access_token = state
+        .access_tokens
+        .issue(&access, Duration::from_secs(u64::from(lifetime)))
+        .await
+        .map_err(|e| server_error(&e))?;
+    state.metrics.token_issued(environment, GrantType::RefreshToken.as_str());
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime,
+        scope: renewed.scopes.join(" "),
+        id_token: None,
+        refresh_token: Some(next_token),
     })
 }

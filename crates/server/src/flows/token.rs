@@ -26,6 +26,8 @@ pub(crate) struct TokenResponse {
     pub(crate) scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token: Option<String>,
 }
 
 fn server_error(error: &dyn std::error::Error) -> OAuthError {
@@ -133,5 +135,6 @@ pub(crate) async fn client_credentials(
         expires_in: lifetime,
         scope: scopes.join(" "),
         id_token: None,
+        refresh_token: None,
     })
 }

@@ -12,7 +12,7 @@ use tenant_registry::{AuthMethod, GrantType};
 use crate::{
     error::OAuthResponse,
     flows::{
-        authorize::redeem,
+        authorize::{redeem, refresh},
         token::{ClientCredentials, TokenResponse, authenticate, client_credentials},
     },
     routes::Site,
@@ -74,7 +74,7 @@ pub(crate) fn credentials(req: &Request, params: &[(String, String)]) -> Result<
         },
         // A public client identifies itself only (RFC 6749 §2.3, §4.1.3); PKCE proves the rest.
         (None, None) => match param("client_id") {
-            Some(client_id) if param("grant_type") == Some("authorization_code") => {
+            Some(client_id) if matches!(param("grant_type"), Some("authorization_code" | "refresh_token")) => {
                 ClientCredentials { client_id: client_id.to_owned(), secret: String::new(), method: AuthMethod::None }
             }
             _ => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlt")),
@@ -128,6 +128,11 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
             }
             redeem(state, site.environment, &site.issuer, &client, code, param("redirect_uri"), param("code_verifier"))
                 .await
+        }
+        Some("refresh_token") => {
+            let presented = param("refresh_token").ok_or_else(|| invalid_request("refresh_token fehlt"))?;
+            let (client, _) = authenticate(state, site.environment, &credentials).await?;
+            refresh(state, site.environment, &client, presented).await
         }
         Some(other) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,

@@ -415,8 +415,14 @@ pub(crate) async fn withdraw_consent(ctx: PageCtx, Form(form): Form<WithdrawForm
     if !ctx.csrf_ok(&form.csrf) {
         return ctx.csrf_failed();
     }
-    match ctx.state.accounts.withdraw_consent(ctx.site.environment, account.id, &form.client_id).await {
-        Ok(_) => render_transfers(&ctx, &account, vec![ctx.t("consent_withdrawn")]).await,
-        Err(e) => ctx.failure(e),
+    if let Err(e) = ctx.state.accounts.withdraw_consent(ctx.site.environment, account.id, &form.client_id).await {
+        return ctx.failure(e);
     }
+    // Without consent the client must not go on refreshing its tokens.
+    if let Some(client_id) = oidc_core::ClientId::parse(&form.client_id)
+        && let Err(e) = ctx.state.refresh_tokens.revoke_for_client(account.id, &client_id).await
+    {
+        return ctx.failure(AccountError::Unavailable(Box::new(e)));
+    }
+    render_transfers(&ctx, &account, vec![ctx.t("consent_withdrawn")]).await
 }
