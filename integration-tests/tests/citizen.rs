@@ -286,8 +286,9 @@ async fn forms_without_a_valid_csrf_token_change_nothing_and_pages_carry_securit
     let response = client.get(format!("{base}/konto/daten")).send().await.unwrap();
     assert!(response.url().as_str().ends_with("/anmelden?return_to=%2Fkonto%2Fdaten"), "{}", response.url());
     // English on request, remembered by cookie.
-    let (_, html) = page(&client, &format!("{base}/anmelden?lang=en")).await;
+    let (_, html) = page(&client, &format!("{base}/anmelden?return_to=%2Fkonto%2Fdaten&lang=en")).await;
     assert!(html.contains("<html lang=\"en\">") && html.contains("Log in"));
+    assert!(html.contains("?return_to=%2Fkonto%2Fdaten&amp;lang=de"), "the switch keeps the page's parameters");
     let (_, html) = page(&client, &format!("{base}/registrierung")).await;
     assert!(html.contains("Personal data"), "the choice is remembered");
     let (status, _, html) =

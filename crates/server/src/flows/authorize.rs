@@ -74,6 +74,8 @@ pub(crate) enum Rejection {
     Page(&'static str),
     /// An error for the client at its registered redirect URI.
     Redirect(ClientRedirect, OAuthError),
+    /// The registry could not be read (logged); a page says so.
+    Unavailable,
 }
 
 /// A valid authorization request.
@@ -114,7 +116,7 @@ pub(crate) async fn validate(
         Err(ClientAuthError::TenantSuspended) => return Err(Rejection::Page("authorize_suspended")),
         Err(ClientAuthError::Store(e)) => {
             tracing::error!(error = %e, "client lookup failed");
-            return Err(Rejection::Page("server_error_text"));
+            return Err(Rejection::Unavailable);
         }
     };
     let registered = &client.settings.redirect_uris;

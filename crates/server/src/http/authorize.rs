@@ -42,6 +42,12 @@ fn reject(ctx: &PageCtx, rejection: Rejection) -> Response {
             ctx.message(StatusCode::BAD_REQUEST, "authorize_error_title", &[ctx.t(text)], Value::from(()))
         }
         Rejection::Redirect(redirect, error) => error_to_client(ctx, &redirect, &error),
+        Rejection::Unavailable => ctx.message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error_title",
+            &[ctx.t("server_error_text")],
+            Value::from(()),
+        ),
     }
 }
 
@@ -138,13 +144,14 @@ fn consent_ref(given: &account_service::Consent) -> String {
 fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
     let hint = params.login_hint.clone().unwrap_or_default();
     params.prompt = params.prompt.map(|p| p.split(' ').filter(|v| *v != "login").collect::<Vec<_>>().join(" "));
-    let query = serde_urlencoded(&params);
+    let query = query_string(&params);
     let back = format!("/authorize?{query}");
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
     ctx.redirect(&format!("/anmelden?return_to={}&login_hint={}", encode(&back), encode(&hint)))
 }
 
-fn serde_urlencoded(params: &AuthorizeParams) -> String {
+/// The parameters as a query string, empty ones left out.
+fn query_string(params: &AuthorizeParams) -> String {
     let value = serde_json::to_value(params).unwrap_or_default();
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     if let Some(map) = value.as_object() {

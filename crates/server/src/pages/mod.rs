@@ -142,6 +142,7 @@ pub(crate) struct PageCtx {
     path: String,
     jar: CookieJar,
     client_ip: String,
+    lang_switch: String,
 }
 
 const CSRF_COOKIE: &str = "sk_csrf";
@@ -202,7 +203,15 @@ impl<'a> FromRequest<'a> for PageCtx {
             None => None,
         };
         let path = format!("{}{}", site.prefix, req.uri().path());
+        // The language switch keeps the page's other parameters (e.g. an authorization request
+        // waiting behind the login page).
+        let other = lang.other();
+        let mut switch = url::form_urlencoded::Serializer::new(String::new());
+        switch.extend_pairs(query.iter().filter(|(k, _)| k != "lang"));
+        switch.append_pair("lang", other.code());
+        let lang_switch = format!("{path}?{}", switch.finish());
         Ok(Self {
+            lang_switch,
             csrf: state.pages.csrf_token(&csrf_cookie),
             client_ip: req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
             state,
@@ -246,7 +255,7 @@ impl PageCtx {
             t => self.state.pages.texts.page(self.lang),
             lang => self.lang.code(),
             other_lang => other.code(),
-            lang_switch => format!("{}?lang={}", self.path, other.code()),
+            lang_switch => self.lang_switch.clone(),
             base => self.site.prefix.clone(),
             csrf => self.csrf.clone(),
             environment => self.site.environment.as_str(),
