@@ -142,6 +142,10 @@ pub(crate) async fn validate(
     if mode.is_err() {
         return fail(OAuthErrorCode::InvalidRequest, "response_mode muss query oder form_post sein");
     }
+    if client.settings.require_par {
+        // PAR (RFC 9126) is not offered yet; a client that must use it cannot be served safely.
+        return fail(OAuthErrorCode::InvalidRequest, "Dieser Client muss PAR verwenden; PAR wird noch nicht angeboten");
+    }
     if params.request.is_some() {
         return fail(OAuthErrorCode::RequestNotSupported, "request-Objekte werden nicht unterstützt");
     }
