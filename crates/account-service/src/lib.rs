@@ -22,7 +22,6 @@ mod notify;
 mod password;
 mod personal_data;
 mod prefill;
-mod secret_token;
 mod service;
 mod session;
 mod store;

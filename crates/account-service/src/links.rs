@@ -3,11 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use oidc_core::{AccountId, Clock, Environment, EphemeralStore};
+use oidc_core::{AccountId, Clock, Environment, EphemeralStore, random_token, token_digest};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AccountError, secret_token};
+use crate::AccountError;
 
 /// What a link is for; each has its own key prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +18,14 @@ pub(crate) enum LinkKind {
 }
 
 impl LinkKind {
-    fn prefix(self) -> &'static str {
-        match self {
+    /// The store key of a link token: its kind's prefix and the token's digest.
+    fn key(self, token: &str) -> String {
+        let prefix = match self {
             LinkKind::Activation => "act:",
             LinkKind::PasswordReset => "pwr:",
             LinkKind::EmailChange => "eml:",
-        }
+        };
+        format!("{prefix}{}", token_digest(token))
     }
 }
 
@@ -73,7 +75,7 @@ impl Links {
         ttl: Duration,
         new_email: Option<String>,
     ) -> Result<String, AccountError> {
-        let token = secret_token::generate();
+        let token = random_token();
         let grant = LinkGrant {
             environment: environment.as_str().to_owned(),
             account_id: account_id.as_uuid(),
@@ -81,10 +83,7 @@ impl Links {
             new_email,
         };
         let value = serde_json::to_vec(&grant).map_err(AccountError::internal)?;
-        self.store
-            .put(&secret_token::key(kind.prefix(), &token), &value, ttl + GRACE)
-            .await
-            .map_err(AccountError::internal)?;
+        self.store.put(&kind.key(&token), &value, ttl + GRACE).await.map_err(AccountError::internal)?;
         Ok(token)
     }
 
@@ -95,7 +94,7 @@ impl Links {
         environment: Environment,
         token: &str,
     ) -> Result<Result<(AccountId, LinkGrant), LinkError>, AccountError> {
-        let value = self.store.take(&secret_token::key(kind.prefix(), token)).await.map_err(AccountError::internal)?;
+        let value = self.store.take(&kind.key(token)).await.map_err(AccountError::internal)?;
         Ok(self.check(environment, value))
     }
 
@@ -106,7 +105,7 @@ impl Links {
         environment: Environment,
         token: &str,
     ) -> Result<Result<(AccountId, LinkGrant), LinkError>, AccountError> {
-        let value = self.store.get(&secret_token::key(kind.prefix(), token)).await.map_err(AccountError::internal)?;
+        let value = self.store.get(&kind.key(token)).await.map_err(AccountError::internal)?;
         Ok(self.check(environment, value))
     }
 

@@ -404,13 +404,8 @@ impl Accounts {
             AuthMethod::Pwd => TrustLevel::Normal,
             AuthMethod::Eid => TrustLevel::Hoch,
         };
-        let token =
+        let (token, session) =
             self.sessions.start(account.environment, account.id, method, trust_level, account.session_epoch).await?;
-        let session = self
-            .sessions
-            .find(account.environment, &token)
-            .await?
-            .ok_or_else(|| AccountError::internal(SessionVanished))?;
         Ok(LoggedIn { token, session })
     }
 
@@ -716,7 +711,3 @@ fn display_name(account: &Account) -> String {
 fn recipient(account: &Account) -> Recipient {
     Recipient { email: account.email.value.clone(), name: display_name(account) }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("a session vanished right after it was stored")]
-struct SessionVanished;

@@ -3,11 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use oidc_core::{AccountId, Clock, Environment, EphemeralStore, TrustLevel};
+use oidc_core::{AccountId, Clock, Environment, EphemeralStore, TrustLevel, random_token, token_digest};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AccountError, AuthMethod, secret_token};
+use crate::{AccountError, AuthMethod};
 
 /// Session timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(crate) struct Sessions {
 }
 
 fn key(environment: Environment, token: &str) -> String {
-    secret_token::key(&format!("sess:{}:", environment.as_str()), token)
+    format!("sess:{}:{}", environment.as_str(), token_digest(token))
 }
 
 impl Sessions {
@@ -63,7 +63,7 @@ impl Sessions {
         Self { store, clock, policy }
     }
 
-    /// Starts a session; returns the cookie value.
+    /// Starts a session; returns the cookie value and the session.
     pub(crate) async fn start(
         &self,
         environment: Environment,
@@ -71,12 +71,12 @@ impl Sessions {
         method: AuthMethod,
         trust_level: TrustLevel,
         epoch: i64,
-    ) -> Result<String, AccountError> {
+    ) -> Result<(String, Session), AccountError> {
         let now = self.clock.now();
         let session = Session { account_id, environment, auth_time: now, method, trust_level, epoch, last_seen: now };
-        let token = secret_token::generate();
+        let token = random_token();
         self.save(&key(environment, &token), &session, now).await?;
-        Ok(token)
+        Ok((token, session))
     }
 
     /// The live session behind `token`, its idle time restarted.

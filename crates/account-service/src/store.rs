@@ -47,7 +47,7 @@ pub trait AccountStore: Send + Sync {
     /// Replaces the stored account (matched by environment and id) and appends `event` if given.
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError>;
 
-    /// Appends an event to the account's activity.
+    /// Appends an event to the account's activity; `NotFound` when the account is gone.
     async fn append_event(
         &self,
         environment: Environment,
@@ -91,7 +91,7 @@ pub trait AccountStore: Send + Sync {
         client_id: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Appends to the transfer log.
+    /// Appends to the transfer log; `NotFound` when the account is gone.
     async fn record_transfer(
         &self,
         environment: Environment,

@@ -7,7 +7,8 @@
 //!
 //! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
 //! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
-//! access tokens), `discovery`, `pkce` (S256), `subject` (pairwise `sub`), `id_token` (claims, `at_hash`).
+//! access tokens), `discovery`, `pkce` (S256), `subject` (pairwise `sub`), `id_token` (claims, `at_hash`), `opaque` (random tokens, their stored digest),
+//! `refresh` (the refresh-token port).
 //!
 //! Invariants:
 //! - No I/O: ports are traits, implemented in `storage`; time and randomness come from outside
@@ -22,6 +23,7 @@ mod error;
 mod id_token;
 mod ids;
 mod keys;
+mod opaque;
 mod pkce;
 mod refresh;
 mod subject;
@@ -39,6 +41,7 @@ pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,
     SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
+pub use opaque::{constant_time_eq, random_token, token_digest};
 pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
 pub use refresh::{RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
 pub use subject::pairwise_subject;

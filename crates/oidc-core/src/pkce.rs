@@ -17,7 +17,7 @@ pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
     }
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     // Both are public once the code is redeemed; a constant-time compare costs nothing anyway.
-    computed.len() == challenge.len() && computed.bytes().zip(challenge.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    crate::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
 #[cfg(test)]

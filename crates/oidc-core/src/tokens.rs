@@ -4,12 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::{AccountId, ClientId, Environment, EphemeralError, EphemeralStore, TenantId};
+use crate::{AccountId, ClientId, Environment, EphemeralError, EphemeralStore, TenantId, random_token, token_digest};
 
 /// What an access token stands for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +53,7 @@ pub struct AccessTokens {
 }
 
 fn store_key(token: &str) -> String {
-    format!("at:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())))
+    format!("at:{}", token_digest(token))
 }
 
 /// What can go wrong with access tokens.
@@ -78,9 +75,7 @@ impl AccessTokens {
 
     /// A new token for `grant`, valid until `grant.expires_at` (`ttl` from now).
     pub async fn issue(&self, grant: &AccessGrant, ttl: Duration) -> Result<String, AccessTokenError> {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let token = random_token();
         self.store.put(&store_key(&token), &serde_json::to_vec(grant)?, ttl).await?;
         Ok(token)
     }

@@ -34,6 +34,8 @@ fn map_db_err(e: DbErr) -> StoreError {
             StoreError::Conflict(UniqueField::Email)
         }
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(UniqueField::Username),
+        // A row about an account that no longer exists (deleted meanwhile).
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => StoreError::NotFound,
         _ => unavailable(e),
     }
 }
@@ -180,13 +182,12 @@ impl AccountStore for SeaAccountStore {
 
     async fn append_event(
         &self,
-        environment: Environment,
+        _environment: Environment,
         id: AccountId,
         event: &AccountEvent,
     ) -> Result<(), StoreError> {
-        // The account must exist in this environment; the foreign key alone would not check the
-        // environment.
-        self.get(environment, id).await?;
+        // Hot path (every login): no read first; the foreign key refuses a vanished account, and
+        // account ids are unique across environments.
         insert_event(&self.conn, id, event).await
     }
 
@@ -218,11 +219,11 @@ impl AccountStore for SeaAccountStore {
 
     async fn consent(
         &self,
-        environment: Environment,
+        _environment: Environment,
         id: AccountId,
         client_id: &str,
     ) -> Result<Option<Consent>, StoreError> {
-        self.get(environment, id).await?;
+        // Hot path (every authorization): one primary-key read; ids are unique across environments.
         let Some(row) = consent::Entity::find_by_id((id.to_string(), client_id.to_owned()))
             .one(&self.conn)
             .await
@@ -301,11 +302,11 @@ impl AccountStore for SeaAccountStore {
 
     async fn record_transfer(
         &self,
-        environment: Environment,
+        _environment: Environment,
         id: AccountId,
         transfer: &DataTransfer,
     ) -> Result<(), StoreError> {
-        self.get(environment, id).await?;
+        // Hot path (every userinfo): no read first; the foreign key refuses a vanished account.
         data_transfer::Entity::insert(data_transfer::ActiveModel {
             id: NotSet,
             account_id: Set(id.to_string()),

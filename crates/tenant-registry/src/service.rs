@@ -100,6 +100,19 @@ fn event(
     }
 }
 
+/// Narrows a listing's tenant filter to what `actor` may see: a tenant admin sees only its own
+/// tenant, so asking for another one finds nothing (`false`) rather than an error that would
+/// confirm the tenant exists.
+fn scope_to_actor(actor: &Actor, requested: &mut Option<TenantId>) -> bool {
+    if let Actor::TenantAdmin { tenant_id, .. } = actor {
+        if requested.is_some_and(|t| t != *tenant_id) {
+            return false;
+        }
+        *requested = Some(*tenant_id);
+    }
+    true
+}
+
 fn invalid(problems: Problems) -> Result<(), RegistryError> {
     if problems.0.is_empty() { Ok(()) } else { Err(RegistryError::Invalid(problems.0)) }
 }
@@ -444,11 +457,8 @@ impl Registry {
         mut filter: ClientFilter,
         page: PageRequest,
     ) -> Result<Page<Client>, RegistryError> {
-        if let Actor::TenantAdmin { tenant_id, .. } = actor {
-            if filter.tenant_id.is_some_and(|t| t != *tenant_id) {
-                return Ok(Page { items: Vec::new(), total: 0 });
-            }
-            filter.tenant_id = Some(*tenant_id);
+        if !scope_to_actor(actor, &mut filter.tenant_id) {
+            return Ok(Page { items: Vec::new(), total: 0 });
         }
         Ok(self.store.list_clients(&filter, page).await?)
     }
@@ -609,11 +619,8 @@ impl Registry {
         mut filter: AuditFilter,
         page: PageRequest,
     ) -> Result<Page<AuditEntry>, RegistryError> {
-        if let Actor::TenantAdmin { tenant_id, .. } = actor {
-            if filter.tenant_id.is_some_and(|t| t != *tenant_id) {
-                return Ok(Page { items: Vec::new(), total: 0 });
-            }
-            filter.tenant_id = Some(*tenant_id);
+        if !scope_to_actor(actor, &mut filter.tenant_id) {
+            return Ok(Page { items: Vec::new(), total: 0 });
         }
         Ok(self.store.list_audit(&filter, page).await?)
     }

@@ -47,7 +47,15 @@ impl KeyEncryptionKey {
         mac.finalize().into_bytes().into()
     }
 
-    pub(super) fn seal(&self, kid: &str, plaintext: &[u8]) -> Vec<u8> {
+    /// A KEK of its own for `purpose` (see [`KeyEncryptionKey::derive`]), e.g. to seal data that
+    /// must not be openable with the signing keys' KEK itself.
+    pub fn derived(&self, purpose: &str) -> Self {
+        Self(self.derive(purpose))
+    }
+
+    /// Encrypts `plaintext` with a fresh nonce, bound to `kid` (associated data): what is sealed
+    /// for one key id or context cannot be opened for another.
+    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new((&self.0).into());
@@ -60,7 +68,9 @@ impl KeyEncryptionKey {
         sealed
     }
 
-    pub(super) fn open(&self, kid: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Decrypts what [`KeyEncryptionKey::seal`] made for `kid`; `None` when forged, truncated, of
+    /// another key or of another `kid`.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() <= NONCE_LEN {
             return None;
         }

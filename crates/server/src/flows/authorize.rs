@@ -7,10 +7,10 @@ use std::time::Duration;
 use account_service::{Account, Session};
 use oidc_core::{
     AccessGrant, AccountId, CitizenGrant, ClientId, Environment, IdTokenClaims, OAuthError, OAuthErrorCode,
-    RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, verify_s256,
+    RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, random_token,
+    token_digest, verify_s256,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
 use url::Url;
 
@@ -258,11 +258,11 @@ struct CodeGrant {
 const CODE_TTL: Duration = Duration::from_secs(60);
 
 fn code_key(code: &str) -> String {
-    format!("code:{:x}", Sha256::digest(code.as_bytes()))
+    format!("code:{}", token_digest(code))
 }
 
 fn used_key(code: &str) -> String {
-    format!("code-used:{:x}", Sha256::digest(code.as_bytes()))
+    format!("code-used:{}", token_digest(code))
 }
 
 /// The `sub` of `account` for the client's tenant: pairwise per sector.
@@ -320,14 +320,6 @@ pub(crate) fn recipient(authorization: &Authorization) -> String {
         .clone()
         .unwrap_or_else(|| authorization.tenant.branding.display_name.clone());
     format!("{authority} – {}", settings.name)
-}
-
-fn random_token() -> String {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn server_error(error: &dyn std::error::Error) -> OAuthError {
@@ -417,7 +409,7 @@ pub(crate) async fn redeem(
     let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) {
         let token = random_token();
         let record = RefreshRecord {
-            token_hash: hash_hex(&token),
+            token_hash: token_digest(&token),
             family_id: random_token(),
             environment,
             client_id: client.client_id.clone(),
@@ -450,10 +442,6 @@ struct RefreshGrant {
     citizen: Option<CitizenGrant>,
 }
 
-fn hash_hex(token: &str) -> String {
-    format!("{:x}", Sha256::digest(token.as_bytes()))
-}
-
 /// RFC 6749 §6 with rotation: the presented token is used up and a new one (same family) comes
 /// back with a fresh access token. A used token presented again revokes its family.
 pub(crate) async fn refresh(
@@ -467,7 +455,7 @@ pub(crate) async fn refresh(
         return Err(oauth(OAuthErrorCode::UnauthorizedClient, "refresh_token ist nicht freigegeben"));
     }
     let now = state.clock.now().unix_timestamp();
-    let hash = hash_hex(token);
+    let hash = token_digest(token);
     // Another client's token is refused without touching it.
     if let Some(record) = state.refresh_tokens.find(&hash, now).await.map_err(|e| server_error(&e))?
         && (record.client_id != client.client_id || record.environment != environment)
@@ -478,7 +466,7 @@ pub(crate) async fn refresh(
     let expires_at = now + i64::from(client.settings.lifetimes.refresh_token);
     let record = match state
         .refresh_tokens
-        .rotate(&hash, &hash_hex(&next_token), now, expires_at)
+        .rotate(&hash, &token_digest(&next_token), now, expires_at)
         .await
         .map_err(|e| server_error(&e))?
     {

@@ -3,12 +3,9 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use oidc_core::{Environment, Scope, SigningAlgorithm, TenantId, TrustLevel};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tenant_registry::{
     AuthMethod, Client, ClientKind, ClientSettings, FieldError, GrantType, RegistryError, TokenLifetimes,
 };
@@ -26,7 +23,7 @@ struct InitialAccessGrant {
 }
 
 fn initial_token_key(token: &str) -> String {
-    format!("iat:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())))
+    format!("iat:{}", oidc_core::token_digest(token))
 }
 
 /// A single-use initial access token for registering one client of `tenant_id` in
@@ -37,9 +34,7 @@ pub(crate) async fn issue_initial_access_token(
     environment: Environment,
     lifetime: Duration,
 ) -> Result<String, oidc_core::EphemeralError> {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = oidc_core::random_token();
     let grant = serde_json::to_vec(&InitialAccessGrant { tenant_id, environment }).unwrap_or_default();
     state.ephemeral.put(&initial_token_key(&token), &grant, lifetime).await?;
     Ok(token)

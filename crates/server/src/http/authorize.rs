@@ -66,13 +66,9 @@ async fn parameters(req: &Request, body: Body) -> Result<AuthorizeParams, ()> {
     } else {
         req.uri().query().unwrap_or_default().as_bytes().to_vec()
     };
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
-    // A parameter given twice is an error (RFC 6749 §3.1), reported as unknown client/page.
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(n, _)| n == name) {
-            return Err(());
-        }
-    }
+    // A parameter given twice is an error (RFC 6749 §3.1); before the client is known it can only
+    // be a page.
+    let pairs = crate::http::token::parameters(&raw).map_err(|_| ())?;
     serde_json::to_value(pairs.into_iter().collect::<std::collections::BTreeMap<_, _>>())
         .and_then(serde_json::from_value)
         .map_err(|_| ())

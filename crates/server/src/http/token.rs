@@ -42,7 +42,7 @@ fn basic_credentials(value: &str) -> Result<(String, String), OAuthError> {
 }
 
 /// The form parameters, each at most once (RFC 6749 §3.2).
-fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+pub(crate) fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     for (i, (name, _)) in pairs.iter().enumerate() {
         if pairs[..i].iter().any(|(earlier, _)| earlier == name) {

@@ -3,13 +3,8 @@
 //! "Sichern" and any node can continue the registration.
 
 use account_service::PersonalDataInput;
-use aes_gcm::{
-    Aes256Gcm, KeyInit, Nonce,
-    aead::{Aead, Payload},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use oidc_core::Environment;
-use rand::RngCore;
+use oidc_core::{Environment, KeyEncryptionKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -39,43 +34,25 @@ impl Draft {
     }
 }
 
-/// Seals and opens drafts (AES-256-GCM under a subkey of the KEK, bound to the environment).
+/// Seals and opens drafts (AES-256-GCM under a KEK of their own, bound to the environment).
 pub(crate) struct Drafts {
-    key: [u8; 32],
+    key: KeyEncryptionKey,
 }
 
-const NONCE_LEN: usize = 12;
-
 impl Drafts {
-    pub(crate) fn new(key: [u8; 32]) -> Self {
+    pub(crate) fn new(key: KeyEncryptionKey) -> Self {
         Self { key }
     }
 
     pub(crate) fn seal(&self, environment: Environment, draft: &Draft) -> String {
         let plaintext = serde_json::to_vec(draft).unwrap_or_default();
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new((&self.key).into());
-        let mut sealed = nonce.to_vec();
-        sealed.extend(
-            cipher
-                .encrypt(&Nonce::from(nonce), Payload { msg: &plaintext, aad: environment.as_str().as_bytes() })
-                .unwrap_or_default(),
-        );
-        URL_SAFE_NO_PAD.encode(sealed)
+        URL_SAFE_NO_PAD.encode(self.key.seal(environment.as_str(), &plaintext))
     }
 
     /// The draft in `cookie`, unless it is forged, of the other environment, or too old.
     pub(crate) fn open(&self, environment: Environment, cookie: &str, now: OffsetDateTime) -> Option<Draft> {
         let sealed = URL_SAFE_NO_PAD.decode(cookie).ok()?;
-        if sealed.len() <= NONCE_LEN {
-            return None;
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let plaintext = Aes256Gcm::new((&self.key).into())
-            .decrypt(&Nonce::from(nonce), Payload { msg: ciphertext, aad: environment.as_str().as_bytes() })
-            .ok()?;
+        let plaintext = self.key.open(environment.as_str(), &sealed)?;
         let draft: Draft = serde_json::from_slice(&plaintext).ok()?;
         let age = now.unix_timestamp() - draft.started_at;
         (0..i64::try_from(DRAFT_LIFETIME.as_secs()).unwrap_or(i64::MAX)).contains(&age).then_some(draft)
@@ -89,7 +66,8 @@ mod tests {
 
     #[test]
     fn drafts_open_only_here_and_only_for_an_hour() {
-        let drafts = Drafts::new([7; 32]);
+        let kek = KeyEncryptionKey::generate();
+        let drafts = Drafts::new(kek.derived("registration-draft"));
         let now = datetime!(2026-11-22 10:00 UTC);
         let mut draft = Draft::new(now);
         draft.input.username = "erika".into();
@@ -98,7 +76,7 @@ mod tests {
         assert_eq!(drafts.open(Environment::Production, &sealed, now).unwrap().input.username, "erika");
         assert!(drafts.open(Environment::Test, &sealed, now).is_none(), "other environment");
         assert!(drafts.open(Environment::Production, &sealed, now + time::Duration::minutes(60)).is_none());
-        assert!(Drafts::new([8; 32]).open(Environment::Production, &sealed, now).is_none(), "other key");
+        assert!(Drafts::new(kek.derived("other")).open(Environment::Production, &sealed, now).is_none(), "other key");
         assert!(drafts.open(Environment::Production, "garbage", now).is_none());
     }
 }

@@ -25,13 +25,12 @@ use account_service::{Account, AccountError, Session};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use minijinja::{Value, context};
-use oidc_core::KeyEncryptionKey;
+use oidc_core::{KeyEncryptionKey, constant_time_eq, random_token};
 use poem::{
     Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response, Result,
     http::{HeaderValue, StatusCode, header},
     web::cookie::{Cookie, CookieJar, SameSite},
 };
-use rand::RngCore;
 
 pub(crate) use account::{
     activity, change_data, change_password, confirm_email, data_form, delete, delete_form, export, overview,
@@ -107,7 +106,7 @@ impl Pages {
             templates,
             texts: texts::Texts::load()?,
             csrf_key: kek.derive("csrf"),
-            drafts: draft::Drafts::new(kek.derive("registration-draft")),
+            drafts: draft::Drafts::new(kek.derived("registration-draft")),
             accessibility_contact: accessibility_contact.to_owned(),
             privacy_version: privacy_version.to_owned(),
         })
@@ -147,12 +146,6 @@ pub(crate) struct PageCtx {
 
 const CSRF_COOKIE: &str = "sk_csrf";
 const LANG_COOKIE: &str = "sk_lang";
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 impl<'a> FromRequest<'a> for PageCtx {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
@@ -243,8 +236,7 @@ impl PageCtx {
 
     /// Whether a form's CSRF field belongs to this browser.
     pub(crate) fn csrf_ok(&self, field: &str) -> bool {
-        use subtle_eq::ct_eq;
-        ct_eq(field.as_bytes(), self.csrf.as_bytes())
+        constant_time_eq(field.as_bytes(), self.csrf.as_bytes())
     }
 
     /// Renders `template` with the common context (texts, language, links, CSRF token) and
@@ -344,13 +336,6 @@ impl PageCtx {
                 Err(self.redirect(&format!("/anmelden?return_to={target}")))
             }
         }
-    }
-}
-
-/// Constant-time comparison for tokens.
-mod subtle_eq {
-    pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }
 

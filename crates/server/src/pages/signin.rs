@@ -11,11 +11,6 @@ use serde::Deserialize;
 
 use super::PageCtx;
 
-/// The session cookie of this environment: environments never share a session.
-pub(crate) fn session_cookie(ctx: &PageCtx) -> String {
-    ctx.site.session_cookie.clone()
-}
-
 /// Only paths of this environment may be returned to (no open redirect).
 fn safe_return(path: &str) -> &str {
     // Browsers drop tabs and newlines and read `\` as `/`, so `/\t/evil.example` would leave us.
@@ -112,7 +107,7 @@ pub(crate) async fn login(ctx: PageCtx, Form(form): Form<LoginForm>) -> Response
                 // A new login replaces the browser's old session (no session fixation).
                 let _ = ctx.state.accounts.logout(ctx.site.environment, old).await;
             }
-            ctx.set_cookie(&session_cookie(&ctx), &logged_in.token, None);
+            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
             ctx.redirect(return_to)
         }
         Err(AccountError::InvalidCredentials) => {
@@ -146,7 +141,7 @@ pub(crate) async fn logout(ctx: PageCtx, Form(form): Form<CsrfForm>) -> Response
     {
         return ctx.failure(e);
     }
-    ctx.clear_cookie(&session_cookie(&ctx));
+    ctx.clear_cookie(&ctx.site.session_cookie);
     let links = vec![context! { href => format!("{}/anmelden", ctx.base()), text => ctx.t("go_to_login") }];
     ctx.render(
         "message.html",
