@@ -31,3 +31,12 @@ openapi:
 # Tenant-scale benchmark: 5,000 tenants × 3 clients (not a test; prints figures).
 bench-tenants *ARGS:
     cargo run --release -p bench --bin tenant-scale -- {{ARGS}}
+
+# servicekonto vs node oidc-provider in one run (`--smoke` for a quick check, `--without-peer`).
+bench *ARGS:
+    cargo build --release -p bench --bin side-by-side
+    target/release/side-by-side {{ARGS}}
+
+# Signing one ID token per algorithm vs the raw signature (criterion).
+bench-signing:
+    cargo bench -p bench --bench signing

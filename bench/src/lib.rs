@@ -1,8 +1,12 @@
 //! Benchmarks of servicekonto. They print figures and ratios against a baseline measured in the
 //! same run; they assert nothing and are not part of the test suite.
 //!
-//! Binaries: `tenant-scale` (issue "Tenant registry": 5,000 tenants × 3 clients, token endpoint
-//! and admin pagination).
+//! Binaries: `side-by-side` (`just bench`: servicekonto and node `oidc-provider` under the same
+//! load in one run) and `tenant-scale` (5,000 tenants × 3 clients, token endpoint and admin
+//! pagination).
+
+pub mod process;
+pub mod side_by_side;
 
 use std::time::{Duration, Instant};
 
@@ -52,16 +56,17 @@ impl Sample {
 }
 
 /// Runs `request` from `concurrency` workers for `duration` (and at most `max_requests`),
-/// collecting latencies; `request(i)` returns whether request `i` succeeded.
+/// collecting latencies; `request(worker, i)` returns whether request `i`, sent by worker
+/// `worker` (for state a worker keeps, such as its refresh token), succeeded.
 pub async fn drive<F, Fut>(name: &str, concurrency: usize, duration: Duration, max_requests: u64, request: F) -> Sample
 where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|worker| {
             let request = request.clone();
             let counter = counter.clone();
             tokio::spawn(async move {
@@ -72,7 +77,7 @@ where
                         break;
                     }
                     let t = Instant::now();
-                    if request(i).await {
+                    if request(worker, i).await {
                         latencies.push(t.elapsed());
                     } else {
                         errors += 1;

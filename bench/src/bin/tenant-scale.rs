@@ -110,7 +110,7 @@ async fn seed(registry: &Registry, from: usize, count: usize) -> anyhow::Result<
 async fn token_load(name: &str, base: &str, ids: Arc<Vec<String>>, options: &Options) -> Sample {
     let http = reqwest::Client::builder().pool_max_idle_per_host(options.concurrency).build().unwrap_or_default();
     let url = format!("{base}/test/token");
-    drive(name, options.concurrency, Duration::from_secs(options.seconds), u64::MAX, move |i| {
+    drive(name, options.concurrency, Duration::from_secs(options.seconds), u64::MAX, move |_, i| {
         let (http, url, ids) = (http.clone(), url.clone(), ids.clone());
         async move {
             // A spread of clients, so that the cache holds the whole registry, not one entry.
@@ -201,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
     let pages = (options.tenants as u64).div_ceil(100);
     let list = {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
-        drive("admin: list tenants, 100 per page, every page", 1, Duration::from_secs(600), pages, move |i| {
+        drive("admin: list tenants, 100 per page, every page", 1, Duration::from_secs(600), pages, move |_, i| {
             let (http, base, token) = (http.clone(), base.clone(), token.clone());
             async move {
                 let url = format!("{base}/admin/api/v1/tenants?limit=100&offset={}", i * 100);

@@ -188,6 +188,10 @@ pub struct Accounts {
     store: Arc<dyn AccountStore>,
     notifier: Arc<dyn Notifier>,
     hasher: Arc<PasswordHasher>,
+    /// One permit per core: more argon2id hashes at once than cores only queue on the CPU, and
+    /// each holds `argon2_memory_kib` that the allocator keeps per thread afterwards, so
+    /// unbounded parallel logins would grow memory with the number of blocking threads.
+    hashing_slots: Arc<tokio::sync::Semaphore>,
     clock: Arc<dyn Clock>,
     links: Links,
     sessions: Sessions,
@@ -212,6 +216,9 @@ impl Accounts {
             store,
             notifier,
             hasher: Arc::new(hasher),
+            hashing_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            )),
             links: Links::new(ephemeral.clone(), clock.clone()),
             sessions: Sessions::new(ephemeral.clone(), clock.clone(), config.sessions),
             throttle: Throttle::new(ephemeral, clock.clone(), config.throttle),
@@ -228,6 +235,7 @@ impl Accounts {
     /// Hashes a password on a blocking thread (argon2id costs tens of milliseconds of CPU).
     pub async fn hash_password(&self, password: String) -> Result<String, AccountError> {
         let hasher = self.hasher.clone();
+        let _slot = self.hashing_slots.acquire().await.map_err(AccountError::internal)?;
         tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await
             .map_err(AccountError::internal)?
@@ -237,6 +245,7 @@ impl Accounts {
     async fn verify_password(&self, stored: Option<String>, password: &str) -> Result<Verification, AccountError> {
         let hasher = self.hasher.clone();
         let password = password.to_owned();
+        let _slot = self.hashing_slots.acquire().await.map_err(AccountError::internal)?;
         tokio::task::spawn_blocking(move || match stored {
             Some(stored) => hasher.verify(&stored, &password),
             None => {

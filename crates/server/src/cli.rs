@@ -23,7 +23,7 @@ use crate::{AppState, Config, Migrations, state, telemetry};
 )]
 struct Cli {
     /// TOML config file; `SERVICEKONTO_*` environment variables override it.
-    #[arg(long, short, global = true, env = "SERVICEKONTO_CONFIG")]
+    #[arg(long, short, global = true, env = crate::config::CONFIG_FILE_VARIABLE)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

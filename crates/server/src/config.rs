@@ -377,6 +377,9 @@ pub enum ConfigError {
     Invalid(Vec<String>),
 }
 
+/// The environment variable naming the config file.
+pub(crate) const CONFIG_FILE_VARIABLE: &str = "SERVICEKONTO_CONFIG";
+
 impl Config {
     /// Loads defaults, then `file` (if given; it must exist), then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -400,7 +403,9 @@ impl Config {
         // `SERVICEKONTO_X__Y=v` sets `x.y` (parsed as figment's `Env` parses values);
         // `SERVICEKONTO_X__Y_FILE=/run/secrets/y` sets `x.y` to the file's content as text, so
         // secrets need not sit in the environment.
-        for (name, value) in vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)) {
+        // `SERVICEKONTO_CONFIG` names the file (the command line's `--config`); it is no key.
+        let settings = vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_FILE_VARIABLE);
+        for (name, value) in settings {
             let path = name[ENV_PREFIX.len()..].to_lowercase();
             figment = match path.strip_suffix(&FILE_SUFFIX.to_lowercase()) {
                 Some(path) => {
@@ -608,6 +613,7 @@ mod tests {
                 ("SERVICEKONTO_DATABASE__URL_FILE", secret.to_str().unwrap()),
                 ("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", "https://test.konto.example"),
                 ("SERVICEKONTO_DEMO__ENABLED", "false"),
+                ("SERVICEKONTO_CONFIG", "/names/the/file/and/is/no/key.toml"),
                 ("OTHER_VAR", "ignored"),
             ],
         )

@@ -29,6 +29,12 @@ mod telemetry;
 
 use std::{future::Future, time::Duration};
 
+/// mimalloc instead of glibc's malloc, for every binary that links the server (`servicekonto`,
+/// the benchmark): glibc keeps a growing arena per thread and retained the 19 MiB argon2id
+/// blocks of password logins, so memory grew with the number of threads that ever hashed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use admin::openapi_json as admin_openapi_json;
 pub use config::{Config, ConfigError, LogFormat, Secret};
 use poem::{Server, listener::TcpAcceptor};

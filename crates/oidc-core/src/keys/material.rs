@@ -195,6 +195,14 @@ impl SigningKey {
         Self { kid, algorithm, encoding }
     }
 
+    /// A fresh key held only in memory, with its public JWK; for benchmarks and tests of
+    /// relying parties (the server's keys come from [`super::KeyService`]).
+    pub fn generate(algorithm: SigningAlgorithm) -> Result<(Self, Jwk), KeyError> {
+        let generated = generate(algorithm)?;
+        let key = Self::from_der(generated.public.kid.clone(), algorithm, &generated.private_der);
+        Ok((key, generated.public))
+    }
+
     /// The key id announced in the JWS header.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -211,6 +219,12 @@ impl SigningKey {
         header.kid = Some(self.kid.clone());
         header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, &self.encoding).map_err(KeyError::Sign)
+    }
+
+    /// The signature over `message` alone (base64url): what [`Self::sign`] costs without building
+    /// the token, for the signing benchmark.
+    pub fn sign_raw(&self, message: &[u8]) -> Result<String, KeyError> {
+        jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm.jwt()).map_err(KeyError::Sign)
     }
 }
 

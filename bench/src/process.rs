@@ -1,0 +1,115 @@
+//! The servers under test as child processes: pinned to a core, watched for CPU time and peak
+//! memory through `/proc`, killed when dropped.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+/// A server process of one peer; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        Ok(Self { child })
+    }
+
+    /// The process id (`taskset` execs its command, so this is the server itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `url` answers 200, failing early when the process exits.
+    pub async fn wait_ready(&mut self, url: &str, log: &Path) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(status) = self.child.try_wait()? {
+                let output = std::fs::read_to_string(log).unwrap_or_default();
+                anyhow::bail!("the server exited with {status} before it was ready:\n{output}");
+            }
+            if matches!(http.get(url).send().await, Ok(r) if r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{url} did not answer within 60 s")
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
+    }
+
+    /// Peak resident memory (VmHWM) in KiB so far.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds of this process (the load generator).
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file. The fields are in clock ticks of USER_HZ, which
+/// Linux fixes at 100 for this interface.
+fn cpu_seconds_of(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start at field 3, so utime (14) and stime (15) are at 11 and 12.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `program` run on `cpu` through `taskset` when pinning is on.
+pub fn pinned(cpu: Option<usize>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu.to_string()).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Whether this machine can pin: `taskset` exists and at least two cores are available.
+pub fn can_pin() -> bool {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    cores >= 2 && Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}

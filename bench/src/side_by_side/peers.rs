@@ -1,0 +1,315 @@
+//! Starting the two peers and preparing each for the scenarios: our server (the `server`
+//! library's own command line, in this release binary) and node `oidc-provider` with its
+//! automatic interaction; a citizen with a session and remembered consent at each.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Context;
+use reqwest::{Client, StatusCode, redirect::Policy};
+use url::Url;
+
+use crate::process::{ServerProcess, free_port, pinned};
+
+/// The environment variable that makes the bench binary act as `servicekonto` (see `main`).
+pub const ROLE_VARIABLE: &str = "BENCH_ROLE";
+/// Its value for our server.
+pub const ROLE_SERVICEKONTO: &str = "servicekonto";
+
+/// The client both peers know (our demo client, configured identically at the peer).
+pub const CLIENT_ID: &str = "demo-client";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "demo-secret-only-for-local-use";
+/// Its redirect URI; nothing listens there, the harness reads the code from `Location`.
+pub const REDIRECT_URI: &str = "http://127.0.0.1:3000/callback";
+/// The scopes of the single-sign-on flow.
+pub const SCOPE: &str = "openid profile email address";
+
+const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+
+/// A running peer with its endpoints, read from its discovery document.
+pub struct Peer {
+    /// `servicekonto` or `oidc-provider`.
+    pub name: &'static str,
+    /// Its issuer.
+    pub issuer: String,
+    /// The discovery document URL.
+    pub discovery: String,
+    /// The authorization endpoint.
+    pub authorization: String,
+    /// The token endpoint.
+    pub token: String,
+    /// The userinfo endpoint.
+    pub userinfo: String,
+    /// The introspection endpoint.
+    pub introspection: String,
+    /// The JWKS URL.
+    pub jwks: String,
+    /// The server process.
+    pub process: ServerProcess,
+    /// The benchmark citizen's username at our server (which has password logins); `None` at
+    /// the peer, whose automatic interaction logs in without one.
+    pub username: Option<String>,
+}
+
+/// What a password login posts.
+#[derive(Clone)]
+pub struct LoginForm {
+    /// `POST` target.
+    pub url: String,
+    /// The form fields.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Peer {
+    /// A new browser (a cookie-keeping client that never follows redirects) with a session of
+    /// the benchmark citizen, who has consented already. One per worker: a citizen's browser
+    /// runs one flow at a time.
+    pub async fn new_session(&self) -> anyhow::Result<Client> {
+        let browser = cookie_client()?;
+        match &self.username {
+            Some(username) => {
+                let form = login_form(&browser, &self.issuer, username).await?;
+                let response = browser.post(&form.url).form(&form.fields).send().await?;
+                anyhow::ensure!(response.status().is_redirection(), "login answered {}", response.status());
+            }
+            None => {
+                super::scenarios::AuthorizationRequest::for_endpoint(&self.authorization)?.follow(&browser).await?;
+            }
+        }
+        Ok(browser)
+    }
+}
+
+/// A client that keeps cookies and never follows redirects.
+pub fn cookie_client() -> anyhow::Result<Client> {
+    Ok(Client::builder().cookie_store(true).redirect(Policy::none()).pool_max_idle_per_host(256).build()?)
+}
+
+async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -> anyhow::Result<Peer> {
+    let discovery = format!("{issuer}/.well-known/openid-configuration");
+    let metadata: serde_json::Value = reqwest::get(&discovery).await?.error_for_status()?.json().await?;
+    let endpoint = |field: &str| -> anyhow::Result<String> {
+        Ok(metadata[field].as_str().with_context(|| format!("{name} announces no {field}"))?.to_owned())
+    };
+    Ok(Peer {
+        name,
+        authorization: endpoint("authorization_endpoint")?,
+        token: endpoint("token_endpoint")?,
+        userinfo: endpoint("userinfo_endpoint")?,
+        introspection: endpoint("introspection_endpoint")?,
+        jwks: endpoint("jwks_uri")?,
+        issuer,
+        discovery,
+        process,
+        username: None,
+    })
+}
+
+/// Starts our server on `database_url`/`redis_url` (or SQLite in `dir` and memory).
+pub async fn start_servicekonto(
+    dir: &Path,
+    cpu: Option<usize>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+) -> anyhow::Result<Peer> {
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let database = database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
+    let redis = redis_url.map(|url| format!("url = {url:?}\n")).unwrap_or_default();
+    let config = format!(
+        "[http]\nbind = \"127.0.0.1:{port}\"\n\
+         [environments.production]\nissuer = \"{base}\"\n\
+         [environments.test]\nissuer = \"{base}/test\"\n\
+         [database]\nurl = {database:?}\n\
+         [redis]\n{redis}\
+         [keys]\nkek_path = {kek:?}\n\
+         [log]\nfilter = \"warn\"\n\
+         [mail]\noutbox_dir = {outbox:?}\n",
+        kek = dir.join("kek").display().to_string(),
+        outbox = dir.join("outbox").display().to_string(),
+    );
+    let config_path = dir.join("servicekonto.toml");
+    std::fs::write(&config_path, config)?;
+    let mut command = pinned(cpu, std::env::current_exe()?);
+    command.env(ROLE_VARIABLE, ROLE_SERVICEKONTO).env("SERVICEKONTO_CONFIG", &config_path).env_remove("RUST_LOG");
+    command.arg("serve");
+    let log = dir.join("servicekonto.log");
+    let mut process = ServerProcess::spawn(command, &log)?;
+    process.wait_ready(&format!("{base}/healthz"), &log).await?;
+    let mut peer = endpoints("servicekonto", format!("{base}/test"), process).await?;
+    let browser = cookie_client()?;
+    let username = register(&browser, &peer.issuer, &dir.join("outbox")).await.context("registering the citizen")?;
+    peer.username = Some(username);
+    let browser = peer.new_session().await.context("logging the benchmark citizen in")?;
+    consent(&peer, &browser).await.context("the first authorization with consent")?;
+    Ok(peer)
+}
+
+/// Registers a citizen through the registration pages and activates it with the link from the
+/// mail in `outbox`; the username (unique per run, so a shared PostgreSQL can be reused).
+async fn register(client: &Client, issuer: &str, outbox: &Path) -> anyhow::Result<String> {
+    let suffix: u32 = rand::random();
+    let username = format!("bench.{suffix:08x}");
+    let email = format!("{username}@example.org");
+    let page = client.get(format!("{issuer}/registrierung")).send().await?.text().await?;
+    let step1 = [
+        ("csrf", csrf(&page)?),
+        ("given_names", "Erika".into()),
+        ("family_name", "Mustermann".into()),
+        ("birth_name", "Gabler".into()),
+        ("date_of_birth", "12.08.1964".into()),
+        ("place_of_birth", "Berlin".into()),
+        ("street_and_number", "Heidestraße 17".into()),
+        ("postal_code", "51147".into()),
+        ("city", "Köln".into()),
+        ("country", "DE".into()),
+        ("email", email.clone()),
+        ("username", username.clone()),
+    ];
+    let page = follow_page(client, client.post(format!("{issuer}/registrierung")).form(&step1), issuer).await?;
+    let step2 = [
+        ("csrf", csrf(&page)?),
+        ("password", PASSWORD.into()),
+        ("password_confirmation", PASSWORD.into()),
+        ("privacy", "accepted".into()),
+    ];
+    let page =
+        follow_page(client, client.post(format!("{issuer}/registrierung/passwort")).form(&step2), issuer).await?;
+    let save = [("csrf", csrf(&page)?)];
+    follow_page(client, client.post(format!("{issuer}/registrierung/pruefen")).form(&save), issuer).await?;
+    let link = activation_link(outbox, &email).await?;
+    let response = client.get(&link).send().await?;
+    anyhow::ensure!(response.status() == StatusCode::OK, "activation answered {}", response.status());
+    Ok(username)
+}
+
+/// Sends `request`; follows same-site redirects; the final page's HTML.
+async fn follow_page(client: &Client, request: reqwest::RequestBuilder, issuer: &str) -> anyhow::Result<String> {
+    let mut response = request.send().await?;
+    for _ in 0..5 {
+        if !response.status().is_redirection() {
+            break;
+        }
+        let location = location(&response)?;
+        let next = Url::parse(issuer)?.join(&location)?;
+        response = client.get(next).send().await?;
+    }
+    anyhow::ensure!(response.status().is_success(), "{} answered {}", response.url(), response.status());
+    Ok(response.text().await?)
+}
+
+/// The activation link from the mail to `email` in the outbox folder.
+async fn activation_link(outbox: &Path, email: &str) -> anyhow::Result<String> {
+    for _ in 0..50 {
+        for entry in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+            let raw = std::fs::read(entry.path())?;
+            let Some(message) = mail_parser::MessageParser::default().parse(&raw) else { continue };
+            let to_citizen = message.to().and_then(|to| to.first()).and_then(|a| a.address()) == Some(email);
+            let text = message.body_text(0).unwrap_or_default();
+            if to_citizen && let Some(start) = text.find("http") {
+                let link: String = text[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+                if link.contains("/aktivierung?") {
+                    return Ok(link);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no activation mail for {email} in {}", outbox.display())
+}
+
+fn csrf(html: &str) -> anyhow::Result<String> {
+    hidden(html, "csrf")
+}
+
+fn hidden(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).with_context(|| format!("no {name} field in the page"))? + marker.len();
+    Ok(html[start..].split('"').next().unwrap_or_default().replace("&#x2f;", "/").replace("&amp;", "&"))
+}
+
+fn location(response: &reqwest::Response) -> anyhow::Result<String> {
+    Ok(response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("a redirect without Location")?
+        .to_owned())
+}
+
+/// Our login form as `browser` gets it (with its CSRF token), filled in.
+pub async fn login_form(browser: &Client, issuer: &str, username: &str) -> anyhow::Result<LoginForm> {
+    let url = format!("{issuer}/anmelden");
+    let page = browser.get(&url).send().await?.text().await?;
+    let fields = vec![
+        ("csrf".to_owned(), csrf(&page)?),
+        ("username".to_owned(), username.to_owned()),
+        ("password".to_owned(), PASSWORD.to_owned()),
+    ];
+    Ok(LoginForm { url, fields })
+}
+
+/// The first authorization: our consent page is answered with "allow" for every claim.
+async fn consent(peer: &Peer, browser: &Client) -> anyhow::Result<()> {
+    let request = super::scenarios::AuthorizationRequest::for_endpoint(&peer.authorization)?;
+    let response = browser.get(&request.url).send().await?;
+    anyhow::ensure!(response.status() == StatusCode::OK, "expected the consent page, got {}", response.status());
+    let page = response.text().await?;
+    let mut form = vec![
+        ("csrf".to_owned(), csrf(&page)?),
+        ("request".to_owned(), hidden(&page, "request")?),
+        ("decision".to_owned(), "allow".to_owned()),
+    ];
+    for claim in ["email", "email_verified", "address", "birthdate", "place_of_birth"] {
+        form.push(("claim".to_owned(), claim.to_owned()));
+    }
+    let response = browser.post(format!("{}/zustimmung", peer.issuer)).form(&form).send().await?;
+    let location = location(&response)?;
+    anyhow::ensure!(
+        location.starts_with(REDIRECT_URI) && location.contains("code="),
+        "no code after consent: {location}"
+    );
+    Ok(())
+}
+
+/// Copies the peer's files to `cache` and installs its npm package there if missing; why the
+/// peer cannot run otherwise.
+pub fn install_peer(cache: &Path) -> Result<(), String> {
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !matches!(node, Ok(ref o) if o.status.success()) {
+        return Err("Node.js (`node`) is not installed".to_owned());
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer");
+    std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    for file in ["package.json", "package-lock.json", "provider.mjs"] {
+        std::fs::copy(source.join(file), cache.join(file)).map_err(|e| format!("copying {file}: {e}"))?;
+    }
+    if cache.join("node_modules/oidc-provider/package.json").exists() {
+        return Ok(());
+    }
+    let installed = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(cache)
+        .status()
+        .map_err(|e| format!("npm is not available: {e}"))?;
+    if installed.success() { Ok(()) } else { Err(format!("`npm ci` in {} failed ({installed})", cache.display())) }
+}
+
+/// Starts node `oidc-provider` from `cache` (see [`install_peer`]).
+pub async fn start_oidc_provider(cache: &Path, dir: &Path, cpu: Option<usize>) -> anyhow::Result<Peer> {
+    let port = free_port()?;
+    let issuer = format!("http://127.0.0.1:{port}");
+    let mut command = pinned(cpu, "node");
+    command.current_dir(cache).env("PORT", port.to_string()).env("NODE_ENV", "production").args([
+        "provider.mjs",
+        CLIENT_ID,
+        CLIENT_SECRET,
+        REDIRECT_URI,
+    ]);
+    let log = dir.join("oidc-provider.log");
+    let mut process = ServerProcess::spawn(command, &log)?;
+    process.wait_ready(&format!("{issuer}/.well-known/openid-configuration"), &log).await?;
+    let peer = endpoints("oidc-provider", issuer, process).await?;
+    peer.new_session().await.context("the first authorization at oidc-provider")?;
+    Ok(peer)
+}

@@ -1,0 +1,268 @@
+//! The report: one table (printed, and as Markdown and JSON files) and the targets of the
+//! benchmark issue as pass/miss lines.
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{Measured, Row, Run, scenarios::Scenario};
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.outcome.sample.rate()
+    }
+
+    fn p50(&self) -> f64 {
+        self.outcome.sample.quantile_ms(0.5)
+    }
+
+    fn p99(&self) -> f64 {
+        self.outcome.sample.quantile_ms(0.99)
+    }
+
+    /// Server CPU milliseconds per successful request.
+    fn server_ms_per_request(&self) -> f64 {
+        self.server_cpu * 1000.0 / (self.outcome.sample.ok.max(1) as f64)
+    }
+
+    /// The generator's CPU use in % of one core.
+    fn generator_load(&self) -> f64 {
+        self.generator_cpu * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
+    fn json(&self) -> Value {
+        let mut value = self.outcome.sample.json();
+        value["server_cpu_ms_per_request"] = json!(self.server_ms_per_request());
+        value["generator_cpu_percent_of_one_core"] = json!(self.generator_load());
+        value["server_peak_rss_kib_so_far"] = json!(self.peak_rss_kib);
+        value["first_error"] = json!(self.outcome.first_error);
+        value
+    }
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        Some(self.ours.as_ref()?.rate() / self.peer.as_ref()?.rate())
+    }
+
+    /// How much more the peer's server spends per request than ours: the capacity ratio, which
+    /// holds even when the load generator, not the server, limited the throughput.
+    fn cpu_ratio(&self) -> Option<f64> {
+        Some(self.peer.as_ref()?.server_ms_per_request() / self.ours.as_ref()?.server_ms_per_request())
+    }
+
+    /// Whether the load generator used (nearly) its whole core against us: then our throughput
+    /// is the generator's limit, not the server's.
+    fn generator_bound(&self) -> bool {
+        self.ours.as_ref().is_some_and(|m| m.generator_load() >= 90.0)
+    }
+
+    fn p99_ratio(&self) -> Option<f64> {
+        Some(self.ours.as_ref()?.p99() / self.peer.as_ref()?.p99())
+    }
+}
+
+/// A target of the issue and whether this run met it.
+struct Target {
+    text: String,
+    met: Option<bool>,
+}
+
+fn targets(run: &Run) -> Vec<Target> {
+    let row = |scenario: Scenario| run.rows.iter().find(|r| r.scenario == scenario);
+    let mut targets = Vec::new();
+    for (scenario, factor) in [
+        (Scenario::ClientCredentials, 5.0),
+        (Scenario::SsoFlow, 3.0),
+        (Scenario::Discovery, 10.0),
+        (Scenario::Jwks, 10.0),
+    ] {
+        let ratio = row(scenario).and_then(Row::ratio);
+        let cpu = row(scenario).and_then(Row::cpu_ratio);
+        let bound = if row(scenario).is_some_and(Row::generator_bound) {
+            "; the generator's core was saturated, so this is its limit, not ours"
+        } else {
+            ""
+        };
+        targets.push(Target {
+            text: format!(
+                "{}: ≥ {factor}× the peer's requests/s (is {}; server CPU per request: the peer needs {}{bound})",
+                scenario.name(),
+                times(ratio),
+                times(cpu)
+            ),
+            met: ratio.map(|r| r >= factor),
+        });
+    }
+    for row in &run.rows {
+        if let Some(ratio) = row.p99_ratio() {
+            targets.push(Target {
+                text: format!("{}: p99 ≤ ½ of the peer's (is {})", row.scenario.name(), times(Some(ratio))),
+                met: Some(ratio <= 0.5),
+            });
+        }
+    }
+    let rss = run.peer_rss_kib.map(|peer| run.ours_rss_kib as f64 / peer.max(1) as f64);
+    targets.push(Target {
+        text: format!("server peak RSS ≤ ¼ of the peer's (is {})", times(rss)),
+        met: rss.map(|r| r <= 0.25),
+    });
+    let issuance = row(Scenario::SsoFlow).and_then(|r| r.ours.as_ref()).map(|m| m.rate() / run.limits.rs256_per_second);
+    targets.push(Target {
+        text: format!(
+            "ID-token issuance (complete SSO flows/s, one RS256 ID token each) ≥ 60 % of one core's RS256 signing limit of {:.0}/s (is {})",
+            run.limits.rs256_per_second,
+            percent(issuance)
+        ),
+        met: issuance.map(|share| share >= 0.6),
+    });
+    targets
+}
+
+fn times(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "not measured".to_owned(), |r| format!("{r:.2}×"))
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "not measured".to_owned(), |s| format!("{:.0} %", s * 100.0))
+}
+
+fn cell(measured: Option<&Measured>, value: impl Fn(&Measured) -> String) -> String {
+    measured.map_or_else(|| "–".to_owned(), value)
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map(|m| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    format!("{model}, {cores} cores")
+}
+
+/// Prints the report and writes `side-by-side.json` and `side-by-side.md` to the output folder.
+pub(super) fn write(run: &Run) -> anyhow::Result<()> {
+    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let mut md = String::new();
+    writeln!(md, "# servicekonto vs node oidc-provider, {date}\n")?;
+    writeln!(
+        md,
+        "Machine: {}. servicekonto on {}; {}. {} workers, {:.0} s per scenario and peer{}.\n",
+        machine(),
+        run.backends,
+        if run.pinned {
+            "both servers pinned to core 1, the load generator to core 0".to_owned()
+        } else {
+            "not pinned (needs `taskset` and two cores)".to_owned()
+        },
+        run.options.concurrency,
+        run.options.seconds,
+        if run.options.smoke { " (smoke mode: the figures mean nothing)" } else { "" },
+    )?;
+    if let Some(reason) = &run.peer_missing {
+        writeln!(md, "The peer did not run: {reason}.\n")?;
+    }
+    writeln!(
+        md,
+        "| scenario | ours req/s | peer req/s | ours/peer | ours p50 ms | peer p50 ms | ours p99 ms | peer p99 ms | errors ours/peer | server CPU ms/req ours/peer | generator CPU % ours/peer | peak RSS MiB so far ours/peer |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    for row in &run.rows {
+        let (ours, peer) = (row.ours.as_ref(), row.peer.as_ref());
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {}/{} | {}/{} |",
+            row.scenario.name(),
+            cell(ours, |m| format!("{:.0}", m.rate())),
+            cell(peer, |m| format!("{:.0}", m.rate())),
+            row.ratio().map_or_else(|| "–".to_owned(), |r| format!("{r:.2}×")),
+            cell(ours, |m| format!("{:.2}", m.p50())),
+            cell(peer, |m| format!("{:.2}", m.p50())),
+            cell(ours, |m| format!("{:.2}", m.p99())),
+            cell(peer, |m| format!("{:.2}", m.p99())),
+            cell(ours, |m| m.outcome.sample.errors.to_string()),
+            cell(peer, |m| m.outcome.sample.errors.to_string()),
+            cell(ours, |m| format!("{:.3}", m.server_ms_per_request())),
+            cell(peer, |m| format!("{:.3}", m.server_ms_per_request())),
+            cell(ours, |m| format!("{:.0}", m.generator_load())),
+            cell(peer, |m| format!("{:.0}", m.generator_load())),
+            cell(ours, |m| format!("{:.0}", m.peak_rss_kib as f64 / 1024.0)),
+            cell(peer, |m| format!("{:.0}", m.peak_rss_kib as f64 / 1024.0)),
+        )?;
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    writeln!(
+        md,
+        "\nServer peak RSS: servicekonto {:.1} MiB, oidc-provider {}.\n",
+        mib(run.ours_rss_kib),
+        run.peer_rss_kib.map_or_else(|| "not measured".to_owned(), |kib| format!("{:.1} MiB", mib(kib)))
+    )?;
+    let logins = run.rows.iter().find(|r| r.scenario == Scenario::PasswordLogin).and_then(|r| r.ours.as_ref());
+    writeln!(
+        md,
+        "Password logins: {} /s against {:.1} argon2id hashes/s on one core ({}): {} of the hashing limit. The peer has no password login of its own.\n",
+        logins.map_or_else(|| "not measured".to_owned(), |m| format!("{:.1}", m.rate())),
+        run.limits.argon2_per_second,
+        run.limits.argon2,
+        percent(logins.map(|m| m.rate() / run.limits.argon2_per_second)),
+    )?;
+    writeln!(md, "## Targets\n")?;
+    let targets = targets(run);
+    for target in &targets {
+        let mark = match target.met {
+            Some(true) => "pass",
+            Some(false) => "MISS",
+            None => "n/a ",
+        };
+        writeln!(md, "- {mark} — {}", target.text)?;
+    }
+    for row in &run.rows {
+        for (who, measured) in [("servicekonto", &row.ours), ("oidc-provider", &row.peer)] {
+            if let Some(error) = measured.as_ref().and_then(|m| m.outcome.first_error.as_ref()) {
+                writeln!(md, "\nFirst error of {who} in \"{}\": {error}", row.scenario.name())?;
+            }
+        }
+    }
+    println!("{md}");
+
+    let scenarios: Vec<Value> = run
+        .rows
+        .iter()
+        .map(|row| {
+            json!({
+                "scenario": row.scenario.name(),
+                "servicekonto": row.ours.as_ref().map(Measured::json),
+                "oidc_provider": row.peer.as_ref().map(Measured::json),
+                "throughput_ratio": row.ratio(),
+                "server_cpu_per_request_ratio_peer_over_ours": row.cpu_ratio(),
+                "generator_bound": row.generator_bound(),
+                "p99_ratio": row.p99_ratio(),
+            })
+        })
+        .collect();
+    let report = json!({
+        "date": date,
+        "machine": machine(),
+        "backends": run.backends,
+        "pinned": run.pinned,
+        "smoke": run.options.smoke,
+        "concurrency": run.options.concurrency,
+        "seconds_per_scenario": run.options.seconds,
+        "peer_missing": run.peer_missing,
+        "scenarios": scenarios,
+        "peak_rss_kib": { "servicekonto": run.ours_rss_kib, "oidc_provider": run.peer_rss_kib },
+        "limits": {
+            "rs256_signatures_per_second_one_core": run.limits.rs256_per_second,
+            "argon2id_hashes_per_second_one_core": run.limits.argon2_per_second,
+            "argon2id_parameters": run.limits.argon2,
+        },
+        "targets": targets.iter().map(|t| json!({ "target": t.text, "met": t.met })).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all(&run.options.out)?;
+    std::fs::write(run.options.out.join("side-by-side.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(run.options.out.join("side-by-side.md"), md)?;
+    Ok(())
+}

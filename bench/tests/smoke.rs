@@ -1,0 +1,45 @@
+//! `just bench --smoke` as a test, so the harness cannot rot: both peers start, every scenario
+//! runs against each without errors, the report files are written. Figures are not checked
+//! (timings are not tested). The peer needs Node.js and npm; without them it is skipped with
+//! the reason in the report, except under `TEST_REQUIRE_BACKENDS` (CI), where it must run.
+
+use std::process::Command;
+
+#[test]
+fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_side-by-side"))
+        .args(["--smoke", "--out"])
+        .arg(out.path())
+        .env_remove("BENCH_DATABASE_URL")
+        .env_remove("BENCH_REDIS_URL")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the harness failed: {status}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("side-by-side.json")).unwrap()).unwrap();
+    assert!(out.path().join("side-by-side.md").exists());
+    let peer_ran = report["peer_missing"].is_null();
+    if !peer_ran {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "the peer must run in CI: {}",
+            report["peer_missing"]
+        );
+        eprintln!("skipping the peer's half: {}", report["peer_missing"]);
+    }
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 7, "{report:#}");
+    for scenario in scenarios {
+        let name = &scenario["scenario"];
+        let ours = &scenario["servicekonto"];
+        assert!(ours["ok"].as_u64().unwrap() > 0, "{name}: no successful request of ours: {ours}");
+        assert_eq!(ours["errors"], 0, "{name}: {}", ours["first_error"]);
+        let peer = &scenario["oidc_provider"];
+        if peer_ran && name != "password login" {
+            assert!(peer["ok"].as_u64().unwrap() > 0, "{name}: no successful request of the peer: {peer}");
+            assert_eq!(peer["errors"], 0, "{name}: {}", peer["first_error"]);
+        }
+    }
+    assert!(report["peak_rss_kib"]["servicekonto"].as_u64().unwrap() > 0);
+}
