@@ -18,6 +18,8 @@ fn claims(algorithm: SigningAlgorithm) -> IdTokenClaims {
         acr: "normal".to_owned(),
         amr: vec!["pwd".to_owned()],
         at_hash: Some(at_hash(&URL_SAFE_NO_PAD.encode([1u8; 32]), algorithm)),
+        sid: Some(URL_SAFE_NO_PAD.encode([3u8; 16])),
+        personal: serde_json::Map::new(),
     }
 }
 

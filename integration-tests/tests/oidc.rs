@@ -50,6 +50,13 @@ fn callback(response: &reqwest::Response) -> Vec<(String, String)> {
     url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
 }
 
+/// The ID token's claims as JSON (already verified by the caller through `openidconnect`).
+fn id_token_payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
 fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
@@ -141,6 +148,8 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("normal"));
     assert!(claims.auth_time().is_some());
     assert!(claims.given_name().is_none(), "no personal data in the ID token");
+    let first_payload = id_token_payload(&id_token.to_string());
+    assert!(first_payload["sid"].is_string(), "a session id for logout: {first_payload}");
 
     // Userinfo: the consented claims, the same sub.
     let info: CoreUserInfoClaims =
@@ -191,7 +200,29 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
     assert!(revoked.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 
-    // Single sign-on: the session and the remembered consent give a code at once.
+    // A level above the session's: an error, never a lower level; whether asked by acr_values or
+    // by an essential acr in the claims parameter.
+    for (name, value) in [
+        ("acr_values", "hoch"),
+        ("acr_values", "http://eidas.europa.eu/LoA/high"),
+        ("claims", r#"{"id_token":{"acr":{"essential":true,"values":["substantiell"]}}}"#),
+    ] {
+        let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+        let (url, _, _) = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_extra_param(name, value)
+            .set_pkce_challenge(challenge)
+            .url();
+        let answer = callback(&citizen.get(url.as_str()).send().await.unwrap());
+        assert_eq!(param(&answer, "error").as_deref(), Some("unmet_authentication_requirements"), "{value}");
+    }
+
+    // Single sign-on: the session and the remembered consent give a code at once. The claims
+    // parameter asks for given_name in the ID token itself (and an essential acr the session has).
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, _, nonce) = client
         .authorize_url(
@@ -200,6 +231,10 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
             Nonce::new_random,
         )
         .add_scope(Scope::new("email".into()))
+        .add_extra_param(
+            "claims",
+            r#"{"id_token":{"given_name":{"essential":true},"acr":{"essential":true,"values":["normal"]}}}"#,
+        )
         .set_pkce_challenge(challenge)
         .url();
     let answer = callback(&citizen.get(url.as_str()).send().await.unwrap());
@@ -213,6 +248,18 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
         .unwrap();
     let second = tokens.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).unwrap();
     assert_eq!(second.subject(), claims.subject(), "pairwise sub is stable for one tenant");
+    assert_eq!(second.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Erika"));
+    assert!(second.email().is_none(), "only what the claims parameter put into the ID token");
+    let payload = id_token_payload(&tokens.id_token().unwrap().to_string());
+    assert_eq!(payload["sid"], first_payload["sid"], "one session, one sid");
+    assert_eq!(payload["sid"].as_str().map(str::len), Some(22));
+    let export: serde_json::Value =
+        citizen.get(format!("{issuer}/konto/export")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        export["data_transfers"].as_array().unwrap().iter().any(|t| t["claims"] == serde_json::json!(["given_name"])),
+        "the ID token's release is logged: {}",
+        export["data_transfers"]
+    );
 
     // Withdrawn consent: the next login asks again.
     let (_, html) = page(&citizen, &format!("{issuer}/konto/uebermittlungen")).await;
@@ -309,6 +356,8 @@ async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_tru
         (vec![("request", "eyJ")], "request_not_supported"),
         (vec![("response_mode", "fragment")], "invalid_request"),
         (vec![("acr_values", "unbekannt")], "invalid_request"),
+        (vec![("claims", "{kein json")], "invalid_request"),
+        (vec![("claims", r#"{"id_token":{"email":5}}"#)], "invalid_request"),
     ] {
         let response = citizen.get(authorize(&changes)).send().await.unwrap();
         let answer = callback(&response);

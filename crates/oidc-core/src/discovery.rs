@@ -93,7 +93,7 @@ impl ProviderMetadata {
                 .flat_map(|l| [l.as_str().to_owned(), l.eidas_uri().to_owned()])
                 .collect(),
             authorization_response_iss_parameter_supported: true,
-            claims_parameter_supported: false,
+            claims_parameter_supported: true,
             request_parameter_supported: false,
             request_uri_parameter_supported: false,
             response_types_supported: vec!["code".to_owned()],

@@ -34,6 +34,13 @@ pub struct IdTokenClaims {
     /// Hash of the access token issued with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at_hash: Option<String>,
+    /// The session the citizen authenticated in (Front-/Back-Channel Logout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Personal claims the client asked for in the ID token itself (`claims` parameter) and the
+    /// citizen released; empty otherwise, because userinfo is where claims come from.
+    #[serde(flatten)]
+    pub personal: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The left half of the access token's hash with the ID token's hash function, base64url.

@@ -16,6 +16,7 @@
 //! - Private key material leaves this crate only sealed under the key-encryption key.
 
 mod claims;
+mod claims_request;
 mod clock;
 mod discovery;
 mod ephemeral;
@@ -31,6 +32,7 @@ mod tokens;
 mod trust;
 
 pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope, claims_of_scope};
+pub use claims_request::{ClaimsRequest, IndividualClaim};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use account_service::{Account, Session};
 use oidc_core::{
-    AccessGrant, AccountId, CitizenGrant, ClientId, Environment, IdTokenClaims, OAuthError, OAuthErrorCode,
-    RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce, pairwise_subject, random_token,
-    token_digest, verify_s256,
+    AccessGrant, AccountId, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims, OAuthError,
+    OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce,
+    pairwise_subject, random_token, token_digest, verify_s256,
 };
 use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
@@ -33,6 +33,7 @@ pub(crate) struct AuthorizeParams {
     pub(crate) max_age: Option<String>,
     pub(crate) login_hint: Option<String>,
     pub(crate) acr_values: Option<String>,
+    pub(crate) claims: Option<String>,
     pub(crate) ui_locales: Option<String>,
     pub(crate) request: Option<String>,
     pub(crate) request_uri: Option<String>,
@@ -88,6 +89,8 @@ pub(crate) struct Authorization {
     pub(crate) scopes: Vec<String>,
     /// Claims the request asks for that the tenant and the client may receive, with "required".
     pub(crate) claims: Vec<(String, bool)>,
+    /// Of those, the ones the client wants in the ID token itself (`claims` parameter).
+    pub(crate) id_token_claims: Vec<String>,
     pub(crate) code_challenge: Option<String>,
     pub(crate) prompt: Vec<String>,
     pub(crate) max_age: Option<i64>,
@@ -195,8 +198,24 @@ pub(crate) async fn validate(
             _ => return fail(OAuthErrorCode::InvalidRequest, "max_age muss eine nicht-negative Zahl sein"),
         },
     };
-    let requested: Vec<&str> =
-        params.acr_values.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    let claims_request = match params.claims.as_deref() {
+        Some(text) => match ClaimsRequest::parse(text) {
+            Ok(request) => request,
+            Err(error) => return Err(Rejection::Redirect(redirect, error)),
+        },
+        None => ClaimsRequest::default(),
+    };
+    // `acr_values` and an essential `acr` in `claims` both set a minimum; any listed value of
+    // either is acceptable.
+    let essential_acr = claims_request.essential_acr().unwrap_or_default();
+    let requested: Vec<&str> = params
+        .acr_values
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .chain(essential_acr.iter().map(String::as_str))
+        .collect();
     let mut levels = Vec::new();
     for value in &requested {
         match value.parse::<TrustLevel>() {
@@ -209,18 +228,18 @@ pub(crate) async fn validate(
     let required_level = requested_level.max(client.settings.min_acr).max(tenant.min_trust_level);
     let eidas_vocabulary = requested.first().is_some_and(|v| v.starts_with("http"));
     let mut claims: Vec<(String, bool)> = Vec::new();
-    for scope in &scopes {
-        // `*_verified` are released with their claim, not asked for on their own.
-        for claim in claims_of_scope(scope).iter().filter(|c| !c.ends_with("_verified")) {
-            let rule = client.settings.claims.iter().find(|r| r.claim.as_str() == *claim);
-            let tenant_allows = tenant.allowed_claims.iter().any(|c| c.as_str() == *claim);
-            if let Some(rule) = rule.filter(|_| tenant_allows)
-                && !claims.iter().any(|(c, _)| c == claim)
-            {
-                claims.push(((*claim).to_owned(), rule.required));
-            }
+    let by_scope = scopes.iter().flat_map(|scope| claims_of_scope(scope).iter().copied());
+    // `*_verified` are released with their claim, not asked for on their own.
+    for claim in by_scope.chain(claims_request.personal_claims()).filter(|c| !c.ends_with("_verified")) {
+        let rule = client.settings.claims.iter().find(|r| r.claim.as_str() == claim);
+        let tenant_allows = tenant.allowed_claims.iter().any(|c| c.as_str() == claim);
+        if let Some(rule) = rule.filter(|_| tenant_allows)
+            && !claims.iter().any(|(c, _)| c == claim)
+        {
+            claims.push((claim.to_owned(), rule.required));
         }
     }
+    let id_token_claims = claims.iter().map(|(c, _)| c).filter(|c| claims_request.in_id_token(c)).cloned().collect();
     Ok(Authorization {
         client,
         tenant,
@@ -228,6 +247,7 @@ pub(crate) async fn validate(
         nonce: params.nonce.clone(),
         scopes,
         claims,
+        id_token_claims,
         code_challenge,
         prompt,
         max_age,
@@ -250,7 +270,10 @@ struct CodeGrant {
     amr: Vec<String>,
     scopes: Vec<String>,
     claims: Vec<String>,
+    /// The released claims that go into the ID token too.
+    id_token_claims: Vec<String>,
     sub: String,
+    sid: String,
     recipient: String,
     consent_ref: String,
 }
@@ -270,12 +293,21 @@ pub(crate) fn subject(state: &AppState, environment: Environment, tenant: &Tenan
     pairwise_subject(&state.subject_key, environment, &tenant.sector, account)
 }
 
-/// Issues a code for `authorization` to the citizen of `session`, releasing `claims`.
+/// The `sid` of a browser session: derived from its token (one-way), so it names the session in
+/// ID tokens and logout tokens without revealing anything that would let one use it.
+pub(crate) fn session_id(session_token: &str) -> String {
+    token_digest(&format!("sid:{session_token}"))[..22].to_owned()
+}
+
+/// Issues a code for `authorization` to the citizen of `session` (cookie value
+/// `session_token`), releasing `claims`.
+#[allow(clippy::too_many_arguments, reason = "one call site; the values are distinct")]
 pub(crate) async fn issue_code(
     state: &AppState,
     environment: Environment,
     authorization: &Authorization,
     session: &Session,
+    session_token: &str,
     account: &Account,
     mut claims: Vec<String>,
     consent_ref: String,
@@ -290,6 +322,7 @@ pub(crate) async fn issue_code(
     } else {
         session.trust_level.as_str().to_owned()
     };
+    let id_token_claims = authorization.id_token_claims.iter().filter(|c| claims.contains(c)).cloned().collect();
     let grant = CodeGrant {
         environment,
         client_id: authorization.client.client_id.clone(),
@@ -302,7 +335,9 @@ pub(crate) async fn issue_code(
         amr: vec![session.method.as_str().to_owned()],
         scopes: authorization.scopes.clone(),
         claims,
+        id_token_claims,
         sub: subject(state, environment, &authorization.tenant, account.id),
+        sid: session_id(session_token),
         recipient: recipient(authorization),
         consent_ref,
     };
@@ -390,6 +425,7 @@ pub(crate) async fn redeem(
         .put(&used_key(code), access_token.as_bytes(), Duration::from_secs(u64::from(lifetime)))
         .await
         .map_err(|e| server_error(&e))?;
+    let personal = id_token_claims(state, environment, client, &grant, now).await?;
     let algorithm = client.settings.id_token_signed_response_alg;
     let key = state.keys.signing_key(environment, algorithm).await.map_err(|e| server_error(&e))?;
     let claims = IdTokenClaims {
@@ -404,6 +440,8 @@ pub(crate) async fn redeem(
         acr: grant.acr,
         amr: grant.amr,
         at_hash: Some(at_hash(&access_token, algorithm)),
+        sid: Some(grant.sid),
+        personal,
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| server_error(&e))?;
     let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) {
@@ -433,6 +471,38 @@ pub(crate) async fn redeem(
         id_token: Some(id_token),
         refresh_token,
     })
+}
+
+/// The values of the claims the client asked for in the ID token, logged as a transfer before
+/// they are released (no log, no release).
+async fn id_token_claims(
+    state: &AppState,
+    environment: Environment,
+    client: &Client,
+    grant: &CodeGrant,
+    now: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>, OAuthError> {
+    let mut personal = serde_json::Map::new();
+    if grant.id_token_claims.is_empty() {
+        return Ok(personal);
+    }
+    let account = state.accounts.account(environment, grant.account_id).await.map_err(|e| server_error(&e))?;
+    for claim in &grant.id_token_claims {
+        if let Some(value) = account_service::claim_value(&account, claim) {
+            personal.insert(claim.clone(), value);
+        }
+    }
+    if !personal.is_empty() {
+        let transfer = account_service::DataTransfer {
+            client_id: client.client_id.to_string(),
+            recipient: grant.recipient.clone(),
+            claims: personal.keys().cloned().collect(),
+            at: time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| server_error(&e))?,
+            consent_ref: grant.consent_ref.clone(),
+        };
+        state.accounts.record_transfer(environment, account.id, transfer).await.map_err(|e| server_error(&e))?;
+    }
+    Ok(personal)
 }
 
 /// What a refresh token renews.

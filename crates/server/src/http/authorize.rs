@@ -168,7 +168,13 @@ async fn finish(
     claims: Vec<String>,
     consent_ref: String,
 ) -> Response {
-    match issue_code(&ctx.state, ctx.site.environment, authorization, session, account, claims, consent_ref).await {
+    // A session always comes with its cookie; without one the code could not name its `sid`.
+    let Some(token) = ctx.session_token.as_deref() else {
+        return reject(ctx, Rejection::Page("authorize_expired"));
+    };
+    let issued =
+        issue_code(&ctx.state, ctx.site.environment, authorization, session, token, account, claims, consent_ref).await;
+    match issued {
         Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
         Err(error) => error_to_client(ctx, &authorization.redirect, &error),
     }
