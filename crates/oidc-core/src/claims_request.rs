@@ -37,8 +37,12 @@ const PROTOCOL_CLAIMS: &[&str] = &["sub", "acr", "amr", "auth_time", "sid", "iss
 impl ClaimsRequest {
     /// Parses the parameter; anything but a JSON object with object members is `invalid_request`.
     pub fn parse(text: &str) -> Result<Self, OAuthError> {
-        serde_json::from_str(text)
-            .map_err(|_| OAuthError::new(OAuthErrorCode::InvalidRequest, "claims ist kein gültiges JSON-Objekt"))
+        let invalid = || OAuthError::new(OAuthErrorCode::InvalidRequest, "claims ist kein gültiges JSON-Objekt");
+        // Through `Value` first: serde would also read a struct from a JSON array.
+        match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => serde_json::from_value(value).map_err(|_| invalid()),
+            _ => Err(invalid()),
+        }
     }
 
     /// The personal claims asked for in either member, each once.
