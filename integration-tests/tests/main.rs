@@ -12,5 +12,6 @@ mod mail;
 mod oidc;
 mod ops;
 mod registration;
+mod rp_node;
 mod support;
 mod two_nodes;
