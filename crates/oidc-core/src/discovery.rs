@@ -54,6 +54,8 @@ pub struct ProviderMetadata {
     pub grant_types_supported: Vec<String>,
     /// How clients authenticate at the token endpoint.
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Algorithms of `private_key_jwt` assertions.
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
 }
 
 impl ProviderMetadata {
@@ -107,8 +109,13 @@ impl ProviderMetadata {
             token_endpoint_auth_methods_supported: vec![
                 "client_secret_basic".to_owned(),
                 "client_secret_post".to_owned(),
+                "private_key_jwt".to_owned(),
                 "none".to_owned(),
             ],
+            token_endpoint_auth_signing_alg_values_supported: crate::CLIENT_ASSERTION_ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
         }
     }
 }

@@ -17,6 +17,7 @@
 
 mod claims;
 mod claims_request;
+mod client_assertion;
 mod clock;
 mod discovery;
 mod ephemeral;
@@ -33,6 +34,10 @@ mod trust;
 
 pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope, claims_of_scope};
 pub use claims_request::{ClaimsRequest, IndividualClaim};
+pub use client_assertion::{
+    AssertionError, CLIENT_ASSERTION_ALGORITHMS, ClientJwks, JWT_BEARER_ASSERTION, MAX_ASSERTION_LIFETIME_SECONDS,
+    VerifiedAssertion, assertion_subject, verify_client_assertion,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};

@@ -14,6 +14,7 @@
 
 mod admin;
 pub mod cli;
+mod client_keys;
 mod config;
 mod demo;
 mod error;

@@ -35,6 +35,8 @@ pub struct Inner {
     pub(crate) refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore>,
     /// Derives pairwise subjects; from the KEK, so every node agrees.
     pub(crate) subject_key: [u8; 32],
+    /// The keys of `private_key_jwt` clients.
+    pub(crate) client_keys: crate::client_keys::ClientKeys,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,6 +117,7 @@ impl AppState {
             pages,
             subject_key: kek.derive("pairwise-subject"),
             refresh_tokens,
+            client_keys: crate::client_keys::ClientKeys::new().context("the HTTP client for client JWKS")?,
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use oidc_core::{AccessGrant, Environment, OAuthError, OAuthErrorCode};
+use oidc_core::{
+    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, token_digest, verify_client_assertion,
+};
 use serde::Serialize;
 use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
 
@@ -12,6 +14,7 @@ use crate::state::AppState;
 /// How the client presented its credentials.
 pub(crate) struct ClientCredentials {
     pub(crate) client_id: String,
+    /// The secret, or with `private_key_jwt` the signed assertion.
     pub(crate) secret: String,
     pub(crate) method: AuthMethod,
 }
@@ -65,11 +68,26 @@ pub(crate) async fn authenticate(
                 }
             })
         }
+        AuthMethod::PrivateKeyJwt => {
+            return match state.registry.active_client(environment, &credentials.client_id).await {
+                Ok((client, tenant)) if client.settings.auth_method == AuthMethod::PrivateKeyJwt => {
+                    verify_assertion(state, environment, &client, &credentials.secret).await?;
+                    Ok((client, tenant))
+                }
+                Ok(_) => Err(ClientAuthError::Failed),
+                Err(e) => Err(e),
+            }
+            .map_err(auth_error);
+        }
         method => {
             state.registry.authenticate_client(environment, &credentials.client_id, &credentials.secret, method).await
         }
     };
-    found.map_err(|e| match e {
+    found.map_err(auth_error)
+}
+
+fn auth_error(error: ClientAuthError) -> OAuthError {
+    match error {
         ClientAuthError::Failed => {
             OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
         }
@@ -77,7 +95,43 @@ pub(crate) async fn authenticate(
             OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Der Mandant dieses Clients ist gesperrt")
         }
         ClientAuthError::Store(e) => server_error(&e),
-    })
+    }
+}
+
+/// Checks a `private_key_jwt` assertion against the client's keys (re-fetched once on an unknown
+/// `kid`) and refuses a `jti` seen before (kept in the ephemeral store until the assertion
+/// expires, so every node knows it).
+async fn verify_assertion(
+    state: &AppState,
+    environment: Environment,
+    client: &Client,
+    assertion: &str,
+) -> Result<(), OAuthError> {
+    let failed = |reason: &dyn std::fmt::Display| {
+        tracing::info!(client = %client.client_id, %reason, "private_key_jwt refused");
+        OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
+    };
+    let issuer = state.config.environments.issuer(environment);
+    let audiences =
+        [issuer.to_owned(), format!("{issuer}/token"), format!("{issuer}/introspect"), format!("{issuer}/revoke")];
+    let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+    let now = state.clock.now().unix_timestamp();
+    let keys = state.client_keys.keys(client, false).await.map_err(|e| failed(&e))?;
+    let verified = match verify_client_assertion(assertion, client.client_id.as_str(), &keys, &audiences, now) {
+        Err(AssertionError::UnknownKey) => {
+            let keys = state.client_keys.keys(client, true).await.map_err(|e| failed(&e))?;
+            verify_client_assertion(assertion, client.client_id.as_str(), &keys, &audiences, now)
+        }
+        other => other,
+    }
+    .map_err(|e| failed(&e))?;
+    let key = format!("jti:{}:{}:{}", environment.as_str(), client.client_id, token_digest(&verified.jti));
+    let ttl = std::time::Duration::from_secs(u64::try_from(verified.exp - now).unwrap_or(1).max(1));
+    match state.ephemeral.put_if_absent(&key, b"1", ttl).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(failed(&"jti replayed")),
+        Err(e) => Err(server_error(&e)),
+    }
 }
 
 /// RFC 6749 §4.4: checks grant and scope, issues an opaque token.

@@ -1,7 +1,7 @@
 //! `POST {issuer}/token`
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use oidc_core::{OAuthError, OAuthErrorCode};
+use oidc_core::{JWT_BEARER_ASSERTION, OAuthError, OAuthErrorCode, assertion_subject};
 use poem::{
     IntoResponse, Request, Response, handler,
     http::header,
@@ -56,6 +56,9 @@ pub(crate) fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, OAuthErro
 /// both. Without a secret, a public client names itself by `client_id` (code grant only).
 pub(crate) fn credentials(req: &Request, params: &[(String, String)]) -> Result<ClientCredentials, OAuthError> {
     let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    if let Some(assertion) = param("client_assertion") {
+        return assertion_credentials(req, assertion, param("client_assertion_type"), param("client_id"));
+    }
     let credentials = match (req.header(header::AUTHORIZATION), param("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(invalid_request("Nur eine Client-Authentifizierung je Anfrage (RFC 6749 §2.3)"));
@@ -81,6 +84,32 @@ pub(crate) fn credentials(req: &Request, params: &[(String, String)]) -> Result<
         },
     };
     Ok(credentials)
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2): the assertion is the credential; the client is named by
+/// `client_id` or, without it, by the assertion's `sub` (verified later).
+fn assertion_credentials(
+    req: &Request,
+    assertion: &str,
+    assertion_type: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<ClientCredentials, OAuthError> {
+    if req.header(header::AUTHORIZATION).is_some() {
+        return Err(invalid_request("Nur eine Client-Authentifizierung je Anfrage (RFC 6749 §2.3)"));
+    }
+    if assertion_type != Some(JWT_BEARER_ASSERTION) {
+        return Err(invalid_request("client_assertion_type muss jwt-bearer sein (RFC 7523)"));
+    }
+    let named = assertion_subject(assertion);
+    let client_id = match (client_id, named) {
+        (Some(id), Some(sub)) if id != sub => {
+            return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "client_id widerspricht der Assertion"));
+        }
+        (Some(id), _) => id.to_owned(),
+        (None, Some(sub)) => sub,
+        (None, None) => return Err(OAuthError::new(OAuthErrorCode::InvalidClient, "Assertion ohne sub")),
+    };
+    Ok(ClientCredentials { client_id, secret: assertion.to_owned(), method: AuthMethod::PrivateKeyJwt })
 }
 
 /// Reads a form body of at most 64 KiB, each parameter at most once.
