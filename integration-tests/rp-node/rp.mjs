@@ -2,7 +2,7 @@
 // integration-tests/tests/rp_node.rs. The Rust test plays the citizen's browser; this script
 // does what an authority's Node.js web app does, one step per call:
 //
-//   node rp.mjs start  '{"issuer":…,"client_id":…,"client_secret":…,"redirect_uri":…,"extra":{…}}'
+//   node rp.mjs start  '{"issuer":…,"client_id":…,"client_secret":…,"redirect_uri":…,"extra":{…},"par":true}'
 //   node rp.mjs finish '{…, "callback":…, "verifier":…, "state":…, "nonce":…}'
 //   node rp.mjs client_credentials '{…}'
 //
@@ -27,7 +27,8 @@ async function start(config) {
   const verifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
   const nonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
+  const build = args.par ? client.buildAuthorizationUrlWithPAR : client.buildAuthorizationUrl;
+  const url = await build(config, {
     redirect_uri: args.redirect_uri,
     scope: 'openid profile email address',
     code_challenge: await client.calculatePKCECodeChallenge(verifier),

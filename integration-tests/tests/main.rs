@@ -11,6 +11,7 @@ mod layering;
 mod mail;
 mod oidc;
 mod ops;
+mod par_jar;
 mod private_key_jwt;
 mod registration;
 mod rp_node;

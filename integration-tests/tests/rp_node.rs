@@ -182,6 +182,23 @@ async fn openid_client_on_node_logs_a_citizen_in_and_meets_the_errors_a_relying_
     assert_eq!(done["active"], true);
     assert_eq!(done["active_after_revocation"], false);
 
+    // The same through a pushed authorization request (RFC 9126): the library pushes, the
+    // browser carries only client_id and request_uri.
+    let request = rp("start", &with(json!({ "par": true }))).await;
+    let url = request["url"].as_str().unwrap();
+    assert!(url.contains("request_uri=urn") && !url.contains("code_challenge"), "{url}");
+    let response = citizen.get(url).send().await.unwrap();
+    let pushed = rp(
+        "finish",
+        &with(json!({
+            "callback": location(&response), "verifier": request["verifier"], "state": request["state"],
+            "nonce": request["nonce"],
+        })),
+    )
+    .await;
+    assert!(pushed["error"].is_null(), "{pushed}");
+    assert_eq!(pushed["id_token"]["sub"], done["id_token"]["sub"]);
+
     // The logout URL the library built ends the session and returns with state.
     let response = citizen.get(done["end_session"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(location(&response), format!("{LOGGED_OUT}?state=tschuess"));

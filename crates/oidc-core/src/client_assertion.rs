@@ -1,9 +1,12 @@
-//! `private_key_jwt` (OpenID Connect Core §9, RFC 7523 §3): the client proves itself with a JWT
-//! signed by a key from its registered JWK Set. The rules, without I/O: fetching the keys and
+//! Signed JWTs from clients. `private_key_jwt` (OpenID Connect Core §9, RFC 7523 §3): the client
+//! proves itself with a JWT
+//! signed by a key from its registered JWK Set; request objects (RFC 9101) carry the authorization
+//! request signed the same way. The rules, without I/O: fetching the keys and
 //! remembering `jti`s (replay) are the caller's.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::Deserialize;
+use serde_json::Value;
 
 /// The `client_assertion_type` of RFC 7523.
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -85,7 +88,53 @@ pub fn verify_client_assertion(
     audiences: &[&str],
     now: i64,
 ) -> Result<VerifiedAssertion, AssertionError> {
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| AssertionError::Malformed)?;
+    let claims: AssertionClaims = decode_signed(assertion, client_id, keys, audiences, &["exp", "iss", "sub", "aud"])?;
+    check_claims(claims, client_id, now)
+}
+
+/// Request objects live at most this long (RFC 9101 leaves it open; FAPI 2.0 says 60 min).
+pub const MAX_REQUEST_OBJECT_LIFETIME_SECONDS: i64 = 3600;
+
+/// Verifies a signed request object (RFC 9101) of `client_id`: signature with one of its keys,
+/// `iss` = `client_id`, `aud` = our issuer, `exp` in the future (at most an hour away), `nbf`.
+/// Its claims are the authorization request's parameters.
+pub fn verify_request_object(
+    request: &str,
+    client_id: &str,
+    keys: &ClientJwks,
+    issuer: &str,
+    now: i64,
+) -> Result<serde_json::Map<String, Value>, AssertionError> {
+    let claims: serde_json::Map<String, Value> =
+        decode_signed(request, client_id, keys, &[issuer], &["exp", "iss", "aud"])?;
+    let time = |name: &str| claims.get(name).and_then(Value::as_i64);
+    let exp = time("exp").ok_or(AssertionError::Invalid("exp"))?;
+    if exp <= now {
+        return Err(AssertionError::Invalid("expired"));
+    }
+    if exp > now + MAX_REQUEST_OBJECT_LIFETIME_SECONDS {
+        return Err(AssertionError::Invalid("exp too far in the future"));
+    }
+    if time("nbf").is_some_and(|nbf| nbf > now) {
+        return Err(AssertionError::Invalid("not yet valid"));
+    }
+    if claims.get("client_id").is_some_and(|id| id.as_str() != Some(client_id)) {
+        return Err(AssertionError::Invalid("client_id differs"));
+    }
+    Ok(claims)
+}
+
+/// Checks the signature with the client's keys (those fitting `kid` and the algorithm), `iss` =
+/// `client_id`, `aud` one of `audiences`, and that `required` claims exist. Times are left to
+/// the caller, who knows the injected clock.
+fn decode_signed<T: serde::de::DeserializeOwned>(
+    jwt: &str,
+    client_id: &str,
+    keys: &ClientJwks,
+    audiences: &[&str],
+    required: &[&str],
+) -> Result<T, AssertionError> {
+    let header = jsonwebtoken::decode_header(jwt).map_err(|_| AssertionError::Malformed)?;
     let algorithm = header.alg;
     if !matches!(algorithm, Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA) {
         return Err(AssertionError::Malformed);
@@ -106,14 +155,13 @@ pub fn verify_client_assertion(
     let mut validation = Validation::new(algorithm);
     validation.set_audience(audiences);
     validation.set_issuer(&[client_id]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    // Time is checked below against the injected clock, not the system's.
+    validation.set_required_spec_claims(required);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     let mut last = AssertionError::Invalid("signature");
     for key in &candidates {
-        match jsonwebtoken::decode::<AssertionClaims>(assertion, key, &validation) {
-            Ok(data) => return check_claims(data.claims, client_id, now),
+        match jsonwebtoken::decode::<T>(jwt, key, &validation) {
+            Ok(data) => return Ok(data.claims),
             Err(error) => {
                 last = match error.kind() {
                     jsonwebtoken::errors::ErrorKind::InvalidAudience => AssertionError::Invalid("aud"),
@@ -215,6 +263,49 @@ mod tests {
         let good = key.sign("JWT", &claims(serde_json::json!({}))).unwrap();
         let tampered = format!("{}{}", &good[..good.len() - 2], if good.ends_with("AA") { "BB" } else { "AA" });
         assert!(verify_client_assertion(&tampered, "c1", &set, &[TOKEN_ENDPOINT], NOW).is_err());
+    }
+
+    #[test]
+    fn request_objects_carry_the_parameters_and_are_checked() {
+        let (key, jwk) = SigningKey::generate(SigningAlgorithm::EdDSA).unwrap();
+        let set = keys(&jwk);
+        let issuer = "https://konto.example/test";
+        let sign = |changes: serde_json::Value| {
+            let mut claims = serde_json::json!({
+                "iss": "c1", "aud": issuer, "exp": NOW + 300, "client_id": "c1", "response_type": "code",
+                "scope": "openid", "max_age": 60, "claims": {"id_token": {"given_name": null}},
+            });
+            for (k, v) in changes.as_object().unwrap() {
+                claims[k] = v.clone();
+            }
+            key.sign("oauth-authz-req+jwt", &claims).unwrap()
+        };
+        let params = verify_request_object(&sign(serde_json::json!({})), "c1", &set, issuer, NOW).unwrap();
+        assert_eq!(params["scope"], "openid");
+        assert_eq!(params["max_age"], 60);
+        assert_eq!(
+            verify_request_object(&sign(serde_json::json!({"aud": "https://other"})), "c1", &set, issuer, NOW),
+            Err(AssertionError::Invalid("aud"))
+        );
+        assert_eq!(
+            verify_request_object(&sign(serde_json::json!({"exp": NOW - 1})), "c1", &set, issuer, NOW),
+            Err(AssertionError::Invalid("expired"))
+        );
+        assert!(verify_request_object(&sign(serde_json::json!({"exp": NOW + 7200})), "c1", &set, issuer, NOW).is_err());
+        assert_eq!(
+            verify_request_object(&sign(serde_json::json!({"nbf": NOW + 60})), "c1", &set, issuer, NOW),
+            Err(AssertionError::Invalid("not yet valid"))
+        );
+        assert_eq!(
+            verify_request_object(&sign(serde_json::json!({"client_id": "c2"})), "c1", &set, issuer, NOW),
+            Err(AssertionError::Invalid("client_id differs"))
+        );
+        assert_eq!(
+            verify_request_object(&sign(serde_json::json!({"iss": "c2"})), "c1", &set, issuer, NOW),
+            Err(AssertionError::Invalid("iss"))
+        );
+        let unsigned = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJjMSJ9.";
+        assert_eq!(verify_request_object(unsigned, "c1", &set, issuer, NOW), Err(AssertionError::Malformed));
     }
 
     #[test]

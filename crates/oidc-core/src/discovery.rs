@@ -38,12 +38,19 @@ pub struct ProviderMetadata {
     pub acr_values_supported: Vec<String>,
     /// RFC 9207: responses carry `iss`.
     pub authorization_response_iss_parameter_supported: bool,
-    /// `claims` request parameter: not supported yet.
+    /// `claims` request parameter (OIDC Core §5.5).
     pub claims_parameter_supported: bool,
-    /// `request` objects: not supported yet.
+    /// Signed request objects (RFC 9101) by value, at the authorization and the PAR endpoint.
     pub request_parameter_supported: bool,
-    /// `request_uri`: not supported yet.
+    /// `false`: request objects are never fetched from a client's URL; `request_uri` is only
+    /// the reference our own PAR endpoint hands out.
     pub request_uri_parameter_supported: bool,
+    /// Algorithms of request objects.
+    pub request_object_signing_alg_values_supported: Vec<String>,
+    /// RFC 9126.
+    pub pushed_authorization_request_endpoint: String,
+    /// Whether every client must use PAR (no: it is a per-client setting).
+    pub require_pushed_authorization_requests: bool,
     /// `code` only: the authorization code flow.
     pub response_types_supported: Vec<String>,
     /// `pairwise`: subjects are unlinkable across authorities.
@@ -96,8 +103,14 @@ impl ProviderMetadata {
                 .collect(),
             authorization_response_iss_parameter_supported: true,
             claims_parameter_supported: true,
-            request_parameter_supported: false,
+            request_parameter_supported: true,
             request_uri_parameter_supported: false,
+            request_object_signing_alg_values_supported: crate::CLIENT_ASSERTION_ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
+            pushed_authorization_request_endpoint: format!("{issuer}/par"),
+            require_pushed_authorization_requests: false,
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],
             id_token_signing_alg_values_supported: id_token_algorithms,

@@ -43,10 +43,10 @@ pub enum OAuthErrorCode {
     ConsentRequired,
     /// The session's trust level is below what the request needs (OIDC Core errata / FAPI).
     UnmetAuthenticationRequirements,
-    /// `request` objects are not supported here.
-    RequestNotSupported,
-    /// `request_uri` is not supported here.
-    RequestUriNotSupported,
+    /// RFC 9101: the request object is invalid (signature, audience, lifetime).
+    InvalidRequestObject,
+    /// RFC 9126: the `request_uri` is unknown, used up, expired or another client's.
+    InvalidRequestUri,
     /// Something failed on our side.
     ServerError,
 }
@@ -66,8 +66,8 @@ impl OAuthErrorCode {
             OAuthErrorCode::LoginRequired => "login_required",
             OAuthErrorCode::ConsentRequired => "consent_required",
             OAuthErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
-            OAuthErrorCode::RequestNotSupported => "request_not_supported",
-            OAuthErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            OAuthErrorCode::InvalidRequestObject => "invalid_request_object",
+            OAuthErrorCode::InvalidRequestUri => "invalid_request_uri",
             OAuthErrorCode::ServerError => "server_error",
         }
     }

@@ -36,7 +36,8 @@ pub use claims::{ClaimName, KNOWN_CLAIMS, KNOWN_SCOPES, Scope, claims_of_scope};
 pub use claims_request::{ClaimsRequest, IndividualClaim};
 pub use client_assertion::{
     AssertionError, CLIENT_ASSERTION_ALGORITHMS, ClientJwks, JWT_BEARER_ASSERTION, MAX_ASSERTION_LIFETIME_SECONDS,
-    VerifiedAssertion, assertion_subject, verify_client_assertion,
+    MAX_REQUEST_OBJECT_LIFETIME_SECONDS, VerifiedAssertion, assertion_subject, verify_client_assertion,
+    verify_request_object,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::ProviderMetadata;

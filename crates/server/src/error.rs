@@ -90,8 +90,8 @@ impl IntoResponse for OAuthResponse {
             | OAuthErrorCode::LoginRequired
             | OAuthErrorCode::ConsentRequired
             | OAuthErrorCode::UnmetAuthenticationRequirements
-            | OAuthErrorCode::RequestNotSupported
-            | OAuthErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+            | OAuthErrorCode::InvalidRequestObject
+            | OAuthErrorCode::InvalidRequestUri => StatusCode::BAD_REQUEST,
         };
         let mut response =
             (status, Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description })))

@@ -5,6 +5,7 @@
 //! {issuer}/.well-known/openid-configuration    discovery, per environment
 //! {issuer}/jwks                                public signing keys, per environment
 //! {issuer}/authorize  /zustimmung              authorization endpoint (code flow, PKCE), consent page
+//! {issuer}/par                                 pushed authorization requests (RFC 9126)
 //! {issuer}/token                               token endpoint (authorization_code, client_credentials)
 //! {issuer}/userinfo                            claims the citizen consented to
 //! {issuer}/introspect  /revoke                 RFC 7662 / RFC 7009, own tokens only
@@ -33,7 +34,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{authorize, discovery, introspection, logout, ops, registration, token, userinfo},
+    http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
     middleware::Observe,
     pages,
     state::AppState,
@@ -119,6 +120,7 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/register", poem::post(registration::register))
         .at("/register/:client_id", get(registration::read).put(registration::update).delete(registration::delete))
         .at("/authorize", get(authorize::authorize).post(authorize::authorize))
+        .at("/par", poem::post(par::par))
         .at("/zustimmung", poem::post(authorize::consent))
         .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .at("/logout", get(logout::logout).post(logout::logout))

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use account_service::{Account, Session};
 use oidc_core::{
-    AccessGrant, AccountId, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims, OAuthError,
-    OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce,
-    pairwise_subject, random_token, token_digest, verify_s256,
+    AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims,
+    OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce,
+    pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
 };
 use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
@@ -104,7 +104,9 @@ fn oauth(code: OAuthErrorCode, description: &str) -> OAuthError {
 }
 
 /// Validates in the order of RFC 6749 §4.1.2.1: client, then redirect URI, and only then the rest
-/// (whose errors go to the redirect URI).
+/// (whose errors go to the redirect URI). `params` are what the request says after
+/// [`resolve_request`]; they came through our PAR endpoint when `request_uri` is set (only
+/// [`resolve_request`] and [`push`] set it).
 #[allow(clippy::result_large_err, reason = "the rejection is the answer, built once per request")]
 pub(crate) async fn validate(
     state: &AppState,
@@ -112,6 +114,7 @@ pub(crate) async fn validate(
     issuer: &str,
     params: &AuthorizeParams,
 ) -> Result<Authorization, Rejection> {
+    let pushed = params.request_uri.is_some();
     let client_id = params.client_id.as_deref().ok_or(Rejection::Page("authorize_no_client"))?;
     let (client, tenant) = match state.registry.active_client(environment, client_id).await {
         Ok(found) => found,
@@ -145,15 +148,8 @@ pub(crate) async fn validate(
     if mode.is_err() {
         return fail(OAuthErrorCode::InvalidRequest, "response_mode muss query oder form_post sein");
     }
-    if client.settings.require_par {
-        // PAR (RFC 9126) is not offered yet; a client that must use it cannot be served safely.
-        return fail(OAuthErrorCode::InvalidRequest, "Dieser Client muss PAR verwenden; PAR wird noch nicht angeboten");
-    }
-    if params.request.is_some() {
-        return fail(OAuthErrorCode::RequestNotSupported, "request-Objekte werden nicht unterstützt");
-    }
-    if params.request_uri.is_some() {
-        return fail(OAuthErrorCode::RequestUriNotSupported, "request_uri wird nicht unterstützt");
+    if client.settings.require_par && !pushed {
+        return fail(OAuthErrorCode::InvalidRequest, "Dieser Client muss PAR (RFC 9126) verwenden");
     }
     match params.response_type.as_deref() {
         Some("code") => {}
@@ -254,6 +250,135 @@ pub(crate) async fn validate(
         required_level,
         eidas_vocabulary,
     })
+}
+
+/// How long a pushed request (PAR) stays usable. Longer than RFC 9126's examples, because the
+/// same reference brings the browser back after the login page.
+const PUSHED_REQUEST_TTL: Duration = Duration::from_secs(300);
+
+/// The prefix of the `request_uri`s our PAR endpoint hands out (RFC 9126 §2.2).
+const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+fn pushed_key(environment: Environment, request_uri: &str) -> String {
+    format!("par:{}:{}", environment.as_str(), token_digest(request_uri))
+}
+
+/// A pushed request as stored: whose it is and what it says.
+#[derive(Serialize, Deserialize)]
+struct PushedRequest {
+    client_id: String,
+    params: AuthorizeParams,
+}
+
+/// What the request really says: a `request_uri` is looked up among the pushed requests (it
+/// must be ours, unexpired and the named client's); a signed `request` object (RFC 9101) is
+/// verified and its claims replace the other parameters.
+#[allow(clippy::result_large_err, reason = "the rejection is the answer, built once per request")]
+pub(crate) async fn resolve_request(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    params: AuthorizeParams,
+) -> Result<AuthorizeParams, Rejection> {
+    if let Some(request_uri) = &params.request_uri {
+        let stored = state.ephemeral.get(&pushed_key(environment, request_uri)).await.map_err(|e| {
+            tracing::error!(error = %e, "pushed request lookup failed");
+            Rejection::Unavailable
+        })?;
+        let pushed: PushedRequest = stored
+            .and_then(|value| serde_json::from_slice(&value).ok())
+            .ok_or(Rejection::Page("authorize_bad_request_uri"))?;
+        if params.client_id.as_deref() != Some(pushed.client_id.as_str()) {
+            return Err(Rejection::Page("authorize_bad_request_uri"));
+        }
+        return Ok(AuthorizeParams { request_uri: Some(request_uri.clone()), ..pushed.params });
+    }
+    if params.request.is_some() {
+        return unpack_request_object(state, environment, issuer, params)
+            .await
+            .map_err(|_| Rejection::Page("authorize_bad_request_object"));
+    }
+    Ok(params)
+}
+
+/// The parameters a verified request object carries (its claims, as text).
+async fn unpack_request_object(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    params: AuthorizeParams,
+) -> Result<AuthorizeParams, OAuthError> {
+    let invalid = |why: &dyn std::fmt::Display| {
+        tracing::info!(reason = %why, "request object refused");
+        oauth(OAuthErrorCode::InvalidRequestObject, "Das Request-Objekt ist ungültig")
+    };
+    let (Some(client_id), Some(request)) = (params.client_id.as_deref(), params.request.as_deref()) else {
+        return Err(oauth(OAuthErrorCode::InvalidRequest, "client_id fehlt"));
+    };
+    let (client, _) = state.registry.active_client(environment, client_id).await.map_err(|e| invalid(&e))?;
+    let now = state.clock.now().unix_timestamp();
+    let keys = state.client_keys.keys(&client, false).await.map_err(|e| invalid(&e))?;
+    let claims = match verify_request_object(request, client_id, &keys, issuer, now) {
+        Err(AssertionError::UnknownKey) => {
+            let keys = state.client_keys.keys(&client, true).await.map_err(|e| invalid(&e))?;
+            verify_request_object(request, client_id, &keys, issuer, now)
+        }
+        other => other,
+    }
+    .map_err(|e| invalid(&e))?;
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let jwt_claims = ["iss", "aud", "exp", "nbf", "iat", "jti", "request", "request_uri"];
+    let mut map: serde_json::Map<String, serde_json::Value> = claims
+        .iter()
+        .filter(|(name, _)| !jwt_claims.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), serde_json::Value::String(text(value))))
+        .collect();
+    map.insert("client_id".to_owned(), serde_json::Value::String(client_id.to_owned()));
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| invalid(&e))
+}
+
+/// RFC 9126: validates a pushed request of the authenticated `client` (a request object inside
+/// is unpacked first) and stores it; the `request_uri` for the browser and its lifetime.
+pub(crate) async fn push(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    client: &Client,
+    mut params: AuthorizeParams,
+) -> Result<(String, u64), OAuthError> {
+    if params.request_uri.is_some() {
+        return Err(oauth(OAuthErrorCode::InvalidRequest, "request_uri ist bei PAR nicht erlaubt"));
+    }
+    if params.client_id.as_deref().is_some_and(|id| id != client.client_id.as_str()) {
+        return Err(oauth(OAuthErrorCode::InvalidRequest, "client_id widerspricht der Client-Authentifizierung"));
+    }
+    params.client_id = Some(client.client_id.to_string());
+    if params.request.is_some() {
+        params = unpack_request_object(state, environment, issuer, params).await?;
+    }
+    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token());
+    // Validated as the authorization endpoint will see it, so errors reach the client now.
+    params.request_uri = Some(request_uri.clone());
+    match validate(state, environment, issuer, &params).await {
+        Ok(_) => {}
+        Err(Rejection::Redirect(_, error)) => return Err(error),
+        Err(Rejection::Page(_)) => {
+            return Err(oauth(OAuthErrorCode::InvalidRequest, "redirect_uri fehlt oder ist nicht registriert"));
+        }
+        Err(Rejection::Unavailable) => return Err(oauth(OAuthErrorCode::ServerError, "Interner Fehler")),
+    }
+    params.request_uri = None;
+    let stored = PushedRequest { client_id: client.client_id.to_string(), params };
+    let value = serde_json::to_vec(&stored).map_err(|e| server_error(&e))?;
+    state
+        .ephemeral
+        .put(&pushed_key(environment, &request_uri), &value, PUSHED_REQUEST_TTL)
+        .await
+        .map_err(|e| server_error(&e))?;
+    Ok((request_uri, PUSHED_REQUEST_TTL.as_secs()))
 }
 
 /// What a code stands for; kept in the ephemeral store under the code's hash for 60 s.

@@ -11,7 +11,9 @@ use poem::{
 };
 
 use crate::{
-    flows::authorize::{Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, validate},
+    flows::authorize::{
+        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, resolve_request, validate,
+    },
     pages::PageCtx,
 };
 
@@ -79,6 +81,10 @@ async fn parameters(req: &Request, body: Body) -> Result<AuthorizeParams, ()> {
 pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Response {
     let Ok(params) = parameters(req, body).await else {
         return reject(&ctx, Rejection::Page("authorize_malformed"));
+    };
+    let params = match resolve_request(&ctx.state, ctx.site.environment, &ctx.site.issuer, params).await {
+        Ok(params) => params,
+        Err(rejection) => return reject(&ctx, rejection),
     };
     let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
         Ok(authorization) => authorization,

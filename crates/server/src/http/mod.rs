@@ -5,6 +5,7 @@ pub(crate) mod discovery;
 pub(crate) mod introspection;
 pub(crate) mod logout;
 pub(crate) mod ops;
+pub(crate) mod par;
 pub(crate) mod registration;
 pub(crate) mod token;
 pub(crate) mod userinfo;
