@@ -63,6 +63,10 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Algorithms of `private_key_jwt` assertions.
     pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0.
+    pub backchannel_logout_supported: bool,
+    /// Logout tokens carry `sid`.
+    pub backchannel_logout_session_supported: bool,
 }
 
 impl ProviderMetadata {
@@ -110,6 +114,8 @@ impl ProviderMetadata {
                 .map(|a| (*a).to_owned())
                 .collect(),
             pushed_authorization_request_endpoint: format!("{issuer}/par"),
+            backchannel_logout_supported: true,
+            backchannel_logout_session_supported: true,
             require_pushed_authorization_requests: false,
             response_types_supported: vec!["code".to_owned()],
             subject_types_supported: vec!["pairwise".to_owned()],

@@ -25,12 +25,9 @@ pub(crate) struct ClientKeys {
 }
 
 impl ClientKeys {
-    pub(crate) fn new() -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Self { http, cache: Mutex::new(HashMap::new()) })
+    /// Fetches with `http` (which should time out quickly and follow no redirects).
+    pub(crate) fn new(http: reqwest::Client) -> Self {
+        Self { http, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The client's keys. `unknown_kid` asks for a fresh copy of a `jwks_uri` (when the cached

@@ -37,6 +37,8 @@ pub struct Inner {
     pub(crate) subject_key: [u8; 32],
     /// The keys of `private_key_jwt` clients.
     pub(crate) client_keys: crate::client_keys::ClientKeys,
+    /// HTTP to clients' servers (JWKS, back-channel logout): short timeout, no redirects.
+    pub(crate) outbound: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -103,6 +105,11 @@ impl AppState {
             config.accounts.service(),
         ));
         let refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore> = Arc::new(database.refresh_tokens());
+        let outbound = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("the HTTP client for calls to clients")?;
         let state = Self(Arc::new(Inner {
             config,
             database,
@@ -117,7 +124,8 @@ impl AppState {
             pages,
             subject_key: kek.derive("pairwise-subject"),
             refresh_tokens,
-            client_keys: crate::client_keys::ClientKeys::new().context("the HTTP client for client JWKS")?,
+            client_keys: crate::client_keys::ClientKeys::new(outbound.clone()),
+            outbound,
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

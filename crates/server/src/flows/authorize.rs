@@ -466,6 +466,7 @@ pub(crate) async fn issue_code(
         recipient: recipient(authorization),
         consent_ref,
     };
+    super::backchannel::remember(state, environment, &grant.sid, &authorization.client, &grant.sub).await;
     let code = random_token();
     let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
     state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;

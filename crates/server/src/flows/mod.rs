@@ -2,5 +2,6 @@
 //! other.
 
 pub(crate) mod authorize;
+pub(crate) mod backchannel;
 pub(crate) mod registration;
 pub(crate) mod token;

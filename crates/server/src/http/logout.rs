@@ -9,7 +9,7 @@ use poem::{
     http::{Method, StatusCode, header},
 };
 
-use crate::{flows::authorize::subject, pages::PageCtx};
+use crate::{flows::authorize::subject, flows::backchannel::end_session, pages::PageCtx};
 
 fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
@@ -17,7 +17,7 @@ fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
 
 async fn end(ctx: &PageCtx) -> Result<(), Response> {
     if let Some(token) = &ctx.session_token {
-        ctx.state.accounts.logout(ctx.site.environment, token).await.map_err(|e| ctx.failure(e))?;
+        end_session(&ctx.state, ctx.site.environment, token).await.map_err(|e| ctx.failure(e))?;
     }
     ctx.clear_cookie(&ctx.site.session_cookie);
     Ok(())

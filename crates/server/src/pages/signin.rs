@@ -10,6 +10,7 @@ use poem::{
 use serde::Deserialize;
 
 use super::PageCtx;
+use crate::flows::backchannel::end_session;
 
 /// Only paths of this environment may be returned to (no open redirect).
 fn safe_return(path: &str) -> &str {
@@ -105,7 +106,7 @@ pub(crate) async fn login(ctx: PageCtx, Form(form): Form<LoginForm>) -> Response
         Ok(logged_in) => {
             if let Some(old) = &ctx.session_token {
                 // A new login replaces the browser's old session (no session fixation).
-                let _ = ctx.state.accounts.logout(ctx.site.environment, old).await;
+                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
             }
             ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
             ctx.redirect(return_to)
@@ -137,7 +138,7 @@ pub(crate) async fn logout(ctx: PageCtx, Form(form): Form<CsrfForm>) -> Response
         return ctx.csrf_failed();
     }
     if let Some(token) = &ctx.session_token
-        && let Err(e) = ctx.state.accounts.logout(ctx.site.environment, token).await
+        && let Err(e) = end_session(&ctx.state, ctx.site.environment, token).await
     {
         return ctx.failure(e);
     }

@@ -1,0 +1,189 @@
+//! Back-Channel Logout 1.0: a citizen logs in to a client with a `backchannel_logout_uri`,
+//! logs out at servicekonto, and the client receives a signed logout token with the ID token's
+//! `sid` and `sub`; a client that answers 500 gets the token again.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use base64::Engine as _;
+use oidc_core::{ClientId, Environment, Scope};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tenant_registry::{Actor, ClientSecret, ClientSettings, GrantType, OperatorFlags};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    sync::Mutex,
+};
+
+use crate::{
+    citizen::{PASSWORD, csrf, fill_in, page, post},
+    mail::SmtpSink,
+    support::{Backends, TestServer},
+};
+
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A loopback HTTP server recording each request body; the first answer is 500, then 200.
+async fn receiver(bodies: Arc<Mutex<Vec<String>>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel-logout", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut raw = Vec::new();
+            let mut buffer = [0u8; 8192];
+            // Read the head, then as many body bytes as Content-Length says.
+            loop {
+                let n = socket.read(&mut buffer).await.unwrap_or(0);
+                raw.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&raw).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= length || n == 0 {
+                        let mut bodies = bodies.lock().await;
+                        bodies.push(body.to_owned());
+                        let status = if bodies.len() == 1 { "500 Internal Server Error" } else { "200 OK" };
+                        let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    });
+    url
+}
+
+fn payload(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_token() {
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer = format!("{}/test", server.base_url);
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let logout_uri = receiver(bodies.clone()).await;
+
+    // A first-party client of the demo authority (no consent page) that wants to be told.
+    let registry = server.state.registry();
+    let tenant = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
+    let mut settings = ClientSettings::confidential("Portal", vec![url::Url::parse(CALLBACK).unwrap()]);
+    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
+    settings.scopes = BTreeSet::from([Scope::parse("openid").unwrap()]);
+    settings.backchannel_logout_uri = Some(url::Url::parse(&logout_uri).unwrap());
+    let secret = "portal-secret-0123456789abcdefghijklmn";
+    registry
+        .create_client_with_id(
+            &Actor::System("test"),
+            tenant.id,
+            Environment::Test,
+            ClientId::parse("portal").unwrap(),
+            settings,
+            OperatorFlags { first_party: true, admin_role: None },
+            Some(ClientSecret::from_configured(secret)),
+        )
+        .await
+        .unwrap();
+
+    // The citizen registers, logs in, and the portal gets a code and an ID token.
+    let citizen = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(
+            |a| if a.url().port() == Some(3000) { a.stop() } else { a.follow() },
+        ))
+        .build()
+        .unwrap();
+    let email = "erika.bcl@example.de";
+    let review = fill_in(&citizen, &issuer, "erika.bcl", email).await;
+    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    page(&citizen, &smtp.mail_to(email, 0).await.link()).await;
+    let (_, login) = page(&citizen, &format!("{issuer}/anmelden")).await;
+    let (status, _, _) = post(
+        &citizen,
+        &format!("{issuer}/anmelden"),
+        &[("csrf", &csrf(&login)), ("username", "erika.bcl"), ("password", PASSWORD), ("return_to", "/konto")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "portal"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = payload(tokens["id_token"].as_str().unwrap());
+
+    // Logout at servicekonto.
+    let (_, account) = page(&citizen, &format!("{issuer}/konto")).await;
+    let (status, _, _) = post(&citizen, &format!("{issuer}/abmelden"), &[("csrf", &csrf(&account))]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The first delivery is answered 500, the retry a second later succeeds.
+    for _ in 0..100 {
+        if bodies.lock().await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bodies = bodies.lock().await.clone();
+    assert_eq!(bodies.len(), 2, "one retry after the 500, then no more: {bodies:?}");
+    let token = url::form_urlencoded::parse(bodies[0].as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a logout_token form field");
+    assert!(bodies[1].contains(&token[..40]), "the same token again");
+
+    // Signed with a key of the JWKS, typ logout+jwt, the ID token's sid and sub, the event, no nonce.
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
+    let key = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is published");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["portal"]);
+    validation.set_issuer(&[&issuer]);
+    let claims: Value =
+        jsonwebtoken::decode(&token, &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(), &validation).unwrap().claims;
+    assert_eq!(claims["sid"], id_token["sid"]);
+    assert_eq!(claims["sub"], id_token["sub"]);
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none() && claims["jti"].is_string());
+
+    server.stop().await;
+    backends.drop_now().await;
+}
