@@ -53,5 +53,5 @@ pub use opaque::{constant_time_eq, random_token, token_digest};
 pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
 pub use refresh::{RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
 pub use subject::pairwise_subject;
-pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant};
+pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant, jwt_access_token_claims};
 pub use trust::{ParseTrustLevelError, TrustLevel};

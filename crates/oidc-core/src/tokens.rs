@@ -1,6 +1,7 @@
-//! Opaque access tokens: 256 random bits handed to the client, the grant kept in the ephemeral
-//! store under a hash of the token for exactly the token's lifetime. Lookup and revocation are
-//! one store call each; a dump of the store holds no usable token.
+//! Access tokens: opaque (256 random bits) by default, or RFC 9068 JWTs for clients whose
+//! resource server verifies them itself. Either way the grant is kept in the ephemeral store
+//! under a hash of the token for exactly the token's lifetime, so userinfo, introspection and
+//! revocation are one store call each; a dump of the store holds no usable token.
 
 use std::{sync::Arc, time::Duration};
 
@@ -76,8 +77,13 @@ impl AccessTokens {
     /// A new token for `grant`, valid until `grant.expires_at` (`ttl` from now).
     pub async fn issue(&self, grant: &AccessGrant, ttl: Duration) -> Result<String, AccessTokenError> {
         let token = random_token();
-        self.store.put(&store_key(&token), &serde_json::to_vec(grant)?, ttl).await?;
+        self.register(&token, grant, ttl).await?;
         Ok(token)
+    }
+
+    /// Keeps `grant` for a token made elsewhere (a JWT access token) for `ttl`.
+    pub async fn register(&self, token: &str, grant: &AccessGrant, ttl: Duration) -> Result<(), AccessTokenError> {
+        Ok(self.store.put(&store_key(token), &serde_json::to_vec(grant)?, ttl).await?)
     }
 
     /// The grant of a live token; `None` for unknown, expired or revoked ones.
@@ -91,5 +97,59 @@ impl AccessTokens {
     /// Ends a token at once; `true` when it was live.
     pub async fn revoke(&self, token: &str) -> Result<bool, AccessTokenError> {
         Ok(self.store.delete(&store_key(token)).await?)
+    }
+}
+/// The claims of an RFC 9068 JWT access token for `grant`, issued by `issuer` for the resource
+/// server `audience`, with the unique `jti`. `sub` is the citizen's pairwise subject, or the
+/// client's id for a `client_credentials` token (RFC 9068 §2.2).
+pub fn jwt_access_token_claims(grant: &AccessGrant, issuer: &str, audience: &str, jti: &str) -> serde_json::Value {
+    let sub = grant.citizen.as_ref().map_or_else(|| grant.client_id.to_string(), |citizen| citizen.sub.clone());
+    serde_json::json!({
+        "iss": issuer,
+        "sub": sub,
+        "aud": audience,
+        "client_id": grant.client_id.as_str(),
+        "iat": grant.issued_at,
+        "exp": grant.expires_at,
+        "jti": jti,
+        "scope": grant.scopes.join(" "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(citizen: Option<CitizenGrant>) -> AccessGrant {
+        AccessGrant {
+            environment: Environment::Test,
+            client_id: ClientId::parse("fachverfahren").unwrap(),
+            tenant_id: TenantId::new_random(),
+            scopes: vec!["openid".into(), "profile".into()],
+            issued_at: 1_900_000_000,
+            expires_at: 1_900_000_300,
+            citizen,
+        }
+    }
+
+    #[test]
+    fn a_jwt_access_token_names_the_citizen_by_the_pairwise_sub_and_the_resource_server() {
+        let citizen = CitizenGrant {
+            account_id: AccountId::new_random(),
+            sub: "pairwise-sub".into(),
+            claims: vec!["given_name".into()],
+            recipient: String::new(),
+            consent_ref: String::new(),
+        };
+        let claims =
+            jwt_access_token_claims(&grant(Some(citizen)), "https://konto.example/test", "https://api.example", "j1");
+        assert_eq!(claims["sub"], "pairwise-sub", "never the account id");
+        assert_eq!(claims["aud"], "https://api.example");
+        assert_eq!(claims["client_id"], "fachverfahren");
+        assert_eq!(claims["scope"], "openid profile");
+        assert_eq!((claims["iat"].as_i64(), claims["exp"].as_i64()), (Some(1_900_000_000), Some(1_900_000_300)));
+        assert!(claims.get("given_name").is_none(), "no personal claims in an access token");
+        let machine = jwt_access_token_claims(&grant(None), "https://konto.example/test", "https://api.example", "j2");
+        assert_eq!(machine["sub"], "fachverfahren", "client_credentials: the client itself (RFC 9068 §2.2)");
     }
 }

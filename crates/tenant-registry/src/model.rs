@@ -239,6 +239,11 @@ pub struct ClientSettings {
     /// OIDC Registration §5: an https URL listing the redirect URIs of this client's sector.
     #[serde(default)]
     pub sector_identifier_uri: Option<Url>,
+    /// The resource server (its identifier, e.g. its https URL) that receives this client's
+    /// access tokens. Set: RFC 9068 JWT access tokens with this `aud`, which the resource server
+    /// verifies against our JWKS. Unset: opaque tokens, checked by introspection.
+    #[serde(default)]
+    pub access_token_audience: Option<String>,
 }
 
 impl ClientSettings {
@@ -270,6 +275,7 @@ impl ClientSettings {
             tos_uri: None,
             contacts: Vec::new(),
             sector_identifier_uri: None,
+            access_token_audience: None,
         }
     }
 }

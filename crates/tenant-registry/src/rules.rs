@@ -126,6 +126,13 @@ pub(crate) fn check_client(settings: &ClientSettings, environment: Environment, 
     if let Some(uri) = &settings.jwks_uri {
         check_url(&mut problems, "jwks_uri", uri, environment);
     }
+    if let Some(audience) = &settings.access_token_audience {
+        problems.check(
+            !audience.is_empty() && audience.len() <= 512 && !audience.contains(char::is_whitespace),
+            "access_token_audience",
+            "must be an identifier without spaces, at most 512 characters (e.g. the API's https URL)",
+        );
+    }
 
     let grants = &settings.grant_types;
     problems.check(!grants.is_empty(), "grant_types", "name at least one grant type");

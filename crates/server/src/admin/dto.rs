@@ -424,6 +424,9 @@ pub(crate) struct ClientConfig {
     pub contacts: Vec<String>,
     /// https URL of a JSON array that lists every redirect URI (OIDC Registration §5).
     pub sector_identifier_uri: Option<String>,
+    /// The resource server that receives this client's access tokens: then they are RFC 9068
+    /// JWTs (ES256) with this `aud`; without it they are opaque.
+    pub access_token_audience: Option<String>,
     /// Skips consent. Operators only.
     #[oai(default)]
     pub first_party: bool,
@@ -494,6 +497,7 @@ impl ClientConfig {
             tos_uri,
             contacts: self.contacts,
             sector_identifier_uri,
+            access_token_audience: self.access_token_audience,
         };
         let flags = OperatorFlags { first_party: self.first_party, admin_role: self.admin_role.map(Into::into) };
         errors.finish((settings, flags))
@@ -537,6 +541,7 @@ impl From<&Client> for ClientConfig {
             tos_uri: text(&s.tos_uri),
             contacts: s.contacts.clone(),
             sector_identifier_uri: text(&s.sector_identifier_uri),
+            access_token_audience: s.access_token_audience.clone(),
             first_party: c.first_party,
             admin_role: c.admin_role.map(Into::into),
         }

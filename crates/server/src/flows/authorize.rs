@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
 use url::Url;
 
-use crate::{flows::token::TokenResponse, state::AppState};
+use crate::{
+    flows::token::{TokenResponse, issue_access_token},
+    state::AppState,
+};
 
 /// The request parameters, as sent (query or form). Unknown parameters are ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -541,11 +544,7 @@ pub(crate) async fn redeem(
             consent_ref: grant.consent_ref.clone(),
         }),
     };
-    let access_token = state
-        .access_tokens
-        .issue(&access, Duration::from_secs(u64::from(lifetime)))
-        .await
-        .map_err(|e| server_error(&e))?;
+    let access_token = issue_access_token(state, environment, client, &access).await?;
     state
         .ephemeral
         .put(&used_key(code), access_token.as_bytes(), Duration::from_secs(u64::from(lifetime)))
@@ -690,11 +689,7 @@ pub(crate) async fn refresh(
         expires_at: now + i64::from(lifetime),
         citizen: renewed.citizen,
     };
-    let access_token = state
-        .access_tokens
-        .issue(&access, Duration::from_secs(u64::from(lifetime)))
-        .await
-        .map_err(|e| server_error(&e))?;
+    let access_token = issue_access_token(state, environment, client, &access).await?;
     state.metrics.token_issued(environment, GrantType::RefreshToken.as_str());
     Ok(TokenResponse {
         access_token,

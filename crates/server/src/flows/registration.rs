@@ -210,6 +210,8 @@ fn settings_from(
         tos_uri: optional_url("tos_uri", &metadata.tos_uri)?,
         contacts: metadata.contacts,
         sector_identifier_uri: optional_url("sector_identifier_uri", &metadata.sector_identifier_uri)?,
+        // Set by the operator or tenant admin, not by self-registration.
+        access_token_audience: None,
     };
     Ok((settings, metadata.client_id))
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use oidc_core::{
-    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, token_digest, verify_client_assertion,
+    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, SigningAlgorithm, jwt_access_token_claims,
+    random_token, token_digest, verify_client_assertion,
 };
 use serde::Serialize;
 use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
@@ -134,7 +135,36 @@ async fn verify_assertion(
     }
 }
 
-/// RFC 6749 §4.4: checks grant and scope, issues an opaque token.
+/// The access token for `grant`: an RFC 9068 JWT when the client names a resource server
+/// (signed ES256, which costs a fraction of RS256, unless the environment keeps no ES256 key),
+/// else opaque. Both kinds are kept in the ephemeral store, so introspection, userinfo and
+/// revocation work the same for either.
+pub(crate) async fn issue_access_token(
+    state: &AppState,
+    environment: Environment,
+    client: &Client,
+    grant: &AccessGrant,
+) -> Result<String, OAuthError> {
+    let ttl = Duration::from_secs(u64::try_from(grant.expires_at - grant.issued_at).unwrap_or(0));
+    let Some(audience) = &client.settings.access_token_audience else {
+        return state.access_tokens.issue(grant, ttl).await.map_err(|e| server_error(&e));
+    };
+    let issuer = state.config.environments.issuer(environment);
+    let claims = jwt_access_token_claims(grant, issuer, audience, &random_token());
+    let key = match state.keys.signing_key(environment, SigningAlgorithm::ES256).await {
+        Ok(key) => key,
+        Err(_) => state
+            .keys
+            .signing_key(environment, client.settings.id_token_signed_response_alg)
+            .await
+            .map_err(|e| server_error(&e))?,
+    };
+    let token = key.sign("at+jwt", &claims).map_err(|e| server_error(&e))?;
+    state.access_tokens.register(&token, grant, ttl).await.map_err(|e| server_error(&e))?;
+    Ok(token)
+}
+
+/// RFC 6749 §4.4: checks grant and scope, issues an access token.
 pub(crate) async fn client_credentials(
     state: &AppState,
     environment: Environment,
@@ -177,11 +207,7 @@ pub(crate) async fn client_credentials(
         expires_at: now + i64::from(lifetime),
         citizen: None,
     };
-    let access_token = state
-        .access_tokens
-        .issue(&grant, Duration::from_secs(u64::from(lifetime)))
-        .await
-        .map_err(|e| server_error(&e))?;
+    let access_token = issue_access_token(state, environment, &client, &grant).await?;
     state.metrics.token_issued(environment, GrantType::ClientCredentials.as_str());
     Ok(TokenResponse {
         access_token,
