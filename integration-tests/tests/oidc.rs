@@ -200,6 +200,44 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
     assert!(revoked.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 
+    // id_token_hint: our own ID token for this citizen lets prompt=none through; a tampered one
+    // is refused; select_account shows the login page although a session exists.
+    let hint = tokens.id_token().unwrap().to_string();
+    let tampered_hint = format!("{}x", &hint[..hint.len() - 1]);
+    for (extra, expected) in [
+        (vec![("id_token_hint", hint.as_str()), ("prompt", "none")], Some("code")),
+        (vec![("id_token_hint", tampered_hint.as_str())], Some("error")),
+        (vec![("prompt", "select_account"), ("display", "touch"), ("claims_locales", "de")], None),
+    ] {
+        let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("email".into()))
+            .set_pkce_challenge(challenge);
+        for (name, value) in &extra {
+            request = request.add_extra_param(*name, *value);
+        }
+        let (url, _, _) = request.url();
+        let response = citizen.get(url.as_str()).send().await.unwrap();
+        match expected {
+            Some(field) => {
+                let answer = callback(&response);
+                assert!(param(&answer, field).is_some(), "{extra:?}: {answer:?}");
+                if field == "error" {
+                    assert_eq!(param(&answer, "error").as_deref(), Some("invalid_request"));
+                }
+            }
+            None => {
+                let html = response.text().await.unwrap();
+                assert!(html.contains("name=\"password\""), "select_account: the login page");
+            }
+        }
+    }
+
     // A level above the session's: an error, never a lower level; whether asked by acr_values or
     // by an essential acr in the claims parameter.
     for (name, value) in [
@@ -336,11 +374,14 @@ async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_tru
         format!("{issuer}/authorize?{query}")
     };
 
-    // Unknown client, foreign redirect URI, a parameter twice: a page, never a redirect.
+    // Unknown client, foreign redirect URI, a parameter twice, a request object that is not
+    // signed by the client, a request_uri that is not from our PAR: a page, never a redirect.
     for url in [
         authorize(&[("client_id", "nobody")]),
         authorize(&[("redirect_uri", "https://evil.example/cb")]),
         format!("{}&state=again", authorize(&[])),
+        authorize(&[("request", "eyJhbGciOiJub25lIn0.eyJpc3MiOiJkZW1vLWNsaWVudCJ9.")]),
+        authorize(&[("request_uri", "https://evil.example/request.jwt")]),
     ] {
         let response = citizen.get(&url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{url}");
@@ -353,10 +394,10 @@ async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_tru
         (vec![("scope", "openid admin")], "invalid_scope"),
         (vec![("scope", "profile")], "invalid_scope"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
-        (vec![("request", "eyJ")], "request_not_supported"),
         (vec![("response_mode", "fragment")], "invalid_request"),
         (vec![("acr_values", "unbekannt")], "invalid_request"),
         (vec![("claims", "{kein json")], "invalid_request"),
+        (vec![("display", "fernseher")], "invalid_request"),
         (vec![("claims", r#"{"id_token":{"email":5}}"#)], "invalid_request"),
     ] {
         let response = citizen.get(authorize(&changes)).send().await.unwrap();

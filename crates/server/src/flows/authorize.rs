@@ -37,6 +37,10 @@ pub(crate) struct AuthorizeParams {
     pub(crate) login_hint: Option<String>,
     pub(crate) acr_values: Option<String>,
     pub(crate) claims: Option<String>,
+    pub(crate) id_token_hint: Option<String>,
+    pub(crate) display: Option<String>,
+    /// Accepted and not acted on: no claim value of ours has language variants.
+    pub(crate) claims_locales: Option<String>,
     pub(crate) ui_locales: Option<String>,
     pub(crate) request: Option<String>,
     pub(crate) request_uri: Option<String>,
@@ -189,6 +193,10 @@ pub(crate) async fn validate(
     }
     if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
         return fail(OAuthErrorCode::InvalidRequest, "prompt=none lässt sich nicht kombinieren");
+    }
+    // Every display gets the same responsive pages.
+    if params.display.as_deref().is_some_and(|d| !matches!(d, "page" | "popup" | "touch" | "wap")) {
+        return fail(OAuthErrorCode::InvalidRequest, "display muss page, popup, touch oder wap sein");
     }
     let max_age = match params.max_age.as_deref() {
         None => None,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use account_service::{Account, Session, claim_preview};
 use minijinja::{Value, context};
-use oidc_core::{OAuthError, OAuthErrorCode};
+use oidc_core::{OAuthError, OAuthErrorCode, verify_id_token_hint};
 use poem::{
     Body, Request, Response, handler,
     http::{Method, StatusCode, header},
@@ -12,7 +12,8 @@ use poem::{
 
 use crate::{
     flows::authorize::{
-        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, resolve_request, validate,
+        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, resolve_request, subject,
+        validate,
     },
     pages::PageCtx,
 };
@@ -95,7 +96,16 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         let too_old = authorization.max_age.is_some_and(|max| (now - session.auth_time).whole_seconds() > max);
         !too_old
     });
-    let wants_login = authorization.prompt.iter().any(|p| p == "login");
+    // One account per browser session: choosing an account means logging in (again).
+    let wants_login = authorization.prompt.iter().any(|p| p == "login" || p == "select_account");
+    let session = match hinted_subject(&ctx, &authorization, &params).await {
+        Err(error) => return error_to_client(&ctx, &authorization.redirect, &error),
+        // The client expects another citizen than the one logged in: not this session.
+        Ok(Some(hinted)) => session.filter(|(_, account)| {
+            subject(&ctx.state, ctx.site.environment, &authorization.tenant, account.id) == hinted
+        }),
+        Ok(None) => session,
+    };
     let (session, account) = match session {
         Some(found) if !wants_login => found,
         _ if authorization.prompt.iter().any(|p| p == "none") => {
@@ -136,16 +146,33 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
     consent_page(&ctx, &authorization, &account, &params).await
 }
 
+/// The `sub` of a valid `id_token_hint` (OIDC Core §3.1.2.1): an ID token we issued to this
+/// client, expired or not. A hint that is not ours, or another client's, is `invalid_request`.
+async fn hinted_subject(
+    ctx: &PageCtx,
+    authorization: &Authorization,
+    params: &AuthorizeParams,
+) -> Result<Option<String>, OAuthError> {
+    let Some(hint) = params.id_token_hint.as_deref() else { return Ok(None) };
+    let invalid = || OAuthError::new(OAuthErrorCode::InvalidRequest, "id_token_hint ist ungültig");
+    let jwks = ctx.state.keys.jwks(ctx.site.environment).await.map_err(|_| invalid())?;
+    let claims = verify_id_token_hint(&jwks, hint, &ctx.site.issuer).ok_or_else(invalid)?;
+    if claims.get("aud").and_then(|a| a.as_str()) != Some(authorization.client.client_id.as_str()) {
+        return Err(invalid());
+    }
+    Ok(claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
+}
+
 /// How the transfer log names a consent: when it was given, under which text.
 fn consent_ref(given: &account_service::Consent) -> String {
     format!("consent:{}:{}", given.given_at.unix_timestamp(), given.text_version)
 }
 
-/// After the login, the browser comes back to this very request (without `prompt=login`, which
-/// the login just satisfied).
+/// After the login, the browser comes back to this very request (without `prompt=login` or
+/// `select_account`, which the login just satisfied).
 fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
     let hint = params.login_hint.clone().unwrap_or_default();
-    params.prompt = params.prompt.map(|p| p.split(' ').filter(|v| *v != "login").collect::<Vec<_>>().join(" "));
+    params.prompt = params.prompt.map(|p| p.split(' ').filter(|v| !matches!(*v, "login" | "select_account")).collect::<Vec<_>>().join(" "));
     let query = query_string(&params);
     let back = format!("/authorize?{query}");
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
