@@ -11,6 +11,7 @@ mod discovery;
 mod jwt_access_tokens;
 mod layering;
 mod mail;
+mod negative;
 mod oidc;
 mod ops;
 mod par_jar;

@@ -172,7 +172,9 @@ fn consent_ref(given: &account_service::Consent) -> String {
 /// `select_account`, which the login just satisfied).
 fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
     let hint = params.login_hint.clone().unwrap_or_default();
-    params.prompt = params.prompt.map(|p| p.split(' ').filter(|v| !matches!(*v, "login" | "select_account")).collect::<Vec<_>>().join(" "));
+    params.prompt = params
+        .prompt
+        .map(|p| p.split(' ').filter(|v| !matches!(*v, "login" | "select_account")).collect::<Vec<_>>().join(" "));
     let query = query_string(&params);
     let back = format!("/authorize?{query}");
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();

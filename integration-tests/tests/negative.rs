@@ -1,0 +1,176 @@
+//! The error paths a relying party can provoke, each with the OAuth error it must get and never a
+//! 500: another client's code, an unknown or expired code, malformed bodies at every back-channel
+//! endpoint.
+
+use std::collections::BTreeSet;
+
+use oidc_core::{ClientId, Environment, Scope};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tenant_registry::{Actor, ClientSecret, ClientSettings, GrantType, OperatorFlags};
+
+use crate::{
+    citizen::{PASSWORD, csrf, fill_in, page, post},
+    mail::SmtpSink,
+    support::{Backends, TestServer},
+};
+
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const DEMO_SECRET: &str = "demo-secret-only-for-local-use";
+
+#[tokio::test]
+async fn codes_of_other_clients_and_malformed_requests_get_oauth_errors_never_a_500() {
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer = format!("{}/test", server.base_url);
+    let registry = server.state.registry();
+    let tenant = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
+    let mut settings = ClientSettings::confidential("Portal", vec![url::Url::parse(CALLBACK).unwrap()]);
+    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
+    settings.scopes = BTreeSet::from([Scope::parse("openid").unwrap()]);
+    let portal_secret = "portal-secret-0123456789abcdefghijklmn";
+    registry
+        .create_client_with_id(
+            &Actor::System("test"),
+            tenant.id,
+            Environment::Test,
+            ClientId::parse("portal").unwrap(),
+            settings,
+            OperatorFlags { first_party: true, admin_role: None },
+            Some(ClientSecret::from_configured(portal_secret)),
+        )
+        .await
+        .unwrap();
+
+    let citizen = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(
+            |a| if a.url().port() == Some(3000) { a.stop() } else { a.follow() },
+        ))
+        .build()
+        .unwrap();
+    let email = "erika.neg@example.de";
+    let review = fill_in(&citizen, &issuer, "erika.neg", email).await;
+    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    page(&citizen, &smtp.mail_to(email, 0).await.link()).await;
+    let (_, login) = page(&citizen, &format!("{issuer}/anmelden")).await;
+    post(
+        &citizen,
+        &format!("{issuer}/anmelden"),
+        &[("csrf", &csrf(&login)), ("username", "erika.neg"), ("password", PASSWORD), ("return_to", "/konto")],
+    )
+    .await;
+    let code = || async {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", "portal"),
+                ("response_type", "code"),
+                ("scope", "openid"),
+                ("redirect_uri", CALLBACK),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish();
+        let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+        let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
+    };
+    let http = reqwest::Client::new();
+    let redeem = |client: &'static str, secret: &'static str, code: String| {
+        let (http, url) = (http.clone(), format!("{issuer}/token"));
+        async move {
+            let response = http
+                .post(url)
+                .basic_auth(client, Some(secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", CALLBACK),
+                    ("code_verifier", VERIFIER),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Another client's code, a code that never was (or has expired: the store forgot it).
+    let (status, body) = redeem("demo-client", DEMO_SECRET, code().await).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    let (status, body) = redeem("portal", portal_secret, "erfundener-code".into()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    let (status, body) = redeem("portal", portal_secret, code().await).await;
+    assert_eq!(status, StatusCode::OK, "the portal's own code works: {body}");
+
+    // Malformed bodies at every back-channel endpoint: 4xx with a JSON error, never 500.
+    let big = "x".repeat(70 * 1024);
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, Option<(&str, &str)>)> = vec![
+        ("token", Some("application/json"), b"{\"grant_type\":\"client_credentials\"}".to_vec(), None),
+        (
+            "token",
+            Some("application/x-www-form-urlencoded"),
+            b"grant_type=client_credentials&grant_type=x".to_vec(),
+            None,
+        ),
+        ("token", Some("application/x-www-form-urlencoded"), b"%%%&&&==".to_vec(), None),
+        ("token", Some("application/x-www-form-urlencoded"), format!("grant_type={big}").into_bytes(), None),
+        (
+            "token",
+            Some("application/x-www-form-urlencoded"),
+            b"grant_type=password".to_vec(),
+            Some(("demo-client", DEMO_SECRET)),
+        ),
+        ("token", Some("application/x-www-form-urlencoded"), b"code=abc".to_vec(), Some(("demo-client", DEMO_SECRET))),
+        (
+            "token",
+            Some("application/x-www-form-urlencoded"),
+            b"grant_type=refresh_token".to_vec(),
+            Some(("demo-client", DEMO_SECRET)),
+        ),
+        ("token", None, Vec::new(), None),
+        ("introspect", Some("text/plain"), b"token=x".to_vec(), None),
+        ("revoke", Some("application/x-www-form-urlencoded"), b"token=x".to_vec(), None),
+        ("par", Some("application/x-www-form-urlencoded"), b"\xff\xfe".to_vec(), None),
+        (
+            "par",
+            Some("application/x-www-form-urlencoded"),
+            b"client_id=demo-client&client_assertion=x.y.z".to_vec(),
+            None,
+        ),
+        ("userinfo", None, Vec::new(), None),
+    ];
+    for (endpoint, content_type, body, basic) in cases {
+        let mut request = http.post(format!("{issuer}/{endpoint}")).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
+        assert!(status.is_client_error(), "{endpoint} {shown:?}: {status} {text}");
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{endpoint} {shown:?}: not JSON: {text}"));
+        assert!(json["error"].is_string(), "{endpoint} {shown:?}: {json}");
+    }
+    // A Basic header that is no Basic credential.
+    let response = http
+        .post(format!("{issuer}/token"))
+        .header("authorization", "Basic ###")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+
+    server.stop().await;
+    backends.drop_now().await;
+}
