@@ -20,6 +20,9 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const DEMO_SECRET: &str = "demo-secret-only-for-local-use";
 
+/// Endpoint, content type, body, Basic credentials.
+type Case = (&'static str, Option<&'static str>, Vec<u8>, Option<(&'static str, &'static str)>);
+
 #[tokio::test]
 async fn codes_of_other_clients_and_malformed_requests_get_oauth_errors_never_a_500() {
     let smtp = SmtpSink::start().await;
@@ -108,7 +111,7 @@ async fn codes_of_other_clients_and_malformed_requests_get_oauth_errors_never_a_
 
     // Malformed bodies at every back-channel endpoint: 4xx with a JSON error, never 500.
     let big = "x".repeat(70 * 1024);
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, Option<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("token", Some("application/json"), b"{\"grant_type\":\"client_credentials\"}".to_vec(), None),
         (
             "token",
