@@ -271,7 +271,8 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
         .add_scope(Scope::new("email".into()))
         .add_extra_param(
             "claims",
-            r#"{"id_token":{"given_name":{"essential":true},"acr":{"essential":true,"values":["normal"]}}}"#,
+            r#"{"id_token":{"given_name":{"essential":true},"acr":{"essential":true,"values":["normal"]}},
+                "userinfo":{"verified_claims":{"verification":{"trust_framework":null},"claims":{"given_name":null}}}}"#,
         )
         .set_pkce_challenge(challenge)
         .url();
@@ -288,6 +289,19 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(second.subject(), claims.subject(), "pairwise sub is stable for one tenant");
     assert_eq!(second.given_name().and_then(|n| n.get(None)).map(|n| n.as_str()), Some("Erika"));
     assert!(second.email().is_none(), "only what the claims parameter put into the ID token");
+    // verified_claims holds only claims read from the ID card; this citizen typed everything in
+    // (the eID side is unit-tested in account-service until the eID login exists).
+    let info: serde_json::Value = reqwest::Client::new()
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["given_name"], "Erika");
+    assert!(info.get("verified_claims").is_none(), "typed-in data is never verified: {info}");
     let payload = id_token_payload(&tokens.id_token().unwrap().to_string());
     assert_eq!(payload["sid"], first_payload["sid"], "one session, one sid");
     assert_eq!(payload["sid"].as_str().map(str::len), Some(22));

@@ -36,7 +36,7 @@ pub use model::{
 pub use notify::{Notification, Notifier, NotifyError, Recipient};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
-pub use prefill::{claim_preview, claim_value};
+pub use prefill::{claim_preview, claim_value, verified_claims};
 pub use service::{
     AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, LoggedIn, MasterDataChange, Registration,
 };

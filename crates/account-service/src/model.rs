@@ -68,6 +68,10 @@ pub struct MasterData {
     pub city: Attested,
     /// Staat.
     pub country: Attested,
+    /// Staatsangehörigkeiten as ISO 3166-1 alpha-3 codes separated by spaces (`DEU`), read from
+    /// the ID card; the registration form does not ask for them.
+    #[serde(default)]
+    pub nationalities: Option<Attested>,
 }
 
 impl MasterData {
@@ -85,6 +89,7 @@ impl MasterData {
             postal_code: a(&data.postal_code),
             city: a(&data.city),
             country: a(&data.country),
+            nationalities: None,
         }
     }
 
@@ -128,6 +133,8 @@ impl MasterData {
             postal_code,
             city,
             country,
+            // Not editable in "Mein Konto": only the ID card sets them.
+            nationalities: self.nationalities.clone(),
         };
         (updated, changed)
     }

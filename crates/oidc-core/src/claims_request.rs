@@ -32,7 +32,7 @@ pub struct ClaimsRequest {
 }
 
 /// Claims about the authentication, not the citizen: never personal data, never consented to.
-const PROTOCOL_CLAIMS: &[&str] = &["sub", "acr", "amr", "auth_time", "sid", "iss", "aud", "nonce"];
+const PROTOCOL_CLAIMS: &[&str] = &["sub", "acr", "amr", "auth_time", "sid", "iss", "aud", "nonce", "verified_claims"];
 
 impl ClaimsRequest {
     /// Parses the parameter; anything but a JSON object with object members is `invalid_request`.
@@ -57,6 +57,12 @@ impl ClaimsRequest {
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// Whether the client asks for `verified_claims` (OpenID Connect for Identity Assurance):
+    /// then the released claims that were read from the ID card come with their evidence.
+    pub fn wants_verified_claims(&self) -> bool {
+        self.userinfo.contains_key("verified_claims") || self.id_token.contains_key("verified_claims")
     }
 
     /// Whether `claim` is to be in the ID token itself.

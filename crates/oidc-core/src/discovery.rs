@@ -63,6 +63,12 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Algorithms of `private_key_jwt` assertions.
     pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// OpenID Connect for Identity Assurance 1.0: claims read from the ID card.
+    pub verified_claims_supported: bool,
+    /// The trust framework of those claims.
+    pub trust_frameworks_supported: Vec<String>,
+    /// Claims that can be verified.
+    pub claims_in_verified_claims_supported: Vec<String>,
     /// OpenID Connect Back-Channel Logout 1.0.
     pub backchannel_logout_supported: bool,
     /// Logout tokens carry `sid`.
@@ -114,6 +120,21 @@ impl ProviderMetadata {
                 .map(|a| (*a).to_owned())
                 .collect(),
             pushed_authorization_request_endpoint: format!("{issuer}/par"),
+            verified_claims_supported: true,
+            trust_frameworks_supported: vec!["eidas".to_owned()],
+            claims_in_verified_claims_supported: [
+                "name",
+                "given_name",
+                "family_name",
+                "birth_family_name",
+                "birthdate",
+                "place_of_birth",
+                "address",
+                "nationalities",
+            ]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect(),
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
             require_pushed_authorization_requests: false,

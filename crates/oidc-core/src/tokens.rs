@@ -45,6 +45,9 @@ pub struct CitizenGrant {
     /// The consent the release rests on (for the transfer log).
     #[serde(default)]
     pub consent_ref: String,
+    /// The client asked for `verified_claims`.
+    #[serde(default)]
+    pub verified_claims: bool,
 }
 
 /// Issues and resolves opaque access tokens.
@@ -140,6 +143,7 @@ mod tests {
             claims: vec!["given_name".into()],
             recipient: String::new(),
             consent_ref: String::new(),
+            verified_claims: false,
         };
         let claims =
             jwt_access_token_claims(&grant(Some(citizen)), "https://konto.example/test", "https://api.example", "j1");

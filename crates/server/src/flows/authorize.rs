@@ -98,6 +98,8 @@ pub(crate) struct Authorization {
     pub(crate) claims: Vec<(String, bool)>,
     /// Of those, the ones the client wants in the ID token itself (`claims` parameter).
     pub(crate) id_token_claims: Vec<String>,
+    /// The client asked for `verified_claims` (claims read from the ID card, with evidence).
+    pub(crate) verified_claims: bool,
     pub(crate) code_challenge: Option<String>,
     pub(crate) prompt: Vec<String>,
     pub(crate) max_age: Option<i64>,
@@ -255,6 +257,7 @@ pub(crate) async fn validate(
         scopes,
         claims,
         id_token_claims,
+        verified_claims: claims_request.wants_verified_claims(),
         code_challenge,
         prompt,
         max_age,
@@ -408,6 +411,8 @@ struct CodeGrant {
     claims: Vec<String>,
     /// The released claims that go into the ID token too.
     id_token_claims: Vec<String>,
+    #[serde(default)]
+    verified_claims: bool,
     sub: String,
     sid: String,
     recipient: String,
@@ -472,6 +477,7 @@ pub(crate) async fn issue_code(
         scopes: authorization.scopes.clone(),
         claims,
         id_token_claims,
+        verified_claims: authorization.verified_claims,
         sub: subject(state, environment, &authorization.tenant, account.id),
         sid: session_id(session_token),
         recipient: recipient(authorization),
@@ -550,6 +556,7 @@ pub(crate) async fn redeem(
             claims: grant.claims.clone(),
             recipient: grant.recipient.clone(),
             consent_ref: grant.consent_ref.clone(),
+            verified_claims: grant.verified_claims,
         }),
     };
     let access_token = issue_access_token(state, environment, client, &access).await?;

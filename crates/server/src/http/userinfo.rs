@@ -1,7 +1,7 @@
 //! `GET|POST {issuer}/userinfo` (OpenID Connect Core §5.3): the claims the citizen consented to
 //! release to the token's client, with the same pairwise `sub` as the ID token.
 
-use account_service::{DataTransfer, claim_value};
+use account_service::{DataTransfer, claim_value, verified_claims};
 use poem::{
     Body, IntoResponse, Request, Response, handler,
     http::{Method, StatusCode, header},
@@ -73,6 +73,12 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             claims.insert(claim.clone(), value);
             released.push(claim.clone());
         }
+    }
+    // The same claims again, with evidence, where they came from the ID card.
+    if citizen.verified_claims
+        && let Some(verified) = verified_claims(&account, &released)
+    {
+        claims.insert("verified_claims".to_owned(), verified);
     }
     // Every release is logged for the citizen before it happens; no log, no release.
     if !released.is_empty() {
