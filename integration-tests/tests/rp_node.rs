@@ -139,8 +139,8 @@ async fn openid_client_on_node_logs_a_citizen_in_and_meets_the_errors_a_relying_
             ("decision", "allow".into()),
             ("claim", "email".into()),
             ("claim", "address".into()),
-            ("claim", "birthdate".into()),
-            ("claim", "place_of_birth".into()),
+            // birthdate and place_of_birth (optional) are left out: the next login must not
+            // ask again.
         ])
         .send()
         .await
@@ -178,6 +178,7 @@ async fn openid_client_on_node_logs_a_citizen_in_and_meets_the_errors_a_relying_
     assert_eq!(done["userinfo"]["given_name"], "Erika");
     assert_eq!(done["userinfo"]["email"], email);
     assert_eq!(done["userinfo"]["address"]["locality"], "Köln");
+    assert!(done["userinfo"]["birthdate"].is_null(), "left out at the consent");
     assert_eq!(done["rotated"], true, "the refresh token is rotated");
     assert_eq!(done["active"], true);
     assert_eq!(done["active_after_revocation"], false);

@@ -12,6 +12,7 @@ mod m20261122_000004_accounts;
 mod m20261122_000005_consents;
 mod m20261122_000006_data_transfers;
 mod m20261122_000007_refresh_tokens;
+mod m20261122_000008_consent_declined;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_consents::Migration),
             Box::new(m20261122_000006_data_transfers::Migration),
             Box::new(m20261122_000007_refresh_tokens::Migration),
+            Box::new(m20261122_000008_consent_declined::Migration),
         ]
     }
 }

@@ -309,6 +309,9 @@ pub struct Consent {
     pub client_id: String,
     /// The claims the citizen agreed to release.
     pub claims: Vec<String>,
+    /// The optional claims the citizen left out: not asked again until the client wants more.
+    #[serde(default)]
+    pub declined: Vec<String>,
     /// When.
     #[serde(with = "time::serde::timestamp")]
     pub given_at: OffsetDateTime,

@@ -652,18 +652,21 @@ impl Accounts {
         Ok(self.store.consent(environment, id, client_id).await?)
     }
 
-    /// Records that the citizen agreed to release `claims` to `client_id`.
+    /// Records that the citizen agreed to release `claims` to `client_id` and left out the
+    /// optional `declined` ones.
     pub async fn give_consent(
         &self,
         environment: Environment,
         id: AccountId,
         client_id: &str,
         claims: Vec<String>,
+        declined: Vec<String>,
         text_version: &str,
     ) -> Result<Consent, AccountError> {
         let consent = Consent {
             client_id: client_id.to_owned(),
             claims,
+            declined,
             given_at: self.clock.now(),
             text_version: text_version.to_owned(),
         };

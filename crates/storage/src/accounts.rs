@@ -233,6 +233,7 @@ impl AccountStore for SeaAccountStore {
         };
         Ok(Some(Consent {
             claims: parse_json(&row.account_id, &row.claims)?,
+            declined: parse_json(&row.account_id, &row.declined)?,
             given_at: time_of(&row.account_id, row.given_at)?,
             client_id: row.client_id,
             text_version: row.text_version,
@@ -256,6 +257,7 @@ impl AccountStore for SeaAccountStore {
             account_id: Set(id.to_string()),
             client_id: Set(given.client_id.clone()),
             claims: Set(json(&given.claims)?),
+            declined: Set(json(&given.declined)?),
             given_at: Set(given.given_at.unix_timestamp()),
             text_version: Set(given.text_version.clone()),
         })
@@ -278,6 +280,7 @@ impl AccountStore for SeaAccountStore {
             .map(|row| {
                 Ok(Consent {
                     claims: parse_json(&row.account_id, &row.claims)?,
+                    declined: parse_json(&row.account_id, &row.declined)?,
                     given_at: time_of(&row.account_id, row.given_at)?,
                     client_id: row.client_id,
                     text_version: row.text_version,

@@ -128,7 +128,8 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         .consent(ctx.site.environment, account.id, authorization.client.client_id.as_str())
         .await
     {
-        Ok(given) => given.filter(|c| wanted.iter().all(|w| c.claims.contains(w))),
+        // Covered when every claim wanted was answered before: released or left out.
+        Ok(given) => given.filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w))),
         Err(e) => return ctx.failure(e),
     };
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
@@ -282,17 +283,15 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
     let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
-    let released: Vec<String> = authorization
-        .claims
-        .iter()
-        .filter(|(claim, required)| *required || chosen.contains(&claim.as_str()))
-        .map(|(claim, _)| claim.clone())
-        .collect();
+    let (released, declined): (Vec<_>, Vec<_>) =
+        authorization.claims.iter().partition(|(claim, required)| *required || chosen.contains(&claim.as_str()));
+    let released: Vec<String> = released.into_iter().map(|(claim, _)| claim.clone()).collect();
+    let declined: Vec<String> = declined.into_iter().map(|(claim, _)| claim.clone()).collect();
     let client_id = authorization.client.client_id.as_str().to_owned();
     let given = match ctx
         .state
         .accounts
-        .give_consent(ctx.site.environment, account.id, &client_id, released.clone(), CONSENT_TEXT_VERSION)
+        .give_consent(ctx.site.environment, account.id, &client_id, released.clone(), declined, CONSENT_TEXT_VERSION)
         .await
     {
         Ok(given) => given,

@@ -11,6 +11,9 @@ pub struct Model {
     pub client_id: String,
     #[sea_orm(column_type = "Text")]
     pub claims: String,
+    /// Optional claims left out (JSON array).
+    #[sea_orm(column_type = "Text")]
+    pub declined: String,
     pub given_at: i64,
     pub text_version: String,
 }
