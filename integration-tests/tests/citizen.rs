@@ -51,6 +51,7 @@ pub(crate) async fn fill_in(client: &Client, base: &str, username: &str, email: 
         ("postal_code", "51147"),
         ("city", "Köln"),
         ("country", "DE"),
+        ("phone_number", "0221 / 123 45 67"),
         ("email", email),
         ("username", username),
     ];
@@ -75,6 +76,7 @@ pub(crate) async fn fill_in(client: &Client, base: &str, username: &str, email: 
     let (status, url, html) = post(client, &format!("{base}/registrierung/passwort"), &good).await;
     assert_eq!(status, StatusCode::OK);
     assert!(url.ends_with("/registrierung/pruefen"), "{url}");
+    assert!(html.contains("+492211234567"), "the phone number in E.164 form on the review page");
     html
 }
 

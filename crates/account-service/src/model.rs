@@ -68,6 +68,9 @@ pub struct MasterData {
     pub city: Attested,
     /// Staat.
     pub country: Attested,
+    /// Telefonnummer in E.164 form (optional, self-asserted).
+    #[serde(default)]
+    pub phone_number: Option<Attested>,
     /// Staatsangehörigkeiten as ISO 3166-1 alpha-3 codes separated by spaces (`DEU`), read from
     /// the ID card; the registration form does not ask for them.
     #[serde(default)]
@@ -89,6 +92,7 @@ impl MasterData {
             postal_code: a(&data.postal_code),
             city: a(&data.city),
             country: a(&data.country),
+            phone_number: data.phone_number.as_deref().map(a),
             nationalities: None,
         }
     }
@@ -122,6 +126,7 @@ impl MasterData {
         };
         let birth_name = optional("birth_name", &self.birth_name, &data.birth_name);
         let place_of_birth = optional("place_of_birth", &self.place_of_birth, &data.place_of_birth);
+        let phone_number = optional("phone_number", &self.phone_number, &data.phone_number);
         let updated = Self {
             given_names,
             family_name,
@@ -133,6 +138,7 @@ impl MasterData {
             postal_code,
             city,
             country,
+            phone_number,
             // Not editable in "Mein Konto": only the ID card sets them.
             nationalities: self.nationalities.clone(),
         };

@@ -27,6 +27,8 @@ pub struct PersonalDataInput {
     pub city: String,
     /// Land (ISO 3166-1 alpha-2; empty means Germany).
     pub country: String,
+    /// Telefonnummer (optional).
+    pub phone_number: String,
     /// E-Mail-Adresse.
     pub email: String,
     /// Benutzername: needed for every later login.
@@ -56,6 +58,8 @@ pub struct PersonalData {
     pub city: String,
     /// ISO 3166-1 alpha-2.
     pub country: String,
+    /// Telefonnummer in E.164 form (`+49221…`), as OpenID Connect's `phone_number` wants it.
+    pub phone_number: Option<String>,
     /// E-Mail-Adresse, domain in lower case.
     pub email: String,
     /// Benutzername as entered; uniqueness is checked case-insensitively.
@@ -96,6 +100,24 @@ fn is_email(text: &str) -> bool {
         if !local.is_empty() && local.len() <= 64 && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
         && text.len() <= 254
         && !text.chars().any(char::is_whitespace)
+}
+
+/// A phone number in E.164 form: separators and the trunk prefix `(0)` dropped, `00` and a
+/// national leading `0` (German numbers) turned into `+` and `+49`. `None` when it cannot be one.
+pub(crate) fn e164(text: &str) -> Option<String> {
+    let compact: String =
+        text.replace("(0)", "").chars().filter(|c| !matches!(c, ' ' | '-' | '/' | '(' | ')' | '.')).collect();
+    let international = if let Some(rest) = compact.strip_prefix("00") {
+        format!("+{rest}")
+    } else if let Some(rest) = compact.strip_prefix('0') {
+        format!("+49{rest}")
+    } else {
+        compact
+    };
+    let digits = international.strip_prefix('+')?;
+    let valid =
+        (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
+    valid.then_some(international)
 }
 
 fn is_username(text: &str) -> bool {
@@ -207,6 +229,21 @@ pub fn validate_personal_data(
         }
     };
 
+    let phone_number = match normalize::text(&input.phone_number) {
+        text if text.is_empty() => None,
+        text => match e164(&text) {
+            Some(number) => Some(number),
+            None => {
+                errors.push(FieldError {
+                    field: "phone_number",
+                    code: "phone_number",
+                    message: "Bitte geben Sie eine Telefonnummer wie 0221 1234567 oder +49 221 1234567 ein.".into(),
+                });
+                None
+            }
+        },
+    };
+
     let email = normalize::text(&input.email);
     let email = match email.rsplit_once('@') {
         Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
@@ -242,6 +279,7 @@ pub fn validate_personal_data(
                 postal_code,
                 city,
                 country,
+                phone_number,
                 email,
                 username,
             },
@@ -268,6 +306,7 @@ mod tests {
             postal_code: "51147".into(),
             city: "Köln".into(),
             country: String::new(),
+            phone_number: String::new(),
             email: "Erika.Mustermann@Example.DE".into(),
             username: "erika.m".into(),
         }
@@ -277,6 +316,24 @@ mod tests {
 
     fn fields(input: &PersonalDataInput) -> Vec<&'static str> {
         validate_personal_data(input, TODAY).err().unwrap_or_default().into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn phone_numbers_become_e164() {
+        assert_eq!(e164("0221 / 123 45-67").as_deref(), Some("+492211234567"));
+        assert_eq!(e164("+49 (0)221 1234567").as_deref(), Some("+492211234567"), "the trunk prefix goes");
+        assert_eq!(e164("0043 1 5880").as_deref(), Some("+4315880"));
+        assert_eq!(e164("+33 1 23 45 67 89").as_deref(), Some("+33123456789"));
+        for bad in ["12345", "+0 123 4567", "0221 abc", "+1234567890123456", ""] {
+            assert_eq!(e164(bad), None, "{bad}");
+        }
+        let mut input = valid();
+        input.phone_number = "0221 1234567".into();
+        let (data, _) = validate_personal_data(&input, date!(2026 - 11 - 22)).unwrap();
+        assert_eq!(data.phone_number.as_deref(), Some("+492211234567"));
+        input.phone_number = "keine".into();
+        let errors = validate_personal_data(&input, date!(2026 - 11 - 22)).unwrap_err();
+        assert_eq!(errors[0].code, "phone_number");
     }
 
     #[test]

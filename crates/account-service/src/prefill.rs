@@ -66,6 +66,9 @@ pub fn claim_value(account: &Account, claim: &str) -> Option<Value> {
             "country": m.country.value,
         }),
         "nationalities" => json!(m.nationalities.as_ref()?.value.split_whitespace().collect::<Vec<_>>()),
+        "phone_number" => json!(m.phone_number.as_ref()?.value),
+        // A number is never confirmed (no SMS check): said plainly rather than left out.
+        "phone_number_verified" => json!(m.phone_number.as_ref()?.verified_at.is_some()),
         "email" => json!(account.email.value),
         "email_verified" => json!(account.email.verified_at.is_some()),
         _ => return None,
@@ -78,7 +81,7 @@ pub fn claim_preview(account: &Account, claim: &str) -> Option<String> {
     Some(match claim {
         "address" => format!("{} {}, {} {}", m.street.value, m.house_number.value, m.postal_code.value, m.city.value),
         "place_of_birth" => m.place_of_birth.as_ref()?.value.clone(),
-        "email_verified" => return None,
+        "email_verified" | "phone_number_verified" => return None,
         other => match claim_value(account, other)? {
             Value::String(text) => text,
             value => value.to_string(),
@@ -93,6 +96,10 @@ mod tests {
 
     use super::*;
     use crate::model::{AccountStatus, MasterData, PrivacyConsent};
+
+    pub(super) fn account_for_tests(from_card: bool) -> Account {
+        account(from_card)
+    }
 
     fn account(from_card: bool) -> Account {
         let now = datetime!(2026-11-22 10:00 UTC);
@@ -124,6 +131,7 @@ mod tests {
                 postal_code: own("51147"),
                 city: value("Köln"),
                 country: value("DE"),
+                phone_number: None,
                 nationalities: Some(value("DEU")),
             },
             password_hash: String::new(),
@@ -152,5 +160,24 @@ mod tests {
         assert!(!claims.contains_key("email"), "a confirmed mailbox is no identity evidence");
         assert!(!claims.contains_key("family_name"), "only what was released");
         assert_eq!(verified_claims(&account(false), &released), None, "typed-in data is never verified");
+    }
+}
+
+#[cfg(test)]
+mod phone_tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn a_typed_in_phone_number_is_released_as_unverified() {
+        let now = datetime!(2026-11-22 10:00 UTC);
+        let mut account = super::tests::account_for_tests(false);
+        assert_eq!(claim_value(&account, "phone_number"), None, "no number, no claim");
+        assert_eq!(claim_value(&account, "phone_number_verified"), None);
+        account.master_data.phone_number = Some(Attested::self_asserted("+492211234567", now));
+        assert_eq!(claim_value(&account, "phone_number"), Some(json!("+492211234567")));
+        assert_eq!(claim_value(&account, "phone_number_verified"), Some(json!(false)));
+        assert_eq!(claim_preview(&account, "phone_number").as_deref(), Some("+492211234567"));
     }
 }

@@ -87,6 +87,7 @@ fn input(username: &str, email: &str) -> PersonalDataInput {
         postal_code: "51147".into(),
         city: "Köln".into(),
         country: "DE".into(),
+        phone_number: "0221 1234567".into(),
         email: email.into(),
         username: username.into(),
     }

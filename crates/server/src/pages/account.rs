@@ -72,8 +72,11 @@ fn rows(ctx: &PageCtx, account: &Account) -> Vec<Value> {
         ("postal_code", &m.postal_code, m.postal_code.value.clone()),
         ("city", &m.city, m.city.value.clone()),
         ("country", &m.country, ctx.t(&format!("country_{}", m.country.value))),
-        ("email", &account.email, account.email.value.clone()),
     ]);
+    if let Some(v) = &m.phone_number {
+        fields.push(("phone_number", v, v.value.clone()));
+    }
+    fields.extend([("email", &account.email, account.email.value.clone())]);
     fields
         .into_iter()
         .map(|(name, attested, value)| {
@@ -113,6 +116,7 @@ fn input_of(account: &Account) -> PersonalDataInput {
         postal_code: m.postal_code.value.clone(),
         city: m.city.value.clone(),
         country: m.country.value.clone(),
+        phone_number: m.phone_number.as_ref().map(|v| v.value.clone()).unwrap_or_default(),
         email: account.email.value.clone(),
         username: account.username.clone(),
     }

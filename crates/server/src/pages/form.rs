@@ -62,7 +62,7 @@ pub(crate) fn field_message(ctx: &PageCtx, field: &str, code: &str, german: &str
     ctx.state.pages.texts().find(ctx.lang, &key).unwrap_or_else(|| german.to_owned())
 }
 
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 21] = [
     "given_names",
     "family_name",
     "birth_name",
@@ -74,6 +74,7 @@ const FIELDS: [&str; 20] = [
     "postal_code",
     "city",
     "country",
+    "phone_number",
     "email",
     "username",
     "password",

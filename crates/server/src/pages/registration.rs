@@ -189,9 +189,11 @@ fn review_rows(data: &PersonalData, ctx: &PageCtx) -> Vec<(&'static str, String)
         ("postal_code", data.postal_code.clone()),
         ("city", data.city.clone()),
         ("country", ctx.t(&format!("country_{}", data.country))),
-        ("email", data.email.clone()),
-        ("username", data.username.clone()),
     ]);
+    if let Some(phone) = &data.phone_number {
+        rows.push(("phone_number", phone.clone()));
+    }
+    rows.extend([("email", data.email.clone()), ("username", data.username.clone())]);
     rows
 }
 
