@@ -85,6 +85,8 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
     settings.scopes = BTreeSet::from([Scope::parse("openid").unwrap()]);
     settings.backchannel_logout_uri = Some(url::Url::parse(&logout_uri).unwrap());
+    // The client's own algorithm for its ID tokens (and so for its logout tokens).
+    settings.id_token_signed_response_alg = oidc_core::SigningAlgorithm::ES256;
     let secret = "portal-secret-0123456789abcdefghijklmn";
     registry
         .create_client_with_id(
@@ -147,7 +149,9 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
         .json()
         .await
         .unwrap();
-    let id_token = payload(tokens["id_token"].as_str().unwrap());
+    let id_token_jwt = tokens["id_token"].as_str().unwrap();
+    assert_eq!(jsonwebtoken::decode_header(id_token_jwt).unwrap().alg, jsonwebtoken::Algorithm::ES256);
+    let id_token = payload(id_token_jwt);
 
     // Logout at servicekonto.
     let (_, account) = page(&citizen, &format!("{issuer}/konto")).await;
@@ -172,6 +176,7 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     // Signed with a key of the JWKS, typ logout+jwt, the ID token's sid and sub, the event, no nonce.
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256, "the client's algorithm");
     let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
     let key = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is published");
     let mut validation = jsonwebtoken::Validation::new(header.alg);
