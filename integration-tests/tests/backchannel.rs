@@ -2,13 +2,11 @@
 //! logs out at servicekonto, and the client receives a signed logout token with the ID token's
 //! `sid` and `sub`; a client that answers 500 gets the token again.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;
-use oidc_core::{ClientId, Environment, Scope};
 use reqwest::StatusCode;
 use serde_json::Value;
-use tenant_registry::{Actor, ClientSecret, ClientSettings, GrantType, OperatorFlags};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -16,9 +14,9 @@ use tokio::{
 };
 
 use crate::{
-    citizen::{PASSWORD, csrf, fill_in, page, post},
+    citizen::{csrf, log_in, page, post, register_activated, rp_browser},
     mail::SmtpSink,
-    support::{Backends, TestServer},
+    support::{Backends, TestServer, first_party_client},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
@@ -78,49 +76,19 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let logout_uri = receiver(bodies.clone()).await;
 
-    // A first-party client of the demo authority (no consent page) that wants to be told.
-    let registry = server.state.registry();
-    let tenant = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
-    let mut settings = ClientSettings::confidential("Portal", vec![url::Url::parse(CALLBACK).unwrap()]);
-    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
-    settings.scopes = BTreeSet::from([Scope::parse("openid").unwrap()]);
-    settings.backchannel_logout_uri = Some(url::Url::parse(&logout_uri).unwrap());
-    // The client's own algorithm for its ID tokens (and so for its logout tokens).
-    settings.id_token_signed_response_alg = oidc_core::SigningAlgorithm::ES256;
+    // A first-party client of the demo authority (no consent page) that wants to be told, with
+    // its own algorithm for ID tokens (and so for its logout tokens).
     let secret = "portal-secret-0123456789abcdefghijklmn";
-    registry
-        .create_client_with_id(
-            &Actor::System("test"),
-            tenant.id,
-            Environment::Test,
-            ClientId::parse("portal").unwrap(),
-            settings,
-            OperatorFlags { first_party: true, admin_role: None },
-            Some(ClientSecret::from_configured(secret)),
-        )
-        .await
-        .unwrap();
+    first_party_client(&server, "portal", secret, CALLBACK, |settings| {
+        settings.backchannel_logout_uri = Some(url::Url::parse(&logout_uri).unwrap());
+        settings.id_token_signed_response_alg = oidc_core::SigningAlgorithm::ES256;
+    })
+    .await;
 
     // The citizen registers, logs in, and the portal gets a code and an ID token.
-    let citizen = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(
-            |a| if a.url().port() == Some(3000) { a.stop() } else { a.follow() },
-        ))
-        .build()
-        .unwrap();
-    let email = "erika.bcl@example.de";
-    let review = fill_in(&citizen, &issuer, "erika.bcl", email).await;
-    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
-    page(&citizen, &smtp.mail_to(email, 0).await.link()).await;
-    let (_, login) = page(&citizen, &format!("{issuer}/anmelden")).await;
-    let (status, _, _) = post(
-        &citizen,
-        &format!("{issuer}/anmelden"),
-        &[("csrf", &csrf(&login)), ("username", "erika.bcl"), ("password", PASSWORD), ("return_to", "/konto")],
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let citizen = rp_browser();
+    register_activated(&citizen, &issuer, &smtp, "erika.bcl", "erika.bcl@example.de").await;
+    log_in(&citizen, &issuer, "erika.bcl").await;
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("client_id", "portal"),

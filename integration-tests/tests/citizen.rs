@@ -34,6 +34,38 @@ pub(crate) async fn post(client: &Client, url: &str, form: &[(&str, &str)]) -> (
     (response.status(), final_url, response.text().await.unwrap())
 }
 
+/// A browser that keeps cookies and follows redirects, except to a relying party's callback on
+/// port 3000 (nothing listens there; tests read the redirect instead).
+pub(crate) fn rp_browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().port() == Some(3000) { attempt.stop() } else { attempt.follow() }
+        }))
+        .build()
+        .unwrap()
+}
+
+/// Registers `username` through the three steps and follows the activation link from the mail.
+pub(crate) async fn register_activated(browser: &Client, issuer: &str, smtp: &SmtpSink, username: &str, email: &str) {
+    let review = fill_in(browser, issuer, username, email).await;
+    post(browser, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    let (status, _) = page(browser, &smtp.mail_to(email, 0).await.link()).await;
+    assert_eq!(status, StatusCode::OK, "activated");
+}
+
+/// Logs `username` in at the login page; ends on "Mein Konto".
+pub(crate) async fn log_in(browser: &Client, issuer: &str, username: &str) {
+    let (_, login) = page(browser, &format!("{issuer}/anmelden")).await;
+    let (status, url, _) = post(
+        browser,
+        &format!("{issuer}/anmelden"),
+        &[("csrf", &csrf(&login)), ("username", username), ("password", PASSWORD), ("return_to", "/konto")],
+    )
+    .await;
+    assert!(status == StatusCode::OK && url.ends_with("/konto"), "logged in: {status} {url}");
+}
+
 /// Steps 1 to 3 up to the review page; returns its HTML.
 pub(crate) async fn fill_in(client: &Client, base: &str, username: &str, email: &str) -> String {
     let (status, html) = page(client, &format!("{base}/registrierung")).await;

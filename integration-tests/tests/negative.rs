@@ -2,17 +2,13 @@
 //! 500: another client's code, an unknown or expired code, malformed bodies at every back-channel
 //! endpoint.
 
-use std::collections::BTreeSet;
-
-use oidc_core::{ClientId, Environment, Scope};
 use reqwest::StatusCode;
 use serde_json::Value;
-use tenant_registry::{Actor, ClientSecret, ClientSettings, GrantType, OperatorFlags};
 
 use crate::{
-    citizen::{PASSWORD, csrf, fill_in, page, post},
+    citizen::{log_in, register_activated, rp_browser},
     mail::SmtpSink,
-    support::{Backends, TestServer},
+    support::{Backends, TestServer, first_party_client},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
@@ -29,43 +25,11 @@ async fn codes_of_other_clients_and_malformed_requests_get_oauth_errors_never_a_
     let backends = Backends::from_env().await;
     let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
     let issuer = format!("{}/test", server.base_url);
-    let registry = server.state.registry();
-    let tenant = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
-    let mut settings = ClientSettings::confidential("Portal", vec![url::Url::parse(CALLBACK).unwrap()]);
-    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
-    settings.scopes = BTreeSet::from([Scope::parse("openid").unwrap()]);
     let portal_secret = "portal-secret-0123456789abcdefghijklmn";
-    registry
-        .create_client_with_id(
-            &Actor::System("test"),
-            tenant.id,
-            Environment::Test,
-            ClientId::parse("portal").unwrap(),
-            settings,
-            OperatorFlags { first_party: true, admin_role: None },
-            Some(ClientSecret::from_configured(portal_secret)),
-        )
-        .await
-        .unwrap();
-
-    let citizen = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(
-            |a| if a.url().port() == Some(3000) { a.stop() } else { a.follow() },
-        ))
-        .build()
-        .unwrap();
-    let email = "erika.neg@example.de";
-    let review = fill_in(&citizen, &issuer, "erika.neg", email).await;
-    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
-    page(&citizen, &smtp.mail_to(email, 0).await.link()).await;
-    let (_, login) = page(&citizen, &format!("{issuer}/anmelden")).await;
-    post(
-        &citizen,
-        &format!("{issuer}/anmelden"),
-        &[("csrf", &csrf(&login)), ("username", "erika.neg"), ("password", PASSWORD), ("return_to", "/konto")],
-    )
-    .await;
+    first_party_client(&server, "portal", portal_secret, CALLBACK, |_| {}).await;
+    let citizen = rp_browser();
+    register_activated(&citizen, &issuer, &smtp, "erika.neg", "erika.neg@example.de").await;
+    log_in(&citizen, &issuer, "erika.neg").await;
     let code = || async {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs([

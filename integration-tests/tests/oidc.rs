@@ -7,30 +7,16 @@ use openidconnect::{
     PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
     core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims},
 };
-use reqwest::{Client, StatusCode, redirect::Policy};
+use reqwest::StatusCode;
 
 use crate::{
-    citizen::{PASSWORD, csrf, fill_in, page, post},
+    citizen::{PASSWORD, csrf, page, post, register_activated, rp_browser},
     mail::SmtpSink,
     support::{Backends, TestServer, http_client},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 const EMAIL: &str = "erika.oidc@example.de";
-
-/// A browser that keeps cookies and follows redirects, except to the relying party's callback
-/// (nothing listens there; the test reads the redirect instead).
-fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::custom(
-            |attempt| {
-                if attempt.url().port() == Some(3000) { attempt.stop() } else { attempt.follow() }
-            },
-        ))
-        .build()
-        .unwrap()
-}
 
 fn unescape(html: &str) -> String {
     html.replace("&#x2f;", "/").replace("&amp;", "&").replace("&quot;", "\"").replace("&#x27;", "'")
@@ -69,11 +55,8 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     let issuer = format!("{}/test", server.base_url);
 
     // A citizen of the test environment (where the demo client lives).
-    let citizen = browser();
-    let review = fill_in(&citizen, &issuer, "erika.oidc", EMAIL).await;
-    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
-    let (status, _) = page(&citizen, &smtp.mail_to(EMAIL, 0).await.link()).await;
-    assert_eq!(status, StatusCode::OK);
+    let citizen = rp_browser();
+    register_activated(&citizen, &issuer, &smtp, "erika.oidc", EMAIL).await;
 
     // The relying party: discovery, PKCE, nonce.
     let http = http_client();
@@ -369,7 +352,7 @@ async fn authorization_errors_go_to_the_client_only_when_its_redirect_uri_is_tru
     let backends = Backends::from_env().await;
     let server = TestServer::start(&backends, |_| {}).await;
     let issuer = format!("{}/test", server.base_url);
-    let citizen = browser();
+    let citizen = rp_browser();
     let authorize = |changes: &[(&str, &str)]| {
         let mut params = vec![
             ("client_id", "demo-client"),

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use oidc_core::{ClientId, Environment, Scope, SigningAlgorithm, SigningKey, TrustLevel};
+use oidc_core::{ClientId, Environment, Scope, SigningAlgorithm, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tenant_registry::{Actor, Branding, ClientSettings, GrantType, NewTenant, OperatorFlags};
+use tenant_registry::{Actor, ClientSettings, GrantType, OperatorFlags};
 
-use crate::support::{Backends, TestServer};
+use crate::support::{Backends, TestServer, tenant};
 
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -42,21 +42,7 @@ async fn pushed_and_signed_authorization_requests() {
     let http = no_redirects();
     let registry = server.state.registry();
     let actor = Actor::System("test");
-    let tenant = registry
-        .create_tenant(
-            &actor,
-            NewTenant {
-                slug: "par-kommune".into(),
-                name: "PAR-Kommune".into(),
-                contact_email: "it@par.example".into(),
-                branding: Branding { display_name: "PAR-Kommune".into(), logo_url: None },
-                allowed_claims: BTreeSet::new(),
-                min_trust_level: TrustLevel::Normal,
-                sector: None,
-            },
-        )
-        .await
-        .unwrap();
+    let tenant = tenant(&server, "par-kommune").await;
     let (key, jwk) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
     let mut settings = ClientSettings::confidential("Strenger Dienst", vec![url::Url::parse(CALLBACK).unwrap()]);
     settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);

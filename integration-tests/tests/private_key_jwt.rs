@@ -4,17 +4,17 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use oidc_core::{ClientId, Environment, JWT_BEARER_ASSERTION, SigningAlgorithm, SigningKey, TrustLevel};
+use oidc_core::{ClientId, Environment, JWT_BEARER_ASSERTION, SigningAlgorithm, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tenant_registry::{Actor, AuthMethod, Branding, ClientSettings, GrantType, NewTenant, OperatorFlags};
+use tenant_registry::{Actor, AuthMethod, ClientSettings, GrantType, OperatorFlags};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     sync::Mutex,
 };
 
-use crate::support::{Backends, TestServer};
+use crate::support::{Backends, TestServer, tenant};
 
 /// A loopback HTTP server answering every request with the current JWK Set; counts fetches.
 async fn jwks_server(document: Arc<Mutex<(String, u32)>>) -> String {
@@ -60,21 +60,7 @@ async fn clients_authenticate_with_signed_assertions_from_their_registered_keys(
     let base = &server.base_url;
     let registry = server.state.registry();
     let actor = Actor::System("test");
-    let tenant = registry
-        .create_tenant(
-            &actor,
-            NewTenant {
-                slug: "jwt-kommune".into(),
-                name: "JWT-Kommune".into(),
-                contact_email: "it@jwt.example".into(),
-                branding: Branding { display_name: "JWT-Kommune".into(), logo_url: None },
-                allowed_claims: BTreeSet::new(),
-                min_trust_level: TrustLevel::Normal,
-                sector: None,
-            },
-        )
-        .await
-        .unwrap();
+    let tenant = tenant(&server, "jwt-kommune").await;
     let (first_key, first_jwk) = SigningKey::generate(SigningAlgorithm::ES256).unwrap();
     let (second_key, second_jwk) = SigningKey::generate(SigningAlgorithm::RS256).unwrap();
     let document = Arc::new(Mutex::new((json!({ "keys": [first_jwk] }).to_string(), 0)));

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use storage::testing::skip;
 
 use crate::{
-    citizen::{PASSWORD, csrf, fill_in, page, post},
+    citizen::{PASSWORD, csrf, page, register_activated, rp_browser},
     mail::SmtpSink,
     support::{Backends, TestServer},
 };
@@ -52,17 +52,6 @@ async fn rp(command: &str, args: &Value) -> Value {
         .unwrap_or_else(|_| panic!("rp.mjs {command}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)))
 }
 
-/// A browser that keeps cookies and stops before the relying party's callback.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().port() == Some(3000) { attempt.stop() } else { attempt.follow() }
-        }))
-        .build()
-        .unwrap()
-}
-
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name}")) + marker.len();
@@ -93,11 +82,9 @@ async fn openid_client_on_node_logs_a_citizen_in_and_meets_the_errors_a_relying_
         args
     };
 
-    let citizen = browser();
+    let citizen = rp_browser();
     let email = "erika.node@example.de";
-    let review = fill_in(&citizen, &issuer, "erika.node", email).await;
-    post(&citizen, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
-    page(&citizen, &smtp.mail_to(email, 0).await.link()).await;
+    register_activated(&citizen, &issuer, &smtp, "erika.node", email).await;
 
     // The citizen declines: the library sees access_denied at the callback.
     let request = rp("start", &base).await;

@@ -105,6 +105,57 @@ impl TestServer {
     }
 }
 
+/// A first-party code-flow client (no consent page) of the demo authority in the test
+/// environment, with `secret`, `redirect_uri` and scope `openid`, adjusted by `customize`.
+pub async fn first_party_client(
+    server: &TestServer,
+    client_id: &str,
+    secret: &str,
+    redirect_uri: &str,
+    customize: impl FnOnce(&mut tenant_registry::ClientSettings),
+) {
+    use tenant_registry::{Actor, ClientSecret, ClientSettings, GrantType, OperatorFlags};
+    let registry = server.state.registry();
+    let tenant = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
+    let mut settings = ClientSettings::confidential("Portal", vec![url::Url::parse(redirect_uri).unwrap()]);
+    settings.grant_types = std::collections::BTreeSet::from([GrantType::AuthorizationCode]);
+    settings.scopes = std::collections::BTreeSet::from([oidc_core::Scope::parse("openid").unwrap()]);
+    customize(&mut settings);
+    registry
+        .create_client_with_id(
+            &Actor::System("test"),
+            tenant.id,
+            oidc_core::Environment::Test,
+            oidc_core::ClientId::parse(client_id).unwrap(),
+            settings,
+            OperatorFlags { first_party: true, admin_role: None },
+            Some(ClientSecret::from_configured(secret)),
+        )
+        .await
+        .unwrap();
+}
+
+/// A tenant with `slug` and defaults for everything else.
+pub async fn tenant(server: &TestServer, slug: &str) -> tenant_registry::Tenant {
+    server
+        .state
+        .registry()
+        .create_tenant(
+            &tenant_registry::Actor::System("test"),
+            tenant_registry::NewTenant {
+                slug: slug.into(),
+                name: slug.into(),
+                contact_email: format!("it@{slug}.example"),
+                branding: tenant_registry::Branding { display_name: slug.into(), logo_url: None },
+                allowed_claims: std::collections::BTreeSet::new(),
+                min_trust_level: oidc_core::TrustLevel::Normal,
+                sector: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
 /// An HTTP client as relying parties configure it for openidconnect: no redirects followed.
 pub fn http_client() -> openidconnect::reqwest::Client {
     openidconnect::reqwest::ClientBuilder::new()
