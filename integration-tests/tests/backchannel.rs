@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    citizen::{csrf, log_in, page, post, register_activated, rp_browser},
+    citizen::{authorization_code, csrf, log_in, page, post, register_activated, rp_browser},
     mail::SmtpSink,
     support::{Backends, TestServer, first_party_client},
 };
@@ -89,19 +89,7 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     let citizen = rp_browser();
     register_activated(&citizen, &issuer, &smtp, "erika.bcl", "erika.bcl@example.de").await;
     log_in(&citizen, &issuer, "erika.bcl").await;
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("client_id", "portal"),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("redirect_uri", CALLBACK),
-            ("code_challenge", CHALLENGE),
-            ("code_challenge_method", "S256"),
-        ])
-        .finish();
-    let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
-    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = authorization_code(&citizen, &issuer, "portal", CALLBACK, CHALLENGE).await;
     let tokens: Value = reqwest::Client::new()
         .post(format!("{issuer}/token"))
         .basic_auth("portal", Some(secret))

@@ -66,6 +66,30 @@ pub(crate) async fn log_in(browser: &Client, issuer: &str, username: &str) {
     assert!(status == StatusCode::OK && url.ends_with("/konto"), "logged in: {status} {url}");
 }
 
+/// An authorization request of `client_id` (scope `openid`, PKCE with `challenge`) in a browser
+/// with a session and, for a first-party client, no consent page: the code from the redirect.
+pub(crate) async fn authorization_code(
+    browser: &Client,
+    issuer: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", client_id),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("redirect_uri", redirect_uri),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let response = browser.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned()
+}
+
 /// Steps 1 to 3 up to the review page; returns its HTML.
 pub(crate) async fn fill_in(client: &Client, base: &str, username: &str, email: &str) -> String {
     let (status, html) = page(client, &format!("{base}/registrierung")).await;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::{
-    citizen::{log_in, register_activated, rp_browser},
+    citizen::{authorization_code, log_in, register_activated, rp_browser},
     mail::SmtpSink,
     support::{Backends, TestServer, first_party_client},
 };
@@ -30,21 +30,7 @@ async fn codes_of_other_clients_and_malformed_requests_get_oauth_errors_never_a_
     let citizen = rp_browser();
     register_activated(&citizen, &issuer, &smtp, "erika.neg", "erika.neg@example.de").await;
     log_in(&citizen, &issuer, "erika.neg").await;
-    let code = || async {
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("client_id", "portal"),
-                ("response_type", "code"),
-                ("scope", "openid"),
-                ("redirect_uri", CALLBACK),
-                ("code_challenge", CHALLENGE),
-                ("code_challenge_method", "S256"),
-            ])
-            .finish();
-        let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
-        let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-        location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
-    };
+    let code = || authorization_code(&citizen, &issuer, "portal", CALLBACK, CHALLENGE);
     let http = reqwest::Client::new();
     let redeem = |client: &'static str, secret: &'static str, code: String| {
         let (http, url) = (http.clone(), format!("{issuer}/token"));

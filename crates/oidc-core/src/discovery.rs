@@ -75,6 +75,10 @@ pub struct ProviderMetadata {
     pub backchannel_logout_session_supported: bool,
 }
 
+fn owned(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
 impl ProviderMetadata {
     /// Metadata for `issuer` with the endpoint paths of this provider.
     ///
@@ -115,14 +119,11 @@ impl ProviderMetadata {
             claims_parameter_supported: true,
             request_parameter_supported: true,
             request_uri_parameter_supported: false,
-            request_object_signing_alg_values_supported: crate::CLIENT_ASSERTION_ALGORITHMS
-                .iter()
-                .map(|a| (*a).to_owned())
-                .collect(),
+            request_object_signing_alg_values_supported: owned(crate::CLIENT_ASSERTION_ALGORITHMS),
             pushed_authorization_request_endpoint: format!("{issuer}/par"),
             verified_claims_supported: true,
             trust_frameworks_supported: vec!["eidas".to_owned()],
-            claims_in_verified_claims_supported: [
+            claims_in_verified_claims_supported: owned(&[
                 "name",
                 "given_name",
                 "family_name",
@@ -131,10 +132,7 @@ impl ProviderMetadata {
                 "place_of_birth",
                 "address",
                 "nationalities",
-            ]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect(),
+            ]),
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
             require_pushed_authorization_requests: false,
@@ -152,10 +150,7 @@ impl ProviderMetadata {
                 "private_key_jwt".to_owned(),
                 "none".to_owned(),
             ],
-            token_endpoint_auth_signing_alg_values_supported: crate::CLIENT_ASSERTION_ALGORITHMS
-                .iter()
-                .map(|a| (*a).to_owned())
-                .collect(),
+            token_endpoint_auth_signing_alg_values_supported: owned(crate::CLIENT_ASSERTION_ALGORITHMS),
         }
     }
 }
