@@ -1,5 +1,21 @@
-//! The AusweisApp2 SDK WebSocket protocol (typed messages, workflow state machine, client) and
-//! the eID-Server port. Knows no OIDC.
+//! The German online ID function (eID) as this service uses it. Knows no OIDC and nothing else
+//! of ours.
 //!
-//! Not built yet: it arrives with the eID issue. The crate exists so the workspace layering
-//! (this crate depends on nothing of ours) is checked from the start.
+//! - [`sdk`]: the AusweisApp2 SDK, API level 2: typed [`sdk::messages`], the
+//!   [`sdk::workflow`] state machine (what may be sent when), and [`sdk::client::SdkClient`]
+//!   over a WebSocket with timeouts, reconnect and a driver for a whole authentication.
+//! - [`eid_server`]: the eID-Server port ([`EidServer`]: `useID`, `getResult`) with the
+//!   TR-03130 SOAP adapter and the built-in test service.
+//! - [`tc_token`]: the TC token AusweisApp2 fetches to start.
+//!
+//! Invariants: PINs, CANs and PUKs pass through [`sdk::messages::Secret`] and are never logged
+//! or kept; a session's result is fetched once.
+
+pub mod eid_server;
+pub mod sdk;
+pub mod tc_token;
+
+pub use eid_server::{
+    Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, TestEidService, TestIdentity,
+    TestOutcome, Tr03130Client, Tr03130Config, UseIdRequest,
+};
