@@ -1,0 +1,246 @@
+//! The SDK client against a scripted fake AusweisApp2 on a loopback WebSocket: the happy path and
+//! each error path (wrong PIN, card removed, cancel, timeout, BAD_STATE, blocked card).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eid_bridge::sdk::{
+    client::{CardHolder, PinRequest, SdkClient, SdkConfig, SdkError},
+    messages::{AccessRights, Reader, Secret},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+/// One step of the fake app: wait for a command with this `cmd` (checking `check`), then send
+/// these messages.
+struct Step {
+    expect: &'static str,
+    reply: Vec<Value>,
+}
+
+fn step(expect: &'static str, reply: Vec<Value>) -> Step {
+    Step { expect, reply }
+}
+
+/// The API level handshake every client starts with.
+fn handshake() -> Vec<Step> {
+    vec![
+        step("GET_API_LEVEL", vec![json!({"msg": "API_LEVEL", "available": [1, 2], "current": 1})]),
+        step("SET_API_LEVEL", vec![json!({"msg": "API_LEVEL", "available": [1, 2], "current": 2})]),
+    ]
+}
+
+fn reader(retry_counter: u8) -> Value {
+    json!({"name": "Simulator", "insertable": true, "attached": true, "keypad": false,
+           "card": {"inoperative": false, "deactivated": false, "retryCounter": retry_counter}})
+}
+
+fn access_rights() -> Value {
+    json!({"msg": "ACCESS_RIGHTS", "chat": {"effective": ["FamilyName", "RestrictedID"], "optional": [], "required": ["FamilyName", "RestrictedID"]}})
+}
+
+fn result_ok() -> Value {
+    json!({"msg": "AUTH", "result": {"major": "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#ok"},
+           "url": "http://127.0.0.1/eid/ergebnis?ResultMajor=ok"})
+}
+
+fn result_error(reason: &str) -> Value {
+    json!({"msg": "AUTH", "result": {"major": "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#error",
+           "minor": "http://www.bsi.bund.de/ecard/api/1.1/resultminor/al/common#internalError",
+           "message": "aborted", "reason": reason},
+           "url": "http://127.0.0.1/eid/ergebnis?ResultMajor=error"})
+}
+
+/// Starts the fake app; returns its URL and a channel with every command it received.
+async fn fake_app(script: Vec<Step>) -> (String, mpsc::UnboundedReceiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/eID-Kernel", listener.local_addr().unwrap());
+    let (seen, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for Step { expect, reply } in script {
+            let command: Value = loop {
+                match socket.next().await {
+                    Some(Ok(Frame::Text(text))) => break serde_json::from_str(text.as_str()).unwrap(),
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                }
+            };
+            assert_eq!(command["cmd"], expect, "the client sent {command} where the script expects {expect}");
+            // A test that does not look at the commands has dropped the receiver.
+            let _ = seen.send(command);
+            for message in reply {
+                socket.send(Frame::text(message.to_string())).await.unwrap();
+            }
+        }
+        // Stay connected but silent, so timeouts can be observed.
+        while socket.next().await.is_some() {}
+    });
+    (url, received)
+}
+
+fn config(url: String) -> SdkConfig {
+    SdkConfig { url, connect_timeout: Duration::from_secs(5), message_timeout: Duration::from_secs(5) }
+}
+
+/// A scripted citizen: the PINs to try in turn, whether to accept.
+#[derive(Default)]
+struct Citizen {
+    accept: bool,
+    pins: Vec<&'static str>,
+    can: Option<&'static str>,
+    puk: Option<&'static str>,
+    pin_requests: Vec<PinRequest>,
+    inserted: bool,
+}
+
+#[async_trait]
+impl CardHolder for Citizen {
+    async fn accept(&mut self, _rights: &AccessRights) -> bool {
+        self.accept
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        self.inserted = true;
+        Some("Simulator".into())
+    }
+    async fn pin(&mut self, request: &PinRequest) -> Option<Secret> {
+        self.pin_requests.push(request.clone());
+        (!self.pins.is_empty()).then(|| Secret::new(self.pins.remove(0)))
+    }
+    async fn can(&mut self, _reader: &Reader) -> Option<Secret> {
+        self.can.map(Secret::new)
+    }
+    async fn puk(&mut self, _reader: &Reader) -> Option<Secret> {
+        self.puk.map(Secret::new)
+    }
+}
+
+fn script(steps: Vec<Step>) -> Vec<Step> {
+    handshake().into_iter().chain(steps).collect()
+}
+
+const TC: &str = "http://127.0.0.1:1/eid/tc-token?session=abc";
+
+#[tokio::test]
+async fn the_happy_path_runs_auth_to_the_refresh_url() {
+    let (url, mut seen) = fake_app(script(vec![
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("ACCEPT", vec![json!({"msg": "INSERT_CARD"})]),
+        step("SET_CARD", vec![json!({"msg": "ENTER_PIN", "reader": reader(3)})]),
+        step("SET_PIN", vec![json!({"msg": "STATUS", "workflow": "AUTH", "progress": 90, "state": null}), result_ok()]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let mut citizen = Citizen { accept: true, pins: vec!["123456"], ..Citizen::default() };
+    let outcome = client.authenticate(TC, true, &mut citizen).await.unwrap();
+    assert!(outcome.result.is_ok());
+    assert_eq!(outcome.url.as_deref(), Some("http://127.0.0.1/eid/ergebnis?ResultMajor=ok"));
+    assert!(citizen.inserted);
+    let commands: Vec<Value> = std::iter::from_fn(|| seen.try_recv().ok()).collect();
+    assert_eq!(commands[1], json!({"cmd": "SET_API_LEVEL", "level": 2}));
+    assert_eq!(commands[2], json!({"cmd": "RUN_AUTH", "tcTokenURL": TC, "developerMode": true, "status": true}));
+    assert_eq!(commands[5], json!({"cmd": "SET_PIN", "value": "123456"}));
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_reported_with_the_retry_counter_and_the_can_is_asked_before_the_last_try() {
+    let (url, _) = fake_app(script(vec![
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("ACCEPT", vec![json!({"msg": "ENTER_PIN", "reader": reader(3)})]),
+        step("SET_PIN", vec![json!({"msg": "ENTER_PIN", "reader": reader(2)})]),
+        step("SET_PIN", vec![json!({"msg": "ENTER_CAN", "reader": reader(1)})]),
+        step("SET_CAN", vec![json!({"msg": "ENTER_PIN", "reader": reader(1)})]),
+        step("SET_PIN", vec![result_ok()]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let mut citizen = Citizen { accept: true, pins: vec!["111111", "222222", "123456"], can: Some("654321"), ..Default::default() };
+    let outcome = client.authenticate(TC, false, &mut citizen).await.unwrap();
+    assert!(outcome.result.is_ok());
+    let told: Vec<(bool, Option<u8>)> = citizen
+        .pin_requests
+        .iter()
+        .map(|r| (r.previous_wrong, r.reader.card.and_then(|c| c.retry_counter)))
+        .collect();
+    assert_eq!(told, [(false, Some(3)), (true, Some(2)), (true, Some(1))]);
+}
+
+#[tokio::test]
+async fn a_removed_card_ends_with_the_apps_error_result_and_refresh_url() {
+    let (url, _) = fake_app(script(vec![
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("ACCEPT", vec![json!({"msg": "ENTER_PIN", "reader": reader(3)})]),
+        step("SET_PIN", vec![result_error("Card_Removed")]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let mut citizen = Citizen { accept: true, pins: vec!["123456"], ..Default::default() };
+    let outcome = client.authenticate(TC, false, &mut citizen).await.unwrap();
+    assert!(!outcome.result.is_ok());
+    assert_eq!(outcome.result.reason.as_deref(), Some("Card_Removed"));
+    assert_eq!(outcome.url.as_deref(), Some("http://127.0.0.1/eid/ergebnis?ResultMajor=error"));
+}
+
+#[tokio::test]
+async fn declining_the_access_rights_cancels() {
+    let (url, mut seen) = fake_app(script(vec![
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("CANCEL", vec![result_error("User_Cancelled")]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let outcome = client.authenticate(TC, false, &mut Citizen::default()).await.unwrap();
+    assert_eq!(outcome.result.reason.as_deref(), Some("User_Cancelled"));
+    assert_eq!(std::iter::from_fn(|| seen.try_recv().ok()).last().unwrap(), json!({"cmd": "CANCEL"}));
+}
+
+#[tokio::test]
+async fn a_silent_app_times_out() {
+    let (url, _) = fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "AUTH"})])])).await;
+    let mut client = SdkClient::connect(SdkConfig { message_timeout: Duration::from_millis(300), ..config(url) })
+        .await
+        .unwrap();
+    let error = client.authenticate(TC, false, &mut Citizen::default()).await.unwrap_err();
+    assert!(matches!(error, SdkError::Timeout(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn bad_state_refused_run_auth_and_a_blocked_card_are_clear_errors() {
+    let (url, _) = fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "BAD_STATE", "error": "RUN_AUTH"})])])).await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let error = client.authenticate(TC, false, &mut Citizen::default()).await.unwrap_err();
+    assert!(matches!(&error, SdkError::BadState(c) if c == "RUN_AUTH"), "{error:?}");
+
+    let (url, _) =
+        fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "AUTH", "error": "Validation of tcTokenURL failed"})])]))
+            .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let error = client.authenticate("not a url", false, &mut Citizen::default()).await.unwrap_err();
+    assert!(matches!(error, SdkError::AuthRefused(_)), "{error:?}");
+
+    let mut blocked = reader(0);
+    blocked["card"]["inoperative"] = json!(true);
+    let (url, _) = fake_app(script(vec![
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("ACCEPT", vec![json!({"msg": "ENTER_PUK", "reader": blocked})]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let error = client.authenticate(TC, false, &mut Citizen { accept: true, ..Default::default() }).await.unwrap_err();
+    assert!(matches!(error, SdkError::CardInoperative), "{error:?}");
+}
+
+#[tokio::test]
+async fn commands_out_of_turn_are_refused_before_sending_and_no_app_is_a_clear_error() {
+    let (url, _) = fake_app(handshake()).await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let error = client.send(eid_bridge::sdk::messages::Command::Accept).await.unwrap_err();
+    assert!(matches!(error, SdkError::NotAllowed { command: "ACCEPT", .. }), "{error:?}");
+
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let config = SdkConfig { connect_timeout: Duration::from_millis(300), ..config(format!("ws://127.0.0.1:{port}/eID-Kernel")) };
+    assert!(matches!(SdkClient::connect(config).await, Err(SdkError::Unreachable { .. })));
+}
