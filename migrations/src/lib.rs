@@ -13,6 +13,7 @@ mod m20261122_000005_consents;
 mod m20261122_000006_data_transfers;
 mod m20261122_000007_refresh_tokens;
 mod m20261122_000008_consent_declined;
+mod m20261123_000009_account_eid;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_data_transfers::Migration),
             Box::new(m20261122_000007_refresh_tokens::Migration),
             Box::new(m20261122_000008_consent_declined::Migration),
+            Box::new(m20261123_000009_account_eid::Migration),
         ]
     }
 }

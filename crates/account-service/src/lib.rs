@@ -14,6 +14,7 @@
 //!   Hashing runs on blocking threads, never on the async executor.
 //! - Nothing distinguishes "no such account" from "wrong password" to a caller.
 
+mod card;
 mod hashing;
 mod links;
 mod model;
@@ -27,6 +28,7 @@ mod session;
 mod store;
 mod throttle;
 
+pub use card::{CardData, CardIdentity, Difference};
 pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
 pub use links::LinkError;
 pub use model::{

@@ -200,6 +200,8 @@ pub struct Account {
     pub password_hash: String,
     /// The trust level the account's data carry (normal for self-asserted).
     pub trust_level: TrustLevel,
+    /// The keyed hash of the linked ID card's pseudonym (RestrictedID); unique per environment.
+    pub eid_key: Option<String>,
     /// The accepted privacy statement.
     pub privacy_consent: PrivacyConsent,
     /// Sessions remember the epoch they were made in; raising it ends every session at once.
@@ -258,6 +260,8 @@ pub enum EventKind {
     EmailChanged,
     /// Consented to release claims to a client.
     ConsentGiven,
+    /// Linked the ID card: the data it confirmed are eID-verified.
+    EidLinked,
 }
 
 impl EventKind {
@@ -275,13 +279,15 @@ impl EventKind {
             EventKind::EmailChangeRequested => "email_change_requested",
             EventKind::EmailChanged => "email_changed",
             EventKind::ConsentGiven => "consent_given",
+            EventKind::EidLinked => "eid_linked",
         }
     }
 
     /// Parses [`EventKind::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
-        const ALL: [EventKind; 11] = [
+        const ALL: [EventKind; 12] = [
             EventKind::ConsentGiven,
+            EventKind::EidLinked,
             EventKind::Registered,
             EventKind::Activated,
             EventKind::LoginSucceeded,

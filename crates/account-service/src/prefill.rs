@@ -90,14 +90,14 @@ pub fn claim_preview(account: &Account, claim: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use oidc_core::{AccountId, Environment, TrustLevel};
     use time::macros::datetime;
 
     use super::*;
     use crate::model::{AccountStatus, MasterData, PrivacyConsent};
 
-    pub(super) fn account_for_tests(from_card: bool) -> Account {
+    pub(crate) fn account_for_tests(from_card: bool) -> Account {
         account(from_card)
     }
 
@@ -136,6 +136,7 @@ mod tests {
             },
             password_hash: String::new(),
             trust_level: TrustLevel::Hoch,
+            eid_key: from_card.then(|| "card-key".to_owned()),
             privacy_consent: PrivacyConsent { version: "2026-11".into(), accepted_at: now },
             session_epoch: 0,
             created_at: now,

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use tracing::instrument;
 
 use crate::{
-    FieldError, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
+    CardIdentity, FieldError,
+    card::trust_level_of, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
     links::{LinkError, LinkKind, Links},
     model::{
         Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
@@ -115,6 +116,8 @@ pub struct Registration {
     pub password_hash: String,
     /// The privacy statement accepted in step 2.
     pub privacy_consent: PrivacyConsent,
+    /// The ID card the data were read from, when registering with eID.
+    pub card: Option<CardIdentity>,
 }
 
 /// A started session: the cookie value and the session.
@@ -278,12 +281,17 @@ impl Accounts {
     /// account was stored but the mail could not be sent (the citizen can ask again).
     #[instrument(skip_all, fields(environment = %environment))]
     pub async fn register(&self, environment: Environment, registration: Registration) -> Result<bool, AccountError> {
-        let taken = self.taken(environment, &registration.data.username, &registration.data.email).await?;
+        let mut taken = self.taken(environment, &registration.data.username, &registration.data.email).await?;
+        if let Some(card) = &registration.card
+            && self.store.find_by_eid_key(environment, &card.key).await?.is_some()
+        {
+            taken.push(UniqueField::Eid);
+        }
         if !taken.is_empty() {
             return Err(AccountError::Taken(taken));
         }
         let now = self.clock.now();
-        let account = Account {
+        let mut account = Account {
             id: AccountId::new_random(),
             environment,
             username: registration.data.username.clone(),
@@ -292,13 +300,20 @@ impl Accounts {
             master_data: MasterData::from_personal_data(&registration.data, now),
             password_hash: registration.password_hash,
             trust_level: TrustLevel::Normal,
+            eid_key: registration.card.as_ref().map(|c| c.key.clone()),
             privacy_consent: registration.privacy_consent,
             session_epoch: 0,
             created_at: now,
             activated_at: None,
             updated_at: now,
         };
-        self.store.insert(&account, &self.event(EventKind::Registered, None)).await?;
+        if let Some(card) = &registration.card {
+            // The form was filled from the card; what survived normalisation unchanged is the card's.
+            account.master_data.confirm_by_card(&card.data, &form_fields(), now);
+            account.trust_level = trust_level_of(&account);
+        }
+        let method = registration.card.as_ref().map(|_| AuthMethod::Eid.as_str().to_owned());
+        self.store.insert(&account, &self.event(EventKind::Registered, method)).await?;
         Ok(self.send_activation(&account).await)
     }
 
@@ -408,6 +423,46 @@ impl Accounts {
         self.start_session(&account, AuthMethod::Pwd).await
     }
 
+    /// Login with the ID card: the account linked to the card's keyed pseudonym. `Ok(None)` when
+    /// no account knows this card.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn login_with_card(&self, environment: Environment, eid_key: &str) -> Result<Option<LoggedIn>, AccountError> {
+        let Some(account) = self.store.find_by_eid_key(environment, eid_key).await? else { return Ok(None) };
+        if account.status != AccountStatus::Active {
+            return Err(AccountError::NotActivated);
+        }
+        let event = self.event(EventKind::LoginSucceeded, Some(AuthMethod::Eid.as_str().to_owned()));
+        self.store.append_event(environment, account.id, &event).await?;
+        self.start_session(&account, AuthMethod::Eid).await.map(Some)
+    }
+
+    /// Links the ID card to the account ("Vertrauensniveau hochstufen"): equal data become
+    /// eID-verified, differing data are taken from the card except the fields in `keep_own`.
+    /// A renewed card replaces the old one. Returns the fields whose value changed.
+    #[instrument(skip_all, fields(environment = %environment))]
+    pub async fn link_card(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        card: &CardIdentity,
+        keep_own: &[String],
+    ) -> Result<Vec<&'static str>, AccountError> {
+        if let Some(other) = self.store.find_by_eid_key(environment, &card.key).await?
+            && other.id != id
+        {
+            return Err(AccountError::Taken(vec![UniqueField::Eid]));
+        }
+        let mut account = self.store.get(environment, id).await?;
+        let now = self.clock.now();
+        let changed = account.master_data.confirm_by_card(&card.data, keep_own, now);
+        account.eid_key = Some(card.key.clone());
+        account.trust_level = trust_level_of(&account);
+        account.updated_at = now;
+        let event = self.event(EventKind::EidLinked, (!changed.is_empty()).then(|| changed.join(",")));
+        self.store.update(&account, Some(&event)).await?;
+        Ok(changed)
+    }
+
     async fn start_session(&self, account: &Account, method: AuthMethod) -> Result<LoggedIn, AccountError> {
         let trust_level = match method {
             AuthMethod::Pwd => TrustLevel::Normal,
@@ -477,6 +532,8 @@ impl Accounts {
         }
         if !changed.is_empty() {
             account.master_data = master_data;
+            // An edited eID-verified field is the citizen's now; the level follows.
+            account.trust_level = trust_level_of(&account);
             account.updated_at = now;
             let event = self.event(EventKind::MasterDataChanged, Some(changed.join(",")));
             self.store.update(&account, Some(&event)).await?;
@@ -722,4 +779,13 @@ fn display_name(account: &Account) -> String {
 
 fn recipient(account: &Account) -> Recipient {
     Recipient { email: account.email.value.clone(), name: display_name(account) }
+}
+
+/// The fields the registration form carries: when registering with the card, what differs there
+/// from the card (changed by normalisation) stays as stored; the nationalities only the card has.
+fn form_fields() -> Vec<String> {
+    ["given_names", "family_name", "birth_name", "date_of_birth", "place_of_birth", "street", "house_number",
+        "postal_code", "city", "country"]
+        .map(String::from)
+        .into()
 }

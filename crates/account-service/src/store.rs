@@ -13,6 +13,8 @@ pub enum UniqueField {
     Username,
     /// The e-mail address (case-insensitive, per environment).
     Email,
+    /// The ID card (its pseudonym's keyed hash, per environment).
+    Eid,
 }
 
 /// What can go wrong in the account store.
@@ -43,6 +45,9 @@ pub trait AccountStore: Send + Sync {
 
     /// The account whose e-mail address equals `email` ignoring case.
     async fn find_by_email(&self, environment: Environment, email: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account the ID card with this keyed pseudonym is linked to.
+    async fn find_by_eid_key(&self, environment: Environment, eid_key: &str) -> Result<Option<Account>, StoreError>;
 
     /// Replaces the stored account (matched by environment and id) and appends `event` if given.
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError>;

@@ -33,6 +33,9 @@ fn map_db_err(e: DbErr) -> StoreError {
         Some(SqlErr::UniqueConstraintViolation(what)) if what.contains("email_key") => {
             StoreError::Conflict(UniqueField::Email)
         }
+        Some(SqlErr::UniqueConstraintViolation(what)) if what.contains("eid_key") => {
+            StoreError::Conflict(UniqueField::Eid)
+        }
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(UniqueField::Username),
         // A row about an account that no longer exists (deleted meanwhile).
         Some(SqlErr::ForeignKeyConstraintViolation(_)) => StoreError::NotFound,
@@ -75,6 +78,7 @@ fn row(a: &Account) -> Result<account::ActiveModel, StoreError> {
         master_data: Set(json(&a.master_data)?),
         password_hash: Set(a.password_hash.clone()),
         trust_level: Set(a.trust_level.as_str().to_owned()),
+        eid_key: Set(a.eid_key.clone()),
         privacy_consent: Set(json(&a.privacy_consent)?),
         session_epoch: Set(a.session_epoch),
         created_at: Set(a.created_at.unix_timestamp()),
@@ -92,6 +96,7 @@ fn account_of(row: account::Model) -> Result<Account, StoreError> {
         status: serde_json::from_value(serde_json::Value::String(row.status.clone())).map_err(|e| corrupt(id, e))?,
         master_data: parse_json(id, &row.master_data)?,
         trust_level: row.trust_level.parse().map_err(|e| corrupt(id, e))?,
+        eid_key: row.eid_key,
         privacy_consent: parse_json(id, &row.privacy_consent)?,
         session_epoch: row.session_epoch,
         created_at: time_of(id, row.created_at)?,
@@ -155,6 +160,17 @@ impl AccountStore for SeaAccountStore {
         account::Entity::find()
             .filter(in_environment(environment))
             .filter(account::Column::EmailKey.eq(email.to_lowercase()))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .map(account_of)
+            .transpose()
+    }
+
+    async fn find_by_eid_key(&self, environment: Environment, eid_key: &str) -> Result<Option<Account>, StoreError> {
+        account::Entity::find()
+            .filter(in_environment(environment))
+            .filter(account::Column::EidKey.eq(eid_key))
             .one(&self.conn)
             .await
             .map_err(unavailable)?

@@ -10,10 +10,10 @@ use std::{
 use account_service::{
     AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, EventKind, HashingParams, LinkError,
     Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput, PrivacyConsent, Recipient, Registration,
-    Source, UniqueField, validate_personal_data,
+    Source, UniqueField, validate_personal_data, CardData, CardIdentity,
 };
 use async_trait::async_trait;
-use oidc_core::{Clock, Environment, ManualClock};
+use oidc_core::{Clock, Environment, ManualClock, TrustLevel};
 use storage::{Database, MemoryEphemeralStore, testing::TestDatabase, testing::backend_url};
 use time::macros::datetime;
 
@@ -99,6 +99,7 @@ async fn register(f: &Fixture, environment: Environment, username: &str, email: 
         data,
         password_hash: f.accounts.hash_password(PASSWORD.into()).await?,
         privacy_consent: PrivacyConsent { version: "2026-11".into(), accepted_at: f.clock.now() },
+        card: None,
     };
     assert!(f.accounts.register(environment, registration).await?, "mail sent");
     Ok(())
@@ -432,6 +433,106 @@ impl Backend {
         self.run(master_data_and_email_change).await;
         self.run(export_and_deletion).await;
         self.run(rehash_on_login).await;
+        self.run(eid_register_login_link).await;
+    }
+}
+
+fn card(key: &str) -> CardIdentity {
+    CardIdentity {
+        key: key.into(),
+        data: CardData {
+            given_names: "ERIKA".into(),
+            family_name: "MUSTERMANN".into(),
+            birth_name: Some("GABLER".into()),
+            date_of_birth: "1964-08-12".into(),
+            place_of_birth: Some("BERLIN".into()),
+            street: "HEIDESTRASSE".into(),
+            house_number: "17".into(),
+            postal_code: "51147".into(),
+            city: "KÖLN".into(),
+            country: "DE".into(),
+            nationalities: Some("DEU".into()),
+        },
+    }
+}
+
+/// Registration with the card, login by the card's key, linking a card to a password account,
+/// one card per account, and the level dropping when an eID-verified name is edited.
+async fn eid_register_login_link(db: &Database) {
+    let f = fixture(db);
+    let from_card = card("key-1");
+    let (data, _) =
+        validate_personal_data(&from_card.data.as_input("erika.eid", "erika.eid@example.de", ""), f.clock.now().date())
+            .unwrap();
+    let registration = |card: CardIdentity, data| Registration {
+        data,
+        password_hash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        privacy_consent: PrivacyConsent { version: "2026-11".into(), accepted_at: f.clock.now() },
+        card: Some(card),
+    };
+    assert!(f.accounts.register(PRODUCTION, registration(from_card.clone(), data.clone())).await.unwrap());
+    assert!(
+        matches!(f.accounts.login_with_card(PRODUCTION, "key-1").await, Err(AccountError::NotActivated)),
+        "the e-mail address is confirmed first"
+    );
+    let id = f.accounts.activate(PRODUCTION, &token_of(f.outbox.last().1)).await.unwrap();
+    let account = f.accounts.account(PRODUCTION, id).await.unwrap();
+    assert_eq!(account.trust_level, TrustLevel::Hoch);
+    assert_eq!(account.master_data.family_name.source, Source::Eid);
+    assert_eq!(account.master_data.nationalities.as_ref().map(|n| n.value.as_str()), Some("DEU"));
+    let logged_in = f.accounts.login_with_card(PRODUCTION, "key-1").await.unwrap().expect("found by the card");
+    assert_eq!(logged_in.session.trust_level, TrustLevel::Hoch);
+    assert_eq!(logged_in.session.method.as_str(), "eid");
+    assert!(f.accounts.login_with_card(PRODUCTION, "key-2").await.unwrap().is_none(), "an unknown card");
+    assert!(f.accounts.login_with_card(Environment::Test, "key-1").await.unwrap().is_none(), "per environment");
+
+    // The same card cannot register a second account.
+    let mut other = data.clone();
+    other.username = "zweite".into();
+    other.email = "zweite@example.de".into();
+    let err = f.accounts.register(PRODUCTION, registration(from_card.clone(), other)).await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Eid]), "{err:?}");
+
+    // A password account links the card: the city spelled its own way is kept by choice.
+    registered_and_active(&f, "erika.pwd", "erika.pwd@example.de").await;
+    let pwd = f.accounts.login(PRODUCTION, "erika.pwd", PASSWORD, "10.0.0.1").await.unwrap().session.account_id;
+    let err = f.accounts.link_card(PRODUCTION, pwd, &from_card, &[]).await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Eid]), "linked elsewhere: {err:?}");
+    let changed = f.accounts.link_card(PRODUCTION, pwd, &card("key-2"), &["city".to_owned()]).await.unwrap();
+    assert!(changed.contains(&"given_names") && !changed.contains(&"city"), "{changed:?}");
+    let linked = f.accounts.account(PRODUCTION, pwd).await.unwrap();
+    assert_eq!(linked.trust_level, TrustLevel::Hoch);
+    assert_eq!(linked.master_data.given_names.value, "ERIKA");
+    assert_eq!((linked.master_data.city.value.as_str(), linked.master_data.city.source), ("Köln", Source::SelfAsserted));
+    let events = f.accounts.events(PRODUCTION, pwd).await.unwrap();
+    assert_eq!(events[0].kind, EventKind::EidLinked);
+
+    // Editing a verified name makes it the citizen's again, and the level follows.
+    let mut edited = validate_personal_data(&linked_input(&linked), f.clock.now().date()).unwrap().0;
+    edited.family_name = "Muster".into();
+    f.accounts.update_master_data(PRODUCTION, pwd, &edited).await.unwrap();
+    let after = f.accounts.account(PRODUCTION, pwd).await.unwrap();
+    assert_eq!(after.master_data.family_name.source, Source::SelfAsserted);
+    assert_eq!(after.master_data.given_names.source, Source::Eid, "untouched fields keep their mark");
+    assert_eq!(after.trust_level, TrustLevel::Normal);
+}
+
+/// The form as "Mein Konto" would show it for `account`.
+fn linked_input(account: &account_service::Account) -> PersonalDataInput {
+    let m = &account.master_data;
+    PersonalDataInput {
+        given_names: m.given_names.value.clone(),
+        family_name: m.family_name.value.clone(),
+        birth_name: m.birth_name.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+        date_of_birth: m.date_of_birth.value.clone(),
+        place_of_birth: m.place_of_birth.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+        street_and_number: format!("{} {}", m.street.value, m.house_number.value),
+        postal_code: m.postal_code.value.clone(),
+        city: m.city.value.clone(),
+        country: m.country.value.clone(),
+        phone_number: String::new(),
+        email: account.email.value.clone(),
+        username: account.username.clone(),
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Model {
     pub master_data: String,
     pub password_hash: String,
     pub trust_level: String,
+    pub eid_key: Option<String>,
     #[sea_orm(column_type = "Text")]
     pub privacy_consent: String,
     pub session_epoch: i64,
