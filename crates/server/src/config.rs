@@ -73,6 +73,78 @@ pub struct Config {
     pub mail: MailConfig,
     /// Citizen accounts: lifetimes, sessions, password hashing.
     pub accounts: AccountsConfig,
+    /// The online ID function, per environment.
+    pub eid: EidConfig,
+}
+
+/// `[eid]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EidConfig {
+    /// `[eid.production]`
+    pub production: EidEnvironmentConfig,
+    /// `[eid.test]`
+    pub test: EidEnvironmentConfig,
+}
+
+impl Default for EidConfig {
+    fn default() -> Self {
+        Self {
+            production: EidEnvironmentConfig { service: EidService::None, ..EidEnvironmentConfig::default() },
+            test: EidEnvironmentConfig::default(),
+        }
+    }
+}
+
+impl EidConfig {
+    /// The settings of `environment`.
+    pub fn of(&self, environment: Environment) -> &EidEnvironmentConfig {
+        match environment {
+            Environment::Production => &self.production,
+            Environment::Test => &self.test,
+        }
+    }
+}
+
+/// Which eID-Server an environment uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EidService {
+    /// No eID: the pages offer only username and password.
+    None,
+    /// The built-in test eID service with the test identities below; refused in production.
+    Test,
+    /// A real eID-Server over the BSI TR-03130 eID-Interface.
+    Tr03130,
+}
+
+/// One environment's eID settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EidEnvironmentConfig {
+    /// `none`, `test` or `tr03130`.
+    pub service: EidService,
+    /// TR-03130: the eID-Interface endpoint (https).
+    pub server_url: Option<String>,
+    /// TR-03130: our client certificate and its key in one PEM file.
+    pub client_identity_file: Option<PathBuf>,
+    /// TR-03130: CA certificates (PEM) the eID-Server's TLS certificate must chain to; empty
+    /// means the system's roots.
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// The test service: who can be "read from a card". Default: the public specimen card.
+    pub test_identities: Vec<eid_bridge::TestIdentity>,
+}
+
+impl Default for EidEnvironmentConfig {
+    fn default() -> Self {
+        Self {
+            service: EidService::Test,
+            server_url: None,
+            client_identity_file: None,
+            trust_anchor_files: Vec::new(),
+            test_identities: vec![eid_bridge::TestIdentity::specimen()],
+        }
+    }
 }
 
 /// `[mail]`
@@ -525,6 +597,23 @@ impl Config {
             problems.push(
                 "accounts.free_failed_logins and accounts.free_failed_logins_per_ip must be at least 1".to_owned(),
             );
+        }
+        if self.eid.production.service == EidService::Test {
+            problems.push(
+                "eid.production.service = \"test\" is refused: the test eID service hands out test identities".to_owned(),
+            );
+        }
+        for environment in Environment::ALL {
+            let eid = self.eid.of(environment);
+            match eid.service {
+                EidService::Tr03130 if !eid.server_url.as_deref().is_some_and(|u| u.starts_with("https://")) => {
+                    problems.push(format!("eid.{environment}.server_url must be an https:// URL for service tr03130"));
+                }
+                EidService::Test if eid.test_identities.is_empty() => {
+                    problems.push(format!("eid.{environment}.test_identities must name at least one identity"));
+                }
+                _ => {}
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             problems.push(format!("log.filter {:?} is not a tracing filter", self.log.filter));

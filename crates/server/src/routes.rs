@@ -14,6 +14,9 @@
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
 //! {issuer}/anmelden  /abmelden                 login, logout
+//! {issuer}/eid  /eid/tc-token  /eid/ergebnis   eID: start ("Zur Ausweis App"), TC token, refresh address
+//! {issuer}/eid/test-dienst                     the test eID service (test systems only)
+//! {issuer}/registrierung/ausweis  /konto/ausweis   registration from the card, linking the card
 //! {issuer}/passwort-vergessen  /passwort-neu   forgotten password
 //! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/uebermittlungen|/export|/loeschen]   "Mein Konto"
 //! {issuer}/barrierefreiheit  /datenschutz  /static/style.css
@@ -132,6 +135,12 @@ fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
         .at("/barrierefreiheit", get(pages::accessibility))
         .at("/datenschutz", get(pages::privacy))
         .at("/registrierung", get(pages::personal_form).post(pages::personal))
+        .at("/registrierung/ausweis", get(pages::card_registration_form).post(pages::card_registration))
+        .at("/eid", get(pages::eid_start_form).post(pages::eid_start))
+        .at("/eid/tc-token", get(pages::tc_token))
+        .at("/eid/ergebnis", get(pages::eid_result))
+        .at("/eid/test-dienst", get(pages::test_service_form).post(pages::test_service))
+        .at("/konto/ausweis", poem::post(pages::link))
         .at("/registrierung/passwort", get(pages::password_form).post(pages::password))
         .at("/registrierung/pruefen", get(pages::review).post(pages::save))
         .at("/aktivierung", get(pages::activate))

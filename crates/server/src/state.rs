@@ -39,6 +39,8 @@ pub struct Inner {
     pub(crate) client_keys: crate::client_keys::ClientKeys,
     /// HTTP to clients' servers (JWKS, back-channel logout): short timeout, no redirects.
     pub(crate) outbound: reqwest::Client,
+    /// The online ID function of each environment.
+    pub(crate) eid: crate::flows::eid::EidServices,
 }
 
 impl std::ops::Deref for AppState {
@@ -110,6 +112,12 @@ impl AppState {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("the HTTP client for calls to clients")?;
+        let eid = crate::flows::eid::EidServices::build(
+            &config.eid,
+            [config.environments.issuer(Environment::Production), config.environments.issuer(Environment::Test)],
+            &kek,
+        )
+        .context("setting up the eID services (eid.*)")?;
         let state = Self(Arc::new(Inner {
             config,
             database,
@@ -126,6 +134,7 @@ impl AppState {
             refresh_tokens,
             client_keys: crate::client_keys::ClientKeys::new(outbound.clone()),
             outbound,
+            eid,
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

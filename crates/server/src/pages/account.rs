@@ -91,6 +91,7 @@ fn render_overview(ctx: &PageCtx, account: &Account, success: Vec<String>) -> Re
         context! {
             username => account.username,
             trust_level => ctx.t(&format!("trust_{}", account.trust_level.as_str())),
+            trust_level_code => account.trust_level.as_str(),
             rows => rows(ctx, account),
             success => success,
         },

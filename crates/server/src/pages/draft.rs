@@ -26,6 +26,9 @@ pub(crate) struct Draft {
     pub(crate) privacy_accepted_at: Option<i64>,
     /// When the draft began (Unix seconds); older than [`DRAFT_LIFETIME`] is void.
     pub(crate) started_at: i64,
+    /// Registering with the ID card: what it said (sealed like the rest, so it cannot be forged).
+    #[serde(default)]
+    pub(crate) card: Option<account_service::CardIdentity>,
 }
 
 impl Draft {

@@ -62,7 +62,7 @@ pub(crate) fn field_message(ctx: &PageCtx, field: &str, code: &str, german: &str
     ctx.state.pages.texts().find(ctx.lang, &key).unwrap_or_else(|| german.to_owned())
 }
 
-const FIELDS: [&str; 21] = [
+const FIELDS: [&str; 22] = [
     "given_names",
     "family_name",
     "birth_name",
@@ -75,6 +75,7 @@ const FIELDS: [&str; 21] = [
     "city",
     "country",
     "phone_number",
+    "nationalities",
     "email",
     "username",
     "password",

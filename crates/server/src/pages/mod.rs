@@ -12,6 +12,7 @@
 
 mod account;
 mod draft;
+mod eid;
 mod form;
 mod info;
 mod recovery;
@@ -35,6 +36,10 @@ use poem::{
 pub(crate) use account::{
     activity, change_data, change_password, confirm_email, data_form, delete, delete_form, export, overview,
     password_change_form, transfers, withdraw_consent,
+};
+pub(crate) use eid::{
+    card_registration, card_registration_form, link, result as eid_result, start as eid_start,
+    start_form as eid_start_form, tc_token, test_service, test_service_form,
 };
 pub(crate) use info::{accessibility, form_post_script, privacy, start, stylesheet};
 pub(crate) use recovery::{forgot, forgot_form, reset, reset_form};
@@ -61,7 +66,11 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 25] = templates![
+const TEMPLATES: [(&str, &str); 29] = templates![
+    "eid_start.html",
+    "eid_test_service.html",
+    "eid_compare.html",
+    "register_eid.html",
     "layout.html",
     "macros.html",
     "steps.html",
@@ -252,6 +261,7 @@ impl PageCtx {
             csrf => self.csrf.clone(),
             environment => self.site.environment.as_str(),
             logged_in => self.session.is_some(),
+            eid_offered => self.state.eid.of(self.site.environment).is_some(),
             session_idle => self.state.config.accounts.session_idle_minutes.to_string(),
             session_absolute => self.state.config.accounts.session_absolute_hours.to_string(),
             ..extra

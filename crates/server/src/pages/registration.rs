@@ -16,16 +16,16 @@ use super::{
     form::{Errors, countries, field_message, labels},
 };
 
-fn draft_cookie(ctx: &PageCtx) -> String {
+pub(super) fn draft_cookie(ctx: &PageCtx) -> String {
     format!("sk_registration_{}", ctx.site.environment.as_str())
 }
 
-fn load_draft(ctx: &PageCtx) -> Option<Draft> {
+pub(super) fn load_draft(ctx: &PageCtx) -> Option<Draft> {
     let cookie = ctx.cookie(&draft_cookie(ctx))?;
     ctx.state.pages.drafts.open(ctx.site.environment, &cookie, ctx.state.accounts.now())
 }
 
-fn store_draft(ctx: &PageCtx, draft: &Draft) {
+pub(super) fn store_draft(ctx: &PageCtx, draft: &Draft) {
     ctx.set_cookie(&draft_cookie(ctx), &ctx.state.pages.drafts.seal(ctx.site.environment, draft), Some(DRAFT_LIFETIME));
 }
 
@@ -81,6 +81,8 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
         draft.privacy_accepted_at = None;
     }
     draft.input = form.input;
+    // Typed in by hand: whatever a card said before no longer describes this draft.
+    draft.card = None;
     draft.personal_done = true;
     draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
     store_draft(&ctx, &draft);
@@ -91,12 +93,14 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
     }
 }
 
-fn taken_errors(ctx: &PageCtx, taken: &[UniqueField]) -> Errors {
+pub(super) fn taken_errors(ctx: &PageCtx, taken: &[UniqueField]) -> Errors {
     let mut errors = Errors::default();
     for field in taken {
         match field {
             UniqueField::Username => errors.add("username", ctx.t("username_taken")),
             UniqueField::Email => errors.add("email", ctx.t("email_taken")),
+            // Told on a page of its own by the caller: no field of the form is wrong.
+            UniqueField::Eid => {}
         }
     }
     errors
@@ -242,6 +246,7 @@ pub(crate) async fn save(ctx: PageCtx, Form(form): Form<SaveForm>) -> Response {
         data,
         password_hash,
         privacy_consent: PrivacyConsent { version: ctx.state.pages.privacy_version.clone(), accepted_at },
+        card: draft.card.clone(),
     };
     match ctx.state.accounts.register(ctx.site.environment, registration).await {
         Ok(mail_sent) => {
@@ -256,6 +261,10 @@ pub(crate) async fn save(ctx: PageCtx, Form(form): Form<SaveForm>) -> Response {
                     resend_login => email,
                 },
             )
+        }
+        Err(AccountError::Taken(taken)) if taken.contains(&UniqueField::Eid) => {
+            ctx.clear_cookie(&draft_cookie(&ctx));
+            ctx.message(StatusCode::CONFLICT, "eid_failed_title", &[ctx.t("eid_card_taken")], Value::from(()))
         }
         // Taken since step 1: back to step 1 with the message at the field; the draft stays.
         Err(AccountError::Taken(taken)) => {

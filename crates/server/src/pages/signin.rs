@@ -13,7 +13,7 @@ use super::PageCtx;
 use crate::flows::backchannel::end_session;
 
 /// Only paths of this environment may be returned to (no open redirect).
-fn safe_return(path: &str) -> &str {
+pub(super) fn safe_return(path: &str) -> &str {
     // Browsers drop tabs and newlines and read `\` as `/`, so `/\t/evil.example` would leave us.
     let ok = path.starts_with('/')
         && !path.starts_with("//")

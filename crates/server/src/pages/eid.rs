@@ -1,0 +1,492 @@
+//! The pages of the online ID function: the start page with the prerequisites ("Zur Ausweis
+//! App"), the TC token AusweisApp2 fetches, the refresh address it returns the browser to, the
+//! test eID service of test systems, registration step 1 from the card, and linking the card
+//! in "Mein Konto" with the differing data side by side.
+
+use account_service::{AccountError, CardIdentity, UniqueField, validate_personal_data};
+use eid_bridge::TestOutcome;
+use minijinja::{Value, context};
+use poem::{
+    Response, handler,
+    http::{StatusCode, header},
+    web::{Form, Query},
+};
+use serde::Deserialize;
+
+use super::{
+    PageCtx,
+    draft::{DRAFT_LIFETIME, Draft},
+    form::{Errors, field_message, labels},
+    registration::{load_draft, store_draft, taken_errors},
+    signin::safe_return,
+};
+use crate::flows::{
+    backchannel::end_session,
+    eid::{self, EidFlowError, FLOW_TTL, Purpose},
+};
+
+/// The TC token URL handed to the citizen's AusweisApp2 (TR-03124-1 §2.2: the local eID-Client).
+const EID_CLIENT: &str = "http://127.0.0.1:24727/eID-Client?tcTokenURL=";
+/// The PIN of every test identity, told on the test page.
+const TEST_PIN: &str = "123456";
+
+fn eid_cookie(ctx: &PageCtx) -> String {
+    format!("sk_eid_{}", ctx.site.environment.as_str())
+}
+
+fn link_cookie(ctx: &PageCtx) -> String {
+    format!("sk_eid_link_{}", ctx.site.environment.as_str())
+}
+
+fn purpose_of(name: &str) -> Option<Purpose> {
+    match name {
+        "anmelden" => Some(Purpose::Login),
+        "registrieren" => Some(Purpose::Register),
+        "hochstufen" => Some(Purpose::Upgrade),
+        _ => None,
+    }
+}
+
+fn purpose_name(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Login => "anmelden",
+        Purpose::Register => "registrieren",
+        Purpose::Upgrade => "hochstufen",
+    }
+}
+
+fn not_offered(ctx: &PageCtx) -> Response {
+    ctx.message(StatusCode::NOT_FOUND, "eid_not_offered_title", &[ctx.t("eid_not_offered_text")], Value::from(()))
+}
+
+fn tc_token_url(ctx: &PageCtx, reference: &str) -> String {
+    format!("{}/eid/tc-token?ref={reference}", ctx.site.issuer)
+}
+
+/// The local AusweisApp2's address for this flow.
+fn ausweisapp_url(ctx: &PageCtx, reference: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(tc_token_url(ctx, reference).as_bytes()).collect();
+    format!("{EID_CLIENT}{encoded}")
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StartQuery {
+    #[serde(default)]
+    zweck: String,
+    #[serde(default)]
+    return_to: Option<String>,
+    /// Set when an OIDC request needs trust level "hoch".
+    #[serde(default)]
+    stufe: Option<String>,
+}
+
+fn render_start(ctx: &PageCtx, status: StatusCode, purpose: Purpose, return_to: &str, level: bool, error: Option<String>) -> Response {
+    let heading = match purpose {
+        Purpose::Login => "eid_login_title",
+        Purpose::Register => "eid_register_title",
+        Purpose::Upgrade => "eid_upgrade_title",
+    };
+    let is_test = ctx.state.eid.of(ctx.site.environment).is_some_and(|e| e.test_service.is_some());
+    ctx.render_status(
+        status,
+        "eid_start.html",
+        context! {
+            heading => ctx.t(heading), purpose => purpose_name(purpose), return_to => return_to,
+            test_service => is_test, error => error, level_notice => level,
+        },
+    )
+}
+
+/// `GET {issuer}/eid?zweck=anmelden|registrieren|hochstufen`: the prerequisites, then "Zur
+/// Ausweis App".
+#[handler]
+pub(crate) fn start_form(ctx: PageCtx, Query(query): Query<StartQuery>) -> Response {
+    if ctx.state.eid.of(ctx.site.environment).is_none() {
+        return not_offered(&ctx);
+    }
+    let Some(purpose) = purpose_of(&query.zweck) else {
+        return ctx.message(StatusCode::BAD_REQUEST, "eid_bad_request_title", &[ctx.t("eid_bad_request_text")], Value::from(()));
+    };
+    if purpose == Purpose::Upgrade
+        && let Err(to_login) = ctx.require_login()
+    {
+        return to_login;
+    }
+    let default = if purpose == Purpose::Login { "/konto" } else { "/konto" };
+    let return_to = safe_return(query.return_to.as_deref().unwrap_or(default));
+    render_start(&ctx, StatusCode::OK, purpose, return_to, query.stufe.as_deref() == Some("hoch"), None)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StartForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    zweck: String,
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    app: Option<String>,
+    #[serde(default)]
+    reader: Option<String>,
+    #[serde(default)]
+    pin: Option<String>,
+}
+
+/// `POST {issuer}/eid`: starts the eID session and sends the browser to AusweisApp2 (or, on a
+/// test system, to the test eID service).
+#[handler]
+pub(crate) async fn start(ctx: PageCtx, Form(form): Form<StartForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let Some(eid) = ctx.state.eid.of(ctx.site.environment) else { return not_offered(&ctx) };
+    let Some(purpose) = purpose_of(&form.zweck) else {
+        return ctx.message(StatusCode::BAD_REQUEST, "eid_bad_request_title", &[ctx.t("eid_bad_request_text")], Value::from(()));
+    };
+    let return_to = safe_return(&form.return_to).to_owned();
+    if [&form.app, &form.reader, &form.pin].iter().any(|c| c.as_deref() != Some("ja")) {
+        let error = Some(ctx.t("eid_prerequisites_missing"));
+        return render_start(&ctx, StatusCode::BAD_REQUEST, purpose, &return_to, false, error);
+    }
+    let account = match purpose {
+        Purpose::Upgrade => match ctx.require_login() {
+            Ok(account) => Some(account.id),
+            Err(to_login) => return to_login,
+        },
+        _ => None,
+    };
+    let is_test = eid.test_service.is_some();
+    match eid::start(&ctx.state, ctx.site.environment, purpose, &return_to, account).await {
+        Ok((reference, browser)) => {
+            ctx.set_cookie(&eid_cookie(&ctx), &browser, Some(FLOW_TTL));
+            if is_test {
+                ctx.redirect(&format!("/eid/test-dienst?ref={reference}"))
+            } else {
+                Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, ausweisapp_url(&ctx, &reference)).finish()
+            }
+        }
+        Err(e) => flow_failed(&ctx, e, &return_to),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RefQuery {
+    #[serde(default, rename = "ref")]
+    reference: String,
+    /// Appended by AusweisApp2 to the refresh address (TR-03124-1 §2.5).
+    #[serde(default, rename = "ResultMajor")]
+    result_major: Option<String>,
+}
+
+/// `GET {issuer}/eid/tc-token?ref=…`: the TC token, fetched by AusweisApp2 (not the browser).
+#[handler]
+pub(crate) async fn tc_token(ctx: PageCtx, Query(query): Query<RefQuery>) -> Response {
+    let flow = match eid::find(&ctx.state, ctx.site.environment, &query.reference).await {
+        Ok(flow) => flow,
+        Err(EidFlowError::Unavailable(e)) => {
+            tracing::error!(error = %e, "eID flow store unavailable");
+            return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body("eID flow store unavailable");
+        }
+        Err(_) => return Response::builder().status(StatusCode::NOT_FOUND).body("unknown or expired eID session"),
+    };
+    tracing::info!("TC token fetched");
+    let refresh = format!("{}/eid/ergebnis?ref={}", ctx.site.issuer, query.reference);
+    let token = eid_bridge::tc_token::render(&flow.server_session, &refresh, &refresh);
+    Response::builder().content_type("text/xml; charset=utf-8").header(header::CACHE_CONTROL, "no-store").body(token)
+}
+
+/// `GET {issuer}/eid/test-dienst?ref=…`: the test eID service (test systems only).
+#[handler]
+pub(crate) async fn test_service_form(ctx: PageCtx, Query(query): Query<RefQuery>) -> Response {
+    render_test_service(&ctx, StatusCode::OK, &query.reference, None)
+}
+
+fn render_test_service(ctx: &PageCtx, status: StatusCode, reference: &str, error: Option<String>) -> Response {
+    let Some(service) = ctx.state.eid.of(ctx.site.environment).and_then(|e| e.test_service.clone()) else {
+        return not_offered(ctx);
+    };
+    ctx.render_status(
+        status,
+        "eid_test_service.html",
+        context! {
+            reference => reference, identities => service.identities(), error => error,
+            ausweisapp_url => ausweisapp_url(ctx, reference),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TestServiceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "ref")]
+    reference: String,
+    #[serde(default)]
+    identity: String,
+    #[serde(default)]
+    pin: String,
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST {issuer}/eid/test-dienst`: "reads the card" (the chosen test identity, PIN 123456) or
+/// cancels, then goes on to the refresh address as AusweisApp2 would.
+#[handler]
+pub(crate) async fn test_service(ctx: PageCtx, Form(form): Form<TestServiceForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let Some(service) = ctx.state.eid.of(ctx.site.environment).and_then(|e| e.test_service.clone()) else {
+        return not_offered(&ctx);
+    };
+    let Ok(flow) = eid::find(&ctx.state, ctx.site.environment, &form.reference).await else {
+        return flow_failed(&ctx, EidFlowError::Unknown, "/");
+    };
+    let session_id = &flow.server_session.session_id;
+    let outcome = if form.action == "cancel" {
+        TestOutcome::Cancelled
+    } else {
+        if form.pin != TEST_PIN {
+            return render_test_service(&ctx, StatusCode::BAD_REQUEST, &form.reference, Some(ctx.t("eid_test_wrong_pin")));
+        }
+        match form.identity.parse::<usize>() {
+            Ok(n) if n < service.identities().len() => TestOutcome::Identity(n),
+            _ => return render_test_service(&ctx, StatusCode::BAD_REQUEST, &form.reference, Some(ctx.t("eid_test_identity_missing"))),
+        }
+    };
+    if !service.complete(session_id, outcome) {
+        return flow_failed(&ctx, EidFlowError::Unknown, &flow.return_to);
+    }
+    let major = if outcome == TestOutcome::Cancelled { "error" } else { "ok" };
+    let result_major = format!("http://www.bsi.bund.de/ecard/api/1.1/resultmajor%23{major}");
+    ctx.redirect(&format!("/eid/ergebnis?ref={}&ResultMajor={result_major}", form.reference))
+}
+
+/// The page for a flow that cannot go on.
+fn flow_failed(ctx: &PageCtx, error: EidFlowError, return_to: &str) -> Response {
+    let (status, text) = match &error {
+        EidFlowError::NotOffered => return not_offered(ctx),
+        EidFlowError::Unknown => (StatusCode::BAD_REQUEST, "eid_unknown_text"),
+        EidFlowError::OtherBrowser => (StatusCode::FORBIDDEN, "eid_other_browser_text"),
+        EidFlowError::Failed(_) => (StatusCode::BAD_REQUEST, "eid_failed_text"),
+        EidFlowError::Incomplete(_) => (StatusCode::BAD_REQUEST, "eid_incomplete_text"),
+        EidFlowError::Unavailable(e) => {
+            tracing::error!(error = %e, "eID unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "eid_unavailable_text")
+        }
+    };
+    let links = vec![context! { href => format!("{}{}", ctx.base(), safe_return(return_to)), text => ctx.t("back") }];
+    ctx.message(status, "eid_failed_title", &[ctx.t(text)], Value::from(links))
+}
+
+/// `GET {issuer}/eid/ergebnis?ref=…&ResultMajor=…`: the refresh address. Fetches the card's
+/// data once, in the browser that started, and continues by purpose.
+#[handler]
+pub(crate) async fn result(ctx: PageCtx, Query(query): Query<RefQuery>) -> Response {
+    let browser = ctx.cookie(&eid_cookie(&ctx));
+    let finished = eid::finish(&ctx.state, ctx.site.environment, &query.reference, browser.as_deref()).await;
+    let (flow, card) = match finished {
+        Ok(done) => done,
+        Err(e) => {
+            if !matches!(e, EidFlowError::OtherBrowser) {
+                ctx.clear_cookie(&eid_cookie(&ctx));
+            }
+            let back = if query.result_major.as_deref().is_some_and(|m| !m.ends_with("#ok")) { "/anmelden" } else { "/" };
+            return flow_failed(&ctx, e, back);
+        }
+    };
+    ctx.clear_cookie(&eid_cookie(&ctx));
+    tracing::info!(purpose = ?flow.purpose, "eID result received");
+    match flow.purpose {
+        Purpose::Login => login(&ctx, card, &flow.return_to).await,
+        Purpose::Register => register(&ctx, card),
+        Purpose::Upgrade => compare(&ctx, card, flow.account),
+    }
+}
+
+async fn login(ctx: &PageCtx, card: CardIdentity, return_to: &str) -> Response {
+    match ctx.state.accounts.login_with_card(ctx.site.environment, &card.key).await {
+        Ok(Some(logged_in)) => {
+            ctx.state.metrics.login("success");
+            if let Some(old) = &ctx.session_token {
+                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
+            }
+            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
+            ctx.redirect(safe_return(return_to))
+        }
+        // No account knows this card: offer registration with the data just read.
+        Ok(None) => {
+            let now = ctx.state.accounts.now();
+            let mut draft = Draft::new(now);
+            draft.card = Some(card);
+            store_draft(ctx, &draft);
+            let links = vec![
+                context! { href => format!("{}/registrierung/ausweis", ctx.base()), text => ctx.t("eid_register_with_card") },
+                context! { href => format!("{}/anmelden", ctx.base()), text => ctx.t("go_to_login") },
+            ];
+            ctx.message(StatusCode::OK, "eid_no_account_title", &[ctx.t("eid_no_account_text")], Value::from(links))
+        }
+        Err(AccountError::NotActivated) => {
+            ctx.message(StatusCode::FORBIDDEN, "eid_failed_title", &[ctx.t("not_activated")], Value::from(()))
+        }
+        Err(e) => ctx.failure(e),
+    }
+}
+
+fn register(ctx: &PageCtx, card: CardIdentity) -> Response {
+    let mut draft = load_draft(ctx).unwrap_or_else(|| Draft::new(ctx.state.accounts.now()));
+    draft.card = Some(card);
+    draft.personal_done = false;
+    store_draft(ctx, &draft);
+    ctx.redirect("/registrierung/ausweis")
+}
+
+/// Upgrade: the differing data side by side; with none, the card is linked at once.
+fn compare(ctx: &PageCtx, card: CardIdentity, account: Option<oidc_core::AccountId>) -> Response {
+    let current = match ctx.require_login() {
+        Ok(current) if Some(current.id) == account => current,
+        Ok(_) => return flow_failed(ctx, EidFlowError::OtherBrowser, "/konto"),
+        Err(to_login) => return to_login,
+    };
+    let differences = current.master_data.differences(&card.data);
+    let mut draft = Draft::new(ctx.state.accounts.now());
+    draft.card = Some(card);
+    ctx.set_cookie(&link_cookie(ctx), &ctx.state.pages.drafts.seal(ctx.site.environment, &draft), Some(DRAFT_LIFETIME));
+    ctx.render("eid_compare.html", context! { differences => differences, labels => labels(ctx) })
+}
+
+/// `POST {issuer}/konto/ausweis`: links the card, keeping the citizen's own value where chosen.
+#[handler]
+pub(crate) async fn link(ctx: PageCtx, Form(form): Form<std::collections::HashMap<String, String>>) -> Response {
+    if !ctx.csrf_ok(form.get("csrf").map(String::as_str).unwrap_or_default()) {
+        return ctx.csrf_failed();
+    }
+    let account = match ctx.require_login() {
+        Ok(account) => account.clone(),
+        Err(to_login) => return to_login,
+    };
+    let sealed = ctx.cookie(&link_cookie(&ctx)).unwrap_or_default();
+    let Some(card) = ctx.state.pages.drafts.open(ctx.site.environment, &sealed, ctx.state.accounts.now()).and_then(|d| d.card)
+    else {
+        return flow_failed(&ctx, EidFlowError::Unknown, "/konto");
+    };
+    let keep_own: Vec<String> = form.iter().filter(|(_, choice)| choice.as_str() == "own").map(|(f, _)| f.clone()).collect();
+    match ctx.state.accounts.link_card(ctx.site.environment, account.id, &card, &keep_own).await {
+        Ok(_) => {}
+        Err(AccountError::Taken(taken)) if taken.contains(&UniqueField::Eid) => {
+            ctx.clear_cookie(&link_cookie(&ctx));
+            return ctx.message(StatusCode::CONFLICT, "eid_failed_title", &[ctx.t("eid_card_taken")], Value::from(()));
+        }
+        Err(e) => return ctx.failure(e),
+    }
+    ctx.clear_cookie(&link_cookie(&ctx));
+    // The card was just used: the session becomes an eID session at level "hoch".
+    match ctx.state.accounts.login_with_card(ctx.site.environment, &card.key).await {
+        Ok(Some(logged_in)) => {
+            if let Some(old) = &ctx.session_token {
+                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
+            }
+            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
+        }
+        Ok(None) => return flow_failed(&ctx, EidFlowError::Unknown, "/konto"),
+        Err(e) => return ctx.failure(e),
+    }
+    let links = vec![context! { href => format!("{}/konto", ctx.base()), text => ctx.t("my_account") }];
+    ctx.message(StatusCode::OK, "eid_linked_title", &[ctx.t("eid_linked_text")], Value::from(links))
+}
+
+/// Registration step 1 from the card: the card's rows for display.
+fn card_rows(card: &CardIdentity) -> Vec<(&'static str, String)> {
+    let d = &card.data;
+    let mut rows = vec![("given_names", d.given_names.clone()), ("family_name", d.family_name.clone())];
+    if let Some(birth_name) = &d.birth_name {
+        rows.push(("birth_name", birth_name.clone()));
+    }
+    rows.push(("date_of_birth", d.date_of_birth.clone()));
+    if let Some(place) = &d.place_of_birth {
+        rows.push(("place_of_birth", place.clone()));
+    }
+    rows.extend([
+        ("street_and_number", format!("{} {}", d.street, d.house_number).trim().to_owned()),
+        ("postal_code", d.postal_code.clone()),
+        ("city", d.city.clone()),
+    ]);
+    rows
+}
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub(crate) struct CardRegistrationForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone_number: String,
+    #[serde(default)]
+    username: String,
+}
+
+fn render_card_registration(
+    ctx: &PageCtx,
+    status: StatusCode,
+    card: &CardIdentity,
+    form: &CardRegistrationForm,
+    errors: &Errors,
+) -> Response {
+    ctx.render_status(
+        status,
+        "register_eid.html",
+        context! { step => 1, card => card_rows(card), form => form, errors => errors.value(), labels => labels(ctx) },
+    )
+}
+
+/// `GET {issuer}/registrierung/ausweis`: step 1 with the card's data; the citizen adds
+/// e-mail, username and optionally a phone number.
+#[handler]
+pub(crate) fn card_registration_form(ctx: PageCtx) -> Response {
+    let Some(draft) = load_draft(&ctx) else { return ctx.redirect("/eid?zweck=registrieren&return_to=/konto") };
+    let Some(card) = &draft.card else { return ctx.redirect("/registrierung") };
+    let form = CardRegistrationForm {
+        email: draft.input.email.clone(),
+        phone_number: draft.input.phone_number.clone(),
+        username: draft.input.username.clone(),
+        ..CardRegistrationForm::default()
+    };
+    render_card_registration(&ctx, StatusCode::OK, card, &form, &Errors::default())
+}
+
+/// `POST {issuer}/registrierung/ausweis`: checks step 1 as the normal form does.
+#[handler]
+pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistrationForm>) -> Response {
+    if !ctx.csrf_ok(&form.csrf) {
+        return ctx.csrf_failed();
+    }
+    let Some(mut draft) = load_draft(&ctx) else { return ctx.redirect("/eid?zweck=registrieren&return_to=/konto") };
+    let Some(card) = draft.card.clone() else { return ctx.redirect("/registrierung") };
+    let input = card.data.as_input(&form.username, &form.email, &form.phone_number);
+    let now = ctx.state.accounts.now();
+    let (data, hints) = match validate_personal_data(&input, now.date()) {
+        Ok(valid) => valid,
+        Err(problems) => {
+            return render_card_registration(&ctx, StatusCode::BAD_REQUEST, &card, &form, &Errors::from_fields(&ctx, &problems));
+        }
+    };
+    let mut taken = match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
+        Ok(taken) => taken,
+        Err(e) => return ctx.failure(e),
+    };
+    taken.retain(|t| *t != UniqueField::Eid);
+    if !taken.is_empty() {
+        return render_card_registration(&ctx, StatusCode::CONFLICT, &card, &form, &taken_errors(&ctx, &taken));
+    }
+    if !draft.input.username.eq_ignore_ascii_case(&data.username) || !draft.input.email.eq_ignore_ascii_case(&data.email) {
+        draft.password_hash = None;
+        draft.privacy_accepted_at = None;
+    }
+    draft.input = input;
+    draft.personal_done = true;
+    draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
+    store_draft(&ctx, &draft);
+    if draft.password_hash.is_some() { ctx.redirect("/registrierung/pruefen") } else { ctx.redirect("/registrierung/passwort") }
+}
