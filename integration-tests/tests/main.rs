@@ -8,6 +8,7 @@ mod backchannel;
 mod browser;
 mod citizen;
 mod discovery;
+mod eid;
 mod jwt_access_tokens;
 mod layering;
 mod mail;

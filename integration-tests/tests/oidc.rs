@@ -221,13 +221,39 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
         }
     }
 
-    // A level above the session's: an error, never a lower level; whether asked by acr_values or
-    // by an essential acr in the claims parameter.
-    for (name, value) in [
-        ("acr_values", "hoch"),
-        ("acr_values", "http://eidas.europa.eu/LoA/high"),
-        ("claims", r#"{"id_token":{"acr":{"essential":true,"values":["substantiell"]}}}"#),
+    // A level above the session's is never answered with a lower one: "hoch" (by acr_values or
+    // its eIDAS URI) offers the eID login (step-up), except with prompt=none; a level no login
+    // of ours reaches ("substantiell", asked by an essential acr in the claims parameter) is an
+    // error.
+    for (name, value, prompt) in [
+        ("acr_values", "hoch", None),
+        ("acr_values", "http://eidas.europa.eu/LoA/high", None),
+        ("acr_values", "hoch", Some("none")),
+        ("claims", r#"{"id_token":{"acr":{"essential":true,"values":["substantiell"]}}}"#, None),
     ] {
+        let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+        let mut request = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_extra_param(name, value)
+            .set_pkce_challenge(challenge);
+        if let Some(prompt) = prompt {
+            request = request.add_extra_param("prompt", prompt);
+        }
+        let (url, _, _) = request.url();
+        let response = citizen.get(url.as_str()).send().await.unwrap();
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        if value != "hoch" && !value.ends_with("/high") || prompt.is_some() {
+            let answer = callback(&response);
+            assert_eq!(param(&answer, "error").as_deref(), Some("unmet_authentication_requirements"), "{value}");
+        } else {
+            assert!(location.contains("/eid?zweck=anmelden&stufe=hoch&return_to=%2Fauthorize"), "step-up: {location}");
+        }
+    }
+    for (name, value) in [("claims", r#"{"id_token":{"acr":{"essential":true,"values":["substantiell"]}}}"#)] {
         let (challenge, _) = PkceCodeChallenge::new_random_sha256();
         let (url, _, _) = client
             .authorize_url(

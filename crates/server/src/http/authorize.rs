@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use account_service::{Account, Session, claim_preview};
 use minijinja::{Value, context};
-use oidc_core::{OAuthError, OAuthErrorCode, verify_id_token_hint};
+use oidc_core::{OAuthError, OAuthErrorCode, TrustLevel, verify_id_token_hint};
 use poem::{
     Body, Request, Response, handler,
     http::{Method, StatusCode, header},
@@ -112,8 +112,16 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
             let error = OAuthError::new(OAuthErrorCode::LoginRequired, "Keine Anmeldung vorhanden");
             return error_to_client(&ctx, &authorization.redirect, &error);
         }
-        _ => return to_login(&ctx, params),
+        _ => return to_login(&ctx, params, authorization.required_level),
     };
+    if session.trust_level < authorization.required_level
+        && ctx.state.eid.of(ctx.site.environment).is_some()
+        && authorization.required_level == TrustLevel::Hoch
+        && !authorization.prompt.iter().any(|p| p == "none")
+    {
+        // Step-up: offer the login that reaches the level instead of failing the request.
+        return to_login(&ctx, params, authorization.required_level);
+    }
     if session.trust_level < authorization.required_level {
         let error = OAuthError::new(
             OAuthErrorCode::UnmetAuthenticationRequirements,
@@ -171,7 +179,8 @@ fn consent_ref(given: &account_service::Consent) -> String {
 
 /// After the login, the browser comes back to this very request (without `prompt=login` or
 /// `select_account`, which the login just satisfied).
-fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
+/// A request that needs "hoch" goes straight to the eID login when the environment has eID.
+fn to_login(ctx: &PageCtx, mut params: AuthorizeParams, required: TrustLevel) -> Response {
     let hint = params.login_hint.clone().unwrap_or_default();
     params.prompt = params
         .prompt
@@ -179,6 +188,9 @@ fn to_login(ctx: &PageCtx, mut params: AuthorizeParams) -> Response {
     let query = query_string(&params);
     let back = format!("/authorize?{query}");
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    if required == TrustLevel::Hoch && ctx.state.eid.of(ctx.site.environment).is_some() {
+        return ctx.redirect(&format!("/eid?zweck=anmelden&stufe=hoch&return_to={}", encode(&back)));
+    }
     ctx.redirect(&format!("/anmelden?return_to={}&login_hint={}", encode(&back), encode(&hint)))
 }
 

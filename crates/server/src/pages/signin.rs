@@ -64,7 +64,10 @@ fn render_login(
     ctx.render_status(
         status,
         "login.html",
-        context! { username => username, return_to => return_to, message => message, not_activated => not_activated },
+        context! {
+            username => username, return_to => return_to, message => message, not_activated => not_activated,
+            return_to_encoded => url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>(),
+        },
     )
 }
 
