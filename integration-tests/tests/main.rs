@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod admin;
+mod ausweisapp;
 mod backchannel;
 mod browser;
 mod citizen;

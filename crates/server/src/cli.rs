@@ -49,6 +49,21 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Drive the local AusweisApp2 through one authentication for a TC token URL (service desk).
+    Eid {
+        /// Where AusweisApp2 fetches the TC token, e.g. `https://konto.example/eid/tc-token?ref=…`.
+        #[arg(long)]
+        tc_token_url: String,
+        /// AusweisApp2's SDK address.
+        #[arg(long, default_value = eid_bridge::sdk::client::DEFAULT_SDK_URL)]
+        sdk_url: String,
+        /// Accept an http TC token URL and test certificates (test systems only).
+        #[arg(long)]
+        developer_mode: bool,
+        /// Use AusweisApp2's built-in simulated card instead of a real one.
+        #[arg(long)]
+        simulator: bool,
+    },
     /// Exit 0 when the server on `http.bind` (or `--url`) answers `/healthz`; for container probes.
     Healthcheck {
         /// Base URL of the server; default from `http.bind`.
@@ -135,6 +150,10 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             bootstrap(&config, tenant_slug, name, contact).await?;
         }
         Command::Healthcheck { url } => return healthcheck(url, &config).await,
+        Command::Eid { tc_token_url, sdk_url, developer_mode, simulator } => {
+            let run = crate::eid_cli::EidRun { sdk_url, tc_token_url, developer_mode, simulator };
+            return Ok(if crate::eid_cli::run(run).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ pub mod cli;
 mod client_keys;
 mod config;
 mod demo;
+mod eid_cli;
 mod error;
 mod flows;
 mod http;

@@ -1,0 +1,87 @@
+//! `servicekonto eid`: drives the AusweisApp2 on this machine through its SDK for one TC token
+//! URL, e.g. at a service-desk terminal where staff help a citizen register. The citizen types
+//! PIN, CAN or PUK at the prompt; nothing of it is logged or kept.
+
+use std::io::{BufRead, Write};
+
+use async_trait::async_trait;
+use eid_bridge::sdk::{
+    client::{CardHolder, PinRequest, SdkClient, SdkConfig},
+    messages::{AccessRights, Reader, Secret},
+};
+
+/// What to run.
+pub(crate) struct EidRun {
+    pub(crate) sdk_url: String,
+    pub(crate) tc_token_url: String,
+    pub(crate) developer_mode: bool,
+    pub(crate) simulator: bool,
+}
+
+/// Answers AusweisApp2's questions at the terminal.
+struct Terminal {
+    simulator: bool,
+}
+
+fn ask(question: &str) -> Option<String> {
+    eprint!("{question} ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let line = line.trim().to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+fn retries(reader: &Reader) -> String {
+    reader.card.and_then(|c| c.retry_counter).map(|n| format!(" ({n} Versuche)")).unwrap_or_default()
+}
+
+#[async_trait]
+impl CardHolder for Terminal {
+    async fn accept(&mut self, rights: &AccessRights) -> bool {
+        eprintln!("Angefragte Daten: {}", rights.chat.effective.join(", "));
+        tokio::task::block_in_place(|| ask("Zustimmen? [j/N]")).is_some_and(|a| a.eq_ignore_ascii_case("j"))
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        if self.simulator {
+            return Some("Simulator".into());
+        }
+        eprintln!("Bitte legen Sie den Ausweis auf das Lesegerät.");
+        None
+    }
+    async fn pin(&mut self, request: &PinRequest) -> Option<Secret> {
+        if request.previous_wrong {
+            eprintln!("Die PIN war falsch.");
+        }
+        tokio::task::block_in_place(|| ask(&format!("PIN{}:", retries(&request.reader)))).map(Secret::new)
+    }
+    async fn can(&mut self, reader: &Reader) -> Option<Secret> {
+        tokio::task::block_in_place(|| ask(&format!("Zugangsnummer (CAN) vor dem letzten PIN-Versuch{}:", retries(reader))))
+            .map(Secret::new)
+    }
+    async fn puk(&mut self, _reader: &Reader) -> Option<Secret> {
+        tokio::task::block_in_place(|| ask("Die PIN ist gesperrt. PUK:")).map(Secret::new)
+    }
+}
+
+/// Runs one authentication; prints what AusweisApp2 reported and where the browser would go.
+#[allow(clippy::print_stdout, reason = "the command's output")]
+pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
+    let mut client = SdkClient::connect(SdkConfig { url: run.sdk_url, ..SdkConfig::default() }).await?;
+    let info = client.info().await?;
+    println!("{} {}", info.version_info.name, info.version_info.implementation_version);
+    for reader in client.readers().await? {
+        println!("Lesegerät: {}{}", reader.name, if reader.card.is_some() { " (Karte erkannt)" } else { "" });
+    }
+    let mut terminal = Terminal { simulator: run.simulator };
+    let outcome = client.authenticate(&run.tc_token_url, run.developer_mode, &mut terminal).await?;
+    let ok = outcome.result.is_ok();
+    println!("Ergebnis: {}", if ok { "ok".to_owned() } else { outcome.result.reason.or(outcome.result.minor).unwrap_or_default() });
+    if let Some(message) = outcome.result.message {
+        println!("Meldung: {message}");
+    }
+    if let Some(url) = outcome.url {
+        println!("Weiter im Browser: {url}");
+    }
+    Ok(ok)
+}
