@@ -23,6 +23,7 @@ use crate::{
 
 const TEST: &str = "browser::citizen_journey_in_chromium_with_axe";
 const EMAIL: &str = "max.mustermann@example.de";
+const EID_EMAIL: &str = "erika.eid@example.de";
 const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
 const NEW_PASSWORD: &str = "Drei Raben sitzen auf dem Zaun";
 
@@ -359,6 +360,50 @@ async fn citizen_journey_in_chromium_with_axe() {
     wait_for(&browser, "Servicekonto gelöscht").await;
     assert!(smtp.mail_to(EMAIL, 2).await.subject.contains("gelöscht"));
 
+    // The online ID function in the test environment: register with the (test) card, activate,
+    // log in with the card from the login page's button.
+    let test = format!("{base}/test");
+    browser.goto(&format!("{test}/registrierung")).await.unwrap();
+    click(&browser, "main a[href*='zweck=registrieren']").await;
+    wait_for(&browser, "Voraussetzungen").await;
+    audit.check(&browser, "eID start").await;
+    async fn through_test_service(browser: &Client, audit: &mut Audit) {
+        for id in ["eid_app", "eid_reader", "eid_pin"] {
+            click(browser, &format!("#{id}")).await;
+        }
+        click(browser, "main form button[type=submit]").await;
+        wait_for(browser, "Testidentität").await;
+        audit.check(browser, "test eID service").await;
+        type_into(browser, "pin", "123456").await;
+        click(browser, "main form button[value=identify]").await;
+    }
+    through_test_service(&browser, &mut audit).await;
+    wait_path(&browser, "/test/registrierung/ausweis").await;
+    let from_card = wait_for(&browser, "MUSTERMANN").await;
+    assert!(from_card.contains("HEIDESTRASSE 17") && from_card.contains("GABLER"), "{from_card}");
+    audit.check(&browser, "registration step 1 from the card").await;
+    type_into(&browser, "email", EID_EMAIL).await;
+    type_into(&browser, "username", "erika.eid").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_path(&browser, "/test/registrierung/passwort").await;
+    type_into(&browser, "password", PASSWORD).await;
+    type_into(&browser, "password_confirmation", PASSWORD).await;
+    click(&browser, "#privacy").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_path(&browser, "/test/registrierung/pruefen").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Registrierung abgeschlossen").await;
+    browser.goto(&smtp.mail_to(EID_EMAIL, 0).await.link()).await.unwrap();
+    wait_for(&browser, "aktiviert").await;
+    browser.goto(&format!("{test}/anmelden")).await.unwrap();
+    click(&browser, "main a[href*='zweck=anmelden']").await;
+    wait_for(&browser, "Voraussetzungen").await;
+    through_test_service(&browser, &mut audit).await;
+    wait_path(&browser, "/test/konto").await;
+    let account = wait_for(&browser, "erika.eid").await;
+    assert!(account.contains("hoch"), "{account}");
+    audit.check(&browser, "Mein Konto after eID login").await;
+
     for page in ["/barrierefreiheit", "/datenschutz", "/anmelden?lang=en", "/registrierung", "/aktivierung/erneut"] {
         browser.goto(&format!("{base}{page}")).await.unwrap();
         audit.check(&browser, page).await;
@@ -367,6 +412,6 @@ async fn citizen_journey_in_chromium_with_axe() {
     drop(driver);
     server.stop().await;
     backends.drop_now().await;
-    assert!(audit.pages >= 20, "checked {} pages", audit.pages);
+    assert!(audit.pages >= 25, "checked {} pages", audit.pages);
     assert!(audit.problems.is_empty(), "accessibility problems:\n{}", audit.problems.join("\n"));
 }
