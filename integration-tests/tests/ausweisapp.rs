@@ -29,7 +29,8 @@ struct AusweisApp2 {
 }
 
 async fn start_ausweisapp2() -> Option<AusweisApp2> {
-    let binary = ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let binary =
+        ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())?;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Its own home and runtime folder: no settings of the machine's user, no second instance lock.
     let home = tempfile::tempdir().unwrap();
@@ -74,11 +75,18 @@ async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
     let Some(app) = start_ausweisapp2().await else {
         return skip(TEST, "AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
-    let config = SdkConfig { url: app.url.clone(), connect_timeout: Duration::from_secs(30), message_timeout: Duration::from_secs(30) };
+    let config = SdkConfig {
+        url: app.url.clone(),
+        connect_timeout: Duration::from_secs(30),
+        message_timeout: Duration::from_secs(30),
+    };
     let mut client = SdkClient::connect(config.clone()).await.expect("AusweisApp2 answers and speaks API level 2");
     let info = client.info().await.unwrap();
     assert!(info.version_info.name.starts_with("AusweisApp"), "{info:?}");
-    assert!(info.version_info.implementation_version.starts_with("1.") || info.version_info.implementation_version.starts_with("2."));
+    assert!(
+        info.version_info.implementation_version.starts_with("1.")
+            || info.version_info.implementation_version.starts_with("2.")
+    );
     let readers = client.readers().await.unwrap();
     assert!(readers.iter().any(|r| r.name == "Simulator"), "the built-in Simulator reader: {readers:?}");
 

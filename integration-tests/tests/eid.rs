@@ -33,7 +33,13 @@ fn second_card() -> eid_bridge::TestIdentity {
 
 /// Goes from the eID start page (`zweck`) through the test service with identity `n` to the
 /// refresh address; returns the final page's URL and HTML, and the flow's reference.
-async fn through_test_service(client: &Client, issuer: &str, zweck: &str, return_to: &str, n: usize) -> (String, String, String) {
+async fn through_test_service(
+    client: &Client,
+    issuer: &str,
+    zweck: &str,
+    return_to: &str,
+    n: usize,
+) -> (String, String, String) {
     let (status, start) = page(client, &format!("{issuer}/eid?zweck={zweck}&return_to={return_to}")).await;
     assert_eq!(status, StatusCode::OK, "{start}");
     assert!(start.contains("Zur Ausweis App") && start.contains("Voraussetzungen"), "{start}");
@@ -120,7 +126,8 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     ];
     let (_, url, review) = post_owned(&erika, &format!("{issuer}/registrierung/passwort"), &password).await;
     assert!(url.ends_with("/registrierung/pruefen") && review.contains("MUSTERMANN"), "{url}");
-    let (status, _, saved) = post(&erika, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    let (status, _, saved) =
+        post(&erika, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
     let (status, _) = page(&erika, &smtp.mail_to("erika.eid@example.de", 0).await.link()).await;
     assert_eq!(status, StatusCode::OK, "activated");
@@ -206,8 +213,12 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     for shown in ["Köln", "KÖLN", "Heidestraße", "HEIDESTRASSE", "Im Ausweis"] {
         assert!(compare.contains(shown), "{shown} side by side: {compare}");
     }
-    let (status, _, linked) =
-        post(&pwd, &format!("{issuer}/konto/ausweis"), &[("csrf", &csrf(&compare)), ("city", "own"), ("street", "card")]).await;
+    let (status, _, linked) = post(
+        &pwd,
+        &format!("{issuer}/konto/ausweis"),
+        &[("csrf", &csrf(&compare)), ("city", "own"), ("street", "card")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{linked}");
     assert!(linked.contains("Vertrauensniveau hochgestuft"), "{linked}");
     let (_, konto) = page(&pwd, &format!("{issuer}/konto")).await;

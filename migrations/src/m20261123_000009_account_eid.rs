@@ -21,7 +21,9 @@ enum Accounts {
 #[async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.alter_table(Table::alter().table(Accounts::Table).add_column(string_null(Accounts::EidKey)).to_owned()).await?;
+        manager
+            .alter_table(Table::alter().table(Accounts::Table).add_column(string_null(Accounts::EidKey)).to_owned())
+            .await?;
         manager
             .create_index(
                 Index::create()

@@ -184,9 +184,8 @@ impl MasterData {
 /// (names and date of birth) is as the card says; an edit of those drops it to "normal".
 pub(crate) fn trust_level_of(account: &Account) -> TrustLevel {
     let data = &account.master_data;
-    let identity_from_card = [&data.given_names, &data.family_name, &data.date_of_birth]
-        .iter()
-        .all(|a| a.source == Source::Eid);
+    let identity_from_card =
+        [&data.given_names, &data.family_name, &data.date_of_birth].iter().all(|a| a.source == Source::Eid);
     if account.eid_key.is_some() && identity_from_card { TrustLevel::Hoch } else { TrustLevel::Normal }
 }
 

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 use tracing::instrument;
 
 use crate::{
-    CardIdentity, FieldError,
-    card::trust_level_of, PasswordHasher, PasswordProblem, PersonalData, Verification, check_password,
+    CardIdentity, FieldError, PasswordHasher, PasswordProblem, PersonalData, Verification,
+    card::trust_level_of,
+    check_password,
     links::{LinkError, LinkKind, Links},
     model::{
         Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
@@ -426,7 +427,11 @@ impl Accounts {
     /// Login with the ID card: the account linked to the card's keyed pseudonym. `Ok(None)` when
     /// no account knows this card.
     #[instrument(skip_all, fields(environment = %environment))]
-    pub async fn login_with_card(&self, environment: Environment, eid_key: &str) -> Result<Option<LoggedIn>, AccountError> {
+    pub async fn login_with_card(
+        &self,
+        environment: Environment,
+        eid_key: &str,
+    ) -> Result<Option<LoggedIn>, AccountError> {
         let Some(account) = self.store.find_by_eid_key(environment, eid_key).await? else { return Ok(None) };
         if account.status != AccountStatus::Active {
             return Err(AccountError::NotActivated);
@@ -784,8 +789,18 @@ fn recipient(account: &Account) -> Recipient {
 /// The fields the registration form carries: when registering with the card, what differs there
 /// from the card (changed by normalisation) stays as stored; the nationalities only the card has.
 fn form_fields() -> Vec<String> {
-    ["given_names", "family_name", "birth_name", "date_of_birth", "place_of_birth", "street", "house_number",
-        "postal_code", "city", "country"]
-        .map(String::from)
-        .into()
+    [
+        "given_names",
+        "family_name",
+        "birth_name",
+        "date_of_birth",
+        "place_of_birth",
+        "street",
+        "house_number",
+        "postal_code",
+        "city",
+        "country",
+    ]
+    .map(String::from)
+    .into()
 }

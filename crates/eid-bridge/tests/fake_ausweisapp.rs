@@ -1,5 +1,6 @@
 //! The SDK client against a scripted fake AusweisApp2 on a loopback WebSocket: the happy path and
 //! each error path (wrong PIN, card removed, cancel, timeout, BAD_STATE, blocked card).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
 
 use std::time::Duration;
 
@@ -157,14 +158,12 @@ async fn a_wrong_pin_is_reported_with_the_retry_counter_and_the_can_is_asked_bef
     ]))
     .await;
     let mut client = SdkClient::connect(config(url)).await.unwrap();
-    let mut citizen = Citizen { accept: true, pins: vec!["111111", "222222", "123456"], can: Some("654321"), ..Default::default() };
+    let mut citizen =
+        Citizen { accept: true, pins: vec!["111111", "222222", "123456"], can: Some("654321"), ..Default::default() };
     let outcome = client.authenticate(TC, false, &mut citizen).await.unwrap();
     assert!(outcome.result.is_ok());
-    let told: Vec<(bool, Option<u8>)> = citizen
-        .pin_requests
-        .iter()
-        .map(|r| (r.previous_wrong, r.reader.card.and_then(|c| c.retry_counter)))
-        .collect();
+    let told: Vec<(bool, Option<u8>)> =
+        citizen.pin_requests.iter().map(|r| (r.previous_wrong, r.reader.card.and_then(|c| c.retry_counter))).collect();
     assert_eq!(told, [(false, Some(3)), (true, Some(2)), (true, Some(1))]);
 }
 
@@ -200,23 +199,25 @@ async fn declining_the_access_rights_cancels() {
 #[tokio::test]
 async fn a_silent_app_times_out() {
     let (url, _) = fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "AUTH"})])])).await;
-    let mut client = SdkClient::connect(SdkConfig { message_timeout: Duration::from_millis(300), ..config(url) })
-        .await
-        .unwrap();
+    let mut client =
+        SdkClient::connect(SdkConfig { message_timeout: Duration::from_millis(300), ..config(url) }).await.unwrap();
     let error = client.authenticate(TC, false, &mut Citizen::default()).await.unwrap_err();
     assert!(matches!(error, SdkError::Timeout(_)), "{error:?}");
 }
 
 #[tokio::test]
 async fn bad_state_refused_run_auth_and_a_blocked_card_are_clear_errors() {
-    let (url, _) = fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "BAD_STATE", "error": "RUN_AUTH"})])])).await;
+    let (url, _) =
+        fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "BAD_STATE", "error": "RUN_AUTH"})])])).await;
     let mut client = SdkClient::connect(config(url)).await.unwrap();
     let error = client.authenticate(TC, false, &mut Citizen::default()).await.unwrap_err();
     assert!(matches!(&error, SdkError::BadState(c) if c == "RUN_AUTH"), "{error:?}");
 
-    let (url, _) =
-        fake_app(script(vec![step("RUN_AUTH", vec![json!({"msg": "AUTH", "error": "Validation of tcTokenURL failed"})])]))
-            .await;
+    let (url, _) = fake_app(script(vec![step(
+        "RUN_AUTH",
+        vec![json!({"msg": "AUTH", "error": "Validation of tcTokenURL failed"})],
+    )]))
+    .await;
     let mut client = SdkClient::connect(config(url)).await.unwrap();
     let error = client.authenticate("not a url", false, &mut Citizen::default()).await.unwrap_err();
     assert!(matches!(error, SdkError::AuthRefused(_)), "{error:?}");
@@ -241,6 +242,9 @@ async fn commands_out_of_turn_are_refused_before_sending_and_no_app_is_a_clear_e
     assert!(matches!(error, SdkError::NotAllowed { command: "ACCEPT", .. }), "{error:?}");
 
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let config = SdkConfig { connect_timeout: Duration::from_millis(300), ..config(format!("ws://127.0.0.1:{port}/eID-Kernel")) };
+    let config = SdkConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..config(format!("ws://127.0.0.1:{port}/eID-Kernel"))
+    };
     assert!(matches!(SdkClient::connect(config).await, Err(SdkError::Unreachable { .. })));
 }

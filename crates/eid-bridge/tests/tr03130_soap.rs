@@ -1,5 +1,6 @@
 //! The TR-03130 client against a local SOAP endpoint: every request is recorded and checked
 //! field by field; the answers follow the TR-03130 schema, including error results and faults.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
 
 use std::{
     sync::{Arc, Mutex},
@@ -93,11 +94,17 @@ fn field(xml: &str, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn use_id_and_get_result_speak_tr03130() {
-    let (url, recorded) = soap_endpoint(vec![(StatusCode::OK, USE_ID_RESPONSE), (StatusCode::OK, GET_RESULT_RESPONSE)]).await;
+    let (url, recorded) =
+        soap_endpoint(vec![(StatusCode::OK, USE_ID_RESPONSE), (StatusCode::OK, GET_RESULT_RESPONSE)]).await;
     let client = client(url);
     let session = client
         .use_id(&UseIdRequest {
-            required: vec![Attribute::RestrictedId, Attribute::GivenNames, Attribute::FamilyNames, Attribute::DateOfBirth],
+            required: vec![
+                Attribute::RestrictedId,
+                Attribute::GivenNames,
+                Attribute::FamilyNames,
+                Attribute::DateOfBirth,
+            ],
             allowed: vec![Attribute::BirthName, Attribute::PlaceOfResidence],
             transaction_info: Some("Anmeldung am Servicekonto".into()),
         })

@@ -600,7 +600,8 @@ impl Config {
         }
         if self.eid.production.service == EidService::Test {
             problems.push(
-                "eid.production.service = \"test\" is refused: the test eID service hands out test identities".to_owned(),
+                "eid.production.service = \"test\" is refused: the test eID service hands out test identities"
+                    .to_owned(),
             );
         }
         for environment in Environment::ALL {

@@ -56,8 +56,10 @@ impl CardHolder for Terminal {
         tokio::task::block_in_place(|| ask(&format!("PIN{}:", retries(&request.reader)))).map(Secret::new)
     }
     async fn can(&mut self, reader: &Reader) -> Option<Secret> {
-        tokio::task::block_in_place(|| ask(&format!("Zugangsnummer (CAN) vor dem letzten PIN-Versuch{}:", retries(reader))))
-            .map(Secret::new)
+        tokio::task::block_in_place(|| {
+            ask(&format!("Zugangsnummer (CAN) vor dem letzten PIN-Versuch{}:", retries(reader)))
+        })
+        .map(Secret::new)
     }
     async fn puk(&mut self, _reader: &Reader) -> Option<Secret> {
         tokio::task::block_in_place(|| ask("Die PIN ist gesperrt. PUK:")).map(Secret::new)
@@ -76,7 +78,10 @@ pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
     let mut terminal = Terminal { simulator: run.simulator };
     let outcome = client.authenticate(&run.tc_token_url, run.developer_mode, &mut terminal).await?;
     let ok = outcome.result.is_ok();
-    println!("Ergebnis: {}", if ok { "ok".to_owned() } else { outcome.result.reason.or(outcome.result.minor).unwrap_or_default() });
+    println!(
+        "Ergebnis: {}",
+        if ok { "ok".to_owned() } else { outcome.result.reason.or(outcome.result.minor).unwrap_or_default() }
+    );
     if let Some(message) = outcome.result.message {
         println!("Meldung: {message}");
     }

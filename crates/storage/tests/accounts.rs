@@ -8,9 +8,9 @@ use std::{
 };
 
 use account_service::{
-    AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, EventKind, HashingParams, LinkError,
-    Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput, PrivacyConsent, Recipient, Registration,
-    Source, UniqueField, validate_personal_data, CardData, CardIdentity,
+    AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, CardData, CardIdentity, EventKind,
+    HashingParams, LinkError, Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput, PrivacyConsent,
+    Recipient, Registration, Source, UniqueField, validate_personal_data,
 };
 use async_trait::async_trait;
 use oidc_core::{Clock, Environment, ManualClock, TrustLevel};
@@ -503,7 +503,10 @@ async fn eid_register_login_link(db: &Database) {
     let linked = f.accounts.account(PRODUCTION, pwd).await.unwrap();
     assert_eq!(linked.trust_level, TrustLevel::Hoch);
     assert_eq!(linked.master_data.given_names.value, "ERIKA");
-    assert_eq!((linked.master_data.city.value.as_str(), linked.master_data.city.source), ("Köln", Source::SelfAsserted));
+    assert_eq!(
+        (linked.master_data.city.value.as_str(), linked.master_data.city.source),
+        ("Köln", Source::SelfAsserted)
+    );
     let events = f.accounts.events(PRODUCTION, pwd).await.unwrap();
     assert_eq!(events[0].kind, EventKind::EidLinked);
 

@@ -195,7 +195,9 @@ impl EidServer for TestEidService {
             Some(TestOutcome::Identity(n)) => {
                 self.identities.get(n).map(TestIdentity::personal_data).ok_or(EidServerError::NoResult)
             }
-            Some(TestOutcome::Cancelled) => Err(EidServerError::Failed { minor: MINOR_CANCELLED.into(), message: None }),
+            Some(TestOutcome::Cancelled) => {
+                Err(EidServerError::Failed { minor: MINOR_CANCELLED.into(), message: None })
+            }
             None => Err(EidServerError::NoResult),
         }
     }

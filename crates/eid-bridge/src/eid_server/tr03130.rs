@@ -7,9 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use roxmltree::{Document, Node};
 
-use super::{
-    Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, Psk, UseIdRequest,
-};
+use super::{Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, Psk, UseIdRequest};
 
 const EID_NS: &str = "http://bsi.bund.de/eID/";
 const RESULT_OK: &str = "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#ok";
@@ -175,7 +173,10 @@ fn place(node: Node<'_, '_>) -> Place {
             country: child_text(s, "Country"),
             freetext: None,
         },
-        None => Place { freetext: text_of(node, "FreetextPlace").or_else(|| text_of(node, "NoPlaceInfo")), ..Place::default() },
+        None => Place {
+            freetext: text_of(node, "FreetextPlace").or_else(|| text_of(node, "NoPlaceInfo")),
+            ..Place::default()
+        },
     }
 }
 

@@ -52,11 +52,11 @@ pub enum SdkError {
         url: String,
         /// The last connection error.
         #[source]
-        source: tungstenite::Error,
+        source: Box<tungstenite::Error>,
     },
     /// The connection broke or was closed.
     #[error("the connection to AusweisApp2 was lost")]
-    Disconnected(#[source] Option<tungstenite::Error>),
+    Disconnected(#[source] Option<Box<tungstenite::Error>>),
     /// No message within the message timeout.
     #[error("AusweisApp2 did not answer within {0:?}")]
     Timeout(Duration),
@@ -187,7 +187,7 @@ impl SdkClient {
         self.socket
             .send(tungstenite::Message::text(command.to_json()))
             .await
-            .map_err(|e| SdkError::Disconnected(Some(e)))?;
+            .map_err(|e| SdkError::Disconnected(Some(Box::new(e))))?;
         self.workflow.sent(&command);
         Ok(())
     }
@@ -197,10 +197,11 @@ impl SdkClient {
     pub async fn next_message(&mut self) -> Result<Message, SdkError> {
         let timeout = self.config.message_timeout;
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next()).await.map_err(|_| SdkError::Timeout(timeout))?;
+            let frame =
+                tokio::time::timeout(timeout, self.socket.next()).await.map_err(|_| SdkError::Timeout(timeout))?;
             let text = match frame {
                 None => return Err(SdkError::Disconnected(None)),
-                Some(Err(e)) => return Err(SdkError::Disconnected(Some(e))),
+                Some(Err(e)) => return Err(SdkError::Disconnected(Some(Box::new(e)))),
                 Some(Ok(tungstenite::Message::Text(text))) => text,
                 Some(Ok(tungstenite::Message::Close(_))) => return Err(SdkError::Disconnected(None)),
                 // Pings are answered by tungstenite; nothing else carries SDK messages.
@@ -282,7 +283,11 @@ impl SdkClient {
                     }
                 }
                 Message::AccessRights(rights) => {
-                    if holder.accept(&rights).await { Command::Accept } else { Command::Cancel }
+                    if holder.accept(&rights).await {
+                        Command::Accept
+                    } else {
+                        Command::Cancel
+                    }
                 }
                 Message::InsertCard(_) => match holder.insert_card().await {
                     Some(name) => Command::SetCard { name },
@@ -291,7 +296,8 @@ impl SdkClient {
                 Message::EnterPin(enter) => {
                     check_card(&enter.reader)?;
                     // A repeated ENTER_PIN without `error` means the card refused the PIN.
-                    let request = PinRequest { previous_wrong: pin_asked && enter.error.is_none(), reader: enter.reader };
+                    let request =
+                        PinRequest { previous_wrong: pin_asked && enter.error.is_none(), reader: enter.reader };
                     pin_asked = true;
                     match holder.pin(&request).await {
                         Some(pin) => Command::SetPin { value: (!request.reader.keypad).then_some(pin) },
@@ -337,7 +343,7 @@ async fn open(config: &SdkConfig) -> Result<Socket, SdkError> {
         match tokio_tungstenite::connect_async(config.url.as_str()).await {
             Ok((socket, _)) => return Ok(socket),
             Err(source) if tokio::time::Instant::now() + pause >= deadline => {
-                return Err(SdkError::Unreachable { url: config.url.clone(), source });
+                return Err(SdkError::Unreachable { url: config.url.clone(), source: Box::new(source) });
             }
             Err(_) => {
                 tokio::time::sleep(pause).await;

@@ -521,9 +521,15 @@ mod tests {
         check_command(Command::Accept, json!({"cmd": "ACCEPT"}));
         check_command(Command::Cancel, json!({"cmd": "CANCEL"}));
         check_command(Command::Interrupt, json!({"cmd": "INTERRUPT"}));
-        check_command(Command::SetPin { value: Some(Secret::new("123456")) }, json!({"cmd": "SET_PIN", "value": "123456"}));
+        check_command(
+            Command::SetPin { value: Some(Secret::new("123456")) },
+            json!({"cmd": "SET_PIN", "value": "123456"}),
+        );
         check_command(Command::SetPin { value: None }, json!({"cmd": "SET_PIN"}));
-        check_command(Command::SetCan { value: Some(Secret::new("123456")) }, json!({"cmd": "SET_CAN", "value": "123456"}));
+        check_command(
+            Command::SetCan { value: Some(Secret::new("123456")) },
+            json!({"cmd": "SET_CAN", "value": "123456"}),
+        );
         check_command(
             Command::SetPuk { value: Some(Secret::new("1234567890")) },
             json!({"cmd": "SET_PUK", "value": "1234567890"}),
@@ -570,7 +576,9 @@ mod tests {
             Message::AccessRights(AccessRights {
                 error: Some("some optional error message".into()),
                 chat: Chat {
-                    effective: ["Address", "FamilyName", "GivenNames", "AgeVerification", "CanAllowed"].map(String::from).into(),
+                    effective: ["Address", "FamilyName", "GivenNames", "AgeVerification", "CanAllowed"]
+                        .map(String::from)
+                        .into(),
                     optional: ["GivenNames", "AgeVerification", "CanAllowed"].map(String::from).into(),
                     required: ["Address", "FamilyName"].map(String::from).into(),
                 },

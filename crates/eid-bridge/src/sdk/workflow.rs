@@ -58,9 +58,12 @@ impl Workflow {
         let in_workflow = !matches!(self.state, State::Idle);
         match command {
             // Information is always available.
-            C::GetInfo | C::GetApiLevel | C::SetApiLevel { .. } | C::GetStatus | C::GetReader { .. } | C::GetReaderList => {
-                true
-            }
+            C::GetInfo
+            | C::GetApiLevel
+            | C::SetApiLevel { .. }
+            | C::GetStatus
+            | C::GetReader { .. }
+            | C::GetReaderList => true,
             C::RunAuth { .. } | C::RunChangePin { .. } => !in_workflow,
             C::Cancel => in_workflow && self.state != State::Starting,
             C::Accept => self.state == State::AccessRights,

@@ -60,7 +60,11 @@ impl EidServices {
                     let client = Tr03130Client::new(&Tr03130Config {
                         url: settings.server_url.clone().unwrap_or_default(),
                         client_identity_pem: settings.client_identity_file.as_deref().map(read).transpose()?,
-                        trust_anchors_pem: settings.trust_anchor_files.iter().map(|p| read(p)).collect::<Result<_, _>>()?,
+                        trust_anchors_pem: settings
+                            .trust_anchor_files
+                            .iter()
+                            .map(|p| read(p))
+                            .collect::<Result<_, _>>()?,
                         timeout: Duration::from_secs(10),
                     })
                     .with_context(|| format!("eid.{environment}"))?;
@@ -172,15 +176,11 @@ pub(crate) async fn start(
     account: Option<AccountId>,
 ) -> Result<(String, String), EidFlowError> {
     let eid = state.eid.of(environment).ok_or(EidFlowError::NotOffered)?;
-    let server_session = eid.server.use_id(&use_id_request()).await.map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    let server_session =
+        eid.server.use_id(&use_id_request()).await.map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
     let (reference, browser) = (random_token(), random_token());
-    let flow = EidFlow {
-        purpose,
-        server_session,
-        browser: token_digest(&browser),
-        return_to: return_to.to_owned(),
-        account,
-    };
+    let flow =
+        EidFlow { purpose, server_session, browser: token_digest(&browser), return_to: return_to.to_owned(), account };
     let value = serde_json::to_vec(&flow).map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
     state
         .ephemeral
@@ -215,7 +215,11 @@ pub(crate) async fn finish(
     if browser.map(token_digest).as_deref() != Some(flow.browser.as_str()) {
         return Err(EidFlowError::OtherBrowser);
     }
-    let taken = state.ephemeral.take(&key(environment, reference)).await.map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    let taken = state
+        .ephemeral
+        .take(&key(environment, reference))
+        .await
+        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
     if taken.is_none() {
         return Err(EidFlowError::Unknown);
     }

@@ -80,7 +80,14 @@ pub(crate) struct StartQuery {
     stufe: Option<String>,
 }
 
-fn render_start(ctx: &PageCtx, status: StatusCode, purpose: Purpose, return_to: &str, level: bool, error: Option<String>) -> Response {
+fn render_start(
+    ctx: &PageCtx,
+    status: StatusCode,
+    purpose: Purpose,
+    return_to: &str,
+    level: bool,
+    error: Option<String>,
+) -> Response {
     let heading = match purpose {
         Purpose::Login => "eid_login_title",
         Purpose::Register => "eid_register_title",
@@ -105,15 +112,19 @@ pub(crate) fn start_form(ctx: PageCtx, Query(query): Query<StartQuery>) -> Respo
         return not_offered(&ctx);
     }
     let Some(purpose) = purpose_of(&query.zweck) else {
-        return ctx.message(StatusCode::BAD_REQUEST, "eid_bad_request_title", &[ctx.t("eid_bad_request_text")], Value::from(()));
+        return ctx.message(
+            StatusCode::BAD_REQUEST,
+            "eid_bad_request_title",
+            &[ctx.t("eid_bad_request_text")],
+            Value::from(()),
+        );
     };
     if purpose == Purpose::Upgrade
         && let Err(to_login) = ctx.require_login()
     {
         return to_login;
     }
-    let default = if purpose == Purpose::Login { "/konto" } else { "/konto" };
-    let return_to = safe_return(query.return_to.as_deref().unwrap_or(default));
+    let return_to = safe_return(query.return_to.as_deref().unwrap_or("/konto"));
     render_start(&ctx, StatusCode::OK, purpose, return_to, query.stufe.as_deref() == Some("hoch"), None)
 }
 
@@ -142,7 +153,12 @@ pub(crate) async fn start(ctx: PageCtx, Form(form): Form<StartForm>) -> Response
     }
     let Some(eid) = ctx.state.eid.of(ctx.site.environment) else { return not_offered(&ctx) };
     let Some(purpose) = purpose_of(&form.zweck) else {
-        return ctx.message(StatusCode::BAD_REQUEST, "eid_bad_request_title", &[ctx.t("eid_bad_request_text")], Value::from(()));
+        return ctx.message(
+            StatusCode::BAD_REQUEST,
+            "eid_bad_request_title",
+            &[ctx.t("eid_bad_request_text")],
+            Value::from(()),
+        );
     };
     let return_to = safe_return(&form.return_to).to_owned();
     if [&form.app, &form.reader, &form.pin].iter().any(|c| c.as_deref() != Some("ja")) {
@@ -163,7 +179,10 @@ pub(crate) async fn start(ctx: PageCtx, Form(form): Form<StartForm>) -> Response
             if is_test {
                 ctx.redirect(&format!("/eid/test-dienst?ref={reference}"))
             } else {
-                Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, ausweisapp_url(&ctx, &reference)).finish()
+                Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, ausweisapp_url(&ctx, &reference))
+                    .finish()
             }
         }
         Err(e) => flow_failed(&ctx, e, &return_to),
@@ -248,11 +267,23 @@ pub(crate) async fn test_service(ctx: PageCtx, Form(form): Form<TestServiceForm>
         TestOutcome::Cancelled
     } else {
         if form.pin != TEST_PIN {
-            return render_test_service(&ctx, StatusCode::BAD_REQUEST, &form.reference, Some(ctx.t("eid_test_wrong_pin")));
+            return render_test_service(
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                &form.reference,
+                Some(ctx.t("eid_test_wrong_pin")),
+            );
         }
         match form.identity.parse::<usize>() {
             Ok(n) if n < service.identities().len() => TestOutcome::Identity(n),
-            _ => return render_test_service(&ctx, StatusCode::BAD_REQUEST, &form.reference, Some(ctx.t("eid_test_identity_missing"))),
+            _ => {
+                return render_test_service(
+                    &ctx,
+                    StatusCode::BAD_REQUEST,
+                    &form.reference,
+                    Some(ctx.t("eid_test_identity_missing")),
+                );
+            }
         }
     };
     if !service.complete(session_id, outcome) {
@@ -292,7 +323,8 @@ pub(crate) async fn result(ctx: PageCtx, Query(query): Query<RefQuery>) -> Respo
             if !matches!(e, EidFlowError::OtherBrowser) {
                 ctx.clear_cookie(&eid_cookie(&ctx));
             }
-            let back = if query.result_major.as_deref().is_some_and(|m| !m.ends_with("#ok")) { "/anmelden" } else { "/" };
+            let back =
+                if query.result_major.as_deref().is_some_and(|m| !m.ends_with("#ok")) { "/anmelden" } else { "/" };
             return flow_failed(&ctx, e, back);
         }
     };
@@ -367,11 +399,13 @@ pub(crate) async fn link(ctx: PageCtx, Form(form): Form<std::collections::HashMa
         Err(to_login) => return to_login,
     };
     let sealed = ctx.cookie(&link_cookie(&ctx)).unwrap_or_default();
-    let Some(card) = ctx.state.pages.drafts.open(ctx.site.environment, &sealed, ctx.state.accounts.now()).and_then(|d| d.card)
+    let Some(card) =
+        ctx.state.pages.drafts.open(ctx.site.environment, &sealed, ctx.state.accounts.now()).and_then(|d| d.card)
     else {
         return flow_failed(&ctx, EidFlowError::Unknown, "/konto");
     };
-    let keep_own: Vec<String> = form.iter().filter(|(_, choice)| choice.as_str() == "own").map(|(f, _)| f.clone()).collect();
+    let keep_own: Vec<String> =
+        form.iter().filter(|(_, choice)| choice.as_str() == "own").map(|(f, _)| f.clone()).collect();
     match ctx.state.accounts.link_card(ctx.site.environment, account.id, &card, &keep_own).await {
         Ok(_) => {}
         Err(AccountError::Taken(taken)) if taken.contains(&UniqueField::Eid) => {
@@ -469,7 +503,13 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
     let (data, hints) = match validate_personal_data(&input, now.date()) {
         Ok(valid) => valid,
         Err(problems) => {
-            return render_card_registration(&ctx, StatusCode::BAD_REQUEST, &card, &form, &Errors::from_fields(&ctx, &problems));
+            return render_card_registration(
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                &card,
+                &form,
+                &Errors::from_fields(&ctx, &problems),
+            );
         }
     };
     let mut taken = match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
@@ -480,7 +520,9 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
     if !taken.is_empty() {
         return render_card_registration(&ctx, StatusCode::CONFLICT, &card, &form, &taken_errors(&ctx, &taken));
     }
-    if !draft.input.username.eq_ignore_ascii_case(&data.username) || !draft.input.email.eq_ignore_ascii_case(&data.email) {
+    if !draft.input.username.eq_ignore_ascii_case(&data.username)
+        || !draft.input.email.eq_ignore_ascii_case(&data.email)
+    {
         draft.password_hash = None;
         draft.privacy_accepted_at = None;
     }
@@ -488,5 +530,9 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
     draft.personal_done = true;
     draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
     store_draft(&ctx, &draft);
-    if draft.password_hash.is_some() { ctx.redirect("/registrierung/pruefen") } else { ctx.redirect("/registrierung/passwort") }
+    if draft.password_hash.is_some() {
+        ctx.redirect("/registrierung/pruefen")
+    } else {
+        ctx.redirect("/registrierung/passwort")
+    }
 }
