@@ -40,7 +40,8 @@ async fn through_test_service(
     return_to: &str,
     n: usize,
 ) -> (String, String, String) {
-    let (status, start) = page(client, &format!("{issuer}/eid?zweck={zweck}&return_to={return_to}")).await;
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    let (status, start) = page(client, &format!("{issuer}/eid?zweck={zweck}&return_to={encoded}")).await;
     assert_eq!(status, StatusCode::OK, "{start}");
     assert!(start.contains("Zur Ausweis App") && start.contains("Voraussetzungen"), "{start}");
     assert!(start.contains("Test-eID-Dienst"), "a test system says so");
@@ -233,5 +234,140 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     let (status, _, refused) = post(&pwd, &format!("{issuer}/konto/ausweis"), &[("csrf", &csrf(&html))]).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(refused.contains("bereits ein anderes Servicekonto"));
+    server.stop().await;
+}
+
+/// A client of another authority in the test environment that asks for name, birth date,
+/// address (required) and e-mail (optional), and shows a consent page.
+async fn authority_client(server: &TestServer) {
+    use oidc_core::{ClaimName, ClientId, Environment, Scope, TrustLevel};
+    use std::collections::BTreeSet;
+    use tenant_registry::{
+        Actor, Branding, ClaimRule, ClientSecret, ClientSettings, GrantType, NewTenant, OperatorFlags,
+    };
+    let registry = server.state.registry();
+    let actor = Actor::System("test");
+    let claims = ["given_name", "family_name", "birthdate", "address", "email"];
+    let tenant = registry
+        .create_tenant(
+            &actor,
+            NewTenant {
+                slug: "kreis-lippe".into(),
+                name: "Kreis Lippe".into(),
+                contact_email: "it@lippe.example".into(),
+                branding: Branding { display_name: "Kreis Lippe".into(), logo_url: None },
+                allowed_claims: claims.iter().filter_map(|c| ClaimName::parse(c)).collect(),
+                min_trust_level: TrustLevel::Normal,
+                sector: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut settings = ClientSettings::confidential("Wohngeld", vec![url::Url::parse(CALLBACK).unwrap()]);
+    settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    settings.scopes = ["openid", "profile", "address", "email"].iter().filter_map(|s| Scope::parse(s)).collect();
+    settings.claims = claims
+        .iter()
+        .filter_map(|c| ClaimName::parse(c))
+        .map(|claim| ClaimRule { required: claim.as_str() != "email", claim })
+        .collect();
+    registry
+        .create_client_with_id(
+            &actor,
+            tenant.id,
+            Environment::Test,
+            ClientId::parse("wohngeld").unwrap(),
+            settings,
+            OperatorFlags { first_party: false, admin_role: None },
+            Some(ClientSecret::from_configured("wohngeld-secret-0123456")),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn identify_once_with_the_card_without_an_account() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let issuer = format!("{}/test", server.base_url);
+    authority_client(&server).await;
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "wohngeld"),
+            ("response_type", "code"),
+            ("scope", "openid profile address email"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("acr_values", "hoch"),
+            ("claims", r#"{"userinfo":{"verified_claims":{"verification":{"trust_framework":null},"claims":{"family_name":null}}}}"#),
+        ])
+        .finish();
+
+    // No session, "hoch" asked: the eID login page, which also offers identifying once.
+    let citizen = rp_browser();
+    let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+    let landed = response.url().clone();
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Ohne Servicekonto einmalig"), "{html}");
+    let return_to = landed.query_pairs().find(|(k, _)| k == "return_to").unwrap().1.into_owned();
+    assert!(return_to.starts_with("/authorize?"), "{return_to}");
+
+    let (url, consent, _) = through_test_service(&citizen, &issuer, "identifizieren", &return_to, 0).await;
+    assert!(url.contains("/eid/ergebnis"), "{url}");
+    assert!(consent.contains("Einmalige Identifizierung") && consent.contains("Kreis Lippe"), "{consent}");
+    for shown in ["MUSTERMANN", "ERIKA", "1964-08-12", "HEIDESTRASSE 17, 51147 KÖLN"] {
+        assert!(consent.contains(shown), "{shown} with its value on the consent page");
+    }
+    assert!(!consent.contains("claim-email"), "the card holds no e-mail address: nothing to offer");
+    let request = consent.split("name=\"request\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let response = citizen
+        .post(format!("{issuer}/zustimmung"))
+        .form(&[("csrf", csrf(&consent).as_str()), ("request", request.as_str()), ("decision", "allow")])
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();
+
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("wohngeld", Some("wohngeld-secret-0123456"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", verifier.secret()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claims = id_token_claims(tokens["id_token"].as_str().expect("an ID token"));
+    assert_eq!(claims["acr"], "hoch");
+    assert_eq!(claims["amr"], serde_json::json!(["eid"]));
+    assert!(tokens.get("refresh_token").is_none(), "the data go once: nothing to renew");
+    let userinfo: serde_json::Value = reqwest::Client::new()
+        .get(format!("{issuer}/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(userinfo["sub"], claims["sub"]);
+    assert_eq!(userinfo["family_name"], "MUSTERMANN");
+    assert_eq!(userinfo["address"]["locality"], "KÖLN");
+    assert!(userinfo.get("email").is_none(), "{userinfo}");
+    assert_eq!(userinfo["verified_claims"]["verification"]["trust_framework"], "eidas", "{userinfo}");
+
+    // Nothing was stored: the same card finds no account.
+    let other = browser();
+    let (url, html, _) = through_test_service(&other, &issuer, "anmelden", "/konto", 0).await;
+    assert!(html.contains("Kein Servicekonto zu diesem Ausweis"), "{url}: {html}");
     server.stop().await;
 }

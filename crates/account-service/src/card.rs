@@ -84,6 +84,47 @@ impl CardData {
     }
 }
 
+impl Account {
+    /// The citizen of a one-time identification: the card's data shaped as an account so the
+    /// claim functions can read them, never stored. No username, no e-mail address.
+    pub fn from_card(environment: oidc_core::Environment, card: &CardIdentity, now: OffsetDateTime) -> Self {
+        let empty = |_: ()| Attested::self_asserted("", now);
+        let mut master_data = MasterData {
+            given_names: empty(()),
+            family_name: empty(()),
+            birth_name: None,
+            date_of_birth: empty(()),
+            place_of_birth: None,
+            street: empty(()),
+            house_number: empty(()),
+            postal_code: empty(()),
+            city: empty(()),
+            country: empty(()),
+            phone_number: None,
+            nationalities: None,
+        };
+        master_data.confirm_by_card(&card.data, &[], now);
+        let mut account = Account {
+            id: oidc_core::AccountId::new_random(),
+            environment,
+            username: String::new(),
+            email: empty(()),
+            status: crate::AccountStatus::Active,
+            master_data,
+            password_hash: String::new(),
+            trust_level: TrustLevel::Normal,
+            eid_key: Some(card.key.clone()),
+            privacy_consent: crate::PrivacyConsent { version: String::new(), accepted_at: now },
+            session_epoch: 0,
+            created_at: now,
+            activated_at: Some(now),
+            updated_at: now,
+        };
+        account.trust_level = trust_level_of(&account);
+        account
+    }
+}
+
 /// One field where the account and the card disagree, for the side-by-side page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
@@ -248,6 +289,18 @@ mod tests {
         assert_eq!(data.birth_name.as_ref().map(|a| a.source), Some(Source::Eid));
         account.eid_key = Some("k".into());
         assert_eq!(trust_level_of(&account), TrustLevel::Hoch);
+    }
+
+    #[test]
+    fn a_one_time_identity_is_the_cards_data_verified_at_level_hoch() {
+        let now = datetime!(2026-11-23 08:00 UTC);
+        let identity = CardIdentity { key: "k".into(), data: card() };
+        let account = Account::from_card(oidc_core::Environment::Test, &identity, now);
+        assert_eq!(account.trust_level, TrustLevel::Hoch);
+        assert_eq!(account.master_data.family_name.value, "MUSTERMANN");
+        assert_eq!(account.master_data.street.source, Source::Eid);
+        assert_eq!(account.master_data.nationalities.as_ref().map(|a| a.value.as_str()), Some("DEU"));
+        assert!(account.email.value.is_empty() && account.username.is_empty(), "nothing the card does not hold");
     }
 
     #[test]

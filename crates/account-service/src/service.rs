@@ -762,6 +762,15 @@ impl Accounts {
         Ok(self.store.record_transfer(environment, id, &transfer).await?)
     }
 
+    /// Logs the release of a one-time identification (no account exists).
+    pub async fn record_one_time_transfer(
+        &self,
+        environment: Environment,
+        transfer: DataTransfer,
+    ) -> Result<(), AccountError> {
+        Ok(self.store.record_one_time_transfer(environment, &transfer).await?)
+    }
+
     /// The transfer log ("Datenübermittlungen"), newest first.
     pub async fn transfers(&self, environment: Environment, id: AccountId) -> Result<Vec<DataTransfer>, AccountError> {
         Ok(self.store.transfers(environment, id, EVENT_LIMIT).await?)

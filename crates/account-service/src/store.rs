@@ -104,6 +104,14 @@ pub trait AccountStore: Send + Sync {
         transfer: &DataTransfer,
     ) -> Result<(), StoreError>;
 
+    /// Appends to the log of one-time identifications (no account: environment, client, claim
+    /// names, time, consent).
+    async fn record_one_time_transfer(
+        &self,
+        environment: Environment,
+        transfer: &DataTransfer,
+    ) -> Result<(), StoreError>;
+
     /// The transfer log, newest first, at most `limit`.
     async fn transfers(
         &self,

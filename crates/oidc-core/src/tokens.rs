@@ -48,6 +48,10 @@ pub struct CitizenGrant {
     /// The client asked for `verified_claims`.
     #[serde(default)]
     pub verified_claims: bool,
+    /// A one-time identification with the ID card has no account to read claims from: the
+    /// released claims' values travel with the grant instead (and vanish with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Issues and resolves opaque access tokens.
@@ -144,6 +148,7 @@ mod tests {
             recipient: String::new(),
             consent_ref: String::new(),
             verified_claims: false,
+            values: None,
         };
         let claims =
             jwt_access_token_claims(&grant(Some(citizen)), "https://konto.example/test", "https://api.example", "j1");

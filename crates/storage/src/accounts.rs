@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{account, account_deletion, account_event, consent, data_transfer};
+use crate::entities::{account, account_deletion, account_event, consent, data_transfer, one_time_transfer};
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
@@ -329,6 +329,26 @@ impl AccountStore for SeaAccountStore {
         data_transfer::Entity::insert(data_transfer::ActiveModel {
             id: NotSet,
             account_id: Set(id.to_string()),
+            client_id: Set(transfer.client_id.clone()),
+            recipient: Set(transfer.recipient.chars().take(255).collect()),
+            claims: Set(json(&transfer.claims)?),
+            at: Set(transfer.at.unix_timestamp()),
+            consent_ref: Set(transfer.consent_ref.chars().take(64).collect()),
+        })
+        .exec(&self.conn)
+        .await
+        .map_err(map_db_err)?;
+        Ok(())
+    }
+
+    async fn record_one_time_transfer(
+        &self,
+        environment: Environment,
+        transfer: &DataTransfer,
+    ) -> Result<(), StoreError> {
+        one_time_transfer::Entity::insert(one_time_transfer::ActiveModel {
+            id: NotSet,
+            environment: Set(environment.as_str().to_owned()),
             client_id: Set(transfer.client_id.clone()),
             recipient: Set(transfer.recipient.chars().take(255).collect()),
             claims: Set(json(&transfer.claims)?),

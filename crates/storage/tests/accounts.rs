@@ -518,6 +518,16 @@ async fn eid_register_login_link(db: &Database) {
     assert_eq!(after.master_data.family_name.source, Source::SelfAsserted);
     assert_eq!(after.master_data.given_names.source, Source::Eid, "untouched fields keep their mark");
     assert_eq!(after.trust_level, TrustLevel::Normal);
+
+    // A one-time identification leaves one log row and no account.
+    let transfer = account_service::DataTransfer {
+        client_id: "wohngeld".into(),
+        recipient: "Kreis Lippe – Wohngeld".into(),
+        claims: vec!["family_name".into()],
+        at: f.clock.now(),
+        consent_ref: "one-time-identification".into(),
+    };
+    f.accounts.record_one_time_transfer(PRODUCTION, transfer).await.unwrap();
 }
 
 /// The form as "Mein Konto" would show it for `account`.

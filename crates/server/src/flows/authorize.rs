@@ -417,6 +417,10 @@ struct CodeGrant {
     sid: String,
     recipient: String,
     consent_ref: String,
+    /// A one-time identification: the released claims' values (plus `verified_claims` when
+    /// asked); there is no account.
+    #[serde(default)]
+    one_time: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -482,8 +486,58 @@ pub(crate) async fn issue_code(
         sid: session_id(session_token),
         recipient: recipient(authorization),
         consent_ref,
+        one_time: None,
     };
     super::backchannel::remember(state, environment, &grant.sid, &authorization.client, &grant.sub).await;
+    let code = random_token();
+    let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
+    state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
+    Ok(code)
+}
+
+/// Issues a code for a one-time identification with the ID card: no account and no session; the
+/// released claims' values go into the grant, the `sub` is random (nothing links two
+/// identifications), `amr` is `eid` at level "hoch".
+pub(crate) async fn issue_one_time_code(
+    state: &AppState,
+    environment: Environment,
+    authorization: &Authorization,
+    citizen: &Account,
+    claims: Vec<String>,
+) -> Result<String, OAuthError> {
+    let mut values = serde_json::Map::new();
+    for claim in &claims {
+        if let Some(value) = account_service::claim_value(citizen, claim).filter(|v| v.as_str() != Some("")) {
+            values.insert(claim.clone(), value);
+        }
+    }
+    let released: Vec<String> = values.keys().cloned().collect();
+    if authorization.verified_claims
+        && let Some(verified) = account_service::verified_claims(citizen, &released)
+    {
+        values.insert("verified_claims".to_owned(), verified);
+    }
+    let level = TrustLevel::Hoch;
+    let grant = CodeGrant {
+        environment,
+        client_id: authorization.client.client_id.clone(),
+        redirect_uri: authorization.redirect.uri.to_string(),
+        code_challenge: authorization.code_challenge.clone(),
+        nonce: authorization.nonce.clone(),
+        account_id: citizen.id,
+        auth_time: state.clock.now().unix_timestamp(),
+        acr: if authorization.eidas_vocabulary { level.eidas_uri() } else { level.as_str() }.to_owned(),
+        amr: vec!["eid".to_owned()],
+        scopes: authorization.scopes.clone(),
+        id_token_claims: authorization.id_token_claims.iter().filter(|c| released.contains(c)).cloned().collect(),
+        claims: released,
+        verified_claims: authorization.verified_claims,
+        sub: subject(state, environment, &authorization.tenant, citizen.id),
+        sid: session_id(&random_token()),
+        recipient: recipient(authorization),
+        consent_ref: "one-time-identification".to_owned(),
+        one_time: Some(values),
+    };
     let code = random_token();
     let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
     state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
@@ -557,6 +611,7 @@ pub(crate) async fn redeem(
             recipient: grant.recipient.clone(),
             consent_ref: grant.consent_ref.clone(),
             verified_claims: grant.verified_claims,
+            values: grant.one_time.clone(),
         }),
     };
     let access_token = issue_access_token(state, environment, client, &access).await?;
@@ -584,7 +639,8 @@ pub(crate) async fn redeem(
         personal,
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| server_error(&e))?;
-    let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) {
+    // A one-time identification gives its data once: nothing to renew.
+    let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none() {
         let token = random_token();
         let record = RefreshRecord {
             token_hash: token_digest(&token),
@@ -626,12 +682,25 @@ async fn id_token_claims(
     if grant.id_token_claims.is_empty() {
         return Ok(personal);
     }
-    let account = state.accounts.account(environment, grant.account_id).await.map_err(|e| server_error(&e))?;
-    for claim in &grant.id_token_claims {
-        if let Some(value) = account_service::claim_value(&account, claim) {
-            personal.insert(claim.clone(), value);
+    let account = match &grant.one_time {
+        Some(values) => {
+            for claim in &grant.id_token_claims {
+                if let Some(value) = values.get(claim) {
+                    personal.insert(claim.clone(), value.clone());
+                }
+            }
+            None
         }
-    }
+        None => {
+            let account = state.accounts.account(environment, grant.account_id).await.map_err(|e| server_error(&e))?;
+            for claim in &grant.id_token_claims {
+                if let Some(value) = account_service::claim_value(&account, claim) {
+                    personal.insert(claim.clone(), value);
+                }
+            }
+            Some(account.id)
+        }
+    };
     if !personal.is_empty() {
         let transfer = account_service::DataTransfer {
             client_id: client.client_id.to_string(),
@@ -640,7 +709,11 @@ async fn id_token_claims(
             at: time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| server_error(&e))?,
             consent_ref: grant.consent_ref.clone(),
         };
-        state.accounts.record_transfer(environment, account.id, transfer).await.map_err(|e| server_error(&e))?;
+        let logged = match account {
+            Some(id) => state.accounts.record_transfer(environment, id, transfer).await,
+            None => state.accounts.record_one_time_transfer(environment, transfer).await,
+        };
+        logged.map_err(|e| server_error(&e))?;
     }
     Ok(personal)
 }

@@ -109,6 +109,8 @@ pub(crate) enum Purpose {
     Register,
     /// Link the card to the logged-in account ("Vertrauensniveau hochstufen").
     Upgrade,
+    /// Identify once for an authority's request, without an account.
+    Identify,
 }
 
 /// A started eID flow, in the ephemeral store under its reference.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use account_service::{Account, Session, claim_preview};
+use account_service::{Account, CardIdentity, Session, claim_preview};
 use minijinja::{Value, context};
 use oidc_core::{OAuthError, OAuthErrorCode, TrustLevel, verify_id_token_hint};
 use poem::{
@@ -12,8 +12,8 @@ use poem::{
 
 use crate::{
     flows::authorize::{
-        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, resolve_request, subject,
-        validate,
+        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, issue_one_time_code,
+        resolve_request, subject, validate,
     },
     pages::PageCtx,
 };
@@ -152,7 +152,7 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
-    consent_page(&ctx, &authorization, &account, &params).await
+    consent_page(&ctx, &authorization, &account, PendingConsent { params, card: None }).await
 }
 
 /// The `sub` of a valid `id_token_hint` (OIDC Core §3.1.2.1): an ID token we issued to this
@@ -228,16 +228,49 @@ async fn finish(
     }
 }
 
+/// A request waiting on the consent page: its parameters and, for a one-time identification,
+/// the card that identified the citizen (there is no session).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingConsent {
+    params: AuthorizeParams,
+    #[serde(default)]
+    card: Option<CardIdentity>,
+}
+
+/// The eID refresh address of a one-time identification lands here: the request it started from
+/// (`return_to`, an `/authorize` URL) is checked again and the consent page shows the card's
+/// values. Nothing is stored but the pending request (10 min).
+pub(crate) async fn one_time_identification(ctx: &PageCtx, card: CardIdentity, return_to: &str) -> Response {
+    let Some(query) = return_to.strip_prefix("/authorize?") else {
+        return reject(ctx, Rejection::Page("authorize_expired"));
+    };
+    let Ok(pairs) = crate::http::token::parameters(query.as_bytes()) else {
+        return reject(ctx, Rejection::Page("authorize_malformed"));
+    };
+    let Ok(params) = serde_json::to_value(pairs.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+        .and_then(serde_json::from_value::<AuthorizeParams>)
+    else {
+        return reject(ctx, Rejection::Page("authorize_malformed"));
+    };
+    let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
+        Ok(authorization) => authorization,
+        Err(rejection) => return reject(ctx, rejection),
+    };
+    let citizen = Account::from_card(ctx.site.environment, &card, ctx.state.accounts.now());
+    consent_page(ctx, &authorization, &citizen, PendingConsent { params, card: Some(card) }).await
+}
+
 /// Shows the authority and the exact claims with their values; the request waits in the
 /// ephemeral store for the answer.
 async fn consent_page(
     ctx: &PageCtx,
     authorization: &Authorization,
     account: &Account,
-    params: &AuthorizeParams,
+    pending_consent: PendingConsent,
 ) -> Response {
+    let one_time = pending_consent.card.is_some();
     let pending = uuid::Uuid::new_v4().simple().to_string();
-    let value = serde_json::to_vec(params).unwrap_or_default();
+    let value = serde_json::to_vec(&pending_consent).unwrap_or_default();
     if let Err(e) = ctx.state.ephemeral.put(&format!("authz:{pending}"), &value, PENDING_TTL).await {
         return ctx.failure(account_service::AccountError::Unavailable(Box::new(e)));
     }
@@ -246,7 +279,8 @@ async fn consent_page(
         .claims
         .iter()
         .filter_map(|(claim, required)| {
-            let preview = claim_preview(account, claim)?;
+            // A one-time identification has only what the card holds (no e-mail address).
+            let preview = claim_preview(account, claim).filter(|p| !p.is_empty())?;
             Some(context! { name => claim, label => ctx.t(&format!("claim_{claim}")), value => preview, required => required })
         })
         .collect();
@@ -260,6 +294,7 @@ async fn consent_page(
             logo => settings.logo_uri.as_ref().map(|u| u.to_string()),
             policy => settings.policy_uri.as_ref().map(|u| u.to_string()),
             claims => claims,
+            one_time => one_time,
         },
     )
 }
@@ -275,17 +310,20 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     if !ctx.csrf_ok(field("csrf")) {
         return ctx.csrf_failed();
     }
-    let Some((session, account)) = ctx.session.clone() else {
-        return reject(&ctx, Rejection::Page("authorize_expired"));
-    };
     let pending = match ctx.state.ephemeral.take(&format!("authz:{}", field("request"))).await {
         Ok(Some(value)) => value,
         Ok(None) => return reject(&ctx, Rejection::Page("authorize_expired")),
         Err(e) => return ctx.failure(account_service::AccountError::Unavailable(Box::new(e))),
     };
-    let Ok(params) = serde_json::from_slice::<AuthorizeParams>(&pending) else {
+    let Ok(PendingConsent { params, card }) = serde_json::from_slice::<PendingConsent>(&pending) else {
         return reject(&ctx, Rejection::Page("authorize_expired"));
     };
+    let session = match (ctx.session.clone(), card) {
+        (_, Some(card)) => return one_time_consent(&ctx, &params, &card, &pairs).await,
+        (Some(session), None) => session,
+        (None, None) => return reject(&ctx, Rejection::Page("authorize_expired")),
+    };
+    let (session, account) = session;
     let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
         Ok(authorization) => authorization,
         Err(rejection) => return reject(&ctx, rejection),
@@ -310,4 +348,34 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         Err(e) => return ctx.failure(e),
     };
     finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
+}
+
+/// The answer on the consent page of a one-time identification: the chosen claims go to the
+/// client once; no consent is stored, as there is no account to store it with.
+async fn one_time_consent(
+    ctx: &PageCtx,
+    params: &AuthorizeParams,
+    card: &CardIdentity,
+    pairs: &[(String, String)],
+) -> Response {
+    let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, params).await {
+        Ok(authorization) => authorization,
+        Err(rejection) => return reject(ctx, rejection),
+    };
+    if !pairs.iter().any(|(k, v)| k == "decision" && v == "allow") {
+        let error = OAuthError::new(OAuthErrorCode::AccessDenied, "Die Zustimmung wurde verweigert");
+        return error_to_client(ctx, &authorization.redirect, &error);
+    }
+    let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
+    let released: Vec<String> = authorization
+        .claims
+        .iter()
+        .filter(|(claim, required)| *required || chosen.contains(&claim.as_str()))
+        .map(|(claim, _)| claim.clone())
+        .collect();
+    let citizen = Account::from_card(ctx.site.environment, card, ctx.state.accounts.now());
+    match issue_one_time_code(&ctx.state, ctx.site.environment, &authorization, &citizen, released).await {
+        Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
+        Err(error) => error_to_client(ctx, &authorization.redirect, &error),
+    }
 }

@@ -55,6 +55,18 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
     };
+    if let Some(values) = citizen.values {
+        return one_time(
+            &state,
+            &site,
+            grant.client_id.to_string(),
+            citizen.sub,
+            citizen.claims,
+            values,
+            citizen.recipient,
+        )
+        .await;
+    }
     let account = match state.accounts.account(site.environment, citizen.account_id).await {
         Ok(account) => account,
         Err(account_service::AccountError::NotFound) => {
@@ -90,6 +102,41 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             consent_ref: citizen.consent_ref,
         };
         if let Err(e) = state.accounts.record_transfer(site.environment, account.id, transfer).await {
+            tracing::error!(error = %e, "transfer log failed; nothing released");
+            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
+        }
+    }
+    Json(Value::Object(claims)).with_header(header::CACHE_CONTROL, "no-store").into_response()
+}
+
+/// The userinfo of a one-time identification: the values carried by the grant, logged in the
+/// one-time transfer log.
+async fn one_time(
+    state: &AppState,
+    site: &Site,
+    client_id: String,
+    sub: String,
+    released: Vec<String>,
+    values: Map<String, Value>,
+    recipient: String,
+) -> Response {
+    let mut claims = Map::new();
+    claims.insert("sub".to_owned(), Value::String(sub));
+    let names: Vec<String> = released.into_iter().filter(|c| values.contains_key(c)).collect();
+    for name in names.iter().chain(std::iter::once(&"verified_claims".to_owned())) {
+        if let Some(value) = values.get(name) {
+            claims.insert(name.clone(), value.clone());
+        }
+    }
+    if !names.is_empty() {
+        let transfer = DataTransfer {
+            client_id,
+            recipient,
+            claims: names,
+            at: state.clock.now(),
+            consent_ref: "one-time-identification".to_owned(),
+        };
+        if let Err(e) = state.accounts.record_one_time_transfer(site.environment, transfer).await {
             tracing::error!(error = %e, "transfer log failed; nothing released");
             return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
         }

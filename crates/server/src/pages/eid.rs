@@ -43,6 +43,7 @@ fn purpose_of(name: &str) -> Option<Purpose> {
         "anmelden" => Some(Purpose::Login),
         "registrieren" => Some(Purpose::Register),
         "hochstufen" => Some(Purpose::Upgrade),
+        "identifizieren" => Some(Purpose::Identify),
         _ => None,
     }
 }
@@ -52,6 +53,7 @@ fn purpose_name(purpose: Purpose) -> &'static str {
         Purpose::Login => "anmelden",
         Purpose::Register => "registrieren",
         Purpose::Upgrade => "hochstufen",
+        Purpose::Identify => "identifizieren",
     }
 }
 
@@ -92,6 +94,7 @@ fn render_start(
         Purpose::Login => "eid_login_title",
         Purpose::Register => "eid_register_title",
         Purpose::Upgrade => "eid_upgrade_title",
+        Purpose::Identify => "eid_identify_title",
     };
     let is_test = ctx.state.eid.of(ctx.site.environment).is_some_and(|e| e.test_service.is_some());
     ctx.render_status(
@@ -100,6 +103,10 @@ fn render_start(
         context! {
             heading => ctx.t(heading), purpose => purpose_name(purpose), return_to => return_to,
             test_service => is_test, error => error, level_notice => level,
+            one_time => purpose == Purpose::Identify,
+            // From an authority's request the card can also identify once, without an account.
+            offer_one_time => purpose == Purpose::Login && return_to.starts_with("/authorize?"),
+            return_to_encoded => url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>(),
         },
     )
 }
@@ -334,6 +341,7 @@ pub(crate) async fn result(ctx: PageCtx, Query(query): Query<RefQuery>) -> Respo
         Purpose::Login => login(&ctx, card, &flow.return_to).await,
         Purpose::Register => register(&ctx, card),
         Purpose::Upgrade => compare(&ctx, card, flow.account),
+        Purpose::Identify => crate::http::authorize::one_time_identification(&ctx, card, &flow.return_to).await,
     }
 }
 

@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::{
+    ActiveModelBehavior, DeriveEntityModel, DerivePrimaryKey, DeriveRelation, EnumIter, PrimaryKeyTrait,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "one_time_transfers")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub environment: String,
+    pub client_id: String,
+    pub recipient: String,
+    #[sea_orm(column_type = "Text")]
+    pub claims: String,
+    pub at: i64,
+    pub consent_ref: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
