@@ -109,8 +109,8 @@ impl Audit {
 }
 
 /// A production client of a new authority that may receive name and e-mail address.
-async fn authority_client(server: &TestServer) -> String {
-    use oidc_core::{ClaimName, Environment, Scope, TrustLevel};
+async fn authority_client(server: &TestServer, environment: oidc_core::Environment, slug: &str) -> String {
+    use oidc_core::{ClaimName, Scope, TrustLevel};
     use std::collections::BTreeSet;
     use tenant_registry::{Actor, Branding, ClaimRule, ClientSettings, GrantType, NewTenant, OperatorFlags};
     let registry = server.state.registry();
@@ -120,7 +120,7 @@ async fn authority_client(server: &TestServer) -> String {
         .create_tenant(
             &actor,
             NewTenant {
-                slug: "stadt-bielefeld".into(),
+                slug: slug.into(),
                 name: "Stadt Bielefeld".into(),
                 contact_email: "it@bielefeld.example".into(),
                 branding: Branding { display_name: "Stadt Bielefeld".into(), logo_url: None },
@@ -144,7 +144,7 @@ async fn authority_client(server: &TestServer) -> String {
         .collect();
     let flags = OperatorFlags { first_party: false, admin_role: None };
     let (client, _) =
-        registry.create_client(&actor, tenant.id, Environment::Production, settings, flags).await.unwrap();
+        registry.create_client(&actor, tenant.id, environment, settings, flags).await.unwrap();
     client.client_id.to_string()
 }
 
@@ -205,7 +205,13 @@ async fn citizen_journey_in_chromium_with_axe() {
     };
     let smtp = SmtpSink::start().await;
     let backends = Backends::from_env().await;
-    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let server = TestServer::start(&backends, |c| {
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+        let mut second_card = eid_bridge::TestIdentity::specimen();
+        second_card.restricted_id = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0".into();
+        c.eid.test.test_identities.push(second_card);
+    })
+    .await;
     let base = server.base_url.clone();
     let driver = Driver::start(&chromedriver).await;
     let capabilities = json!({
@@ -315,7 +321,7 @@ async fn citizen_journey_in_chromium_with_axe() {
     audit.check(&browser, "change password").await;
 
     // An authority's service asks for data: the consent page with the values.
-    let client_id = authority_client(&server).await;
+    let client_id = authority_client(&server, oidc_core::Environment::Production, "stadt-bielefeld").await;
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("client_id", client_id.as_str()),
@@ -403,6 +409,69 @@ async fn citizen_journey_in_chromium_with_axe() {
     let account = wait_for(&browser, "erika.eid").await;
     assert!(account.contains("hoch"), "{account}");
     audit.check(&browser, "Mein Konto after eID login").await;
+    click(&browser, "header form button").await;
+    wait_for(&browser, "Sie sind abgemeldet.").await;
+
+    // A password account raises its level with the second test card: the differing data side
+    // by side, the citizen keeps the own spelling of the city.
+    crate::citizen::register_activated(&crate::citizen::browser(), &test, &smtp, "erika.pwd", "erika.pwd@example.de").await;
+    browser.goto(&format!("{test}/anmelden")).await.unwrap();
+    type_into(&browser, "username", "erika.pwd").await;
+    type_into(&browser, "password", PASSWORD).await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_path(&browser, "/test/konto").await;
+    click(&browser, "main a[href*='zweck=hochstufen']").await;
+    wait_for(&browser, "Vertrauensniveau hochstufen").await;
+    for id in ["eid_app", "eid_reader", "eid_pin"] {
+        click(&browser, &format!("#{id}")).await;
+    }
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Testidentität").await;
+    click(&browser, "#identity_1").await;
+    type_into(&browser, "pin", "123456").await;
+    click(&browser, "main form button[value=identify]").await;
+    let compare = wait_for(&browser, "Im Ausweis").await;
+    assert!(compare.contains("Köln") && compare.contains("KÖLN"), "{compare}");
+    audit.check(&browser, "eID data side by side").await;
+    click(&browser, "#city_own").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Vertrauensniveau hochgestuft").await;
+    browser.goto(&format!("{test}/konto")).await.unwrap();
+    let upgraded = wait_for(&browser, "erika.pwd").await;
+    assert!(upgraded.contains("hoch") && upgraded.contains("Köln") && upgraded.contains("HEIDESTRASSE"), "{upgraded}");
+    click(&browser, "header form button").await;
+    wait_for(&browser, "Sie sind abgemeldet.").await;
+
+    // One-time identification for an authority's request that needs "hoch", without an account.
+    let client_id = authority_client(&server, oidc_core::Environment::Test, "kreis-lippe").await;
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", client_id.as_str()),
+            ("response_type", "code"),
+            ("scope", "openid profile email"),
+            ("redirect_uri", "https://formulare.example/callback"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+            ("acr_values", "hoch"),
+        ])
+        .finish();
+    browser.goto(&format!("{test}/authorize?{query}")).await.unwrap();
+    wait_for(&browser, "verlangt das Vertrauensniveau hoch").await;
+    click(&browser, "main a[href*='zweck=identifizieren']").await;
+    wait_for(&browser, "Es wird kein Servicekonto angelegt").await;
+    through_test_service(&browser, &mut audit).await;
+    let consent = wait_for(&browser, "Einmalige Identifizierung").await;
+    assert!(consent.contains("MUSTERMANN"), "{consent}");
+    audit.check(&browser, "consent of a one-time identification").await;
+    click(&browser, "main form button[value=allow]").await;
+    for _ in 0..100 {
+        if browser.current_url().await.unwrap().as_str().contains("code=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let callback = browser.current_url().await.unwrap();
+    assert!(callback.as_str().starts_with("https://formulare.example/callback?code="), "{callback}");
 
     for page in ["/barrierefreiheit", "/datenschutz", "/anmelden?lang=en", "/registrierung", "/aktivierung/erneut"] {
         browser.goto(&format!("{base}{page}")).await.unwrap();
@@ -412,6 +481,6 @@ async fn citizen_journey_in_chromium_with_axe() {
     drop(driver);
     server.stop().await;
     backends.drop_now().await;
-    assert!(audit.pages >= 25, "checked {} pages", audit.pages);
+    assert!(audit.pages >= 27, "checked {} pages", audit.pages);
     assert!(audit.problems.is_empty(), "accessibility problems:\n{}", audit.problems.join("\n"));
 }
