@@ -180,3 +180,44 @@ fn admin_bootstrap_prints_credentials_that_get_an_admin_token() {
     let spec = command(dir.path(), port).args(["admin", "openapi"]).output().unwrap();
     assert!(String::from_utf8_lossy(&spec.stdout).contains("\"/tenants\""));
 }
+
+/// `servicekonto eid` drives a real AusweisApp2 (Debian's, headless in SDK mode): it prints the
+/// app's version and readers, runs RUN_AUTH for the TC token URL and reports the result; a TC
+/// token URL nobody answers ends with AusweisApp2's error and exit code 1. Skipped with a reason
+/// without AusweisApp2 (a failure when `TEST_REQUIRE_BACKENDS` is set, as in CI).
+#[test]
+fn eid_command_drives_the_local_ausweisapp2() {
+    let Some(binary) = ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
+    else {
+        let message = "eid_command_drives_the_local_ausweisapp2: skipped: AusweisApp2 is not installed";
+        assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "{message} (and TEST_REQUIRE_BACKENDS is set)");
+        let _ = writeln!(std::io::stderr(), "{message}");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut app = Command::new(binary)
+        .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let nobody = free_port();
+    let output = command(home.path(), free_port())
+        .args(["eid", "--developer-mode", "--simulator"])
+        .args(["--sdk-url", &format!("ws://127.0.0.1:{port}/eID-Kernel")])
+        .args(["--tc-token-url", &format!("http://127.0.0.1:{nobody}/eid/tc-token?ref=x")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = app.kill();
+    let _ = app.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("AusweisApp") && stdout.contains("Lesegerät: Simulator"), "{stdout}");
+    assert!(stdout.contains("Ergebnis: ") && !stdout.contains("Ergebnis: ok"), "{stdout}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+}
