@@ -248,3 +248,35 @@ async fn commands_out_of_turn_are_refused_before_sending_and_no_app_is_a_clear_e
     };
     assert!(matches!(SdkClient::connect(config).await, Err(SdkError::Unreachable { .. })));
 }
+
+#[tokio::test]
+async fn a_lost_connection_is_reported_and_reconnect_starts_afresh() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/eID-Kernel", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        for drop_after_handshake in [true, false] {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            for step in handshake() {
+                let Some(Ok(Frame::Text(_))) = socket.next().await else { return };
+                for message in step.reply {
+                    socket.send(Frame::text(message.to_string())).await.unwrap();
+                }
+            }
+            if drop_after_handshake {
+                socket.close(None).await.unwrap();
+                continue;
+            }
+            // The second connection answers GET_INFO.
+            let Some(Ok(Frame::Text(_))) = socket.next().await else { return };
+            let info = json!({"msg": "INFO", "VersionInfo": {"Name": "AusweisApp2", "Implementation-Version": "1.26.2"}});
+            socket.send(Frame::text(info.to_string())).await.unwrap();
+            while socket.next().await.is_some() {}
+        }
+    });
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let error = client.info().await.unwrap_err();
+    assert!(matches!(error, SdkError::Disconnected(_)), "{error:?}");
+    client.reconnect().await.unwrap();
+    assert_eq!(client.info().await.unwrap().version_info.implementation_version, "1.26.2");
+}
