@@ -143,8 +143,7 @@ async fn authority_client(server: &TestServer, environment: oidc_core::Environme
         .map(|claim| ClaimRule { required: claim.as_str() != "email", claim })
         .collect();
     let flags = OperatorFlags { first_party: false, admin_role: None };
-    let (client, _) =
-        registry.create_client(&actor, tenant.id, environment, settings, flags).await.unwrap();
+    let (client, _) = registry.create_client(&actor, tenant.id, environment, settings, flags).await.unwrap();
     client.client_id.to_string()
 }
 
@@ -414,7 +413,8 @@ async fn citizen_journey_in_chromium_with_axe() {
 
     // A password account raises its level with the second test card: the differing data side
     // by side, the citizen keeps the own spelling of the city.
-    crate::citizen::register_activated(&crate::citizen::browser(), &test, &smtp, "erika.pwd", "erika.pwd@example.de").await;
+    crate::citizen::register_activated(&crate::citizen::browser(), &test, &smtp, "erika.pwd", "erika.pwd@example.de")
+        .await;
     browser.goto(&format!("{test}/anmelden")).await.unwrap();
     type_into(&browser, "username", "erika.pwd").await;
     type_into(&browser, "password", PASSWORD).await;

@@ -269,7 +269,8 @@ async fn a_lost_connection_is_reported_and_reconnect_starts_afresh() {
             }
             // The second connection answers GET_INFO.
             let Some(Ok(Frame::Text(_))) = socket.next().await else { return };
-            let info = json!({"msg": "INFO", "VersionInfo": {"Name": "AusweisApp2", "Implementation-Version": "1.26.2"}});
+            let info =
+                json!({"msg": "INFO", "VersionInfo": {"Name": "AusweisApp2", "Implementation-Version": "1.26.2"}});
             socket.send(Frame::text(info.to_string())).await.unwrap();
             while socket.next().await.is_some() {}
         }

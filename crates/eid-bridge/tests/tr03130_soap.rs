@@ -30,14 +30,63 @@ fn endpoint(headers: &HeaderMap, body: String, recorded: Data<&Arc<Recorded>>) -
     Response::builder().status(status).content_type("text/xml; charset=utf-8").body(answer)
 }
 
-async fn soap_endpoint(answers: Vec<(StatusCode, &str)>) -> (String, Arc<Recorded>) {
+fn recorder(answers: Vec<(StatusCode, &str)>) -> Arc<Recorded> {
     let recorded = Arc::new(Recorded::default());
     *recorded.answers.lock().unwrap() = answers.into_iter().map(|(s, a)| (s, a.to_owned())).collect();
+    recorded
+}
+
+async fn soap_endpoint(answers: Vec<(StatusCode, &str)>) -> (String, Arc<Recorded>) {
+    let recorded = recorder(answers);
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
     let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
     let app = Route::new().at("/eid", post(endpoint)).data(recorded.clone());
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     (format!("http://127.0.0.1:{port}/eid"), recorded)
+}
+
+/// A test PKI: a CA, the eID-Server's TLS certificate for 127.0.0.1 and our client certificate,
+/// all PEM.
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_identity: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    server_params.subject_alt_names = vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client =
+        CertificateParams::new(vec!["servicekonto".to_owned()]).unwrap().signed_by(&client_key, &ca, &ca_key).unwrap();
+    Pki {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_identity: format!("{}{}", client.pem(), client_key.serialize_pem()),
+    }
+}
+
+/// The SOAP endpoint behind TLS that demands a client certificate from the test CA.
+async fn tls_soap_endpoint(pki: &Pki, answers: Vec<(StatusCode, &str)>) -> (String, Arc<Recorded>) {
+    use poem::listener::{RustlsCertificate, RustlsConfig};
+    let recorded = recorder(answers);
+    let tls = RustlsConfig::new()
+        .fallback(RustlsCertificate::new().cert(pki.server_cert.clone()).key(pki.server_key.clone()))
+        .client_auth_required(pki.ca.clone());
+    let acceptor = TcpListener::bind("127.0.0.1:0").rustls(tls).into_acceptor().await.unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let app = Route::new().at("/eid", post(endpoint)).data(recorded.clone());
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    (format!("https://127.0.0.1:{port}/eid"), recorded)
 }
 
 fn client(url: String) -> Tr03130Client {
@@ -176,4 +225,31 @@ async fn error_results_faults_and_a_dead_server_are_told_apart() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = self::client(format!("http://127.0.0.1:{port}/eid"));
     assert!(matches!(dead.get_result("x").await, Err(EidServerError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn the_eid_server_is_reached_over_tls_with_our_client_certificate_and_its_trust_anchor_only() {
+    let pki = pki();
+    let config = |url: &str, identity: Option<&str>, anchors: Vec<&str>| Tr03130Config {
+        url: url.to_owned(),
+        client_identity_pem: identity.map(|i| i.as_bytes().to_vec()),
+        trust_anchors_pem: anchors.into_iter().map(|a| a.as_bytes().to_vec()).collect(),
+        timeout: Duration::from_secs(5),
+    };
+    let (url, recorded) = tls_soap_endpoint(&pki, vec![(StatusCode::OK, USE_ID_RESPONSE)]).await;
+    let request = UseIdRequest { required: vec![Attribute::RestrictedId], allowed: vec![], transaction_info: None };
+
+    let client = Tr03130Client::new(&config(&url, Some(&pki.client_identity), vec![&pki.ca])).unwrap();
+    assert_eq!(client.use_id(&request).await.unwrap().session_id, "5f1c0a7b");
+    assert_eq!(recorded.requests.lock().unwrap().len(), 1);
+
+    let without_certificate = Tr03130Client::new(&config(&url, None, vec![&pki.ca])).unwrap();
+    assert!(matches!(without_certificate.use_id(&request).await, Err(EidServerError::Unavailable(_))));
+    let without_anchor = Tr03130Client::new(&config(&url, Some(&pki.client_identity), vec![])).unwrap();
+    assert!(matches!(without_anchor.use_id(&request).await, Err(EidServerError::Unavailable(_))), "not a public CA");
+    assert_eq!(recorded.requests.lock().unwrap().len(), 1, "refused before any request");
+    assert!(
+        Tr03130Client::new(&config(&url, Some("not a pem"), vec![])).is_err(),
+        "an unreadable identity fails at start"
+    );
 }

@@ -187,7 +187,8 @@ fn admin_bootstrap_prints_credentials_that_get_an_admin_token() {
 /// without AusweisApp2 (a failure when `TEST_REQUIRE_BACKENDS` is set, as in CI).
 #[test]
 fn eid_command_drives_the_local_ausweisapp2() {
-    let Some(binary) = ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
+    let Some(binary) =
+        ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
     else {
         let message = "eid_command_drives_the_local_ausweisapp2: skipped: AusweisApp2 is not installed";
         assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "{message} (and TEST_REQUIRE_BACKENDS is set)");
