@@ -138,7 +138,7 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     let (url, konto, _) = through_test_service(&citizen, &issuer, "anmelden", "/konto", 0).await;
     assert!(url.ends_with("/konto"), "{url}");
     assert!(konto.contains("erika.eid") && konto.contains("hoch"), "{konto}");
-    assert!(konto.contains("Online-Ausweis"), "provenance shown: {konto}");
+    assert!(konto.contains("mit dem Online-Ausweis bestätigt am"), "provenance shown: {konto}");
 
     // A stolen refresh address is useless in another browser.
     let thief = browser();
@@ -147,6 +147,13 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     form.extend(["app", "reader", "pin"].map(|c| (c, "ja".to_owned())));
     let response = citizen.post(format!("{issuer}/eid")).form(&form).send().await.unwrap();
     let reference = response.url().query_pairs().find(|(k, _)| k == "ref").unwrap().1.into_owned();
+    // The TC token (it carries the PSK) is handed out once.
+    let (status, token) = page(&thief, &format!("{issuer}/eid/tc-token?ref={reference}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(token.contains("<SessionIdentifier>") && token.contains("<PSK>"), "{token}");
+    assert!(token.contains(&format!("<RefreshAddress>{issuer}/eid/ergebnis?ref={reference}</RefreshAddress>")), "{token}");
+    let (status, _) = page(&thief, &format!("{issuer}/eid/tc-token?ref={reference}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a second fetch gets nothing");
     let (status, html) = page(&thief, &format!("{issuer}/eid/ergebnis?ref={reference}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
     assert!(html.contains("anderen Browser"));

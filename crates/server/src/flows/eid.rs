@@ -203,6 +203,18 @@ pub(crate) async fn find(state: &AppState, environment: Environment, reference: 
     serde_json::from_slice(&value).map_err(|_| EidFlowError::Unknown)
 }
 
+/// The flow behind `reference` for its TC token, handed out once: the token carries the PSK of
+/// the channel to the eID-Server, and only the citizen's AusweisApp2 should ever hold it.
+pub(crate) async fn for_tc_token(state: &AppState, environment: Environment, reference: &str) -> Result<EidFlow, EidFlowError> {
+    let flow = find(state, environment, reference).await?;
+    let first = state
+        .ephemeral
+        .put_if_absent(&format!("eid-tc:{}:{}", environment.as_str(), token_digest(reference)), b"1", FLOW_TTL)
+        .await
+        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    if first { Ok(flow) } else { Err(EidFlowError::Unknown) }
+}
+
 /// At the refresh address: takes the flow (once, and only in the browser that started it) and
 /// fetches the card's data from the eID-Server.
 pub(crate) async fn finish(

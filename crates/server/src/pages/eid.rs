@@ -205,16 +205,18 @@ pub(crate) struct RefQuery {
     result_major: Option<String>,
 }
 
-/// `GET {issuer}/eid/tc-token?ref=…`: the TC token, fetched by AusweisApp2 (not the browser).
+/// `GET {issuer}/eid/tc-token?ref=…`: the TC token, fetched once by AusweisApp2 (not the browser).
 #[handler]
 pub(crate) async fn tc_token(ctx: PageCtx, Query(query): Query<RefQuery>) -> Response {
-    let flow = match eid::find(&ctx.state, ctx.site.environment, &query.reference).await {
+    let flow = match eid::for_tc_token(&ctx.state, ctx.site.environment, &query.reference).await {
         Ok(flow) => flow,
         Err(EidFlowError::Unavailable(e)) => {
             tracing::error!(error = %e, "eID flow store unavailable");
             return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body("eID flow store unavailable");
         }
-        Err(_) => return Response::builder().status(StatusCode::NOT_FOUND).body("unknown or expired eID session"),
+        Err(_) => {
+            return Response::builder().status(StatusCode::NOT_FOUND).body("unknown, expired or already fetched eID session");
+        }
     };
     tracing::info!("TC token fetched");
     let refresh = format!("{}/eid/ergebnis?ref={}", ctx.site.issuer, query.reference);
