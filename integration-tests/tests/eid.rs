@@ -18,16 +18,7 @@ const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 fn second_card() -> eid_bridge::TestIdentity {
     eid_bridge::TestIdentity {
         restricted_id: "7d1e0c5b2a4f4e8d9c3b6a5f1e2d7c8b9a0f1e2d3c4b5a697887766554433221".into(),
-        given_names: "ERIKA".into(),
-        family_names: "MUSTERMANN".into(),
-        birth_name: Some("GABLER".into()),
-        date_of_birth: "1964-08-12".into(),
-        place_of_birth: Some("BERLIN".into()),
-        street: "HEIDESTRASSE 17".into(),
-        zip_code: "51147".into(),
-        city: "KÖLN".into(),
-        nationality: "D".into(),
-        document_type: "ID".into(),
+        ..eid_bridge::TestIdentity::specimen()
     }
 }
 
@@ -82,6 +73,25 @@ async fn through_test_service(
 async fn post_owned(client: &Client, url: &str, form: &[(&str, String)]) -> (StatusCode, String, String) {
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     post(client, url, &form).await
+}
+
+/// The token endpoint's answer to a code of client `(id, secret)` (`client_secret_basic`).
+async fn redeem(issuer: &str, (id, secret): (&str, &str), code: &str, verifier: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn id_token_claims(jwt: &str) -> serde_json::Value {
@@ -151,7 +161,10 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     let (status, token) = page(&thief, &format!("{issuer}/eid/tc-token?ref={reference}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(token.contains("<SessionIdentifier>") && token.contains("<PSK>"), "{token}");
-    assert!(token.contains(&format!("<RefreshAddress>{issuer}/eid/ergebnis?ref={reference}</RefreshAddress>")), "{token}");
+    assert!(
+        token.contains(&format!("<RefreshAddress>{issuer}/eid/ergebnis?ref={reference}</RefreshAddress>")),
+        "{token}"
+    );
     let (status, _) = page(&thief, &format!("{issuer}/eid/tc-token?ref={reference}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a second fetch gets nothing");
     let (status, html) = page(&thief, &format!("{issuer}/eid/ergebnis?ref={reference}")).await;
@@ -185,21 +198,7 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     let response = citizen.get(authorize("")).send().await.unwrap();
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();
-    let tokens: serde_json::Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth("eid-portal", Some("eid-portal-secret-0123"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", verifier.secret()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&issuer, ("eid-portal", "eid-portal-secret-0123"), &code, verifier.secret()).await;
     let claims = id_token_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(claims["acr"], "http://eidas.europa.eu/LoA/high", "asked in eIDAS words, answered in them");
     assert_eq!(claims["amr"], serde_json::json!(["eid"]));
@@ -338,21 +337,7 @@ async fn identify_once_with_the_card_without_an_account() {
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();
 
-    let tokens: serde_json::Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth("wohngeld", Some("wohngeld-secret-0123456"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", verifier.secret()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&issuer, ("wohngeld", "wohngeld-secret-0123456"), &code, verifier.secret()).await;
     let claims = id_token_claims(tokens["id_token"].as_str().expect("an ID token"));
     assert_eq!(claims["acr"], "hoch");
     assert_eq!(claims["amr"], serde_json::json!(["eid"]));

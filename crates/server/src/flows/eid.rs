@@ -205,7 +205,11 @@ pub(crate) async fn find(state: &AppState, environment: Environment, reference: 
 
 /// The flow behind `reference` for its TC token, handed out once: the token carries the PSK of
 /// the channel to the eID-Server, and only the citizen's AusweisApp2 should ever hold it.
-pub(crate) async fn for_tc_token(state: &AppState, environment: Environment, reference: &str) -> Result<EidFlow, EidFlowError> {
+pub(crate) async fn for_tc_token(
+    state: &AppState,
+    environment: Environment,
+    reference: &str,
+) -> Result<EidFlow, EidFlowError> {
     let flow = find(state, environment, reference).await?;
     let first = state
         .ephemeral

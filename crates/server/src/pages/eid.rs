@@ -16,8 +16,8 @@ use serde::Deserialize;
 use super::{
     PageCtx,
     draft::{DRAFT_LIFETIME, Draft},
-    form::{Errors, field_message, labels},
-    registration::{load_draft, store_draft, taken_errors},
+    form::{Errors, labels},
+    registration::{load_draft, step1_done, store_draft, taken_errors},
     signin::safe_return,
 };
 use crate::flows::{
@@ -215,7 +215,9 @@ pub(crate) async fn tc_token(ctx: PageCtx, Query(query): Query<RefQuery>) -> Res
             return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body("eID flow store unavailable");
         }
         Err(_) => {
-            return Response::builder().status(StatusCode::NOT_FOUND).body("unknown, expired or already fetched eID session");
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body("unknown, expired or already fetched eID session");
         }
     };
     tracing::info!("TC token fetched");
@@ -506,7 +508,7 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
     if !ctx.csrf_ok(&form.csrf) {
         return ctx.csrf_failed();
     }
-    let Some(mut draft) = load_draft(&ctx) else { return ctx.redirect("/eid?zweck=registrieren&return_to=/konto") };
+    let Some(draft) = load_draft(&ctx) else { return ctx.redirect("/eid?zweck=registrieren&return_to=/konto") };
     let Some(card) = draft.card.clone() else { return ctx.redirect("/registrierung") };
     let input = card.data.as_input(&form.username, &form.email, &form.phone_number);
     let now = ctx.state.accounts.now();
@@ -530,19 +532,5 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
     if !taken.is_empty() {
         return render_card_registration(&ctx, StatusCode::CONFLICT, &card, &form, &taken_errors(&ctx, &taken));
     }
-    if !draft.input.username.eq_ignore_ascii_case(&data.username)
-        || !draft.input.email.eq_ignore_ascii_case(&data.email)
-    {
-        draft.password_hash = None;
-        draft.privacy_accepted_at = None;
-    }
-    draft.input = input;
-    draft.personal_done = true;
-    draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
-    store_draft(&ctx, &draft);
-    if draft.password_hash.is_some() {
-        ctx.redirect("/registrierung/pruefen")
-    } else {
-        ctx.redirect("/registrierung/passwort")
-    }
+    step1_done(&ctx, draft, input, &data, &hints)
 }

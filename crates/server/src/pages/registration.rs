@@ -71,7 +71,21 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
         Err(e) => return ctx.failure(e),
     }
     let mut draft = load_draft(&ctx).unwrap_or_else(|| Draft::new(now));
-    let previous = validate_personal_data(&draft.input, now.date()).ok();
+    // Typed in by hand: whatever a card said before no longer describes this draft.
+    draft.card = None;
+    step1_done(&ctx, draft, form.input, &data, &hints)
+}
+
+/// Step 1 passed (typed in, or from the card): keeps it in the draft and goes on to step 2, or
+/// straight to step 3 when a password was chosen already for the same username and address.
+pub(super) fn step1_done(
+    ctx: &PageCtx,
+    mut draft: Draft,
+    input: PersonalDataInput,
+    data: &PersonalData,
+    hints: &[account_service::Hint],
+) -> Response {
+    let previous = validate_personal_data(&draft.input, ctx.state.accounts.now().date()).ok();
     // A password was checked against the username and e-mail address; when they change, it must
     // be chosen again.
     if previous.is_none_or(|(p, _)| {
@@ -80,12 +94,10 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
         draft.password_hash = None;
         draft.privacy_accepted_at = None;
     }
-    draft.input = form.input;
-    // Typed in by hand: whatever a card said before no longer describes this draft.
-    draft.card = None;
+    draft.input = input;
     draft.personal_done = true;
-    draft.hints = hints.iter().map(|h| field_message(&ctx, h.field, h.code, &h.message)).collect();
-    store_draft(&ctx, &draft);
+    draft.hints = hints.iter().map(|h| field_message(ctx, h.field, h.code, &h.message)).collect();
+    store_draft(ctx, &draft);
     if draft.password_hash.is_some() {
         ctx.redirect("/registrierung/pruefen")
     } else {
