@@ -105,6 +105,9 @@ async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
     let outcome = client.authenticate(&tc_token_url, true, &mut NoCitizen).await.unwrap();
     assert!(!outcome.result.is_ok(), "no eID-Server stands behind the test service: {outcome:?}");
     let url = outcome.url.expect("AusweisApp2 names where the browser goes");
+    // The TC token is handed out once: AusweisApp2 took it.
+    let (status, _) = page(&citizen, &tc_token_url).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "AusweisApp2 fetched our TC token");
     // Only the TC token tells AusweisApp2 this address: it fetched and read our token.
     assert!(url.starts_with(&format!("{issuer}/eid/ergebnis?ref={reference}")), "{url}");
     assert!(outcome.result.major.ends_with("#error"), "{:?}", outcome.result);
