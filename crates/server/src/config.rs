@@ -742,6 +742,11 @@ kek = "c2hvcnQ="
 algorithms = ["RS256", "HS256", "RS256"]
 activation_delay_seconds = 1
 refresh_interval_seconds = 60
+[eid.production]
+service = "test"
+[eid.test]
+service = "tr03130"
+server_url = "http://eid.example"
 "#,
             &[],
         )
@@ -759,6 +764,8 @@ refresh_interval_seconds = 60
             "\"HS256\"",
             "names \"RS256\" twice",
             "activation_delay_seconds",
+            "eid.production.service = \"test\" is refused",
+            "eid.test.server_url must be an https:// URL",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
