@@ -122,6 +122,12 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     for shown in ["ERIKA", "MUSTERMANN", "GABLER", "1964-08-12", "HEIDESTRASSE 17", "KÖLN"] {
         assert!(step1.contains(shown), "{shown} from the card");
     }
+    // The test service has nothing to offer for a finished or unknown flow.
+    for reference in [reference.as_str(), "unbekannt"] {
+        let (status, html) = page(&erika, &format!("{issuer}/eid/test-dienst?ref={reference}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reference}");
+        assert!(html.contains("abgelaufen oder wurde bereits abgeschlossen"), "{html}");
+    }
     // The refresh address works once, and only in the browser that started.
     let (status, again) = page(&erika, &format!("{issuer}/eid/ergebnis?ref={reference}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "used once: {again}");

@@ -229,7 +229,16 @@ pub(crate) async fn tc_token(ctx: PageCtx, Query(query): Query<RefQuery>) -> Res
 /// `GET {issuer}/eid/test-dienst?ref=…`: the test eID service (test systems only).
 #[handler]
 pub(crate) async fn test_service_form(ctx: PageCtx, Query(query): Query<RefQuery>) -> Response {
-    render_test_service(&ctx, StatusCode::OK, &query.reference, None)
+    let Some(service) = ctx.state.eid.of(ctx.site.environment).and_then(|e| e.test_service.clone()) else {
+        return not_offered(&ctx);
+    };
+    match eid::find(&ctx.state, ctx.site.environment, &query.reference).await {
+        Ok(flow) if service.is_pending(&flow.server_session.session_id) => {
+            render_test_service(&ctx, StatusCode::OK, &query.reference, None)
+        }
+        Ok(flow) => flow_failed(&ctx, EidFlowError::Unknown, &flow.return_to),
+        Err(e) => flow_failed(&ctx, e, "/"),
+    }
 }
 
 fn render_test_service(ctx: &PageCtx, status: StatusCode, reference: &str, error: Option<String>) -> Response {
