@@ -234,6 +234,10 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     .await;
     assert_eq!(status, StatusCode::OK, "{linked}");
     assert!(linked.contains("Vertrauensniveau hochgestuft"), "{linked}");
+    let export: serde_json::Value =
+        pwd.get(format!("{issuer}/konto/export")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((export["trust_level"].as_str(), export["id_card_linked"].as_bool()), (Some("hoch"), Some(true)));
+    assert_eq!(export["master_data"]["given_names"]["source"], "eid", "{export}");
     let (_, konto) = page(&pwd, &format!("{issuer}/konto")).await;
     assert!(konto.contains("hoch") && konto.contains("Köln") && konto.contains("HEIDESTRASSE"), "{konto}");
     // Now the request for "hoch" is answered at once.

@@ -157,6 +157,9 @@ pub struct AccountExport {
     pub status: &'static str,
     /// The trust level.
     pub trust_level: &'static str,
+    /// Whether an ID card is linked (its pseudonym itself is kept only as a keyed hash, which
+    /// says nothing to anyone: not exported).
+    pub id_card_linked: bool,
     /// Master data, each field with source and verification time.
     pub master_data: MasterData,
     /// The accepted privacy statement.
@@ -683,6 +686,7 @@ impl Accounts {
             email: account.email,
             status: account.status.as_str(),
             trust_level: account.trust_level.as_str(),
+            id_card_linked: account.eid_key.is_some(),
             master_data: account.master_data,
             privacy_consent: account.privacy_consent,
             created_at: account.created_at,
