@@ -1,6 +1,7 @@
 //! Back-Channel Logout 1.0: a citizen logs in to a client with a `backchannel_logout_uri`,
 //! logs out at servicekonto, and the client receives a signed logout token with the ID token's
-//! `sid` and `sub`; a client that answers 500 gets the token again.
+//! `sid` and `sub`; a client that answers 500 gets the token again. A password change, which ends
+//! every session of the account, tells the clients of every session.
 
 use std::{sync::Arc, time::Duration};
 
@@ -121,13 +122,13 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let bodies = bodies.lock().await.clone();
-    assert_eq!(bodies.len(), 2, "one retry after the 500, then no more: {bodies:?}");
-    let token = url::form_urlencoded::parse(bodies[0].as_bytes())
+    let delivered = bodies.lock().await.clone();
+    assert_eq!(delivered.len(), 2, "one retry after the 500, then no more: {delivered:?}");
+    let token = url::form_urlencoded::parse(delivered[0].as_bytes())
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned())
         .expect("a logout_token form field");
-    assert!(bodies[1].contains(&token[..40]), "the same token again");
+    assert!(delivered[1].contains(&token[..40]), "the same token again");
 
     // Signed with a key of the JWKS, typ logout+jwt, the ID token's sid and sub, the event, no nonce.
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -144,6 +145,56 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     assert_eq!(claims["sub"], id_token["sub"]);
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     assert!(claims.get("nonce").is_none() && claims["jti"].is_string());
+
+    // A password change ends every session of the account at once: the portal is told about the
+    // session on another device too.
+    let other_device = rp_browser();
+    log_in(&other_device, &issuer, "erika.bcl").await;
+    let code = authorization_code(&other_device, &issuer, "portal", CALLBACK, CHALLENGE).await;
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other_sid = payload(tokens["id_token"].as_str().unwrap())["sid"].clone();
+    log_in(&citizen, &issuer, "erika.bcl").await;
+    let (_, form) = page(&citizen, &format!("{issuer}/konto/passwort")).await;
+    let new_password = "Neues Pferd Batterie Heftklammer Tulpe";
+    let (status, _, _) = post(
+        &citizen,
+        &format!("{issuer}/konto/passwort"),
+        &[
+            ("csrf", &csrf(&form)),
+            ("current_password", crate::citizen::PASSWORD),
+            ("password", new_password),
+            ("password_confirmation", new_password),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..100 {
+        if bodies.lock().await.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivered = bodies.lock().await.clone();
+    assert_eq!(delivered.len(), 3, "one more logout token: {delivered:?}");
+    let token = url::form_urlencoded::parse(delivered[2].as_bytes())
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a logout_token form field");
+    assert_eq!(payload(&token)["sid"], other_sid, "the other device's session");
 
     server.stop().await;
     backends.drop_now().await;

@@ -652,7 +652,7 @@ impl Accounts {
         token: &str,
         new: &str,
         confirmation: &str,
-    ) -> Result<(), AccountError> {
+    ) -> Result<AccountId, AccountError> {
         let (id, _) =
             self.links.peek(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
         let account = self.store.get(environment, id).await?;
@@ -662,7 +662,7 @@ impl Accounts {
         }
         self.links.take(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
         self.set_password(account, new, confirmation, EventKind::PasswordReset).await?;
-        Ok(())
+        Ok(id)
     }
 
     /// The citizen's activity, newest first.

@@ -488,7 +488,7 @@ pub(crate) async fn issue_code(
         consent_ref,
         one_time: None,
     };
-    super::backchannel::remember(state, environment, &grant.sid, &authorization.client, &grant.sub).await;
+    super::backchannel::remember(state, environment, &grant.sid, account.id, &authorization.client, &grant.sub).await;
     let code = random_token();
     let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
     state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use oidc_core::{Environment, random_token};
+use oidc_core::{AccountId, Environment, random_token};
 use serde::{Deserialize, Serialize};
 use tenant_registry::Client;
 
@@ -28,13 +28,27 @@ fn key(environment: Environment, sid: &str) -> String {
     format!("bcl:{}:{sid}", environment.as_str())
 }
 
+/// The sessions of an account that have clients to tell, for the ends that reach every session
+/// at once (password change or reset, deletion).
+fn account_key(environment: Environment, account: AccountId) -> String {
+    format!("bcl-acct:{}:{account}", environment.as_str())
+}
+
 /// Notes that `client` received a code for `sub` in session `sid` (nothing to note when it has
 /// no `backchannel_logout_uri`). Two codes issued in the same instant of one browser session
 /// could race here; the later write wins and one client may miss the notice.
-pub(crate) async fn remember(state: &AppState, environment: Environment, sid: &str, client: &Client, sub: &str) {
+pub(crate) async fn remember(
+    state: &AppState,
+    environment: Environment,
+    sid: &str,
+    account: AccountId,
+    client: &Client,
+    sub: &str,
+) {
     if client.settings.backchannel_logout_uri.is_none() {
         return;
     }
+    remember_session(state, environment, account, sid).await;
     let key = key(environment, sid);
     let mut recipients: Vec<Recipient> = match state.ephemeral.get(&key).await {
         Ok(found) => found.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default(),
@@ -55,6 +69,35 @@ pub(crate) async fn remember(state: &AppState, environment: Environment, sid: &s
     }
 }
 
+/// Adds `sid` to the account's list of sessions with clients to tell (same race as above).
+async fn remember_session(state: &AppState, environment: Environment, account: AccountId, sid: &str) {
+    let key = account_key(environment, account);
+    let mut sids: Vec<String> = match state.ephemeral.get(&key).await {
+        Ok(found) => found.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default(),
+        Err(e) => return tracing::error!(error = %e, "back-channel session list unreadable"),
+    };
+    if sids.iter().any(|s| s == sid) {
+        return;
+    }
+    sids.push(sid.to_owned());
+    let ttl = Duration::from_secs(state.config.accounts.session_absolute_hours.saturating_mul(3600));
+    if let Err(e) = state.ephemeral.put(&key, &serde_json::to_vec(&sids).unwrap_or_default(), ttl).await {
+        tracing::error!(error = %e, "back-channel session list not stored");
+    }
+}
+
+/// Every session of `account` ended at once (its session epoch was raised: password change or
+/// reset, deletion): tell the clients of each, in the background.
+pub(crate) async fn account_sessions_ended(state: &AppState, environment: Environment, account: AccountId) {
+    let sids: Vec<String> = match state.ephemeral.take(&account_key(environment, account)).await {
+        Ok(found) => found.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default(),
+        Err(e) => return tracing::error!(error = %e, "back-channel session list unreadable; clients are not told"),
+    };
+    for sid in sids {
+        notify(state, environment, sid).await;
+    }
+}
+
 /// Ends the browser session `session_token` on every node and tells its clients. Every logout
 /// goes through here.
 pub(crate) async fn end_session(
@@ -69,7 +112,11 @@ pub(crate) async fn end_session(
 
 /// The session with cookie value `session_token` ended: tell its clients, in the background.
 async fn session_ended(state: &AppState, environment: Environment, session_token: &str) {
-    let sid = session_id(session_token);
+    notify(state, environment, session_id(session_token)).await;
+}
+
+/// Tells the clients of session `sid` (once: their list is taken).
+async fn notify(state: &AppState, environment: Environment, sid: String) {
     let recipients: Vec<Recipient> = match state.ephemeral.take(&key(environment, &sid)).await {
         Ok(found) => found.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default(),
         Err(e) => {

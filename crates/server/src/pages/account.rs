@@ -264,6 +264,8 @@ pub(crate) async fn change_password(ctx: PageCtx, Form(form): Form<PasswordChang
         .await;
     match result {
         Ok(logged_in) => {
+            // Every earlier session ended with the old password: their clients are told.
+            crate::flows::backchannel::account_sessions_ended(&ctx.state, ctx.site.environment, account.id).await;
             ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
             match ctx.state.accounts.account(ctx.site.environment, account.id).await {
                 Ok(account) => render_overview(&ctx, &account, vec![ctx.t("password_changed")]),
@@ -357,6 +359,7 @@ pub(crate) async fn delete(ctx: PageCtx, Form(form): Form<DeleteForm>) -> Respon
     }
     match ctx.state.accounts.delete(ctx.site.environment, account.id, &form.password).await {
         Ok(()) => {
+            crate::flows::backchannel::account_sessions_ended(&ctx.state, ctx.site.environment, account.id).await;
             ctx.clear_cookie(&ctx.site.session_cookie);
             ctx.render(
                 "message.html",

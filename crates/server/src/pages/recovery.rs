@@ -87,7 +87,9 @@ pub(crate) async fn reset(ctx: PageCtx, Form(form): Form<ResetForm>) -> Response
     let environment = ctx.site.environment;
     match ctx.state.accounts.reset_password(environment, &form.token, &form.password, &form.password_confirmation).await
     {
-        Ok(()) => {
+        Ok(account) => {
+            // Every session of the account ended with the new password: its clients are told.
+            crate::flows::backchannel::account_sessions_ended(&ctx.state, environment, account).await;
             ctx.clear_cookie(&ctx.site.session_cookie);
             let links = vec![context! { href => format!("{}/anmelden", ctx.base()), text => ctx.t("go_to_login") }];
             ctx.render(
