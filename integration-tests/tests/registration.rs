@@ -108,6 +108,18 @@ async fn rfc7591_registration_and_rfc7592_management() {
     assert_eq!(http.get(&uri).bearer_auth("wrong").send().await.unwrap().status(), 401);
     assert_eq!(http.get(&uri).send().await.unwrap().status(), 401);
 
+    // The tenant admin turns on JWT access tokens and PAR, which self-registration cannot set.
+    {
+        let registry = server.state.registry();
+        let actor = tenant_registry::Actor::System("test");
+        let id = oidc_core::ClientId::parse(registered["client_id"].as_str().unwrap()).unwrap();
+        let client = registry.get_client(&actor, &id).await.unwrap();
+        let mut settings = client.settings.clone();
+        settings.access_token_audience = Some("https://api.example/wohngeld".into());
+        settings.require_par = true;
+        let flags = tenant_registry::OperatorFlags { first_party: client.first_party, admin_role: client.admin_role };
+        registry.update_client(&actor, &id, client.version, settings, flags).await.unwrap();
+    }
     let mut changed = example.clone();
     changed["client_name"] = json!("Renamed Client");
     let without_id = http.put(&uri).bearer_auth(&rat).json(&changed).send().await.unwrap();
@@ -124,7 +136,10 @@ async fn rfc7591_registration_and_rfc7592_management() {
     let (_, _, trail) = operator.get(&format!("/audit?tenant_id={tenant_id}&actor=dynamic-registration")).await;
     let actions: Vec<&str> = trail["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["client.update", "client.create"]);
-    assert_eq!(operator.get(&format!("/clients/{client_id}")).await.2["name"], "Renamed Client");
+    let admin_view = operator.get(&format!("/clients/{client_id}")).await.2;
+    assert_eq!(admin_view["name"], "Renamed Client");
+    assert_eq!(admin_view["access_token_audience"], "https://api.example/wohngeld", "kept: {admin_view}");
+    assert_eq!(admin_view["require_par"], true, "kept: {admin_view}");
 
     assert_eq!(http.delete(&uri).bearer_auth(&rat).send().await.unwrap().status(), 204);
     assert_eq!(http.get(&uri).bearer_auth(&rat).send().await.unwrap().status(), 401);

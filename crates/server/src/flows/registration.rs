@@ -346,10 +346,17 @@ pub(crate) async fn update(
     let client = state.registry.registered_client(environment, client_id, token).await?;
     let actor = tenant_registry::Actor::Registration { tenant_id: client.tenant_id };
     let tenant = state.registry.get_tenant(&actor, client.tenant_id).await?;
-    let (settings, named_id) = settings_from(body, tenant.min_trust_level)?;
+    let (mut settings, named_id) = settings_from(body, tenant.min_trust_level)?;
     if named_id.as_deref() != Some(client.client_id.as_str()) {
         return Err(metadata_error("the body must name this client's client_id (RFC 7592 §2.2)"));
     }
+    // RFC 7592 replaces the registration metadata; what only an operator or tenant admin sets
+    // (claim rules, lifetimes, PAR, JWT access tokens, a higher minimum level) stays.
+    settings.claims = client.settings.claims.clone();
+    settings.lifetimes = client.settings.lifetimes.clone();
+    settings.require_par = client.settings.require_par;
+    settings.access_token_audience = client.settings.access_token_audience.clone();
+    settings.min_acr = settings.min_acr.max(client.settings.min_acr);
     check_sector(&settings, environment).await?;
     let flags = tenant_registry::OperatorFlags { first_party: client.first_party, admin_role: client.admin_role };
     let updated = state.registry.update_client(&actor, &client.client_id, client.version, settings, flags).await?;
