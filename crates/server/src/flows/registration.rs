@@ -353,7 +353,7 @@ pub(crate) async fn update(
     // RFC 7592 replaces the registration metadata; what only an operator or tenant admin sets
     // (claim rules, lifetimes, PAR, JWT access tokens, a higher minimum level) stays.
     settings.claims = client.settings.claims.clone();
-    settings.lifetimes = client.settings.lifetimes.clone();
+    settings.lifetimes = client.settings.lifetimes;
     settings.require_par = client.settings.require_par;
     settings.access_token_audience = client.settings.access_token_audience.clone();
     settings.min_acr = settings.min_acr.max(client.settings.min_acr);
