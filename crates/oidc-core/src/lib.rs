@@ -5,7 +5,7 @@
 //! [`SigningKeyStore`] port), the wire types JWK/JWKS and discovery metadata, and the
 //! [`EphemeralStore`] port through which all short-lived state (codes, sessions, rate limits) goes.
 //!
-//! Modules: `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
+//! Modules: `authorize` (the rules of an authorization request's parameters), `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
 //! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
 //! access tokens), `discovery`, `pkce` (S256), `subject` (pairwise `sub`), `id_token` (claims, `at_hash`), `opaque` (random tokens, their stored digest),
 //! `refresh` (the refresh-token port).
@@ -15,6 +15,7 @@
 //!   (a [`Clock`], the OS RNG behind `rand`).
 //! - Private key material leaves this crate only sealed under the key-encryption key.
 
+pub mod authorize;
 mod claims;
 mod claims_request;
 mod client_assertion;

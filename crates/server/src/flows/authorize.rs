@@ -7,8 +7,9 @@ use std::time::Duration;
 use account_service::{Account, Session};
 use oidc_core::{
     AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims,
-    OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash, claims_of_scope, is_well_formed_pkce,
-    pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
+    OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash,
+    authorize::{self as rules, ResponseMode},
+    claims_of_scope, pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
 };
 use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
@@ -44,13 +45,6 @@ pub(crate) struct AuthorizeParams {
     pub(crate) ui_locales: Option<String>,
     pub(crate) request: Option<String>,
     pub(crate) request_uri: Option<String>,
-}
-
-/// How the response reaches the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum ResponseMode {
-    Query,
-    FormPost,
 }
 
 /// A redirect URI that passed the exact match: errors may now go there.
@@ -142,100 +136,50 @@ pub(crate) async fn validate(
         None => None,
     }
     .ok_or(Rejection::Page("authorize_bad_redirect"))?;
-    let mode = match params.response_mode.as_deref() {
-        None | Some("query") => Ok(ResponseMode::Query),
-        Some("form_post") => Ok(ResponseMode::FormPost),
-        Some(_) => Err(()),
-    };
+    let mode = rules::response_mode(params.response_mode.as_deref());
     let redirect = ClientRedirect {
         uri,
         state: params.state.clone(),
-        mode: mode.unwrap_or(ResponseMode::Query),
+        mode: *mode.as_ref().unwrap_or(&ResponseMode::Query),
         issuer: issuer.to_owned(),
     };
-    let fail = |code, text: &str| Err(Rejection::Redirect(redirect.clone(), oauth(code, text)));
-    if mode.is_err() {
-        return fail(OAuthErrorCode::InvalidRequest, "response_mode muss query oder form_post sein");
-    }
+    // From here on, errors go to the trusted redirect URI.
+    let to_client = |error: OAuthError| Rejection::Redirect(redirect.clone(), error);
+    mode.map_err(to_client)?;
     if client.settings.require_par && !pushed {
-        return fail(OAuthErrorCode::InvalidRequest, "Dieser Client muss PAR (RFC 9126) verwenden");
+        return Err(to_client(oauth(OAuthErrorCode::InvalidRequest, "Dieser Client muss PAR (RFC 9126) verwenden")));
     }
-    match params.response_type.as_deref() {
-        Some("code") => {}
-        Some(_) => return fail(OAuthErrorCode::UnsupportedResponseType, "nur response_type=code"),
-        None => return fail(OAuthErrorCode::InvalidRequest, "response_type fehlt"),
-    }
+    rules::response_type(params.response_type.as_deref()).map_err(to_client)?;
     if !client.settings.grant_types.contains(&GrantType::AuthorizationCode) {
-        return fail(OAuthErrorCode::UnauthorizedClient, "Dieser Client darf keinen Autorisierungscode anfordern");
+        let text = "Dieser Client darf keinen Autorisierungscode anfordern";
+        return Err(to_client(oauth(OAuthErrorCode::UnauthorizedClient, text)));
     }
-    let mut scopes: Vec<String> =
-        params.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    scopes.sort();
-    scopes.dedup();
-    if !scopes.iter().any(|s| s == "openid") {
-        return fail(OAuthErrorCode::InvalidScope, "scope muss openid enthalten");
-    }
+    let scopes = rules::scopes(params.scope.as_deref()).map_err(to_client)?;
     if let Some(refused) =
         scopes.iter().find(|s| !client.settings.scopes.iter().any(|allowed| allowed.as_str() == s.as_str()))
     {
-        return fail(OAuthErrorCode::InvalidScope, &format!("Scope {refused:?} ist für diesen Client nicht erlaubt"));
+        let text = format!("Scope {refused:?} ist für diesen Client nicht erlaubt");
+        return Err(to_client(oauth(OAuthErrorCode::InvalidScope, &text)));
     }
     let pkce_needed = client.settings.kind == ClientKind::Public || client.settings.require_pkce;
-    let code_challenge = match (params.code_challenge.as_deref(), params.code_challenge_method.as_deref()) {
-        (Some(challenge), Some("S256")) if is_well_formed_pkce(challenge) => Some(challenge.to_owned()),
-        (Some(_), Some("S256")) => return fail(OAuthErrorCode::InvalidRequest, "code_challenge ist ungültig"),
-        (Some(_), _) => return fail(OAuthErrorCode::InvalidRequest, "nur code_challenge_method=S256"),
-        (None, _) if pkce_needed => return fail(OAuthErrorCode::InvalidRequest, "PKCE (S256) ist erforderlich"),
-        (None, _) => None,
-    };
-    let prompt: Vec<String> =
-        params.prompt.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    if prompt.iter().any(|p| !matches!(p.as_str(), "none" | "login" | "consent" | "select_account")) {
-        return fail(OAuthErrorCode::InvalidRequest, "unbekannter prompt-Wert");
-    }
-    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
-        return fail(OAuthErrorCode::InvalidRequest, "prompt=none lässt sich nicht kombinieren");
-    }
-    // Every display gets the same responsive pages.
-    if params.display.as_deref().is_some_and(|d| !matches!(d, "page" | "popup" | "touch" | "wap")) {
-        return fail(OAuthErrorCode::InvalidRequest, "display muss page, popup, touch oder wap sein");
-    }
-    let max_age = match params.max_age.as_deref() {
-        None => None,
-        Some(text) => match text.parse::<i64>() {
-            Ok(seconds) if seconds >= 0 => Some(seconds),
-            _ => return fail(OAuthErrorCode::InvalidRequest, "max_age muss eine nicht-negative Zahl sein"),
-        },
-    };
+    let code_challenge =
+        rules::code_challenge(params.code_challenge.as_deref(), params.code_challenge_method.as_deref(), pkce_needed)
+            .map_err(to_client)?;
+    let prompt = rules::prompt(params.prompt.as_deref()).map_err(to_client)?;
+    rules::display(params.display.as_deref()).map_err(to_client)?;
+    let max_age = rules::max_age(params.max_age.as_deref()).map_err(to_client)?;
     let claims_request = match params.claims.as_deref() {
-        Some(text) => match ClaimsRequest::parse(text) {
-            Ok(request) => request,
-            Err(error) => return Err(Rejection::Redirect(redirect, error)),
-        },
+        Some(text) => ClaimsRequest::parse(text).map_err(to_client)?,
         None => ClaimsRequest::default(),
     };
-    // `acr_values` and an essential `acr` in `claims` both set a minimum; any listed value of
-    // either is acceptable.
     let essential_acr = claims_request.essential_acr().unwrap_or_default();
-    let requested: Vec<&str> = params
-        .acr_values
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .chain(essential_acr.iter().map(String::as_str))
-        .collect();
-    let mut levels = Vec::new();
-    for value in &requested {
-        match value.parse::<TrustLevel>() {
-            Ok(level) => levels.push(level),
-            Err(_) => return fail(OAuthErrorCode::InvalidRequest, &format!("acr_values: {value:?} ist unbekannt")),
-        }
-    }
-    // Any listed value is acceptable, so the lowest listed is what the request needs at least.
-    let requested_level = levels.iter().copied().min().unwrap_or(TrustLevel::Normal);
-    let required_level = requested_level.max(client.settings.min_acr).max(tenant.min_trust_level);
-    let eidas_vocabulary = requested.first().is_some_and(|v| v.starts_with("http"));
+    let required = rules::required_level(
+        params.acr_values.as_deref(),
+        &essential_acr,
+        client.settings.min_acr,
+        tenant.min_trust_level,
+    )
+    .map_err(to_client)?;
     let mut claims: Vec<(String, bool)> = Vec::new();
     let by_scope = scopes.iter().flat_map(|scope| claims_of_scope(scope).iter().copied());
     // `*_verified` are released with their claim, not asked for on their own.
@@ -261,8 +205,8 @@ pub(crate) async fn validate(
         code_challenge,
         prompt,
         max_age,
-        required_level,
-        eidas_vocabulary,
+        required_level: required.level,
+        eidas_vocabulary: required.eidas_vocabulary,
     })
 }
 

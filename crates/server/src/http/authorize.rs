@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use account_service::{Account, CardIdentity, Session, claim_preview};
 use minijinja::{Value, context};
-use oidc_core::{OAuthError, OAuthErrorCode, TrustLevel, verify_id_token_hint};
+use oidc_core::{OAuthError, OAuthErrorCode, TrustLevel, authorize::ResponseMode, verify_id_token_hint};
 use poem::{
     Body, Request, Response, handler,
     http::{Method, StatusCode, header},
@@ -12,8 +12,8 @@ use poem::{
 
 use crate::{
     flows::authorize::{
-        Authorization, AuthorizeParams, ClientRedirect, Rejection, ResponseMode, issue_code, issue_one_time_code,
-        resolve_request, subject, validate,
+        Authorization, AuthorizeParams, ClientRedirect, Rejection, issue_code, issue_one_time_code, resolve_request,
+        subject, validate,
     },
     pages::PageCtx,
 };
