@@ -293,11 +293,15 @@ pub struct HttpConfig {
     pub bind: String,
     /// Seconds that in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: the citizen's address (for login
+    /// throttling) is then the last one in that header not itself a trusted proxy. Empty: the
+    /// TCP peer is the citizen.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".to_owned(), shutdown_grace_seconds: 20 }
+        Self { bind: "127.0.0.1:8080".to_owned(), shutdown_grace_seconds: 20, trusted_proxies: Vec::new() }
     }
 }
 

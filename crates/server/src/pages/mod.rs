@@ -215,7 +215,11 @@ impl<'a> FromRequest<'a> for PageCtx {
         Ok(Self {
             lang_switch,
             csrf: state.pages.csrf_token(&csrf_cookie),
-            client_ip: req.remote_addr().as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+            client_ip: client_address(
+                req.remote_addr().as_socket_addr().map(|a| a.ip()),
+                req.header("x-forwarded-for"),
+                &state.config.http.trusted_proxies,
+            ),
             state,
             site,
             lang,
@@ -373,8 +377,46 @@ pub(crate) async fn security_headers<E: Endpoint>(ep: E, req: Request) -> Result
     Ok(response)
 }
 
+/// The citizen's address: the TCP peer, unless that is a trusted reverse proxy; then the last
+/// address in `X-Forwarded-For` that is not a trusted proxy itself (the ones before it could be
+/// made up by the client).
+fn client_address(peer: Option<std::net::IpAddr>, forwarded_for: Option<&str>, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = peer else { return String::new() };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    forwarded_for
+        .unwrap_or_default()
+        .rsplit(',')
+        .map(|a| a.trim().parse::<std::net::IpAddr>())
+        .find(|a| a.as_ref().map_or(true, |a| !trusted.contains(a)))
+        .and_then(Result::ok)
+        .unwrap_or(peer)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_citizens_address_is_believed_from_trusted_proxies_only() {
+        use std::net::IpAddr;
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let inner: IpAddr = "10.0.0.3".parse().unwrap();
+        let trusted = [proxy, inner];
+        for (peer, header, expect) in [
+            ("203.0.113.9", Some("198.51.100.1"), "203.0.113.9"),
+            ("10.0.0.2", Some("198.51.100.1"), "198.51.100.1"),
+            ("10.0.0.2", Some("6.6.6.6, 198.51.100.1"), "198.51.100.1"),
+            ("10.0.0.2", Some("198.51.100.1, 10.0.0.3"), "198.51.100.1"),
+            ("10.0.0.2", Some("nonsense"), "10.0.0.2"),
+            ("10.0.0.2", None, "10.0.0.2"),
+        ] {
+            let got = super::client_address(peer.parse().ok(), header, &trusted);
+            assert_eq!(got, expect, "{peer} {header:?}");
+        }
+        assert_eq!(super::client_address(None, Some("1.2.3.4"), &trusted), "");
+    }
+
     use super::*;
 
     /// Every `t.key` a template uses exists in the texts (both languages have the same keys).
