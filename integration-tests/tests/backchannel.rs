@@ -63,6 +63,25 @@ async fn receiver(bodies: Arc<Mutex<Vec<String>>>) -> String {
     url
 }
 
+/// The portal's tokens for `code` (`client_secret_basic`, the fixed PKCE verifier).
+async fn redeem(issuer: &str, secret: &str, code: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn payload(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
@@ -91,21 +110,7 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     register_activated(&citizen, &issuer, &smtp, "erika.bcl", "erika.bcl@example.de").await;
     log_in(&citizen, &issuer, "erika.bcl").await;
     let code = authorization_code(&citizen, &issuer, "portal", CALLBACK, CHALLENGE).await;
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth("portal", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&issuer, secret, &code).await;
     let id_token_jwt = tokens["id_token"].as_str().unwrap();
     assert_eq!(jsonwebtoken::decode_header(id_token_jwt).unwrap().alg, jsonwebtoken::Algorithm::ES256);
     let id_token = payload(id_token_jwt);
@@ -151,21 +156,7 @@ async fn logging_out_tells_every_client_of_the_session_with_a_signed_logout_toke
     let other_device = rp_browser();
     log_in(&other_device, &issuer, "erika.bcl").await;
     let code = authorization_code(&other_device, &issuer, "portal", CALLBACK, CHALLENGE).await;
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth("portal", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens = redeem(&issuer, secret, &code).await;
     let other_sid = payload(tokens["id_token"].as_str().unwrap())["sid"].clone();
     log_in(&citizen, &issuer, "erika.bcl").await;
     let (_, form) = page(&citizen, &format!("{issuer}/konto/passwort")).await;
