@@ -1,6 +1,6 @@
 //! `servicekonto eid`: drives the AusweisApp2 on this machine through its SDK for one TC token
 //! URL, e.g. at a service-desk terminal where staff help a citizen register. The citizen types
-//! PIN, CAN or PUK at the prompt; nothing of it is logged or kept.
+//! PIN, CAN or PUK at the prompt, without echo; nothing of it is logged or kept.
 
 use std::io::{BufRead, Write};
 
@@ -32,6 +32,13 @@ fn ask(question: &str) -> Option<String> {
     (!line.is_empty()).then_some(line)
 }
 
+/// A PIN, CAN or PUK, typed without echo (a service desk's screen may be seen by others).
+fn ask_secret(question: &str) -> Option<Secret> {
+    let digits = rpassword::prompt_password(format!("{question} ")).ok()?;
+    let digits = digits.trim();
+    (!digits.is_empty()).then(|| Secret::new(digits))
+}
+
 fn retries(reader: &Reader) -> String {
     reader.card.and_then(|c| c.retry_counter).map(|n| format!(" ({n} Versuche)")).unwrap_or_default()
 }
@@ -53,16 +60,15 @@ impl CardHolder for Terminal {
         if request.previous_wrong {
             eprintln!("Die PIN war falsch.");
         }
-        tokio::task::block_in_place(|| ask(&format!("PIN{}:", retries(&request.reader)))).map(Secret::new)
+        tokio::task::block_in_place(|| ask_secret(&format!("PIN{}:", retries(&request.reader))))
     }
     async fn can(&mut self, reader: &Reader) -> Option<Secret> {
         tokio::task::block_in_place(|| {
-            ask(&format!("Zugangsnummer (CAN) vor dem letzten PIN-Versuch{}:", retries(reader)))
+            ask_secret(&format!("Zugangsnummer (CAN) vor dem letzten PIN-Versuch{}:", retries(reader)))
         })
-        .map(Secret::new)
     }
     async fn puk(&mut self, _reader: &Reader) -> Option<Secret> {
-        tokio::task::block_in_place(|| ask("Die PIN ist gesperrt. PUK:")).map(Secret::new)
+        tokio::task::block_in_place(|| ask_secret("Die PIN ist gesperrt. PUK:"))
     }
 }
 
