@@ -367,6 +367,15 @@ async fn identify_once_with_the_card_without_an_account() {
     assert!(userinfo.get("email").is_none(), "{userinfo}");
     assert_eq!(userinfo["verified_claims"]["verification"]["trust_framework"], "eidas", "{userinfo}");
 
+    // The operator sees that the client received claims once, never which values or whose.
+    let operator = crate::admin::operator(&server).await;
+    let (status, _, log) = operator.get("/clients/wohngeld/one-time-transfers").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{log}");
+    assert!(items[0]["claims"].as_array().unwrap().iter().any(|c| c == "family_name"), "{log}");
+    assert!(!log.to_string().contains("MUSTERMANN"), "names of claims only: {log}");
+
     // Nothing was stored: the same card finds no account.
     let other = browser();
     let (url, html, _) = through_test_service(&other, &issuer, "anmelden", "/konto", 0).await;

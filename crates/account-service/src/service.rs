@@ -775,6 +775,16 @@ impl Accounts {
         Ok(self.store.record_one_time_transfer(environment, &transfer).await?)
     }
 
+    /// The one-time identifications released to a client, newest first (for operators: there is
+    /// no citizen account to show them in).
+    pub async fn one_time_transfers(
+        &self,
+        environment: Environment,
+        client_id: &str,
+    ) -> Result<Vec<DataTransfer>, AccountError> {
+        Ok(self.store.one_time_transfers(environment, client_id, EVENT_LIMIT).await?)
+    }
+
     /// The transfer log ("Datenübermittlungen"), newest first.
     pub async fn transfers(&self, environment: Environment, id: AccountId) -> Result<Vec<DataTransfer>, AccountError> {
         Ok(self.store.transfers(environment, id, EVENT_LIMIT).await?)

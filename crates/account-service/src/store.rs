@@ -112,6 +112,14 @@ pub trait AccountStore: Send + Sync {
         transfer: &DataTransfer,
     ) -> Result<(), StoreError>;
 
+    /// The one-time identifications released to `client_id`, newest first, at most `limit`.
+    async fn one_time_transfers(
+        &self,
+        environment: Environment,
+        client_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DataTransfer>, StoreError>;
+
     /// The transfer log, newest first, at most `limit`.
     async fn transfers(
         &self,

@@ -361,6 +361,35 @@ impl AccountStore for SeaAccountStore {
         Ok(())
     }
 
+    async fn one_time_transfers(
+        &self,
+        environment: Environment,
+        client_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DataTransfer>, StoreError> {
+        let rows = one_time_transfer::Entity::find()
+            .filter(one_time_transfer::Column::Environment.eq(environment.as_str()))
+            .filter(one_time_transfer::Column::ClientId.eq(client_id))
+            .order_by_desc(one_time_transfer::Column::At)
+            .order_by_desc(one_time_transfer::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id.to_string();
+                Ok(DataTransfer {
+                    claims: parse_json(&id, &row.claims)?,
+                    at: time_of(&id, row.at)?,
+                    client_id: row.client_id,
+                    recipient: row.recipient,
+                    consent_ref: row.consent_ref,
+                })
+            })
+            .collect()
+    }
+
     async fn transfers(
         &self,
         environment: Environment,

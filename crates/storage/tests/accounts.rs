@@ -528,6 +528,10 @@ async fn eid_register_login_link(db: &Database) {
         consent_ref: "one-time-identification".into(),
     };
     f.accounts.record_one_time_transfer(PRODUCTION, transfer).await.unwrap();
+    let listed = f.accounts.one_time_transfers(PRODUCTION, "wohngeld").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].claims, ["family_name"]);
+    assert!(f.accounts.one_time_transfers(Environment::Test, "wohngeld").await.unwrap().is_empty(), "per environment");
 }
 
 /// The form as "Mein Konto" would show it for `account`.

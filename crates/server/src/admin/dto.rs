@@ -657,6 +657,23 @@ impl From<&AuditEntry> for AuditView {
     }
 }
 
+/// A one-time identification with the ID card released to a client: no person, only what went.
+#[derive(Debug, Object)]
+pub(crate) struct OneTimeTransferView {
+    /// Authority and service as the citizen saw them on the consent page.
+    pub recipient: String,
+    /// The claim names released (never values).
+    pub claims: Vec<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// The one-time identifications of a client, newest first (at most 100).
+#[derive(Debug, Object)]
+pub(crate) struct OneTimeTransferList {
+    pub items: Vec<OneTimeTransferView>,
+}
+
 /// One page of the audit log.
 #[derive(Debug, Object)]
 pub(crate) struct AuditList {

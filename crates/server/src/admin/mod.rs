@@ -179,6 +179,13 @@ enum ClientListResponse {
 }
 
 #[derive(ApiResponse)]
+enum OneTimeTransferResponse {
+    /// Newest first.
+    #[oai(status = 200)]
+    Ok(Json<dto::OneTimeTransferList>),
+}
+
+#[derive(ApiResponse)]
 enum AuditResponse {
     /// One page, newest first.
     #[oai(status = 200)]
@@ -396,6 +403,33 @@ impl AdminApi {
     ) -> AdminResult<ClientResponse> {
         let actor = actor(&state, &auth).await?;
         Ok(client_response(&state.registry.get_client(&actor, &self::client_id(&client_id.0)?).await?))
+    }
+
+    /// The one-time identifications with the ID card this client received: which claims, when;
+    /// never values or persons (there is no account).
+    #[oai(path = "/clients/:client_id/one-time-transfers", method = "get", tag = "ApiTags::Clients")]
+    async fn one_time_transfers(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+    ) -> AdminResult<OneTimeTransferResponse> {
+        let actor = actor(&state, &auth).await?;
+        let client = state.registry.get_client(&actor, &self::client_id(&client_id.0)?).await?;
+        let transfers = state
+            .accounts
+            .one_time_transfers(client.environment, client.client_id.as_str())
+            .await
+            .map_err(|e| AdminError::internal(&e))?;
+        let items = transfers
+            .into_iter()
+            .map(|t| dto::OneTimeTransferView {
+                recipient: t.recipient,
+                claims: t.claims,
+                at: t.at.format(&Rfc3339).unwrap_or_default(),
+            })
+            .collect();
+        Ok(OneTimeTransferResponse::Ok(Json(dto::OneTimeTransferList { items })))
     }
 
     /// Replace a client's configuration. Needs `If-Match` with the current ETag.
