@@ -10,6 +10,7 @@ mod browser;
 mod citizen;
 mod discovery;
 mod eid;
+mod eid_server;
 mod jwt_access_tokens;
 mod layering;
 mod mail;

@@ -38,7 +38,7 @@ use std::{future::Future, time::Duration};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use admin::openapi_json as admin_openapi_json;
-pub use config::{Config, ConfigError, LogFormat, Secret};
+pub use config::{Config, ConfigError, EidService, LogFormat, Secret};
 use poem::{Server, listener::TcpAcceptor};
 pub use state::{AppState, Migrations};
 pub use telemetry::init as init_telemetry;
