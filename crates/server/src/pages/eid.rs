@@ -395,7 +395,8 @@ fn register(ctx: &PageCtx, card: CardIdentity) -> Response {
     ctx.redirect("/registrierung/ausweis")
 }
 
-/// Upgrade: the differing data side by side; with none, the card is linked at once.
+/// Upgrade: the differing data side by side (or the note that all agree); the citizen confirms
+/// the link with the page's button, the card's data wait sealed in a cookie of this browser.
 fn compare(ctx: &PageCtx, card: CardIdentity, account: Option<oidc_core::AccountId>) -> Response {
     let current = match ctx.require_login() {
         Ok(current) if Some(current.id) == account => current,
