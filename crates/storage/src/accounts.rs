@@ -107,6 +107,38 @@ fn account_of(row: account::Model) -> Result<Account, StoreError> {
     })
 }
 
+/// The columns both transfer logs store, cut to their widths.
+struct TransferColumns {
+    client_id: String,
+    recipient: String,
+    claims: String,
+    at: i64,
+    consent_ref: String,
+}
+
+impl TransferColumns {
+    fn of(transfer: &DataTransfer) -> Result<Self, StoreError> {
+        Ok(Self {
+            client_id: transfer.client_id.clone(),
+            recipient: transfer.recipient.chars().take(255).collect(),
+            claims: json(&transfer.claims)?,
+            at: transfer.at.unix_timestamp(),
+            consent_ref: transfer.consent_ref.chars().take(64).collect(),
+        })
+    }
+
+    /// Back to a transfer; `row` names the row in an error.
+    fn into_transfer(self, row: &str) -> Result<DataTransfer, StoreError> {
+        Ok(DataTransfer {
+            claims: parse_json(row, &self.claims)?,
+            at: time_of(row, self.at)?,
+            client_id: self.client_id,
+            recipient: self.recipient,
+            consent_ref: self.consent_ref,
+        })
+    }
+}
+
 fn event_row(id: AccountId, event: &AccountEvent) -> account_event::ActiveModel {
     account_event::ActiveModel {
         id: NotSet,
@@ -326,14 +358,15 @@ impl AccountStore for SeaAccountStore {
         transfer: &DataTransfer,
     ) -> Result<(), StoreError> {
         // Hot path (every userinfo): no read first; the foreign key refuses a vanished account.
+        let c = TransferColumns::of(transfer)?;
         data_transfer::Entity::insert(data_transfer::ActiveModel {
             id: NotSet,
             account_id: Set(id.to_string()),
-            client_id: Set(transfer.client_id.clone()),
-            recipient: Set(transfer.recipient.chars().take(255).collect()),
-            claims: Set(json(&transfer.claims)?),
-            at: Set(transfer.at.unix_timestamp()),
-            consent_ref: Set(transfer.consent_ref.chars().take(64).collect()),
+            client_id: Set(c.client_id),
+            recipient: Set(c.recipient),
+            claims: Set(c.claims),
+            at: Set(c.at),
+            consent_ref: Set(c.consent_ref),
         })
         .exec(&self.conn)
         .await
@@ -346,14 +379,15 @@ impl AccountStore for SeaAccountStore {
         environment: Environment,
         transfer: &DataTransfer,
     ) -> Result<(), StoreError> {
+        let c = TransferColumns::of(transfer)?;
         one_time_transfer::Entity::insert(one_time_transfer::ActiveModel {
             id: NotSet,
             environment: Set(environment.as_str().to_owned()),
-            client_id: Set(transfer.client_id.clone()),
-            recipient: Set(transfer.recipient.chars().take(255).collect()),
-            claims: Set(json(&transfer.claims)?),
-            at: Set(transfer.at.unix_timestamp()),
-            consent_ref: Set(transfer.consent_ref.chars().take(64).collect()),
+            client_id: Set(c.client_id),
+            recipient: Set(c.recipient),
+            claims: Set(c.claims),
+            at: Set(c.at),
+            consent_ref: Set(c.consent_ref),
         })
         .exec(&self.conn)
         .await
@@ -379,13 +413,14 @@ impl AccountStore for SeaAccountStore {
         rows.into_iter()
             .map(|row| {
                 let id = row.id.to_string();
-                Ok(DataTransfer {
-                    claims: parse_json(&id, &row.claims)?,
-                    at: time_of(&id, row.at)?,
+                TransferColumns {
                     client_id: row.client_id,
                     recipient: row.recipient,
+                    claims: row.claims,
+                    at: row.at,
                     consent_ref: row.consent_ref,
-                })
+                }
+                .into_transfer(&id)
             })
             .collect()
     }
@@ -407,13 +442,14 @@ impl AccountStore for SeaAccountStore {
             .map_err(unavailable)?;
         rows.into_iter()
             .map(|row| {
-                Ok(DataTransfer {
-                    claims: parse_json(&row.account_id, &row.claims)?,
-                    at: time_of(&row.account_id, row.at)?,
+                TransferColumns {
                     client_id: row.client_id,
                     recipient: row.recipient,
+                    claims: row.claims,
+                    at: row.at,
                     consent_ref: row.consent_ref,
-                })
+                }
+                .into_transfer(&row.account_id)
             })
             .collect()
     }
