@@ -19,3 +19,8 @@ pub use eid_server::{
     Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, TestEidService, TestIdentity,
     TestOutcome, Tr03130Client, Tr03130Config, UseIdRequest,
 };
+
+/// Text for an XML element or attribute value (the TC token, the SOAP requests).
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

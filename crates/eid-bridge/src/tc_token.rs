@@ -1,7 +1,7 @@
 //! The TC token (BSI TR-03124-1 §2.4): what AusweisApp2 fetches from the tcTokenURL to learn
 //! where the eID-Server is, the session, the PSK, and where to send the browser afterwards.
 
-use crate::eid_server::EidServerSession;
+use crate::{eid_server::EidServerSession, xml_escape as escape};
 
 /// Renders the TC token for `session`; AusweisApp2 sends the browser to `refresh_address` (with
 /// `ResultMajor` appended) when done, or to `communication_error_address` when it cannot even
@@ -24,10 +24,6 @@ pub fn render(session: &EidServerSession, refresh_address: &str, communication_e
         escape(refresh_address),
         escape(communication_error_address),
     )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

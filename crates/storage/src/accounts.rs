@@ -158,6 +158,24 @@ fn in_environment(environment: Environment) -> sea_orm::sea_query::SimpleExpr {
     account::Column::Environment.eq(environment.as_str())
 }
 
+impl SeaAccountStore {
+    /// The account of `environment` matching `condition` (a unique column).
+    async fn find_one(
+        &self,
+        environment: Environment,
+        condition: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<Option<Account>, StoreError> {
+        account::Entity::find()
+            .filter(in_environment(environment))
+            .filter(condition)
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .map(account_of)
+            .transpose()
+    }
+}
+
 #[async_trait]
 impl AccountStore for SeaAccountStore {
     async fn insert(&self, account: &Account, event: &AccountEvent) -> Result<(), StoreError> {
@@ -178,36 +196,15 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn find_by_username(&self, environment: Environment, username: &str) -> Result<Option<Account>, StoreError> {
-        account::Entity::find()
-            .filter(in_environment(environment))
-            .filter(account::Column::UsernameKey.eq(username.to_lowercase()))
-            .one(&self.conn)
-            .await
-            .map_err(unavailable)?
-            .map(account_of)
-            .transpose()
+        self.find_one(environment, account::Column::UsernameKey.eq(username.to_lowercase())).await
     }
 
     async fn find_by_email(&self, environment: Environment, email: &str) -> Result<Option<Account>, StoreError> {
-        account::Entity::find()
-            .filter(in_environment(environment))
-            .filter(account::Column::EmailKey.eq(email.to_lowercase()))
-            .one(&self.conn)
-            .await
-            .map_err(unavailable)?
-            .map(account_of)
-            .transpose()
+        self.find_one(environment, account::Column::EmailKey.eq(email.to_lowercase())).await
     }
 
     async fn find_by_eid_key(&self, environment: Environment, eid_key: &str) -> Result<Option<Account>, StoreError> {
-        account::Entity::find()
-            .filter(in_environment(environment))
-            .filter(account::Column::EidKey.eq(eid_key))
-            .one(&self.conn)
-            .await
-            .map_err(unavailable)?
-            .map(account_of)
-            .transpose()
+        self.find_one(environment, account::Column::EidKey.eq(eid_key)).await
     }
 
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError> {

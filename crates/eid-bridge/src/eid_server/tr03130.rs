@@ -7,6 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use roxmltree::{Document, Node};
 
+use crate::xml_escape as escape;
+
 use super::{Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, Psk, UseIdRequest};
 
 const EID_NS: &str = "http://bsi.bund.de/eID/";
@@ -109,10 +111,6 @@ pub(crate) fn get_result_body(session_id: &str) -> String {
         "<eid:getResultRequest><eid:Session><eid:ID>{}</eid:ID></eid:Session><eid:RequestCounter>1</eid:RequestCounter></eid:getResultRequest>",
         escape(session_id)
     )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {

@@ -406,11 +406,7 @@ pub(crate) async fn issue_code(
             claims.push(companion.to_owned());
         }
     }
-    let acr = if authorization.eidas_vocabulary {
-        session.trust_level.eidas_uri().to_owned()
-    } else {
-        session.trust_level.as_str().to_owned()
-    };
+    let acr = acr(authorization, session.trust_level);
     let id_token_claims = authorization.id_token_claims.iter().filter(|c| claims.contains(c)).cloned().collect();
     let grant = CodeGrant {
         environment,
@@ -437,6 +433,11 @@ pub(crate) async fn issue_code(
     let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
     state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
     Ok(code)
+}
+
+/// The `acr` for `level` in the vocabulary the client asked in.
+fn acr(authorization: &Authorization, level: TrustLevel) -> String {
+    if authorization.eidas_vocabulary { level.eidas_uri() } else { level.as_str() }.to_owned()
 }
 
 /// Issues a code for a one-time identification with the ID card: no account and no session; the
@@ -470,7 +471,7 @@ pub(crate) async fn issue_one_time_code(
         nonce: authorization.nonce.clone(),
         account_id: citizen.id,
         auth_time: state.clock.now().unix_timestamp(),
-        acr: if authorization.eidas_vocabulary { level.eidas_uri() } else { level.as_str() }.to_owned(),
+        acr: acr(authorization, level),
         amr: vec!["eid".to_owned()],
         scopes: authorization.scopes.clone(),
         id_token_claims: authorization.id_token_claims.iter().filter(|c| released.contains(c)).cloned().collect(),

@@ -69,9 +69,13 @@ async fn parameters(req: &Request, body: Body) -> Result<AuthorizeParams, ()> {
     } else {
         req.uri().query().unwrap_or_default().as_bytes().to_vec()
     };
-    // A parameter given twice is an error (RFC 6749 §3.1); before the client is known it can only
-    // be a page.
-    let pairs = crate::http::token::parameters(&raw).map_err(|_| ())?;
+    params_of(&raw)
+}
+
+/// The parameters of a form-encoded query or body. A parameter given twice is an error
+/// (RFC 6749 §3.1); before the client is known it can only be a page.
+fn params_of(raw: &[u8]) -> Result<AuthorizeParams, ()> {
+    let pairs = crate::http::token::parameters(raw).map_err(|_| ())?;
     serde_json::to_value(pairs.into_iter().collect::<std::collections::BTreeMap<_, _>>())
         .and_then(serde_json::from_value)
         .map_err(|_| ())
@@ -244,12 +248,7 @@ pub(crate) async fn one_time_identification(ctx: &PageCtx, card: CardIdentity, r
     let Some(query) = return_to.strip_prefix("/authorize?") else {
         return reject(ctx, Rejection::Page("authorize_expired"));
     };
-    let Ok(pairs) = crate::http::token::parameters(query.as_bytes()) else {
-        return reject(ctx, Rejection::Page("authorize_malformed"));
-    };
-    let Ok(params) = serde_json::to_value(pairs.into_iter().collect::<std::collections::BTreeMap<_, _>>())
-        .and_then(serde_json::from_value::<AuthorizeParams>)
-    else {
+    let Ok(params) = params_of(query.as_bytes()) else {
         return reject(ctx, Rejection::Page("authorize_malformed"));
     };
     let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
@@ -318,12 +317,10 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     let Ok(PendingConsent { params, card }) = serde_json::from_slice::<PendingConsent>(&pending) else {
         return reject(&ctx, Rejection::Page("authorize_expired"));
     };
-    let session = match (ctx.session.clone(), card) {
-        (_, Some(card)) => return one_time_consent(&ctx, &params, &card, &pairs).await,
-        (Some(session), None) => session,
-        (None, None) => return reject(&ctx, Rejection::Page("authorize_expired")),
-    };
-    let (session, account) = session;
+    // A one-time identification has no session: the card stands in for it.
+    if card.is_none() && ctx.session.is_none() {
+        return reject(&ctx, Rejection::Page("authorize_expired"));
+    }
     let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, &params).await {
         Ok(authorization) => authorization,
         Err(rejection) => return reject(&ctx, rejection),
@@ -337,6 +334,19 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         authorization.claims.iter().partition(|(claim, required)| *required || chosen.contains(&claim.as_str()));
     let released: Vec<String> = released.into_iter().map(|(claim, _)| claim.clone()).collect();
     let declined: Vec<String> = declined.into_iter().map(|(claim, _)| claim.clone()).collect();
+    let (session, account) = match (card, ctx.session.clone()) {
+        // Goes to the client once; no consent is stored, as there is no account to store it with.
+        (Some(card), _) => {
+            let citizen = Account::from_card(ctx.site.environment, &card, ctx.state.accounts.now());
+            return match issue_one_time_code(&ctx.state, ctx.site.environment, &authorization, &citizen, released).await
+            {
+                Ok(code) => respond(&ctx, &authorization.redirect, vec![("code", code)]),
+                Err(error) => error_to_client(&ctx, &authorization.redirect, &error),
+            };
+        }
+        (None, Some(session)) => session,
+        (None, None) => return reject(&ctx, Rejection::Page("authorize_expired")),
+    };
     let client_id = authorization.client.client_id.as_str().to_owned();
     let given = match ctx
         .state
@@ -348,34 +358,4 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         Err(e) => return ctx.failure(e),
     };
     finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
-}
-
-/// The answer on the consent page of a one-time identification: the chosen claims go to the
-/// client once; no consent is stored, as there is no account to store it with.
-async fn one_time_consent(
-    ctx: &PageCtx,
-    params: &AuthorizeParams,
-    card: &CardIdentity,
-    pairs: &[(String, String)],
-) -> Response {
-    let authorization = match validate(&ctx.state, ctx.site.environment, &ctx.site.issuer, params).await {
-        Ok(authorization) => authorization,
-        Err(rejection) => return reject(ctx, rejection),
-    };
-    if !pairs.iter().any(|(k, v)| k == "decision" && v == "allow") {
-        let error = OAuthError::new(OAuthErrorCode::AccessDenied, "Die Zustimmung wurde verweigert");
-        return error_to_client(ctx, &authorization.redirect, &error);
-    }
-    let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
-    let released: Vec<String> = authorization
-        .claims
-        .iter()
-        .filter(|(claim, required)| *required || chosen.contains(&claim.as_str()))
-        .map(|(claim, _)| claim.clone())
-        .collect();
-    let citizen = Account::from_card(ctx.site.environment, card, ctx.state.accounts.now());
-    match issue_one_time_code(&ctx.state, ctx.site.environment, &authorization, &citizen, released).await {
-        Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
-        Err(error) => error_to_client(ctx, &authorization.redirect, &error),
-    }
 }

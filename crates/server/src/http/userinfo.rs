@@ -55,44 +55,51 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
     };
-    if let Some(values) = citizen.values {
-        return one_time(
-            &state,
-            &site,
-            grant.client_id.to_string(),
-            citizen.sub,
-            citizen.claims,
-            values,
-            citizen.recipient,
-        )
-        .await;
-    }
-    let account = match state.accounts.account(site.environment, citizen.account_id).await {
-        Ok(account) => account,
-        Err(account_service::AccountError::NotFound) => {
-            return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Das Konto besteht nicht mehr");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "account lookup failed");
-            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
-        }
-    };
     let mut claims = Map::new();
     claims.insert("sub".to_owned(), Value::String(citizen.sub));
     let mut released = Vec::new();
-    for claim in &citizen.claims {
-        if let Some(value) = claim_value(&account, claim) {
-            claims.insert(claim.clone(), value);
-            released.push(claim.clone());
+    // Whose transfer log: the account's, or the one-time log when there is no account.
+    let account_id = match citizen.values {
+        // A one-time identification: the values travelled with the grant.
+        Some(values) => {
+            for claim in &citizen.claims {
+                if let Some(value) = values.get(claim) {
+                    claims.insert(claim.clone(), value.clone());
+                    released.push(claim.clone());
+                }
+            }
+            if let Some(verified) = values.get("verified_claims") {
+                claims.insert("verified_claims".to_owned(), verified.clone());
+            }
+            None
         }
-    }
-    // The same claims again, with evidence, where they came from the ID card.
-    if citizen.verified_claims
-        && let Some(verified) = verified_claims(&account, &released)
-    {
-        claims.insert("verified_claims".to_owned(), verified);
-    }
-    // Every release is logged for the citizen before it happens; no log, no release.
+        None => {
+            let account = match state.accounts.account(site.environment, citizen.account_id).await {
+                Ok(account) => account,
+                Err(account_service::AccountError::NotFound) => {
+                    return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Das Konto besteht nicht mehr");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "account lookup failed");
+                    return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
+                }
+            };
+            for claim in &citizen.claims {
+                if let Some(value) = claim_value(&account, claim) {
+                    claims.insert(claim.clone(), value);
+                    released.push(claim.clone());
+                }
+            }
+            // The same claims again, with evidence, where they came from the ID card.
+            if citizen.verified_claims
+                && let Some(verified) = verified_claims(&account, &released)
+            {
+                claims.insert("verified_claims".to_owned(), verified);
+            }
+            Some(account.id)
+        }
+    };
+    // Every release is logged before it happens; no log, no release.
     if !released.is_empty() {
         let transfer = DataTransfer {
             client_id: grant.client_id.to_string(),
@@ -101,42 +108,11 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             at: state.clock.now(),
             consent_ref: citizen.consent_ref,
         };
-        if let Err(e) = state.accounts.record_transfer(site.environment, account.id, transfer).await {
-            tracing::error!(error = %e, "transfer log failed; nothing released");
-            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
-        }
-    }
-    Json(Value::Object(claims)).with_header(header::CACHE_CONTROL, "no-store").into_response()
-}
-
-/// The userinfo of a one-time identification: the values carried by the grant, logged in the
-/// one-time transfer log.
-async fn one_time(
-    state: &AppState,
-    site: &Site,
-    client_id: String,
-    sub: String,
-    released: Vec<String>,
-    values: Map<String, Value>,
-    recipient: String,
-) -> Response {
-    let mut claims = Map::new();
-    claims.insert("sub".to_owned(), Value::String(sub));
-    let names: Vec<String> = released.into_iter().filter(|c| values.contains_key(c)).collect();
-    for name in names.iter().chain(std::iter::once(&"verified_claims".to_owned())) {
-        if let Some(value) = values.get(name) {
-            claims.insert(name.clone(), value.clone());
-        }
-    }
-    if !names.is_empty() {
-        let transfer = DataTransfer {
-            client_id,
-            recipient,
-            claims: names,
-            at: state.clock.now(),
-            consent_ref: "one-time-identification".to_owned(),
+        let logged = match account_id {
+            Some(id) => state.accounts.record_transfer(site.environment, id, transfer).await,
+            None => state.accounts.record_one_time_transfer(site.environment, transfer).await,
         };
-        if let Err(e) = state.accounts.record_one_time_transfer(site.environment, transfer).await {
+        if let Err(e) = logged {
             tracing::error!(error = %e, "transfer log failed; nothing released");
             return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
         }

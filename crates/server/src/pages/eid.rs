@@ -20,10 +20,7 @@ use super::{
     registration::{load_draft, step1_done, store_draft, taken_errors},
     signin::safe_return,
 };
-use crate::flows::{
-    backchannel::end_session,
-    eid::{self, EidFlowError, FLOW_TTL, Purpose},
-};
+use crate::flows::eid::{self, EidFlowError, FLOW_TTL, Purpose};
 
 /// The TC token URL handed to the citizen's AusweisApp2 (TR-03124-1 §2.2: the local eID-Client).
 const EID_CLIENT: &str = "http://127.0.0.1:24727/eID-Client?tcTokenURL=";
@@ -38,23 +35,20 @@ fn link_cookie(ctx: &PageCtx) -> String {
     format!("sk_eid_link_{}", ctx.site.environment.as_str())
 }
 
+/// The `zweck` parameter's words for each purpose.
+const PURPOSES: [(&str, Purpose); 4] = [
+    ("anmelden", Purpose::Login),
+    ("registrieren", Purpose::Register),
+    ("hochstufen", Purpose::Upgrade),
+    ("identifizieren", Purpose::Identify),
+];
+
 fn purpose_of(name: &str) -> Option<Purpose> {
-    match name {
-        "anmelden" => Some(Purpose::Login),
-        "registrieren" => Some(Purpose::Register),
-        "hochstufen" => Some(Purpose::Upgrade),
-        "identifizieren" => Some(Purpose::Identify),
-        _ => None,
-    }
+    PURPOSES.iter().find(|(word, _)| *word == name).map(|(_, purpose)| *purpose)
 }
 
 fn purpose_name(purpose: Purpose) -> &'static str {
-    match purpose {
-        Purpose::Login => "anmelden",
-        Purpose::Register => "registrieren",
-        Purpose::Upgrade => "hochstufen",
-        Purpose::Identify => "identifizieren",
-    }
+    PURPOSES.iter().find(|(_, p)| *p == purpose).map(|(word, _)| *word).unwrap_or_default()
 }
 
 fn not_offered(ctx: &PageCtx) -> Response {
@@ -362,10 +356,7 @@ async fn login(ctx: &PageCtx, card: CardIdentity, return_to: &str) -> Response {
     match ctx.state.accounts.login_with_card(ctx.site.environment, &card.key).await {
         Ok(Some(logged_in)) => {
             ctx.state.metrics.login("success");
-            if let Some(old) = &ctx.session_token {
-                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
-            }
-            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
+            ctx.replace_session(&logged_in.token).await;
             ctx.redirect(safe_return(return_to))
         }
         // No account knows this card: offer registration with the data just read.
@@ -439,12 +430,7 @@ pub(crate) async fn link(ctx: PageCtx, Form(form): Form<std::collections::HashMa
     ctx.clear_cookie(&link_cookie(&ctx));
     // The card was just used: the session becomes an eID session at level "hoch".
     match ctx.state.accounts.login_with_card(ctx.site.environment, &card.key).await {
-        Ok(Some(logged_in)) => {
-            if let Some(old) = &ctx.session_token {
-                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
-            }
-            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
-        }
+        Ok(Some(logged_in)) => ctx.replace_session(&logged_in.token).await,
         Ok(None) => return flow_failed(&ctx, EidFlowError::Unknown, "/konto"),
         Err(e) => return ctx.failure(e),
     }

@@ -340,6 +340,15 @@ impl PageCtx {
             .finish()
     }
 
+    /// A new login replaces the browser's old session (no session fixation): the old one ends
+    /// everywhere (its clients are told), the cookie names the new one.
+    pub(crate) async fn replace_session(&self, new_token: &str) {
+        if let Some(old) = &self.session_token {
+            let _ = crate::flows::backchannel::end_session(&self.state, self.site.environment, old).await;
+        }
+        self.set_cookie(&self.site.session_cookie, new_token, None);
+    }
+
     /// The session's account, or a redirect to the login that comes back here.
     pub(crate) fn require_login(&self) -> Result<&Account, Response> {
         match &self.session {

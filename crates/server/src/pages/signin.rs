@@ -108,11 +108,7 @@ pub(crate) async fn login(ctx: PageCtx, Form(form): Form<LoginForm>) -> Response
     });
     match result {
         Ok(logged_in) => {
-            if let Some(old) = &ctx.session_token {
-                // A new login replaces the browser's old session (no session fixation).
-                let _ = end_session(&ctx.state, ctx.site.environment, old).await;
-            }
-            ctx.set_cookie(&ctx.site.session_cookie, &logged_in.token, None);
+            ctx.replace_session(&logged_in.token).await;
             ctx.redirect(return_to)
         }
         Err(AccountError::InvalidCredentials) => {
