@@ -15,6 +15,7 @@ mod m20261122_000007_refresh_tokens;
 mod m20261122_000008_consent_declined;
 mod m20261123_000009_account_eid;
 mod m20261123_000010_one_time_transfers;
+mod m20261202_000011_refresh_successor;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_consent_declined::Migration),
             Box::new(m20261123_000009_account_eid::Migration),
             Box::new(m20261123_000010_one_time_transfers::Migration),
+            Box::new(m20261202_000011_refresh_successor::Migration),
         ]
     }
 }

@@ -49,6 +49,9 @@ pub enum OAuthErrorCode {
     InvalidRequestUri,
     /// Something failed on our side.
     ServerError,
+    /// RFC 6749 §4.1.2.1: a dependency is unavailable for the moment; retry later (HTTP 503 with
+    /// `Retry-After` where the answer is not a redirect).
+    TemporarilyUnavailable,
 }
 
 impl OAuthErrorCode {
@@ -69,6 +72,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::InvalidRequestObject => "invalid_request_object",
             OAuthErrorCode::InvalidRequestUri => "invalid_request_uri",
             OAuthErrorCode::ServerError => "server_error",
+            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }

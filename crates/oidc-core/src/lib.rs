@@ -5,7 +5,7 @@
 //! [`SigningKeyStore`] port), the wire types JWK/JWKS and discovery metadata, and the
 //! [`EphemeralStore`] port through which all short-lived state (codes, sessions, rate limits) goes.
 //!
-//! Modules: `authorize` (the rules of an authorization request's parameters), `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `ephemeral`, `error` (OAuth errors), `keys`
+//! Modules: `authorize` (the rules of an authorization request's parameters), `ids`, `trust`, `claims` (scope and claim vocabulary), `clock`, `dependency` (which outside system failed), `ephemeral`, `error` (OAuth errors), `keys`
 //! (algorithms, key material, key-encryption, store port, rotation service), `tokens` (opaque
 //! access tokens), `discovery`, `pkce` (S256), `subject` (pairwise `sub`), `id_token` (claims, `at_hash`), `opaque` (random tokens, their stored digest),
 //! `refresh` (the refresh-token port).
@@ -20,6 +20,7 @@ mod claims;
 mod claims_request;
 mod client_assertion;
 mod clock;
+mod dependency;
 mod discovery;
 mod ephemeral;
 mod error;
@@ -41,6 +42,7 @@ pub use client_assertion::{
     verify_request_object,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dependency::{Dependency, DependencyError, dependency_failure};
 pub use discovery::ProviderMetadata;
 pub use ephemeral::{EphemeralError, EphemeralStore};
 pub use error::{OAuthError, OAuthErrorCode};

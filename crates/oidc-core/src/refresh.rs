@@ -53,14 +53,17 @@ pub trait RefreshTokenStore: Send + Sync {
     /// The live record behind `token_hash`, if any (not used, not expired at `now`).
     async fn find(&self, token_hash: &str, now: i64) -> Result<Option<RefreshRecord>, RefreshStoreError>;
 
-    /// Uses up `old_hash` and stores its successor `new_hash` in one step; of concurrent callers
-    /// at most one rotates. Presenting a used token revokes its family.
+    /// Uses up `old_hash` and stores its successor `new_hash` in one transaction; of concurrent
+    /// callers at most one rotates. Presenting a used token revokes its family — unless it was
+    /// used at most `grace_seconds` ago and its successor was never used: then that successor
+    /// is replaced by `new_hash` (the answer carrying it may have been lost).
     async fn rotate(
         &self,
         old_hash: &str,
         new_hash: &str,
         now: i64,
         expires_at: i64,
+        grace_seconds: i64,
     ) -> Result<Rotation, RefreshStoreError>;
 
     /// Revokes every token of `account_id` issued to `client_id` (consent withdrawn).

@@ -7,6 +7,7 @@ use std::{
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use figment::{
@@ -75,6 +76,60 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// The online ID function, per environment.
     pub eid: EidConfig,
+    /// How the node behaves when the database or Redis fails.
+    pub dependencies: DependenciesConfig,
+    /// Token behaviour beyond each client's lifetimes.
+    pub tokens: TokensConfig,
+}
+
+/// `[dependencies]`: failing fast and degrading gracefully.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DependenciesConfig {
+    /// Milliseconds a request waits for the database (a pooled connection) or for a Redis
+    /// command before it is answered with 503 `temporarily_unavailable`.
+    pub timeout_ms: u64,
+    /// Milliseconds after which a request is answered with 503 whatever it waits for: the
+    /// backstop for a query that hangs after it got its connection.
+    pub request_deadline_ms: u64,
+    /// Seconds `Retry-After` asks clients to wait after a 503.
+    pub retry_after_seconds: u64,
+    /// Seconds a node keeps authenticating clients from its cache while the database is down
+    /// (secrets rotated meanwhile take effect on recovery).
+    pub stale_client_seconds: u64,
+    /// Seconds `serve` waits at start for the database and Redis (retrying with backoff)
+    /// before it gives up and exits non-zero.
+    pub startup_wait_seconds: u64,
+}
+
+impl Default for DependenciesConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 1000,
+            request_deadline_ms: 5000,
+            retry_after_seconds: 5,
+            stale_client_seconds: 300,
+            startup_wait_seconds: 60,
+        }
+    }
+}
+
+impl DependenciesConfig {
+    /// [`DependenciesConfig::timeout_ms`] as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Seconds during which a just-rotated refresh token may be presented once more by its
+    /// client, as long as its successor was never used (the answer with the successor may have
+    /// been lost). 0 (default): every second use is a replay and revokes the family (RFC 9700
+    /// §4.14.2); a grace trades some of that detection for robustness on bad networks.
+    pub refresh_reuse_grace_seconds: u64,
 }
 
 /// `[eid]`
@@ -234,7 +289,6 @@ impl AccountsConfig {
 
     /// The account service's policies.
     pub fn service(&self) -> account_service::AccountsConfig {
-        use std::time::Duration;
         let minutes = |m: u64| Duration::from_secs(m * 60);
         account_service::AccountsConfig {
             activation_ttl: minutes(self.activation_link_hours * 60),
@@ -593,6 +647,19 @@ impl Config {
             if value == 0 {
                 problems.push(format!("accounts.{name} must be at least 1"));
             }
+        }
+        let d = &self.dependencies;
+        if d.timeout_ms == 0 || d.request_deadline_ms < d.timeout_ms {
+            problems.push(
+                "dependencies.timeout_ms must be at least 1 and dependencies.request_deadline_ms at least as long"
+                    .to_owned(),
+            );
+        }
+        if d.retry_after_seconds == 0 {
+            problems.push("dependencies.retry_after_seconds must be at least 1".to_owned());
+        }
+        if self.tokens.refresh_reuse_grace_seconds > 300 {
+            problems.push("tokens.refresh_reuse_grace_seconds must not exceed 300".to_owned());
         }
         if a.session_idle_minutes > a.session_absolute_hours * 60 {
             problems.push("accounts.session_idle_minutes must not exceed accounts.session_absolute_hours".to_owned());

@@ -4,13 +4,93 @@
 //! the request's span, so with its request id) and answered with an opaque 500. The OIDC
 //! endpoints speak RFC 6749 §5.2 JSON; the admin API speaks RFC 9457 problem details.
 
-use oidc_core::{OAuthError, OAuthErrorCode};
+use oidc_core::{Dependency, OAuthError, OAuthErrorCode, dependency_failure};
 use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode, web::Json};
 use poem_openapi::ApiResponse;
 use serde_json::json;
 use tenant_registry::{FieldError, RegistryError};
 
-use crate::admin::{FieldProblem, Problem};
+use crate::{
+    admin::{FieldProblem, Problem},
+    state::AppState,
+};
+
+/// A failure on our side: an outage of a dependency (answered 503, "try again") or a bug (500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The named dependency (`postgres`, `sqlite`, `redis`, `memory`, `smtp`, `eid_server`) failed.
+    Outage(&'static str),
+    /// Anything else.
+    Bug,
+}
+
+/// The name a dependency goes by in logs and metrics on this node.
+pub(crate) fn dependency_name(state: &AppState, dependency: Dependency) -> &'static str {
+    match dependency {
+        Dependency::Database => state.database.backend_name(),
+        Dependency::EphemeralStore => state.backends().1,
+        Dependency::Mail => "smtp",
+        Dependency::EidServer => "eid_server",
+    }
+}
+
+/// Logs a failure of `operation` once — naming the dependency and what it said when it is an
+/// outage — counts it, and tells which kind it is. Every failure on our side passes here.
+pub(crate) fn record_failure(
+    state: &AppState,
+    operation: &'static str,
+    error: &(dyn std::error::Error + 'static),
+) -> Failure {
+    match dependency_failure(error) {
+        Some((dependency, cause)) => {
+            let name = dependency_name(state, dependency);
+            state.metrics.dependency_error(name, operation);
+            tracing::error!(dependency = name, operation, %cause, "dependency unavailable");
+            Failure::Outage(name)
+        }
+        None => {
+            tracing::error!(operation, error = %error, source = ?error.source().map(ToString::to_string), "internal error");
+            Failure::Bug
+        }
+    }
+}
+
+/// The OAuth error for a failure on our side: `temporarily_unavailable` for an outage (RFC 6749
+/// §4.1.2.1; HTTP 503 with `Retry-After`), else `server_error`.
+pub(crate) fn oauth_failure(
+    state: &AppState,
+    operation: &'static str,
+    error: &(dyn std::error::Error + 'static),
+) -> OAuthError {
+    match record_failure(state, operation, error) {
+        Failure::Outage(_) => OAuthError::new(
+            OAuthErrorCode::TemporarilyUnavailable,
+            "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen",
+        ),
+        Failure::Bug => OAuthError::new(OAuthErrorCode::ServerError, "Interner Fehler"),
+    }
+}
+
+/// The status of an OAuth error outside redirects (RFC 6749 §5.2; 503 for an outage).
+pub(crate) fn oauth_status(code: OAuthErrorCode) -> StatusCode {
+    match code {
+        OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OAuthErrorCode::InvalidRequest
+        | OAuthErrorCode::UnauthorizedClient
+        | OAuthErrorCode::UnsupportedGrantType
+        | OAuthErrorCode::InvalidScope
+        | OAuthErrorCode::InvalidGrant
+        | OAuthErrorCode::AccessDenied
+        | OAuthErrorCode::UnsupportedResponseType
+        | OAuthErrorCode::LoginRequired
+        | OAuthErrorCode::ConsentRequired
+        | OAuthErrorCode::UnmetAuthenticationRequirements
+        | OAuthErrorCode::InvalidRequestObject
+        | OAuthErrorCode::InvalidRequestUri => StatusCode::BAD_REQUEST,
+    }
+}
 
 /// Errors of the handlers of this server outside the admin API.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +117,6 @@ impl ResponseError for HttpError {
 fn internal(error: &dyn std::error::Error) -> Response {
     log_internal(error);
     body(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler. Bitte versuchen Sie es später erneut.")
-}
-
-/// A failure of the account service behind a citizen page: logged once here; the page itself
-/// says only that a technical error occurred.
-pub(crate) fn log_page_failure(error: &account_service::AccountError) {
-    log_internal(error);
 }
 
 fn log_internal(error: &dyn std::error::Error) {
@@ -77,22 +151,7 @@ pub(crate) struct OAuthResponse {
 
 impl IntoResponse for OAuthResponse {
     fn into_response(self) -> Response {
-        let status = match self.error.code {
-            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            OAuthErrorCode::InvalidRequest
-            | OAuthErrorCode::UnauthorizedClient
-            | OAuthErrorCode::UnsupportedGrantType
-            | OAuthErrorCode::InvalidScope
-            | OAuthErrorCode::InvalidGrant
-            | OAuthErrorCode::AccessDenied
-            | OAuthErrorCode::UnsupportedResponseType
-            | OAuthErrorCode::LoginRequired
-            | OAuthErrorCode::ConsentRequired
-            | OAuthErrorCode::UnmetAuthenticationRequirements
-            | OAuthErrorCode::InvalidRequestObject
-            | OAuthErrorCode::InvalidRequestUri => StatusCode::BAD_REQUEST,
-        };
+        let status = oauth_status(self.error.code);
         let mut response =
             (status, Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description })))
                 .with_header("cache-control", "no-store")

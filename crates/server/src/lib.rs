@@ -55,11 +55,23 @@ pub async fn run(
     let grace = Duration::from_secs(state.config().http.shutdown_grace_seconds);
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let purge = tokio::spawn(purge_unactivated(state.clone()));
+    let probes = tokio::spawn(probe_dependencies(state.clone()));
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
         .await;
     purge.abort();
+    probes.abort();
     served
+}
+
+/// Keeps the `dependency_up` gauges current, so an alert fires even while no request comes.
+async fn probe_dependencies(state: AppState) {
+    let mut interval = tokio::time::interval(http::ops::PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        http::ops::probe(&state).await;
+    }
 }
 
 /// How often each node deletes accounts never activated in time. Several nodes doing it at once

@@ -1,6 +1,7 @@
-//! Prometheus metrics: requests and latency per route, tokens issued per grant, logins by outcome. Rendered at `/metrics` in the text format.
+//! Prometheus metrics: requests and latency per route, tokens issued per grant, logins by outcome,
+//! dependency failures and probes. Rendered at `/metrics` in the text format.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The registry and the instruments of one server.
 #[derive(Clone)]
@@ -10,6 +11,8 @@ pub(crate) struct Metrics {
     latency: HistogramVec,
     tokens: IntCounterVec,
     logins: IntCounterVec,
+    dependency_errors: IntCounterVec,
+    dependency_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -33,7 +36,17 @@ impl Metrics {
         let logins = IntCounterVec::new(Opts::new("logins_total", "Password logins by outcome"), &["outcome"])?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(logins.clone()))?;
-        Ok(Self { registry, requests, latency, tokens, logins })
+        let dependency_errors = IntCounterVec::new(
+            Opts::new("dependency_errors_total", "Failed requests by the dependency that failed and the operation"),
+            &["dependency", "operation"],
+        )?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new("dependency_up", "1 when the dependency passed its last probe (every 2 s), else 0"),
+            &["dependency"],
+        )?;
+        registry.register(Box::new(dependency_errors.clone()))?;
+        registry.register(Box::new(dependency_up.clone()))?;
+        Ok(Self { registry, requests, latency, tokens, logins, dependency_errors, dependency_up })
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
@@ -49,6 +62,16 @@ impl Metrics {
     /// `outcome`: success, invalid_credentials, throttled, not_activated, error.
     pub(crate) fn login(&self, outcome: &str) {
         self.logins.with_label_values(&[outcome]).inc();
+    }
+
+    /// A request failed because `dependency` failed during `operation`.
+    pub(crate) fn dependency_error(&self, dependency: &str, operation: &str) {
+        self.dependency_errors.with_label_values(&[dependency, operation]).inc();
+    }
+
+    /// The outcome of the latest probe of `dependency`.
+    pub(crate) fn dependency_up(&self, dependency: &str, up: bool) {
+        self.dependency_up.with_label_values(&[dependency]).set(i64::from(up));
     }
 
     pub(crate) fn render(&self) -> String {

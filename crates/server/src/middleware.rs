@@ -1,9 +1,12 @@
 //! Per-request observation: latency and status into the metrics, one completion log line
-//! (inside poem's request-id span, so it carries the request id).
+//! (inside poem's request-id span, so it carries the request id); the request deadline.
 
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use poem::{
+    Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result,
+    http::{HeaderValue, StatusCode, header},
+};
 
 use crate::state::AppState;
 
@@ -41,6 +44,75 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             state.metrics.observe_request(route, method.as_str(), status, elapsed.as_secs_f64());
         }
         tracing::info!(%method, route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+        Ok(response)
+    }
+}
+
+/// Bounds every request by `dependencies.request_deadline_ms`: a request still running then
+/// (a database query that hung after it got its connection) is answered with 503 — a small
+/// page for browsers, `temporarily_unavailable` JSON for everyone else. Every 503 carries
+/// `Retry-After`.
+pub(crate) struct Deadline;
+
+impl<E: Endpoint> Middleware<E> for Deadline {
+    type Output = DeadlineEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        DeadlineEndpoint { inner }
+    }
+}
+
+pub(crate) struct DeadlineEndpoint<E> {
+    inner: E,
+}
+
+/// Shown when the deadline cuts a browser's request; the pages' own 503 is richer, but this one
+/// needs nothing that might be down.
+const DEADLINE_PAGE: &str = "<!DOCTYPE html><html lang=\"de\"><head><meta charset=\"utf-8\"><title>Vorübergehend nicht erreichbar</title></head>\
+<body><main><h1>Vorübergehend nicht erreichbar</h1><p>Der Dienst ist im Moment vorübergehend nicht erreichbar. Ihre Daten und Ihre \
+Anmeldung bleiben erhalten; bitte versuchen Sie es in wenigen Augenblicken erneut.</p><p lang=\"en\">The service is temporarily \
+unavailable. Your data and your login are kept; please try again in a few moments.</p></main></body></html>";
+
+impl<E: Endpoint> Endpoint for DeadlineEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let Some(state) = req.data::<AppState>().cloned() else {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        };
+        let deadline = std::time::Duration::from_millis(state.config.dependencies.request_deadline_ms);
+        let browser = req.header(poem::http::header::ACCEPT).is_some_and(|a| a.contains("text/html"));
+        let mut response = match tokio::time::timeout(deadline, self.inner.call(req)).await {
+            Ok(Ok(response)) => response.into_response(),
+            Ok(Err(error)) => error.into_response(),
+            Err(_) => {
+                state.metrics.dependency_error("unknown", "request_deadline");
+                tracing::error!(
+                    deadline_ms = deadline.as_millis() as u64,
+                    "request cut at its deadline (a dependency hangs)"
+                );
+                if browser {
+                    DEADLINE_PAGE
+                        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_content_type("text/html; charset=utf-8")
+                        .into_response()
+                } else {
+                    let body = serde_json::json!({
+                        "error": "temporarily_unavailable",
+                        "error_description": "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen",
+                    });
+                    (StatusCode::SERVICE_UNAVAILABLE, poem::web::Json(body)).into_response()
+                }
+            }
+        };
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER)
+        {
+            let seconds = state.config.dependencies.retry_after_seconds.to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         Ok(response)
     }
 }

@@ -38,7 +38,7 @@ use poem::{
 use crate::{
     admin, error,
     http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
-    middleware::Observe,
+    middleware::{Deadline, Observe},
     pages,
     state::AppState,
 };
@@ -108,6 +108,7 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
         .at("/", environments.clone())
         .at("/*path", environments)
         .catch_all_error(error::render)
+        .with(Deadline)
         .with(Observe)
         .with(CookieJarManager::new())
         .with(RequestId::default())

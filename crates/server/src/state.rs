@@ -64,15 +64,23 @@ impl AppState {
     /// Connects the database and the ephemeral store, loads the key-encryption key and makes
     /// sure both environments have signing keys.
     pub async fn build(config: Config, migrations: Migrations) -> anyhow::Result<Self> {
-        let database = connect_database(&config, migrations).await?;
+        // Both dependencies are reached before anything (migrations included) touches them.
+        let timeout = config.dependencies.timeout();
+        let wait = Duration::from_secs(config.dependencies.startup_wait_seconds);
         let ephemeral: Arc<dyn EphemeralStore> = match &config.redis.url {
-            Some(url) => Arc::new(
-                RedisEphemeralStore::connect(url.expose(), config.redis.cluster, &config.redis.key_prefix)
-                    .await
-                    .context("connecting to Redis (redis.url)")?,
-            ),
+            Some(url) => {
+                let (url, cluster, prefix) = (url.expose(), config.redis.cluster, &config.redis.key_prefix);
+                let first = url.split(',').next().unwrap_or_default();
+                let store = with_retries("redis", first, 6379, wait, || async {
+                    Ok(RedisEphemeralStore::connect(url, cluster, prefix, timeout).await?)
+                })
+                .await
+                .context("connecting to Redis (redis.url)")?;
+                Arc::new(store)
+            }
             None => Arc::new(MemoryEphemeralStore::new()),
         };
+        let database = connect_database(&config, migrations).await?;
         let kek = key_encryption_key(&config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let keys = Arc::new(key_service(&config, &database, kek.clone(), clock.clone()));
@@ -162,10 +170,19 @@ impl AppState {
     }
 }
 
-/// Connects to the configured database and applies or checks the migrations.
+/// Connects to the configured database (waiting for it up to `dependencies.startup_wait_seconds`)
+/// and applies or checks the migrations.
 pub(crate) async fn connect_database(config: &Config, migrations: Migrations) -> anyhow::Result<Database> {
-    let database =
-        Database::connect(config.database.url.expose()).await.context("connecting to the database (database.url)")?;
+    let url = config.database.url.expose();
+    let timeout = config.dependencies.timeout();
+    let wait = Duration::from_secs(config.dependencies.startup_wait_seconds);
+    let database = with_retries("database", url, 5432, wait, || async {
+        let database = Database::connect_with(url, timeout).await?;
+        database.ping().await?;
+        Ok(database)
+    })
+    .await
+    .context("connecting to the database (database.url)")?;
     match migrations {
         Migrations::Apply => {
             let applied = database.migrate().await.context("applying database migrations")?;
@@ -183,6 +200,60 @@ pub(crate) async fn connect_database(config: &Config, migrations: Migrations) ->
         }
     }
     Ok(database)
+}
+
+/// Runs `connect` until it succeeds or `wait` has passed, with backoff (0.25 s doubling to 5 s).
+/// For a network URL, each attempt first opens a TCP connection to its host and port, so that
+/// the log line of a failed attempt names them with the operating system's error ("Connection
+/// refused") rather than a pool's time-out.
+async fn with_retries<T, F, Fut>(
+    dependency: &'static str,
+    url: &str,
+    default_port: u16,
+    wait: Duration,
+    mut connect: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let target = url::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "postgres" | "postgresql" | "redis" | "rediss"))
+        .and_then(|u| {
+            let host = u.host_str().filter(|h| !h.is_empty())?.trim_matches(['[', ']']).to_owned();
+            Some((host, u.port().unwrap_or(default_port)))
+        });
+    let deadline = std::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        let result = match &target {
+            Some((host, port)) => match tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            {
+                Ok(Ok(_)) => connect().await,
+                Ok(Err(e)) => Err(anyhow::Error::new(e)),
+                Err(_) => Err(anyhow::anyhow!("no answer within 2 s")),
+            },
+            None => connect().await,
+        };
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let (host, port) = target.clone().map_or((String::new(), 0), |(h, p)| (h, p));
+        if std::time::Instant::now() + backoff > deadline {
+            anyhow::bail!("{dependency} at {host}:{port} not reachable after {attempt} attempts: {error:#}");
+        }
+        tracing::warn!(dependency, %host, port, attempt, error = %format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "dependency not reachable at start");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// The configured key-encryption key, or the one in `keys.kek_path` (created on first start).

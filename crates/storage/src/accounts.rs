@@ -23,7 +23,7 @@ impl SeaAccountStore {
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+    StoreError::Unavailable(crate::boxed(e))
 }
 
 /// Unique violations name the index (PostgreSQL) or its columns (SQLite); both mention `email_key`

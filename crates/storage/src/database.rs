@@ -36,11 +36,20 @@ pub enum DatabaseError {
 }
 
 impl Database {
+    /// Connects to `url` with a 10 s timeout (tests, command line); see [`Database::connect_with`].
+    pub async fn connect(url: &str) -> Result<Self, DatabaseError> {
+        Self::connect_with(url, Duration::from_secs(10)).await
+    }
+
     /// Connects to `url`. For an SQLite file, its folder is created; `sqlite::memory:` gets a
     /// single connection, because every SQLite connection would otherwise see its own database.
-    pub async fn connect(url: &str) -> Result<Self, DatabaseError> {
+    ///
+    /// `timeout` bounds opening a connection and waiting for one from the pool (which includes
+    /// the pool's liveness check of an idle connection): while the database is down or hung, a
+    /// request fails after `timeout` instead of queueing.
+    pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self, DatabaseError> {
         let mut options = ConnectOptions::new(url.to_owned());
-        options.sqlx_logging(false).connect_timeout(Duration::from_secs(5)).acquire_timeout(Duration::from_secs(10));
+        options.sqlx_logging(false).connect_timeout(timeout).acquire_timeout(timeout).test_before_acquire(true);
         if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
             if path.contains(":memory:") || url.contains("mode=memory") {
@@ -91,9 +100,11 @@ impl Database {
         Ok(Migrator::get_pending_migrations(&self.conn).await?.iter().map(|m| m.name().to_owned()).collect())
     }
 
-    /// Checks that the database answers; for readiness probes.
+    /// Checks that the database answers a query; for readiness probes.
     pub async fn ping(&self) -> Result<(), DatabaseError> {
-        Ok(self.conn.ping().await?)
+        let backend = self.conn.get_database_backend();
+        self.conn.query_one(Statement::from_string(backend, "SELECT 1")).await?;
+        Ok(())
     }
 
     /// `sqlite` or `postgres`.

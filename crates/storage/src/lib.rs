@@ -9,6 +9,8 @@
 //! - No `sea_orm` or `redis` type crosses this crate's public API; errors are mapped to the
 //!   ports' own error types here, unique violations to `Conflict`.
 //! - Every ephemeral write has a TTL; take-once is atomic (GETDEL) on every backend.
+//! - A database error reaches the ports wrapped in an `oidc_core::DependencyError` (a Redis
+//!   error is an `EphemeralError::Unavailable`), so the server can tell an outage from a bug.
 
 mod accounts;
 mod database;
@@ -20,6 +22,16 @@ mod registry;
 mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// Boxes a store failure for a port's `Unavailable` variant; a database error is marked as the
+/// database's, so the server answers an outage with 503 and names the dependency.
+pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> Box<dyn std::error::Error + Send + Sync> {
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    match boxed.downcast::<sea_orm::DbErr>() {
+        Ok(db) => Box::new(oidc_core::DependencyError::new(oidc_core::Dependency::Database, *db)),
+        Err(other) => other,
+    }
+}
 
 pub use accounts::SeaAccountStore;
 pub use database::{Database, DatabaseError};

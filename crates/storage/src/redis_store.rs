@@ -39,8 +39,6 @@ impl std::fmt::Debug for RedisEphemeralStore {
 #[error("redis: {0}")]
 pub struct RedisError(#[from] redis::RedisError);
 
-const TIMEOUT: Duration = Duration::from_secs(2);
-
 /// INCRBY that sets the expiry only when it creates the counter: a fixed window (one key only,
 /// so it runs on Redis Cluster too).
 const INCREMENT: &str = r"
@@ -63,18 +61,19 @@ fn millis(ttl: Duration) -> u64 {
 
 impl RedisEphemeralStore {
     /// Connects to `url` (`redis://` or `rediss://`). With `cluster`, `url` may list several
-    /// seed nodes separated by commas. Commands time out after two seconds; a dropped
-    /// connection is re-established on the next command.
-    pub async fn connect(url: &str, cluster: bool, prefix: &str) -> Result<Self, RedisError> {
+    /// seed nodes separated by commas. Connecting and each command time out after `timeout`
+    /// (a hung Redis costs a request that long, not forever); a dropped connection is
+    /// re-established in the background, and commands fail fast meanwhile.
+    pub async fn connect(url: &str, cluster: bool, prefix: &str, timeout: Duration) -> Result<Self, RedisError> {
         let conn = if cluster {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-            let client = ClusterClient::builder(nodes).connection_timeout(TIMEOUT).response_timeout(TIMEOUT).build()?;
+            let client = ClusterClient::builder(nodes).connection_timeout(timeout).response_timeout(timeout).build()?;
             Connection::Cluster(client.get_async_connection().await?)
         } else {
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT))
-                .set_number_of_retries(2);
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1);
             Connection::Single(ConnectionManager::new_with_config(Client::open(url)?, config).await?)
         };
         Ok(Self { conn, prefix: prefix.to_owned() })

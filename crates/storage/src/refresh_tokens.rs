@@ -19,7 +19,7 @@ impl SeaRefreshTokenStore {
 }
 
 fn failed(e: impl std::error::Error + Send + Sync + 'static) -> RefreshStoreError {
-    RefreshStoreError(Box::new(e))
+    RefreshStoreError(crate::boxed(e))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,7 @@ fn row(record: &RefreshRecord) -> Result<refresh_token::ActiveModel, RefreshStor
         created_at: Set(record.created_at),
         expires_at: Set(record.expires_at),
         used_at: Set(None),
+        replaced_by: Set(None),
     })
 }
 
@@ -52,6 +53,55 @@ fn record(row: refresh_token::Model) -> Result<RefreshRecord, RefreshStoreError>
         created_at: row.created_at,
         expires_at: row.expires_at,
     })
+}
+
+/// The record that replaces `old`: same family and grant, a new hash and lifetime.
+fn successor(
+    old: refresh_token::Model,
+    new_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<RefreshRecord, RefreshStoreError> {
+    let mut next = record(old)?;
+    next.token_hash = new_hash.to_owned();
+    next.created_at = now;
+    next.expires_at = expires_at;
+    Ok(next)
+}
+
+impl SeaRefreshTokenStore {
+    /// A used token comes again: a retry (not a replay) when it was used within the grace and
+    /// its successor was never used. The unused successor is then deleted — atomically, so of
+    /// concurrent retries one wins — and `old` points at `new_hash` instead.
+    async fn retry_within_grace(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        old: &refresh_token::Model,
+        new_hash: &str,
+        now: i64,
+        grace_seconds: i64,
+    ) -> Result<bool, RefreshStoreError> {
+        let (Some(used_at), Some(previous)) = (old.used_at, old.replaced_by.as_deref()) else { return Ok(false) };
+        if grace_seconds <= 0 || now - used_at > grace_seconds || old.expires_at <= now {
+            return Ok(false);
+        }
+        let dropped = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::TokenHash.eq(previous))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        if dropped.rows_affected == 0 {
+            return Ok(false);
+        }
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::ReplacedBy, Expr::value(new_hash))
+            .filter(refresh_token::Column::TokenHash.eq(old.token_hash.clone()))
+            .exec(txn)
+            .await
+            .map_err(failed)?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -72,20 +122,28 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         new_hash: &str,
         now: i64,
         expires_at: i64,
+        grace_seconds: i64,
     ) -> Result<Rotation, RefreshStoreError> {
         let txn = self.conn.begin().await.map_err(failed)?;
         let Some(old) = refresh_token::Entity::find_by_id(old_hash.to_owned()).one(&txn).await.map_err(failed)? else {
             return Ok(Rotation::Invalid);
         };
-        // Only one caller can flip `used_at`; whoever finds it set is a replay.
+        // Only one caller can flip `used_at`; whoever finds it set is a replay (or a retry).
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+            .col_expr(refresh_token::Column::ReplacedBy, Expr::value(new_hash))
             .filter(refresh_token::Column::TokenHash.eq(old_hash))
             .filter(refresh_token::Column::UsedAt.is_null())
             .exec(&txn)
             .await
             .map_err(failed)?;
         if claimed.rows_affected == 0 {
+            if self.retry_within_grace(&txn, &old, new_hash, now, grace_seconds).await? {
+                let next = successor(old, new_hash, now, expires_at)?;
+                refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
+                txn.commit().await.map_err(failed)?;
+                return Ok(Rotation::Rotated(next));
+            }
             refresh_token::Entity::delete_many()
                 .filter(refresh_token::Column::FamilyId.eq(old.family_id.clone()))
                 .exec(&txn)
@@ -98,10 +156,7 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
             txn.commit().await.map_err(failed)?;
             return Ok(Rotation::Invalid);
         }
-        let mut next = record(old)?;
-        next.token_hash = new_hash.to_owned();
-        next.created_at = now;
-        next.expires_at = expires_at;
+        let next = successor(old, new_hash, now, expires_at)?;
         refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
         txn.commit().await.map_err(failed)?;
         Ok(Rotation::Rotated(next))

@@ -27,7 +27,7 @@ impl SeaRegistryStore {
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+    StoreError::Unavailable(crate::boxed(e))
 }
 
 fn map_db_err(e: DbErr) -> StoreError {

@@ -21,7 +21,7 @@ impl SeaSigningKeyStore {
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> KeyStoreError {
-    KeyStoreError::Unavailable(Box::new(e))
+    KeyStoreError::Unavailable(crate::boxed(e))
 }
 
 fn map_db_err(e: DbErr) -> KeyStoreError {

@@ -169,11 +169,12 @@ async fn ephemeral_store_in_memory() {
 async fn ephemeral_store_on_redis() {
     let Some(url) = backend_url("TEST_REDIS_URL", "ephemeral_store_on_redis") else { return };
     let prefix = format!("sk-test:{}:", uuid::Uuid::new_v4().simple());
-    let store = RedisEphemeralStore::connect(&url, false, &prefix).await.unwrap();
+    let store = RedisEphemeralStore::connect(&url, false, &prefix, std::time::Duration::from_secs(2)).await.unwrap();
     ephemeral_store_contract(Arc::new(store.clone())).await;
 
     // The prefix isolates: another deployment on the same Redis sees nothing of ours.
-    let other = RedisEphemeralStore::connect(&url, false, "sk-test:other:").await.unwrap();
+    let other =
+        RedisEphemeralStore::connect(&url, false, "sk-test:other:", std::time::Duration::from_secs(2)).await.unwrap();
     store.put("isolated", b"1", LONG).await.unwrap();
     assert_eq!(other.get("isolated").await.unwrap(), None);
     store.delete("isolated").await.unwrap();
@@ -271,7 +272,10 @@ async fn ephemeral_store_on_redis_cluster() {
         return;
     }
     let cluster = RedisCluster::start().unwrap();
-    let store = RedisEphemeralStore::connect(&cluster.url(), true, "sk-test:cluster:").await.unwrap();
+    let store =
+        RedisEphemeralStore::connect(&cluster.url(), true, "sk-test:cluster:", std::time::Duration::from_secs(2))
+            .await
+            .unwrap();
     assert!(format!("{store:?}").contains("cluster"));
     ephemeral_store_contract(Arc::new(store)).await;
 }

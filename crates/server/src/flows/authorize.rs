@@ -16,6 +16,7 @@ use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
 use url::Url;
 
 use crate::{
+    error::{Failure, oauth_failure, record_failure},
     flows::token::{TokenResponse, issue_access_token},
     state::AppState,
 };
@@ -76,8 +77,8 @@ pub(crate) enum Rejection {
     Page(&'static str),
     /// An error for the client at its registered redirect URI.
     Redirect(ClientRedirect, OAuthError),
-    /// The registry could not be read (logged); a page says so.
-    Unavailable,
+    /// A store could not be read before the redirect URI was known (logged): a page says so.
+    Unavailable(Failure),
 }
 
 /// A valid authorization request.
@@ -124,8 +125,7 @@ pub(crate) async fn validate(
         Err(ClientAuthError::Failed) => return Err(Rejection::Page("authorize_unknown_client")),
         Err(ClientAuthError::TenantSuspended) => return Err(Rejection::Page("authorize_suspended")),
         Err(ClientAuthError::Store(e)) => {
-            tracing::error!(error = %e, "client lookup failed");
-            return Err(Rejection::Unavailable);
+            return Err(Rejection::Unavailable(record_failure(state, "authorize.client", &e)));
         }
     };
     let registered = &client.settings.redirect_uris;
@@ -239,10 +239,11 @@ pub(crate) async fn resolve_request(
     params: AuthorizeParams,
 ) -> Result<AuthorizeParams, Rejection> {
     if let Some(request_uri) = &params.request_uri {
-        let stored = state.ephemeral.get(&pushed_key(environment, request_uri)).await.map_err(|e| {
-            tracing::error!(error = %e, "pushed request lookup failed");
-            Rejection::Unavailable
-        })?;
+        let stored = state
+            .ephemeral
+            .get(&pushed_key(environment, request_uri))
+            .await
+            .map_err(|e| Rejection::Unavailable(record_failure(state, "authorize.par", &e)))?;
         let pushed: PushedRequest = stored
             .and_then(|value| serde_json::from_slice(&value).ok())
             .ok_or(Rejection::Page("authorize_bad_request_uri"))?;
@@ -326,16 +327,17 @@ pub(crate) async fn push(
         Err(Rejection::Page(_)) => {
             return Err(oauth(OAuthErrorCode::InvalidRequest, "redirect_uri fehlt oder ist nicht registriert"));
         }
-        Err(Rejection::Unavailable) => return Err(oauth(OAuthErrorCode::ServerError, "Interner Fehler")),
+        Err(Rejection::Unavailable(Failure::Outage(_))) => return Err(unavailable()),
+        Err(Rejection::Unavailable(Failure::Bug)) => return Err(oauth(OAuthErrorCode::ServerError, "Interner Fehler")),
     }
     params.request_uri = None;
     let stored = PushedRequest { client_id: client.client_id.to_string(), params };
-    let value = serde_json::to_vec(&stored).map_err(|e| server_error(&e))?;
+    let value = serde_json::to_vec(&stored).map_err(|e| oauth_failure(state, "authorize.push", &e))?;
     state
         .ephemeral
         .put(&pushed_key(environment, &request_uri), &value, PUSHED_REQUEST_TTL)
         .await
-        .map_err(|e| server_error(&e))?;
+        .map_err(|e| oauth_failure(state, "authorize.push", &e))?;
     Ok((request_uri, PUSHED_REQUEST_TTL.as_secs()))
 }
 
@@ -430,8 +432,12 @@ pub(crate) async fn issue_code(
     };
     super::backchannel::remember(state, environment, &grant.sid, account.id, &authorization.client, &grant.sub).await;
     let code = random_token();
-    let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
-    state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
+    let value = serde_json::to_vec(&grant).map_err(|e| oauth_failure(state, "authorize.issue_code", &e))?;
+    state
+        .ephemeral
+        .put(&code_key(&code), &value, CODE_TTL)
+        .await
+        .map_err(|e| oauth_failure(state, "authorize.issue_code", &e))?;
     Ok(code)
 }
 
@@ -484,8 +490,12 @@ pub(crate) async fn issue_one_time_code(
         one_time: Some(values),
     };
     let code = random_token();
-    let value = serde_json::to_vec(&grant).map_err(|e| server_error(&e))?;
-    state.ephemeral.put(&code_key(&code), &value, CODE_TTL).await.map_err(|e| server_error(&e))?;
+    let value = serde_json::to_vec(&grant).map_err(|e| oauth_failure(state, "authorize.issue_one_time_code", &e))?;
+    state
+        .ephemeral
+        .put(&code_key(&code), &value, CODE_TTL)
+        .await
+        .map_err(|e| oauth_failure(state, "authorize.issue_one_time_code", &e))?;
     Ok(code)
 }
 
@@ -499,9 +509,12 @@ pub(crate) fn recipient(authorization: &Authorization) -> String {
     format!("{authority} – {}", settings.name)
 }
 
-fn server_error(error: &dyn std::error::Error) -> OAuthError {
-    tracing::error!(%error, "authorization code flow failed");
-    oauth(OAuthErrorCode::ServerError, "Interner Fehler")
+/// `temporarily_unavailable`, for a failure recorded already.
+pub(crate) fn unavailable() -> OAuthError {
+    oauth(
+        OAuthErrorCode::TemporarilyUnavailable,
+        "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen",
+    )
 }
 
 /// RFC 6749 §4.1.3: redeems a code for an access token and an ID token. The client was
@@ -516,16 +529,20 @@ pub(crate) async fn redeem(
     verifier: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
-    let Some(value) = state.ephemeral.take(&code_key(code)).await.map_err(|e| server_error(&e))? else {
+    let Some(value) =
+        state.ephemeral.take(&code_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
+    else {
         // A second redemption: revoke what the first one got (RFC 6749 §4.1.2).
-        if let Some(token) = state.ephemeral.take(&used_key(code)).await.map_err(|e| server_error(&e))? {
+        if let Some(token) =
+            state.ephemeral.take(&used_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
+        {
             let token = String::from_utf8_lossy(&token).into_owned();
             let _ = state.access_tokens.revoke(&token).await;
             tracing::warn!(client = %client.client_id, "authorization code presented twice; its tokens are revoked");
         }
         return Err(invalid("Der Code ist ungültig, abgelaufen oder wurde schon eingelöst"));
     };
-    let grant: CodeGrant = serde_json::from_slice(&value).map_err(|e| server_error(&e))?;
+    let grant: CodeGrant = serde_json::from_slice(&value).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
     if grant.environment != environment || grant.client_id != client.client_id {
         return Err(invalid("Der Code gehört einem anderen Client"));
     }
@@ -540,6 +557,31 @@ pub(crate) async fn redeem(
         (None, Some(_)) => return Err(invalid("code_verifier ohne code_challenge")),
         (None, None) => {}
     }
+    let mut issued = None;
+    let redeemed = complete_redemption(state, environment, issuer, client, code, grant, &mut issued).await;
+    if redeemed.is_err() {
+        // The failure was ours: nothing issued stays valid, and the client may redeem the code
+        // again (it is still within its minute, or expires in the store as usual).
+        if let Some(access_token) = issued {
+            let _ = state.access_tokens.revoke(&access_token).await;
+            let _ = state.ephemeral.delete(&used_key(code)).await;
+        }
+        let _ = state.ephemeral.put(&code_key(code), &value, CODE_TTL).await;
+    }
+    redeemed
+}
+
+/// Issues what a checked code grants; every access token made is put into `issued` first, so
+/// the caller can revoke it when a later step fails.
+async fn complete_redemption(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    client: &Client,
+    code: &str,
+    grant: CodeGrant,
+    issued: &mut Option<String>,
+) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now().unix_timestamp();
     let lifetime = client.settings.lifetimes.access_token;
     let access = AccessGrant {
@@ -560,14 +602,16 @@ pub(crate) async fn redeem(
         }),
     };
     let access_token = issue_access_token(state, environment, client, &access).await?;
+    *issued = Some(access_token.clone());
     state
         .ephemeral
         .put(&used_key(code), access_token.as_bytes(), Duration::from_secs(u64::from(lifetime)))
         .await
-        .map_err(|e| server_error(&e))?;
+        .map_err(|e| oauth_failure(state, "token.redeem", &e))?;
     let personal = id_token_claims(state, environment, client, &grant, now).await?;
     let algorithm = client.settings.id_token_signed_response_alg;
-    let key = state.keys.signing_key(environment, algorithm).await.map_err(|e| server_error(&e))?;
+    let key =
+        state.keys.signing_key(environment, algorithm).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?;
     let claims = IdTokenClaims {
         iss: issuer.to_owned(),
         sub: grant.sub,
@@ -583,7 +627,7 @@ pub(crate) async fn redeem(
         sid: Some(grant.sid),
         personal,
     };
-    let id_token = key.sign("JWT", &claims).map_err(|e| server_error(&e))?;
+    let id_token = key.sign("JWT", &claims).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
     // A one-time identification gives its data once: nothing to renew.
     let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none() {
         let token = random_token();
@@ -594,11 +638,11 @@ pub(crate) async fn redeem(
             client_id: client.client_id.clone(),
             account_id: grant.account_id,
             grant: serde_json::to_value(RefreshGrant { scopes: grant.scopes.clone(), citizen: access.citizen.clone() })
-                .map_err(|e| server_error(&e))?,
+                .map_err(|e| oauth_failure(state, "token.redeem", &e))?,
             created_at: now,
             expires_at: now + i64::from(client.settings.lifetimes.refresh_token),
         };
-        state.refresh_tokens.insert(&record).await.map_err(|e| server_error(&e))?;
+        state.refresh_tokens.insert(&record).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?;
         Some(token)
     } else {
         None
@@ -637,7 +681,11 @@ async fn id_token_claims(
             None
         }
         None => {
-            let account = state.accounts.account(environment, grant.account_id).await.map_err(|e| server_error(&e))?;
+            let account = state
+                .accounts
+                .account(environment, grant.account_id)
+                .await
+                .map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?;
             for claim in &grant.id_token_claims {
                 if let Some(value) = account_service::claim_value(&account, claim) {
                     personal.insert(claim.clone(), value);
@@ -651,14 +699,15 @@ async fn id_token_claims(
             client_id: client.client_id.to_string(),
             recipient: grant.recipient.clone(),
             claims: personal.keys().cloned().collect(),
-            at: time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| server_error(&e))?,
+            at: time::OffsetDateTime::from_unix_timestamp(now)
+                .map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?,
             consent_ref: grant.consent_ref.clone(),
         };
         let logged = match account {
             Some(id) => state.accounts.record_transfer(environment, id, transfer).await,
             None => state.accounts.record_one_time_transfer(environment, transfer).await,
         };
-        logged.map_err(|e| server_error(&e))?;
+        logged.map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?;
     }
     Ok(personal)
 }
@@ -672,6 +721,11 @@ struct RefreshGrant {
 
 /// RFC 6749 §6 with rotation: the presented token is used up and a new one (same family) comes
 /// back with a fresh access token. A used token presented again revokes its family.
+///
+/// The rotation is committed last, after the new access token exists: a failure on our side
+/// before it leaves the presented token usable (and revokes the access token made for nothing),
+/// so no outage is ever taken for a replay. An answer lost after the commit is covered by
+/// `tokens.refresh_reuse_grace_seconds`.
 pub(crate) async fn refresh(
     state: &AppState,
     environment: Environment,
@@ -684,51 +738,85 @@ pub(crate) async fn refresh(
     }
     let now = state.clock.now().unix_timestamp();
     let hash = token_digest(token);
+    let grace = i64::try_from(state.config.tokens.refresh_reuse_grace_seconds).unwrap_or(0);
+    let found = state.refresh_tokens.find(&hash, now).await.map_err(|e| oauth_failure(state, "refresh.find", &e))?;
     // Another client's token is refused without touching it.
-    if let Some(record) = state.refresh_tokens.find(&hash, now).await.map_err(|e| server_error(&e))?
+    if let Some(record) = &found
         && (record.client_id != client.client_id || record.environment != environment)
     {
         return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
     }
-    let next_token = random_token();
-    let expires_at = now + i64::from(client.settings.lifetimes.refresh_token);
-    let record = match state
-        .refresh_tokens
-        .rotate(&hash, &token_digest(&next_token), now, expires_at)
-        .await
-        .map_err(|e| server_error(&e))?
-    {
-        Rotation::Rotated(record) if record.client_id == client.client_id && record.environment == environment => {
-            record
+    // A used token (a replay, or a retry within the grace) is judged by `rotate` alone; the
+    // grant it renews is the same for the whole family.
+    let renewed: Option<RefreshGrant> = match &found {
+        Some(record) => {
+            Some(serde_json::from_value(record.grant.clone()).map_err(|e| oauth_failure(state, "refresh.grant", &e))?)
         }
-        Rotation::Rotated(_) | Rotation::Invalid => {
-            return Err(invalid("Das Refresh-Token ist ungültig oder abgelaufen"));
-        }
-        Rotation::Reused => {
-            tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
-            return Err(invalid(
-                "Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen",
-            ));
-        }
+        None => None,
     };
-    let renewed: RefreshGrant = serde_json::from_value(record.grant).map_err(|e| server_error(&e))?;
     let lifetime = client.settings.lifetimes.access_token;
-    let access = AccessGrant {
+    let access = renewed.as_ref().map(|renewed| AccessGrant {
         environment,
         client_id: client.client_id.clone(),
         tenant_id: client.tenant_id,
         scopes: renewed.scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
-        citizen: renewed.citizen,
+        citizen: renewed.citizen.clone(),
+    });
+    let access_token = match &access {
+        Some(access) => Some(issue_access_token(state, environment, client, access).await?),
+        None => None,
     };
-    let access_token = issue_access_token(state, environment, client, &access).await?;
+    let next_token = random_token();
+    let expires_at = now + i64::from(client.settings.lifetimes.refresh_token);
+    let rotation = state.refresh_tokens.rotate(&hash, &token_digest(&next_token), now, expires_at, grace).await;
+    let record = match rotation {
+        Ok(Rotation::Rotated(record)) if record.client_id == client.client_id && record.environment == environment => {
+            record
+        }
+        other => {
+            // Nothing was rotated: the access token made for this answer must not outlive it.
+            if let Some(access_token) = &access_token {
+                let _ = state.access_tokens.revoke(access_token).await;
+            }
+            return Err(match other {
+                Err(e) => oauth_failure(state, "refresh.rotate", &e),
+                Ok(Rotation::Reused) => {
+                    tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
+                    invalid("Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen")
+                }
+                Ok(Rotation::Rotated(_) | Rotation::Invalid) => {
+                    invalid("Das Refresh-Token ist ungültig oder abgelaufen")
+                }
+            });
+        }
+    };
+    // A retry within the grace presents a used token, which `find` does not return: its access
+    // token is made now, from the grant the rotation read.
+    let (access_token, scopes) = match (access_token, renewed) {
+        (Some(access_token), Some(renewed)) => (access_token, renewed.scopes),
+        _ => {
+            let renewed: RefreshGrant =
+                serde_json::from_value(record.grant).map_err(|e| oauth_failure(state, "refresh.grant", &e))?;
+            let access = AccessGrant {
+                environment,
+                client_id: client.client_id.clone(),
+                tenant_id: client.tenant_id,
+                scopes: renewed.scopes.clone(),
+                issued_at: now,
+                expires_at: now + i64::from(lifetime),
+                citizen: renewed.citizen,
+            };
+            (issue_access_token(state, environment, client, &access).await?, renewed.scopes)
+        }
+    };
     state.metrics.token_issued(environment, GrantType::RefreshToken.as_str());
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: lifetime,
-        scope: renewed.scopes.join(" "),
+        scope: scopes.join(" "),
         id_token: None,
         refresh_token: Some(next_token),
     })

@@ -10,7 +10,7 @@ use oidc_core::{
 use serde::Serialize;
 use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
 
-use crate::state::AppState;
+use crate::{error::oauth_failure, state::AppState};
 
 /// How the client presented its credentials.
 pub(crate) struct ClientCredentials {
@@ -32,11 +32,6 @@ pub(crate) struct TokenResponse {
     pub(crate) id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) refresh_token: Option<String>,
-}
-
-fn server_error(error: &dyn std::error::Error) -> OAuthError {
-    tracing::error!(%error, "token endpoint failed");
-    OAuthError::new(OAuthErrorCode::ServerError, "Interner Fehler")
 }
 
 /// The scopes a client-credentials token of `client` may carry: its admin scope, and its
@@ -78,16 +73,16 @@ pub(crate) async fn authenticate(
                 Ok(_) => Err(ClientAuthError::Failed),
                 Err(e) => Err(e),
             }
-            .map_err(auth_error);
+            .map_err(|e| auth_error(state, e));
         }
         method => {
             state.registry.authenticate_client(environment, &credentials.client_id, &credentials.secret, method).await
         }
     };
-    found.map_err(auth_error)
+    found.map_err(|e| auth_error(state, e))
 }
 
-fn auth_error(error: ClientAuthError) -> OAuthError {
+fn auth_error(state: &AppState, error: ClientAuthError) -> OAuthError {
     match error {
         ClientAuthError::Failed => {
             OAuthError::new(OAuthErrorCode::InvalidClient, "Client-Authentifizierung fehlgeschlagen")
@@ -95,7 +90,7 @@ fn auth_error(error: ClientAuthError) -> OAuthError {
         ClientAuthError::TenantSuspended => {
             OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Der Mandant dieses Clients ist gesperrt")
         }
-        ClientAuthError::Store(e) => server_error(&e),
+        ClientAuthError::Store(e) => oauth_failure(state, "client_authentication", &e),
     }
 }
 
@@ -131,7 +126,7 @@ async fn verify_assertion(
     match state.ephemeral.put_if_absent(&key, b"1", ttl).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(failed(&"jti replayed")),
-        Err(e) => Err(server_error(&e)),
+        Err(e) => Err(oauth_failure(state, "token.verify_assertion", &e)),
     }
 }
 
@@ -147,7 +142,11 @@ pub(crate) async fn issue_access_token(
 ) -> Result<String, OAuthError> {
     let ttl = Duration::from_secs(u64::try_from(grant.expires_at - grant.issued_at).unwrap_or(0));
     let Some(audience) = &client.settings.access_token_audience else {
-        return state.access_tokens.issue(grant, ttl).await.map_err(|e| server_error(&e));
+        return state
+            .access_tokens
+            .issue(grant, ttl)
+            .await
+            .map_err(|e| oauth_failure(state, "token.issue_access_token", &e));
     };
     let issuer = state.config.environments.issuer(environment);
     let claims = jwt_access_token_claims(grant, issuer, audience, &random_token());
@@ -157,10 +156,14 @@ pub(crate) async fn issue_access_token(
             .keys
             .signing_key(environment, client.settings.id_token_signed_response_alg)
             .await
-            .map_err(|e| server_error(&e))?,
+            .map_err(|e| oauth_failure(state, "token.issue_access_token", &e))?,
     };
-    let token = key.sign("at+jwt", &claims).map_err(|e| server_error(&e))?;
-    state.access_tokens.register(&token, grant, ttl).await.map_err(|e| server_error(&e))?;
+    let token = key.sign("at+jwt", &claims).map_err(|e| oauth_failure(state, "token.issue_access_token", &e))?;
+    state
+        .access_tokens
+        .register(&token, grant, ttl)
+        .await
+        .map_err(|e| oauth_failure(state, "token.issue_access_token", &e))?;
     Ok(token)
 }
 

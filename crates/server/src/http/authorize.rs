@@ -11,9 +11,10 @@ use poem::{
 };
 
 use crate::{
+    error::Failure,
     flows::authorize::{
         Authorization, AuthorizeParams, ClientRedirect, Rejection, issue_code, issue_one_time_code, resolve_request,
-        subject, validate,
+        subject, unavailable, validate,
     },
     pages::PageCtx,
 };
@@ -45,13 +46,25 @@ fn reject(ctx: &PageCtx, rejection: Rejection) -> Response {
             ctx.message(StatusCode::BAD_REQUEST, "authorize_error_title", &[ctx.t(text)], Value::from(()))
         }
         Rejection::Redirect(redirect, error) => error_to_client(ctx, &redirect, &error),
-        Rejection::Unavailable => ctx.message(
+        Rejection::Unavailable(Failure::Outage(_)) => ctx.unavailable(),
+        Rejection::Unavailable(Failure::Bug) => ctx.message(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error_title",
             &[ctx.t("server_error_text")],
             Value::from(()),
         ),
     }
+}
+
+/// A failure on our side once the redirect URI is trusted: the client hears
+/// `temporarily_unavailable` or `server_error` (RFC 6749 §4.1.2.1).
+fn failed_to_client(
+    ctx: &PageCtx,
+    redirect: &ClientRedirect,
+    operation: &'static str,
+    error: &(dyn std::error::Error + 'static),
+) -> Response {
+    error_to_client(ctx, redirect, &crate::error::oauth_failure(&ctx.state, operation, error))
 }
 
 fn error_to_client(ctx: &PageCtx, redirect: &ClientRedirect, error: &OAuthError) -> Response {
@@ -95,6 +108,11 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         Ok(authorization) => authorization,
         Err(rejection) => return reject(&ctx, rejection),
     };
+    if ctx.session_unknown {
+        // Never "login_required" for a session we merely cannot read: that would log the
+        // citizen out of every relying party (RFC 6749 §4.1.2.1).
+        return error_to_client(&ctx, &authorization.redirect, &unavailable());
+    }
     let now = ctx.state.accounts.now();
     let session = ctx.session.clone().filter(|(session, _)| {
         let too_old = authorization.max_age.is_some_and(|max| (now - session.auth_time).whole_seconds() > max);
@@ -142,7 +160,7 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
     {
         // Covered when every claim wanted was answered before: released or left out.
         Ok(given) => given.filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w))),
-        Err(e) => return ctx.failure(e),
+        Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.consent", &e),
     };
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
     if authorization.client.first_party && !asks_consent {
@@ -271,7 +289,7 @@ async fn consent_page(
     let pending = uuid::Uuid::new_v4().simple().to_string();
     let value = serde_json::to_vec(&pending_consent).unwrap_or_default();
     if let Err(e) = ctx.state.ephemeral.put(&format!("authz:{pending}"), &value, PENDING_TTL).await {
-        return ctx.failure(account_service::AccountError::Unavailable(Box::new(e)));
+        return failed_to_client(ctx, &authorization.redirect, "authorize.consent_page", &e);
     }
     let settings = &authorization.client.settings;
     let claims: Vec<Value> = authorization
@@ -312,7 +330,7 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     let pending = match ctx.state.ephemeral.take(&format!("authz:{}", field("request"))).await {
         Ok(Some(value)) => value,
         Ok(None) => return reject(&ctx, Rejection::Page("authorize_expired")),
-        Err(e) => return ctx.failure(account_service::AccountError::Unavailable(Box::new(e))),
+        Err(e) => return ctx.failure(e),
     };
     let Ok(PendingConsent { params, card }) = serde_json::from_slice::<PendingConsent>(&pending) else {
         return reject(&ctx, Rejection::Page("authorize_expired"));
@@ -355,7 +373,7 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         .await
     {
         Ok(given) => given,
-        Err(e) => return ctx.failure(e),
+        Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.give_consent", &e),
     };
     finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
 }

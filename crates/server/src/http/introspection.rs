@@ -10,7 +10,7 @@ use poem::{
 use serde_json::json;
 
 use crate::{
-    error::OAuthResponse,
+    error::{OAuthResponse, oauth_failure},
     flows::token::authenticate,
     http::token::{credentials, form},
     routes::Site,
@@ -32,13 +32,7 @@ async fn own_grant(
     let creds = credentials(req, &params)?;
     let (client, _) = authenticate(state, site.environment, &creds).await?;
     let token = params.iter().find(|(n, _)| n == "token").map(|(_, v)| v.clone()).unwrap_or_default();
-    let grant = match state.access_tokens.find(&token).await {
-        Ok(grant) => grant,
-        Err(e) => {
-            tracing::error!(error = %e, "token lookup failed");
-            return Err(OAuthError::new(oidc_core::OAuthErrorCode::ServerError, "Interner Fehler"));
-        }
-    };
+    let grant = state.access_tokens.find(&token).await.map_err(|e| oauth_failure(state, "introspection.lookup", &e))?;
     let own = grant.filter(|g| g.client_id == client.client_id && g.environment == site.environment);
     Ok((own.map(|g| (token, g)), client.client_id.to_string()))
 }
@@ -75,10 +69,7 @@ pub(crate) async fn revoke(req: &Request, body: poem::Body, state: Data<&AppStat
     match own_grant(req, body, &state, &site).await {
         Ok((Some((token, _)), _)) => match state.access_tokens.revoke(&token).await {
             Ok(_) => StatusCode::OK.into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "revocation failed");
-                oauth_error(req, OAuthError::new(oidc_core::OAuthErrorCode::ServerError, "Interner Fehler"))
-            }
+            Err(e) => oauth_error(req, oauth_failure(&state, "revocation", &e)),
         },
         Ok((None, _)) => StatusCode::OK.into_response(),
         Err(error) => oauth_error(req, error),

@@ -11,42 +11,82 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// A dependency that takes longer than this counts as down.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The outcome of probing both stores: `None` when it answered right, else why not.
+pub(crate) struct Probes {
+    pub(crate) database: Option<String>,
+    pub(crate) ephemeral: Option<String>,
+}
 
-/// `GET /healthz`: the process is alive and serving.
+/// Probes the database with a query and the ephemeral store with a write-read-delete round trip
+/// (a Redis that answers PING but refuses writes is not ready), each within the dependency
+/// timeout, and records the outcome in `dependency_up`.
+pub(crate) async fn probe(state: &AppState) -> Probes {
+    let timeout = state.config.dependencies.timeout();
+    let database = match tokio::time::timeout(timeout, state.database.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let ephemeral = match tokio::time::timeout(timeout, round_trip(state)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(_) => Some(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let (database_name, ephemeral_name) = state.backends();
+    state.metrics.dependency_up(database_name, database.is_none());
+    state.metrics.dependency_up(ephemeral_name, ephemeral.is_none());
+    Probes { database, ephemeral }
+}
+
+async fn round_trip(state: &AppState) -> Result<(), String> {
+    let key = format!("ready:{}", oidc_core::random_token());
+    let written = b"ready";
+    state.ephemeral.put(&key, written, Duration::from_secs(10)).await.map_err(|e| cause(&e))?;
+    let read = state.ephemeral.get(&key).await.map_err(|e| cause(&e))?;
+    state.ephemeral.delete(&key).await.map_err(|e| cause(&e))?;
+    if read.as_deref() == Some(written.as_slice()) { Ok(()) } else { Err("read back something else".to_owned()) }
+}
+
+/// The error with its source ("ephemeral store unavailable: OOM command not allowed …").
+fn cause(error: &dyn std::error::Error) -> String {
+    match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
+}
+
+/// How often each node probes its dependencies for the `dependency_up` gauge.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: the process is alive and serving (liveness only: it needs no dependency).
 #[handler]
 pub(crate) fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when the database and the ephemeral store answer, else 503 naming which
-/// did not (the details go to the log, not to the caller).
+/// `GET /readyz`: 200 when the database answers a query and the ephemeral store a round trip,
+/// else 503 naming the part that failed and why.
 #[handler]
 pub(crate) async fn readyz(state: Data<&AppState>) -> Response {
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, state.database.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: database unavailable");
-            "unavailable"
+    let probes = probe(&state).await;
+    let (database_name, ephemeral_name) = state.backends();
+    let check = |name: &str, failure: &Option<String>| match failure {
+        None => json!({ "dependency": name, "status": "ok" }),
+        Some(error) => {
+            tracing::warn!(dependency = name, %error, "readiness: dependency unavailable");
+            json!({ "dependency": name, "status": "unavailable", "error": error })
         }
-        Err(_) => "timeout",
     };
-    let ephemeral = match tokio::time::timeout(PROBE_TIMEOUT, state.ephemeral.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "readiness: ephemeral store unavailable");
-            "unavailable"
-        }
-        Err(_) => "timeout",
-    };
-    let ready = database == "ok" && ephemeral == "ok";
+    let ready = probes.database.is_none() && probes.ephemeral.is_none();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "checks": { "database": database, "ephemeral_store": ephemeral },
+        "checks": {
+            "database": check(database_name, &probes.database),
+            "ephemeral_store": check(ephemeral_name, &probes.ephemeral),
+        },
     });
-    (status, Json(body)).into_response()
+    (status, Json(body)).with_header("cache-control", "no-store").into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -9,7 +9,7 @@ use poem::{
 };
 use serde_json::{Map, Value};
 
-use crate::{routes::Site, state::AppState};
+use crate::{error::oauth_failure, routes::Site, state::AppState};
 
 /// RFC 6750 §3: the error in `WWW-Authenticate`.
 fn bearer_error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -38,6 +38,12 @@ async fn bearer(req: &Request, body: Body) -> Option<String> {
     None
 }
 
+/// A failure on our side in RFC 6750 style: 503 `temporarily_unavailable` for an outage.
+fn failed(state: &AppState, operation: &'static str, error: &(dyn std::error::Error + 'static)) -> Response {
+    let error = oauth_failure(state, operation, error);
+    bearer_error(crate::error::oauth_status(error.code), error.code.as_str(), &error.description)
+}
+
 /// `GET|POST {issuer}/userinfo`
 #[handler]
 pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
@@ -47,10 +53,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let grant = match state.access_tokens.find(&token).await {
         Ok(Some(grant)) if grant.environment == site.environment => grant,
         Ok(_) => return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Token ungültig oder abgelaufen"),
-        Err(e) => {
-            tracing::error!(error = %e, "access token lookup failed");
-            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
-        }
+        Err(e) => return failed(&state, "userinfo.token", &e),
     };
     let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
@@ -79,10 +82,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
                 Err(account_service::AccountError::NotFound) => {
                     return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Das Konto besteht nicht mehr");
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "account lookup failed");
-                    return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
-                }
+                Err(e) => return failed(&state, "userinfo.account", &e),
             };
             for claim in &citizen.claims {
                 if let Some(value) = claim_value(&account, claim) {
@@ -113,8 +113,8 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             None => state.accounts.record_one_time_transfer(site.environment, transfer).await,
         };
         if let Err(e) = logged {
-            tracing::error!(error = %e, "transfer log failed; nothing released");
-            return bearer_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler");
+            // No log, no release.
+            return failed(&state, "userinfo.transfer_log", &e);
         }
     }
     Json(Value::Object(claims)).with_header(header::CACHE_CONTROL, "no-store").into_response()

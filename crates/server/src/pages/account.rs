@@ -325,7 +325,7 @@ pub(crate) async fn export(ctx: PageCtx) -> Response {
                 .with_header(header::CONTENT_DISPOSITION, "attachment; filename=\"servicekonto-daten.json\"")
                 .with_header(header::CACHE_CONTROL, "no-store")
                 .into_response(),
-            Err(e) => ctx.failure(AccountError::Unavailable(Box::new(e))),
+            Err(e) => ctx.failure(e),
         },
         Err(e) => ctx.failure(e),
     }
@@ -430,7 +430,7 @@ pub(crate) async fn withdraw_consent(ctx: PageCtx, Form(form): Form<WithdrawForm
     if let Some(client_id) = oidc_core::ClientId::parse(&form.client_id)
         && let Err(e) = ctx.state.refresh_tokens.revoke_for_client(account.id, &client_id).await
     {
-        return ctx.failure(AccountError::Unavailable(Box::new(e)));
+        return ctx.failure(e);
     }
     render_transfers(&ctx, &account, vec![ctx.t("consent_withdrawn")]).await
 }

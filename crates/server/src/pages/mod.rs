@@ -22,7 +22,7 @@ mod texts;
 
 use std::time::Duration;
 
-use account_service::{Account, AccountError, Session};
+use account_service::{Account, Session};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use minijinja::{Value, context};
@@ -47,7 +47,7 @@ pub(crate) use registration::{password, password_form, personal, personal_form, 
 pub(crate) use signin::{activate, login, login_form, logout, resend_activation, resend_activation_form};
 pub(crate) use texts::Lang;
 
-use crate::{routes::Site, state::AppState};
+use crate::{error::Failure, routes::Site, state::AppState};
 
 /// Templates, texts and the keys of the page machinery. Built once at start.
 pub(crate) struct Pages {
@@ -146,6 +146,9 @@ pub(crate) struct PageCtx {
     pub(crate) lang: Lang,
     pub(crate) session: Option<(Session, Account)>,
     pub(crate) session_token: Option<String>,
+    /// The session could not be looked up (a store failed): never read as "not logged in",
+    /// which would be a false logout; pages that need the session answer 503 instead.
+    pub(crate) session_unknown: bool,
     csrf: String,
     path: String,
     jar: CookieJar,
@@ -197,12 +200,15 @@ impl<'a> FromRequest<'a> for PageCtx {
             }
         };
         let session_token = jar.get(&site.session_cookie).map(|c| c.value_str().to_owned());
-        let session = match &session_token {
-            Some(token) => state.accounts.current(site.environment, token).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "session lookup failed");
-                None
-            }),
-            None => None,
+        let (session, session_unknown) = match &session_token {
+            Some(token) => match state.accounts.current(site.environment, token).await {
+                Ok(session) => (session, false),
+                Err(e) => {
+                    crate::error::record_failure(&state, "session.lookup", &e);
+                    (None, true)
+                }
+            },
+            None => (None, false),
         };
         let path = format!("{}{}", site.prefix, req.uri().path());
         // The language switch keeps the page's other parameters (e.g. an authorization request
@@ -225,6 +231,7 @@ impl<'a> FromRequest<'a> for PageCtx {
             lang,
             session,
             session_token,
+            session_unknown,
             path,
             jar,
         })
@@ -298,13 +305,26 @@ impl PageCtx {
         self.message(StatusCode::BAD_REQUEST, "form_expired_title", &[self.t("form_expired_text")], Value::from(()))
     }
 
-    /// The answer when the account service fails: logged once, a German (or English) page.
-    pub(crate) fn failure(&self, error: AccountError) -> Response {
-        crate::error::log_page_failure(&error);
+    /// The answer when a service fails: logged once, a German (or English) page — 503 "not
+    /// reachable for the moment" for an outage of a dependency, else 500 "technical error".
+    pub(crate) fn failure(&self, error: impl std::error::Error + 'static) -> Response {
+        match crate::error::record_failure(&self.state, "page", &error) {
+            Failure::Outage(_) => self.unavailable(),
+            Failure::Bug => self.message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error_title",
+                &[self.t("server_error_text")],
+                Value::from(()),
+            ),
+        }
+    }
+
+    /// 503: a dependency is down; the citizen's data are safe and a retry later will work.
+    pub(crate) fn unavailable(&self) -> Response {
         self.message(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error_title",
-            &[self.t("server_error_text")],
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable_title",
+            &[self.t("unavailable_text")],
             Value::from(()),
         )
     }
@@ -349,10 +369,12 @@ impl PageCtx {
         self.set_cookie(&self.site.session_cookie, new_token, None);
     }
 
-    /// The session's account, or a redirect to the login that comes back here.
+    /// The session's account, or a redirect to the login that comes back here (or 503 while the
+    /// session cannot be looked up: the cookie is kept, the citizen is not logged out).
     pub(crate) fn require_login(&self) -> Result<&Account, Response> {
         match &self.session {
             Some((_, account)) => Ok(account),
+            None if self.session_unknown => Err(self.unavailable()),
             None => {
                 let here = self.path.strip_prefix(&self.site.prefix).unwrap_or("/");
                 let target: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
