@@ -63,12 +63,14 @@ pub(crate) fn oauth_failure(
     error: &(dyn std::error::Error + 'static),
 ) -> OAuthError {
     match record_failure(state, operation, error) {
-        Failure::Outage(_) => OAuthError::new(
-            OAuthErrorCode::TemporarilyUnavailable,
-            "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen",
-        ),
+        Failure::Outage(_) => unavailable(),
         Failure::Bug => OAuthError::new(OAuthErrorCode::ServerError, "Interner Fehler"),
     }
+}
+
+/// `temporarily_unavailable`, for a failure recorded already.
+pub(crate) fn unavailable() -> OAuthError {
+    OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, UNAVAILABLE)
 }
 
 /// The status of an OAuth error outside redirects (RFC 6749 §5.2; 503 for an outage).
@@ -103,19 +105,41 @@ pub(crate) enum HttpError {
 impl ResponseError for HttpError {
     fn status(&self) -> StatusCode {
         match self {
+            HttpError::Keys(oidc_core::KeyError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::Keys(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn as_response(&self) -> Response {
         match self {
-            HttpError::Keys(error) => internal(error),
+            HttpError::Keys(error) if outage(error).is_some() => {
+                body(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", UNAVAILABLE)
+            }
+            HttpError::Keys(_) => internal(),
         }
     }
 }
 
-fn internal(error: &dyn std::error::Error) -> Response {
-    log_internal(error);
+/// The description of `temporarily_unavailable`.
+const UNAVAILABLE: &str = "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen";
+
+/// Logs a failure once where no state is at hand (no metric then): with the dependency for an
+/// outage. `Some(dependency)` for an outage.
+fn outage(error: &(dyn std::error::Error + 'static)) -> Option<Dependency> {
+    match dependency_failure(error) {
+        Some((dependency, cause)) => {
+            tracing::error!(dependency = %dependency, %cause, "dependency unavailable");
+            Some(dependency)
+        }
+        None => {
+            log_internal(error);
+            None
+        }
+    }
+}
+
+/// The opaque 500 (the error was logged by the caller).
+fn internal() -> Response {
     body(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler. Bitte versuchen Sie es später erneut.")
 }
 
@@ -137,7 +161,10 @@ pub(crate) async fn render(error: poem::Error) -> Response {
     match status {
         StatusCode::NOT_FOUND => body(status, "not_found", "Diese Adresse gibt es nicht."),
         StatusCode::METHOD_NOT_ALLOWED => body(status, "method_not_allowed", "Diese Methode ist hier nicht erlaubt."),
-        s if s.is_server_error() => internal(&error),
+        s if s.is_server_error() => {
+            log_internal(&error);
+            internal()
+        }
         s => body(s, "invalid_request", &error.to_string()),
     }
 }
@@ -187,10 +214,10 @@ impl IntoResponse for RegistrationResponse {
             RegistrationError::InvalidClientMetadata(description) => {
                 (StatusCode::BAD_REQUEST, "invalid_client_metadata", description)
             }
-            RegistrationError::Internal(error) => {
-                log_internal(error.as_ref());
-                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler".to_owned())
-            }
+            RegistrationError::Internal(error) => match outage(error.as_ref()) {
+                Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", UNAVAILABLE.to_owned()),
+                None => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Interner Fehler".to_owned()),
+            },
         };
         (status, Json(json!({ "error": code, "error_description": description })))
             .with_header("cache-control", "no-store")
@@ -225,6 +252,10 @@ pub(crate) enum AdminError {
     /// Something failed on our side (details are in the server log under the request id).
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(poem_openapi::payload::Json<Box<Problem>>),
+    /// The database or the ephemeral store is unavailable for the moment; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(poem_openapi::payload::Json<Box<Problem>>),
 }
 
 fn problem(
@@ -287,8 +318,16 @@ impl AdminError {
         ))
     }
 
-    pub(crate) fn internal(error: &dyn std::error::Error) -> Self {
-        log_internal(error);
+    pub(crate) fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
+        if outage(error).is_some() {
+            return AdminError::Unavailable(problem(
+                503,
+                "temporarily_unavailable",
+                "Service unavailable",
+                "A dependency of the service is unavailable for the moment; retry later.",
+                Vec::new(),
+            ));
+        }
         AdminError::Internal(problem(
             500,
             "internal",

@@ -56,12 +56,31 @@ pub async fn run(
     let acceptor = TcpAcceptor::from_tokio(listener)?;
     let purge = tokio::spawn(purge_unactivated(state.clone()));
     let probes = tokio::spawn(probe_dependencies(state.clone()));
+    let keys = tokio::spawn(refresh_keys(state.clone()));
     let served = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
         .await;
     purge.abort();
     probes.abort();
+    keys.abort();
     served
+}
+
+/// Re-reads the signing keys at half their refresh interval, so that discovery, JWKS and signing
+/// find a fresh snapshot and never wait for the database; while it is down, the last snapshot
+/// stays in use (see `KeyService::refresh`).
+async fn refresh_keys(state: AppState) {
+    let half = Duration::from_secs(state.config().keys.refresh_interval_seconds.max(2) / 2);
+    let mut interval = tokio::time::interval(half);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        for environment in oidc_core::Environment::ALL {
+            if let Err(e) = state.keys().refresh(environment).await {
+                error::record_failure(&state, "keys.refresh", &e);
+            }
+        }
+    }
 }
 
 /// Keeps the `dependency_up` gauges current, so an alert fires even while no request comes.

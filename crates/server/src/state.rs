@@ -84,7 +84,12 @@ impl AppState {
         let kek = key_encryption_key(&config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let keys = Arc::new(key_service(&config, &database, kek.clone(), clock.clone()));
-        let cached = CachedRegistryStore::new(Arc::new(database.registry()), ephemeral.clone(), REGISTRY_CACHE_MAX_AGE);
+        let cached = CachedRegistryStore::new(
+            Arc::new(database.registry()),
+            ephemeral.clone(),
+            REGISTRY_CACHE_MAX_AGE,
+            Duration::from_secs(config.dependencies.stale_client_seconds),
+        );
         let registry = Arc::new(Registry::new(Arc::new(cached), secret_hasher(&kek), clock.clone()));
         for environment in Environment::ALL {
             keys.ensure_keys(environment)

@@ -397,6 +397,50 @@ async fn rehash_on_login(db: &Database) {
     new.accounts.login(PRODUCTION, "rehash", PASSWORD, "ip").await.expect("the new hash verifies");
 }
 
+/// Refresh tokens: rotation, replay revoking the family, and the reuse grace for a lost answer.
+async fn refresh_token_rotation(db: &Database) {
+    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation};
+    let f = fixture(db);
+    registered_and_active(&f, "rotation", "rotation@example.de").await;
+    let account_id = f.accounts.login(PRODUCTION, "rotation", PASSWORD, "ip").await.unwrap().session.account_id;
+    let store = db.refresh_tokens();
+    let client = ClientId::parse("rp").unwrap();
+    let record = |hash: &str, family: &str| RefreshRecord {
+        token_hash: hash.into(),
+        family_id: family.into(),
+        environment: PRODUCTION,
+        client_id: client.clone(),
+        account_id,
+        grant: serde_json::json!({"scopes": ["openid"]}),
+        created_at: 1000,
+        expires_at: 9000,
+    };
+    let rotated = |r: Rotation| matches!(r, Rotation::Rotated(next) if next.family_id.starts_with("fam"));
+
+    // Without grace: a second use is a replay and revokes the family, successor included.
+    store.insert(&record("a1", "fam-a")).await.unwrap();
+    assert!(rotated(store.rotate("a1", "a2", 1010, 9000, 0).await.unwrap()));
+    assert_eq!(store.rotate("a1", "a3", 1011, 9000, 0).await.unwrap(), Rotation::Reused);
+    assert_eq!(store.find("a2", 1012).await.unwrap(), None, "the family is revoked");
+    assert_eq!(store.rotate("a2", "a4", 1012, 9000, 0).await.unwrap(), Rotation::Invalid);
+
+    // With grace: the retry replaces the unused successor, once per successor.
+    store.insert(&record("b1", "fam-b")).await.unwrap();
+    assert!(rotated(store.rotate("b1", "b2", 1010, 9000, 30).await.unwrap()));
+    assert!(rotated(store.rotate("b1", "b3", 1015, 9000, 30).await.unwrap()), "a retry within the grace");
+    assert_eq!(store.find("b2", 1016).await.unwrap(), None, "the lost successor no longer works");
+    assert!(store.find("b3", 1016).await.unwrap().is_some());
+    // The successor was used: presenting the old token again is a replay after all.
+    assert!(rotated(store.rotate("b3", "b4", 1020, 9000, 30).await.unwrap()));
+    assert_eq!(store.rotate("b1", "b5", 1021, 9000, 30).await.unwrap(), Rotation::Reused);
+    assert_eq!(store.find("b4", 1022).await.unwrap(), None);
+
+    // Past the grace, a retry is a replay too.
+    store.insert(&record("c1", "fam-c")).await.unwrap();
+    assert!(rotated(store.rotate("c1", "c2", 1010, 9000, 30).await.unwrap()));
+    assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused);
+}
+
 /// Where the scenarios run; each gets a database of its own, so their accounts do not meet.
 enum Backend {
     Sqlite(tempfile::TempDir),
@@ -434,6 +478,7 @@ impl Backend {
         self.run(export_and_deletion).await;
         self.run(rehash_on_login).await;
         self.run(eid_register_login_link).await;
+        self.run(refresh_token_rotation).await;
     }
 }
 

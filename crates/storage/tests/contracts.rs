@@ -448,8 +448,8 @@ mod registry {
         db.migrate().await.unwrap();
         let inner: Arc<dyn RegistryStore> = Arc::new(db.registry());
         let shared = Arc::new(storage::MemoryEphemeralStore::new());
-        let node_a = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::from_secs(60));
-        let node_b = CachedRegistryStore::new(inner.clone(), shared, Duration::from_secs(60));
+        let node_a = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::from_secs(60), Duration::ZERO);
+        let node_b = CachedRegistryStore::new(inner.clone(), shared, Duration::from_secs(60), Duration::ZERO);
 
         let t = tenant("cached", "Cached");
         node_a.insert_tenant(&t, &audit("tenant.create", &t)).await.unwrap();
@@ -464,6 +464,30 @@ mod registry {
         let suspended = Tenant { status: TenantStatus::Suspended, version: 3, ..behind.clone() };
         node_a.update_tenant(&suspended, 2, &audit("tenant.suspend", &t)).await.unwrap();
         assert_eq!(node_b.find_tenant(t.id).await.unwrap(), Some(suspended));
+    }
+
+    #[tokio::test]
+    async fn while_the_database_is_down_the_cache_serves_within_its_stale_window_only() {
+        use std::{sync::Arc, time::Duration};
+        use tenant_registry::CachedRegistryStore;
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let inner: Arc<dyn RegistryStore> = Arc::new(db.registry());
+        let shared = Arc::new(storage::MemoryEphemeralStore::new());
+        // Entries expire at once, so every read goes to the database first.
+        let tolerant = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::ZERO, Duration::from_secs(60));
+        let strict = CachedRegistryStore::new(inner.clone(), shared, Duration::ZERO, Duration::ZERO);
+        let t = tenant("outage", "Outage");
+        tolerant.insert_tenant(&t, &audit("tenant.create", &t)).await.unwrap();
+        assert_eq!(tolerant.find_tenant(t.id).await.unwrap(), Some(t.clone()));
+        assert_eq!(strict.find_tenant(t.id).await.unwrap(), Some(t.clone()));
+        db.close().await.unwrap();
+        assert_eq!(tolerant.find_tenant(t.id).await.unwrap(), Some(t.clone()), "served stale during the outage");
+        let failed = strict.find_tenant(t.id).await.unwrap_err();
+        assert!(matches!(failed, StoreError::Unavailable(_)));
+        let (dependency, _) = oidc_core::dependency_failure(&failed).expect("marked as the database's failure");
+        assert_eq!(dependency, oidc_core::Dependency::Database);
+        assert!(tolerant.find_tenant(TenantId::new_random()).await.is_err(), "nothing cached: the failure");
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@
 //! Invalidation reaches every node through a generation counter in the shared ephemeral store:
 //! every successful write bumps it, every cached read compares it (one small read instead of two
 //! database queries) and drops the whole cache when it moved. Entries also expire after
-//! `max_age`, which bounds staleness should a bump ever be lost.
+//! `max_age`, which bounds staleness should a bump ever be lost. While the database fails, an
+//! entry keeps serving for `stale` beyond `max_age`, so clients still authenticate during an
+//! outage (what changed meanwhile takes effect when the database answers again).
 
 use std::{
     collections::HashMap,
@@ -30,6 +32,7 @@ pub struct CachedRegistryStore {
     inner: Arc<dyn RegistryStore>,
     ephemeral: Arc<dyn EphemeralStore>,
     max_age: Duration,
+    stale: Duration,
     cache: Mutex<Cache>,
 }
 
@@ -45,9 +48,24 @@ fn unavailable(e: oidc_core::EphemeralError) -> StoreError {
 }
 
 impl CachedRegistryStore {
-    /// Caches `inner`; the generation counter lives in `ephemeral`, shared by all nodes.
-    pub fn new(inner: Arc<dyn RegistryStore>, ephemeral: Arc<dyn EphemeralStore>, max_age: Duration) -> Self {
-        Self { inner, ephemeral, max_age, cache: Mutex::new(Cache::default()) }
+    /// Caches `inner`; the generation counter lives in `ephemeral`, shared by all nodes. An entry
+    /// is served for `max_age`, and for `stale` beyond that while `inner` fails.
+    pub fn new(
+        inner: Arc<dyn RegistryStore>,
+        ephemeral: Arc<dyn EphemeralStore>,
+        max_age: Duration,
+        stale: Duration,
+    ) -> Self {
+        Self { inner, ephemeral, max_age, stale, cache: Mutex::new(Cache::default()) }
+    }
+
+    /// What to answer when `inner` failed: a cached entry young enough for an outage, else the
+    /// failure.
+    fn stale_or<T: Clone>(&self, cached: Option<&(T, Instant)>, error: StoreError) -> Result<Option<T>, StoreError> {
+        match cached {
+            Some((value, at)) if at.elapsed() < self.max_age + self.stale => Ok(Some(value.clone())),
+            _ => Err(error),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -104,7 +122,11 @@ impl RegistryStore for CachedRegistryStore {
         {
             return Ok(Some(tenant.clone()));
         }
-        let found = self.inner.find_tenant(id).await?;
+        let found = match self.inner.find_tenant(id).await {
+            Ok(found) => found,
+            Err(error @ StoreError::Unavailable(_)) => return self.stale_or(self.lock().tenants.get(&id), error),
+            Err(other) => return Err(other),
+        };
         if let Some(tenant) = &found {
             let mut cache = self.lock();
             // A write that happened meanwhile moved the generation: then this result may be old.
@@ -151,7 +173,13 @@ impl RegistryStore for CachedRegistryStore {
         {
             return Ok(Some(client.clone()));
         }
-        let found = self.inner.find_client(client_id).await?;
+        let found = match self.inner.find_client(client_id).await {
+            Ok(found) => found,
+            Err(error @ StoreError::Unavailable(_)) => {
+                return self.stale_or(self.lock().clients.get(client_id), error);
+            }
+            Err(other) => return Err(other),
+        };
         if let Some(client) = &found {
             let mut cache = self.lock();
             if cache.generation == generation {

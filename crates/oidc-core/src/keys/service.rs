@@ -87,6 +87,7 @@ struct Snapshot {
     keys: Vec<LoadedKey>,
 }
 
+#[derive(Clone)]
 struct LoadedKey {
     public: Jwk,
     generation: i32,
@@ -264,14 +265,50 @@ impl KeyService {
         self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&environment);
     }
 
-    async fn snapshot(&self, environment: Environment) -> Result<Arc<Snapshot>, KeyError> {
+    /// Re-reads the keys of `environment` now (the server calls this ahead of
+    /// `refresh_interval`, so requests find a fresh snapshot and never wait for the store).
+    /// When the store fails, the last good snapshot stays in use and the store is tried again
+    /// only after another interval: every key in it carries its own expiry, checked at each use,
+    /// so a stale snapshot signs at most until its keys retire.
+    pub async fn refresh(&self, environment: Environment) -> Result<(), KeyError> {
         let now = self.clock.now();
-        let cached = self.snapshots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&environment).cloned();
-        if let Some(snapshot) = cached
-            && now - snapshot.loaded_at < self.policy.refresh_interval
+        match self.load(environment, now).await {
+            Ok(snapshot) => {
+                self.install(environment, Arc::new(snapshot));
+                Ok(())
+            }
+            Err(error) => {
+                if let (KeyError::Store(_), Some(stale)) = (&error, self.cached(environment)) {
+                    self.install(environment, Arc::new(Snapshot { loaded_at: now, keys: stale.keys.clone() }));
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn snapshot(&self, environment: Environment) -> Result<Arc<Snapshot>, KeyError> {
+        if let Some(snapshot) = self.cached(environment)
+            && self.clock.now() - snapshot.loaded_at < self.policy.refresh_interval
         {
             return Ok(snapshot);
         }
+        let refreshed = self.refresh(environment).await;
+        match (self.cached(environment), refreshed) {
+            (Some(snapshot), Ok(()) | Err(KeyError::Store(_))) => Ok(snapshot),
+            (_, Err(error)) => Err(error),
+            (None, Ok(())) => Err(KeyError::Material("no key snapshot after loading".to_owned())),
+        }
+    }
+
+    fn cached(&self, environment: Environment) -> Option<Arc<Snapshot>> {
+        self.snapshots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&environment).cloned()
+    }
+
+    fn install(&self, environment: Environment, snapshot: Arc<Snapshot>) {
+        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(environment, snapshot);
+    }
+
+    async fn load(&self, environment: Environment, now: OffsetDateTime) -> Result<Snapshot, KeyError> {
         let mut stored = self.store.list(environment).await?;
         stored.retain(|k| k.expires_at.is_none_or(|e| e > now));
         let keys = stored
@@ -290,9 +327,7 @@ impl KeyService {
                 })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        let snapshot = Arc::new(Snapshot { loaded_at: now, keys });
-        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(environment, snapshot.clone());
-        Ok(snapshot)
+        Ok(Snapshot { loaded_at: now, keys })
     }
 }
 
@@ -307,12 +342,16 @@ mod tests {
     use crate::ManualClock;
 
     /// The port's contract, kept in memory; the real implementations have their own contract suite.
+    /// `down` makes it fail like a database that is unreachable.
     #[derive(Default)]
-    struct MemoryKeys(Mutex<Vec<StoredSigningKey>>);
+    struct MemoryKeys(Mutex<Vec<StoredSigningKey>>, std::sync::atomic::AtomicBool);
 
     #[async_trait]
     impl SigningKeyStore for MemoryKeys {
         async fn list(&self, environment: Environment) -> Result<Vec<StoredSigningKey>, KeyStoreError> {
+            if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(KeyStoreError::Unavailable("connection refused".into()));
+            }
             Ok(self.0.lock().unwrap().iter().filter(|k| k.environment == environment).cloned().collect())
         }
 
@@ -357,6 +396,30 @@ mod tests {
         let mut kids: Vec<String> = jwks.keys.iter().map(|k| k.kid.clone()).collect();
         kids.sort();
         kids
+    }
+
+    #[tokio::test]
+    async fn while_the_store_is_down_the_last_snapshot_publishes_and_signs_until_its_keys_retire() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let store = Arc::new(MemoryKeys::default());
+        let policy = KeyPolicy {
+            algorithms: vec![SigningAlgorithm::ES256],
+            activation_delay: HOUR,
+            retention: 2 * HOUR,
+            refresh_interval: Duration::from_secs(60),
+        };
+        let keys = KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock.clone(), policy);
+        keys.ensure_keys(Environment::Test).await.unwrap();
+        let before = kids(&keys.jwks(Environment::Test).await.unwrap());
+        store.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(time::Duration::minutes(10));
+        assert!(matches!(keys.refresh(Environment::Test).await, Err(KeyError::Store(_))), "the failure is reported");
+        assert_eq!(kids(&keys.jwks(Environment::Test).await.unwrap()), before, "stale keys are still published");
+        keys.signing_key(Environment::Test, SigningAlgorithm::ES256).await.unwrap();
+        // Nothing cached: the failure reaches the caller.
+        assert!(matches!(keys.jwks(Environment::Production).await, Err(KeyError::Store(_))));
+        store.1.store(false, std::sync::atomic::Ordering::SeqCst);
+        keys.refresh(Environment::Test).await.unwrap();
     }
 
     #[tokio::test]

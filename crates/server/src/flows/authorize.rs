@@ -16,7 +16,7 @@ use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
 use url::Url;
 
 use crate::{
-    error::{Failure, oauth_failure, record_failure},
+    error::{Failure, oauth_failure, record_failure, unavailable},
     flows::token::{TokenResponse, issue_access_token},
     state::AppState,
 };
@@ -507,14 +507,6 @@ pub(crate) fn recipient(authorization: &Authorization) -> String {
         .clone()
         .unwrap_or_else(|| authorization.tenant.branding.display_name.clone());
     format!("{authority} – {}", settings.name)
-}
-
-/// `temporarily_unavailable`, for a failure recorded already.
-pub(crate) fn unavailable() -> OAuthError {
-    oauth(
-        OAuthErrorCode::TemporarilyUnavailable,
-        "Der Dienst ist vorübergehend nicht erreichbar; bitte später erneut versuchen",
-    )
 }
 
 /// RFC 6749 §4.1.3: redeems a code for an access token and an ID token. The client was

@@ -11,10 +11,10 @@ use poem::{
 };
 
 use crate::{
-    error::Failure,
+    error::{Failure, unavailable},
     flows::authorize::{
         Authorization, AuthorizeParams, ClientRedirect, Rejection, issue_code, issue_one_time_code, resolve_request,
-        subject, unavailable, validate,
+        subject, validate,
     },
     pages::PageCtx,
 };
