@@ -16,6 +16,7 @@ mod m20261122_000008_consent_declined;
 mod m20261123_000009_account_eid;
 mod m20261123_000010_one_time_transfers;
 mod m20261202_000011_refresh_successor;
+mod m20261202_000012_mail_links;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000009_account_eid::Migration),
             Box::new(m20261123_000010_one_time_transfers::Migration),
             Box::new(m20261202_000011_refresh_successor::Migration),
+            Box::new(m20261202_000012_mail_links::Migration),
         ]
     }
 }

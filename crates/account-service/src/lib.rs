@@ -8,8 +8,9 @@
 //! `throttle` (failed-login delays), `service` ([`Accounts`], every use case).
 //!
 //! Invariants:
-//! - Depends on `oidc-core` only; no I/O here but through ports. Short-lived state (links,
-//!   sessions, throttling counters) lives in the ephemeral store, under token hashes.
+//! - Depends on `oidc-core` only; no I/O here but through ports. Mail links live in the account
+//!   store (a Redis wipe must not cost a citizen a 72-hour activation link); short-lived state
+//!   (sessions, throttling counters) lives in the ephemeral store. Both only under token hashes.
 //! - Passwords exist in clear only inside a call; they are never stored, logged or returned.
 //!   Hashing runs on blocking threads, never on the async executor.
 //! - Nothing distinguishes "no such account" from "wrong password" to a caller.
@@ -43,5 +44,5 @@ pub use service::{
     AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, LoggedIn, MasterDataChange, Registration,
 };
 pub use session::{Session, SessionPolicy};
-pub use store::{AccountStore, StoreError, UniqueField};
+pub use store::{AccountStore, StoreError, StoredLink, UniqueField};
 pub use throttle::ThrottlePolicy;

@@ -1,15 +1,13 @@
 //! Single-use links sent by mail: activation, password reset, e-mail change. The token is random
-//! (256 bits), stored only as its hash in the ephemeral store, and taken atomically on use.
+//! (256 bits), stored only as its hash in the account store (durable: a citizen keeps a link
+//! for days), and taken atomically on use.
 
 use std::{sync::Arc, time::Duration};
 
-use oidc_core::{AccountId, Clock, Environment, EphemeralStore, random_token, token_digest};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use crate::{AccountError, AccountStore, StoredLink};
+use oidc_core::{AccountId, Clock, Environment, random_token, token_digest};
 
-use crate::AccountError;
-
-/// What a link is for; each has its own key prefix.
+/// What a link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LinkKind {
     Activation,
@@ -18,26 +16,19 @@ pub(crate) enum LinkKind {
 }
 
 impl LinkKind {
-    /// The store key of a link token: its kind's prefix and the token's digest.
-    fn key(self, token: &str) -> String {
-        let prefix = match self {
-            LinkKind::Activation => "act:",
-            LinkKind::PasswordReset => "pwr:",
-            LinkKind::EmailChange => "eml:",
-        };
-        format!("{prefix}{}", token_digest(token))
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Activation => "activation",
+            LinkKind::PasswordReset => "password_reset",
+            LinkKind::EmailChange => "email_change",
+        }
     }
 }
 
 /// What a link stands for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct LinkGrant {
-    pub(crate) environment: String,
-    pub(crate) account_id: uuid::Uuid,
-    #[serde(with = "time::serde::timestamp")]
-    pub(crate) expires_at: OffsetDateTime,
     /// For an e-mail change: the new address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) new_email: Option<String>,
 }
 
@@ -53,16 +44,16 @@ pub enum LinkError {
 }
 
 /// Expired links stay readable this much longer, so the citizen is told "expired" rather than
-/// "unknown".
-const GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// "unknown"; then the hourly purge removes them.
+pub(crate) const GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub(crate) struct Links {
-    store: Arc<dyn EphemeralStore>,
+    store: Arc<dyn AccountStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl Links {
-    pub(crate) fn new(store: Arc<dyn EphemeralStore>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
     }
 
@@ -76,14 +67,17 @@ impl Links {
         new_email: Option<String>,
     ) -> Result<String, AccountError> {
         let token = random_token();
-        let grant = LinkGrant {
-            environment: environment.as_str().to_owned(),
-            account_id: account_id.as_uuid(),
-            expires_at: self.clock.now() + ttl,
+        let now = self.clock.now();
+        let link = StoredLink {
+            token_hash: token_digest(&token),
+            kind: kind.as_str().to_owned(),
+            environment,
+            account_id,
             new_email,
+            created_at: now,
+            expires_at: now + ttl,
         };
-        let value = serde_json::to_vec(&grant).map_err(AccountError::internal)?;
-        self.store.put(&kind.key(&token), &value, ttl + GRACE).await.map_err(AccountError::internal)?;
+        self.store.insert_link(&link).await?;
         Ok(token)
     }
 
@@ -94,8 +88,8 @@ impl Links {
         environment: Environment,
         token: &str,
     ) -> Result<Result<(AccountId, LinkGrant), LinkError>, AccountError> {
-        let value = self.store.take(&kind.key(token)).await.map_err(AccountError::internal)?;
-        Ok(self.check(environment, value))
+        let found = self.store.take_link(&token_digest(token)).await?;
+        Ok(self.check(kind, environment, found))
     }
 
     /// Looks at the link without using it (to show the form behind a reset link).
@@ -105,19 +99,30 @@ impl Links {
         environment: Environment,
         token: &str,
     ) -> Result<Result<(AccountId, LinkGrant), LinkError>, AccountError> {
-        let value = self.store.get(&kind.key(token)).await.map_err(AccountError::internal)?;
-        Ok(self.check(environment, value))
+        let found = self.store.find_link(&token_digest(token)).await?;
+        Ok(self.check(kind, environment, found))
     }
 
-    fn check(&self, environment: Environment, value: Option<Vec<u8>>) -> Result<(AccountId, LinkGrant), LinkError> {
-        let grant: LinkGrant = value.and_then(|v| serde_json::from_slice(&v).ok()).ok_or(LinkError::Invalid)?;
-        // A link of the other environment is as good as unknown here.
-        if grant.environment != environment.as_str() {
+    /// Removes links past their grace.
+    pub(crate) async fn purge(&self) -> Result<u64, AccountError> {
+        let before = self.clock.now() - GRACE;
+        Ok(self.store.purge_links(before).await?)
+    }
+
+    fn check(
+        &self,
+        kind: LinkKind,
+        environment: Environment,
+        found: Option<StoredLink>,
+    ) -> Result<(AccountId, LinkGrant), LinkError> {
+        let link = found.ok_or(LinkError::Invalid)?;
+        // A link of another kind or environment is as good as unknown here.
+        if link.kind != kind.as_str() || link.environment != environment {
             return Err(LinkError::Invalid);
         }
-        if grant.expires_at <= self.clock.now() {
+        if link.expires_at <= self.clock.now() {
             return Err(LinkError::Expired);
         }
-        Ok((AccountId::from(grant.account_id), grant))
+        Ok((link.account_id, LinkGrant { new_email: link.new_email }))
     }
 }

@@ -220,13 +220,13 @@ impl Accounts {
         config: AccountsConfig,
     ) -> Self {
         Self {
+            links: Links::new(store.clone(), clock.clone()),
             store,
             notifier,
             hasher: Arc::new(hasher),
             hashing_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             )),
-            links: Links::new(ephemeral.clone(), clock.clone()),
             sessions: Sessions::new(ephemeral.clone(), clock.clone(), config.sessions),
             throttle: Throttle::new(ephemeral, clock.clone(), config.throttle),
             clock,
@@ -793,7 +793,9 @@ impl Accounts {
     /// Removes accounts not activated within the configured time; returns how many.
     pub async fn purge_unactivated(&self) -> Result<u64, AccountError> {
         let before = self.clock.now() - self.config.pending_max_age;
-        Ok(self.store.purge_pending(before).await?)
+        let purged = self.store.purge_pending(before).await?;
+        self.links.purge().await?;
+        Ok(purged)
     }
 
     fn event(&self, kind: EventKind, detail: Option<String>) -> AccountEvent {

@@ -135,4 +135,36 @@ pub trait AccountStore: Send + Sync {
     /// Removes accounts still pending activation that were registered before `before`; returns
     /// how many.
     async fn purge_pending(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Stores a mail link; `NotFound` when its account is gone.
+    async fn insert_link(&self, link: &StoredLink) -> Result<(), StoreError>;
+
+    /// The link stored under `token_hash`, if any.
+    async fn find_link(&self, token_hash: &str) -> Result<Option<StoredLink>, StoreError>;
+
+    /// Removes and returns the link under `token_hash` in one step: of concurrent callers on any
+    /// nodes, at most one gets it.
+    async fn take_link(&self, token_hash: &str) -> Result<Option<StoredLink>, StoreError>;
+
+    /// Removes links that expired before `before`; returns how many.
+    async fn purge_links(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// A single-use mail link as stored: only the hash of its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLink {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// `activation`, `password_reset` or `email_change`.
+    pub kind: String,
+    /// The environment.
+    pub environment: Environment,
+    /// The account it acts on.
+    pub account_id: AccountId,
+    /// For an e-mail change: the new address.
+    pub new_email: Option<String>,
+    /// When it was sent.
+    pub created_at: OffsetDateTime,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
 }

@@ -1,4 +1,6 @@
-use account_service::{Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, StoreError, UniqueField};
+use account_service::{
+    Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, StoreError, StoredLink, UniqueField,
+};
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
@@ -8,7 +10,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{account, account_deletion, account_event, consent, data_transfer, one_time_transfer};
+use crate::entities::{account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer};
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
@@ -468,6 +470,11 @@ impl AccountStore for SeaAccountStore {
             .exec(&txn)
             .await
             .map_err(map_db_err)?;
+        mail_link::Entity::delete_many()
+            .filter(mail_link::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         let deleted = account::Entity::delete_many()
             .filter(account::Column::Id.eq(id.to_string()))
             .filter(in_environment(environment))
@@ -518,6 +525,11 @@ impl AccountStore for SeaAccountStore {
             .exec(&txn)
             .await
             .map_err(map_db_err)?;
+        mail_link::Entity::delete_many()
+            .filter(mail_link::Column::AccountId.is_in(stale.clone()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         let deleted = account::Entity::delete_many()
             .filter(account::Column::Id.is_in(stale))
             .exec(&txn)
@@ -526,4 +538,64 @@ impl AccountStore for SeaAccountStore {
         txn.commit().await.map_err(unavailable)?;
         Ok(deleted.rows_affected)
     }
+
+    async fn insert_link(&self, link: &StoredLink) -> Result<(), StoreError> {
+        let row = mail_link::ActiveModel {
+            token_hash: Set(link.token_hash.clone()),
+            kind: Set(link.kind.clone()),
+            environment: Set(link.environment.as_str().to_owned()),
+            account_id: Set(link.account_id.to_string()),
+            new_email: Set(link.new_email.clone()),
+            created_at: Set(link.created_at.unix_timestamp()),
+            expires_at: Set(link.expires_at.unix_timestamp()),
+        };
+        mail_link::Entity::insert(row).exec(&self.conn).await.map_err(map_db_err)?;
+        Ok(())
+    }
+
+    async fn find_link(&self, token_hash: &str) -> Result<Option<StoredLink>, StoreError> {
+        let found = mail_link::Entity::find_by_id(token_hash.to_owned()).one(&self.conn).await.map_err(map_db_err)?;
+        found.map(stored_link).transpose()
+    }
+
+    async fn take_link(&self, token_hash: &str) -> Result<Option<StoredLink>, StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let Some(found) = mail_link::Entity::find_by_id(token_hash.to_owned()).one(&txn).await.map_err(map_db_err)?
+        else {
+            return Ok(None);
+        };
+        // Whoever deletes the row took the link; a concurrent taker deletes nothing.
+        let deleted = mail_link::Entity::delete_by_id(token_hash.to_owned()).exec(&txn).await.map_err(map_db_err)?;
+        txn.commit().await.map_err(unavailable)?;
+        if deleted.rows_affected == 0 {
+            return Ok(None);
+        }
+        stored_link(found).map(Some)
+    }
+
+    async fn purge_links(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let deleted = mail_link::Entity::delete_many()
+            .filter(mail_link::Column::ExpiresAt.lt(before.unix_timestamp()))
+            .exec(&self.conn)
+            .await
+            .map_err(map_db_err)?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+fn stored_link(row: mail_link::Model) -> Result<StoredLink, StoreError> {
+    let id = row.token_hash.get(..8).unwrap_or_default().to_owned();
+    Ok(StoredLink {
+        environment: row.environment.parse().map_err(|_| corrupt(&id, "environment"))?,
+        account_id: row
+            .account_id
+            .parse::<uuid::Uuid>()
+            .map(AccountId::from)
+            .map_err(|_| corrupt(&id, "account id"))?,
+        created_at: time_of(&id, row.created_at)?,
+        expires_at: time_of(&id, row.expires_at)?,
+        token_hash: row.token_hash,
+        kind: row.kind,
+        new_email: row.new_email,
+    })
 }

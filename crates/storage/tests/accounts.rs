@@ -191,6 +191,26 @@ async fn links_expire(db: &Database) {
     assert_eq!(f.outbox.count(), mails, "active and unknown accounts get nothing, and the caller learns nothing");
 }
 
+/// Mail links are durable: a node that starts with an empty ephemeral store (a Redis wipe) still
+/// honours them, once; links past their grace are purged.
+async fn links_survive_an_ephemeral_wipe(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "durable", "durable@example.de").await.unwrap();
+    let token = token_of(f.outbox.last().1);
+    let after_wipe = fixture_with(db, CHEAP, f.clock.clone());
+    after_wipe.accounts.activate(PRODUCTION, &token).await.expect("the link outlives the ephemeral store");
+    let again = after_wipe.accounts.activate(PRODUCTION, &token).await.unwrap_err();
+    assert!(matches!(again, AccountError::Link(LinkError::Invalid)), "single use: {again:?}");
+
+    after_wipe.accounts.request_password_reset(PRODUCTION, "durable").await.unwrap();
+    let reset = token_of(after_wipe.outbox.last().1);
+    after_wipe.accounts.check_reset_link(PRODUCTION, &reset).await.unwrap();
+    f.clock.advance(secs(3600 + 8 * 24 * 3600));
+    after_wipe.accounts.purge_unactivated().await.unwrap();
+    let gone = after_wipe.accounts.check_reset_link(PRODUCTION, &reset).await.unwrap_err();
+    assert!(matches!(gone, AccountError::Link(LinkError::Invalid)), "purged after its grace: {gone:?}");
+}
+
 async fn purge_of_unactivated_accounts(db: &Database) {
     let f = fixture(db);
     register(&f, PRODUCTION, "early", "early@example.de").await.unwrap();
@@ -470,6 +490,7 @@ impl Backend {
         self.run(registration_activation_login).await;
         self.run(uniqueness_per_environment).await;
         self.run(links_expire).await;
+        self.run(links_survive_an_ephemeral_wipe).await;
         self.run(purge_of_unactivated_accounts).await;
         self.run(throttling).await;
         self.run(session_timeouts).await;

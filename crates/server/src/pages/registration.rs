@@ -30,10 +30,28 @@ pub(super) fn store_draft(ctx: &PageCtx, draft: &Draft) {
 }
 
 fn render_personal(ctx: &PageCtx, status: StatusCode, input: &PersonalDataInput, errors: &Errors) -> Response {
+    render_step1(ctx, status, input, errors, false)
+}
+
+/// Step 1 again because a value is taken. It may be the citizen's own account that was never
+/// activated (a lost mail, a registration cut short): the page offers the way on. Said for
+/// every taken value, so it tells nothing about the account's state; the mail goes only to the
+/// stored address.
+fn render_taken(ctx: &PageCtx, input: &PersonalDataInput, taken: &[UniqueField]) -> Response {
+    render_step1(ctx, StatusCode::CONFLICT, input, &taken_errors(ctx, taken), true)
+}
+
+fn render_step1(
+    ctx: &PageCtx,
+    status: StatusCode,
+    input: &PersonalDataInput,
+    errors: &Errors,
+    resend_offered: bool,
+) -> Response {
     ctx.render_status(
         status,
         "register_personal.html",
-        context! { step => 1, form => input, errors => errors.value(), labels => labels(ctx), countries => countries(ctx) },
+        context! { step => 1, form => input, errors => errors.value(), labels => labels(ctx), countries => countries(ctx), resend_offered => resend_offered },
     )
 }
 
@@ -67,7 +85,7 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
     };
     match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
         Ok(taken) if taken.is_empty() => {}
-        Ok(taken) => return render_personal(&ctx, StatusCode::CONFLICT, &form.input, &taken_errors(&ctx, &taken)),
+        Ok(taken) => return render_taken(&ctx, &form.input, &taken),
         Err(e) => return ctx.failure(e),
     }
     let mut draft = load_draft(&ctx).unwrap_or_else(|| Draft::new(now));
@@ -279,9 +297,7 @@ pub(crate) async fn save(ctx: PageCtx, Form(form): Form<SaveForm>) -> Response {
             ctx.message(StatusCode::CONFLICT, "eid_failed_title", &[ctx.t("eid_card_taken")], Value::from(()))
         }
         // Taken since step 1: back to step 1 with the message at the field; the draft stays.
-        Err(AccountError::Taken(taken)) => {
-            render_personal(&ctx, StatusCode::CONFLICT, &draft.input, &taken_errors(&ctx, &taken))
-        }
+        Err(AccountError::Taken(taken)) => render_taken(&ctx, &draft.input, &taken),
         Err(e) => ctx.failure(e),
     }
 }
