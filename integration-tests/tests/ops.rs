@@ -16,9 +16,14 @@ async fn health_readiness_metrics_and_request_ids() {
 
     let ready = get("/readyz").await.unwrap();
     assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["cache-control"], "no-store");
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["checks"]["database"], "ok");
-    assert_eq!(body["checks"]["ephemeral_store"], "ok");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["ephemeral_store"]["status"], "ok");
+    let names =
+        [body["checks"]["database"]["dependency"].clone(), body["checks"]["ephemeral_store"]["dependency"].clone()];
+    assert!(names[0] == "sqlite" || names[0] == "postgres", "{names:?}");
+    assert!(names[1] == "memory" || names[1] == "redis", "{names:?}");
 
     // Unknown paths: JSON error, counted under one label.
     let missing = get("/test/no-such-thing").await.unwrap();
@@ -38,6 +43,8 @@ async fn health_readiness_metrics_and_request_ids() {
     ] {
         assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
     }
+    let up = format!(r#"servicekonto_dependency_up{{dependency="{}"}} 1"#, names[0].as_str().unwrap());
+    assert!(metrics.contains(&up), "the probe reports the database up:\n{metrics}");
     server.stop().await;
     backends.drop_now().await;
 }
@@ -55,8 +62,10 @@ async fn readiness_fails_with_503_naming_the_database_when_it_goes_away() {
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
-    assert_ne!(body["checks"]["database"], "ok");
-    assert_eq!(body["checks"]["ephemeral_store"], "ok");
+    assert_eq!(body["checks"]["database"]["status"], "unavailable");
+    assert_eq!(body["checks"]["database"]["dependency"], "postgres");
+    assert!(body["checks"]["database"]["error"].as_str().is_some_and(|e| !e.is_empty()), "says why: {body}");
+    assert_eq!(body["checks"]["ephemeral_store"]["status"], "ok");
     // Liveness is about the process, not its dependencies.
     assert_eq!(reqwest::get(format!("{}/healthz", server.base_url)).await.unwrap().status(), 200);
     server.stop().await;

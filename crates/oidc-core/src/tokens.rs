@@ -67,8 +67,9 @@ fn store_key(token: &str) -> String {
 /// What can go wrong with access tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessTokenError {
-    /// The ephemeral store failed.
-    #[error(transparent)]
+    /// The ephemeral store failed. (Not transparent: the `EphemeralError` itself stays in the
+    /// chain of sources, where the server recognises an outage.)
+    #[error("access-token store: {0}")]
     Store(#[from] EphemeralError),
     /// A stored grant could not be read or written.
     #[error("access-token grant encoding: {0}")]

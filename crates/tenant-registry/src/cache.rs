@@ -6,7 +6,8 @@
 //! database queries) and drops the whole cache when it moved. Entries also expire after
 //! `max_age`, which bounds staleness should a bump ever be lost. While the database fails, an
 //! entry keeps serving for `stale` beyond `max_age`, so clients still authenticate during an
-//! outage (what changed meanwhile takes effect when the database answers again).
+//! outage (what changed meanwhile takes effect when the database answers again); the same
+//! holds while the generation counter cannot be read.
 
 use std::{
     collections::HashMap,
@@ -116,7 +117,10 @@ impl RegistryStore for CachedRegistryStore {
     }
 
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
-        let generation = self.generation().await?;
+        let generation = match self.generation().await {
+            Ok(generation) => generation,
+            Err(error) => return self.stale_or(self.lock().tenants.get(&id), error),
+        };
         if let Some((tenant, at)) = self.current(generation).tenants.get(&id)
             && at.elapsed() < self.max_age
         {
@@ -167,7 +171,10 @@ impl RegistryStore for CachedRegistryStore {
     }
 
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError> {
-        let generation = self.generation().await?;
+        let generation = match self.generation().await {
+            Ok(generation) => generation,
+            Err(error) => return self.stale_or(self.lock().clients.get(client_id), error),
+        };
         if let Some((client, at)) = self.current(generation).clients.get(client_id)
             && at.elapsed() < self.max_age
         {
