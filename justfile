@@ -16,6 +16,10 @@ test-pg:
 ci:
     bash .ci/run
 
+# The fault suite with 30 s per fault (CI runs 3 s); needs PostgreSQL and redis-server.
+faults seconds="30":
+    FAULT_PHASE_SECONDS={{seconds}} TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres TEST_REDIS_URL=redis://127.0.0.1:6379 cargo test -p integration-tests --test faults -- --nocapture
+
 # Format the code.
 fmt:
     cargo fmt --all

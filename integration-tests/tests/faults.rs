@@ -753,10 +753,39 @@ async fn phase(world: &mut World, fault: Fault, seconds: u64, database_url: &str
     let registering =
         tokio::spawn(registrations(targets.clone(), fault.name(), tally.clone(), acknowledged.clone(), stop.clone()));
     let mut problems = Vec::new();
+    // A code issued before the fault, redeemed during it and again after it.
+    let issuer = format!("{}/test", world.nodes[0].base);
+    let code = match &world.citizens[0].browser.get(authorize_url(&issuer, true)).send().await {
+        Ok(response) => response
+            .headers()
+            .get("location")
+            .and_then(|l| url::Url::parse(l.to_str().ok()?).ok())
+            .and_then(|l| l.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned())),
+        Err(_) => None,
+    };
     // A moment of health, the fault, then recovery under the same load.
     tokio::time::sleep(Duration::from_millis(500)).await;
     world.inject(fault).await;
     tokio::time::sleep(Duration::from_secs(seconds) / 2).await;
+    let redeem = |code: String, issuer: String| async move {
+        Client::new()
+            .post(format!("{issuer}/token"))
+            .basic_auth(CLIENT, Some(SECRET))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("code_verifier", VERIFIER),
+            ])
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status())
+    };
+    let redeemed_during = match (&code, fault) {
+        (Some(code), Fault::PostgresStop | Fault::RedisReadOnly) => Some(redeem(code.clone(), issuer.clone()).await),
+        _ => None,
+    };
     if let Some(check) = fault.failing_check() {
         for base in world.bases() {
             let (status, failed) = readiness(&base).await;
@@ -770,6 +799,15 @@ async fn phase(world: &mut World, fault: Fault, seconds: u64, database_url: &str
     let recovered = recovery(&world.bases()).await;
     if recovered > RECOVERY_BOUND {
         problems.push(format!("{}: recovery took {recovered:?}", fault.name()));
+    }
+    // A redemption that failed on our side left the code redeemable.
+    if let (Some(during), Some(code)) = (redeemed_during, code) {
+        let after = redeem(code, issuer).await;
+        if during.as_ref().ok() != Some(&StatusCode::SERVICE_UNAVAILABLE)
+            || after.as_ref().ok() != Some(&StatusCode::OK)
+        {
+            problems.push(format!("{}: code redeemed during the fault {during:?}, after it {after:?}", fault.name()));
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);

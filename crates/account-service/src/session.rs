@@ -94,7 +94,11 @@ impl Sessions {
         }
         if now - session.last_seen >= TOUCH_INTERVAL {
             session.last_seen = now;
-            self.save(&key, &session, now).await?;
+            // The session is valid either way: a store that refuses writes for a while costs at
+            // most an earlier idle timeout, never a request.
+            if let Err(error) = self.save(&key, &session, now).await {
+                tracing::warn!(%error, "session idle time not restarted");
+            }
         }
         Ok(Some(session))
     }

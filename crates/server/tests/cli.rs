@@ -222,3 +222,33 @@ fn eid_command_drives_the_local_ausweisapp2() {
     assert!(stdout.contains("Ergebnis: ") && !stdout.contains("Ergebnis: ok"), "{stdout}");
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn serve_waits_for_unreachable_dependencies_naming_host_port_and_error_then_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    for (setting, url, dependency) in [
+        ("SERVICEKONTO_DATABASE__URL", format!("postgres://postgres@127.0.0.1:{closed}/servicekonto"), "database"),
+        ("SERVICEKONTO_REDIS__URL", format!("redis://127.0.0.1:{closed}"), "redis"),
+    ] {
+        let started = Instant::now();
+        let output = command(dir.path(), free_port())
+            .arg("serve")
+            .env(setting, &url)
+            .env("SERVICEKONTO_DEPENDENCIES__STARTUP_WAIT_SECONDS", "2")
+            .env("SERVICEKONTO_LOG__FORMAT", "json")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{dependency}: exits non-zero");
+        assert!(started.elapsed() < Duration::from_secs(20), "{dependency}: gives up after the configured wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let attempts: Vec<&str> = stderr.lines().filter(|l| l.contains("dependency not reachable at start")).collect();
+        assert!(attempts.len() >= 2, "{dependency}: one line per attempt, with retries:\n{stderr}");
+        for line in &attempts {
+            assert!(line.contains(&format!("\"dependency\":\"{dependency}\"")), "{line}");
+            assert!(line.contains("\"host\":\"127.0.0.1\"") && line.contains(&format!("\"port\":{closed}")), "{line}");
+            assert!(line.contains("Connection refused"), "names the operating system's error: {line}");
+        }
+        assert!(stderr.contains(&format!("127.0.0.1:{closed} not reachable after")), "the final error: {stderr}");
+    }
+}

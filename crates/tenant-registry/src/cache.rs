@@ -45,6 +45,7 @@ struct Cache {
 }
 
 fn unavailable(e: oidc_core::EphemeralError) -> StoreError {
+    // Boxed as it is, so the server still sees an ephemeral-store outage in the chain.
     StoreError::Unavailable(Box::new(e))
 }
 
@@ -78,9 +79,15 @@ impl CachedRegistryStore {
         Ok(stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()).unwrap_or(0))
     }
 
-    /// After a successful write: every node drops its cache at its next lookup.
+    /// After a successful write: every node drops its cache at its next lookup. The write is
+    /// committed already, so a failed bump does not fail it: this node drops its own cache at
+    /// once, the others within `max_age`.
     async fn bump(&self) -> Result<(), StoreError> {
-        self.ephemeral.increment(GENERATION_KEY, 1, GENERATION_TTL).await.map_err(unavailable)?;
+        if self.ephemeral.increment(GENERATION_KEY, 1, GENERATION_TTL).await.is_err() {
+            let mut cache = self.lock();
+            cache.clients.clear();
+            cache.tenants.clear();
+        }
         Ok(())
     }
 

@@ -511,6 +511,10 @@ pub(crate) fn recipient(authorization: &Authorization) -> String {
 
 /// RFC 6749 §4.1.3: redeems a code for an access token and an ID token. The client was
 /// authenticated already (or is public, then PKCE carries the proof).
+///
+/// The code is read first and taken (atomically, single use) only after the access token was
+/// stored, so an ephemeral store that refuses writes leaves the code as it was; whatever fails
+/// on our side after the take revokes the access token and puts the code back.
 pub(crate) async fn redeem(
     state: &AppState,
     environment: Environment,
@@ -522,58 +526,17 @@ pub(crate) async fn redeem(
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
     let Some(value) =
-        state.ephemeral.take(&code_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
+        state.ephemeral.get(&code_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
     else {
-        // A second redemption: revoke what the first one got (RFC 6749 §4.1.2).
-        if let Some(token) =
-            state.ephemeral.take(&used_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
-        {
-            let token = String::from_utf8_lossy(&token).into_owned();
-            let _ = state.access_tokens.revoke(&token).await;
-            tracing::warn!(client = %client.client_id, "authorization code presented twice; its tokens are revoked");
-        }
+        revoke_second_redemption(state, client, code).await?;
         return Err(invalid("Der Code ist ungültig, abgelaufen oder wurde schon eingelöst"));
     };
     let grant: CodeGrant = serde_json::from_slice(&value).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
-    if grant.environment != environment || grant.client_id != client.client_id {
-        return Err(invalid("Der Code gehört einem anderen Client"));
+    if let Err(refused) = check_redemption(client, &grant, environment, redirect_uri, verifier) {
+        // A code presented wrongly is used up, as if it had been redeemed (RFC 6749 §4.1.2).
+        let _ = state.ephemeral.delete(&code_key(code)).await;
+        return Err(refused);
     }
-    if redirect_uri.is_some_and(|r| r != grant.redirect_uri)
-        || (redirect_uri.is_none() && client.settings.redirect_uris.len() > 1)
-    {
-        return Err(invalid("redirect_uri stimmt nicht mit der Autorisierungsanfrage überein"));
-    }
-    match (&grant.code_challenge, verifier) {
-        (Some(challenge), Some(verifier)) if verify_s256(verifier, challenge) => {}
-        (Some(_), _) => return Err(invalid("code_verifier passt nicht zur code_challenge")),
-        (None, Some(_)) => return Err(invalid("code_verifier ohne code_challenge")),
-        (None, None) => {}
-    }
-    let mut issued = None;
-    let redeemed = complete_redemption(state, environment, issuer, client, code, grant, &mut issued).await;
-    if redeemed.is_err() {
-        // The failure was ours: nothing issued stays valid, and the client may redeem the code
-        // again (it is still within its minute, or expires in the store as usual).
-        if let Some(access_token) = issued {
-            let _ = state.access_tokens.revoke(&access_token).await;
-            let _ = state.ephemeral.delete(&used_key(code)).await;
-        }
-        let _ = state.ephemeral.put(&code_key(code), &value, CODE_TTL).await;
-    }
-    redeemed
-}
-
-/// Issues what a checked code grants; every access token made is put into `issued` first, so
-/// the caller can revoke it when a later step fails.
-async fn complete_redemption(
-    state: &AppState,
-    environment: Environment,
-    issuer: &str,
-    client: &Client,
-    code: &str,
-    grant: CodeGrant,
-    issued: &mut Option<String>,
-) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now().unix_timestamp();
     let lifetime = client.settings.lifetimes.access_token;
     let access = AccessGrant {
@@ -594,7 +557,84 @@ async fn complete_redemption(
         }),
     };
     let access_token = issue_access_token(state, environment, client, &access).await?;
-    *issued = Some(access_token.clone());
+    match state.ephemeral.take(&code_key(code)).await {
+        Ok(Some(_)) => {}
+        taken => {
+            let _ = state.access_tokens.revoke(&access_token).await;
+            return Err(match taken {
+                Err(e) => oauth_failure(state, "token.redeem", &e),
+                // Another redemption of the same code won the race.
+                _ => {
+                    revoke_second_redemption(state, client, code).await?;
+                    invalid("Der Code ist ungültig, abgelaufen oder wurde schon eingelöst")
+                }
+            });
+        }
+    }
+    let redeemed = complete_redemption(state, environment, issuer, client, code, grant, &access, &access_token).await;
+    if redeemed.is_err() {
+        // The failure was ours: the access token made for this answer must not outlive it, and
+        // the client may redeem the code again (within its minute).
+        let _ = state.access_tokens.revoke(&access_token).await;
+        let _ = state.ephemeral.delete(&used_key(code)).await;
+        let _ = state.ephemeral.put(&code_key(code), &value, CODE_TTL).await;
+    }
+    redeemed
+}
+
+/// A code presented again after it was redeemed: what the first redemption got is revoked
+/// (RFC 6749 §4.1.2).
+async fn revoke_second_redemption(state: &AppState, client: &Client, code: &str) -> Result<(), OAuthError> {
+    if let Some(token) =
+        state.ephemeral.take(&used_key(code)).await.map_err(|e| oauth_failure(state, "token.redeem", &e))?
+    {
+        let token = String::from_utf8_lossy(&token).into_owned();
+        let _ = state.access_tokens.revoke(&token).await;
+        tracing::warn!(client = %client.client_id, "authorization code presented twice; its tokens are revoked");
+    }
+    Ok(())
+}
+
+/// The code belongs to this client and environment, and redirect URI and PKCE match.
+fn check_redemption(
+    client: &Client,
+    grant: &CodeGrant,
+    environment: Environment,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
+    if grant.environment != environment || grant.client_id != client.client_id {
+        return Err(invalid("Der Code gehört einem anderen Client"));
+    }
+    if redirect_uri.is_some_and(|r| r != grant.redirect_uri)
+        || (redirect_uri.is_none() && client.settings.redirect_uris.len() > 1)
+    {
+        return Err(invalid("redirect_uri stimmt nicht mit der Autorisierungsanfrage überein"));
+    }
+    match (&grant.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) if verify_s256(verifier, challenge) => Ok(()),
+        (Some(_), _) => Err(invalid("code_verifier passt nicht zur code_challenge")),
+        (None, Some(_)) => Err(invalid("code_verifier ohne code_challenge")),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Completes a redemption whose code was taken: remembers the access token under the code (for
+/// a second redemption), logs what the ID token releases, signs it, stores a refresh token.
+#[allow(clippy::too_many_arguments, reason = "one call site; the values are distinct")]
+async fn complete_redemption(
+    state: &AppState,
+    environment: Environment,
+    issuer: &str,
+    client: &Client,
+    code: &str,
+    grant: CodeGrant,
+    access: &AccessGrant,
+    access_token: &str,
+) -> Result<TokenResponse, OAuthError> {
+    let now = access.issued_at;
+    let lifetime = client.settings.lifetimes.access_token;
     state
         .ephemeral
         .put(&used_key(code), access_token.as_bytes(), Duration::from_secs(u64::from(lifetime)))
@@ -641,7 +681,7 @@ async fn complete_redemption(
     };
     state.metrics.token_issued(environment, GrantType::AuthorizationCode.as_str());
     Ok(TokenResponse {
-        access_token,
+        access_token: access_token.to_owned(),
         token_type: "Bearer",
         expires_in: lifetime,
         scope: grant.scopes.join(" "),
