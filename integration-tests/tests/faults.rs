@@ -37,6 +37,12 @@ use tokio::{
     sync::watch,
 };
 
+#[path = "process/mod.rs"]
+#[allow(dead_code, reason = "shared by two test binaries, each uses a part")]
+mod process;
+
+use process::{Node, free_port};
+
 const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
 
 /// The value of a page's CSRF field.
@@ -73,10 +79,6 @@ const SECRET: &str = "demo-secret-only-for-local-use";
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 async fn signal(pid: u32, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().await.unwrap();
@@ -183,49 +185,6 @@ async fn forward(
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
-    }
-}
-
-/// One server node: the real binary in a process of its own.
-struct Node {
-    child: Child,
-    base: String,
-    env: Vec<(String, String)>,
-    log: std::path::PathBuf,
-}
-
-impl Node {
-    async fn start(env: Vec<(String, String)>, port: u16, log: std::path::PathBuf) -> Self {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fault-node"))
-            .arg("serve")
-            .envs(env.iter().cloned())
-            .env("SERVICEKONTO_HTTP__BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let node = Self { child, base: format!("http://127.0.0.1:{port}"), env, log };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(response) = reqwest::get(format!("{}/readyz", node.base)).await
-                && response.status() == StatusCode::OK
-            {
-                return node;
-            }
-            assert!(Instant::now() < deadline, "node {} did not start:\n{}", node.base, node.log_tail());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.base.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }
 

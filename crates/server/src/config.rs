@@ -351,11 +351,32 @@ pub struct HttpConfig {
     /// throttling) is then the last one in that header not itself a trusted proxy. Empty: the
     /// TCP peer is the citizen.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Largest request body of the citizen pages and the OIDC endpoints, in bytes; larger ones
+    /// are refused with 413 before they are read.
+    pub body_limit_bytes: usize,
+    /// Largest request body of the admin API, in bytes.
+    pub admin_body_limit_bytes: usize,
+    /// Connections served at once; more wait in the kernel's backlog. Keep it below the
+    /// process's file-descriptor limit (raised to its hard limit at start).
+    pub max_connections: usize,
+    /// Seconds a new connection has to deliver its first request head (slowloris).
+    pub header_timeout_seconds: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub keep_alive_seconds: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".to_owned(), shutdown_grace_seconds: 20, trusted_proxies: Vec::new() }
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            shutdown_grace_seconds: 20,
+            trusted_proxies: Vec::new(),
+            body_limit_bytes: 64 * 1024,
+            admin_body_limit_bytes: 1024 * 1024,
+            max_connections: 8192,
+            header_timeout_seconds: 10,
+            keep_alive_seconds: 60,
+        }
     }
 }
 
@@ -647,6 +668,16 @@ impl Config {
             if value == 0 {
                 problems.push(format!("accounts.{name} must be at least 1"));
             }
+        }
+        let h = &self.http;
+        if h.body_limit_bytes < 1024 || h.admin_body_limit_bytes < 1024 {
+            problems.push("http.body_limit_bytes and http.admin_body_limit_bytes must be at least 1024".to_owned());
+        }
+        if h.max_connections == 0 || h.header_timeout_seconds == 0 || h.keep_alive_seconds == 0 {
+            problems.push(
+                "http.max_connections, http.header_timeout_seconds and http.keep_alive_seconds must be at least 1"
+                    .to_owned(),
+            );
         }
         let d = &self.dependencies;
         if d.timeout_ms == 0 || d.request_deadline_ms < d.timeout_ms {

@@ -21,6 +21,7 @@ mod eid_cli;
 mod error;
 mod flows;
 mod http;
+mod listener;
 mod mail;
 mod metrics;
 mod middleware;
@@ -52,12 +53,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     state: AppState,
 ) -> std::io::Result<()> {
-    let grace = Duration::from_secs(state.config().http.shutdown_grace_seconds);
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let http = &state.config().http;
+    let grace = Duration::from_secs(http.shutdown_grace_seconds);
+    let acceptor = listener::GuardedAcceptor::new(
+        TcpAcceptor::from_tokio(listener)?,
+        listener::connection_cap(http.max_connections),
+        Duration::from_secs(http.header_timeout_seconds),
+    );
+    let keep_alive = Duration::from_secs(http.keep_alive_seconds);
     let purge = tokio::spawn(purge_unactivated(state.clone()));
     let probes = tokio::spawn(probe_dependencies(state.clone()));
     let keys = tokio::spawn(refresh_keys(state.clone()));
     let served = Server::new_with_acceptor(acceptor)
+        .idle_timeout(keep_alive)
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
         .await;
     purge.abort();

@@ -116,3 +116,59 @@ impl<E: Endpoint> Endpoint for DeadlineEndpoint<E> {
         Ok(response)
     }
 }
+
+/// Refuses request bodies larger than the route class allows, before they are read: 413 at once
+/// when `Content-Length` says so; a body without length is cut off at the limit while it is
+/// read, so no extractor ever buffers more.
+pub(crate) struct BodyLimit(pub(crate) usize);
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        BodyLimitEndpoint { inner, limit: self.0 }
+    }
+}
+
+pub(crate) struct BodyLimitEndpoint<E> {
+    inner: E,
+    limit: usize,
+}
+
+/// Body too large: German and English, for browsers and machines alike.
+const TOO_LARGE: &str = "Die Anfrage ist zu groß. / The request is too large.";
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let declared =
+            req.header(header::CONTENT_LENGTH).map(|length| length.trim().parse::<u64>().map_err(|_| ())).transpose();
+        match declared {
+            Ok(Some(length)) if length > self.limit as u64 => {
+                let body = serde_json::json!({ "error": "invalid_request", "error_description": TOO_LARGE });
+                // The client may still be sending; closing tells it to stop.
+                return Ok((StatusCode::PAYLOAD_TOO_LARGE, poem::web::Json(body))
+                    .with_header(header::CONNECTION, "close")
+                    .into_response());
+            }
+            Err(()) => {
+                let body = serde_json::json!({ "error": "invalid_request", "error_description": "Content-Length ist ungültig" });
+                return Ok((StatusCode::BAD_REQUEST, poem::web::Json(body)).into_response());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                use futures::StreamExt as _;
+                let limit = self.limit;
+                let mut seen = 0_usize;
+                let stream = req.take_body().into_bytes_stream().map(move |chunk| {
+                    let chunk = chunk?;
+                    seen += chunk.len();
+                    if seen > limit { Err(std::io::Error::other(TOO_LARGE)) } else { Ok(chunk) }
+                });
+                req.set_body(poem::Body::from_bytes_stream(stream));
+            }
+        }
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}

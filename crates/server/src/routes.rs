@@ -38,7 +38,7 @@ use poem::{
 use crate::{
     admin, error,
     http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
-    middleware::{Deadline, Observe},
+    middleware::{BodyLimit, Deadline, Observe},
     pages,
     state::AppState,
 };
@@ -91,15 +91,22 @@ impl Site {
 
 /// Builds the application: all routes, error rendering, metrics, request ids.
 pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
-    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> =
-        state.sites.iter().map(|site| (site.clone(), environment_routes(site).boxed())).collect();
+    let limit = state.config.http.body_limit_bytes;
+    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> = state
+        .sites
+        .iter()
+        .map(|site| (site.clone(), environment_routes(site).with(BodyLimit(limit)).boxed()))
+        .collect();
     let environments = Arc::new(EnvironmentRouter { sites });
     let admin_api = admin::service();
     let mut admin_routes = Route::new().at("/openapi.json", admin_api.spec_endpoint());
     if state.config.admin.swagger_ui {
         admin_routes = admin_routes.nest("/docs", admin_api.swagger_ui());
     }
-    let admin_routes = admin_routes.nest("/", admin_api).catch_all_error(error::render_admin);
+    let admin_routes = admin_routes
+        .nest("/", admin_api)
+        .catch_all_error(error::render_admin)
+        .with(BodyLimit(state.config.http.admin_body_limit_bytes));
     Route::new()
         .nest("/admin/api/v1", admin_routes)
         .at("/healthz", get(ops::healthz))

@@ -1,0 +1,124 @@
+//! Limits while reading, measured from outside on a node process of its own: huge bodies are
+//! refused before they are buffered (the node's resident memory stays put), and connections
+//! that never finish their request head are closed while `/healthz` keeps answering.
+//!
+//! A test binary of its own: it reads the node's memory and counts its time, which other tests
+//! running beside it would disturb.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+#[path = "process/mod.rs"]
+#[allow(dead_code, reason = "shared by two test binaries, each uses a part")]
+mod process;
+
+use std::time::{Duration, Instant};
+
+use process::{Node, free_port};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// A node on the embedded defaults in `dir`, with `extra` settings.
+async fn node(dir: &std::path::Path, extra: &[(&str, &str)]) -> Node {
+    let port = free_port();
+    let mut env: Vec<(String, String)> = vec![
+        ("SERVICEKONTO_DATABASE__URL".into(), format!("sqlite://{}/sk.db?mode=rwc", dir.display())),
+        ("SERVICEKONTO_KEYS__KEK_PATH".into(), dir.join("kek").display().to_string()),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR".into(), dir.join("outbox").display().to_string()),
+        ("SERVICEKONTO_ENVIRONMENTS__PRODUCTION__ISSUER".into(), format!("http://127.0.0.1:{port}")),
+        ("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER".into(), format!("http://127.0.0.1:{port}/test")),
+        ("SERVICEKONTO_LOG__FILTER".into(), "warn".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Node::start(env, port, dir.join("node.log")).await
+}
+
+/// Sends a request head and then up to 100 MB of body in 64 KiB pieces, as long as the server
+/// reads; returns the status line of the answer (empty if the server only closed).
+async fn flood(base: &str, head: &str, chunked: bool) -> String {
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let piece = vec![b'a'; 64 * 1024];
+    let chunk_header = format!("{:x}\r\n", piece.len());
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        for _ in 0..1600 {
+            let sent = if chunked {
+                async {
+                    writer.write_all(chunk_header.as_bytes()).await?;
+                    writer.write_all(&piece).await?;
+                    writer.write_all(b"\r\n").await
+                }
+                .await
+            } else {
+                writer.write_all(&piece).await
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    sender.abort();
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_100_mb_body_to_a_form_or_the_admin_api_is_refused_before_it_is_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &[]).await;
+    let host = node.base.trim_start_matches("http://").to_owned();
+    let before = node.rss_kib();
+    for (path, content_type) in [
+        ("/test/anmelden", "application/x-www-form-urlencoded"),
+        ("/test/token", "application/x-www-form-urlencoded"),
+        ("/admin/api/v1/tenants", "application/json"),
+    ] {
+        let declared = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: 104857600\r\n\r\n"
+        );
+        let status = flood(&node.base, &declared, false).await;
+        assert!(status.contains(" 413 "), "{path} with Content-Length: {status:?}");
+        let chunked = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let status = flood(&node.base, &chunked, true).await;
+        assert!(status.is_empty() || status.contains(" 4"), "{path} chunked: cut off, not served: {status:?}");
+    }
+    let after = node.rss_kib();
+    assert!(after < before + 20 * 1024, "resident memory grew from {before} KiB to {after} KiB");
+    // Ordinary requests still work.
+    let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn held_half_requests_are_closed_after_the_header_timeout_and_healthz_answers_throughout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &[("SERVICEKONTO_HTTP__HEADER_TIMEOUT_SECONDS", "2")]).await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow: ").await.unwrap();
+        held.push(stream);
+    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let answer = client.get(format!("{}/healthz", node.base)).send().await;
+        assert!(answer.is_ok_and(|a| a.status() == 200), "/healthz answers while 1,000 half requests are held");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut closed = 0;
+    for mut stream in held {
+        let mut byte = [0_u8; 1];
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 1000, "every half request was closed after the header timeout");
+}
