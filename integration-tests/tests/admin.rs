@@ -61,7 +61,7 @@ pub(crate) async fn token(
 
 pub(crate) struct Admin {
     base: String,
-    token: String,
+    pub(crate) token: String,
     http: reqwest::Client,
 }
 

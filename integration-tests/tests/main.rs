@@ -19,6 +19,7 @@ mod oidc;
 mod ops;
 mod par_jar;
 mod private_key_jwt;
+mod privileges;
 mod registration;
 mod rp_node;
 mod support;

@@ -33,8 +33,8 @@ pub struct RefreshRecord {
 pub enum Rotation {
     /// The token was live; it is used up now and the new one (same family) is stored.
     Rotated(RefreshRecord),
-    /// The token was used already: the family is revoked.
-    Reused,
+    /// The token was used already: the family (named) is revoked.
+    Reused(String),
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -65,6 +65,13 @@ pub trait RefreshTokenStore: Send + Sync {
         expires_at: i64,
         grace_seconds: i64,
     ) -> Result<Rotation, RefreshStoreError>;
+
+    /// The record behind `token_hash`, used or not, while it is stored (for revocation and
+    /// introspection of a presented token).
+    async fn find_any(&self, token_hash: &str) -> Result<Option<RefreshRecord>, RefreshStoreError>;
+
+    /// Revokes the whole family (every token rotated from one code).
+    async fn revoke_family(&self, family_id: &str) -> Result<u64, RefreshStoreError>;
 
     /// Revokes every token of `account_id` issued to `client_id` (consent withdrawn).
     async fn revoke_for_client(&self, account_id: AccountId, client_id: &ClientId) -> Result<u64, RefreshStoreError>;

@@ -28,6 +28,10 @@ pub struct AccessGrant {
     /// `client_credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub citizen: Option<CitizenGrant>,
+    /// The refresh-token family it was issued with (code and refresh grants): revoking the
+    /// family revokes it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 /// The citizen side of an access token from the code flow.
@@ -64,6 +68,10 @@ fn store_key(token: &str) -> String {
     format!("at:{}", token_digest(token))
 }
 
+fn family_key(family: &str) -> String {
+    format!("atf-revoked:{}", token_digest(family))
+}
+
 /// What can go wrong with access tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessTokenError {
@@ -94,12 +102,23 @@ impl AccessTokens {
         Ok(self.store.put(&store_key(token), &serde_json::to_vec(grant)?, ttl).await?)
     }
 
-    /// The grant of a live token; `None` for unknown, expired or revoked ones.
+    /// The grant of a live token; `None` for unknown, expired or revoked ones, and for tokens
+    /// of a revoked refresh-token family.
     pub async fn find(&self, token: &str) -> Result<Option<AccessGrant>, AccessTokenError> {
-        match self.store.get(&store_key(token)).await? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-            None => Ok(None),
+        let Some(bytes) = self.store.get(&store_key(token)).await? else { return Ok(None) };
+        let grant: AccessGrant = serde_json::from_slice(&bytes)?;
+        if let Some(family) = &grant.family
+            && self.store.get(&family_key(family)).await?.is_some()
+        {
+            return Ok(None);
         }
+        Ok(Some(grant))
+    }
+
+    /// Ends every access token issued with the refresh-token `family` (a replay, a revocation);
+    /// remembered for `ttl`, the longest such token's remaining life.
+    pub async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), AccessTokenError> {
+        Ok(self.store.put(&family_key(family), b"1", ttl).await?)
     }
 
     /// Ends a token at once; `true` when it was live.
@@ -130,6 +149,7 @@ mod tests {
 
     fn grant(citizen: Option<CitizenGrant>) -> AccessGrant {
         AccessGrant {
+            family: None,
             environment: Environment::Test,
             client_id: ClientId::parse("fachverfahren").unwrap(),
             tenant_id: TenantId::new_random(),

@@ -86,6 +86,20 @@ enum AdminAction {
         /// Contact e-mail of the operator.
         #[arg(long, default_value = "betrieb@example.org")]
         contact: String,
+        /// Do nothing (and succeed) when an operator client exists already. Without it, an
+        /// existing operator client is an error: a second one is made only with `--additional`.
+        #[arg(long, conflicts_with_all = ["regain", "additional"])]
+        if_missing: bool,
+        /// Regain access: rotate the secret of the existing operator client (`--client-id` when
+        /// there are several) and print the new one; audited as `client.rotate_secret`.
+        #[arg(long, conflicts_with = "additional")]
+        regain: bool,
+        /// With `--regain`: which operator client.
+        #[arg(long, requires = "regain")]
+        client_id: Option<String>,
+        /// Create another operator client although one exists.
+        #[arg(long)]
+        additional: bool,
     },
     /// Print the admin API's OpenAPI document.
     Openapi,
@@ -146,8 +160,16 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { action } => keys(action, &config).await?,
         Command::Admin { action: AdminAction::Openapi } => println!("{}", crate::admin_openapi_json()),
-        Command::Admin { action: AdminAction::Bootstrap { tenant_slug, name, contact } } => {
-            bootstrap(&config, tenant_slug, name, contact).await?;
+        Command::Admin {
+            action: AdminAction::Bootstrap { tenant_slug, name, contact, if_missing, regain, client_id, additional },
+        } => {
+            let mode = match (if_missing, regain, additional) {
+                (true, _, _) => BootstrapMode::IfMissing,
+                (_, true, _) => BootstrapMode::Regain(client_id),
+                (_, _, true) => BootstrapMode::Additional,
+                _ => BootstrapMode::First,
+            };
+            bootstrap(&config, tenant_slug, name, contact, mode).await?;
         }
         Command::Healthcheck { url } => return healthcheck(url, &config).await,
         Command::Eid { tc_token_url, sdk_url, developer_mode, simulator } => {
@@ -230,9 +252,65 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: no new connections, in-flight requests may finish");
 }
 
-async fn bootstrap(config: &Config, slug: String, name: String, contact: String) -> anyhow::Result<()> {
+/// What `admin bootstrap` does when an operator client exists already.
+enum BootstrapMode {
+    /// Refuse: the operator has a client (and should say what they want).
+    First,
+    /// Succeed without doing anything.
+    IfMissing,
+    /// Rotate the secret of this (or the only) operator client.
+    Regain(Option<String>),
+    /// Create another one.
+    Additional,
+}
+
+async fn bootstrap(
+    config: &Config,
+    slug: String,
+    name: String,
+    contact: String,
+    mode: BootstrapMode,
+) -> anyhow::Result<()> {
     let database = state::connect_database(config, Migrations::Require).await?;
     let registry = state::uncached_registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
+    let operators =
+        registry.operator_clients().await.map_err(|e| anyhow::anyhow!("listing operator clients: {e:?}"))?;
+    let issuer = config.environments.issuer(Environment::Production);
+    match (&mode, operators.as_slice()) {
+        (BootstrapMode::Regain(wanted), _) => {
+            let chosen = match wanted {
+                Some(id) => operators.iter().find(|c| c.client_id.as_str() == id),
+                None if operators.len() == 1 => operators.first(),
+                None => anyhow::bail!(
+                    "there are {} operator clients; name one with --client-id ({})",
+                    operators.len(),
+                    operators.iter().map(|c| c.client_id.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let client = chosen.context("no such operator client; `admin bootstrap` creates the first one")?;
+            // The old secret stops at once: whoever lost access may not be the only one holding it.
+            let (client, secret) = registry
+                .rotate_secret(&Actor::System("bootstrap-regain"), &client.client_id, Duration::ZERO, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("rotating the secret: {e:?}"))?;
+            println!(
+                "operator admin client {}: new secret (shown only now; the old one no longer works):",
+                client.client_id
+            );
+            println!("  client_secret:  {}", secret.expose());
+            return Ok(());
+        }
+        (BootstrapMode::IfMissing, [existing, ..]) => {
+            println!("an operator client exists already ({}); nothing done", existing.client_id);
+            return Ok(());
+        }
+        (BootstrapMode::First, [existing, ..]) => anyhow::bail!(
+            "an operator client exists already ({}): use --if-missing to accept that, --regain to rotate its secret, \
+             --additional for another one",
+            existing.client_id
+        ),
+        (BootstrapMode::First | BootstrapMode::IfMissing | BootstrapMode::Additional, _) => {}
+    }
     let actor = Actor::System("bootstrap");
     let tenant = match registry.find_tenant_by_slug(&slug).await? {
         Some(tenant) => tenant,
@@ -263,7 +341,6 @@ async fn bootstrap(config: &Config, slug: String, name: String, contact: String)
         .await
         .map_err(|e| anyhow::anyhow!("creating the admin client: {e:?}"))?;
     let secret = secret.context("an admin client always gets a secret")?;
-    let issuer = config.environments.issuer(Environment::Production);
     println!("operator admin client created (the secret is shown only now):");
     println!("  client_id:      {}", client.client_id);
     println!("  client_secret:  {}", secret.expose());

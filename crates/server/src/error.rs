@@ -318,15 +318,20 @@ impl AdminError {
         ))
     }
 
+    /// 503: a dependency is down (the failure was logged already).
+    pub(crate) fn unavailable() -> Self {
+        AdminError::Unavailable(problem(
+            503,
+            "temporarily_unavailable",
+            "Service unavailable",
+            "A dependency of the service is unavailable for the moment; retry later.",
+            Vec::new(),
+        ))
+    }
+
     pub(crate) fn internal(error: &(dyn std::error::Error + 'static)) -> Self {
         if outage(error).is_some() {
-            return AdminError::Unavailable(problem(
-                503,
-                "temporarily_unavailable",
-                "Service unavailable",
-                "A dependency of the service is unavailable for the moment; retry later.",
-                Vec::new(),
-            ));
+            return Self::unavailable();
         }
         AdminError::Internal(problem(
             500,

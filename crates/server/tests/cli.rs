@@ -159,21 +159,45 @@ fn admin_bootstrap_prints_credentials_that_get_an_admin_token() {
     };
     let (client_id, secret) = (value("client_id:"), value("client_secret:"));
 
+    let token = |secret: &str| {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
+        let body = "grant_type=client_credentials&scope=admin";
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+
     let (mut child, _) = serve(dir.path(), port);
-    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{secret}"));
-    let body = "grant_type=client_credentials&scope=admin";
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {credentials}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = token(&secret);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"scope\":\"admin\""), "{response}");
+    terminate(&child);
+    assert!(wait(&mut child, Duration::from_secs(10)).success());
 
+    // Idempotent: a second run neither makes another operator client nor fails when asked not to.
+    let again = command(dir.path(), port).args(["admin", "bootstrap"]).output().unwrap();
+    assert!(!again.status.success(), "a second operator client only on request");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--if-missing"), "says what to do");
+    let if_missing = command(dir.path(), port).args(["admin", "bootstrap", "--if-missing"]).output().unwrap();
+    assert!(if_missing.status.success());
+    assert!(String::from_utf8_lossy(&if_missing.stdout).contains("nothing done"));
+
+    // Regaining access rotates the secret: the old one stops, the new one works.
+    let regain = command(dir.path(), port).args(["admin", "bootstrap", "--regain"]).output().unwrap();
+    assert!(regain.status.success(), "{}", String::from_utf8_lossy(&regain.stderr));
+    let printed = String::from_utf8(regain.stdout).unwrap();
+    let new_secret = printed.lines().find_map(|l| l.trim().strip_prefix("client_secret:")).unwrap().trim().to_owned();
+    assert_ne!(new_secret, secret);
+    let (mut child, _) = serve(dir.path(), port);
+    assert!(token(&secret).starts_with("HTTP/1.1 401"), "the old secret no longer works");
+    assert!(token(&new_secret).starts_with("HTTP/1.1 200"), "the new one does");
     terminate(&child);
     assert!(wait(&mut child, Duration::from_secs(10)).success());
 

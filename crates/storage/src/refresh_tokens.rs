@@ -150,7 +150,7 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
                 .await
                 .map_err(failed)?;
             txn.commit().await.map_err(failed)?;
-            return Ok(Rotation::Reused);
+            return Ok(Rotation::Reused(old.family_id));
         }
         if old.expires_at <= now {
             txn.commit().await.map_err(failed)?;
@@ -160,6 +160,20 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
         txn.commit().await.map_err(failed)?;
         Ok(Rotation::Rotated(next))
+    }
+
+    async fn find_any(&self, token_hash: &str) -> Result<Option<RefreshRecord>, RefreshStoreError> {
+        let found = refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.conn).await.map_err(failed)?;
+        found.map(record).transpose()
+    }
+
+    async fn revoke_family(&self, family_id: &str) -> Result<u64, RefreshStoreError> {
+        let deleted = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::FamilyId.eq(family_id))
+            .exec(&self.conn)
+            .await
+            .map_err(failed)?;
+        Ok(deleted.rows_affected)
     }
 
     async fn revoke_for_client(&self, account_id: AccountId, client_id: &ClientId) -> Result<u64, RefreshStoreError> {

@@ -343,6 +343,17 @@ impl RegistryStore for SeaRegistryStore {
         if let Some(environment) = filter.environment {
             query = query.filter(client::Column::Environment.eq(environment.as_str()));
         }
+        if let Some(role) = &filter.admin_role {
+            query = query.filter(client::Column::AdminRole.eq(name_of(role)?));
+        }
+        if filter.hide_operators {
+            let operator = name_of(&tenant_registry::AdminRole::Operator)?;
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(client::Column::AdminRole.is_null())
+                    .add(client::Column::AdminRole.ne(operator)),
+            );
+        }
         let total = query.clone().count(&self.conn).await.map_err(map_db_err)?;
         let (limit, offset) = limits(page);
         let rows = query

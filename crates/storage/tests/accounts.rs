@@ -440,7 +440,7 @@ async fn refresh_token_rotation(db: &Database) {
     // Without grace: a second use is a replay and revokes the family, successor included.
     store.insert(&record("a1", "fam-a")).await.unwrap();
     assert!(rotated(store.rotate("a1", "a2", 1010, 9000, 0).await.unwrap()));
-    assert_eq!(store.rotate("a1", "a3", 1011, 9000, 0).await.unwrap(), Rotation::Reused);
+    assert_eq!(store.rotate("a1", "a3", 1011, 9000, 0).await.unwrap(), Rotation::Reused("fam-a".into()));
     assert_eq!(store.find("a2", 1012).await.unwrap(), None, "the family is revoked");
     assert_eq!(store.rotate("a2", "a4", 1012, 9000, 0).await.unwrap(), Rotation::Invalid);
 
@@ -452,13 +452,21 @@ async fn refresh_token_rotation(db: &Database) {
     assert!(store.find("b3", 1016).await.unwrap().is_some());
     // The successor was used: presenting the old token again is a replay after all.
     assert!(rotated(store.rotate("b3", "b4", 1020, 9000, 30).await.unwrap()));
-    assert_eq!(store.rotate("b1", "b5", 1021, 9000, 30).await.unwrap(), Rotation::Reused);
+    assert_eq!(store.rotate("b1", "b5", 1021, 9000, 30).await.unwrap(), Rotation::Reused("fam-b".into()));
     assert_eq!(store.find("b4", 1022).await.unwrap(), None);
+
+    // Revocation of a presented token reaches its whole family, used or not.
+    assert_eq!(store.find_any("b1").await.unwrap(), None, "the replay deleted the family");
+    store.insert(&record("d1", "fam-d")).await.unwrap();
+    assert!(rotated(store.rotate("d1", "d2", 1010, 9000, 0).await.unwrap()));
+    assert_eq!(store.find_any("d1").await.unwrap().map(|r| r.family_id), Some("fam-d".to_owned()), "used, still known");
+    assert_eq!(store.revoke_family("fam-d").await.unwrap(), 2);
+    assert_eq!(store.find_any("d2").await.unwrap(), None);
 
     // Past the grace, a retry is a replay too.
     store.insert(&record("c1", "fam-c")).await.unwrap();
     assert!(rotated(store.rotate("c1", "c2", 1010, 9000, 30).await.unwrap()));
-    assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused);
+    assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused("fam-c".into()));
 }
 
 /// Where the scenarios run; each gets a database of its own, so their accounts do not meet.

@@ -385,9 +385,11 @@ mod registry {
         store.insert_client(&c1, &audit("client.create", &a)).await.unwrap();
         store.insert_client(&c2, &audit("client.create", &a)).await.unwrap();
         assert_eq!(store.find_client(&c1.client_id).await.unwrap(), Some(c1.clone()));
-        let of_a = store.list_clients(&ClientFilter { tenant_id: Some(a.id), environment: None }, ALL).await.unwrap();
+        let of_a =
+            store.list_clients(&ClientFilter { tenant_id: Some(a.id), ..ClientFilter::default() }, ALL).await.unwrap();
         assert_eq!(of_a.items, vec![c1.clone(), c2.clone()], "ordered by creation");
-        let in_test = ClientFilter { tenant_id: Some(a.id), environment: Some(Environment::Test) };
+        let in_test =
+            ClientFilter { tenant_id: Some(a.id), environment: Some(Environment::Test), ..ClientFilter::default() };
         assert_eq!(store.list_clients(&in_test, ALL).await.unwrap().items, vec![c1.clone()]);
         let orphan = client(&tenant("nobody", "Nobody"), Environment::Test, datetime!(2026-01-05 00:00 UTC));
         assert!(store.insert_client(&orphan, &audit("client.create", &a)).await.is_err(), "the tenant must exist");

@@ -47,6 +47,18 @@ impl Actor {
         }
     }
 
+    /// Whether the actor may see and manage `client`: its tenant must be visible, and a tenant
+    /// admin never reaches a client whose role is above its own (an operator client), so it
+    /// cannot climb by rotating that client's secret.
+    pub(crate) fn manages(&self, client: &crate::model::Client) -> bool {
+        match self {
+            Actor::TenantAdmin { .. } | Actor::Registration { .. } => {
+                self.sees(client.tenant_id) && client.admin_role != Some(crate::model::AdminRole::Operator)
+            }
+            Actor::Operator(_) | Actor::System(_) => true,
+        }
+    }
+
     /// Whether the actor may see `tenant` at all; others are answered "not found", so tenants
     /// cannot be enumerated.
     pub(crate) fn sees(&self, tenant: TenantId) -> bool {

@@ -140,12 +140,43 @@ impl Registry {
         self.store.find_tenant(id).await?.ok_or(RegistryError::NotFound)
     }
 
-    /// The client if the actor may see its tenant; "not found" otherwise.
+    /// The client if the actor may see and manage it; "not found" otherwise (a tenant admin
+    /// does not learn that an operator client exists).
     async fn visible_client(&self, actor: &Actor, client_id: &ClientId) -> Result<Client, RegistryError> {
         match self.store.find_client(client_id).await? {
-            Some(client) if actor.sees(client.tenant_id) => Ok(client),
+            Some(client) if actor.manages(&client) => Ok(client),
             _ => Err(RegistryError::NotFound),
         }
+    }
+
+    /// Refuses to take away the last operator client of production: without one, only the
+    /// command line could administer the service again.
+    async fn keep_an_operator(&self, client: &Client) -> Result<(), RegistryError> {
+        if client.admin_role != Some(AdminRole::Operator) || client.environment != Environment::Production {
+            return Ok(());
+        }
+        let filter = ClientFilter {
+            environment: Some(Environment::Production),
+            admin_role: Some(AdminRole::Operator),
+            ..ClientFilter::default()
+        };
+        let operators = self.store.list_clients(&filter, PageRequest { limit: 1, offset: 0 }).await?.total;
+        if operators <= 1 {
+            return Err(RegistryError::Conflict(
+                "this is the last operator client; create another operator client first".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The operator clients of production, for `admin bootstrap`.
+    pub async fn operator_clients(&self) -> Result<Vec<Client>, RegistryError> {
+        let filter = ClientFilter {
+            environment: Some(Environment::Production),
+            admin_role: Some(AdminRole::Operator),
+            ..ClientFilter::default()
+        };
+        Ok(self.store.list_clients(&filter, PageRequest { limit: 500, offset: 0 }).await?.items)
     }
 
     // --- tenants ---------------------------------------------------------------------------
@@ -225,7 +256,7 @@ impl Registry {
         let clients = self
             .store
             .list_clients(
-                &ClientFilter { tenant_id: Some(id), environment: None },
+                &ClientFilter { tenant_id: Some(id), ..ClientFilter::default() },
                 PageRequest { limit: 500, offset: 0 },
             )
             .await?;
@@ -460,6 +491,7 @@ impl Registry {
         if !scope_to_actor(actor, &mut filter.tenant_id) {
             return Ok(Page { items: Vec::new(), total: 0 });
         }
+        filter.hide_operators = !actor.is_operator();
         Ok(self.store.list_clients(&filter, page).await?)
     }
 
@@ -481,6 +513,9 @@ impl Registry {
             flags,
             OperatorFlags { first_party: before.first_party, admin_role: before.admin_role },
         )?;
+        if flags.admin_role != before.admin_role {
+            self.keep_an_operator(&before).await?;
+        }
         let tenant = self.visible_tenant(actor, before.tenant_id).await?;
         let mut problems = rules::check_client(&settings, before.environment, &tenant);
         Self::check_admin_role(&settings, flags, &mut problems);
@@ -574,6 +609,7 @@ impl Registry {
         expected_version: Option<i64>,
     ) -> Result<(), RegistryError> {
         let before = self.visible_client(actor, client_id).await?;
+        self.keep_an_operator(&before).await?;
         let expected = expected_version.unwrap_or(before.version);
         let audit = event(
             actor,

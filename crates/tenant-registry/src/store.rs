@@ -45,6 +45,10 @@ pub struct ClientFilter {
     pub tenant_id: Option<TenantId>,
     /// Only in this environment.
     pub environment: Option<Environment>,
+    /// Only clients with this admin role.
+    pub admin_role: Option<crate::AdminRole>,
+    /// Leave operator clients out (what a tenant admin lists: nothing above its own role).
+    pub hide_operators: bool,
 }
 
 /// What can go wrong in the registry's store.

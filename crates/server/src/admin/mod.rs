@@ -14,7 +14,7 @@ use dto::{
     TenantUpdate, TenantView,
 };
 pub(crate) use dto::{FieldProblem, Problem};
-use oidc_core::{ClientId, Environment, TenantId};
+use oidc_core::{ClientId, Environment, OAuthErrorCode, TenantId};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi, OpenApiService, SecurityScheme, Tags,
@@ -22,10 +22,16 @@ use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,
 };
-use tenant_registry::{Actor, AuditFilter, Client, ClientFilter, PageRequest, Tenant, TenantFilter, TenantStatus};
+use tenant_registry::{
+    Actor, AdminRole, AuditFilter, Client, ClientFilter, PageRequest, Tenant, TenantFilter, TenantStatus,
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::{error::AdminError, flows::registration, state::AppState};
+use crate::{
+    error::AdminError,
+    flows::{registration, token::live_grant},
+    state::AppState,
+};
 
 /// Groups of operations in the document.
 #[derive(Tags)]
@@ -83,19 +89,29 @@ fn time_param(field: &str, text: Option<String>) -> AdminResult<Option<OffsetDat
     .transpose()
 }
 
+/// Who the bearer is: checked on every request against the token's client as it is now
+/// (it exists, its tenant is active, it still has the role the token's scope was granted for),
+/// so deleting, demoting or suspending takes effect at once on every node.
 async fn actor(state: &AppState, token: &AdminToken) -> AdminResult<Actor> {
-    let grant = state.access_tokens.find(&token.0.token).await.map_err(|e| AdminError::internal(&e))?;
-    let Some(grant) = grant.filter(|g| g.environment == Environment::Production) else {
+    let found = live_grant(state, "admin.token", &token.0.token).await.map_err(|e| match e.code {
+        OAuthErrorCode::TemporarilyUnavailable => AdminError::unavailable(),
+        _ => AdminError::internal(&e),
+    })?;
+    let Some((grant, client)) = found.filter(|(g, _)| g.environment == Environment::Production) else {
         return Err(AdminError::unauthorized(
-            "The access token is unknown, expired or not from the production issuer.",
+            "The access token is unknown, expired, not from the production issuer, or its client or tenant is gone or suspended.",
         ));
     };
-    if grant.scopes.iter().any(|s| s == "admin") {
-        Ok(Actor::Operator(grant.client_id))
-    } else if grant.scopes.iter().any(|s| s == "tenant-admin") {
-        Ok(Actor::TenantAdmin { client_id: grant.client_id, tenant_id: grant.tenant_id })
-    } else {
-        Err(AdminError::forbidden("The access token lacks the scope admin or tenant-admin."))
+    let has = |scope: &str| grant.scopes.iter().any(|s| s == scope);
+    match client.admin_role {
+        Some(AdminRole::Operator) if has("admin") => Ok(Actor::Operator(grant.client_id)),
+        Some(AdminRole::TenantAdmin) if has("tenant-admin") => {
+            Ok(Actor::TenantAdmin { client_id: grant.client_id, tenant_id: grant.tenant_id })
+        }
+        _ if has("admin") || has("tenant-admin") => {
+            Err(AdminError::unauthorized("The access token's client no longer has the role it was issued for."))
+        }
+        _ => Err(AdminError::forbidden("The access token lacks the scope admin or tenant-admin.")),
     }
 }
 
@@ -383,7 +399,8 @@ impl AdminApi {
             ),
             None => None,
         };
-        let filter = ClientFilter { tenant_id: tenant, environment: environment.0.map(Into::into) };
+        let filter =
+            ClientFilter { tenant_id: tenant, environment: environment.0.map(Into::into), ..ClientFilter::default() };
         let found = state.registry.list_clients(&actor, filter, page).await?;
         Ok(ClientListResponse::Ok(Json(ClientList {
             items: found.items.iter().map(Into::into).collect(),

@@ -539,6 +539,8 @@ pub(crate) async fn redeem(
     }
     let now = state.clock.now().unix_timestamp();
     let lifetime = client.settings.lifetimes.access_token;
+    // A one-time identification gives its data once: nothing to renew.
+    let renewable = client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none();
     let access = AccessGrant {
         environment,
         client_id: client.client_id.clone(),
@@ -546,6 +548,7 @@ pub(crate) async fn redeem(
         scopes: grant.scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
+        family: renewable.then(random_token),
         citizen: Some(CitizenGrant {
             account_id: grant.account_id,
             sub: grant.sub.clone(),
@@ -660,12 +663,11 @@ async fn complete_redemption(
         personal,
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
-    // A one-time identification gives its data once: nothing to renew.
-    let refresh_token = if client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none() {
+    let refresh_token = if let Some(family) = &access.family {
         let token = random_token();
         let record = RefreshRecord {
             token_hash: token_digest(&token),
-            family_id: random_token(),
+            family_id: family.clone(),
             environment,
             client_id: client.client_id.clone(),
             account_id: grant.account_id,
@@ -787,7 +789,7 @@ pub(crate) async fn refresh(
         None => None,
     };
     let lifetime = client.settings.lifetimes.access_token;
-    let access = renewed.as_ref().map(|renewed| AccessGrant {
+    let access = renewed.as_ref().zip(found.as_ref()).map(|(renewed, record)| AccessGrant {
         environment,
         client_id: client.client_id.clone(),
         tenant_id: client.tenant_id,
@@ -795,6 +797,7 @@ pub(crate) async fn refresh(
         issued_at: now,
         expires_at: now + i64::from(lifetime),
         citizen: renewed.citizen.clone(),
+        family: Some(record.family_id.clone()),
     });
     let access_token = match &access {
         Some(access) => Some(issue_access_token(state, environment, client, access).await?),
@@ -814,8 +817,13 @@ pub(crate) async fn refresh(
             }
             return Err(match other {
                 Err(e) => oauth_failure(state, "refresh.rotate", &e),
-                Ok(Rotation::Reused) => {
+                Ok(Rotation::Reused(family)) => {
                     tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
+                    // The access tokens the family gave out end with it.
+                    let ttl = Duration::from_secs(u64::from(lifetime));
+                    if let Err(e) = state.access_tokens.revoke_family(&family, ttl).await {
+                        crate::error::record_failure(state, "refresh.revoke_family", &e);
+                    }
                     invalid("Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen")
                 }
                 Ok(Rotation::Rotated(_) | Rotation::Invalid) => {
@@ -839,6 +847,7 @@ pub(crate) async fn refresh(
                 issued_at: now,
                 expires_at: now + i64::from(lifetime),
                 citizen: renewed.citizen,
+                family: Some(record.family_id.clone()),
             };
             (issue_access_token(state, environment, client, &access).await?, renewed.scopes)
         }

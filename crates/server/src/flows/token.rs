@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use oidc_core::{
-    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, SigningAlgorithm, jwt_access_token_claims,
-    random_token, token_digest, verify_client_assertion,
+    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, RefreshRecord, SigningAlgorithm,
+    jwt_access_token_claims, random_token, token_digest, verify_client_assertion,
 };
 use serde::Serialize;
 use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
@@ -209,6 +209,7 @@ pub(crate) async fn client_credentials(
         issued_at: now,
         expires_at: now + i64::from(lifetime),
         citizen: None,
+        family: None,
     };
     let access_token = issue_access_token(state, environment, &client, &grant).await?;
     state.metrics.token_issued(environment, GrantType::ClientCredentials.as_str());
@@ -220,4 +221,95 @@ pub(crate) async fn client_credentials(
         id_token: None,
         refresh_token: None,
     })
+}
+
+/// The grant of a live access token together with its client — `None` when the token is
+/// unknown, expired or revoked, or when its client no longer exists in that environment or its
+/// tenant is suspended or gone: a token lives no longer than its source. The client comes from
+/// the registry's per-node cache, which every registry write invalidates on every node.
+pub(crate) async fn live_grant(
+    state: &AppState,
+    operation: &'static str,
+    token: &str,
+) -> Result<Option<(AccessGrant, Client)>, OAuthError> {
+    let Some(grant) = state.access_tokens.find(token).await.map_err(|e| oauth_failure(state, operation, &e))? else {
+        return Ok(None);
+    };
+    match state.registry.active_client(grant.environment, grant.client_id.as_str()).await {
+        Ok((client, tenant)) if tenant.id == grant.tenant_id => Ok(Some((grant, client))),
+        Ok(_) | Err(ClientAuthError::Failed | ClientAuthError::TenantSuspended) => Ok(None),
+        Err(ClientAuthError::Store(e)) => Err(oauth_failure(state, operation, &e)),
+    }
+}
+
+/// A token presented to introspection or revocation, as far as the calling client may know it.
+pub(crate) enum Presented {
+    /// A live access token of the caller.
+    Access(String, AccessGrant),
+    /// A refresh token of the caller (used or not; `live` when it would still refresh).
+    Refresh { record: RefreshRecord, live: bool },
+    /// Unknown, expired, or another client's: looks the same.
+    Unknown,
+}
+
+/// What `token` is to `client` (RFC 7662 §2.2, RFC 7009 §2.1: a client learns only about its
+/// own tokens).
+pub(crate) async fn presented(
+    state: &AppState,
+    environment: Environment,
+    client: &Client,
+    token: &str,
+) -> Result<Presented, OAuthError> {
+    if let Some((grant, _)) = live_grant(state, "introspection.access", token).await?
+        && grant.client_id == client.client_id
+        && grant.environment == environment
+    {
+        return Ok(Presented::Access(token.to_owned(), grant));
+    }
+    let now = state.clock.now().unix_timestamp();
+    let found = state
+        .refresh_tokens
+        .find_any(&token_digest(token))
+        .await
+        .map_err(|e| oauth_failure(state, "introspection.refresh", &e))?;
+    Ok(match found {
+        Some(record) if record.client_id == client.client_id && record.environment == environment => {
+            let live = record.expires_at > now
+                && state
+                    .refresh_tokens
+                    .find(&record.token_hash, now)
+                    .await
+                    .map_err(|e| oauth_failure(state, "introspection.refresh", &e))?
+                    .is_some();
+            Presented::Refresh { record, live }
+        }
+        _ => Presented::Unknown,
+    })
+}
+
+/// Revokes what `presented` found: an access token alone; a refresh token with its whole family
+/// and every access token issued from it.
+pub(crate) async fn revoke(state: &AppState, client: &Client, presented: Presented) -> Result<(), OAuthError> {
+    match presented {
+        Presented::Access(token, _) => {
+            state.access_tokens.revoke(&token).await.map_err(|e| oauth_failure(state, "revocation", &e))?;
+        }
+        Presented::Refresh { record, .. } => {
+            // Access tokens first: should the second step fail, the family can still be
+            // revoked by presenting the token again.
+            let ttl = Duration::from_secs(u64::from(client.settings.lifetimes.access_token));
+            state
+                .access_tokens
+                .revoke_family(&record.family_id, ttl)
+                .await
+                .map_err(|e| oauth_failure(state, "revocation", &e))?;
+            state
+                .refresh_tokens
+                .revoke_family(&record.family_id)
+                .await
+                .map_err(|e| oauth_failure(state, "revocation", &e))?;
+        }
+        Presented::Unknown => {}
+    }
+    Ok(())
 }

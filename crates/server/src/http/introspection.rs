@@ -1,7 +1,7 @@
 //! `POST {issuer}/introspect` (RFC 7662) and `POST {issuer}/revoke` (RFC 7009): authenticated
 //! clients only, and each only for its own tokens; another client's token looks inactive.
 
-use oidc_core::{AccessGrant, OAuthError};
+use oidc_core::OAuthError;
 use poem::{
     IntoResponse, Request, Response, handler,
     http::{StatusCode, header},
@@ -9,9 +9,14 @@ use poem::{
 };
 use serde_json::json;
 
+use tenant_registry::Client;
+
 use crate::{
-    error::{OAuthResponse, oauth_failure},
-    flows::token::authenticate,
+    error::OAuthResponse,
+    flows::{
+        self,
+        token::{Presented, authenticate, presented},
+    },
     http::token::{credentials, form},
     routes::Site,
     state::AppState,
@@ -21,27 +26,30 @@ fn oauth_error(req: &Request, error: OAuthError) -> Response {
     OAuthResponse { error, basic_auth_used: req.header(header::AUTHORIZATION).is_some() }.into_response()
 }
 
-/// The grant behind `token` if it belongs to the calling client.
-async fn own_grant(
+/// The calling client and what the presented `token` is to it.
+async fn presented_token(
     req: &Request,
     body: poem::Body,
     state: &AppState,
     site: &Site,
-) -> Result<(Option<(String, AccessGrant)>, String), OAuthError> {
+) -> Result<(Client, Presented), OAuthError> {
     let params = form(req, body).await?;
     let creds = credentials(req, &params)?;
     let (client, _) = authenticate(state, site.environment, &creds).await?;
-    let token = params.iter().find(|(n, _)| n == "token").map(|(_, v)| v.clone()).unwrap_or_default();
-    let grant = state.access_tokens.find(&token).await.map_err(|e| oauth_failure(state, "introspection.lookup", &e))?;
-    let own = grant.filter(|g| g.client_id == client.client_id && g.environment == site.environment);
-    Ok((own.map(|g| (token, g)), client.client_id.to_string()))
+    let token = params.iter().find(|(n, _)| n == "token").map(|(_, v)| v.as_str()).unwrap_or_default();
+    let found = presented(state, site.environment, &client, token).await?;
+    Ok((client, found))
+}
+
+fn no_store(body: serde_json::Value) -> Response {
+    Json(body).with_header(header::CACHE_CONTROL, "no-store").into_response()
 }
 
 /// `POST {issuer}/introspect`
 #[handler]
 pub(crate) async fn introspect(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
-    match own_grant(req, body, &state, &site).await {
-        Ok((Some((_, grant)), _)) => {
+    match presented_token(req, body, &state, &site).await {
+        Ok((_, Presented::Access(_, grant))) => {
             let mut answer = json!({
                 "active": true,
                 "scope": grant.scopes.join(" "),
@@ -54,24 +62,40 @@ pub(crate) async fn introspect(req: &Request, body: poem::Body, state: Data<&App
             if let Some(citizen) = grant.citizen {
                 answer["sub"] = json!(citizen.sub);
             }
-            Json(answer).with_header(header::CACHE_CONTROL, "no-store").into_response()
+            no_store(answer)
         }
-        Ok((None, _)) => {
-            Json(json!({ "active": false })).with_header(header::CACHE_CONTROL, "no-store").into_response()
+        Ok((_, Presented::Refresh { record, live: true })) => {
+            let scopes: Vec<&str> =
+                record.grant["scopes"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
+            let mut answer = json!({
+                "active": true,
+                "scope": scopes.join(" "),
+                "client_id": record.client_id.to_string(),
+                "token_type": "refresh_token",
+                "exp": record.expires_at,
+                "iat": record.created_at,
+                "iss": site.issuer,
+            });
+            if let Some(sub) = record.grant["citizen"]["sub"].as_str() {
+                answer["sub"] = json!(sub);
+            }
+            no_store(answer)
         }
+        Ok(_) => no_store(json!({ "active": false })),
         Err(error) => oauth_error(req, error),
     }
 }
 
-/// `POST {issuer}/revoke`: 200 whether or not the token was known (RFC 7009 §2.2).
+/// `POST {issuer}/revoke`: 200 whether or not the token was known (RFC 7009 §2.2). A refresh
+/// token takes its family and the access tokens issued from it along.
 #[handler]
 pub(crate) async fn revoke(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
-    match own_grant(req, body, &state, &site).await {
-        Ok((Some((token, _)), _)) => match state.access_tokens.revoke(&token).await {
-            Ok(_) => StatusCode::OK.into_response(),
-            Err(e) => oauth_error(req, oauth_failure(&state, "revocation", &e)),
-        },
-        Ok((None, _)) => StatusCode::OK.into_response(),
+    let revoked = match presented_token(req, body, &state, &site).await {
+        Ok((client, found)) => flows::token::revoke(&state, &client, found).await,
+        Err(error) => Err(error),
+    };
+    match revoked {
+        Ok(()) => StatusCode::OK.with_header(header::CACHE_CONTROL, "no-store").into_response(),
         Err(error) => oauth_error(req, error),
     }
 }

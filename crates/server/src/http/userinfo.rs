@@ -9,7 +9,12 @@ use poem::{
 };
 use serde_json::{Map, Value};
 
-use crate::{error::oauth_failure, routes::Site, state::AppState};
+use crate::{
+    error::{oauth_failure, oauth_status},
+    flows::token::live_grant,
+    routes::Site,
+    state::AppState,
+};
 
 /// RFC 6750 §3: the error in `WWW-Authenticate`.
 fn bearer_error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -41,7 +46,7 @@ async fn bearer(req: &Request, body: Body) -> Option<String> {
 /// A failure on our side in RFC 6750 style: 503 `temporarily_unavailable` for an outage.
 fn failed(state: &AppState, operation: &'static str, error: &(dyn std::error::Error + 'static)) -> Response {
     let error = oauth_failure(state, operation, error);
-    bearer_error(crate::error::oauth_status(error.code), error.code.as_str(), &error.description)
+    bearer_error(oauth_status(error.code), error.code.as_str(), &error.description)
 }
 
 /// `GET|POST {issuer}/userinfo`
@@ -50,10 +55,10 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let Some(token) = bearer(req, body).await else {
         return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "Bearer-Token fehlt");
     };
-    let grant = match state.access_tokens.find(&token).await {
-        Ok(Some(grant)) if grant.environment == site.environment => grant,
+    let grant = match live_grant(&state, "userinfo.token", &token).await {
+        Ok(Some((grant, _))) if grant.environment == site.environment => grant,
         Ok(_) => return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Token ungültig oder abgelaufen"),
-        Err(e) => return failed(&state, "userinfo.token", &e),
+        Err(error) => return bearer_error(oauth_status(error.code), error.code.as_str(), &error.description),
     };
     let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
