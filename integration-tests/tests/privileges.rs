@@ -260,3 +260,49 @@ async fn tokens_end_with_their_client_tenant_and_family_on_every_node() {
     b.stop().await;
     backends.drop_now().await;
 }
+
+/// Login throttling counts an attempt before the password is verified, atomically in the shared
+/// store: of 200 parallel wrong passwords for one account, spread over two nodes, at most the
+/// free five are verified.
+#[tokio::test]
+async fn two_hundred_parallel_guesses_over_two_nodes_verify_at_most_the_free_ones() {
+    let test = "two_hundred_parallel_guesses_over_two_nodes_verify_at_most_the_free_ones";
+    let Some(backends) = Backends::shared(test).await else { return };
+    let smtp = SmtpSink::start().await;
+    let a = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer_a = a.state.config().environments.clone();
+    let b = TestServer::start(&backends, |c| {
+        c.environments = issuer_a.clone();
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+    })
+    .await;
+    let issuer = format!("{}/test", a.base_url);
+    register_activated(&rp_browser(), &issuer, &smtp, "geraten", "geraten@example.de").await;
+    let attacker = rp_browser();
+    let login = attacker.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
+    let csrf = crate::citizen::csrf(&login);
+    let mut guesses = Vec::new();
+    for n in 0..200 {
+        let node = if n % 2 == 0 { &a.base_url } else { &b.base_url };
+        let request = attacker.post(format!("{node}/test/anmelden")).form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "geraten"),
+            ("password", &format!("falsch-{n}")),
+        ]);
+        guesses.push(tokio::spawn(async move { request.send().await.unwrap().text().await.unwrap() }));
+    }
+    let (mut verified, mut throttled) = (0, 0);
+    for guess in guesses {
+        let page = guess.await.unwrap();
+        if page.contains("Benutzername oder Passwort ist falsch") {
+            verified += 1;
+        } else if page.contains("Zu viele fehlgeschlagene Anmeldeversuche") {
+            throttled += 1;
+        }
+    }
+    assert!(verified <= 5, "{verified} of 200 parallel guesses were verified");
+    assert_eq!(verified + throttled, 200, "every guess is answered as one or the other");
+    a.stop().await;
+    b.stop().await;
+    backends.drop_now().await;
+}

@@ -397,7 +397,8 @@ impl Accounts {
         client_ip: &str,
     ) -> Result<LoggedIn, AccountError> {
         let username = username.trim();
-        if let Some(retry_after) = self.throttle.wait(environment, username, client_ip).await? {
+        // Counted before the verification: parallel attempts cannot slip past the count.
+        if let Some(retry_after) = self.throttle.admit(environment, username, client_ip).await? {
             return Err(AccountError::Throttled { retry_after });
         }
         let account = self.store.find_by_username(environment, username).await?;
@@ -405,17 +406,16 @@ impl Accounts {
         let (account, needs_rehash) = match (account, verification) {
             (Some(account), Verification::Valid { needs_rehash }) => (account, needs_rehash),
             (account, _) => {
-                self.throttle.failed(environment, username, client_ip).await?;
                 if let Some(account) = account {
                     self.store.append_event(environment, account.id, &self.event(EventKind::LoginFailed, None)).await?;
                 }
                 return Err(AccountError::InvalidCredentials);
             }
         };
+        self.throttle.succeeded(environment, username, client_ip).await?;
         if account.status != AccountStatus::Active {
             return Err(AccountError::NotActivated);
         }
-        self.throttle.succeeded(environment, username, client_ip).await?;
         let event = self.event(EventKind::LoginSucceeded, Some(AuthMethod::Pwd.as_str().to_owned()));
         if needs_rehash {
             let mut account = account.clone();

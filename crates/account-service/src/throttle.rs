@@ -1,7 +1,10 @@
-//! Login throttling: failures are counted per login name and per client IP in the ephemeral store
-//! (so it holds across nodes). Past a free number of failures, each further failure makes the
-//! next attempt wait, doubling up to a cap. Nothing locks permanently, so an attacker cannot shut
-//! a citizen out for longer than the cap.
+//! Login throttling: attempts are counted per login name and per client IP in the ephemeral store
+//! (so it holds across nodes) *before* the password is verified, each with one atomic increment,
+//! so that N parallel attempts get N distinct counts and at most the free ones are verified. From
+//! the last free attempt on, one attempt at a time may proceed — the one that atomically claims
+//! the wait after it (`SET NX` with the wait as its lifetime) — and the waits double up to a cap. A success
+//! clears the login name's count and takes its attempt back from the address's. Nothing locks
+//! permanently, so an attacker cannot shut a citizen out for longer than the cap.
 
 use std::{sync::Arc, time::Duration};
 
@@ -55,16 +58,48 @@ impl Throttle {
         Self { store, clock, policy }
     }
 
-    /// How long the caller must still wait before this attempt may be checked.
-    pub(crate) async fn wait(
+    /// Admits one attempt: `Ok(None)` when it may be verified, `Ok(Some(wait))` when the caller
+    /// must wait that long first. An admitted attempt is counted already.
+    pub(crate) async fn admit(
         &self,
         environment: Environment,
         login: &str,
         ip: &str,
     ) -> Result<Option<Duration>, AccountError> {
+        let subjects = subjects(environment, login, ip);
+        // Waiting callers are refused without being counted.
+        if let Some(wait) = self.remaining(&subjects).await? {
+            return Ok(Some(wait));
+        }
+        let now = self.clock.now();
+        for (subject, per_account) in &subjects {
+            let attempts =
+                self.store.increment(subject, 1, self.policy.window).await.map_err(AccountError::internal)?;
+            let free =
+                if *per_account { self.policy.free_failures_per_account } else { self.policy.free_failures_per_ip };
+            // From the last free attempt on, each attempt must claim the wait that follows it.
+            if attempts >= free {
+                let wait = delay(&self.policy, attempts - free);
+                let until = (now + wait).unix_timestamp().to_string();
+                let claimed = self
+                    .store
+                    .put_if_absent(&format!("{subject}:until"), until.as_bytes(), wait)
+                    .await
+                    .map_err(AccountError::internal)?;
+                if !claimed {
+                    // Another attempt holds the slot: this one waits as long as that one's wait.
+                    return Ok(Some(self.remaining(&subjects).await?.unwrap_or(wait)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The longest wait still running for `subjects`.
+    async fn remaining(&self, subjects: &[(String, bool); 2]) -> Result<Option<Duration>, AccountError> {
         let now = self.clock.now();
         let mut longest: Option<Duration> = None;
-        for (subject, _) in subjects(environment, login, ip) {
+        for (subject, _) in subjects {
             let until = self.store.get(&format!("{subject}:until")).await.map_err(AccountError::internal)?;
             let until = until
                 .and_then(|v| String::from_utf8(v).ok())
@@ -78,31 +113,13 @@ impl Throttle {
         Ok(longest)
     }
 
-    /// Counts a failure; sets the wait once past the free failures.
-    pub(crate) async fn failed(&self, environment: Environment, login: &str, ip: &str) -> Result<(), AccountError> {
-        let now = self.clock.now();
-        for (subject, per_account) in subjects(environment, login, ip) {
-            let failures =
-                self.store.increment(&subject, 1, self.policy.window).await.map_err(AccountError::internal)?;
-            let free =
-                if per_account { self.policy.free_failures_per_account } else { self.policy.free_failures_per_ip };
-            if failures >= free {
-                let delay = delay(&self.policy, failures - free);
-                let until = (now + delay).unix_timestamp().to_string();
-                self.store
-                    .put(&format!("{subject}:until"), until.as_bytes(), delay + Duration::from_secs(1))
-                    .await
-                    .map_err(AccountError::internal)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A successful login clears the login name's failures (not the address's).
+    /// A right password clears the login name's count and wait, and takes this attempt back from
+    /// the address's count (an office behind one address logs in all day).
     pub(crate) async fn succeeded(&self, environment: Environment, login: &str, ip: &str) -> Result<(), AccountError> {
-        let [(subject, _), _] = subjects(environment, login, ip);
+        let [(subject, _), (address, _)] = subjects(environment, login, ip);
         self.store.delete(&subject).await.map_err(AccountError::internal)?;
         self.store.delete(&format!("{subject}:until")).await.map_err(AccountError::internal)?;
+        self.store.increment(&address, -1, self.policy.window).await.map_err(AccountError::internal)?;
         Ok(())
     }
 }

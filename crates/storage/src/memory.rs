@@ -1,18 +1,28 @@
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
-use oidc_core::{EphemeralError, EphemeralStore};
+use oidc_core::{Clock, EphemeralError, EphemeralStore, SystemClock};
+use time::OffsetDateTime;
 
 /// [`EphemeralStore`] in process memory: the embedded default for a single node.
 ///
-/// Not shared between processes; a deployment with more than one node uses Redis.
-#[derive(Debug, Default)]
+/// Not shared between processes; a deployment with more than one node uses Redis. Entries expire
+/// by the injected [`Clock`], so tests that move time move expiries too.
 pub struct MemoryEphemeralStore {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryEphemeralStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for MemoryEphemeralStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryEphemeralStore").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -24,7 +34,7 @@ struct Inner {
 #[derive(Debug)]
 struct Entry {
     value: Vec<u8>,
-    expires_at: Instant,
+    expires_at: OffsetDateTime,
 }
 
 /// Expired entries are dropped lazily on read and in a sweep every this many writes, which
@@ -32,26 +42,32 @@ struct Entry {
 const SWEEP_EVERY: usize = 1024;
 
 impl MemoryEphemeralStore {
-    /// An empty store.
+    /// An empty store on the system clock.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner, Instant) -> T) -> T {
+    /// An empty store whose entries expire by `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::default(), clock }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner, OffsetDateTime) -> T) -> T {
+        let now = self.clock.now();
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut inner, Instant::now())
+        f(&mut inner, now)
     }
 }
 
 impl Inner {
-    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
+    fn live(&mut self, key: &str, now: OffsetDateTime) -> Option<&mut Entry> {
         if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
             self.entries.remove(key);
         }
         self.entries.get_mut(key)
     }
 
-    fn wrote(&mut self, now: Instant) {
+    fn wrote(&mut self, now: OffsetDateTime) {
         self.writes_since_sweep += 1;
         if self.writes_since_sweep >= SWEEP_EVERY {
             self.entries.retain(|_, e| e.expires_at > now);
@@ -59,7 +75,7 @@ impl Inner {
         }
     }
 
-    fn insert(&mut self, key: &str, value: Vec<u8>, expires_at: Instant, now: Instant) {
+    fn insert(&mut self, key: &str, value: Vec<u8>, expires_at: OffsetDateTime, now: OffsetDateTime) {
         self.entries.insert(key.to_owned(), Entry { value, expires_at });
         self.wrote(now);
     }

@@ -63,7 +63,7 @@ fn fixture_with(db: &Database, params: HashingParams, clock: Arc<ManualClock>) -
     let outbox = Arc::new(Outbox::default());
     let accounts = Accounts::new(
         store.clone(),
-        Arc::new(MemoryEphemeralStore::new()),
+        Arc::new(MemoryEphemeralStore::with_clock(clock.clone())),
         outbox.clone(),
         PasswordHasher::new(params).unwrap(),
         clock.clone(),
