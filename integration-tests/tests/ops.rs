@@ -70,3 +70,77 @@ async fn readiness_fails_with_503_naming_the_database_when_it_goes_away() {
     assert_eq!(reqwest::get(format!("{}/healthz", server.base_url)).await.unwrap().status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_response_has_nosniff_405_names_allow_admin_is_never_cached_and_https_issuers_get_hsts() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| {
+        let port = c.http.bind.rsplit(':').next().unwrap().to_owned();
+        c.environments.production.issuer = format!("https://127.0.0.1:{port}");
+    })
+    .await;
+    let base = &server.base_url;
+    let http = reqwest::Client::new();
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/jwks", "GET"),
+        (reqwest::Method::PUT, "/test/token", "POST"),
+        (reqwest::Method::DELETE, "/test/anmelden", "GET, POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::DELETE, "/admin/api/v1/tenants", "POST, GET"),
+    ] {
+        let response = http.request(method.clone(), format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let mut named: Vec<&str> = response.headers()["allow"].to_str().unwrap().split(", ").collect();
+        let mut expected: Vec<&str> = allow.split(", ").collect();
+        named.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(named, expected, "{method} {path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    for path in ["/nowhere", "/admin/api/v1/tenants", "/healthz", "/test/jwks", "/test/anmelden"] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{path}: the host of an https issuer"
+        );
+    }
+    let admin = http.get(format!("{base}/admin/api/v1/tenants")).send().await.unwrap();
+    assert_eq!(admin.headers()["cache-control"], "no-store", "admin answers are never cached");
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+#[tokio::test]
+async fn metrics_are_for_prometheus_only() {
+    let backends = Backends::from_env().await;
+    // With a bearer token: nothing without it.
+    let token = "prometheus-token-0123456789";
+    let server = TestServer::start(&backends, |c| c.metrics.bearer_token = Some(token.into())).await;
+    let url = format!("{}/metrics", server.base_url);
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(&url).bearer_auth("wrong-token-0123456789").send().await.unwrap().status(), 404);
+    let ok = http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("servicekonto_dependency_up"));
+    server.stop().await;
+
+    // Without a token: loopback only, and not through a proxy.
+    let server = TestServer::start(&backends, |_| {}).await;
+    let url = format!("{}/metrics", server.base_url);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    let proxied = http.get(&url).header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+    assert_eq!(proxied.status(), 404, "a request through a proxy is the public's");
+    server.stop().await;
+
+    // A listener of its own: the main listener has no /metrics.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = TestServer::start(&backends, |c| c.metrics.bind = Some(format!("127.0.0.1:{metrics_port}"))).await;
+    assert_eq!(http.get(format!("{}/metrics", server.base_url)).send().await.unwrap().status(), 404);
+    let own = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    server.stop().await;
+    backends.drop_now().await;
+}

@@ -80,6 +80,22 @@ pub struct Config {
     pub dependencies: DependenciesConfig,
     /// Token behaviour beyond each client's lifetimes.
     pub tokens: TokensConfig,
+    /// Where Prometheus reads the metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: `/metrics` is for the operator's Prometheus, never for the public.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A listener of its own for `/metrics` (e.g. `0.0.0.0:9464` inside a cluster network); the
+    /// main listener then has no `/metrics`. Unset: `/metrics` on the main listener, answered
+    /// only with `bearer_token`, or without a token to loopback peers whose request did not
+    /// come through a proxy (`X-Forwarded-For`).
+    pub bind: Option<String>,
+    /// Bearer token Prometheus sends (`authorization.credentials_file`); prefer the `_FILE`
+    /// variant.
+    pub bearer_token: Option<Secret>,
 }
 
 /// `[dependencies]`: failing fast and degrading gracefully.
@@ -363,6 +379,8 @@ pub struct HttpConfig {
     pub header_timeout_seconds: u64,
     /// Seconds an idle keep-alive connection stays open.
     pub keep_alive_seconds: u64,
+    /// `Strict-Transport-Security: max-age` on the hosts of https issuers.
+    pub hsts_max_age_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -376,6 +394,7 @@ impl Default for HttpConfig {
             max_connections: 8192,
             header_timeout_seconds: 10,
             keep_alive_seconds: 60,
+            hsts_max_age_seconds: 31_536_000,
         }
     }
 }
@@ -668,6 +687,14 @@ impl Config {
             if value == 0 {
                 problems.push(format!("accounts.{name} must be at least 1"));
             }
+        }
+        if let Some(bind) = &self.metrics.bind
+            && bind.parse::<SocketAddr>().is_err()
+        {
+            problems.push(format!("metrics.bind {bind:?} is not an address:port"));
+        }
+        if self.metrics.bearer_token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            problems.push("metrics.bearer_token must have at least 16 characters".to_owned());
         }
         let h = &self.http;
         if h.body_limit_bytes < 1024 || h.admin_body_limit_bytes < 1024 {

@@ -61,6 +61,15 @@ pub async fn run(
         Duration::from_secs(http.header_timeout_seconds),
     );
     let keep_alive = Duration::from_secs(http.keep_alive_seconds);
+    let metrics = match &state.config().metrics.bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind).await?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            let server = Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?);
+            Some(tokio::spawn(server.run(routes::metrics_app(&state))))
+        }
+        None => None,
+    };
     let purge = tokio::spawn(purge_unactivated(state.clone()));
     let probes = tokio::spawn(probe_dependencies(state.clone()));
     let keys = tokio::spawn(refresh_keys(state.clone()));
@@ -70,6 +79,9 @@ pub async fn run(
         .await;
     purge.abort();
     probes.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     keys.abort();
     served
 }

@@ -1,7 +1,7 @@
 //! Per-request observation: latency and status into the metrics, one completion log line
 //! (inside poem's request-id span, so it carries the request id); the request deadline.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use poem::{
     Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result,
@@ -170,5 +170,79 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             }
         }
         self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+/// Headers every response gets, whatever produced it (pages, OIDC endpoints, admin API, 404s):
+/// `X-Content-Type-Options: nosniff`; `Strict-Transport-Security` when the request came for an
+/// https issuer's host; `Allow` on a 405, from the methods the path has.
+pub(crate) struct ResponseHeaders {
+    /// `Strict-Transport-Security` value, and the hosts (`host[:port]`) of https issuers.
+    pub(crate) hsts: Option<(HeaderValue, Vec<String>)>,
+    /// Path patterns and their methods, for `Allow`.
+    pub(crate) methods: Arc<MethodTable>,
+}
+
+/// Which methods each path pattern answers; `:name` segments match any one segment.
+#[derive(Debug, Default)]
+pub(crate) struct MethodTable(Vec<(Vec<String>, String)>);
+
+impl MethodTable {
+    /// Adds `pattern` (e.g. `/test/register/:client_id`) with its methods (`GET, PUT, DELETE`).
+    pub(crate) fn add(&mut self, pattern: &str, methods: &str) {
+        let segments = pattern.trim_matches('/').split('/').map(str::to_owned).collect();
+        self.0.push((segments, methods.to_owned()));
+    }
+
+    /// The methods of the first pattern that `path` matches.
+    pub(crate) fn allowed(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        self.0
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == segments.len()
+                    && pattern.iter().zip(&segments).all(|(p, s)| p.starts_with(':') || p == s)
+            })
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for ResponseHeaders {
+    type Output = ResponseHeadersEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ResponseHeadersEndpoint { inner, hsts: self.hsts.clone(), methods: self.methods.clone() }
+    }
+}
+
+pub(crate) struct ResponseHeadersEndpoint<E> {
+    inner: E,
+    hsts: Option<(HeaderValue, Vec<String>)>,
+    methods: Arc<MethodTable>,
+}
+
+impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let host = req.header(header::HOST).map(str::to_ascii_lowercase).unwrap_or_default();
+        let path = req.uri().path().to_owned();
+        let mut response = match self.inner.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some((value, hosts)) = &self.hsts
+            && hosts.iter().any(|h| *h == host)
+        {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+        }
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allowed) = self.methods.allowed(&path).and_then(|m| HeaderValue::from_str(m).ok())
+        {
+            response.headers_mut().insert(header::ALLOW, allowed);
+        }
+        Ok(response)
     }
 }

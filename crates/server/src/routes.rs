@@ -28,17 +28,18 @@
 use std::sync::Arc;
 
 use poem::{
-    Endpoint, EndpointExt, PathPattern, Request, Response, Result, Route,
+    Endpoint, EndpointExt, PathPattern, Request, Response, Result, Route, RouteMethod,
+    endpoint::BoxEndpoint,
     error::NotFoundError,
     get,
-    http::{Uri, uri::PathAndQuery},
-    middleware::{CookieJarManager, RequestId},
+    http::{HeaderValue, Method, Uri, uri::PathAndQuery},
+    middleware::{CookieJarManager, RequestId, SetHeader},
 };
 
 use crate::{
     admin, error,
     http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
-    middleware::{BodyLimit, Deadline, Observe},
+    middleware::{BodyLimit, Deadline, MethodTable, Observe, ResponseHeaders},
     pages,
     state::AppState,
 };
@@ -92,11 +93,16 @@ impl Site {
 /// Builds the application: all routes, error rendering, metrics, request ids.
 pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
     let limit = state.config.http.body_limit_bytes;
-    let sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)> = state
+    let mut methods = MethodTable::default();
+    let sites: Vec<(Site, BoxEndpoint<'static, Response>)> = state
         .sites
         .iter()
-        .map(|site| (site.clone(), environment_routes(site).with(BodyLimit(limit)).boxed()))
+        .map(|site| (site.clone(), environment_routes(site, &mut methods).with(BodyLimit(limit)).boxed()))
         .collect();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        methods.add(path, "GET");
+    }
+    admin::add_methods(&mut methods);
     let environments = Arc::new(EnvironmentRouter { sites });
     let admin_api = admin::service();
     let mut admin_routes = Route::new().at("/openapi.json", admin_api.spec_endpoint());
@@ -106,15 +112,20 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
     let admin_routes = admin_routes
         .nest("/", admin_api)
         .catch_all_error(error::render_admin)
-        .with(BodyLimit(state.config.http.admin_body_limit_bytes));
-    Route::new()
+        .with(BodyLimit(state.config.http.admin_body_limit_bytes))
+        // Admin answers carry client secrets and initial access tokens: never cached.
+        .with(SetHeader::new().overriding(poem::http::header::CACHE_CONTROL, "no-store"));
+    let mut root = Route::new()
         .nest("/admin/api/v1", admin_routes)
         .at("/healthz", get(ops::healthz))
-        .at("/readyz", get(ops::readyz))
-        .at("/metrics", get(ops::metrics))
-        .at("/", environments.clone())
+        .at("/readyz", get(ops::readyz));
+    if state.config.metrics.bind.is_none() {
+        root = root.at("/metrics", get(ops::metrics));
+    }
+    root.at("/", environments.clone())
         .at("/*path", environments)
         .catch_all_error(error::render)
+        .with(ResponseHeaders { hsts: hsts(state), methods: Arc::new(methods) })
         .with(Deadline)
         .with(Observe)
         .with(CookieJarManager::new())
@@ -122,58 +133,118 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
         .data(state.clone())
 }
 
+/// The metrics listener's application (`metrics.bind`): `/metrics` alone.
+pub(crate) fn metrics_app(state: &AppState) -> impl Endpoint<Output = Response> + use<> {
+    Route::new().at("/metrics", get(ops::metrics_listener)).data(state.clone())
+}
+
+/// `Strict-Transport-Security` for the hosts of https issuers, if there are any.
+fn hsts(state: &AppState) -> Option<(HeaderValue, Vec<String>)> {
+    let hosts: Vec<String> = state.sites.iter().filter(|s| s.secure).map(|s| s.authority.clone()).collect();
+    let value = format!("max-age={}; includeSubDomains", state.config.http.hsts_max_age_seconds);
+    (!hosts.is_empty()).then_some(()).and_then(|()| HeaderValue::from_str(&value).ok()).map(|v| (v, hosts))
+}
+
 /// The endpoints every environment has, relative to its issuer.
-fn environment_routes(site: &Site) -> impl Endpoint<Output = Response> + use<> {
-    Route::new()
-        .at("/.well-known/openid-configuration", get(discovery::openid_configuration))
-        .at("/jwks", get(discovery::jwks))
-        .at("/token", poem::post(token::token))
-        .at("/register", poem::post(registration::register))
-        .at("/register/:client_id", get(registration::read).put(registration::update).delete(registration::delete))
-        .at("/authorize", get(authorize::authorize).post(authorize::authorize))
-        .at("/par", poem::post(par::par))
-        .at("/zustimmung", poem::post(authorize::consent))
-        .at("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
-        .at("/logout", get(logout::logout).post(logout::logout))
-        .at("/introspect", poem::post(introspection::introspect))
-        .at("/revoke", poem::post(introspection::revoke))
-        .at("/static/form_post.js", get(pages::form_post_script))
-        .at("/", get(pages::start))
-        .at("/static/style.css", get(pages::stylesheet))
-        .at("/barrierefreiheit", get(pages::accessibility))
-        .at("/datenschutz", get(pages::privacy))
-        .at("/registrierung", get(pages::personal_form).post(pages::personal))
-        .at("/registrierung/ausweis", get(pages::card_registration_form).post(pages::card_registration))
-        .at("/eid", get(pages::eid_start_form).post(pages::eid_start))
-        .at("/eid/tc-token", get(pages::tc_token))
-        .at("/eid/ergebnis", get(pages::eid_result))
-        .at("/eid/test-dienst", get(pages::test_service_form).post(pages::test_service))
-        .at("/konto/ausweis", poem::post(pages::link))
-        .at("/registrierung/passwort", get(pages::password_form).post(pages::password))
-        .at("/registrierung/pruefen", get(pages::review).post(pages::save))
-        .at("/aktivierung", get(pages::activate))
-        .at("/aktivierung/erneut", get(pages::resend_activation_form).post(pages::resend_activation))
-        .at("/anmelden", get(pages::login_form).post(pages::login))
-        .at("/abmelden", poem::post(pages::logout))
-        .at("/passwort-vergessen", get(pages::forgot_form).post(pages::forgot))
-        .at("/passwort-neu", get(pages::reset_form).post(pages::reset))
-        .at("/konto", get(pages::overview))
-        .at("/konto/daten", get(pages::data_form).post(pages::change_data))
-        .at("/konto/email", get(pages::confirm_email))
-        .at("/konto/passwort", get(pages::password_change_form).post(pages::change_password))
-        .at("/konto/aktivitaet", get(pages::activity))
-        .at("/konto/export", get(pages::export))
-        .at("/konto/uebermittlungen", get(pages::transfers))
-        .at("/konto/zustimmungen/widerrufen", poem::post(pages::withdraw_consent))
-        .at("/konto/loeschen", get(pages::delete_form).post(pages::delete))
+fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Output = Response> + use<> {
+    SiteRoutes { route: Route::new(), table, prefix: site.prefix.clone() }
+        .at("/.well-known/openid-configuration", vec![(Method::GET, ep(discovery::openid_configuration))])
+        .at("/jwks", vec![(Method::GET, ep(discovery::jwks))])
+        .at("/token", vec![(Method::POST, ep(token::token))])
+        .at("/register", vec![(Method::POST, ep(registration::register))])
+        .at(
+            "/register/:client_id",
+            vec![
+                (Method::GET, ep(registration::read)),
+                (Method::PUT, ep(registration::update)),
+                (Method::DELETE, ep(registration::delete)),
+            ],
+        )
+        .at("/authorize", vec![(Method::GET, ep(authorize::authorize)), (Method::POST, ep(authorize::authorize))])
+        .at("/par", vec![(Method::POST, ep(par::par))])
+        .at("/zustimmung", vec![(Method::POST, ep(authorize::consent))])
+        .at("/userinfo", vec![(Method::GET, ep(userinfo::userinfo)), (Method::POST, ep(userinfo::userinfo))])
+        .at("/logout", vec![(Method::GET, ep(logout::logout)), (Method::POST, ep(logout::logout))])
+        .at("/introspect", vec![(Method::POST, ep(introspection::introspect))])
+        .at("/revoke", vec![(Method::POST, ep(introspection::revoke))])
+        .at("/static/form_post.js", vec![(Method::GET, ep(pages::form_post_script))])
+        .at("/", vec![(Method::GET, ep(pages::start))])
+        .at("/static/style.css", vec![(Method::GET, ep(pages::stylesheet))])
+        .at("/barrierefreiheit", vec![(Method::GET, ep(pages::accessibility))])
+        .at("/datenschutz", vec![(Method::GET, ep(pages::privacy))])
+        .at("/registrierung", vec![(Method::GET, ep(pages::personal_form)), (Method::POST, ep(pages::personal))])
+        .at(
+            "/registrierung/ausweis",
+            vec![(Method::GET, ep(pages::card_registration_form)), (Method::POST, ep(pages::card_registration))],
+        )
+        .at("/eid", vec![(Method::GET, ep(pages::eid_start_form)), (Method::POST, ep(pages::eid_start))])
+        .at("/eid/tc-token", vec![(Method::GET, ep(pages::tc_token))])
+        .at("/eid/ergebnis", vec![(Method::GET, ep(pages::eid_result))])
+        .at(
+            "/eid/test-dienst",
+            vec![(Method::GET, ep(pages::test_service_form)), (Method::POST, ep(pages::test_service))],
+        )
+        .at("/konto/ausweis", vec![(Method::POST, ep(pages::link))])
+        .at(
+            "/registrierung/passwort",
+            vec![(Method::GET, ep(pages::password_form)), (Method::POST, ep(pages::password))],
+        )
+        .at("/registrierung/pruefen", vec![(Method::GET, ep(pages::review)), (Method::POST, ep(pages::save))])
+        .at("/aktivierung", vec![(Method::GET, ep(pages::activate))])
+        .at(
+            "/aktivierung/erneut",
+            vec![(Method::GET, ep(pages::resend_activation_form)), (Method::POST, ep(pages::resend_activation))],
+        )
+        .at("/anmelden", vec![(Method::GET, ep(pages::login_form)), (Method::POST, ep(pages::login))])
+        .at("/abmelden", vec![(Method::POST, ep(pages::logout))])
+        .at("/passwort-vergessen", vec![(Method::GET, ep(pages::forgot_form)), (Method::POST, ep(pages::forgot))])
+        .at("/passwort-neu", vec![(Method::GET, ep(pages::reset_form)), (Method::POST, ep(pages::reset))])
+        .at("/konto", vec![(Method::GET, ep(pages::overview))])
+        .at("/konto/daten", vec![(Method::GET, ep(pages::data_form)), (Method::POST, ep(pages::change_data))])
+        .at("/konto/email", vec![(Method::GET, ep(pages::confirm_email))])
+        .at(
+            "/konto/passwort",
+            vec![(Method::GET, ep(pages::password_change_form)), (Method::POST, ep(pages::change_password))],
+        )
+        .at("/konto/aktivitaet", vec![(Method::GET, ep(pages::activity))])
+        .at("/konto/export", vec![(Method::GET, ep(pages::export))])
+        .at("/konto/uebermittlungen", vec![(Method::GET, ep(pages::transfers))])
+        .at("/konto/zustimmungen/widerrufen", vec![(Method::POST, ep(pages::withdraw_consent))])
+        .at("/konto/loeschen", vec![(Method::GET, ep(pages::delete_form)), (Method::POST, ep(pages::delete))])
+        .route
         .around(pages::security_headers)
         .data(site.clone())
         .map_to_response()
 }
 
+/// A site's routes being built: each path's methods make its route and its `Allow` entry, from
+/// one list, so the two cannot disagree.
+struct SiteRoutes<'a> {
+    route: Route,
+    table: &'a mut MethodTable,
+    prefix: String,
+}
+
+impl SiteRoutes<'_> {
+    fn at(mut self, path: &str, methods: Vec<(Method, BoxEndpoint<'static, Response>)>) -> Self {
+        let names: Vec<&str> = methods.iter().map(|(method, _)| method.as_str()).collect();
+        self.table.add(&format!("{}{path}", self.prefix), &names.join(", "));
+        let mut route = RouteMethod::new();
+        for (method, endpoint) in methods {
+            route = route.method(method, endpoint);
+        }
+        self.route = self.route.at(path, route);
+        self
+    }
+}
+
+fn ep(endpoint: impl Endpoint + 'static) -> BoxEndpoint<'static, Response> {
+    endpoint.map_to_response().boxed()
+}
+
 /// Dispatches a request to its environment's routes, with the issuer's path prefix removed.
 struct EnvironmentRouter {
-    sites: Vec<(Site, poem::endpoint::BoxEndpoint<'static, Response>)>,
+    sites: Vec<(Site, BoxEndpoint<'static, Response>)>,
 }
 
 impl Endpoint for EnvironmentRouter {

@@ -603,6 +603,24 @@ pub(crate) fn service() -> OpenApiService<AdminApi, ()> {
         .description("Tenants (authorities), their clients per environment, and the audit log. RFC 9457 problem details on every error.")
 }
 
+/// Registers the admin API's paths and methods (from its OpenAPI document) for `Allow`.
+pub(crate) fn add_methods(table: &mut crate::middleware::MethodTable) {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
+    for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+        let pattern: String = path
+            .split('/')
+            .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => format!(":{name}"),
+                None => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let methods: Vec<String> =
+            operations.as_object().into_iter().flatten().map(|(method, _)| method.to_ascii_uppercase()).collect();
+        table.add(&format!("/admin/api/v1{pattern}"), &methods.join(", "));
+    }
+}
+
 /// The OpenAPI document of the admin API (committed as `docs/admin-openapi.json`).
 pub fn openapi_json() -> String {
     service().spec()

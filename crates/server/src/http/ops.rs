@@ -89,8 +89,37 @@ pub(crate) async fn readyz(state: Data<&AppState>) -> Response {
     (status, Json(body)).with_header("cache-control", "no-store").into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics` on the main listener: Prometheus text format for the configured bearer
+/// token, or without one for a loopback peer that is not a proxy forwarding someone else.
 #[handler]
-pub(crate) fn metrics(state: Data<&AppState>) -> Response {
+pub(crate) fn metrics(req: &poem::Request, state: Data<&AppState>) -> Response {
+    let allowed = match &state.config.metrics.bearer_token {
+        Some(expected) => req
+            .header(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|token| oidc_core::constant_time_eq(token.trim().as_bytes(), expected.expose().as_bytes())),
+        None => {
+            let loopback = req.remote_addr().as_socket_addr().is_some_and(|a| a.ip().is_loopback());
+            loopback && req.header("x-forwarded-for").is_none() && req.header("forwarded").is_none()
+        }
+    };
+    if !allowed {
+        // As if there were nothing here: the metrics are not the public's business.
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "not_found", "error_description": "Diese Adresse gibt es nicht." })),
+        )
+            .into_response();
+    }
+    metrics_text(&state)
+}
+
+/// `GET /metrics` on the metrics listener of its own (`metrics.bind`).
+#[handler]
+pub(crate) fn metrics_listener(state: Data<&AppState>) -> Response {
+    metrics_text(&state)
+}
+
+fn metrics_text(state: &AppState) -> Response {
     state.metrics.render().with_content_type("text/plain; version=0.0.4").into_response()
 }

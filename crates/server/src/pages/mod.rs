@@ -389,7 +389,7 @@ impl PageCtx {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self' http: https:; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// Adds the security headers to every HTML page (and `nosniff` to everything).
+/// Adds the security headers to every HTML page (`nosniff` on everything is added globally).
 pub(crate) async fn security_headers<E: Endpoint>(ep: E, req: Request) -> Result<Response> {
     let mut response = ep.call(req).await?.into_response();
     let is_html = response
@@ -398,7 +398,6 @@ pub(crate) async fn security_headers<E: Endpoint>(ep: E, req: Request) -> Result
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     let headers = response.headers_mut();
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if is_html {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
