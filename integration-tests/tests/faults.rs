@@ -778,7 +778,8 @@ async fn phase(world: &mut World, fault: Fault, seconds: u64, database_url: &str
     let database = storage::Database::connect(database_url).await.unwrap();
     let accounts = database.accounts();
     let mut registrations_lost = 0;
-    for username in acknowledged.lock().unwrap().clone() {
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    for username in acknowledged {
         use account_service::AccountStore as _;
         if accounts.find_by_username(oidc_core::Environment::Test, &username).await.unwrap().is_none() {
             registrations_lost += 1;

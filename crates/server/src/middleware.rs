@@ -234,7 +234,7 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
         let headers = response.headers_mut();
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         if let Some((value, hosts)) = &self.hsts
-            && hosts.iter().any(|h| *h == host)
+            && hosts.contains(&host)
         {
             headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
         }

@@ -658,7 +658,7 @@ async fn complete_redemption(
         nonce: grant.nonce,
         acr: grant.acr,
         amr: grant.amr,
-        at_hash: Some(at_hash(&access_token, algorithm)),
+        at_hash: Some(at_hash(access_token, algorithm)),
         sid: Some(grant.sid),
         personal,
     };
