@@ -159,13 +159,14 @@ async fn a_citizen_registers_activates_logs_in_changes_data_resets_the_password_
     assert!(html2.contains("Registrierung abgeschlossen"), "{html2}");
     drop(html);
 
-    // The second registration with the same (case-insensitive) username and e-mail is refused
-    // at Sichern, back on step 1 with the messages and every input kept.
+    // The second registration with the same (case-insensitive) username is refused at Sichern,
+    // back on step 1 with the message and every input kept; the e-mail address is not judged
+    // (whether it has an account is its owner's business).
     let (status, _, html) =
         post(&other, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&lookalike))]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("Benutzername ist bereits vergeben"), "{html}");
-    assert!(html.contains("Zu dieser E-Mail-Adresse gibt es bereits"));
+    assert!(!html.contains("Zu dieser E-Mail-Adresse gibt es bereits"), "the address is not told");
     assert!(html.contains("value=\"Heidestr., 17\""), "the input is kept");
 
     // The activation mail: German and English, text and HTML, a single-use link.
@@ -358,6 +359,82 @@ async fn forms_without_a_valid_csrf_token_change_nothing_and_pages_carry_securit
     let (_, html) = page(&browser(), &format!("{base}/barrierefreiheit")).await;
     assert!(html.contains("Erklärung zur Barrierefreiheit") && html.contains("mailto:"));
 
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+/// Registration never tells whether an e-mail address has an account: a second registration
+/// with a taken address ends like any other, and the address's owner is mailed instead (a
+/// pending owner gets the activation link again). Usernames may be told, so their checks are
+/// limited per address.
+#[tokio::test]
+async fn registration_never_reveals_whether_an_address_has_an_account() {
+    let backends = Backends::from_env().await;
+    let smtp = SmtpSink::start().await;
+    let server = TestServer::start(&backends, |c| {
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+        c.accounts.argon2_memory_kib = 1024;
+        c.accounts.argon2_iterations = 1;
+    })
+    .await;
+    let base = format!("{}/test", server.base_url);
+    let owner = "besitzerin@example.de";
+
+    // A pending owner: the second registration gets the same answer, the owner her link again.
+    let first = browser();
+    let review = fill_in(&first, &base, "besitzerin", owner).await;
+    post(&first, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    smtp.mail_to(owner, 0).await;
+    let second = browser();
+    let review = fill_in(&second, &base, "jemand.anderes", owner).await;
+    let (status, _, html) = post(&second, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Registrierung abgeschlossen"), "the same answer as any registration: {html}");
+    let again = smtp.mail_to(owner, 1).await;
+    assert!(again.subject.contains("Aktivieren Sie Ihr Servicekonto"), "{}", again.subject);
+    let link = again.link();
+    assert_eq!(page(&first, &link).await.0, StatusCode::OK, "the owner activates her own account");
+
+    // An active owner: told that someone tried; still no second account.
+    let third = browser();
+    let review = fill_in(&third, &base, "noch.jemand", owner).await;
+    let (status, _, html) = post(&third, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Registrierung abgeschlossen"));
+    let attempt = smtp.mail_to(owner, 2).await;
+    assert!(attempt.subject.contains("Registrierungsversuch"), "{}", attempt.subject);
+    assert!(attempt.link().ends_with("/test/anmelden"), "{}", attempt.link());
+    for username in ["jemand.anderes", "noch.jemand"] {
+        let login = page(&third, &format!("{base}/anmelden")).await.1;
+        let form = [("csrf", csrf(&login)), ("username", username.into()), ("password", PASSWORD.into())];
+        let (_, _, html) =
+            post(&third, &format!("{base}/anmelden"), &form.each_ref().map(|(k, v)| (*k, v.as_str()))).await;
+        assert!(html.contains("Benutzername oder Passwort ist falsch"), "{username} was never created");
+    }
+
+    // Username checks from one address are limited (30 an hour).
+    let prober = browser();
+    let (_, html) = page(&prober, &format!("{base}/registrierung")).await;
+    let token = csrf(&html);
+    let mut last = StatusCode::OK;
+    for n in 0..32 {
+        let username = format!("probe{n}");
+        let form = [
+            ("csrf", token.as_str()),
+            ("given_names", "Erika"),
+            ("family_name", "Mustermann"),
+            ("date_of_birth", "12.08.1964"),
+            ("place_of_birth", "Berlin"),
+            ("street_and_number", "Heidestr. 17"),
+            ("postal_code", "51147"),
+            ("city", "Köln"),
+            ("country", "DE"),
+            ("email", "probe@example.de"),
+            ("username", username.as_str()),
+        ];
+        last = prober.post(format!("{base}/registrierung")).form(&form).send().await.unwrap().status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "the 31st check in an hour waits");
     server.stop().await;
     backends.drop_now().await;
 }

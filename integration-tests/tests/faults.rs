@@ -852,6 +852,8 @@ async fn under_dependency_faults_nothing_is_lost_every_answer_is_fast_and_nodes_
         ("SERVICEKONTO_TOKENS__REFRESH_REUSE_GRACE_SECONDS", "30".into()),
         ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".into()),
         ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".into()),
+        // Every registration of the load comes from one address.
+        ("SERVICEKONTO_ACCOUNTS__USERNAME_CHECKS_PER_HOUR", "100000".into()),
         ("SERVICEKONTO_LOG__FILTER", "warn".into()),
     ]
     .into_iter()

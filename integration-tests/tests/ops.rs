@@ -124,7 +124,7 @@ async fn metrics_are_for_prometheus_only() {
     assert_eq!(http.get(&url).bearer_auth("wrong-token-0123456789").send().await.unwrap().status(), 404);
     let ok = http.get(&url).bearer_auth(token).send().await.unwrap();
     assert_eq!(ok.status(), 200);
-    assert!(ok.text().await.unwrap().contains("servicekonto_dependency_up"));
+    assert!(ok.text().await.unwrap().contains("servicekonto_http_requests_total"));
     server.stop().await;
 
     // Without a token: loopback only, and not through a proxy.

@@ -17,6 +17,7 @@ mod m20261123_000009_account_eid;
 mod m20261123_000010_one_time_transfers;
 mod m20261202_000011_refresh_successor;
 mod m20261202_000012_mail_links;
+mod m20261202_000013_mail_queue;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000010_one_time_transfers::Migration),
             Box::new(m20261202_000011_refresh_successor::Migration),
             Box::new(m20261202_000012_mail_links::Migration),
+            Box::new(m20261202_000013_mail_queue::Migration),
         ]
     }
 }

@@ -36,7 +36,7 @@ pub use model::{
     Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
     PrivacyConsent, Source,
 };
-pub use notify::{Notification, Notifier, NotifyError, Recipient};
+pub use notify::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
 pub use prefill::{claim_preview, claim_value, verified_claims};

@@ -3,9 +3,13 @@
 
 use async_trait::async_trait;
 use oidc_core::Environment;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::StoreError;
 
 /// Whom a mail goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     /// The address.
     pub email: String,
@@ -14,7 +18,7 @@ pub struct Recipient {
 }
 
 /// A message to a citizen. Tokens are the secret parts of links the renderer builds.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notification {
     /// Registration done: follow the link to activate.
     Activation {
@@ -40,6 +44,10 @@ pub enum Notification {
     PasswordChanged,
     /// Your account was deleted.
     AccountDeleted,
+    /// Someone tried to register a new account with your address (which has one already): if
+    /// it was you, log in or reset the password. The registering browser is told the same as
+    /// for any registration, so the page reveals no account.
+    RegistrationAttempt,
 }
 
 impl std::fmt::Debug for Notification {
@@ -52,6 +60,7 @@ impl std::fmt::Debug for Notification {
             Notification::PasswordReset { .. } => "PasswordReset",
             Notification::PasswordChanged => "PasswordChanged",
             Notification::AccountDeleted => "AccountDeleted",
+            Notification::RegistrationAttempt => "RegistrationAttempt",
         })
     }
 }
@@ -71,4 +80,41 @@ pub trait Notifier: Send + Sync {
         to: &Recipient,
         notification: Notification,
     ) -> Result<(), NotifyError>;
+}
+
+/// A mail waiting to be sent, as the durable queue keeps it: the payload is opaque here (the
+/// server seals it, since it holds link tokens and an address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    /// Unique id.
+    pub id: String,
+    /// The sealed mail.
+    pub payload: Vec<u8>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// When it was queued.
+    pub created_at: OffsetDateTime,
+}
+
+/// Mails off the request path: queued durably in the same place as the change they report, and
+/// sent (and retried) by a worker on any node.
+#[async_trait]
+pub trait MailQueue: Send + Sync {
+    /// Queues a mail, due at once.
+    async fn enqueue(&self, mail: &QueuedMail) -> Result<(), StoreError>;
+
+    /// Claims at most `limit` mails due at `now` for `lease` (no other node takes them
+    /// meanwhile); a mail whose sender died becomes due again when the lease ends.
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<QueuedMail>, StoreError>;
+
+    /// The mail was handed over: it leaves the queue.
+    async fn remove(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Sending failed: try again at `at`, with the attempt counted.
+    async fn retry_at(&self, id: &str, at: OffsetDateTime, attempts: u32) -> Result<(), StoreError>;
 }

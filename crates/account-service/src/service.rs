@@ -264,28 +264,34 @@ impl Accounts {
         .map_err(AccountError::internal)
     }
 
-    /// Which of `username` and `email` belong to an account of `environment` already.
-    pub async fn taken(
+    /// Step 1's check: whether the username is taken (the citizen must choose another). Counted
+    /// per client address, so usernames cannot be harvested in bulk. The e-mail address is not
+    /// checked: whether an address has an account is its owner's business alone, who is told by
+    /// mail at "Sichern".
+    pub async fn username_taken(
         &self,
         environment: Environment,
         username: &str,
-        email: &str,
-    ) -> Result<Vec<UniqueField>, AccountError> {
-        let mut taken = Vec::new();
-        if self.store.find_by_username(environment, username).await?.is_some() {
-            taken.push(UniqueField::Username);
+        client_ip: &str,
+    ) -> Result<bool, AccountError> {
+        if let Some(retry_after) = self.throttle.count_username_check(environment, client_ip).await? {
+            return Err(AccountError::Throttled { retry_after });
         }
-        if self.store.find_by_email(environment, email).await?.is_some() {
-            taken.push(UniqueField::Email);
-        }
-        Ok(taken)
+        Ok(self.store.find_by_username(environment, username).await?.is_some())
     }
 
     /// "Sichern": stores the account (pending) and sends the activation mail. `Ok(false)` when the
-    /// account was stored but the mail could not be sent (the citizen can ask again).
+    /// account was stored but the mail could not be queued (the citizen can ask again).
+    ///
+    /// An address that has an account already gets no second one: its owner is mailed instead
+    /// (a pending account its activation link again), and the caller hears what every
+    /// registration hears, so the answer reveals no account.
     #[instrument(skip_all, fields(environment = %environment))]
     pub async fn register(&self, environment: Environment, registration: Registration) -> Result<bool, AccountError> {
-        let mut taken = self.taken(environment, &registration.data.username, &registration.data.email).await?;
+        let mut taken = Vec::new();
+        if self.store.find_by_username(environment, &registration.data.username).await?.is_some() {
+            taken.push(UniqueField::Username);
+        }
         if let Some(card) = &registration.card
             && self.store.find_by_eid_key(environment, &card.key).await?.is_some()
         {
@@ -293,6 +299,9 @@ impl Accounts {
         }
         if !taken.is_empty() {
             return Err(AccountError::Taken(taken));
+        }
+        if let Some(owner) = self.store.find_by_email(environment, &registration.data.email).await? {
+            return Ok(self.tell_the_address_owner(&owner).await);
         }
         let now = self.clock.now();
         let mut account = Account {
@@ -317,8 +326,26 @@ impl Accounts {
             account.trust_level = trust_level_of(&account);
         }
         let method = registration.card.as_ref().map(|_| AuthMethod::Eid.as_str().to_owned());
-        self.store.insert(&account, &self.event(EventKind::Registered, method)).await?;
-        Ok(self.send_activation(&account).await)
+        match self.store.insert(&account, &self.event(EventKind::Registered, method)).await {
+            Ok(()) => Ok(self.send_activation(&account).await),
+            // The address was registered meanwhile: as above.
+            Err(StoreError::Conflict(UniqueField::Email)) => {
+                match self.store.find_by_email(environment, &registration.data.email).await? {
+                    Some(owner) => Ok(self.tell_the_address_owner(&owner).await),
+                    None => Err(AccountError::Taken(vec![UniqueField::Email])),
+                }
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// A registration with the address of `owner`'s account: the owner hears of it (a pending
+    /// account gets its activation link again, the way on after a registration cut short).
+    async fn tell_the_address_owner(&self, owner: &Account) -> bool {
+        match owner.status {
+            AccountStatus::Pending => self.send_activation(owner).await,
+            AccountStatus::Active => self.send(owner, Notification::RegistrationAttempt).await,
+        }
     }
 
     async fn send_activation(&self, account: &Account) -> bool {

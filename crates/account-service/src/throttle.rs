@@ -26,6 +26,8 @@ pub struct ThrottlePolicy {
     pub max_delay: Duration,
     /// Failures are forgotten this long after the first one.
     pub window: Duration,
+    /// Username availability checks per client address and hour at registration.
+    pub username_checks_per_ip: i64,
 }
 
 impl Default for ThrottlePolicy {
@@ -36,6 +38,7 @@ impl Default for ThrottlePolicy {
             base_delay: Duration::from_secs(30),
             max_delay: Duration::from_secs(15 * 60),
             window: Duration::from_secs(24 * 3600),
+            username_checks_per_ip: 30,
         }
     }
 }
@@ -93,6 +96,18 @@ impl Throttle {
             }
         }
         Ok(None)
+    }
+
+    /// Counts a username availability check of `ip`; `Some(wait)` past the hourly allowance.
+    pub(crate) async fn count_username_check(
+        &self,
+        environment: Environment,
+        ip: &str,
+    ) -> Result<Option<Duration>, AccountError> {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let key = format!("uc:{}:ip:{ip}", environment.as_str());
+        let checks = self.store.increment(&key, 1, HOUR).await.map_err(AccountError::internal)?;
+        Ok((checks > self.policy.username_checks_per_ip).then_some(HOUR))
     }
 
     /// The longest wait still running for `subjects`.

@@ -261,6 +261,8 @@ pub struct AccountsConfig {
     pub free_failed_logins: i64,
     /// Failed logins per client address before each further attempt waits.
     pub free_failed_logins_per_ip: i64,
+    /// Username availability checks per client address and hour at registration.
+    pub username_checks_per_hour: i64,
     /// The version label of the privacy statement citizens accept at registration.
     pub privacy_statement_version: String,
     /// Contact for accessibility feedback, shown on the accessibility statement.
@@ -284,6 +286,7 @@ impl Default for AccountsConfig {
             session_absolute_hours: 12,
             free_failed_logins: 5,
             free_failed_logins_per_ip: 50,
+            username_checks_per_hour: 30,
             privacy_statement_version: "2026-11".to_owned(),
             accessibility_contact: "barrierefreiheit@servicekonto.invalid".to_owned(),
             argon2_memory_kib: 19 * 1024,
@@ -318,6 +321,7 @@ impl AccountsConfig {
             throttle: account_service::ThrottlePolicy {
                 free_failures_per_account: self.free_failed_logins,
                 free_failures_per_ip: self.free_failed_logins_per_ip,
+                username_checks_per_ip: self.username_checks_per_hour,
                 ..account_service::ThrottlePolicy::default()
             },
         }
@@ -722,9 +726,9 @@ impl Config {
         if a.session_idle_minutes > a.session_absolute_hours * 60 {
             problems.push("accounts.session_idle_minutes must not exceed accounts.session_absolute_hours".to_owned());
         }
-        if a.free_failed_logins < 1 || a.free_failed_logins_per_ip < 1 {
+        if a.free_failed_logins < 1 || a.free_failed_logins_per_ip < 1 || a.username_checks_per_hour < 1 {
             problems.push(
-                "accounts.free_failed_logins and accounts.free_failed_logins_per_ip must be at least 1".to_owned(),
+                "accounts.free_failed_logins, accounts.free_failed_logins_per_ip and accounts.username_checks_per_hour must be at least 1".to_owned(),
             );
         }
         if self.eid.production.service == EidService::Test {

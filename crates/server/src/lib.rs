@@ -73,6 +73,7 @@ pub async fn run(
     let purge = tokio::spawn(purge_unactivated(state.clone()));
     let probes = tokio::spawn(probe_dependencies(state.clone()));
     let keys = tokio::spawn(refresh_keys(state.clone()));
+    let mails = tokio::spawn(deliver_mails(state.clone()));
     let served = Server::new_with_acceptor(acceptor)
         .idle_timeout(keep_alive)
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
@@ -83,8 +84,28 @@ pub async fn run(
         metrics.abort();
     }
     keys.abort();
+    mails.abort();
     served
 }
+
+/// Hands queued mails to the mail relay: at once when this node queued one, else every few
+/// seconds (mails of other nodes, retries). Any node may send any mail; a claim keeps others off.
+async fn deliver_mails(state: AppState) {
+    loop {
+        match state.mail_outbox.deliver_due(&state.mailer).await {
+            // A full batch: more may be waiting, go on at once.
+            Ok(sent) if sent == mail::BATCH as usize => continue,
+            Ok(_) => {}
+            Err(e) => {
+                error::record_failure(&state, "mail.queue", &e);
+            }
+        }
+        state.mail_outbox.wait(MAIL_INTERVAL).await;
+    }
+}
+
+/// How often each node looks for due mails without being woken.
+const MAIL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Re-reads the signing keys at half their refresh interval, so that discovery, JWKS and signing
 /// find a fresh snapshot and never wait for the database; while it is down, the last snapshot

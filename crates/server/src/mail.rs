@@ -1,10 +1,11 @@
-//! The mail adapter of the account service's [`Notifier`] port: renders each notification as a
-//! German-and-English mail (plain text + HTML) and sends it with lettre, over SMTP (STARTTLS or
-//! TLS as the URL says) or, in the embedded mode, into an outbox folder as one `.eml` file each.
+//! The mail adapter of the account service's [`Notifier`] port: [`MailOutbox`] queues each
+//! notification, sealed, in the database; [`Mailer`] renders it as a German-and-English mail
+//! (plain text + HTML) and sends it with lettre, over SMTP (STARTTLS or TLS as the URL says) or,
+//! in the embedded mode, into an outbox folder as one `.eml` file each.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use account_service::{Notification, Notifier, NotifyError, Recipient};
+use account_service::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
 use anyhow::Context;
 use async_trait::async_trait;
 use lettre::{
@@ -12,7 +13,8 @@ use lettre::{
     message::{Mailbox, MultiPart},
 };
 use minijinja::context;
-use oidc_core::Environment;
+use oidc_core::{Clock, Environment, KeyEncryptionKey};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{EnvironmentsConfig, MailConfig},
@@ -89,6 +91,9 @@ impl Mailer {
             }
             Notification::PasswordChanged => ("password_changed", None, None),
             Notification::AccountDeleted => ("account_deleted", None, None),
+            Notification::RegistrationAttempt => {
+                ("registration_attempt", Some(format!("{}/anmelden", self.issuers.issuer(environment))), None)
+            }
         };
         let texts = self.pages.texts();
         let part = |lang: Lang| {
@@ -142,6 +147,98 @@ impl Notifier for Mailer {
             Transport::Outbox(outbox) => outbox.send(message).await.map(drop).map_err(failed)?,
         }
         tracing::info!(notification = ?notification, %environment, "mail sent");
+        Ok(())
+    }
+}
+
+/// The account service's [`Notifier`]: each mail is sealed and queued in the database, off the
+/// request path (an SMTP relay's speed or absence shows in no answer, and no mail is lost while
+/// it is down); [`MailOutbox::deliver_due`] hands them to the [`Mailer`], retrying with backoff.
+pub(crate) struct MailOutbox {
+    queue: Arc<dyn MailQueue>,
+    /// Seals the queued mail: it holds link tokens and an address.
+    key: KeyEncryptionKey,
+    clock: Arc<dyn Clock>,
+    /// Wakes this node's delivery worker at once after a mail was queued.
+    queued: tokio::sync::Notify,
+}
+
+/// A queued mail as sealed.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    environment: Environment,
+    to: Recipient,
+    notification: Notification,
+}
+
+/// How long a node may take to hand a claimed mail over before another node may try it.
+const LEASE: Duration = Duration::from_secs(60);
+/// Mails claimed per round.
+pub(crate) const BATCH: u32 = 20;
+/// A mail not handed over within this long is given up (its links have expired by then).
+const GIVE_UP_AFTER: time::Duration = time::Duration::hours(72);
+
+impl MailOutbox {
+    pub(crate) fn new(queue: Arc<dyn MailQueue>, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Self {
+        Self { queue, key: kek.derived("mail-queue"), clock, queued: tokio::sync::Notify::new() }
+    }
+
+    /// Waits until a mail was queued on this node or `interval` passed.
+    pub(crate) async fn wait(&self, interval: Duration) {
+        let _ = tokio::time::timeout(interval, self.queued.notified()).await;
+    }
+
+    /// Sends the mails that are due; returns how many were handed over.
+    pub(crate) async fn deliver_due(&self, mailer: &Mailer) -> Result<usize, account_service::StoreError> {
+        let now = self.clock.now();
+        let mut sent = 0;
+        for mail in self.queue.claim_due(now, LEASE, BATCH).await? {
+            let envelope = self
+                .key
+                .open(&mail.id, &mail.payload)
+                .and_then(|plain| serde_json::from_slice::<Envelope>(&plain).ok());
+            let Some(envelope) = envelope else {
+                tracing::error!(id = %mail.id, "a queued mail cannot be opened (another key-encryption key?); dropped");
+                self.queue.remove(&mail.id).await?;
+                continue;
+            };
+            match mailer.notify(envelope.environment, &envelope.to, envelope.notification).await {
+                Ok(()) => {
+                    self.queue.remove(&mail.id).await?;
+                    sent += 1;
+                }
+                Err(error) if now - mail.created_at > GIVE_UP_AFTER => {
+                    tracing::error!(id = %mail.id, %error, "mail given up after 72 hours of failed attempts");
+                    self.queue.remove(&mail.id).await?;
+                }
+                Err(error) => {
+                    let attempts = mail.attempts + 1;
+                    // 30 s, 1 min, 2 min, … at most 30 min between attempts.
+                    let wait =
+                        time::Duration::seconds(30 * (1_i64 << attempts.min(6))).min(time::Duration::minutes(30));
+                    tracing::warn!(dependency = "smtp", id = %mail.id, attempts, %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), "mail not sent; retrying later");
+                    self.queue.retry_at(&mail.id, now + wait, attempts).await?;
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+#[async_trait]
+impl Notifier for MailOutbox {
+    async fn notify(
+        &self,
+        environment: Environment,
+        to: &Recipient,
+        notification: Notification,
+    ) -> Result<(), NotifyError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let envelope = Envelope { environment, to: to.clone(), notification };
+        let plain = serde_json::to_vec(&envelope).map_err(failed)?;
+        let mail = QueuedMail { payload: self.key.seal(&id, &plain), id, attempts: 0, created_at: self.clock.now() };
+        self.queue.enqueue(&mail).await.map_err(failed)?;
+        self.queued.notify_one();
         Ok(())
     }
 }

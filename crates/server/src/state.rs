@@ -12,7 +12,13 @@ use tenant_registry::{CachedRegistryStore, Registry, SecretHasher};
 
 use account_service::{Accounts, PasswordHasher};
 
-use crate::{config::Config, mail::Mailer, metrics::Metrics, pages::Pages, routes::Site};
+use crate::{
+    config::Config,
+    mail::{MailOutbox, Mailer},
+    metrics::Metrics,
+    pages::Pages,
+    routes::Site,
+};
 
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -41,6 +47,10 @@ pub struct Inner {
     pub(crate) outbound: reqwest::Client,
     /// The online ID function of each environment.
     pub(crate) eid: crate::flows::eid::EidServices,
+    /// Renders and sends mails.
+    pub(crate) mailer: Arc<Mailer>,
+    /// The durable queue the account service's mails go through.
+    pub(crate) mail_outbox: Arc<MailOutbox>,
 }
 
 impl std::ops::Deref for AppState {
@@ -110,11 +120,12 @@ impl AppState {
             Pages::new(&kek, &config.accounts.accessibility_contact, &config.accounts.privacy_statement_version)
                 .context("loading the page templates")?,
         );
-        let mailer = Mailer::new(&config.mail, &config.environments, pages.clone())?;
+        let mailer = Arc::new(Mailer::new(&config.mail, &config.environments, pages.clone())?);
+        let mail_outbox = Arc::new(MailOutbox::new(Arc::new(database.mail_queue()), &kek, clock.clone()));
         let accounts = Arc::new(Accounts::new(
             Arc::new(database.accounts()),
             ephemeral.clone(),
-            Arc::new(mailer),
+            mail_outbox.clone(),
             PasswordHasher::new(config.accounts.hashing())?,
             clock.clone(),
             config.accounts.service(),
@@ -148,6 +159,8 @@ impl AppState {
             client_keys: crate::client_keys::ClientKeys::new(outbound.clone()),
             outbound,
             eid,
+            mailer,
+            mail_outbox,
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

@@ -126,6 +126,11 @@ impl Database {
         crate::SeaAccountStore::new(self.conn.clone())
     }
 
+    /// The durable mail queue on this database.
+    pub fn mail_queue(&self) -> crate::SeaMailQueue {
+        crate::SeaMailQueue::new(self.conn.clone())
+    }
+
     /// The refresh-token store on this database.
     pub fn refresh_tokens(&self) -> crate::SeaRefreshTokenStore {
         crate::SeaRefreshTokenStore::new(self.conn.clone())

@@ -15,6 +15,7 @@
 mod accounts;
 mod database;
 mod entities;
+mod mail_queue;
 mod memory;
 mod redis_store;
 mod refresh_tokens;
@@ -35,6 +36,7 @@ pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> Box<dy
 
 pub use accounts::SeaAccountStore;
 pub use database::{Database, DatabaseError};
+pub use mail_queue::SeaMailQueue;
 pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};
 pub use refresh_tokens::SeaRefreshTokenStore;

@@ -168,10 +168,15 @@ async fn uniqueness_per_environment(db: &Database) {
     register(&f, PRODUCTION, "max", "max@example.de").await.unwrap();
     let err = register(&f, PRODUCTION, "MAX", "other@example.de").await.unwrap_err();
     assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Username]), "{err:?}");
-    let err = register(&f, PRODUCTION, "max2", "Max@Example.DE").await.unwrap_err();
-    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Email]), "{err:?}");
+    // A taken address (in any case) makes no second account; its owner is mailed instead, and the
+    // caller hears what every registration hears.
+    let mails = f.outbox.count();
+    register(&f, PRODUCTION, "max2", "Max@Example.DE").await.expect("answered like any registration");
+    assert_eq!(f.outbox.count(), mails + 1, "the owner got a mail");
+    assert_eq!(f.outbox.last().0, "max@example.de", "at the stored address");
+    assert!(f.store.find_by_username(PRODUCTION, "max2").await.unwrap().is_none(), "no second account");
     let err = register(&f, PRODUCTION, "Max", "MAX@example.de").await.unwrap_err();
-    assert!(matches!(&err, AccountError::Taken(t) if t.len() == 2), "{err:?}");
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Username]), "{err:?}");
     register(&f, Environment::Test, "max", "max@example.de").await.unwrap();
 }
 
@@ -469,6 +474,33 @@ async fn refresh_token_rotation(db: &Database) {
     assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused("fam-c".into()));
 }
 
+/// The durable mail queue: a claim leases a mail (no second claim meanwhile), a failed one
+/// comes back at its retry time with the attempt counted, a sent one leaves.
+async fn mail_queue(db: &Database) {
+    use account_service::{MailQueue, QueuedMail};
+    let queue = db.mail_queue();
+    let t0 = datetime!(2026-12-02 10:00 UTC);
+    for id in ["m1", "m2"] {
+        queue
+            .enqueue(&QueuedMail { id: id.into(), payload: vec![1, 2, 3], attempts: 0, created_at: t0 })
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let claimed = queue.claim_due(t0, lease, 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m1", "m2"]);
+    assert_eq!(claimed[0].payload, vec![1, 2, 3]);
+    assert!(queue.claim_due(t0 + secs(1), lease, 10).await.unwrap().is_empty(), "leased");
+    queue.retry_at("m1", t0 + secs(30), 1).await.unwrap();
+    queue.remove("m2").await.unwrap();
+    let again = queue.claim_due(t0 + secs(31), lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("m1", 1));
+    // A claimer that died: the mail is due again when its lease ends.
+    assert!(queue.claim_due(t0 + secs(60), lease, 10).await.unwrap().is_empty());
+    assert_eq!(queue.claim_due(t0 + secs(92), lease, 10).await.unwrap().len(), 1);
+}
+
 /// Where the scenarios run; each gets a database of its own, so their accounts do not meet.
 enum Backend {
     Sqlite(tempfile::TempDir),
@@ -508,6 +540,7 @@ impl Backend {
         self.run(rehash_on_login).await;
         self.run(eid_register_login_link).await;
         self.run(refresh_token_rotation).await;
+        self.run(mail_queue).await;
     }
 }
 

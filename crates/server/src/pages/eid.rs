@@ -17,7 +17,7 @@ use super::{
     PageCtx,
     draft::{DRAFT_LIFETIME, Draft},
     form::{Errors, labels},
-    registration::{load_draft, step1_done, store_draft, taken_errors},
+    registration::{load_draft, step1_done, store_draft, taken_errors, too_many_checks},
     signin::safe_return,
 };
 use crate::flows::eid::{self, EidFlowError, FLOW_TTL, Purpose};
@@ -520,13 +520,14 @@ pub(crate) async fn card_registration(ctx: PageCtx, Form(form): Form<CardRegistr
             );
         }
     };
-    let mut taken = match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
-        Ok(taken) => taken,
+    match ctx.state.accounts.username_taken(ctx.site.environment, &data.username, ctx.client_ip()).await {
+        Ok(false) => {}
+        Ok(true) => {
+            let taken = taken_errors(&ctx, &[UniqueField::Username]);
+            return render_card_registration(&ctx, StatusCode::CONFLICT, &card, &form, &taken);
+        }
+        Err(AccountError::Throttled { .. }) => return too_many_checks(&ctx),
         Err(e) => return ctx.failure(e),
-    };
-    taken.retain(|t| *t != UniqueField::Eid);
-    if !taken.is_empty() {
-        return render_card_registration(&ctx, StatusCode::CONFLICT, &card, &form, &taken_errors(&ctx, &taken));
     }
     step1_done(&ctx, draft, input, &data, &hints)
 }

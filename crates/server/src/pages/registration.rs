@@ -33,6 +33,16 @@ fn render_personal(ctx: &PageCtx, status: StatusCode, input: &PersonalDataInput,
     render_step1(ctx, status, input, errors, false)
 }
 
+/// 429: this address asked for too many usernames; the page says to come back later.
+pub(super) fn too_many_checks(ctx: &PageCtx) -> Response {
+    ctx.message(
+        StatusCode::TOO_MANY_REQUESTS,
+        "registration_throttled_title",
+        &[ctx.t("registration_throttled_text")],
+        Value::from(()),
+    )
+}
+
 /// Step 1 again because a value is taken. It may be the citizen's own account that was never
 /// activated (a lost mail, a registration cut short): the page offers the way on. Said for
 /// every taken value, so it tells nothing about the account's state; the mail goes only to the
@@ -83,9 +93,10 @@ pub(crate) async fn personal(ctx: PageCtx, Form(form): Form<PersonalForm>) -> Re
             return render_personal(&ctx, StatusCode::BAD_REQUEST, &form.input, &Errors::from_fields(&ctx, &problems));
         }
     };
-    match ctx.state.accounts.taken(ctx.site.environment, &data.username, &data.email).await {
-        Ok(taken) if taken.is_empty() => {}
-        Ok(taken) => return render_taken(&ctx, &form.input, &taken),
+    match ctx.state.accounts.username_taken(ctx.site.environment, &data.username, ctx.client_ip()).await {
+        Ok(false) => {}
+        Ok(true) => return render_taken(&ctx, &form.input, &[UniqueField::Username]),
+        Err(AccountError::Throttled { .. }) => return too_many_checks(&ctx),
         Err(e) => return ctx.failure(e),
     }
     let mut draft = load_draft(&ctx).unwrap_or_else(|| Draft::new(now));

@@ -8,6 +8,7 @@ pub(crate) mod client;
 pub(crate) mod consent;
 pub(crate) mod data_transfer;
 pub(crate) mod mail_link;
+pub(crate) mod mail_queue;
 pub(crate) mod one_time_transfer;
 pub(crate) mod refresh_token;
 pub(crate) mod signing_key;
