@@ -20,6 +20,11 @@ ci:
 faults seconds="30":
     FAULT_PHASE_SECONDS={{seconds}} TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres TEST_REDIS_URL=redis://127.0.0.1:6379 cargo test -p integration-tests --test faults -- --nocapture
 
+# schemathesis against the admin API of a throwaway server (pip install schemathesis).
+schemathesis examples="200":
+    cargo build --bin servicekonto
+    integration-tests/schemathesis/run.sh target/debug/servicekonto {{examples}}
+
 # Format the code.
 fmt:
     cargo fmt --all

@@ -246,6 +246,9 @@ pub(crate) enum AdminError {
     /// `If-Match` names an outdated version.
     #[oai(status = 412, content_type = "application/problem+json")]
     PreconditionFailed(poem_openapi::payload::Json<Box<Problem>>),
+    /// The body is not JSON (`Content-Type: application/json`).
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(poem_openapi::payload::Json<Box<Problem>>),
     /// Updates need `If-Match`.
     #[oai(status = 428, content_type = "application/problem+json")]
     PreconditionRequired(poem_openapi::payload::Json<Box<Problem>>),
@@ -392,6 +395,9 @@ pub(crate) async fn render_admin(error: poem::Error) -> Response {
         error.to_string()
     };
     let problem = problem(status.as_u16(), code, title, detail, Vec::new());
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return AdminError::UnsupportedMediaType(problem).into_response();
+    }
     let mut response = poem::Response::builder()
         .status(status)
         .content_type("application/problem+json")

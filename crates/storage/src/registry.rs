@@ -193,7 +193,8 @@ async fn missing_or_stale<E: EntityTrait>(
 }
 
 fn limits(page: PageRequest) -> (u64, u64) {
-    (u64::from(page.limit.clamp(1, 500)), page.offset)
+    // The databases count rows in signed 64 bits; a larger offset finds nothing either way.
+    (u64::from(page.limit.clamp(1, 500)), page.offset.min(i64::MAX as u64))
 }
 
 #[async_trait]

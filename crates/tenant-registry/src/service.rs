@@ -169,6 +169,13 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether `tenant` holds an operator client (its suspension would end every operator token).
+    async fn holds_operators(&self, tenant: TenantId) -> Result<bool, RegistryError> {
+        let filter =
+            ClientFilter { tenant_id: Some(tenant), admin_role: Some(AdminRole::Operator), ..ClientFilter::default() };
+        Ok(self.store.list_clients(&filter, PageRequest { limit: 1, offset: 0 }).await?.total > 0)
+    }
+
     /// The operator clients of production, for `admin bootstrap`.
     pub async fn operator_clients(&self) -> Result<Vec<Client>, RegistryError> {
         let filter = ClientFilter {
@@ -295,6 +302,11 @@ impl Registry {
     ) -> Result<Tenant, RegistryError> {
         Self::require_operator(actor)?;
         let before = self.visible_tenant(actor, id).await?;
+        if status == TenantStatus::Suspended && self.holds_operators(id).await? {
+            return Err(RegistryError::Conflict(
+                "this tenant holds operator clients; suspending it would lock every operator out".to_owned(),
+            ));
+        }
         let expected = expected_version.unwrap_or(before.version);
         if before.version != expected {
             return Err(RegistryError::VersionMismatch { current: before.version });

@@ -117,6 +117,7 @@ impl From<oidc_core::Environment> for EnvironmentDto {
 
 /// A tenant to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct TenantCreate {
     /// Short name: 2–63 lower-case letters, digits, hyphens.
     pub slug: String,
@@ -161,6 +162,7 @@ impl TenantCreate {
 
 /// A tenant's changeable fields (all of them: PUT semantics).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct TenantUpdate {
     /// Full name of the authority.
     pub name: String,
@@ -222,6 +224,7 @@ impl From<TenantStatusDto> for TenantStatus {
 
 /// A tenant.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct TenantView {
     pub id: String,
     pub slug: String,
@@ -261,6 +264,7 @@ impl From<&Tenant> for TenantView {
 
 /// One page of tenants.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct TenantList {
     pub items: Vec<TenantView>,
     /// Matching tenants in all.
@@ -336,6 +340,7 @@ mirror!(AdminRoleDto <=> AdminRole { Operator, TenantAdmin });
 
 /// A claim a client may ask for.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClaimRuleDto {
     pub claim: String,
     /// The service does not work without it; the citizen cannot leave it out.
@@ -345,6 +350,7 @@ pub(crate) struct ClaimRuleDto {
 
 /// Token lifetimes in seconds.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct LifetimesDto {
     /// 60–3600, default 300.
     pub access_token: u32,
@@ -380,6 +386,7 @@ fn yes() -> bool {
 
 /// A client's configuration (PUT semantics: all of it).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClientConfig {
     /// Shown to operators and in the audit log.
     pub name: String,
@@ -550,6 +557,7 @@ impl From<&Client> for ClientConfig {
 
 /// A client to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClientCreate {
     pub environment: EnvironmentDto,
     #[oai(flatten)]
@@ -558,6 +566,7 @@ pub(crate) struct ClientCreate {
 
 /// A valid secret of a client (never the secret itself).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct SecretInfo {
     pub created_at: String,
     /// Set while an old secret overlaps a rotation.
@@ -566,6 +575,7 @@ pub(crate) struct SecretInfo {
 
 /// A client.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClientView {
     pub client_id: String,
     pub tenant_id: String,
@@ -601,6 +611,7 @@ impl From<&Client> for ClientView {
 
 /// A client with its secret, shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClientWithSecret {
     #[oai(flatten)]
     pub client: ClientView,
@@ -610,6 +621,7 @@ pub(crate) struct ClientWithSecret {
 
 /// One page of clients.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct ClientList {
     pub items: Vec<ClientView>,
     pub total: u64,
@@ -619,6 +631,7 @@ pub(crate) struct ClientList {
 
 /// Secret rotation.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct RotateSecret {
     /// How long the old secret keeps working (0 to 2592000 seconds, default one day).
     #[oai(default = "one_day")]
@@ -631,6 +644,7 @@ fn one_day() -> u64 {
 
 /// One audit entry.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct AuditView {
     pub id: i64,
     pub at: String,
@@ -659,6 +673,7 @@ impl From<&AuditEntry> for AuditView {
 
 /// A one-time identification with the ID card released to a client: no person, only what went.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct OneTimeTransferView {
     /// Authority and service as the citizen saw them on the consent page.
     pub recipient: String,
@@ -670,12 +685,14 @@ pub(crate) struct OneTimeTransferView {
 
 /// The one-time identifications of a client, newest first (at most 100).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct OneTimeTransferList {
     pub items: Vec<OneTimeTransferView>,
 }
 
 /// One page of the audit log.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct AuditList {
     pub items: Vec<AuditView>,
     pub total: u64,
@@ -685,6 +702,7 @@ pub(crate) struct AuditList {
 
 /// A field-level validation error.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct FieldProblem {
     pub field: String,
     pub message: String,
@@ -692,6 +710,7 @@ pub(crate) struct FieldProblem {
 
 /// RFC 9457 problem details.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct Problem {
     /// A URI reference naming the problem type.
     #[oai(rename = "type")]
@@ -699,13 +718,14 @@ pub(crate) struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Every violated rule, for validation errors.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Every violated rule, for validation errors; empty otherwise (always present, so that
+    /// clients need no special case).
     pub errors: Vec<FieldProblem>,
 }
 
 /// An initial access token to request.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct InitialAccessTokenCreate {
     /// Where the client will be registered.
     pub environment: EnvironmentDto,
@@ -716,6 +736,7 @@ pub(crate) struct InitialAccessTokenCreate {
 
 /// An initial access token for RFC 7591 registration, shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub(crate) struct InitialAccessTokenView {
     /// Send as `Authorization: Bearer …` to `registration_endpoint`; single use.
     pub initial_access_token: String,
