@@ -386,3 +386,37 @@ mod tests {
         assert_eq!(fields(&german), ["postal_code"]);
     }
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use proptest::prelude::*;
+
+    use super::{PersonalDataInput, validate_personal_data};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Step 1's form, filled with anything: normalised data or messages per field, never a
+        /// panic.
+        #[test]
+        fn any_form_input_is_validated_without_panic(fields in proptest::collection::vec(".{0,40}", 12), date in "[0-9.]{0,12}") {
+            let input = PersonalDataInput {
+                given_names: fields[0].clone(),
+                family_name: fields[1].clone(),
+                birth_name: fields[2].clone(),
+                date_of_birth: date,
+                place_of_birth: fields[4].clone(),
+                street_and_number: fields[5].clone(),
+                postal_code: fields[6].clone(),
+                city: fields[7].clone(),
+                country: fields[8].clone(),
+                phone_number: fields[9].clone(),
+                email: fields[10].clone(),
+                username: fields[11].clone(),
+            };
+            let today = time::macros::date!(2026 - 12 - 02);
+            let _ = validate_personal_data(&input, today);
+            let _ = crate::check_password(&fields[3], &fields[3], &fields[11], &fields[10]);
+        }
+    }
+}

@@ -306,3 +306,51 @@ mod tests {
         assert!(matches!(parse_use_id_response("<Envelope><Body/></Envelope>"), Err(EidServerError::Malformed(_))));
     }
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use proptest::prelude::*;
+
+    /// SOAP-shaped answers with the element names an eID-Server uses, nested arbitrarily.
+    fn soap_like() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("Envelope".to_owned()),
+            Just("Body".to_owned()),
+            Just("useIDResponse".to_owned()),
+            Just("getResultResponse".to_owned()),
+            Just("Result".to_owned()),
+            Just("ResultMajor".to_owned()),
+            Just("ResultMinor".to_owned()),
+            Just("Session".to_owned()),
+            Just("ID".to_owned()),
+            Just("PSK".to_owned()),
+            Just("PersonalData".to_owned()),
+            Just("GivenNames".to_owned()),
+            Just("DateOfBirth".to_owned()),
+            Just("RestrictedID".to_owned()),
+            Just("Fault".to_owned()),
+            Just("x".to_owned()),
+            "[a-z]{1,6}",
+        ];
+        let leaf = (name.clone(), ".{0,20}").prop_map(|(n, text)| {
+            let escaped = text.replace('&', "&amp;").replace('<', "&lt;");
+            format!("<{n}>{escaped}</{n}>")
+        });
+        leaf.prop_recursive(4, 40, 5, move |inner| {
+            (name.clone(), proptest::collection::vec(inner, 0..5))
+                .prop_map(|(n, children)| format!("<{n}>{}</{n}>", children.concat()))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the eID-Server answers is a session, personal data or an error, never a
+        /// panic.
+        #[test]
+        fn soap_answers_never_panic(xml in prop_oneof![".{0,400}", soap_like()]) {
+            let _ = super::parse_use_id_response(&xml);
+            let _ = super::parse_get_result_response(&xml);
+        }
+    }
+}

@@ -759,3 +759,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use proptest::prelude::*;
+
+    use super::Message;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever AusweisApp2 (or something on its port) sends is a message or an error, never
+        /// a panic — also for the messages we know with fields of any type.
+        #[test]
+        fn sdk_messages_never_panic(
+            text in ".{0,300}",
+            msg in prop_oneof![Just("AUTH".to_owned()), Just("ACCESS_RIGHTS".to_owned()), Just("INSERT_CARD".to_owned()), Just("ENTER_PIN".to_owned()), Just("ENTER_CAN".to_owned()), Just("ENTER_PUK".to_owned()), Just("READER".to_owned()), Just("READER_LIST".to_owned()), Just("INFO".to_owned()), Just("API_LEVEL".to_owned()), Just("STATUS".to_owned()), Just("BAD_STATE".to_owned()), Just("INVALID".to_owned()), Just("UNKNOWN_COMMAND".to_owned()), Just("CERTIFICATE".to_owned()), ".{0,12}"],
+            field in prop_oneof![Just("result".to_owned()), Just("reader".to_owned()), Just("card".to_owned()), Just("error".to_owned()), Just("url".to_owned()), Just("chat".to_owned()), Just("retryCounter".to_owned()), Just("available".to_owned()), Just("current".to_owned()), ".{0,8}"],
+            value in prop_oneof![Just(serde_json::Value::Null), any::<i64>().prop_map(serde_json::Value::from), ".{0,20}".prop_map(serde_json::Value::from), any::<bool>().prop_map(serde_json::Value::from), Just(serde_json::json!({"major": "x", "minor": 1})), Just(serde_json::json!([1, "a", null]))],
+        ) {
+            let _ = Message::parse(&text);
+            let shaped = serde_json::json!({ "msg": msg, field: value }).to_string();
+            let _ = Message::parse(&shaped);
+        }
+    }
+}

@@ -377,3 +377,20 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     };
     finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The authorization request's query or form: any bytes give parameters or a page, never
+        /// a panic.
+        #[test]
+        fn authorization_requests_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..600), text in "[a-z_=&%0-9A-F+]{0,300}") {
+            let _ = super::params_of(&raw);
+            let _ = super::params_of(text.as_bytes());
+        }
+    }
+}

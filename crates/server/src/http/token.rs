@@ -170,3 +170,40 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
         None => Err(invalid_request("grant_type fehlt")),
     }
 }
+
+#[cfg(test)]
+mod untrusted_input {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use proptest::prelude::*;
+
+    use super::{basic_credentials, parameters};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Form bodies of the token, PAR, introspection and revocation endpoints: any bytes give
+        /// parameters or `invalid_request`, never a panic; a parameter given twice is refused.
+        #[test]
+        fn form_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(pairs) = parameters(&body) {
+                let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+                let all = names.len();
+                names.sort_unstable();
+                names.dedup();
+                prop_assert_eq!(names.len(), all, "no parameter twice");
+            }
+        }
+
+        /// `Authorization: Basic …` of any content is credentials or `invalid_client`; what a
+        /// client encodes by RFC 6749 §2.3.1 comes back as it was.
+        #[test]
+        fn basic_credentials_never_panic_and_round_trip(header in ".{0,200}", id in ".{0,40}", secret in ".{0,60}") {
+            let _ = basic_credentials(&header);
+            let _ = basic_credentials(&format!("Basic {header}"));
+            let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+            let value = format!("Basic {}", STANDARD.encode(format!("{}:{}", encode(&id), encode(&secret))));
+            let decoded = basic_credentials(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(decoded, (id, secret));
+        }
+    }
+}

@@ -82,4 +82,16 @@ mod tests {
         assert!(Drafts::new(kek.derived("other")).open(Environment::Production, &sealed, now).is_none(), "other key");
         assert!(drafts.open(Environment::Production, "garbage", now).is_none());
     }
+
+    proptest::proptest! {
+        /// The registration draft cookie is the citizen's to change: anything in it is a draft
+        /// of ours or nothing, never a panic.
+        #[test]
+        fn any_cookie_opens_to_a_draft_or_nothing(cookie in ".{0,400}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let drafts = Drafts::new(KeyEncryptionKey::generate());
+            let now = datetime!(2026-12-02 10:00 UTC);
+            proptest::prop_assert!(drafts.open(Environment::Test, &cookie, now).is_none());
+            proptest::prop_assert!(drafts.open(Environment::Test, &URL_SAFE_NO_PAD.encode(&bytes), now).is_none());
+        }
+    }
 }

@@ -466,6 +466,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// `X-Forwarded-For` is the client's to write: any value gives an address, never a panic.
+        #[test]
+        fn any_forwarded_for_gives_an_address(header in ".{0,200}") {
+            let proxy: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+            let _ = client_address(Some(proxy), Some(&header), &[proxy]);
+        }
+    }
+
     #[test]
     fn every_template_parses() {
         Pages::new(&KeyEncryptionKey::generate(), "a11y@example.de", "1").unwrap();
