@@ -25,6 +25,10 @@ schemathesis examples="200":
     cargo build --bin servicekonto
     integration-tests/schemathesis/run.sh target/debug/servicekonto {{examples}}
 
+# Coverage-guided fuzzing (cargo install cargo-afl): each target for SECONDS (CI runs 10).
+fuzz seconds="300":
+    fuzz/run.sh {{seconds}}
+
 # Format the code.
 fmt:
     cargo fmt --all

@@ -24,3 +24,18 @@ pub use eid_server::{
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+/// The eID-Server answer parsers, public only for the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a useID answer; any result but a panic is fine.
+    pub fn use_id_response(xml: &str) -> bool {
+        crate::eid_server::parse_use_id_response(xml).is_ok()
+    }
+
+    /// Parses a getResult answer; any result but a panic is fine.
+    pub fn get_result_response(xml: &str) -> bool {
+        crate::eid_server::parse_get_result_response(xml).is_ok()
+    }
+}

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub use test_service::{TestEidService, TestIdentity, TestOutcome};
 pub use tr03130::{Tr03130Client, Tr03130Config};
+#[cfg(feature = "fuzzing")]
+pub(crate) use tr03130::{parse_get_result_response, parse_use_id_response};
 
 /// The card attributes this service reads. `RestrictedId` is the card's pseudonym for our
 /// sector: the same card always gives the same value, another provider gets another one.
