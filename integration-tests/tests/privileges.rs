@@ -197,6 +197,22 @@ async fn tokens_end_with_their_client_tenant_and_family_on_every_node() {
     let (_, second) = tokens(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh1.clone())]).await;
     let access2 = second["access_token"].as_str().unwrap().to_owned();
     assert_eq!(userinfo(access2.clone()).await, StatusCode::OK);
+    // Another client presenting the used token is refused without touching the family.
+    first_party_client(&a, "other-rp", "other-rp-secret-0123456", callback, |settings| {
+        settings.grant_types.insert(tenant_registry::GrantType::RefreshToken);
+    })
+    .await;
+    let foreign = http
+        .post(format!("{issuer}/token"))
+        .basic_auth("other-rp", Some("other-rp-secret-0123456"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh1.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
+    let refresh2 = second["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = tokens(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh2)]).await;
+    assert_eq!(status, StatusCode::OK, "the family lives on after another client's attempt");
     let (status, replay) = tokens(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh1)]).await;
     assert_eq!((status, replay["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
     assert_eq!(userinfo(access2).await, StatusCode::UNAUTHORIZED, "the replay revoked the family's access tokens");

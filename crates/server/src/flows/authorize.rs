@@ -780,8 +780,18 @@ pub(crate) async fn refresh(
     {
         return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
     }
-    // A used token (a replay, or a retry within the grace) is judged by `rotate` alone; the
-    // grant it renews is the same for the whole family.
+    // Not live: used (a replay, or a retry within the grace), expired or unknown. Another
+    // client's used token must not reach `rotate`, whose replay verdict would revoke that
+    // client's family.
+    if found.is_none()
+        && let Some(record) =
+            state.refresh_tokens.find_any(&hash).await.map_err(|e| oauth_failure(state, "refresh.find", &e))?
+        && (record.client_id != client.client_id || record.environment != environment)
+    {
+        return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
+    }
+    // A used token is judged by `rotate` alone; the grant it renews is the same for the whole
+    // family.
     let renewed: Option<RefreshGrant> = match &found {
         Some(record) => {
             Some(serde_json::from_value(record.grant.clone()).map_err(|e| oauth_failure(state, "refresh.grant", &e))?)
