@@ -144,3 +144,32 @@ async fn metrics_are_for_prometheus_only() {
     server.stop().await;
     backends.drop_now().await;
 }
+
+/// An operator's change to the demo tenant stands, and the next start goes through.
+#[tokio::test]
+async fn a_changed_demo_tenant_does_not_stop_the_next_start() {
+    use tenant_registry::{Actor, TenantChanges};
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let registry = server.state.registry();
+    let actor = Actor::System("test");
+    let demo = registry.find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
+    let client = oidc_core::ClientId::parse("demo-client").unwrap();
+    registry.delete_client(&actor, &client, None).await.unwrap();
+    let changes = TenantChanges {
+        name: demo.name.clone(),
+        contact_email: demo.contact_email.clone(),
+        branding: demo.branding.clone(),
+        allowed_claims: std::collections::BTreeSet::new(),
+        min_trust_level: demo.min_trust_level,
+    };
+    registry.update_tenant(&actor, demo.id, demo.version, changes).await.unwrap();
+    server.stop().await;
+    let again = TestServer::start(&backends, |_| {}).await;
+    let health = reqwest::get(format!("{}/healthz", again.base_url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let kept = again.state.registry().find_tenant_by_slug("demo-kommune").await.unwrap().unwrap();
+    assert!(kept.allowed_claims.is_empty(), "the operator's change stands");
+    again.stop().await;
+    backends.drop_now().await;
+}
