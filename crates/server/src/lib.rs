@@ -93,9 +93,15 @@ pub async fn run(
 async fn deliver_mails(state: AppState) {
     loop {
         match state.mail_outbox.deliver_due(&state.mailer).await {
-            // A full batch: more may be waiting, go on at once.
-            Ok(sent) if sent == mail::BATCH as usize => continue,
-            Ok(_) => {}
+            Ok((sent, failed)) => {
+                for _ in 0..failed {
+                    state.metrics.dependency_error("smtp", "mail.send");
+                }
+                // A full batch sent: more may be waiting, go on at once.
+                if sent == mail::BATCH as usize {
+                    continue;
+                }
+            }
             Err(e) => {
                 error::record_failure(&state, "mail.queue", &e);
             }

@@ -188,10 +188,10 @@ impl MailOutbox {
         let _ = tokio::time::timeout(interval, self.queued.notified()).await;
     }
 
-    /// Sends the mails that are due; returns how many were handed over.
-    pub(crate) async fn deliver_due(&self, mailer: &Mailer) -> Result<usize, account_service::StoreError> {
+    /// Sends the mails that are due; returns how many were handed over and how many failed.
+    pub(crate) async fn deliver_due(&self, mailer: &Mailer) -> Result<(usize, usize), account_service::StoreError> {
         let now = self.clock.now();
-        let mut sent = 0;
+        let (mut sent, mut failed) = (0, 0);
         for mail in self.queue.claim_due(now, LEASE, BATCH).await? {
             let envelope = self
                 .key
@@ -208,10 +208,12 @@ impl MailOutbox {
                     sent += 1;
                 }
                 Err(error) if now - mail.created_at > GIVE_UP_AFTER => {
+                    failed += 1;
                     tracing::error!(id = %mail.id, %error, "mail given up after 72 hours of failed attempts");
                     self.queue.remove(&mail.id).await?;
                 }
                 Err(error) => {
+                    failed += 1;
                     let attempts = mail.attempts + 1;
                     // 30 s, 1 min, 2 min, … at most 30 min between attempts.
                     let wait =
@@ -221,7 +223,7 @@ impl MailOutbox {
                 }
             }
         }
-        Ok(sent)
+        Ok((sent, failed))
     }
 }
 

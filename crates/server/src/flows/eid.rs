@@ -144,9 +144,14 @@ pub(crate) enum EidFlowError {
     /// The card lacks data the service needs (e.g. an incomplete date of birth).
     #[error("the card lacks {0}")]
     Incomplete(&'static str),
-    /// The eID-Server or the ephemeral store did not answer.
-    #[error("eID unavailable: {0}")]
-    Unavailable(String),
+    /// The eID-Server or the ephemeral store did not answer (the source says which).
+    #[error("eID unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The eID-Server failed: an outage of that dependency, named as such in logs and metrics.
+fn eid_server_failed(error: EidServerError) -> EidFlowError {
+    EidFlowError::Unavailable(Box::new(oidc_core::DependencyError::new(oidc_core::Dependency::EidServer, error)))
 }
 
 fn key(environment: Environment, reference: &str) -> String {
@@ -178,17 +183,16 @@ pub(crate) async fn start(
     account: Option<AccountId>,
 ) -> Result<(String, String), EidFlowError> {
     let eid = state.eid.of(environment).ok_or(EidFlowError::NotOffered)?;
-    let server_session =
-        eid.server.use_id(&use_id_request()).await.map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    let server_session = eid.server.use_id(&use_id_request()).await.map_err(eid_server_failed)?;
     let (reference, browser) = (random_token(), random_token());
     let flow =
         EidFlow { purpose, server_session, browser: token_digest(&browser), return_to: return_to.to_owned(), account };
-    let value = serde_json::to_vec(&flow).map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    let value = serde_json::to_vec(&flow).map_err(|e| EidFlowError::Unavailable(Box::new(e)))?;
     state
         .ephemeral
         .put(&key(environment, &reference), &value, FLOW_TTL)
         .await
-        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+        .map_err(|e| EidFlowError::Unavailable(Box::new(e)))?;
     Ok((reference, browser))
 }
 
@@ -198,7 +202,7 @@ pub(crate) async fn find(state: &AppState, environment: Environment, reference: 
         .ephemeral
         .get(&key(environment, reference))
         .await
-        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?
+        .map_err(|e| EidFlowError::Unavailable(Box::new(e)))?
         .ok_or(EidFlowError::Unknown)?;
     serde_json::from_slice(&value).map_err(|_| EidFlowError::Unknown)
 }
@@ -215,7 +219,7 @@ pub(crate) async fn for_tc_token(
         .ephemeral
         .put_if_absent(&format!("eid-tc:{}:{}", environment.as_str(), token_digest(reference)), b"1", FLOW_TTL)
         .await
-        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+        .map_err(|e| EidFlowError::Unavailable(Box::new(e)))?;
     if first { Ok(flow) } else { Err(EidFlowError::Unknown) }
 }
 
@@ -233,11 +237,8 @@ pub(crate) async fn finish(
     if browser.map(token_digest).as_deref() != Some(flow.browser.as_str()) {
         return Err(EidFlowError::OtherBrowser);
     }
-    let taken = state
-        .ephemeral
-        .take(&key(environment, reference))
-        .await
-        .map_err(|e| EidFlowError::Unavailable(e.to_string()))?;
+    let taken =
+        state.ephemeral.take(&key(environment, reference)).await.map_err(|e| EidFlowError::Unavailable(Box::new(e)))?;
     if taken.is_none() {
         return Err(EidFlowError::Unknown);
     }
@@ -245,7 +246,7 @@ pub(crate) async fn finish(
         Ok(data) => data,
         Err(EidServerError::Failed { minor, .. }) => return Err(EidFlowError::Failed(minor)),
         Err(EidServerError::NoResult) => return Err(EidFlowError::Failed("no result".into())),
-        Err(e) => return Err(EidFlowError::Unavailable(e.to_string())),
+        Err(e) => return Err(eid_server_failed(e)),
     };
     let identity = CardIdentity { key: state.eid.card_key(environment, &data.restricted_id), data: card_data(data)? };
     Ok((flow, identity))

@@ -205,7 +205,7 @@ pub(crate) async fn tc_token(ctx: PageCtx, Query(query): Query<RefQuery>) -> Res
     let flow = match eid::for_tc_token(&ctx.state, ctx.site.environment, &query.reference).await {
         Ok(flow) => flow,
         Err(EidFlowError::Unavailable(e)) => {
-            tracing::error!(error = %e, "eID flow store unavailable");
+            crate::error::record_failure(&ctx.state, "eid.tc_token", e.as_ref());
             return Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body("eID flow store unavailable");
         }
         Err(_) => {
@@ -317,7 +317,7 @@ fn flow_failed(ctx: &PageCtx, error: EidFlowError, return_to: &str) -> Response 
         EidFlowError::Failed(_) => (StatusCode::BAD_REQUEST, "eid_failed_text"),
         EidFlowError::Incomplete(_) => (StatusCode::BAD_REQUEST, "eid_incomplete_text"),
         EidFlowError::Unavailable(e) => {
-            tracing::error!(error = %e, "eID unavailable");
+            crate::error::record_failure(&ctx.state, "eid", e.as_ref());
             (StatusCode::SERVICE_UNAVAILABLE, "eid_unavailable_text")
         }
     };
