@@ -87,15 +87,7 @@ async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
         info.version_info.implementation_version.starts_with("1.")
             || info.version_info.implementation_version.starts_with("2.")
     );
-    // A freshly started AusweisApp2 registers its readers a moment after it answers.
-    let mut readers = client.readers().await.unwrap();
-    for _ in 0..15 {
-        if readers.iter().any(|r| r.name == "Simulator") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        readers = client.readers().await.unwrap();
-    }
+    let readers = client.wait_for_readers(Duration::from_secs(20)).await.unwrap();
     assert!(readers.iter().any(|r| r.name == "Simulator"), "the built-in Simulator reader: {readers:?}");
 
     // A real eID flow of our server: the browser starts it, AusweisApp2 gets the TC token URL.

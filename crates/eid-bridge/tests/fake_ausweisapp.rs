@@ -281,3 +281,21 @@ async fn a_lost_connection_is_reported_and_reconnect_starts_afresh() {
     client.reconnect().await.unwrap();
     assert_eq!(client.info().await.unwrap().version_info.implementation_version, "1.26.2");
 }
+
+/// A freshly started app lists no readers for a while: the client asks again until it does.
+#[tokio::test]
+async fn readers_are_awaited_until_the_app_has_registered_them() {
+    let empty = || step("GET_READER_LIST", vec![json!({"msg": "READER_LIST", "readers": []})]);
+    let mut script = handshake();
+    script.extend([empty(), empty(), empty()]);
+    script.push(step("GET_READER_LIST", vec![json!({"msg": "READER_LIST", "readers": [reader(3)]})]));
+    let (url, mut commands) = fake_app(script).await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let readers = client.wait_for_readers(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(readers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Simulator"]);
+    let mut asked = 0;
+    while let Ok(command) = commands.try_recv() {
+        asked += usize::from(command["cmd"] == "GET_READER_LIST");
+    }
+    assert_eq!(asked, 4, "asked until a reader was there, then no more");
+}

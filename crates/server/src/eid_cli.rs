@@ -78,15 +78,7 @@ pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
     let mut client = SdkClient::connect(SdkConfig { url: run.sdk_url, ..SdkConfig::default() }).await?;
     let info = client.info().await?;
     println!("{} {}", info.version_info.name, info.version_info.implementation_version);
-    // A freshly started AusweisApp2 registers its readers a moment after it answers.
-    let mut readers = client.readers().await?;
-    for _ in 0..15 {
-        if !readers.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        readers = client.readers().await?;
-    }
+    let readers = client.wait_for_readers(std::time::Duration::from_secs(20)).await?;
     for reader in readers {
         println!("Lesegerät: {}{}", reader.name, if reader.card.is_some() { " (Karte erkannt)" } else { "" });
     }

@@ -260,6 +260,21 @@ impl SdkClient {
         }
     }
 
+    /// The readers, once there are any: a freshly started AusweisApp2 answers before it has
+    /// registered its readers (the built-in Simulator too), so the list is asked again every
+    /// 100 ms until it is not empty or `patience` has passed (then the empty list). On a loaded
+    /// machine that moment can take seconds.
+    pub async fn wait_for_readers(&mut self, patience: Duration) -> Result<Vec<Reader>, SdkError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let readers = self.readers().await?;
+            if !readers.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(readers);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Runs a whole authentication for `tc_token_url`, answering the app's questions through
     /// `holder`, and returns AusweisApp2's result. A `None` from the holder cancels; the app
     /// then still reports its (error) result and the refresh address.
