@@ -340,22 +340,24 @@ async fn citizen(issuer: &str, outbox: &std::path::Path, n: usize) -> Citizen {
     let response = browser.post(format!("{issuer}/zustimmung")).form(&answer).send().await.unwrap();
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let tokens: Value = Client::new()
+    let tokens: Value = redeem(&code, issuer).await.unwrap().json().await.unwrap();
+    Citizen { browser, refresh: Mutex::new(tokens["refresh_token"].as_str().unwrap().to_owned()), username }
+}
+
+/// Redeems `code` (of the demo client, PKCE with [`VERIFIER`]) at `issuer`.
+async fn redeem(code: &str, issuer: &str) -> reqwest::Result<reqwest::Response> {
+    Client::new()
         .post(format!("{issuer}/token"))
         .basic_auth(CLIENT, Some(SECRET))
         .form(&[
             ("grant_type", "authorization_code"),
-            ("code", &code),
+            ("code", code),
             ("redirect_uri", CALLBACK),
             ("code_verifier", VERIFIER),
         ])
+        .timeout(Duration::from_secs(10))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    Citizen { browser, refresh: Mutex::new(tokens["refresh_token"].as_str().unwrap().to_owned()), username }
 }
 
 fn authorize_url(issuer: &str, silent: bool) -> String {
@@ -726,23 +728,10 @@ async fn phase(world: &mut World, fault: Fault, seconds: u64, database_url: &str
     tokio::time::sleep(Duration::from_millis(500)).await;
     world.inject(fault).await;
     tokio::time::sleep(Duration::from_secs(seconds) / 2).await;
-    let redeem = |code: String, issuer: String| async move {
-        Client::new()
-            .post(format!("{issuer}/token"))
-            .basic_auth(CLIENT, Some(SECRET))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", CALLBACK),
-                ("code_verifier", VERIFIER),
-            ])
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map(|r| r.status())
-    };
     let redeemed_during = match (&code, fault) {
-        (Some(code), Fault::PostgresStop | Fault::RedisReadOnly) => Some(redeem(code.clone(), issuer.clone()).await),
+        (Some(code), Fault::PostgresStop | Fault::RedisReadOnly) => {
+            Some(redeem(code, &issuer).await.map(|r| r.status()))
+        }
         _ => None,
     };
     if let Some(check) = fault.failing_check() {
@@ -761,7 +750,7 @@ async fn phase(world: &mut World, fault: Fault, seconds: u64, database_url: &str
     }
     // A redemption that failed on our side left the code redeemable.
     if let (Some(during), Some(code)) = (redeemed_during, code) {
-        let after = redeem(code, issuer).await;
+        let after = redeem(&code, &issuer).await.map(|r| r.status());
         if during.as_ref().ok() != Some(&StatusCode::SERVICE_UNAVAILABLE)
             || after.as_ref().ok() != Some(&StatusCode::OK)
         {

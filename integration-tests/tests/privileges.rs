@@ -10,7 +10,7 @@ use crate::{
     admin::{bootstrap_operator, operator, token},
     citizen::{log_in, register_activated, rp_browser},
     mail::SmtpSink,
-    support::{Backends, TestServer, first_party_client},
+    support::{Backends, TestServer, first_party_client, two_nodes},
 };
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -123,13 +123,7 @@ async fn tokens_end_with_their_client_tenant_and_family_on_every_node() {
     let test = "tokens_end_with_their_client_tenant_and_family_on_every_node";
     let Some(backends) = Backends::shared(test).await else { return };
     let smtp = SmtpSink::start().await;
-    let a = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
-    let issuer_a = a.state.config().environments.clone();
-    let b = TestServer::start(&backends, |c| {
-        c.environments = issuer_a.clone();
-        c.mail.smtp_url = Some(smtp.url.as_str().into());
-    })
-    .await;
+    let (a, b) = two_nodes(&backends, &smtp.url).await;
     let operator = operator(&a).await;
     let (_, _, t) = operator.post("/tenants", crate::admin::tenant_body("viersen")).await;
     let tenant = t["id"].as_str().unwrap().to_owned();
@@ -285,13 +279,7 @@ async fn two_hundred_parallel_guesses_over_two_nodes_verify_at_most_the_free_one
     let test = "two_hundred_parallel_guesses_over_two_nodes_verify_at_most_the_free_ones";
     let Some(backends) = Backends::shared(test).await else { return };
     let smtp = SmtpSink::start().await;
-    let a = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
-    let issuer_a = a.state.config().environments.clone();
-    let b = TestServer::start(&backends, |c| {
-        c.environments = issuer_a.clone();
-        c.mail.smtp_url = Some(smtp.url.as_str().into());
-    })
-    .await;
+    let (a, b) = two_nodes(&backends, &smtp.url).await;
     let issuer = format!("{}/test", a.base_url);
     register_activated(&rp_browser(), &issuer, &smtp, "geraten", "geraten@example.de").await;
     let attacker = rp_browser();

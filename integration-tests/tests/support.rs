@@ -105,6 +105,19 @@ impl TestServer {
     }
 }
 
+/// Two nodes on `backends` behind one issuer (node A's), as behind a load balancer, both
+/// delivering mail to `smtp_url`.
+pub async fn two_nodes(backends: &Backends, smtp_url: &str) -> (TestServer, TestServer) {
+    let a = TestServer::start(backends, |c| c.mail.smtp_url = Some(smtp_url.into())).await;
+    let issuer_a = a.state.config().environments.clone();
+    let b = TestServer::start(backends, |c| {
+        c.environments = issuer_a;
+        c.mail.smtp_url = Some(smtp_url.into());
+    })
+    .await;
+    (a, b)
+}
+
 /// A first-party code-flow client (no consent page) of the demo authority in the test
 /// environment, with `secret`, `redirect_uri` and scope `openid`, adjusted by `customize`.
 pub async fn first_party_client(

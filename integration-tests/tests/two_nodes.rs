@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use oidc_core::Environment;
 use serde_json::Value;
 
-use crate::support::{Backends, TestServer};
+use crate::support::{Backends, TestServer, two_nodes};
 
 async fn kids(base_url: &str, path: &str) -> Vec<String> {
     let jwks: Value = reqwest::get(format!("{base_url}{path}")).await.unwrap().json().await.unwrap();
@@ -66,14 +66,7 @@ async fn a_login_on_one_node_is_redeemed_refreshed_and_ended_on_the_other() {
     let test = "a_login_on_one_node_is_redeemed_refreshed_and_ended_on_the_other";
     let Some(backends) = Backends::shared(test).await else { return };
     let smtp = SmtpSink::start().await;
-    let a = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
-    // Node B serves node A's issuer, as two nodes behind one load balancer do.
-    let issuer_a = a.state.config().environments.clone();
-    let b = TestServer::start(&backends, |c| {
-        c.environments = issuer_a.clone();
-        c.mail.smtp_url = Some(smtp.url.as_str().into());
-    })
-    .await;
+    let (a, b) = two_nodes(&backends, &smtp.url).await;
     let on = |server: &TestServer| format!("{}/test", server.base_url);
     let email = "zwei.knoten@example.de";
 

@@ -431,13 +431,18 @@ pub(crate) async fn issue_code(
         one_time: None,
     };
     super::backchannel::remember(state, environment, &grant.sid, account.id, &authorization.client, &grant.sub).await;
+    store_code(state, &grant).await
+}
+
+/// Stores `grant` under a new code for [`CODE_TTL`]; the code.
+async fn store_code(state: &AppState, grant: &CodeGrant) -> Result<String, OAuthError> {
     let code = random_token();
-    let value = serde_json::to_vec(&grant).map_err(|e| oauth_failure(state, "authorize.issue_code", &e))?;
+    let value = serde_json::to_vec(grant).map_err(|e| oauth_failure(state, "authorize.code", &e))?;
     state
         .ephemeral
         .put(&code_key(&code), &value, CODE_TTL)
         .await
-        .map_err(|e| oauth_failure(state, "authorize.issue_code", &e))?;
+        .map_err(|e| oauth_failure(state, "authorize.code", &e))?;
     Ok(code)
 }
 
@@ -489,14 +494,7 @@ pub(crate) async fn issue_one_time_code(
         consent_ref: "one-time-identification".to_owned(),
         one_time: Some(values),
     };
-    let code = random_token();
-    let value = serde_json::to_vec(&grant).map_err(|e| oauth_failure(state, "authorize.issue_one_time_code", &e))?;
-    state
-        .ephemeral
-        .put(&code_key(&code), &value, CODE_TTL)
-        .await
-        .map_err(|e| oauth_failure(state, "authorize.issue_one_time_code", &e))?;
-    Ok(code)
+    store_code(state, &grant).await
 }
 
 /// "Authority – service", as the citizen knows them.
