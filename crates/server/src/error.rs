@@ -1,8 +1,11 @@
 //! All mapping of errors to HTTP responses, in one place.
 //!
-//! Client errors get a stable code and a safe message; internal errors are logged once (inside
-//! the request's span, so with its request id) and answered with an opaque 500. The OIDC
-//! endpoints speak RFC 6749 §5.2 JSON; the admin API speaks RFC 9457 problem details.
+//! Client errors get a stable code and a safe message; failures on our side are logged once
+//! (inside the request's span, so with its request id): an outage of a dependency — an error
+//! whose chain holds a `DependencyError` or `EphemeralError::Unavailable` — is answered 503
+//! `temporarily_unavailable` and counted under the dependency's name, anything else with an
+//! opaque 500. The OIDC endpoints speak RFC 6749 §5.2 JSON; the admin API speaks RFC 9457
+//! problem details.
 
 use oidc_core::{Dependency, OAuthError, OAuthErrorCode, dependency_failure};
 use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode, web::Json};
