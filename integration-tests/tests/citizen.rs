@@ -438,3 +438,62 @@ async fn registration_never_reveals_whether_an_address_has_an_account() {
     server.stop().await;
     backends.drop_now().await;
 }
+
+/// A login always issues a new session id and ends the one the browser had (no session
+/// fixation): a cookie planted before the login, or kept from an earlier one, opens nothing.
+#[tokio::test]
+async fn every_login_issues_a_new_session_and_ends_the_old_one() {
+    let backends = Backends::from_env().await;
+    let smtp = SmtpSink::start().await;
+    let server = TestServer::start(&backends, |c| {
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+        c.accounts.argon2_memory_kib = 1024;
+        c.accounts.argon2_iterations = 1;
+    })
+    .await;
+    let base = format!("{}/test", server.base_url);
+    crate::citizen::register_activated(&browser(), &base, &smtp, "fixiert", "fixiert@example.de").await;
+    // A client that keeps cookies but does not follow redirects, so every Set-Cookie is seen.
+    let client = Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = |client: Client| {
+        let base = base.clone();
+        async move {
+            let page = client.get(format!("{base}/anmelden")).send().await.unwrap().text().await.unwrap();
+            let form = [
+                ("csrf", csrf(&page)),
+                ("username", "fixiert".into()),
+                ("password", PASSWORD.into()),
+                ("return_to", "/konto".into()),
+            ];
+            let response = client.post(format!("{base}/anmelden")).form(&form).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            response
+                .cookies()
+                .find(|c| c.name() == "sk_session_test")
+                .map(|c| c.value().to_owned())
+                .expect("a session cookie")
+        }
+    };
+    let first = login(client.clone()).await;
+    let second = login(client.clone()).await;
+    assert_ne!(first, second, "a new session id at every login");
+    let with_cookie = |value: String| {
+        let base = base.clone();
+        async move {
+            Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(format!("{base}/konto"))
+                .header("cookie", format!("sk_session_test={value}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(with_cookie(second).await, StatusCode::OK, "the new session works");
+    assert_eq!(with_cookie(first).await, StatusCode::SEE_OTHER, "the old one was ended by the new login");
+    server.stop().await;
+    backends.drop_now().await;
+}
