@@ -2,7 +2,6 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use jsonwebtoken::{EncodingKey, Header};
 use rand::rngs::OsRng;
 use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
 use serde::{Deserialize, Serialize};
@@ -34,6 +33,7 @@ impl SigningAlgorithm {
         }
     }
 
+    #[cfg(test)]
     fn jwt(self) -> jsonwebtoken::Algorithm {
         match self {
             SigningAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
@@ -173,10 +173,21 @@ pub(super) fn generate(algorithm: SigningAlgorithm) -> Result<GeneratedKey, KeyE
 }
 
 /// A private key ready to sign, with the `kid` and `alg` it announces in JWS headers.
+///
+/// The key is parsed once, when it is loaded: parsing an RSA key costs about twice its
+/// signature, and a library that parses per signature (as `jsonwebtoken`'s `EncodingKey` does)
+/// spends most of an ID token's price on it.
 pub struct SigningKey {
     kid: String,
     algorithm: SigningAlgorithm,
-    encoding: EncodingKey,
+    signer: Signer,
+}
+
+/// The parsed private key of one algorithm.
+enum Signer {
+    Rsa(aws_lc_rs::signature::RsaKeyPair, &'static dyn aws_lc_rs::signature::RsaEncoding),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
 }
 
 impl fmt::Debug for SigningKey {
@@ -186,20 +197,28 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    pub(super) fn from_der(kid: String, algorithm: SigningAlgorithm, der: &[u8]) -> Self {
-        let encoding = match algorithm {
-            SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => EncodingKey::from_rsa_der(der),
-            SigningAlgorithm::ES256 => EncodingKey::from_ec_der(der),
-            SigningAlgorithm::EdDSA => EncodingKey::from_ed_der(der),
+    /// Parses the private key `der` (PKCS#1 for RSA, PKCS#8 for EC and Ed25519).
+    pub(super) fn from_der(kid: String, algorithm: SigningAlgorithm, der: &[u8]) -> Result<Self, KeyError> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaKeyPair,
         };
-        Self { kid, algorithm, encoding }
+        let rejected = |e: aws_lc_rs::error::KeyRejected| KeyError::Material(format!("{algorithm:?} key {kid}: {e}"));
+        let signer = match algorithm {
+            SigningAlgorithm::RS256 => Signer::Rsa(RsaKeyPair::from_der(der).map_err(rejected)?, &RSA_PKCS1_SHA256),
+            SigningAlgorithm::PS256 => Signer::Rsa(RsaKeyPair::from_der(der).map_err(rejected)?, &RSA_PSS_SHA256),
+            SigningAlgorithm::ES256 => {
+                Signer::Ecdsa(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(rejected)?)
+            }
+            SigningAlgorithm::EdDSA => Signer::Ed25519(Ed25519KeyPair::from_pkcs8(der).map_err(rejected)?),
+        };
+        Ok(Self { kid, algorithm, signer })
     }
 
     /// A fresh key held only in memory, with its public JWK; for benchmarks and tests of
     /// relying parties (the server's keys come from [`super::KeyService`]).
     pub fn generate(algorithm: SigningAlgorithm) -> Result<(Self, Jwk), KeyError> {
         let generated = generate(algorithm)?;
-        let key = Self::from_der(generated.public.kid.clone(), algorithm, &generated.private_der);
+        let key = Self::from_der(generated.public.kid.clone(), algorithm, &generated.private_der)?;
         Ok((key, generated.public))
     }
 
@@ -213,18 +232,38 @@ impl SigningKey {
         self.algorithm
     }
 
-    /// Signs `claims` as a compact JWS with `typ` set to `typ` (e.g. `JWT`, `at+jwt`).
+    /// Signs `claims` as a compact JWS (RFC 7515) with `typ` set to `typ` (e.g. `JWT`,
+    /// `at+jwt`) and this key's `kid`.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let mut header = Header::new(self.algorithm.jwt());
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(KeyError::Sign)
+        let header = serde_json::json!({ "alg": self.algorithm.as_str(), "kid": self.kid, "typ": typ });
+        let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(claims));
+        let signature = self.signature(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(token)
     }
 
     /// The signature over `message` alone (base64url): what [`Self::sign`] costs without building
     /// the token, for the signing benchmark.
     pub fn sign_raw(&self, message: &[u8]) -> Result<String, KeyError> {
-        jsonwebtoken::crypto::sign(message, &self.encoding, self.algorithm.jwt()).map_err(KeyError::Sign)
+        Ok(URL_SAFE_NO_PAD.encode(self.signature(message)?))
+    }
+
+    fn signature(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |e: aws_lc_rs::error::Unspecified| KeyError::Sign(e.to_string());
+        let random = aws_lc_rs::rand::SystemRandom::new();
+        match &self.signer {
+            Signer::Rsa(key, encoding) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(*encoding, &random, message, &mut signature).map_err(failed)?;
+                Ok(signature)
+            }
+            Signer::Ecdsa(key) => Ok(key.sign(&random, message).map_err(failed)?.as_ref().to_vec()),
+            Signer::Ed25519(key) => Ok(key.sign(message).as_ref().to_vec()),
+        }
     }
 }
 
@@ -247,7 +286,7 @@ mod tests {
             [SigningAlgorithm::RS256, SigningAlgorithm::PS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA]
         {
             let generated = generate(algorithm).unwrap();
-            let key = SigningKey::from_der(generated.public.kid.clone(), algorithm, &generated.private_der);
+            let key = SigningKey::from_der(generated.public.kid.clone(), algorithm, &generated.private_der).unwrap();
             let token = key.sign("JWT", &serde_json::json!({"sub": "x"})).unwrap();
 
             let jwk: jsonwebtoken::jwk::Jwk =
@@ -258,7 +297,14 @@ mod tests {
             validation.validate_exp = false;
             let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
             assert_eq!(decoded.header.kid.as_deref(), Some(generated.public.kid.as_str()), "{algorithm}");
+            assert_eq!(decoded.header.typ.as_deref(), Some("JWT"));
             assert_eq!(decoded.claims["sub"], "x");
+            // The raw signature is the one the token carries.
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            if matches!(algorithm, SigningAlgorithm::RS256 | SigningAlgorithm::EdDSA) {
+                assert_eq!(key.sign_raw(message.as_bytes()).unwrap(), signature, "deterministic for {algorithm}");
+            }
+            assert!(matches!(SigningKey::from_der("k".into(), algorithm, b"not a key"), Err(KeyError::Material(_))));
         }
     }
 

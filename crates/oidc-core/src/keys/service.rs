@@ -319,7 +319,7 @@ impl KeyService {
                     .open(&k.kid, &k.sealed_private_key)
                     .ok_or_else(|| KeyError::Unseal { kid: k.kid.clone() })?;
                 Ok(LoadedKey {
-                    signer: Arc::new(SigningKey::from_der(k.kid.clone(), k.algorithm, &der)),
+                    signer: Arc::new(SigningKey::from_der(k.kid.clone(), k.algorithm, &der)?),
                     public: k.public_jwk,
                     generation: k.generation,
                     activates_at: k.activates_at,
