@@ -79,6 +79,9 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     policy: KeyPolicy,
     snapshots: RwLock<HashMap<Environment, Arc<Snapshot>>>,
+    /// Counts rotations on this node: a snapshot loaded before one must not be installed after
+    /// it (it would hide the rotated-in key until the next refresh).
+    invalidations: std::sync::atomic::AtomicU64,
 }
 
 struct Snapshot {
@@ -118,7 +121,14 @@ impl KeyService {
         clock: Arc<dyn Clock>,
         policy: KeyPolicy,
     ) -> Self {
-        Self { store, kek, clock, policy, snapshots: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            kek,
+            clock,
+            policy,
+            snapshots: RwLock::new(HashMap::new()),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// The algorithms keys are kept for, the ID-token default first.
@@ -262,7 +272,9 @@ impl KeyService {
     }
 
     fn invalidate(&self, environment: Environment) {
-        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&environment);
+        let mut snapshots = self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        snapshots.remove(&environment);
+        self.invalidations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Re-reads the keys of `environment` now (the server calls this ahead of
@@ -271,19 +283,29 @@ impl KeyService {
     /// only after another interval: every key in it carries its own expiry, checked at each use,
     /// so a stale snapshot signs at most until its keys retire.
     pub async fn refresh(&self, environment: Environment) -> Result<(), KeyError> {
-        let now = self.clock.now();
-        match self.load(environment, now).await {
-            Ok(snapshot) => {
-                self.install(environment, Arc::new(snapshot));
-                Ok(())
-            }
-            Err(error) => {
-                if let (KeyError::Store(_), Some(stale)) = (&error, self.cached(environment)) {
-                    self.install(environment, Arc::new(Snapshot { loaded_at: now, keys: stale.keys.clone() }));
+        // A rotation on this node while the store was read makes the result old: read again.
+        for _ in 0..3 {
+            let seen = self.invalidations.load(std::sync::atomic::Ordering::SeqCst);
+            let now = self.clock.now();
+            match self.load(environment, now).await {
+                Ok(snapshot) => {
+                    if self.install(environment, Arc::new(snapshot), seen) {
+                        return Ok(());
+                    }
                 }
-                Err(error)
+                Err(error) => {
+                    if let (KeyError::Store(_), Some(stale)) = (&error, self.cached(environment)) {
+                        self.install(
+                            environment,
+                            Arc::new(Snapshot { loaded_at: now, keys: stale.keys.clone() }),
+                            seen,
+                        );
+                    }
+                    return Err(error);
+                }
             }
         }
+        Ok(())
     }
 
     async fn snapshot(&self, environment: Environment) -> Result<Arc<Snapshot>, KeyError> {
@@ -304,8 +326,14 @@ impl KeyService {
         self.snapshots.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&environment).cloned()
     }
 
-    fn install(&self, environment: Environment, snapshot: Arc<Snapshot>) {
-        self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(environment, snapshot);
+    /// Installs `snapshot` unless a rotation invalidated this node's keys since `seen`.
+    fn install(&self, environment: Environment, snapshot: Arc<Snapshot>, seen: u64) -> bool {
+        let mut snapshots = self.snapshots.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.invalidations.load(std::sync::atomic::Ordering::SeqCst) == seen;
+        if current {
+            snapshots.insert(environment, snapshot);
+        }
+        current
     }
 
     async fn load(&self, environment: Environment, now: OffsetDateTime) -> Result<Snapshot, KeyError> {
@@ -396,6 +424,60 @@ mod tests {
         let mut kids: Vec<String> = jwks.keys.iter().map(|k| k.kid.clone()).collect();
         kids.sort();
         kids
+    }
+
+    /// A store whose next `list` reads, then waits until released: a refresh in flight.
+    #[derive(Default)]
+    struct HeldKeys {
+        inner: MemoryKeys,
+        hold_next: std::sync::atomic::AtomicBool,
+        read: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl SigningKeyStore for HeldKeys {
+        async fn list(&self, environment: Environment) -> Result<Vec<StoredSigningKey>, KeyStoreError> {
+            let listed = self.inner.list(environment).await;
+            if self.hold_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.read.notify_one();
+                self.release.notified().await;
+            }
+            listed
+        }
+
+        async fn rotate(
+            &self,
+            new: &[StoredSigningKey],
+            retire: &[(String, OffsetDateTime)],
+        ) -> Result<(), KeyStoreError> {
+            self.inner.rotate(new, retire).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_read_before_a_rotation_never_hides_the_rotated_key() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let store = Arc::new(HeldKeys::default());
+        let policy = KeyPolicy {
+            algorithms: vec![SigningAlgorithm::ES256],
+            activation_delay: HOUR,
+            retention: 2 * HOUR,
+            refresh_interval: Duration::from_secs(60),
+        };
+        let keys = Arc::new(KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock, policy));
+        keys.ensure_keys(Environment::Test).await.unwrap();
+        store.hold_next.store(true, std::sync::atomic::Ordering::SeqCst);
+        let refreshing = tokio::spawn({
+            let keys = keys.clone();
+            async move { keys.refresh(Environment::Test).await }
+        });
+        store.read.notified().await;
+        let rotated = keys.rotate(Environment::Test).await.unwrap();
+        store.release.notify_one();
+        refreshing.await.unwrap().unwrap();
+        let published = kids(&keys.jwks(Environment::Test).await.unwrap());
+        assert!(rotated.iter().all(|k| published.contains(&k.kid)), "the rotated-in key is published: {published:?}");
     }
 
     #[tokio::test]
