@@ -363,12 +363,9 @@ async fn forms_without_a_valid_csrf_token_change_nothing_and_pages_carry_securit
     backends.drop_now().await;
 }
 
-/// Registration never tells whether an e-mail address has an account: a second registration
-/// with a taken address ends like any other, and the address's owner is mailed instead (a
-/// pending owner gets the activation link again). Usernames may be told, so their checks are
-/// limited per address.
-#[tokio::test]
-async fn registration_never_reveals_whether_an_address_has_an_account() {
+/// A server on its own backends delivering mail to a real SMTP listener, with cheap password
+/// hashing (these tests are about pages, not hashing).
+async fn cheap_server() -> (Backends, SmtpSink, TestServer) {
     let backends = Backends::from_env().await;
     let smtp = SmtpSink::start().await;
     let server = TestServer::start(&backends, |c| {
@@ -377,6 +374,16 @@ async fn registration_never_reveals_whether_an_address_has_an_account() {
         c.accounts.argon2_iterations = 1;
     })
     .await;
+    (backends, smtp, server)
+}
+
+/// Registration never tells whether an e-mail address has an account: a second registration
+/// with a taken address ends like any other, and the address's owner is mailed instead (a
+/// pending owner gets the activation link again). Usernames may be told, so their checks are
+/// limited per address.
+#[tokio::test]
+async fn registration_never_reveals_whether_an_address_has_an_account() {
+    let (backends, smtp, server) = cheap_server().await;
     let base = format!("{}/test", server.base_url);
     let owner = "besitzerin@example.de";
 
@@ -443,14 +450,7 @@ async fn registration_never_reveals_whether_an_address_has_an_account() {
 /// fixation): a cookie planted before the login, or kept from an earlier one, opens nothing.
 #[tokio::test]
 async fn every_login_issues_a_new_session_and_ends_the_old_one() {
-    let backends = Backends::from_env().await;
-    let smtp = SmtpSink::start().await;
-    let server = TestServer::start(&backends, |c| {
-        c.mail.smtp_url = Some(smtp.url.as_str().into());
-        c.accounts.argon2_memory_kib = 1024;
-        c.accounts.argon2_iterations = 1;
-    })
-    .await;
+    let (backends, smtp, server) = cheap_server().await;
     let base = format!("{}/test", server.base_url);
     crate::citizen::register_activated(&browser(), &base, &smtp, "fixiert", "fixiert@example.de").await;
     // A client that keeps cookies but does not follow redirects, so every Set-Cookie is seen.

@@ -751,6 +751,26 @@ struct RefreshGrant {
     citizen: Option<CitizenGrant>,
 }
 
+/// The access grant a refresh of `family` gives `client` at `now`.
+fn renewed_grant(
+    environment: Environment,
+    client: &Client,
+    now: i64,
+    renewed: &RefreshGrant,
+    family: &str,
+) -> AccessGrant {
+    AccessGrant {
+        environment,
+        client_id: client.client_id.clone(),
+        tenant_id: client.tenant_id,
+        scopes: renewed.scopes.clone(),
+        issued_at: now,
+        expires_at: now + i64::from(client.settings.lifetimes.access_token),
+        citizen: renewed.citizen.clone(),
+        family: Some(family.to_owned()),
+    }
+}
+
 /// RFC 6749 §6 with rotation: the presented token is used up and a new one (same family) comes
 /// back with a fresh access token. A used token presented again revokes its family.
 ///
@@ -797,16 +817,10 @@ pub(crate) async fn refresh(
         None => None,
     };
     let lifetime = client.settings.lifetimes.access_token;
-    let access = renewed.as_ref().zip(found.as_ref()).map(|(renewed, record)| AccessGrant {
-        environment,
-        client_id: client.client_id.clone(),
-        tenant_id: client.tenant_id,
-        scopes: renewed.scopes.clone(),
-        issued_at: now,
-        expires_at: now + i64::from(lifetime),
-        citizen: renewed.citizen.clone(),
-        family: Some(record.family_id.clone()),
-    });
+    let access = renewed
+        .as_ref()
+        .zip(found.as_ref())
+        .map(|(renewed, record)| renewed_grant(environment, client, now, renewed, &record.family_id));
     let access_token = match &access {
         Some(access) => Some(issue_access_token(state, environment, client, access).await?),
         None => None,
@@ -847,16 +861,7 @@ pub(crate) async fn refresh(
         _ => {
             let renewed: RefreshGrant =
                 serde_json::from_value(record.grant).map_err(|e| oauth_failure(state, "refresh.grant", &e))?;
-            let access = AccessGrant {
-                environment,
-                client_id: client.client_id.clone(),
-                tenant_id: client.tenant_id,
-                scopes: renewed.scopes.clone(),
-                issued_at: now,
-                expires_at: now + i64::from(lifetime),
-                citizen: renewed.citizen,
-                family: Some(record.family_id.clone()),
-            };
+            let access = renewed_grant(environment, client, now, &renewed, &record.family_id);
             (issue_access_token(state, environment, client, &access).await?, renewed.scopes)
         }
     };
