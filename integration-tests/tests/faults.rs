@@ -43,42 +43,17 @@ mod process;
 
 use process::{Node, free_port};
 
-const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
+#[path = "journey/mod.rs"]
+#[allow(dead_code, reason = "shared by two test binaries, each uses a part")]
+mod journey;
 
-/// The value of a page's CSRF field.
-fn csrf(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-/// The activation link of the latest mail to `to` in the nodes' shared outbox.
-async fn activation_link(outbox: &std::path::Path, to: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for entry in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-            let raw = std::fs::read(entry.path()).unwrap_or_default();
-            let Some(mail) = mail_parser::MessageParser::default().parse(&raw) else { continue };
-            let addressed = mail.to().and_then(|a| a.first()).and_then(|a| a.address()).is_some_and(|a| a == to);
-            let text = mail.body_text(0).unwrap_or_default();
-            if addressed && let Some(start) = text.find("http://") {
-                return text[start..].split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "no mail to {to} in {}", outbox.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use journey::{CLIENT, Citizen, PASSWORD, SECRET, authorize_url, browser, citizen, csrf, redeem, register};
 
 /// The suite's request deadline; every answer must come within it plus this slack.
 const DEADLINE_MS: u64 = 2000;
 const SLACK: Duration = Duration::from_millis(1000);
 /// How soon after a fault ends both nodes must answer again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(2);
-const CLIENT: &str = "demo-client";
-const SECRET: &str = "demo-secret-only-for-local-use";
-const CALLBACK: &str = "http://127.0.0.1:3000/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 async fn signal(pid: u32, name: &str) {
     let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().await.unwrap();
@@ -240,142 +215,6 @@ fn transport(error: &reqwest::Error, took: Duration) -> Outcome {
 }
 
 /// A citizen with a live session (its browser) and a refresh token.
-struct Citizen {
-    browser: Client,
-    refresh: Mutex<String>,
-    username: String,
-}
-
-fn browser() -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().port() == Some(3000) { attempt.stop() } else { attempt.follow() }
-        }))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// Steps 1 to 3 and "Sichern"; `Ok(true)` when the page acknowledged the registration.
-async fn register(browser: &Client, issuer: &str, username: &str, email: &str) -> Result<bool, String> {
-    let step = |response: reqwest::Response| async move {
-        let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if status == StatusCode::OK { Ok(text) } else { Err(format!("{status}")) }
-    };
-    let html = step(browser.get(format!("{issuer}/registrierung")).send().await.map_err(|e| e.to_string())?).await?;
-    let step1 = [
-        ("csrf", csrf(&html)),
-        ("given_names", "Erika".into()),
-        ("family_name", "Mustermann".into()),
-        ("birth_name", "Gabler".into()),
-        ("date_of_birth", "12.08.1964".into()),
-        ("place_of_birth", "Berlin".into()),
-        ("street_and_number", "Heidestr. 17".into()),
-        ("postal_code", "51147".into()),
-        ("city", "Köln".into()),
-        ("country", "DE".into()),
-        ("phone_number", "".into()),
-        ("email", email.into()),
-        ("username", username.into()),
-    ];
-    let html =
-        step(browser.post(format!("{issuer}/registrierung")).form(&step1).send().await.map_err(|e| e.to_string())?)
-            .await?;
-    let step2 = [
-        ("csrf", csrf(&html)),
-        ("password", PASSWORD.into()),
-        ("password_confirmation", PASSWORD.into()),
-        ("privacy", "accepted".into()),
-    ];
-    let html = step(
-        browser
-            .post(format!("{issuer}/registrierung/passwort"))
-            .form(&step2)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?,
-    )
-    .await?;
-    let saved = browser
-        .post(format!("{issuer}/registrierung/pruefen"))
-        .form(&[("csrf", csrf(&html))])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = saved.status();
-    let text = saved.text().await.map_err(|e| e.to_string())?;
-    if status != StatusCode::OK {
-        return Err(format!("{status}"));
-    }
-    Ok(text.contains("Registrierung abgeschlossen"))
-}
-
-/// Registers, activates, logs in, consents and redeems a code: a citizen in the middle of a
-/// refresh chain.
-async fn citizen(issuer: &str, outbox: &std::path::Path, n: usize) -> Citizen {
-    let browser = browser();
-    let username = format!("fault.citizen{n}");
-    let email = format!("fault.citizen{n}@example.de");
-    assert_eq!(register(&browser, issuer, &username, &email).await, Ok(true));
-    let link = activation_link(outbox, &email).await;
-    assert_eq!(browser.get(&link).send().await.unwrap().status(), StatusCode::OK, "activated");
-    let login = browser.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
-    let form = [
-        ("csrf", csrf(&login)),
-        ("username", username.clone()),
-        ("password", PASSWORD.into()),
-        ("return_to", "/konto".into()),
-    ];
-    let response = browser.post(format!("{issuer}/anmelden")).form(&form).send().await.unwrap();
-    assert!(response.url().path().ends_with("/konto"), "logged in");
-    let consent = browser.get(authorize_url(issuer, false)).send().await.unwrap().text().await.unwrap();
-    let request = {
-        let start = consent.find("name=\"request\" value=\"").unwrap() + 22;
-        consent[start..].split('"').next().unwrap().to_owned()
-    };
-    let answer =
-        [("csrf", csrf(&consent)), ("request", request), ("decision", "allow".into()), ("claim", "email".into())];
-    let response = browser.post(format!("{issuer}/zustimmung")).form(&answer).send().await.unwrap();
-    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    let tokens: Value = redeem(&code, issuer).await.unwrap().json().await.unwrap();
-    Citizen { browser, refresh: Mutex::new(tokens["refresh_token"].as_str().unwrap().to_owned()), username }
-}
-
-/// Redeems `code` (of the demo client, PKCE with [`VERIFIER`]) at `issuer`.
-async fn redeem(code: &str, issuer: &str) -> reqwest::Result<reqwest::Response> {
-    Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth(CLIENT, Some(SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", VERIFIER),
-        ])
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-}
-
-fn authorize_url(issuer: &str, silent: bool) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.extend_pairs([
-        ("client_id", CLIENT),
-        ("response_type", "code"),
-        ("scope", "openid email"),
-        ("redirect_uri", CALLBACK),
-        ("code_challenge", CHALLENGE),
-        ("code_challenge_method", "S256"),
-    ]);
-    if silent {
-        query.append_pair("prompt", "none");
-    }
-    format!("{issuer}/authorize?{}", query.finish())
-}
-
 /// The nodes' base URLs (the test environment's issuer path), picked in turn as a round-robin
 /// proxy would.
 #[derive(Clone)]

@@ -64,12 +64,24 @@ enum Command {
         #[arg(long)]
         simulator: bool,
     },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Exit 0 when the server on `http.bind` (or `--url`) answers `/healthz`; for container probes.
     Healthcheck {
         /// Base URL of the server; default from `http.bind`.
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (defaults, file and environment merged; issuers
+    /// derived; secrets redacted) and every problem with it; exit 1 when there is one.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +136,9 @@ enum KeysAction {
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config { action: ConfigAction::Check } = cli.command {
+        return check_config(cli.config.as_deref());
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -172,6 +187,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             bootstrap(&config, tenant_slug, name, contact, mode).await?;
         }
         Command::Healthcheck { url } => return healthcheck(url, &config).await,
+        Command::Config { action: ConfigAction::Check } => unreachable!("handled before the config is loaded"),
         Command::Eid { tc_token_url, sdk_url, developer_mode, simulator } => {
             let run = crate::eid_cli::EidRun { sdk_url, tc_token_url, developer_mode, simulator };
             return Ok(if crate::eid_cli::run(run).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
@@ -249,7 +265,31 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: no new connections, in-flight requests may finish");
+}
+
+/// `config check`: the effective configuration on stdout, the problems on stderr.
+fn check_config(file: Option<&std::path::Path>) -> ExitCode {
+    let config = match Config::read(file, std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("servicekonto: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match toml::to_string_pretty(&config) {
+        Ok(text) => println!("# effective configuration (secrets redacted)\n{text}"),
+        Err(error) => eprintln!("servicekonto: cannot print the configuration: {error}"),
+    }
+    match config.validate() {
+        Ok(()) => {
+            eprintln!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("servicekonto: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// What `admin bootstrap` does when an operator client exists already.
@@ -271,7 +311,10 @@ async fn bootstrap(
     contact: String,
     mode: BootstrapMode,
 ) -> anyhow::Result<()> {
-    let database = state::connect_database(config, Migrations::Require).await?;
+    // The first command on a fresh database: it brings the schema up to date itself, as
+    // `serve` does, unless the operator runs migrations separately (`database.run_migrations`).
+    let migrations = if config.database.run_migrations { Migrations::Apply } else { Migrations::Require };
+    let database = state::connect_database(config, migrations).await?;
     let registry = state::uncached_registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
     let operators =
         registry.operator_clients().await.map_err(|e| anyhow::anyhow!("listing operator clients: {e:?}"))?;

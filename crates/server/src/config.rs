@@ -365,7 +365,11 @@ impl Default for DemoConfig {
 pub struct HttpConfig {
     /// Address and port to listen on.
     pub bind: String,
-    /// Seconds that in-flight requests get to finish after SIGTERM.
+    /// Seconds between SIGTERM and closing the listener, during which `/readyz` answers 503
+    /// while every request is still served: the time a load balancer or Kubernetes needs to
+    /// stop sending new requests here (a few probe periods).
+    pub drain_seconds: u64,
+    /// Seconds that in-flight requests get to finish once the listener is closed.
     pub shutdown_grace_seconds: u64,
     /// Reverse proxies whose `X-Forwarded-For` is believed: the citizen's address (for login
     /// throttling) is then the last one in that header not itself a trusted proxy. Empty: the
@@ -391,6 +395,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".to_owned(),
+            drain_seconds: 0,
             shutdown_grace_seconds: 20,
             trusted_proxies: Vec::new(),
             body_limit_bytes: 64 * 1024,
@@ -404,40 +409,54 @@ impl Default for HttpConfig {
 }
 
 /// `[environments]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvironmentsConfig {
+    /// The one address citizens and clients reach this service at, e.g. `https://konto.example`:
+    /// the production issuer, with the test issuer at its path `/test`. Unset: `http://` +
+    /// `http.bind` when that is a loopback address (the embedded mode).
+    pub public_url: Option<String>,
     /// `[environments.production]`
     pub production: EnvironmentConfig,
     /// `[environments.test]`
     pub test: EnvironmentConfig,
 }
 
-impl Default for EnvironmentsConfig {
-    fn default() -> Self {
-        Self {
-            production: EnvironmentConfig { issuer: "http://127.0.0.1:8080".to_owned() },
-            test: EnvironmentConfig { issuer: "http://127.0.0.1:8080/test".to_owned() },
-        }
-    }
-}
-
 impl EnvironmentsConfig {
-    /// The issuer URL of `environment`.
+    /// The issuer URL of `environment` (after [`Config::load`], always set).
     pub fn issuer(&self, environment: Environment) -> &str {
         match environment {
             Environment::Production => &self.production.issuer,
             Environment::Test => &self.test.issuer,
         }
     }
+
+    /// Fills the issuers not set one by one from `public_url`, or from the loopback `bind`.
+    fn derive_issuers(&mut self, bind: &str) {
+        let base = match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => match bind.parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_loopback() => format!("http://{addr}"),
+                // Left empty: validation asks for `public_url`.
+                _ => return,
+            },
+        };
+        if self.production.issuer.is_empty() {
+            self.production.issuer = base.clone();
+        }
+        if self.test.issuer.is_empty() {
+            self.test.issuer = format!("{base}/test");
+        }
+    }
 }
 
 /// One environment.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct EnvironmentConfig {
     /// The issuer URL: `https://` (plain `http://` only on a loopback host), no trailing slash,
-    /// no query or fragment. Requests are routed to an environment by its host and path.
+    /// no query or fragment. Requests are routed to an environment by its host and path. Unset:
+    /// derived from `environments.public_url`.
     pub issuer: String,
 }
 
@@ -555,7 +574,8 @@ pub enum ConfigError {
 pub(crate) const CONFIG_FILE_VARIABLE: &str = "SERVICEKONTO_CONFIG";
 
 impl Config {
-    /// Loads defaults, then `file` (if given; it must exist), then the process environment.
+    /// Loads defaults, then `file` (if given; it must exist), then the process environment,
+    /// and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(file, std::env::vars())
     }
@@ -565,6 +585,14 @@ impl Config {
         file: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let config = Self::read(file, vars)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// As [`Config::load_from`] without the validation: what `config check` shows beside the
+    /// problems. Issuers not set one by one are derived.
+    pub fn read(file: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         // Defaults come from `#[serde(default)]`; secrets must not pass through `Serialize`,
         // which redacts them.
         let mut figment = Figment::new();
@@ -594,8 +622,8 @@ impl Config {
                 }
             };
         }
-        let config: Config = figment.extract().map_err(|e| ConfigError::Load(join_figment_errors(e)))?;
-        config.validate()?;
+        let mut config: Config = figment.extract().map_err(|e| ConfigError::Load(join_figment_errors(e)))?;
+        config.environments.derive_issuers(&config.http.bind);
         Ok(config)
     }
 
@@ -605,9 +633,22 @@ impl Config {
         if self.http.bind.parse::<SocketAddr>().is_err() {
             problems.push(format!("http.bind {:?} is not an address:port", self.http.bind));
         }
+        if let Some(url) = &self.environments.public_url
+            && let Err(problem) = check_issuer(url.trim_end_matches('/'))
+        {
+            problems.push(format!("environments.public_url {url:?}: {problem}"));
+        }
         let mut issuers = BTreeSet::new();
         for environment in Environment::ALL {
             let issuer = self.environments.issuer(environment);
+            if issuer.is_empty() {
+                problems.push(format!(
+                    "environments.{environment}.issuer is not set: set environments.public_url (http.bind {:?} is \
+                     not a loopback address, so the public address cannot be guessed)",
+                    self.http.bind
+                ));
+                continue;
+            }
             if let Err(problem) = check_issuer(issuer) {
                 problems.push(format!("environments.{environment}.issuer {issuer:?}: {problem}"));
             }
@@ -759,8 +800,7 @@ impl Config {
     pub fn embedded(addr: SocketAddr) -> Self {
         let mut config = Config::default();
         config.http.bind = addr.to_string();
-        config.environments.production.issuer = format!("http://{addr}");
-        config.environments.test.issuer = format!("http://{addr}/test");
+        config.environments.derive_issuers(&config.http.bind);
         config
     }
 }
@@ -846,6 +886,30 @@ mod tests {
         assert_eq!(config.database.url.expose(), "postgres://sk:geheim@db/sk");
         assert_eq!(config.environments.test.issuer, "https://test.konto.example");
         assert!(!format!("{config:?}").contains("geheim"), "secrets never print");
+    }
+
+    #[test]
+    fn one_public_url_moves_both_issuers_unless_one_is_set() {
+        let config =
+            load("[environments]\npublic_url = \"https://konto.example/\"\n[demo]\nenabled = false\n", &[]).unwrap();
+        assert_eq!(config.environments.production.issuer, "https://konto.example");
+        assert_eq!(config.environments.test.issuer, "https://konto.example/test");
+        let config = load(
+            "[environments]\npublic_url = \"https://konto.example\"\n[demo]\nenabled = false\n",
+            &[("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", "https://test.konto.example")],
+        )
+        .unwrap();
+        assert_eq!(config.environments.production.issuer, "https://konto.example");
+        assert_eq!(config.environments.test.issuer, "https://test.konto.example");
+        // Moving the port of the embedded mode is one setting.
+        let config = load("", &[("SERVICEKONTO_HTTP__BIND", "127.0.0.1:9200")]).unwrap();
+        assert_eq!(config.environments.production.issuer, "http://127.0.0.1:9200");
+        assert_eq!(config.environments.test.issuer, "http://127.0.0.1:9200/test");
+        // A public bind cannot guess the public address.
+        let err = load("[http]\nbind = \"0.0.0.0:8080\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("set environments.public_url"), "{err}");
+        let err = load("[environments]\npublic_url = \"http://konto.example\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("environments.public_url"), "{err}");
     }
 
     #[test]

@@ -44,8 +44,9 @@ use poem::{Server, listener::TcpAcceptor};
 pub use state::{AppState, Migrations};
 pub use telemetry::init as init_telemetry;
 
-/// Serves `state` on an already bound `listener` until `shutdown` completes; then stops
-/// accepting and gives in-flight requests `http.shutdown_grace_seconds` to finish.
+/// Serves `state` on an already bound `listener` until `shutdown` completes; then drains for
+/// `http.drain_seconds` (readiness 503, every request still served), stops accepting and gives
+/// in-flight requests `http.shutdown_grace_seconds` to finish.
 ///
 /// Taking a bound listener lets tests start the real app on port 0.
 pub async fn run(
@@ -61,6 +62,17 @@ pub async fn run(
         Duration::from_secs(http.header_timeout_seconds),
     );
     let keep_alive = Duration::from_secs(http.keep_alive_seconds);
+    let drain = Duration::from_secs(http.drain_seconds);
+    let draining = state.draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !drain.is_zero() {
+            tracing::info!(seconds = drain.as_secs(), "draining: readiness answers 503, requests are still served");
+            tokio::time::sleep(drain).await;
+        }
+        tracing::info!("shutting down: no new connections, in-flight requests may finish");
+    };
     let metrics = match &state.config().metrics.bind {
         Some(bind) => {
             let listener = tokio::net::TcpListener::bind(bind).await?;

@@ -1,7 +1,13 @@
 //! Per-request observation: latency and status into the metrics, one completion log line
 //! (inside poem's request-id span, so it carries the request id); the request deadline.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use poem::{
     Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result,
@@ -181,6 +187,9 @@ pub(crate) struct ResponseHeaders {
     pub(crate) hsts: Option<(HeaderValue, Vec<String>)>,
     /// Path patterns and their methods, for `Allow`.
     pub(crate) methods: Arc<MethodTable>,
+    /// The node's draining flag: while set, every response closes its connection, so that
+    /// keep-alive clients reconnect to a node that stays.
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
 /// Which methods each path pattern answers; `:name` segments match any one segment.
@@ -211,7 +220,12 @@ impl<E: Endpoint> Middleware<E> for ResponseHeaders {
     type Output = ResponseHeadersEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        ResponseHeadersEndpoint { inner, hsts: self.hsts.clone(), methods: self.methods.clone() }
+        ResponseHeadersEndpoint {
+            inner,
+            hsts: self.hsts.clone(),
+            methods: self.methods.clone(),
+            draining: self.draining.clone(),
+        }
     }
 }
 
@@ -219,6 +233,7 @@ pub(crate) struct ResponseHeadersEndpoint<E> {
     inner: E,
     hsts: Option<(HeaderValue, Vec<String>)>,
     methods: Arc<MethodTable>,
+    draining: Arc<AtomicBool>,
 }
 
 impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
@@ -242,6 +257,9 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
             && let Some(allowed) = self.methods.allowed(&path).and_then(|m| HeaderValue::from_str(m).ok())
         {
             response.headers_mut().insert(header::ALLOW, allowed);
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Ok(response)
     }

@@ -125,7 +125,7 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
     root.at("/", environments.clone())
         .at("/*path", environments)
         .catch_all_error(error::render)
-        .with(ResponseHeaders { hsts: hsts(state), methods: Arc::new(methods) })
+        .with(ResponseHeaders { hsts: hsts(state), methods: Arc::new(methods), draining: state.draining.clone() })
         .with(Deadline)
         .with(Observe)
         .with(CookieJarManager::new())

@@ -51,6 +51,16 @@ pub struct Inner {
     pub(crate) mailer: Arc<Mailer>,
     /// The durable queue the account service's mails go through.
     pub(crate) mail_outbox: Arc<MailOutbox>,
+    /// Set on SIGTERM: `/readyz` answers 503 and responses close their connection, while
+    /// every request is still served (`http.drain_seconds`).
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    /// Whether this node is draining before it stops.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -161,6 +171,7 @@ impl AppState {
             eid,
             mailer,
             mail_outbox,
+            draining: Arc::default(),
         }));
         crate::demo::ensure(&state).await.context("creating the demo tenant and client")?;
         Ok(state)

@@ -49,6 +49,13 @@ impl Node {
         }
     }
 
+    /// Sends SIGTERM, as an orchestrator does to stop it.
+    pub async fn terminate(&self) {
+        let pid = self.child.id().expect("running");
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.base.rsplit(':').next().unwrap().parse().unwrap()

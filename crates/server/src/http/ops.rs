@@ -77,10 +77,11 @@ pub(crate) async fn readyz(state: Data<&AppState>) -> Response {
             json!({ "dependency": name, "status": "unavailable", "error": error })
         }
     };
-    let ready = probes.database.is_none() && probes.ephemeral.is_none();
+    let draining = state.is_draining();
+    let ready = probes.database.is_none() && probes.ephemeral.is_none() && !draining;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
+        "status": if draining { "draining" } else if ready { "ready" } else { "unavailable" },
         "checks": {
             "database": check(database_name, &probes.database),
             "ephemeral_store": check(ephemeral_name, &probes.ephemeral),

@@ -1,0 +1,445 @@
+//! The deployment as an operator runs it: Debian's nginx with the repository's own
+//! `deploy/nginx/servicekonto.conf.template` and a certificate from `deploy/tls/local-ca.sh` in
+//! front of two server processes on PostgreSQL and Redis.
+//!
+//! Over https through nginx: discovery says `https://…`, cookies are `Secure`, HSTS comes once,
+//! a citizen registers, activates by mail link, logs in and consents, and a relying party built
+//! on `openidconnect` verifies the ID token and reads userinfo; failed logins are throttled by
+//! the address nginx saw, not by nginx's own. Then both nodes are restarted one after the other
+//! with SIGTERM while load runs (token, refresh, userinfo, silent authorization, discovery):
+//! readiness goes 503 first, and not one request fails.
+//!
+//! A test binary of its own: it runs nginx and server processes, and cargo runs test binaries
+//! one after another.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use openidconnect::{
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims},
+};
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use storage::testing::{TestDatabase, backend_url, skip};
+use tokio::process::{Child, Command};
+
+#[path = "process/mod.rs"]
+#[allow(dead_code, reason = "shared by several test binaries, each uses a part")]
+mod process;
+
+#[path = "journey/mod.rs"]
+#[allow(dead_code, reason = "shared by several test binaries, each uses a part")]
+mod journey;
+
+use journey::{CALLBACK, CLIENT, Citizen, SECRET, authorize_url, browser_with, citizen_with, csrf};
+use process::{Node, free_port};
+
+/// The repository's root (the test runs in `integration-tests/`).
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// nginx with the repository's configuration, in a folder of its own.
+struct Nginx {
+    /// Killed when the test ends.
+    _child: Child,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// Fills in the template as the official image's entrypoint does (only the `${SK_*}`
+    /// variables; nginx's own `$variables` stay) and starts nginx in the foreground.
+    async fn start(dir: &Path, port: u16, nodes: [u16; 2], tls: &Path) -> Self {
+        let template = std::fs::read_to_string(repository().join("deploy/nginx/servicekonto.conf.template")).unwrap();
+        let values = BTreeMap::from([
+            ("SK_NODE_A", format!("127.0.0.1:{}", nodes[0])),
+            ("SK_NODE_B", format!("127.0.0.1:{}", nodes[1])),
+            ("SK_LISTEN", format!("127.0.0.1:{port}")),
+            ("SK_SERVER_NAME", "localhost".to_owned()),
+            ("SK_TLS_CERT", tls.join("server.pem").display().to_string()),
+            ("SK_TLS_KEY", tls.join("server.key").display().to_string()),
+        ]);
+        let mut site = template;
+        for (name, value) in &values {
+            site = site.replace(&format!("${{{name}}}"), value);
+        }
+        assert!(!site.contains("${SK_"), "every variable of the template is filled in");
+        std::fs::write(dir.join("servicekonto.conf"), site).unwrap();
+        let temp = dir.join("temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        // Workers may run as another user (root starts them as nobody): they write temp files.
+        std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let main = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  \
+             fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  \
+             include {d}/servicekonto.conf;\n}}\n",
+            d = dir.display(),
+            t = temp.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        let child = Command::new(nginx_binary().unwrap())
+            .args(["-p", &dir.display().to_string(), "-e", &dir.join("error.log").display().to_string()])
+            .args(["-c", &dir.join("nginx.conf").display().to_string(), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "nginx did not start:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { _child: child, dir: dir.to_owned() }
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// What the load saw.
+#[derive(Default)]
+struct Tally {
+    answered: BTreeMap<&'static str, u64>,
+    failures: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Tally>>;
+
+fn count(tally: &Shared, what: &'static str, outcome: Result<(), String>) {
+    let mut tally = tally.lock().unwrap();
+    match outcome {
+        Ok(()) => *tally.answered.entry(what).or_default() += 1,
+        Err(problem) => tally.failures.push(format!("{what}: {problem}")),
+    }
+}
+
+async fn expect(response: reqwest::Result<reqwest::Response>, want: StatusCode) -> Result<Value, String> {
+    let response = response.map_err(|e| format!("transport: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("body: {e}"))?;
+    if status != want {
+        return Err(format!("{status}: {}", text.chars().take(200).collect::<String>()));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One citizen's refresh chain with userinfo after each step, until `stop`.
+async fn refresh_chain(http: Client, issuer: String, who: Arc<Citizen>, tally: Shared, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let refresh = who.refresh.lock().unwrap().clone();
+        let sent = http
+            .post(format!("{issuer}/token"))
+            .basic_auth(CLIENT, Some(SECRET))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+            .send()
+            .await;
+        let tokens = match expect(sent, StatusCode::OK).await {
+            Ok(tokens) => tokens,
+            Err(problem) => {
+                count(&tally, "refresh", Err(problem));
+                // The chain cannot go on without its token: a failure here is the test's end.
+                return;
+            }
+        };
+        count(&tally, "refresh", Ok(()));
+        *who.refresh.lock().unwrap() = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let access = tokens["access_token"].as_str().unwrap();
+        let info = http.get(format!("{issuer}/userinfo")).bearer_auth(access).send().await;
+        count(&tally, "userinfo", expect(info, StatusCode::OK).await.map(drop));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Client credentials, silent authorization of a logged-in citizen, discovery and JWKS.
+async fn mixed_load(http: Client, issuer: String, who: Arc<Citizen>, tally: Shared, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let sent = http
+            .post(format!("{issuer}/token"))
+            .basic_auth(CLIENT, Some(SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await;
+        count(&tally, "client_credentials", expect(sent, StatusCode::OK).await.map(drop));
+        let silent = who.browser.get(authorize_url(&issuer, true)).send().await;
+        let outcome = match silent {
+            Ok(response) => {
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default();
+                if response.status() == StatusCode::SEE_OTHER
+                    && location.starts_with(CALLBACK)
+                    && location.contains("code=")
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{} {location}", response.status()))
+                }
+            }
+            Err(e) => Err(format!("transport: {e}")),
+        };
+        count(&tally, "authorize prompt=none", outcome);
+        let discovery = http.get(format!("{issuer}/.well-known/openid-configuration")).send().await;
+        count(&tally, "discovery", expect(discovery, StatusCode::OK).await.map(drop));
+        let jwks = http.get(format!("{issuer}/jwks")).send().await;
+        count(&tally, "jwks", expect(jwks, StatusCode::OK).await.map(drop));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A failed login from `address` (a loopback address of its own) through nginx: its status.
+async fn failed_login(issuer: &str, address: Ipv4Addr, username: &str) -> StatusCode {
+    let browser = browser_with(https_builder_from(address));
+    let page = browser.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("csrf", csrf(&page)),
+        ("username", username.to_owned()),
+        ("password", "falsch falsch falsch".to_owned()),
+        ("return_to", "/konto".to_owned()),
+    ];
+    browser.post(format!("{issuer}/anmelden")).form(&form).send().await.unwrap().status()
+}
+
+/// The CA that `local-ca.sh` made, read once per process.
+static CA: std::sync::OnceLock<reqwest::Certificate> = std::sync::OnceLock::new();
+
+fn https_builder() -> reqwest::ClientBuilder {
+    Client::builder().add_root_certificate(CA.get().unwrap().clone()).timeout(Duration::from_secs(20))
+}
+
+fn https_builder_from(address: Ipv4Addr) -> reqwest::ClientBuilder {
+    https_builder().local_address(IpAddr::V4(address))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_behind_nginx_serve_the_whole_flow_over_https_and_restart_one_by_one_without_a_failed_request() {
+    let test = "two_nodes_behind_nginx_serve_the_whole_flow_over_https_and_restart_one_by_one_without_a_failed_request";
+    let Some(database_server) = backend_url("TEST_DATABASE_URL", test) else { return };
+    let Some(redis_url) = backend_url("TEST_REDIS_URL", test) else { return };
+    if nginx_binary().is_none() {
+        skip(test, "nginx is not installed (Debian's nginx; .ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tls = dir.path().join("tls");
+    let made = std::process::Command::new(repository().join("deploy/tls/local-ca.sh"))
+        .arg(&tls)
+        .args(["localhost", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "local-ca.sh: {}", String::from_utf8_lossy(&made.stderr));
+    let _ = CA.set(reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.pem")).unwrap()).unwrap());
+
+    let database = TestDatabase::postgres(&database_server).await.unwrap();
+    let public_port = free_port();
+    let public = format!("https://localhost:{public_port}");
+    let outbox = dir.path().join("outbox");
+    let kek_file = dir.path().join("kek");
+    std::fs::write(&kek_file, oidc_core::KeyEncryptionKey::generate().to_base64()).unwrap();
+    let env: Vec<(String, String)> = [
+        ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", public.clone()),
+        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
+        ("SERVICEKONTO_REDIS__URL", redis_url),
+        ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("deploy-{public_port}:")),
+        ("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string()),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
+        ("SERVICEKONTO_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]".to_owned()),
+        ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "2".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__FREE_FAILED_LOGINS_PER_IP", "3".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let ports = [free_port(), free_port()];
+    let logs = [dir.path().join("node-a.log"), dir.path().join("node-b.log")];
+    let mut nodes = vec![
+        Node::start(env.clone(), ports[0], logs[0].clone()).await,
+        Node::start(env.clone(), ports[1], logs[1].clone()).await,
+    ];
+    let nginx = Nginx::start(dir.path(), public_port, ports, &tls).await;
+    let issuer = format!("{public}/test");
+    let http = https_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // Discovery over https names the https issuer; HSTS comes exactly once.
+    let response = http.get(format!("{issuer}/.well-known/openid-configuration")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    let hsts: Vec<_> = response.headers().get_all("strict-transport-security").iter().collect();
+    assert_eq!(hsts.len(), 1, "one HSTS header: {hsts:?}");
+    assert!(hsts[0].to_str().unwrap().starts_with("max-age=31536000"));
+    let metadata: Value = response.json().await.unwrap();
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert!(metadata["token_endpoint"].as_str().unwrap().starts_with("https://localhost:"));
+    // The metrics are not the public's business, not even through the proxy.
+    assert_eq!(http.get(format!("{public}/metrics")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    // Cookies are Secure behind TLS.
+    let page = http.get(format!("{issuer}/anmelden")).send().await.unwrap();
+    let cookies: Vec<String> =
+        page.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect();
+    assert!(!cookies.is_empty() && cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
+
+    // A citizen: registration, the activation mail's https link, login, consent, tokens.
+    let citizens: Vec<Arc<Citizen>> = {
+        let mut citizens = Vec::new();
+        for n in 0..2 {
+            let browser = browser_with(https_builder());
+            let username = format!("nginx.citizen{n}");
+            citizens.push(Arc::new(citizen_with(browser, &http, &issuer, &outbox, &username).await));
+        }
+        citizens
+    };
+
+    // A relying party on `openidconnect`: discovery, PKCE, nonce, ID token against the JWKS,
+    // userinfo — all through nginx.
+    let rp_http = openidconnect::reqwest::ClientBuilder::new()
+        .add_root_certificate(CA.get().unwrap().clone())
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let provider =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).unwrap(), &rp_http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(
+        provider,
+        ClientId::new(CLIENT.into()),
+        Some(ClientSecret::new(SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(CALLBACK.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let answer = citizens[0].browser.get(url.as_str()).send().await.unwrap();
+    let location = match answer.status() {
+        StatusCode::SEE_OTHER => answer.headers()["location"].to_str().unwrap().to_owned(),
+        status => {
+            // The consent page again: agree.
+            assert_eq!(status, StatusCode::OK);
+            let consent = answer.text().await.unwrap();
+            let request = {
+                let start = consent.find("name=\"request\" value=\"").unwrap() + 22;
+                consent[start..].split('"').next().unwrap().to_owned()
+            };
+            let form = [("csrf", csrf(&consent)), ("request", request), ("decision", "allow".into())];
+            let agreed = citizens[0].browser.post(format!("{issuer}/zustimmung")).form(&form).send().await.unwrap();
+            agreed.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    let code = url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&rp_http)
+        .await
+        .expect("code exchanged through nginx");
+    let claims = tokens.id_token().unwrap().claims(&client.id_token_verifier(), &nonce).expect("a valid ID token");
+    assert_eq!(claims.issuer().as_str(), issuer);
+    let info: CoreUserInfoClaims =
+        client.user_info(tokens.access_token().clone(), None).unwrap().request_async(&rp_http).await.unwrap();
+    assert_eq!(info.email().map(|e| e.as_str()), Some("nginx.citizen0@example.de"));
+
+    // Failed logins count against the address nginx saw: 127.0.0.2 is throttled after three,
+    // 127.0.0.3 is not (were the proxy's address counted, both would be).
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        statuses.push(failed_login(&issuer, Ipv4Addr::new(127, 0, 0, 2), &format!("niemand{n}")).await);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert_eq!(
+        failed_login(&issuer, Ipv4Addr::new(127, 0, 0, 3), "niemand").await,
+        StatusCode::UNAUTHORIZED,
+        "another citizen's address is not throttled"
+    );
+    // What a client claims in X-Forwarded-For is replaced by nginx, not believed.
+    let spoofing = browser_with(https_builder_from(Ipv4Addr::new(127, 0, 0, 2)));
+    let page = spoofing.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
+    let form = [("csrf", csrf(&page)), ("username", "niemand".into()), ("password", "falsch".into())];
+    let spoofed = spoofing
+        .post(format!("{issuer}/anmelden"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS, "a forged X-Forwarded-For does not escape");
+
+    // Rolling restart under load: SIGTERM to one node, readiness 503 while it drains, exit,
+    // start again; then the other.
+    let tally: Shared = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for who in &citizens {
+        load.push(tokio::spawn(refresh_chain(http.clone(), issuer.clone(), who.clone(), tally.clone(), stop.clone())));
+        load.push(tokio::spawn(mixed_load(http.clone(), issuer.clone(), who.clone(), tally.clone(), stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probe = Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    for (n, port) in ports.into_iter().enumerate() {
+        let node = &mut nodes[n];
+        node.terminate().await;
+        let mut saw_draining = false;
+        let exited = loop {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                break status;
+            }
+            if let Ok(response) = probe.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+                && response.status() == StatusCode::SERVICE_UNAVAILABLE
+            {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                saw_draining |= body["status"] == "draining";
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(saw_draining, "node {n}: readiness said 503 draining before it stopped");
+        assert!(exited.success(), "node {n} stopped cleanly: {exited}\n{}", node.log_tail());
+        nodes[n] = Node::start(env.clone(), port, logs[n].clone()).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
+    eprintln!("rolling restart under load: answered {:?}, failed {}", tally.answered, tally.failures.len());
+    assert!(
+        tally.failures.is_empty(),
+        "failed requests during the rolling restart:\n{}\nnginx:\n{}",
+        tally.failures.join("\n"),
+        nginx.error_log()
+    );
+    for what in ["refresh", "userinfo", "client_credentials", "authorize prompt=none", "discovery", "jwks"] {
+        assert!(tally.answered.get(what).copied().unwrap_or(0) >= 20, "{what} ran under load: {:?}", tally.answered);
+    }
+    drop(nginx);
+    drop(nodes);
+    database.drop_now().await.unwrap();
+}
