@@ -443,3 +443,59 @@ async fn two_nodes_behind_nginx_serve_the_whole_flow_over_https_and_restart_one_
     drop(nodes);
     database.drop_now().await.unwrap();
 }
+
+/// The operator's commands on a fresh machine: `config check` shows the effective configuration
+/// with secrets redacted and every problem at once; `admin bootstrap` is the first command on an
+/// empty database and brings the schema up itself.
+#[tokio::test]
+async fn config_check_and_bootstrap_work_on_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, String)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_fault-node"))
+            .args(args)
+            .current_dir(dir.path())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("SERVICEKONTO_CONFIG")
+            .output()
+            .unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    let database = format!("sqlite://{}/fresh.db?mode=rwc", dir.path().display());
+    let good = [
+        ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", "https://konto.example".to_owned()),
+        ("SERVICEKONTO_HTTP__BIND", "0.0.0.0:8080".to_owned()),
+        ("SERVICEKONTO_DEMO__ENABLED", "false".to_owned()),
+        ("SERVICEKONTO_DATABASE__URL", database.replace("fresh.db", "geheim-fresh.db")),
+    ];
+    let (code, stdout, stderr) = run(&["config", "check"], &good);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("issuer = \"https://konto.example/test\""), "derived issuers are shown:\n{stdout}");
+    assert!(stdout.contains("[redacted]") && !stdout.contains("geheim"), "secrets are redacted:\n{stdout}");
+    assert!(stderr.contains("configuration is valid"), "{stderr}");
+
+    let bad = [
+        ("SERVICEKONTO_HTTP__BIND", "0.0.0.0:8080".to_owned()),
+        ("SERVICEKONTO_DEPENDENCIES__RETRY_AFTER_SECONDS", "0".to_owned()),
+    ];
+    let (code, stdout, stderr) = run(&["config", "check"], &bad);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stdout.contains("[http]"), "the configuration is printed although it is invalid");
+    for problem in ["set environments.public_url", "retry_after_seconds", "demo.enabled"] {
+        assert!(stderr.contains(problem), "{problem} is reported:\n{stderr}");
+    }
+
+    let fresh = [("SERVICEKONTO_DATABASE__URL", database), ("SERVICEKONTO_LOG__FILTER", "warn".to_owned())];
+    let (code, stdout, stderr) = run(&["admin", "bootstrap"], &fresh);
+    assert_eq!(code, Some(0), "bootstrap on an empty database: {stderr}");
+    assert!(stdout.contains("client_secret:"), "{stdout}");
+    let (code, stdout, _) = run(&["admin", "bootstrap", "--if-missing"], &fresh);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("nothing done"), "{stdout}");
+    let mut no_migrations = fresh.to_vec();
+    no_migrations[0].1 = format!("sqlite://{}/other.db?mode=rwc", dir.path().display());
+    no_migrations.push(("SERVICEKONTO_DATABASE__RUN_MIGRATIONS", "false".to_owned()));
+    let (code, _, stderr) = run(&["admin", "bootstrap"], &no_migrations);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("run `servicekonto migrate` first"), "{stderr}");
+}

@@ -11,6 +11,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub struct Backends {
     pub database: TestDatabase,
     pub redis_url: Option<String>,
+    /// `redis_url` lists the seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
     pub redis_prefix: String,
     pub kek: KeyEncryptionKey,
     _dir: tempfile::TempDir,
@@ -40,6 +42,7 @@ impl Backends {
         Self {
             database,
             redis_url,
+            redis_cluster: false,
             redis_prefix: format!("sk-it:{}:", uuid::Uuid::new_v4().simple()),
             kek: KeyEncryptionKey::generate(),
             _dir: dir,
@@ -51,6 +54,7 @@ impl Backends {
         let mut config = Config::embedded(addr);
         config.database.url = Secret::from(self.database.url.as_str());
         config.redis.url = self.redis_url.as_deref().map(Secret::from);
+        config.redis.cluster = self.redis_cluster;
         config.redis.key_prefix = self.redis_prefix.clone();
         config.keys.kek = Some(Secret::from(self.kek.to_base64().as_str()));
         config.http.shutdown_grace_seconds = 5;

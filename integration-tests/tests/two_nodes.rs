@@ -59,12 +59,35 @@ async fn two_nodes_share_keys_and_a_rotation_on_one_reaches_the_other() {
 /// login, consent, code, refresh token or logout needs may live in one node's memory.
 #[tokio::test]
 async fn a_login_on_one_node_is_redeemed_refreshed_and_ended_on_the_other() {
+    let test = "a_login_on_one_node_is_redeemed_refreshed_and_ended_on_the_other";
+    let Some(backends) = Backends::shared(test).await else { return };
+    login_hops_between_nodes(backends).await;
+}
+
+/// The same on a Redis Cluster of three masters (started here): every key of the ephemeral
+/// store is one key, so sessions, codes and throttles spread over the slots.
+#[tokio::test]
+async fn a_login_hops_between_two_nodes_on_a_redis_cluster() {
+    let test = "a_login_hops_between_two_nodes_on_a_redis_cluster";
+    let Some(mut backends) = Backends::shared(test).await else { return };
+    let cluster = match storage::testing::RedisCluster::start() {
+        Ok(cluster) => cluster,
+        Err(problem) => {
+            storage::testing::skip(test, &format!("no local Redis Cluster: {problem}"));
+            return;
+        }
+    };
+    backends.redis_url = Some(cluster.url());
+    backends.redis_cluster = true;
+    login_hops_between_nodes(backends).await;
+    drop(cluster);
+}
+
+async fn login_hops_between_nodes(backends: Backends) {
     use crate::{
         citizen::{PASSWORD, csrf, fill_in, page, post},
         mail::SmtpSink,
     };
-    let test = "a_login_on_one_node_is_redeemed_refreshed_and_ended_on_the_other";
-    let Some(backends) = Backends::shared(test).await else { return };
     let smtp = SmtpSink::start().await;
     let (a, b) = two_nodes(&backends, &smtp.url).await;
     let on = |server: &TestServer| format!("{}/test", server.base_url);

@@ -1,5 +1,5 @@
 //! Test support for suites in other crates: a database of their own per test, on SQLite or on
-//! the PostgreSQL server named by `TEST_DATABASE_URL`.
+//! the PostgreSQL server named by `TEST_DATABASE_URL`; a Redis Cluster of three masters.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
@@ -78,3 +78,90 @@ pub fn skip(test: &str, reason: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{message}");
 }
+
+/// Three Redis servers in cluster mode on loopback, stopped on drop.
+pub struct RedisCluster {
+    nodes: Vec<std::process::Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts three masters on free ports, creates the cluster and waits for `cluster_state:ok`.
+    pub fn start() -> Result<Self, String> {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let folder = dir.path().to_owned();
+        let mut cluster = Self { nodes: Vec::new(), ports: Vec::new(), _dir: dir };
+        for _ in 0..3 {
+            // The cluster bus listens on port + 10000, which must stay below 65536.
+            let port = loop {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                if port < 55_000 {
+                    break port;
+                }
+            };
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf"), "--save", "", "--appendonly", "no"])
+                .current_dir(&folder)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("redis-server cannot be started: {e}"))?;
+            cluster.nodes.push(child);
+            cluster.ports.push(port);
+        }
+        let ping = |port: u16| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cluster.ports.iter().all(|p| ping(*p)) {
+            if std::time::Instant::now() > deadline {
+                return Err("redis-server nodes did not answer".to_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let addresses: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|e| format!("redis-cli cannot be run: {e}"))?;
+        if !created.status.success() {
+            return Err(format!("cluster create failed: {}", String::from_utf8_lossy(&created.stdout)));
+        }
+        let ok = |port: u16| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        };
+        while !cluster.ports.iter().all(|p| ok(*p)) {
+            if std::time::Instant::now() > deadline + std::time::Duration::from_secs(10) {
+                return Err("the cluster never reached cluster_state:ok".to_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(cluster)
+    }
+
+    /// The seed URLs, comma-separated, as `redis.url` takes them with `redis.cluster = true`.
+    pub fn url(&self) -> String {
+        self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
+
