@@ -29,6 +29,15 @@ schemathesis examples="200":
 fuzz seconds="300":
     fuzz/run.sh {{seconds}}
 
+# The container image from a release build, with buildah (no registry needed).
+image tag="servicekonto:0.1.0":
+    cargo build --release --locked --bin servicekonto
+    deploy/container/build-image.sh --tag {{tag}}
+
+# The compose deployment: https://localhost:8443 with two nodes (needs the image).
+compose-up:
+    deploy/compose/up.sh
+
 # Format the code.
 fmt:
     cargo fmt --all

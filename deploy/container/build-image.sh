@@ -24,18 +24,22 @@ while [ "$#" -gt 0 ]; do
     esac
 done
 export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+# Docker format: the OCI image format has no health check.
+export BUILDAH_FORMAT=docker
 
 if [ ! -x "$binary" ]; then
     cargo build --release --locked --bin servicekonto
 fi
 
 rootfs=$(mktemp -d)
+# mktemp makes it 0700; it becomes the image's /, which user 10001 must be able to enter.
+chmod 0755 "$rootfs"
 trap 'rm -rf "$rootfs"' EXIT
 install -D -m 0755 "$binary" "$rootfs/usr/local/bin/servicekonto"
 strip --strip-debug "$rootfs/usr/local/bin/servicekonto" 2>/dev/null || true
 # Every shared library the binary loads, and the loader, at the paths it looks for them.
 ldd "$binary" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r lib; do
-    install -D -m 0644 "$(readlink -f "$lib")" "$rootfs$lib"
+    install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
 done
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 install -D -m 0644 deploy/config.example.toml "$rootfs/usr/share/servicekonto/config.example.toml"
@@ -72,12 +76,10 @@ buildah config \
     --label org.opencontainers.image.licenses=EUPL-1.2 \
     --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$container"
-# Docker format: the OCI image format has no health check.
-buildah commit --quiet --format docker --rm "$container" "$tag" >/dev/null
+buildah commit --quiet --rm "$container" "$tag" >/dev/null
 trap 'rm -rf "$rootfs"' EXIT
-size=$(buildah inspect --format '{{.Docker.Size}}' "$tag" 2>/dev/null || true)
 if [ -n "$archive" ]; then
     buildah push --quiet "$tag" "docker-archive:$archive:$tag"
 fi
-buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep -F "${tag#*/}" || true
-echo "built $tag${archive:+ (archive $archive)}${size:+, $size bytes}"
+size=$(buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | awk -v t="$tag" '$1 ~ t"$" { print $2, $3 }' | head -n1)
+echo "built $tag${archive:+ (archive $archive)}: $size"
