@@ -173,3 +173,65 @@ async fn a_changed_demo_tenant_does_not_stop_the_next_start() {
     again.stop().await;
     backends.drop_now().await;
 }
+
+/// Every metric the shipped alert rules and the Grafana dashboard query is one the server really
+/// exports (after a request, a token, a failed login, a probe and a failed mail delivery).
+#[tokio::test]
+async fn the_monitoring_files_query_only_metrics_the_server_exports() {
+    use crate::citizen::{csrf, fill_in, page, post};
+    let backends = Backends::from_env().await;
+    // The mail relay refuses connections: delivering the activation mail fails, counted.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server =
+        TestServer::start(&backends, |c| c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{closed}").as_str().into()))
+            .await;
+    let base = format!("{}/test", server.base_url);
+    let http = reqwest::Client::new();
+    let token = http
+        .post(format!("{base}/token"))
+        .basic_auth("demo-client", Some("demo-secret-only-for-local-use"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let browser = crate::citizen::rp_browser();
+    let (_, login) = page(&browser, &format!("{base}/anmelden")).await;
+    post(&browser, &format!("{base}/anmelden"), &[("csrf", &csrf(&login)), ("username", "niemand"), ("password", "x")])
+        .await;
+    let review = fill_in(&browser, &base, "metrik.test", "metrik.test@example.de").await;
+    post(&browser, &format!("{base}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("deploy/monitoring");
+    let queried: std::collections::BTreeSet<String> = ["alerts.yml", "grafana-dashboard.json"]
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(repository.join(file)).unwrap();
+            let mut names = Vec::new();
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("servicekonto_") {
+                let name: String =
+                    rest[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[start + name.len()..];
+                names.push(name);
+            }
+            names
+        })
+        .collect();
+    assert!(queried.len() >= 5, "the files query the server's metrics: {queried:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let exported = http.get(format!("{}/metrics", server.base_url)).send().await.unwrap().text().await.unwrap();
+        let series: std::collections::BTreeSet<&str> =
+            exported.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
+        let missing: Vec<&String> = queried.iter().filter(|name| !series.contains(name.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        // The failed mail delivery comes from the background worker, a moment later.
+        assert!(std::time::Instant::now() < deadline, "queried but not exported: {missing:?}\n{exported}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+    backends.drop_now().await;
+}

@@ -3,6 +3,9 @@
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
+/// What a password login can end in (the `outcome` label of `servicekonto_logins_total`).
+pub(crate) const LOGIN_OUTCOMES: [&str; 5] = ["success", "invalid_credentials", "throttled", "not_activated", "error"];
+
 /// The registry and the instruments of one server.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -46,6 +49,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(dependency_errors.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
+        // Every outcome exists from the start at 0, so that rate() and ratios in alerts work
+        // before the first failure.
+        for outcome in LOGIN_OUTCOMES {
+            logins.with_label_values(&[outcome]).reset();
+        }
         Ok(Self { registry, requests, latency, tokens, logins, dependency_errors, dependency_up })
     }
 
@@ -59,7 +67,7 @@ impl Metrics {
         self.tokens.with_label_values(&[environment.as_str(), grant_type]).inc();
     }
 
-    /// `outcome`: success, invalid_credentials, throttled, not_activated, error.
+    /// `outcome`: one of [`LOGIN_OUTCOMES`].
     pub(crate) fn login(&self, outcome: &str) {
         self.logins.with_label_values(&[outcome]).inc();
     }
