@@ -96,7 +96,10 @@ impl RedisCluster {
         for _ in 0..3 {
             // The cluster bus listens on port + 10000, which must stay below 65536.
             let port = loop {
-                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| format!("no free port: {e}"))?
+                    .port();
                 if port < 55_000 {
                     break port;
                 }
