@@ -499,3 +499,94 @@ async fn config_check_and_bootstrap_work_on_a_fresh_database() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("run `servicekonto migrate` first"), "{stderr}");
 }
+
+/// Verifies `id_token` against the JWKS `issuer` publishes now; its claims.
+async fn verify_id_token(issuer: &str, id_token: &str) -> Value {
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
+    let key = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is still published");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[CLIENT]);
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(id_token, &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(), &validation)
+        .expect("the ID token verifies")
+        .claims
+}
+
+fn run_tool(program: &str, args: &[&str]) {
+    let output = std::process::Command::new(program).args(args).output().unwrap();
+    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The runbook's backup and restore of PostgreSQL (docs/operations.md, "Backup and restore"):
+/// `pg_dump -Fc` while the node runs, the database dropped, `pg_restore` into a new one, the
+/// node started again with the same key-encryption key: the citizen logs in, the ID token issued
+/// before the loss still verifies, and the refresh token issued before it still works.
+#[tokio::test]
+async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
+    let test = "a_postgres_backup_restores_accounts_keys_and_refresh_tokens";
+    let Some(server_url) = backend_url("TEST_DATABASE_URL", test) else { return };
+    if std::process::Command::new("pg_dump").arg("--version").output().is_err() {
+        skip(test, "pg_dump is not installed (Debian's postgresql-client)");
+        return;
+    }
+    let database = TestDatabase::postgres(&server_url).await.unwrap();
+    let name = url::Url::parse(&database.url).unwrap().path().trim_start_matches('/').to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let kek_file = dir.path().join("kek");
+    std::fs::write(&kek_file, oidc_core::KeyEncryptionKey::generate().to_base64()).unwrap();
+    let port = free_port();
+    let env: Vec<(String, String)> = [
+        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
+        ("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string()),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let node = Node::start(env.clone(), port, dir.path().join("node.log")).await;
+    let issuer = format!("{}/test", node.base);
+    let http = Client::new();
+    let who = citizen_with(journey::browser(), &http, &issuer, &outbox, "backup.citizen").await;
+    let before = verify_id_token(&issuer, &who.id_token).await;
+
+    // The backup, taken while the node serves.
+    let dump = dir.path().join("servicekonto.dump");
+    run_tool("pg_dump", &["-Fc", "-d", &database.url, "-f", &dump.display().to_string()]);
+    drop(node);
+    // The loss, and the restore into an empty database of the same name.
+    let mut admin = url::Url::parse(&database.url).unwrap();
+    admin.set_path("postgres");
+    run_tool("psql", &["-d", admin.as_str(), "-qc", &format!("DROP DATABASE {name} WITH (FORCE)")]);
+    run_tool("psql", &["-d", admin.as_str(), "-qc", &format!("CREATE DATABASE {name}")]);
+    run_tool("pg_restore", &["--no-owner", "-d", &database.url, &dump.display().to_string()]);
+
+    let node = Node::start(env, port, dir.path().join("node-restored.log")).await;
+    let after = verify_id_token(&issuer, &who.id_token).await;
+    assert_eq!(after["sub"], before["sub"]);
+    let refresh = who.refresh.lock().unwrap().clone();
+    let refreshed = http
+        .post(format!("{issuer}/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK, "the refresh token survives the restore");
+    let browser = journey::browser();
+    let login = browser.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("csrf", csrf(&login)),
+        ("username", who.username.clone()),
+        ("password", journey::PASSWORD.to_owned()),
+        ("return_to", "/konto".to_owned()),
+    ];
+    let response = browser.post(format!("{issuer}/anmelden")).form(&form).send().await.unwrap();
+    assert!(response.url().path().ends_with("/konto"), "the citizen logs in after the restore");
+    drop(node);
+    database.drop_now().await.unwrap();
+}

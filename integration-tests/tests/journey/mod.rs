@@ -46,6 +46,8 @@ pub struct Citizen {
     pub browser: Client,
     pub refresh: Mutex<String>,
     pub username: String,
+    /// The ID token of the first code redemption.
+    pub id_token: String,
 }
 
 /// A browser with cookies that stops at the client's callback.
@@ -159,7 +161,12 @@ pub async fn citizen_with(
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let tokens: Value = redeem_with(http, &code, issuer).await.unwrap().json().await.unwrap();
-    Citizen { browser, refresh: Mutex::new(tokens["refresh_token"].as_str().unwrap().to_owned()), username }
+    Citizen {
+        browser,
+        refresh: Mutex::new(tokens["refresh_token"].as_str().unwrap().to_owned()),
+        username,
+        id_token: tokens["id_token"].as_str().unwrap().to_owned(),
+    }
 }
 
 /// Redeems `code` (of the demo client, PKCE with [`VERIFIER`]) at `issuer`.
