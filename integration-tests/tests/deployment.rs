@@ -590,3 +590,179 @@ async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
     drop(node);
     database.drop_now().await.unwrap();
 }
+
+/// Stops `node` with SIGTERM after taking it out of the load (as a proxy would once readiness
+/// said 503) and starts it again with `env`.
+async fn restart(node: &mut Node, env: Vec<(String, String)>, up: &AtomicBool) {
+    up.store(false, Ordering::SeqCst);
+    node.terminate().await;
+    let status = node.child.wait().await.unwrap();
+    assert!(status.success(), "{} stopped cleanly", node.base);
+    let (port, log) = (node.port(), node.log.clone());
+    *node = Node::start(env, port, log).await;
+    up.store(true, Ordering::SeqCst);
+}
+
+/// Runs the server's command line with `env`; its exit code, stdout and stderr.
+fn command(env: &[(String, String)], args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fault-node"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+/// `env` with `name` set to `value` (replacing it, or added; `None` removes it).
+fn with(env: &[(String, String)], name: &str, value: Option<&str>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env.iter().filter(|(k, _)| k != name).cloned().collect();
+    if let Some(value) = value {
+        env.push((name.to_owned(), value.to_owned()));
+    }
+    env
+}
+
+/// The runbook's KEK rotation across two nodes without downtime: each node restarted in turn with
+/// the new KEK and the old one as `keys.previous_kek`, `keys rotate-kek` re-seals, each node
+/// restarted in turn with the new KEK alone. Load on whichever node is up never fails; afterwards
+/// the old ID token verifies, the old refresh token works, pairwise subjects and the operator's
+/// client secret are unchanged, and a node with only the old KEK refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
+    let test = "the_key_encryption_key_rotates_across_two_nodes_without_downtime";
+    let Some(server_url) = backend_url("TEST_DATABASE_URL", test) else { return };
+    let Some(redis_url) = backend_url("TEST_REDIS_URL", test) else { return };
+    let database = TestDatabase::postgres(&server_url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let (old, new) = (oidc_core::KeyEncryptionKey::generate(), oidc_core::KeyEncryptionKey::generate());
+    let ports = [free_port(), free_port()];
+    let issuer_base = format!("http://127.0.0.1:{}", ports[0]);
+    let base_env: Vec<(String, String)> = [
+        ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", issuer_base.clone()),
+        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
+        ("SERVICEKONTO_REDIS__URL", redis_url),
+        ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("kek-{}:", ports[0])),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
+        ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "1".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let old_env = with(&base_env, "SERVICEKONTO_KEYS__KEK", Some(&old.to_base64()));
+    let during_env = with(
+        &with(&base_env, "SERVICEKONTO_KEYS__KEK", Some(&new.to_base64())),
+        "SERVICEKONTO_KEYS__PREVIOUS_KEK",
+        Some(&old.to_base64()),
+    );
+    let new_env = with(&base_env, "SERVICEKONTO_KEYS__KEK", Some(&new.to_base64()));
+    let logs = [dir.path().join("node-a.log"), dir.path().join("node-b.log")];
+    let mut nodes = vec![
+        Node::start(old_env.clone(), ports[0], logs[0].clone()).await,
+        Node::start(old_env.clone(), ports[1], logs[1].clone()).await,
+    ];
+    // Both nodes serve one issuer (the first node's address), as behind a proxy.
+    let issuer = format!("{issuer_base}/test");
+    let on = |port: u16| format!("http://127.0.0.1:{port}/test");
+    let http = Client::new();
+    let who = Arc::new(citizen_with(journey::browser(), &http, &issuer, &outbox, "kek.citizen").await);
+    let before = verify_id_token(&issuer, &who.id_token).await;
+    let (code, operator, stderr) = command(&old_env, &["admin", "bootstrap"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let field =
+        |name: &str| operator.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap();
+    let (operator_id, operator_secret) = (field("client_id:"), field("client_secret:"));
+
+    // Load on whichever node is up: client credentials of the operator (a hashed secret), the
+    // citizen's refresh chain (sealed signing keys), JWKS.
+    let up = Arc::new([AtomicBool::new(true), AtomicBool::new(true)]);
+    let tally: Shared = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (up, tally, stop, who, http) = (up.clone(), tally.clone(), stop.clone(), who.clone(), http.clone());
+        let (operator_id, operator_secret) = (operator_id.clone(), operator_secret.clone());
+        tokio::spawn(async move {
+            let mut turn = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let Some(n) = (0..2).map(|i| (turn + i) % 2).find(|n| up[*n].load(Ordering::SeqCst)) else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let base = on(ports[n]);
+                // The operator's client lives in the production environment.
+                let sent = http
+                    .post(format!("http://127.0.0.1:{}/token", ports[n]))
+                    .basic_auth(&operator_id, Some(&operator_secret))
+                    .form(&[("grant_type", "client_credentials"), ("scope", "admin")])
+                    .send()
+                    .await;
+                count(&tally, "operator client_credentials", expect(sent, StatusCode::OK).await.map(drop));
+                let refresh = who.refresh.lock().unwrap().clone();
+                let sent = http
+                    .post(format!("{base}/token"))
+                    .basic_auth(CLIENT, Some(SECRET))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+                    .send()
+                    .await;
+                match expect(sent, StatusCode::OK).await {
+                    Ok(tokens) => {
+                        *who.refresh.lock().unwrap() = tokens["refresh_token"].as_str().unwrap().to_owned();
+                        count(&tally, "refresh", Ok(()));
+                    }
+                    Err(problem) => count(&tally, "refresh", Err(problem)),
+                }
+                let jwks = http.get(format!("{base}/jwks")).send().await;
+                count(&tally, "jwks", expect(jwks, StatusCode::OK).await.map(drop));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..2 {
+        restart(&mut nodes[n], during_env.clone(), &up[n]).await;
+    }
+    let (code, stdout, stderr) = command(&during_env, &["keys", "rotate-kek"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("derivation root: re-sealed") && !stdout.contains(" 0 re-sealed"), "{stdout}");
+    for n in 0..2 {
+        restart(&mut nodes[n], new_env.clone(), &up[n]).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
+    eprintln!("KEK rotation under load: answered {:?}, failed {}", tally.answered, tally.failures.len());
+    assert!(tally.failures.is_empty(), "failed during the KEK rotation:\n{}", tally.failures.join("\n"));
+    assert!(tally.answered.get("refresh").copied().unwrap_or(0) >= 20, "{:?}", tally.answered);
+
+    // Everything derived is what it was; what was signed still verifies.
+    let after = verify_id_token(&issuer, &who.id_token).await;
+    assert_eq!(after["sub"], before["sub"]);
+    let code = {
+        let silent = who.browser.get(authorize_url(&issuer, true)).send().await.unwrap();
+        let location = silent.headers()["location"].to_str().unwrap().to_owned();
+        url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
+    };
+    let tokens: Value = journey::redeem_with(&http, &code, &issuer).await.unwrap().json().await.unwrap();
+    let fresh = verify_id_token(&issuer, tokens["id_token"].as_str().unwrap()).await;
+    assert_eq!(fresh["sub"], before["sub"], "the pairwise subject is unchanged");
+    let (code, stdout, _) = command(&new_env, &["keys", "rotate-kek"]);
+    assert_eq!(code, Some(1), "without previous_kek there is nothing to rotate: {stdout}");
+    let again = with(&new_env, "SERVICEKONTO_KEYS__PREVIOUS_KEK", Some(&old.to_base64()));
+    let (_, stdout, _) = command(&again, &["keys", "rotate-kek"]);
+    assert!(
+        stdout.contains("signing keys: 0 re-sealed") && stdout.contains("sealed under keys.kek already"),
+        "{stdout}"
+    );
+    // The old KEK alone opens nothing any more.
+    let (code, _, stderr) = command(&old_env, &["keys", "list"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not open with keys.kek"), "{stderr}");
+    drop(nodes);
+    database.drop_now().await.unwrap();
+}

@@ -18,6 +18,7 @@ mod m20261123_000010_one_time_transfers;
 mod m20261202_000011_refresh_successor;
 mod m20261202_000012_mail_links;
 mod m20261202_000013_mail_queue;
+mod m20261202_000014_sealed_secrets;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_refresh_successor::Migration),
             Box::new(m20261202_000012_mail_links::Migration),
             Box::new(m20261202_000013_mail_queue::Migration),
+            Box::new(m20261202_000014_sealed_secrets::Migration),
         ]
     }
 }

@@ -49,7 +49,7 @@ pub use error::{OAuthError, OAuthErrorCode};
 pub use id_token::{IdTokenClaims, at_hash, verify_id_token_hint};
 pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
 pub use keys::{
-    Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyService, KeyStatus, KeyStoreError,
+    Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyRing, KeyService, KeyStatus, KeyStoreError,
     SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
 pub use opaque::{constant_time_eq, random_token, token_digest};

@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCod
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use oidc_core::{ClientId, Environment, KeyInfo, SystemClock, TrustLevel};
+use oidc_core::{ClientId, Clock as _, Environment, KeyInfo, SystemClock, TrustLevel};
 use tenant_registry::{
     Actor, AdminRole, AuthMethod, Branding, ClientSettings, GrantType, NewTenant, OperatorFlags, TokenLifetimes,
 };
@@ -131,6 +131,9 @@ enum KeysAction {
         #[arg(long)]
         environment: Option<Environment>,
     },
+    /// Re-seal everything sealed under `keys.previous_kek` (signing keys, the derivation root)
+    /// under `keys.kek`. Nodes keep serving throughout; see docs/operations.md.
+    RotateKek,
 }
 
 /// Runs the command line; the process exit code.
@@ -315,7 +318,8 @@ async fn bootstrap(
     // `serve` does, unless the operator runs migrations separately (`database.run_migrations`).
     let migrations = if config.database.run_migrations { Migrations::Apply } else { Migrations::Require };
     let database = state::connect_database(config, migrations).await?;
-    let registry = state::uncached_registry(&database, &state::key_encryption_key(config)?, Arc::new(SystemClock));
+    let secrets = state::secrets(config, &database, &SystemClock).await?;
+    let registry = state::uncached_registry(&database, &secrets.root, Arc::new(SystemClock));
     let operators =
         registry.operator_clients().await.map_err(|e| anyhow::anyhow!("listing operator clients: {e:?}"))?;
     let issuer = config.environments.issuer(Environment::Production);
@@ -394,10 +398,12 @@ async fn bootstrap(
 
 async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
     let database = state::connect_database(config, Migrations::Require).await?;
-    let keys = state::key_service(config, &database, state::key_encryption_key(config)?, Arc::new(SystemClock));
+    let secrets = state::secrets(config, &database, &SystemClock).await?;
+    let keys = state::key_service(config, &database, secrets.ring.clone(), Arc::new(SystemClock));
     let (environment, rotate) = match action {
         KeysAction::List { environment } => (environment, false),
         KeysAction::Rotate { environment } => (environment, true),
+        KeysAction::RotateKek => return rotate_kek(config, &database, &secrets, &keys).await,
     };
     let environments = environment.map_or(Environment::ALL.to_vec(), |e| vec![e]);
     println!(
@@ -412,6 +418,36 @@ async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
             print_key(environment, &key);
         }
     }
+    Ok(())
+}
+
+/// `keys rotate-kek`: the derivation root and every signing key sealed under `keys.kek`.
+async fn rotate_kek(
+    config: &Config,
+    database: &storage::Database,
+    secrets: &state::Secrets,
+    keys: &oidc_core::KeyService,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.keys.previous_kek.is_some(),
+        "set keys.previous_kek to the old key-encryption key and keys.kek to the new one first \
+         (docs/operations.md, \"Rotating the key-encryption key\")"
+    );
+    let (resealed, current) = keys.reseal_all().await?;
+    let store = database.sealed_secrets();
+    let sealed = store.get(state::DERIVATION_ROOT).await?.context("no derivation root is stored")?;
+    let root_resealed = match secrets.ring.reseal(state::DERIVATION_ROOT, &sealed) {
+        Some(again) => {
+            store.replace(state::DERIVATION_ROOT, again, SystemClock.now().unix_timestamp()).await?;
+            true
+        }
+        None => false,
+    };
+    println!(
+        "signing keys: {resealed} re-sealed, {current} sealed under keys.kek already; derivation root: {}",
+        if root_resealed { "re-sealed" } else { "sealed under keys.kek already" }
+    );
+    println!("every node may now drop keys.previous_kek");
     Ok(())
 }
 

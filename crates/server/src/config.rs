@@ -503,6 +503,9 @@ pub struct KeysConfig {
     pub kek: Option<Secret>,
     /// Where the key-encryption key lives when `kek` is unset.
     pub kek_path: PathBuf,
+    /// During a KEK rotation only: the previous key-encryption key, which still opens what it
+    /// sealed (and seals nothing) until `servicekonto keys rotate-kek` has re-sealed everything.
+    pub previous_kek: Option<Secret>,
     /// Algorithms to keep keys for; the first signs ID tokens by default.
     pub algorithms: Vec<String>,
     /// Seconds a rotated-in key is published before it signs.
@@ -518,6 +521,7 @@ impl Default for KeysConfig {
         Self {
             kek: None,
             kek_path: PathBuf::from("keys/kek"),
+            previous_kek: None,
             algorithms: vec!["RS256".to_owned(), "ES256".to_owned(), "EdDSA".to_owned()],
             activation_delay_seconds: 24 * 3600,
             retention_seconds: 30 * 24 * 3600,
@@ -673,6 +677,11 @@ impl Config {
             && let Err(problem) = KeyEncryptionKey::from_base64(kek.expose())
         {
             problems.push(format!("keys.kek: {problem}"));
+        }
+        if let Some(kek) = &self.keys.previous_kek
+            && let Err(problem) = KeyEncryptionKey::from_base64(kek.expose())
+        {
+            problems.push(format!("keys.previous_kek: {problem}"));
         }
         if self.keys.algorithms.is_empty() {
             problems.push("keys.algorithms must name at least one algorithm".to_owned());
@@ -1001,7 +1010,7 @@ server_url = "http://eid.example"
         paths(&documented, "", &mut have);
         // Optional keys without a default (keys.kek, redis.url) are documented as comments.
         let text = std::fs::read_to_string(&example).unwrap();
-        for key in ["kek =", "url = \"redis://"] {
+        for key in ["kek =", "previous_kek =", "url = \"redis://"] {
             assert!(text.contains(key), "example lacks a commented {key}");
         }
         let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();

@@ -4,8 +4,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use oidc_core::{
-    AccessTokens, Clock, Environment, EphemeralStore, KeyEncryptionKey, KeyPolicy, KeyService, ProviderMetadata,
-    SystemClock,
+    AccessTokens, Clock, Environment, EphemeralStore, KeyEncryptionKey, KeyPolicy, KeyRing, KeyService,
+    ProviderMetadata, SystemClock,
 };
 use storage::{Database, MemoryEphemeralStore, RedisEphemeralStore};
 use tenant_registry::{CachedRegistryStore, Registry, SecretHasher};
@@ -101,16 +101,16 @@ impl AppState {
             None => Arc::new(MemoryEphemeralStore::new()),
         };
         let database = connect_database(&config, migrations).await?;
-        let kek = key_encryption_key(&config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let keys = Arc::new(key_service(&config, &database, kek.clone(), clock.clone()));
+        let Secrets { ring, root } = secrets(&config, &database, clock.as_ref()).await?;
+        let keys = Arc::new(key_service(&config, &database, ring, clock.clone()));
         let cached = CachedRegistryStore::new(
             Arc::new(database.registry()),
             ephemeral.clone(),
             REGISTRY_CACHE_MAX_AGE,
             Duration::from_secs(config.dependencies.stale_client_seconds),
         );
-        let registry = Arc::new(Registry::new(Arc::new(cached), secret_hasher(&kek), clock.clone()));
+        let registry = Arc::new(Registry::new(Arc::new(cached), secret_hasher(&root), clock.clone()));
         for environment in Environment::ALL {
             keys.ensure_keys(environment)
                 .await
@@ -127,11 +127,11 @@ impl AppState {
         let metrics = Metrics::new().context("registering metrics")?;
         let access_tokens = AccessTokens::new(ephemeral.clone());
         let pages = Arc::new(
-            Pages::new(&kek, &config.accounts.accessibility_contact, &config.accounts.privacy_statement_version)
+            Pages::new(&root, &config.accounts.accessibility_contact, &config.accounts.privacy_statement_version)
                 .context("loading the page templates")?,
         );
         let mailer = Arc::new(Mailer::new(&config.mail, &config.environments, pages.clone())?);
-        let mail_outbox = Arc::new(MailOutbox::new(Arc::new(database.mail_queue()), &kek, clock.clone()));
+        let mail_outbox = Arc::new(MailOutbox::new(Arc::new(database.mail_queue()), &root, clock.clone()));
         let accounts = Arc::new(Accounts::new(
             Arc::new(database.accounts()),
             ephemeral.clone(),
@@ -149,7 +149,7 @@ impl AppState {
         let eid = crate::flows::eid::EidServices::build(
             &config.eid,
             [config.environments.issuer(Environment::Production), config.environments.issuer(Environment::Test)],
-            &kek,
+            &root,
         )
         .context("setting up the eID services (eid.*)")?;
         let state = Self(Arc::new(Inner {
@@ -164,7 +164,7 @@ impl AppState {
             sites,
             accounts,
             pages,
-            subject_key: kek.derive("pairwise-subject"),
+            subject_key: root.derive("pairwise-subject"),
             refresh_tokens,
             client_keys: crate::client_keys::ClientKeys::new(outbound.clone()),
             outbound,
@@ -293,17 +293,56 @@ pub(crate) fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptio
     }
 }
 
+/// The key-encryption keys of `config`: `keys.kek` (or the file at `keys.kek_path`) and, during
+/// a KEK rotation, `keys.previous_kek`.
+pub(crate) fn key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let previous = match &config.keys.previous_kek {
+        Some(kek) => {
+            Some(KeyEncryptionKey::from_base64(kek.expose()).map_err(|e| anyhow::anyhow!("keys.previous_kek: {e}"))?)
+        }
+        None => None,
+    };
+    Ok(KeyRing::new(key_encryption_key(config)?, previous))
+}
+
+/// What the key-encryption keys protect: the ring itself (signing keys are sealed with it) and
+/// the deployment's derivation root, from which every other subkey comes (pairwise subjects,
+/// client-secret hashes, card pseudonyms, the mail queue's and the pages' keys).
+pub(crate) struct Secrets {
+    pub(crate) ring: KeyRing,
+    pub(crate) root: KeyEncryptionKey,
+}
+
+/// The name of the derivation root in the `sealed_secrets` table, also its sealing context.
+pub(crate) const DERIVATION_ROOT: &str = "derivation-root";
+
+/// Loads [`Secrets`]. The first node of a deployment stores its KEK as the derivation root, so
+/// that a deployment from before the root existed derives exactly what it derived from the KEK;
+/// from then on the KEK can be rotated without changing anything derived.
+pub(crate) async fn secrets(config: &Config, database: &Database, clock: &dyn Clock) -> anyhow::Result<Secrets> {
+    let ring = key_ring(config)?;
+    let store = database.sealed_secrets();
+    let sealed = match store.get(DERIVATION_ROOT).await? {
+        Some(sealed) => sealed,
+        None => {
+            let now = clock.now().unix_timestamp();
+            store.insert_if_absent(DERIVATION_ROOT, ring.seal_key(DERIVATION_ROOT, ring.current()), now).await?;
+            store.get(DERIVATION_ROOT).await?.context("the derivation root was stored but cannot be read back")?
+        }
+    };
+    let root = ring.open_key(DERIVATION_ROOT, &sealed).context(
+        "the database's derivation root does not open with keys.kek (nor keys.previous_kek): this is not the \
+         key-encryption key this database was sealed with",
+    )?;
+    Ok(Secrets { ring, root })
+}
+
 /// The key service on `database`.
-pub(crate) fn key_service(
-    config: &Config,
-    database: &Database,
-    kek: KeyEncryptionKey,
-    clock: Arc<dyn Clock>,
-) -> KeyService {
+pub(crate) fn key_service(config: &Config, database: &Database, ring: KeyRing, clock: Arc<dyn Clock>) -> KeyService {
     let seconds = Duration::from_secs;
     KeyService::new(
         Arc::new(database.signing_keys()),
-        kek,
+        ring,
         clock,
         KeyPolicy {
             algorithms: config.keys.algorithms(),
@@ -317,16 +356,16 @@ pub(crate) fn key_service(
 /// How long a node may serve a cached client or tenant even without an invalidation.
 const REGISTRY_CACHE_MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Client secrets are hashed under a subkey of the KEK, so every node agrees without another
-/// secret to distribute.
-fn secret_hasher(kek: &KeyEncryptionKey) -> SecretHasher {
-    SecretHasher::new(kek.derive("client-secret-hash"))
+/// Client secrets are hashed under a subkey of the derivation root, so every node agrees without
+/// another secret to distribute.
+fn secret_hasher(root: &KeyEncryptionKey) -> SecretHasher {
+    SecretHasher::new(root.derive("client-secret-hash"))
 }
 
 /// The tenant registry on `database` without the cache, for the command line: it only creates
 /// objects, which no node has cached.
-pub(crate) fn uncached_registry(database: &Database, kek: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Registry {
-    Registry::new(Arc::new(database.registry()), secret_hasher(kek), clock)
+pub(crate) fn uncached_registry(database: &Database, root: &KeyEncryptionKey, clock: Arc<dyn Clock>) -> Registry {
+    Registry::new(Arc::new(database.registry()), secret_hasher(root), clock)
 }
 
 /// Reads the KEK file, or creates it (owner-only) when it does not exist: the embedded mode's

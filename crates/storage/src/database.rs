@@ -136,6 +136,11 @@ impl Database {
         crate::SeaRefreshTokenStore::new(self.conn.clone())
     }
 
+    /// The deployment's sealed secrets on this database.
+    pub fn sealed_secrets(&self) -> crate::SeaSealedSecrets {
+        crate::SeaSealedSecrets::new(self.conn.clone())
+    }
+
     /// The signing-key store on this database.
     pub fn signing_keys(&self) -> SeaSigningKeyStore {
         SeaSigningKeyStore::new(self.conn.clone())

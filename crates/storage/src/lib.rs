@@ -20,6 +20,7 @@ mod memory;
 mod redis_store;
 mod refresh_tokens;
 mod registry;
+mod sealed_secrets;
 mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,4 +42,5 @@ pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};
 pub use refresh_tokens::SeaRefreshTokenStore;
 pub use registry::SeaRegistryStore;
+pub use sealed_secrets::SeaSealedSecrets;
 pub use signing_keys::SeaSigningKeyStore;

@@ -105,4 +105,14 @@ impl SigningKeyStore for SeaSigningKeyStore {
         // Dropping an uncommitted transaction rolls it back, so an error above changes nothing.
         txn.commit().await.map_err(map_db_err)
     }
+
+    async fn reseal(&self, kid: &str, sealed_private_key: &[u8]) -> Result<(), KeyStoreError> {
+        Entity::update_many()
+            .col_expr(Column::SealedPrivateKey, Expr::value(sealed_private_key.to_vec()))
+            .filter(Column::Kid.eq(kid))
+            .exec(&self.conn)
+            .await
+            .map_err(map_db_err)?;
+        Ok(())
+    }
 }

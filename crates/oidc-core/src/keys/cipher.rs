@@ -82,6 +82,57 @@ impl KeyEncryptionKey {
     }
 }
 
+/// The key-encryption keys a node holds: the current one seals, and during a KEK rotation the
+/// previous one still opens what it sealed until `servicekonto keys rotate-kek` has re-sealed it.
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    current: KeyEncryptionKey,
+    previous: Option<KeyEncryptionKey>,
+}
+
+impl KeyRing {
+    /// A ring of `current` and, during a rotation, `previous`.
+    pub fn new(current: KeyEncryptionKey, previous: Option<KeyEncryptionKey>) -> Self {
+        Self { current, previous }
+    }
+
+    /// Seals under the current KEK (see [`KeyEncryptionKey::seal`]).
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        self.current.seal(context, plaintext)
+    }
+
+    /// Opens with the current KEK, else the previous; `None` when neither opens it.
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.current.open(context, sealed).or_else(|| self.previous.as_ref()?.open(context, sealed))
+    }
+
+    /// What was sealed under the previous KEK, sealed again under the current one; `None` when
+    /// it is sealed under the current one already (or under neither: then `open` says so).
+    pub fn reseal(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        if self.current.open(context, sealed).is_some() {
+            return None;
+        }
+        let plaintext = self.previous.as_ref()?.open(context, sealed)?;
+        Some(self.current.seal(context, &plaintext))
+    }
+
+    /// Seals `key` itself (e.g. the deployment's derivation root).
+    pub fn seal_key(&self, context: &str, key: &KeyEncryptionKey) -> Vec<u8> {
+        self.seal(context, &key.0)
+    }
+
+    /// Opens what [`KeyRing::seal_key`] sealed.
+    pub fn open_key(&self, context: &str, sealed: &[u8]) -> Option<KeyEncryptionKey> {
+        let bytes: [u8; 32] = self.open(context, sealed)?.try_into().ok()?;
+        Some(KeyEncryptionKey(bytes))
+    }
+
+    /// The current KEK.
+    pub fn current(&self) -> &KeyEncryptionKey {
+        &self.current
+    }
+}
+
 impl fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyEncryptionKey([redacted])")
@@ -100,6 +151,22 @@ mod tests {
         assert_eq!(kek.open("kid-2", &sealed), None, "moved to another row");
         assert_eq!(KeyEncryptionKey::generate().open("kid-1", &sealed), None, "another KEK");
         assert_eq!(kek.open("kid-1", &sealed[..5]), None, "truncated");
+    }
+
+    #[test]
+    fn a_ring_opens_with_the_previous_kek_and_reseals_under_the_current() {
+        let (old, new) = (KeyEncryptionKey::generate(), KeyEncryptionKey::generate());
+        let sealed_old = old.seal("kid", b"secret");
+        let ring = KeyRing::new(new.clone(), Some(old.clone()));
+        assert_eq!(ring.open("kid", &sealed_old).as_deref(), Some(&b"secret"[..]));
+        let resealed = ring.reseal("kid", &sealed_old).expect("sealed under the previous KEK");
+        assert_eq!(new.open("kid", &resealed).as_deref(), Some(&b"secret"[..]));
+        assert_eq!(ring.reseal("kid", &resealed), None, "already under the current KEK");
+        assert_eq!(KeyRing::new(new.clone(), None).open("kid", &sealed_old), None, "the old KEK is gone");
+        let root = KeyEncryptionKey::generate();
+        let sealed_root = ring.seal_key("root", &root);
+        assert_eq!(ring.open_key("root", &sealed_root).unwrap().derive("x"), root.derive("x"));
+        assert!(ring.open_key("other", &sealed_root).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod material;
 mod service;
 mod store;
 
-pub use cipher::KeyEncryptionKey;
+pub use cipher::{KeyEncryptionKey, KeyRing};
 pub use material::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
 pub use service::{KeyInfo, KeyPolicy, KeyService, KeyStatus};
 pub use store::{KeyStoreError, SigningKeyStore, StoredSigningKey};

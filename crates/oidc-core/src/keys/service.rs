@@ -7,8 +7,8 @@ use std::{
 use time::OffsetDateTime;
 
 use super::{
-    Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyStoreError, SigningAlgorithm, SigningKey, SigningKeyStore,
-    StoredSigningKey, material,
+    Jwk, JwkSet, KeyError, KeyRing, KeyStoreError, SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
+    material,
 };
 use crate::{Clock, Environment};
 
@@ -75,7 +75,7 @@ pub struct KeyInfo {
 /// [`KeyPolicy::refresh_interval`]; nodes share nothing but the store.
 pub struct KeyService {
     store: Arc<dyn SigningKeyStore>,
-    kek: KeyEncryptionKey,
+    kek: KeyRing,
     clock: Arc<dyn Clock>,
     policy: KeyPolicy,
     snapshots: RwLock<HashMap<Environment, Arc<Snapshot>>>,
@@ -115,12 +115,7 @@ fn status_at(
 
 impl KeyService {
     /// A service over `store`; keys are sealed and opened with `kek`.
-    pub fn new(
-        store: Arc<dyn SigningKeyStore>,
-        kek: KeyEncryptionKey,
-        clock: Arc<dyn Clock>,
-        policy: KeyPolicy,
-    ) -> Self {
+    pub fn new(store: Arc<dyn SigningKeyStore>, kek: KeyRing, clock: Arc<dyn Clock>, policy: KeyPolicy) -> Self {
         Self {
             store,
             kek,
@@ -129,6 +124,28 @@ impl KeyService {
             snapshots: RwLock::new(HashMap::new()),
             invalidations: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Seals every stored private key that the previous KEK sealed under the current one (a KEK
+    /// rotation); how many were re-sealed and how many were current already. A key neither
+    /// KEK opens stops the run before anything else changes for it.
+    pub async fn reseal_all(&self) -> Result<(usize, usize), KeyError> {
+        let (mut resealed, mut current) = (0, 0);
+        for environment in Environment::ALL {
+            for key in self.store.list(environment).await? {
+                if self.kek.open(&key.kid, &key.sealed_private_key).is_none() {
+                    return Err(KeyError::Unseal { kid: key.kid });
+                }
+                match self.kek.reseal(&key.kid, &key.sealed_private_key) {
+                    Some(sealed) => {
+                        self.store.reseal(&key.kid, &sealed).await?;
+                        resealed += 1;
+                    }
+                    None => current += 1,
+                }
+            }
+        }
+        Ok((resealed, current))
     }
 
     /// The algorithms keys are kept for, the ID-token default first.
@@ -367,7 +384,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::ManualClock;
+    use crate::{KeyEncryptionKey, ManualClock};
 
     /// The port's contract, kept in memory; the real implementations have their own contract suite.
     /// `down` makes it fail like a database that is unreachable.
@@ -402,6 +419,16 @@ mod tests {
             keys.extend_from_slice(new);
             Ok(())
         }
+
+        async fn reseal(&self, kid: &str, sealed: &[u8]) -> Result<(), KeyStoreError> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .filter(|k| k.kid == kid)
+                .for_each(|k| k.sealed_private_key = sealed.to_vec());
+            Ok(())
+        }
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -409,7 +436,7 @@ mod tests {
     fn service(clock: Arc<ManualClock>) -> KeyService {
         KeyService::new(
             Arc::new(MemoryKeys::default()),
-            KeyEncryptionKey::generate(),
+            KeyRing::new(KeyEncryptionKey::generate(), None),
             clock,
             KeyPolicy {
                 algorithms: vec![SigningAlgorithm::ES256, SigningAlgorithm::EdDSA],
@@ -453,6 +480,10 @@ mod tests {
         ) -> Result<(), KeyStoreError> {
             self.inner.rotate(new, retire).await
         }
+
+        async fn reseal(&self, kid: &str, sealed: &[u8]) -> Result<(), KeyStoreError> {
+            self.inner.reseal(kid, sealed).await
+        }
     }
 
     #[tokio::test]
@@ -465,7 +496,8 @@ mod tests {
             retention: 2 * HOUR,
             refresh_interval: Duration::from_secs(60),
         };
-        let keys = Arc::new(KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock, policy));
+        let keys =
+            Arc::new(KeyService::new(store.clone(), KeyRing::new(KeyEncryptionKey::generate(), None), clock, policy));
         keys.ensure_keys(Environment::Test).await.unwrap();
         store.hold_next.store(true, std::sync::atomic::Ordering::SeqCst);
         let refreshing = tokio::spawn({
@@ -490,7 +522,8 @@ mod tests {
             retention: 2 * HOUR,
             refresh_interval: Duration::from_secs(60),
         };
-        let keys = KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock.clone(), policy);
+        let keys =
+            KeyService::new(store.clone(), KeyRing::new(KeyEncryptionKey::generate(), None), clock.clone(), policy);
         keys.ensure_keys(Environment::Test).await.unwrap();
         let before = kids(&keys.jwks(Environment::Test).await.unwrap());
         store.1.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -566,11 +599,11 @@ mod tests {
         let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
         let store: Arc<dyn SigningKeyStore> = Arc::new(MemoryKeys::default());
         let policy = service(clock.clone()).policy;
-        KeyService::new(store.clone(), KeyEncryptionKey::generate(), clock.clone(), policy.clone())
+        KeyService::new(store.clone(), KeyRing::new(KeyEncryptionKey::generate(), None), clock.clone(), policy.clone())
             .ensure_keys(Environment::Test)
             .await
             .unwrap();
-        let other = KeyService::new(store, KeyEncryptionKey::generate(), clock, policy);
+        let other = KeyService::new(store, KeyRing::new(KeyEncryptionKey::generate(), None), clock, policy);
         assert!(matches!(other.jwks(Environment::Test).await, Err(KeyError::Unseal { .. })));
     }
 }

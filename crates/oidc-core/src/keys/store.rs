@@ -39,6 +39,9 @@ pub trait SigningKeyStore: Send + Sync {
     /// Fails with [`KeyStoreError::Conflict`] and changes nothing when a key with the same
     /// environment, algorithm and generation exists (another node rotated first).
     async fn rotate(&self, new: &[StoredSigningKey], retire: &[(String, OffsetDateTime)]) -> Result<(), KeyStoreError>;
+
+    /// Replaces the sealed private key of `kid` (a KEK rotation; the key itself is unchanged).
+    async fn reseal(&self, kid: &str, sealed_private_key: &[u8]) -> Result<(), KeyStoreError>;
 }
 
 /// What can go wrong with a signing-key store.

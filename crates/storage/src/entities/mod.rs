@@ -11,5 +11,6 @@ pub(crate) mod mail_link;
 pub(crate) mod mail_queue;
 pub(crate) mod one_time_transfer;
 pub(crate) mod refresh_token;
+pub(crate) mod sealed_secret;
 pub(crate) mod signing_key;
 pub(crate) mod tenant;
