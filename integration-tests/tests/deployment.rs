@@ -766,3 +766,71 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
     drop(nodes);
     database.drop_now().await.unwrap();
 }
+
+/// The runbook's upgrade rule (docs/operations.md, "Upgrades"): a release's migrations only
+/// expand the schema, so the release before it keeps serving while the new one has migrated.
+/// Here this release plays the old one: the database gets what a next release's migration
+/// would add (a table, a nullable column, a column with a default, its row in the migration
+/// table), and a node restarted on it — with `--no-migrate` and with migrations on — serves the
+/// whole flow.
+#[tokio::test]
+async fn a_node_serves_on_a_schema_a_newer_release_has_expanded() {
+    let test = "a_node_serves_on_a_schema_a_newer_release_has_expanded";
+    let Some(server_url) = backend_url("TEST_DATABASE_URL", test) else { return };
+    let database = TestDatabase::postgres(&server_url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let env: Vec<(String, String)> = [
+        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
+        ("SERVICEKONTO_KEYS__KEK", oidc_core::KeyEncryptionKey::generate().to_base64()),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let (code, _, stderr) = command(&env, &["migrate"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // What the next release's migration adds.
+    for statement in [
+        "CREATE TABLE next_release_table (id TEXT PRIMARY KEY)",
+        "ALTER TABLE accounts ADD COLUMN next_release_note TEXT",
+        "ALTER TABLE refresh_tokens ADD COLUMN next_release_flag BOOLEAN NOT NULL DEFAULT FALSE",
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000099_next_release', 0)",
+    ] {
+        run_tool("psql", &["-d", &database.url, "-qc", statement]);
+    }
+    let port = free_port();
+    let node =
+        Node::start(with(&env, "SERVICEKONTO_DATABASE__RUN_MIGRATIONS", Some("false")), port, dir.path().join("a.log"))
+            .await;
+    let issuer = format!("{}/test", node.base);
+    let http = Client::new();
+    let who = citizen_with(journey::browser(), &http, &issuer, &outbox, "upgrade.citizen").await;
+    verify_id_token(&issuer, &who.id_token).await;
+    assert!(node.log_tail().contains("migrated by a newer release"), "the node says so:\n{}", node.log_tail());
+    drop(node);
+    // With migrations on, nothing is applied and nothing refused.
+    let node = Node::start(env.clone(), port, dir.path().join("b.log")).await;
+    let refresh = who.refresh.lock().unwrap().clone();
+    let refreshed = http
+        .post(format!("{issuer}/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    drop(node);
+    // A migration this release does not know among its own is refused: that is no upgrade.
+    run_tool(
+        "psql",
+        &["-d", &database.url, "-qc", "INSERT INTO seaql_migrations VALUES ('m20200101_000000_stray', 0)"],
+    );
+    let (code, _, stderr) = command(&env, &["migrate"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("m20200101_000000_stray"), "{stderr}");
+    database.drop_now().await.unwrap();
+}

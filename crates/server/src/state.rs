@@ -212,6 +212,14 @@ pub(crate) async fn connect_database(config: &Config, migrations: Migrations) ->
     })
     .await
     .context("connecting to the database (database.url)")?;
+    let status = database.schema_status().await?;
+    if !status.ahead.is_empty() {
+        tracing::warn!(
+            newer = %status.ahead.join(", "),
+            "the database was migrated by a newer release; this one serves on it (migrations only expand \
+             the schema while an older release may still run)"
+        );
+    }
     match migrations {
         Migrations::Apply => {
             let applied = database.migrate().await.context("applying database migrations")?;

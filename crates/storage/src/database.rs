@@ -5,7 +5,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, Db
 
 /// Advisory-lock key that serialises migrations across nodes ("sk-migr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6b2d_6d69_6772;
-use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 
 use crate::SeaSigningKeyStore;
 
@@ -76,12 +76,11 @@ impl Database {
     ///
     /// On PostgreSQL the migrations run in one transaction holding an advisory lock, so nodes
     /// starting together migrate one after the other instead of colliding; PostgreSQL DDL is
-    /// transactional, so a failed migration leaves the schema as it was.
+    /// transactional, so a failed migration leaves the schema as it was. A schema ahead of this
+    /// release (see [`Database::schema_status`]) is left as it is.
     pub async fn migrate(&self) -> Result<usize, DatabaseError> {
         if self.conn.get_database_backend() != DbBackend::Postgres {
-            let pending = Migrator::get_pending_migrations(&self.conn).await?.len();
-            Migrator::up(&self.conn, None).await?;
-            return Ok(pending);
+            return Self::migrate_on(&self.conn).await;
         }
         let txn = self.conn.begin().await?;
         txn.execute(Statement::from_string(
@@ -89,15 +88,44 @@ impl Database {
             format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
         ))
         .await?;
-        let pending = Migrator::get_pending_migrations(&txn).await?.len();
-        Migrator::up(&txn, None).await?;
+        let applied = Self::migrate_on(&txn).await?;
         txn.commit().await?;
-        Ok(pending)
+        Ok(applied)
+    }
+
+    async fn migrate_on<C>(conn: &C) -> Result<usize, DatabaseError>
+    where
+        C: ConnectionTrait,
+        for<'c> &'c C: IntoSchemaManagerConnection<'c>,
+    {
+        let status = SchemaStatus::read(conn).await?;
+        if status.pending.is_empty() {
+            // Nothing to do, also when a newer release migrated further (sea-orm's `up` would
+            // refuse the migrations it does not know).
+            return Ok(0);
+        }
+        if !status.ahead.is_empty() {
+            return Err(DbErr::Custom(format!(
+                "the database has newer migrations ({}) but lacks older ones of this release ({})",
+                status.ahead.join(", "),
+                status.pending.join(", ")
+            ))
+            .into());
+        }
+        Migrator::up(conn, None).await?;
+        Ok(status.pending.len())
     }
 
     /// Names of migrations not applied yet.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, DatabaseError> {
-        Ok(Migrator::get_pending_migrations(&self.conn).await?.iter().map(|m| m.name().to_owned()).collect())
+        Ok(self.schema_status().await?.pending)
+    }
+
+    /// Which of this release's migrations are pending, and which applied migrations are newer
+    /// than this release (a newer release migrated while this one still runs: migrations only
+    /// expand the schema until no release needs the old shape, so this release serves on it).
+    pub async fn schema_status(&self) -> Result<SchemaStatus, DatabaseError> {
+        SchemaStatus::read(&self.conn).await
     }
 
     /// Checks that the database answers a query; for readiness probes.
@@ -156,5 +184,46 @@ impl Database {
 impl Database {
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+}
+
+/// Where the database's schema stands against this release's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// This release's migrations not applied yet, in order.
+    pub pending: Vec<String>,
+    /// Applied migrations this release does not know, all newer than its own newest.
+    pub ahead: Vec<String>,
+}
+
+impl SchemaStatus {
+    async fn read<C>(conn: &C) -> Result<Self, DatabaseError>
+    where
+        C: ConnectionTrait,
+        for<'c> &'c C: IntoSchemaManagerConnection<'c>,
+    {
+        let known: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+        let manager = sea_orm_migration::SchemaManager::new(conn);
+        let applied: std::collections::BTreeSet<String> = if manager.has_table("seaql_migrations").await? {
+            let backend = conn.get_database_backend();
+            conn.query_all(Statement::from_string(backend, "SELECT version FROM seaql_migrations"))
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String>("", "version"))
+                .collect::<Result<_, _>>()?
+        } else {
+            Default::default()
+        };
+        let pending = known.iter().filter(|name| !applied.contains(*name)).cloned().collect();
+        let newest = known.last().cloned().unwrap_or_default();
+        let unknown: Vec<String> = applied.iter().filter(|name| !known.contains(name)).cloned().collect();
+        // Version names begin with their date and number, so they sort in the order they run.
+        if let Some(stray) = unknown.iter().find(|name| **name < newest) {
+            return Err(DbErr::Custom(format!(
+                "the database has a migration this release does not know and that is older than its newest: {stray}"
+            ))
+            .into());
+        }
+        Ok(Self { pending, ahead: unknown })
     }
 }
