@@ -834,3 +834,98 @@ async fn a_node_serves_on_a_schema_a_newer_release_has_expanded() {
     assert!(stderr.contains("m20200101_000000_stray"), "{stderr}");
     database.drop_now().await.unwrap();
 }
+
+/// A minimal OTLP/HTTP collector: keeps the body of every POST.
+async fn otlp_collector() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 8192];
+                // Headers, then Content-Length bytes of body (reqwest's blocking client sends both).
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buffer.len() >= end + 4 + length {
+                        kept.lock().unwrap().push(buffer[end + 4..end + 4 + length].to_vec());
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                        buffer.drain(..end + 4 + length);
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
+}
+
+/// Request ids and W3C trace context: every JSON log line of a request names its request id
+/// and trace id, an incoming `traceparent` continues the caller's trace, nginx's request id is
+/// kept, and with `traces.otlp_endpoint` the span reaches an OTLP collector with that trace id.
+#[tokio::test]
+async fn requests_carry_their_trace_into_the_logs_and_to_an_otlp_collector() {
+    let (collector, bodies) = otlp_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("SERVICEKONTO_DATABASE__URL", format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display())),
+        ("SERVICEKONTO_KEYS__KEK", oidc_core::KeyEncryptionKey::generate().to_base64()),
+        ("SERVICEKONTO_LOG__FORMAT", "json".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "info".to_owned()),
+        ("SERVICEKONTO_TRACES__OTLP_ENDPOINT", format!("http://127.0.0.1:{collector}/v1/traces")),
+        // The SDK's batch delay (OpenTelemetry's own variable): export soon, not after 5 s.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let node = Node::start(env, free_port(), dir.path().join("node.log")).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let request_id = "0f8e3c2a9b7d4e1f0a2b3c4d5e6f7a8b";
+    let answer = Client::new()
+        .get(format!("{}/test/.well-known/openid-configuration", node.base))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["x-request-id"], request_id, "the proxy's request id is kept");
+    let own =
+        Client::new().get(format!("{}/healthz", node.base)).header("x-request-id", "bad\tid").send().await.unwrap();
+    let own_id = own.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(own_id.len() == 36 && own_id != "bad\tid", "an implausible id is replaced: {own_id}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let raw_trace: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap()).collect();
+    loop {
+        let exported = bodies.lock().unwrap().iter().any(|body| body.windows(16).any(|w| w == raw_trace.as_slice()));
+        if exported {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no span with trace {trace_id} reached the collector");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let ours: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == request_id).collect();
+    assert!(!ours.is_empty(), "the request's log lines name its request id:\n{log}");
+    assert!(ours.iter().all(|l| l["span"]["trace_id"] == trace_id), "and the caller's trace id:\n{log}");
+    let other = lines.iter().find(|l| l["span"]["request_id"] == own_id.as_str()).expect("the second request logged");
+    assert_eq!(other["span"]["trace_id"].as_str().map(str::len), Some(32), "a trace of its own");
+    drop(node);
+}

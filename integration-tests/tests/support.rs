@@ -79,7 +79,7 @@ impl TestServer {
     /// Binds 127.0.0.1:0, lets `customize` adjust the config, builds the real app and serves it.
     pub async fn start(backends: &Backends, customize: impl FnOnce(&mut Config)) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            server::init_telemetry(&Config::default().log);
+            let _ = server::init_telemetry(&Config::default());
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

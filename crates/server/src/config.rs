@@ -82,6 +82,24 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Where Prometheus reads the metrics.
     pub metrics: MetricsConfig,
+    /// OpenTelemetry traces.
+    pub traces: TracesConfig,
+}
+
+/// `[traces]`: OpenTelemetry traces over OTLP, off unless an endpoint is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// The collector's OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: "servicekonto".to_owned() }
+    }
 }
 
 /// `[metrics]`: `/metrics` is for the operator's Prometheus, never for the public.
@@ -799,6 +817,11 @@ impl Config {
                 _ => {}
             }
         }
+        if let Some(endpoint) = &self.traces.otlp_endpoint
+            && !url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            problems.push(format!("traces.otlp_endpoint {endpoint:?} is not an http(s) URL"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             problems.push(format!("log.filter {:?} is not a tracing filter", self.log.filter));
         }
@@ -1010,7 +1033,7 @@ server_url = "http://eid.example"
         paths(&documented, "", &mut have);
         // Optional keys without a default (keys.kek, redis.url) are documented as comments.
         let text = std::fs::read_to_string(&example).unwrap();
-        for key in ["kek =", "previous_kek =", "url = \"redis://"] {
+        for key in ["kek =", "previous_kek =", "otlp_endpoint =", "url = \"redis://"] {
             assert!(text.contains(key), "example lacks a commented {key}");
         }
         let missing: Vec<&String> = want.iter().filter(|k| !have.contains(k)).collect();

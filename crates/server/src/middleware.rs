@@ -264,3 +264,109 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
         Ok(response)
     }
 }
+
+/// Gives every request a span with its request id and trace id, so that every log line of the
+/// request names both, and (with `traces.otlp_endpoint`) exports it as an OpenTelemetry span.
+///
+/// The request id is the incoming `X-Request-Id` when it looks like one (nginx sets
+/// `$request_id`), else a fresh UUID; it is sent back in the answer. The trace continues an
+/// incoming W3C `traceparent`; without one it starts here.
+pub(crate) struct Trace;
+
+impl<E: Endpoint> Middleware<E> for Trace {
+    type Output = TraceEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        TraceEndpoint { inner }
+    }
+}
+
+pub(crate) struct TraceEndpoint<E> {
+    inner: E,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// An id a proxy made, not text a client smuggles into the logs.
+fn plausible_id(value: &str) -> bool {
+    (8..=64).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Reads W3C trace context from poem's headers.
+struct Headers<'a>(&'a poem::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(poem::http::HeaderName::as_str).collect()
+    }
+}
+
+/// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, not all zeros).
+fn incoming_trace_id(req: &Request) -> Option<String> {
+    let mut parts = req.header("traceparent")?.split('-');
+    let (version, trace, span, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    (version == "00" && hex(trace, 32) && hex(span, 16) && trace.bytes().any(|b| b != b'0')).then(|| trace.to_owned())
+}
+
+impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        use opentelemetry::trace::{TraceContextExt as _, TraceId};
+        use tracing::Instrument as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let request_id = req
+            .header(REQUEST_ID)
+            .filter(|id| plausible_id(id))
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let span = tracing::info_span!("request", %request_id, trace_id = tracing::field::Empty);
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&Headers(req.headers())));
+        let _ = span.set_parent(parent);
+        // With the OTLP layer the span has its OpenTelemetry trace id (continued or new);
+        // without it, the caller's or a fresh one, so that log lines still join across services.
+        let exported = span.context().span().span_context().trace_id();
+        let trace_id = if exported == TraceId::INVALID {
+            incoming_trace_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        } else {
+            exported.to_string()
+        };
+        span.record("trace_id", trace_id.as_str());
+        let mut response = match self.inner.call(req).instrument(span).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error.into_response(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn only_plausible_request_ids_and_valid_traceparents_are_taken() {
+        assert!(plausible_id("0f8e3c2a9b7d4e1f0a2b3c4d5e6f7a8b"));
+        assert!(!plausible_id("short"));
+        assert!(!plausible_id("line\nbreak-injected-into-logs"));
+        let with = |value: &str| Request::builder().header("traceparent", value).finish();
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(incoming_trace_id(&with(valid)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for invalid in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(incoming_trace_id(&with(invalid)), None, "{invalid}");
+        }
+    }
+}

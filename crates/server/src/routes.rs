@@ -33,13 +33,13 @@ use poem::{
     error::NotFoundError,
     get,
     http::{HeaderValue, Method, Uri, uri::PathAndQuery},
-    middleware::{CookieJarManager, RequestId, SetHeader},
+    middleware::{CookieJarManager, SetHeader},
 };
 
 use crate::{
     admin, error,
     http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
-    middleware::{BodyLimit, Deadline, MethodTable, Observe, ResponseHeaders},
+    middleware::{BodyLimit, Deadline, MethodTable, Observe, ResponseHeaders, Trace},
     pages,
     state::AppState,
 };
@@ -129,7 +129,7 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
         .with(Deadline)
         .with(Observe)
         .with(CookieJarManager::new())
-        .with(RequestId::default())
+        .with(Trace)
         .data(state.clone())
 }
 
