@@ -255,23 +255,19 @@ async fn two_nodes_behind_nginx_serve_the_whole_flow_over_https_and_restart_one_
     let outbox = dir.path().join("outbox");
     let kek_file = dir.path().join("kek");
     std::fs::write(&kek_file, oidc_core::KeyEncryptionKey::generate().to_base64()).unwrap();
-    let env: Vec<(String, String)> = [
-        ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", public.clone()),
-        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
-        ("SERVICEKONTO_REDIS__URL", redis_url),
-        ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("deploy-{public_port}:")),
-        ("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string()),
-        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
-        ("SERVICEKONTO_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]".to_owned()),
-        ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "2".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__FREE_FAILED_LOGINS_PER_IP", "3".to_owned()),
-        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = node_env(
+        &database.url,
+        &outbox,
+        [
+            ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", public.clone()),
+            ("SERVICEKONTO_REDIS__URL", redis_url),
+            ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("deploy-{public_port}:")),
+            ("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string()),
+            ("SERVICEKONTO_HTTP__TRUSTED_PROXIES", "[\"127.0.0.1\"]".to_owned()),
+            ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "2".to_owned()),
+            ("SERVICEKONTO_ACCOUNTS__FREE_FAILED_LOGINS_PER_IP", "3".to_owned()),
+        ],
+    );
     let ports = [free_port(), free_port()];
     let logs = [dir.path().join("node-a.log"), dir.path().join("node-b.log")];
     let mut nodes = vec![
@@ -537,17 +533,7 @@ async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
     let kek_file = dir.path().join("kek");
     std::fs::write(&kek_file, oidc_core::KeyEncryptionKey::generate().to_base64()).unwrap();
     let port = free_port();
-    let env: Vec<(String, String)> = [
-        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
-        ("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string()),
-        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
-        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = node_env(&database.url, &outbox, [("SERVICEKONTO_KEYS__KEK_FILE", kek_file.display().to_string())]);
     let node = Node::start(env.clone(), port, dir.path().join("node.log")).await;
     let issuer = format!("{}/test", node.base);
     let http = Client::new();
@@ -603,6 +589,19 @@ async fn restart(node: &mut Node, env: Vec<(String, String)>, up: &AtomicBool) {
     up.store(true, Ordering::SeqCst);
 }
 
+/// A node's environment on `database_url` with mails to `outbox`, cheap password hashing and
+/// quiet logs, plus `extra`.
+fn node_env<const N: usize>(database_url: &str, outbox: &Path, extra: [(&str, String); N]) -> Vec<(String, String)> {
+    let common = [
+        ("SERVICEKONTO_DATABASE__URL", database_url.to_owned()),
+        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
+        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
+    ];
+    common.into_iter().chain(extra).map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 /// Runs the server's command line with `env`; its exit code, stdout and stderr.
 fn command(env: &[(String, String)], args: &[&str]) -> (Option<i32>, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_fault-node"))
@@ -639,20 +638,16 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
     let (old, new) = (oidc_core::KeyEncryptionKey::generate(), oidc_core::KeyEncryptionKey::generate());
     let ports = [free_port(), free_port()];
     let issuer_base = format!("http://127.0.0.1:{}", ports[0]);
-    let base_env: Vec<(String, String)> = [
-        ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", issuer_base.clone()),
-        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
-        ("SERVICEKONTO_REDIS__URL", redis_url),
-        ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("kek-{}:", ports[0])),
-        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
-        ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "1".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
-        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let base_env = node_env(
+        &database.url,
+        &outbox,
+        [
+            ("SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL", issuer_base.clone()),
+            ("SERVICEKONTO_REDIS__URL", redis_url),
+            ("SERVICEKONTO_REDIS__KEY_PREFIX", format!("kek-{}:", ports[0])),
+            ("SERVICEKONTO_HTTP__DRAIN_SECONDS", "1".to_owned()),
+        ],
+    );
     let old_env = with(&base_env, "SERVICEKONTO_KEYS__KEK", Some(&old.to_base64()));
     let during_env = with(
         &with(&base_env, "SERVICEKONTO_KEYS__KEK", Some(&new.to_base64())),
@@ -780,17 +775,11 @@ async fn a_node_serves_on_a_schema_a_newer_release_has_expanded() {
     let database = TestDatabase::postgres(&server_url).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let outbox = dir.path().join("outbox");
-    let env: Vec<(String, String)> = [
-        ("SERVICEKONTO_DATABASE__URL", database.url.clone()),
-        ("SERVICEKONTO_KEYS__KEK", oidc_core::KeyEncryptionKey::generate().to_base64()),
-        ("SERVICEKONTO_MAIL__OUTBOX_DIR", outbox.display().to_string()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_MEMORY_KIB", "1024".to_owned()),
-        ("SERVICEKONTO_ACCOUNTS__ARGON2_ITERATIONS", "1".to_owned()),
-        ("SERVICEKONTO_LOG__FILTER", "warn".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let env = node_env(
+        &database.url,
+        &outbox,
+        [("SERVICEKONTO_KEYS__KEK", oidc_core::KeyEncryptionKey::generate().to_base64())],
+    );
     let (code, _, stderr) = command(&env, &["migrate"]);
     assert_eq!(code, Some(0), "{stderr}");
     // What the next release's migration adds.
