@@ -130,6 +130,19 @@ enum KeysAction {
         /// Only this environment.
         #[arg(long)]
         environment: Option<Environment>,
+        /// Sign with the new keys at once (a compromised key; clients that cached the JWKS
+        /// fetch it again when they meet the new key id).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Take a key out of the JWKS and out of signing at once (a compromised key).
+    Withdraw {
+        /// The key's id, as `keys list` shows it.
+        #[arg(long)]
+        kid: String,
+        /// Its environment.
+        #[arg(long)]
+        environment: Environment,
     },
     /// Re-seal everything sealed under `keys.previous_kek` (signing keys, the derivation root)
     /// under `keys.kek`. Nodes keep serving throughout; see docs/operations.md.
@@ -399,11 +412,21 @@ async fn bootstrap(
 async fn keys(action: KeysAction, config: &Config) -> anyhow::Result<()> {
     let database = state::connect_database(config, Migrations::Require).await?;
     let secrets = state::secrets(config, &database, &SystemClock).await?;
+    let mut config = config.clone();
+    if let KeysAction::Rotate { now: true, .. } = action {
+        config.keys.activation_delay_seconds = 0;
+    }
+    let config = &config;
     let keys = state::key_service(config, &database, secrets.ring.clone(), Arc::new(SystemClock));
     let (environment, rotate) = match action {
         KeysAction::List { environment } => (environment, false),
-        KeysAction::Rotate { environment } => (environment, true),
+        KeysAction::Rotate { environment, .. } => (environment, true),
         KeysAction::RotateKek => return rotate_kek(config, &database, &secrets, &keys).await,
+        KeysAction::Withdraw { kid, environment } => {
+            keys.withdraw(environment, &kid).await?;
+            println!("{kid} withdrawn; every node drops it within keys.refresh_interval_seconds");
+            (Some(environment), false)
+        }
     };
     let environments = environment.map_or(Environment::ALL.to_vec(), |e| vec![e]);
     println!(

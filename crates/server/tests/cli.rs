@@ -105,6 +105,26 @@ fn keys_list_and_rotate_work_on_the_database_serve_created() {
     assert_eq!(rows.iter().filter(|r| r.starts_with("test") && r.contains(" pending ")).count(), 3, "{listed}");
     assert_eq!(rows.iter().filter(|r| r.starts_with("production") && r.contains(" active ")).count(), 3, "{listed}");
 
+    // A compromised production key: the new keys sign at once, then the old one is withdrawn
+    // (expired now; nodes drop it at their next key refresh, as the unit test shows).
+    let compromised = rows.iter().find(|r| r.starts_with("production")).unwrap().split_whitespace().last().unwrap();
+    let refused = command(dir.path(), port)
+        .args(["keys", "withdraw", "--environment", "production", "--kid", compromised])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the only signer of its algorithm is not withdrawn");
+    let now =
+        command(dir.path(), port).args(["keys", "rotate", "--now", "--environment", "production"]).output().unwrap();
+    assert!(now.status.success(), "{}", String::from_utf8_lossy(&now.stderr));
+    let withdrawn = command(dir.path(), port)
+        .args(["keys", "withdraw", "--environment", "production", "--kid", compromised])
+        .output()
+        .unwrap();
+    assert!(withdrawn.status.success(), "{}", String::from_utf8_lossy(&withdrawn.stderr));
+    let listed = String::from_utf8(command(dir.path(), port).args(["keys", "list"]).output().unwrap().stdout).unwrap();
+    let row = listed.lines().find(|r| r.ends_with(compromised)).unwrap();
+    assert!(row.contains(" expired "), "{listed}");
+
     terminate(&child);
     assert!(wait(&mut child, Duration::from_secs(10)).success());
     let unhealthy = command(dir.path(), port).arg("healthcheck").output().unwrap();

@@ -38,4 +38,12 @@ pub enum KeyError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// A key cannot be withdrawn: unknown, gone already, or the only one that signs.
+    #[error("cannot withdraw {kid}: {reason}")]
+    Withdraw {
+        /// The key asked for.
+        kid: String,
+        /// Why not.
+        reason: &'static str,
+    },
 }

@@ -209,6 +209,31 @@ impl KeyService {
             .collect())
     }
 
+    /// Takes `kid` out of the JWKS and out of signing at once (a compromised key): it expires
+    /// now, every node drops it at its next refresh. Refused while it is the only key of its
+    /// algorithm that signs: rotate with no activation delay first.
+    pub async fn withdraw(&self, environment: Environment, kid: &str) -> Result<(), KeyError> {
+        let refuse = |reason| KeyError::Withdraw { kid: kid.to_owned(), reason };
+        let stored = self.store.list(environment).await?;
+        let now = self.clock.now();
+        let key = stored.iter().find(|k| k.kid == kid).ok_or_else(|| refuse("no such key in this environment"))?;
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Err(refuse("it has expired already"));
+        }
+        let other_signer = stored.iter().any(|k| {
+            k.kid != kid
+                && k.algorithm == key.algorithm
+                && k.activates_at <= now
+                && k.expires_at.is_none_or(|e| e > now)
+        });
+        if !other_signer {
+            return Err(refuse("no other key of its algorithm signs; rotate with --now first"));
+        }
+        self.store.rotate(&[], &[(kid.to_owned(), now)]).await?;
+        self.invalidate(environment);
+        Ok(())
+    }
+
     /// Every key of `environment` as stored now, with its status; newest first.
     pub async fn list(&self, environment: Environment) -> Result<Vec<KeyInfo>, KeyError> {
         let mut stored = self.store.list(environment).await?;
@@ -552,6 +577,24 @@ mod tests {
             keys.signing_key(Environment::Test, SigningAlgorithm::RS256).await,
             Err(KeyError::NoActiveKey(SigningAlgorithm::RS256))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_key_leaves_the_jwks_and_signing_at_once_but_never_the_only_signer() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let keys = service(clock.clone());
+        keys.ensure_keys(Environment::Production).await.unwrap();
+        let old = keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid().to_owned();
+        let refused = keys.withdraw(Environment::Production, &old).await;
+        assert!(matches!(refused, Err(KeyError::Withdraw { .. })), "the only signer stays");
+        keys.rotate(Environment::Production).await.unwrap();
+        assert!(keys.withdraw(Environment::Production, &old).await.is_err(), "its successor does not sign yet");
+        clock.advance(time::Duration::hours(1));
+        keys.withdraw(Environment::Production, &old).await.unwrap();
+        assert!(!kids(&keys.jwks(Environment::Production).await.unwrap()).contains(&old), "gone from the JWKS");
+        assert_ne!(keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid(), old);
+        assert!(keys.withdraw(Environment::Production, &old).await.is_err(), "once");
+        assert!(keys.withdraw(Environment::Production, "unknown").await.is_err());
     }
 
     #[tokio::test]
