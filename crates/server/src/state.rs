@@ -102,7 +102,7 @@ impl AppState {
         };
         let database = connect_database(&config, migrations).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let Secrets { ring, root } = secrets(&config, &database, clock.as_ref()).await?;
+        let Secrets { ring, root } = during_startup(wait, || secrets(&config, &database, clock.as_ref())).await?;
         let keys = Arc::new(key_service(&config, &database, ring, clock.clone()));
         let cached = CachedRegistryStore::new(
             Arc::new(database.registry()),
@@ -111,11 +111,15 @@ impl AppState {
             Duration::from_secs(config.dependencies.stale_client_seconds),
         );
         let registry = Arc::new(Registry::new(Arc::new(cached), secret_hasher(&root), clock.clone()));
-        for environment in Environment::ALL {
-            keys.ensure_keys(environment)
-                .await
-                .with_context(|| format!("preparing the signing keys of the {environment} environment"))?;
-        }
+        during_startup(wait, || async {
+            for environment in Environment::ALL {
+                keys.ensure_keys(environment)
+                    .await
+                    .with_context(|| format!("preparing the signing keys of the {environment} environment"))?;
+            }
+            Ok(())
+        })
+        .await?;
         let algorithms: Vec<String> = keys.algorithms().iter().map(|a| a.as_str().to_owned()).collect();
         let sites = Environment::ALL
             .into_iter()
@@ -237,6 +241,35 @@ pub(crate) async fn connect_database(config: &Config, migrations: Migrations) ->
         }
     }
     Ok(database)
+}
+
+/// Runs start-up work on the database (the sealed secrets, the signing keys) until it succeeds:
+/// a database that is busy or briefly away (a pool wait over `dependencies.timeout_ms`) is
+/// waited for up to `wait`, as the connection itself is; any other failure (a wrong KEK) stops
+/// the start at once.
+async fn during_startup<T, F, Fut>(wait: Duration, mut work: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let error = match work().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let transient = error.chain().any(|cause| {
+            oidc_core::dependency_failure(cause).is_some()
+                || matches!(cause.downcast_ref::<storage::DatabaseError>(), Some(storage::DatabaseError::Db(_)))
+        });
+        if !transient || std::time::Instant::now() + backoff > deadline {
+            return Err(error);
+        }
+        tracing::warn!(error = %format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "start-up waits for the database");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Runs `connect` until it succeeds or `wait` has passed, with backoff (0.25 s doubling to 5 s).
@@ -402,4 +435,36 @@ fn write_owner_only(path: &Path, content: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_owner_only(path: &Path, content: &str) -> std::io::Result<()> {
     std::fs::write(path, content)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn start_up_waits_out_a_busy_database_but_not_a_wrong_key() {
+        let calls = AtomicU32::new(0);
+        let busy = || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "pool timed out");
+                Err(anyhow::Error::new(oidc_core::DependencyError::new(oidc_core::Dependency::Database, timeout)))
+                    .context("preparing the signing keys")
+            } else {
+                Ok(7)
+            }
+        };
+        assert_eq!(during_startup(Duration::from_secs(60), busy).await.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "two waits, then success");
+
+        let wrong = AtomicU32::new(0);
+        let result: anyhow::Result<()> = during_startup(Duration::from_secs(60), || async {
+            wrong.fetch_add(1, Ordering::SeqCst);
+            Err(anyhow::anyhow!("the derivation root does not open with keys.kek"))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(wrong.load(Ordering::SeqCst), 1, "no retry for what waiting cannot fix");
+    }
 }
