@@ -187,9 +187,54 @@ pub(crate) struct ResponseHeaders {
     pub(crate) hsts: Option<(HeaderValue, Vec<String>)>,
     /// Path patterns and their methods, for `Allow`.
     pub(crate) methods: Arc<MethodTable>,
-    /// The node's draining flag: while set, every response closes its connection, so that
-    /// keep-alive clients reconnect to a node that stays.
+}
+
+/// While the node drains after SIGTERM (`http.drain_seconds`): every response closes its
+/// connection, so that keep-alive clients reconnect to a node that stays; and a GET or HEAD that
+/// comes through a trusted proxy is answered 503 at once, so that the proxy (nginx:
+/// `proxy_next_upstream http_503`, `max_fails`) retries it on another node and stops sending new
+/// connections here before the listener closes — a connection still in the listen backlog at
+/// that moment would be reset, and a POST on it lost. Everything else is served as usual.
+pub(crate) struct Drain {
     pub(crate) draining: Arc<AtomicBool>,
+    pub(crate) trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+}
+
+impl<E: Endpoint> Middleware<E> for Drain {
+    type Output = DrainEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        DrainEndpoint { inner, draining: self.draining.clone(), trusted_proxies: self.trusted_proxies.clone() }
+    }
+}
+
+pub(crate) struct DrainEndpoint<E> {
+    inner: E,
+    draining: Arc<AtomicBool>,
+    trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+}
+
+impl<E: Endpoint> Endpoint for DrainEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        if !self.draining.load(Ordering::Relaxed) {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        let retryable = matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD);
+        let from_proxy = req.remote_addr().as_socket_addr().is_some_and(|a| self.trusted_proxies.contains(&a.ip()));
+        let probe = matches!(req.uri().path(), "/readyz" | "/healthz");
+        let mut response = if retryable && from_proxy && !probe {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining").with_header(header::RETRY_AFTER, "1").into_response()
+        } else {
+            match self.inner.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(error) => error.into_response(),
+            }
+        };
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Ok(response)
+    }
 }
 
 /// Which methods each path pattern answers; `:name` segments match any one segment.
@@ -220,12 +265,7 @@ impl<E: Endpoint> Middleware<E> for ResponseHeaders {
     type Output = ResponseHeadersEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        ResponseHeadersEndpoint {
-            inner,
-            hsts: self.hsts.clone(),
-            methods: self.methods.clone(),
-            draining: self.draining.clone(),
-        }
+        ResponseHeadersEndpoint { inner, hsts: self.hsts.clone(), methods: self.methods.clone() }
     }
 }
 
@@ -233,7 +273,6 @@ pub(crate) struct ResponseHeadersEndpoint<E> {
     inner: E,
     hsts: Option<(HeaderValue, Vec<String>)>,
     methods: Arc<MethodTable>,
-    draining: Arc<AtomicBool>,
 }
 
 impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
@@ -257,9 +296,6 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
             && let Some(allowed) = self.methods.allowed(&path).and_then(|m| HeaderValue::from_str(m).ok())
         {
             response.headers_mut().insert(header::ALLOW, allowed);
-        }
-        if self.draining.load(Ordering::Relaxed) {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Ok(response)
     }

@@ -39,7 +39,7 @@ use poem::{
 use crate::{
     admin, error,
     http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
-    middleware::{BodyLimit, Deadline, MethodTable, Observe, ResponseHeaders, Trace},
+    middleware::{BodyLimit, Deadline, Drain, MethodTable, Observe, ResponseHeaders, Trace},
     pages,
     state::AppState,
 };
@@ -125,7 +125,11 @@ pub(crate) fn app(state: &AppState) -> impl Endpoint<Output = Response> + use<> 
     root.at("/", environments.clone())
         .at("/*path", environments)
         .catch_all_error(error::render)
-        .with(ResponseHeaders { hsts: hsts(state), methods: Arc::new(methods), draining: state.draining.clone() })
+        .with(ResponseHeaders { hsts: hsts(state), methods: Arc::new(methods) })
+        .with(Drain {
+            draining: state.draining.clone(),
+            trusted_proxies: Arc::new(state.config.http.trusted_proxies.clone()),
+        })
         .with(Deadline)
         .with(Observe)
         .with(CookieJarManager::new())
