@@ -6,9 +6,9 @@
 #
 #   deploy/compose/check.sh SERVICEKONTO_BINARY [PYTHON_VENV_BIN]
 set -euo pipefail
-cd "$(dirname "$0")"
 binary=$(realpath "${1:?usage: check.sh SERVICEKONTO_BINARY [VENV_BIN]}")
-venv=${2:-}
+venv=${2:+$(realpath "$2")}
+cd "$(dirname "$0")"
 tool() { if [ -n "$venv" ]; then echo "$venv/$1"; else echo "$1"; fi; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
