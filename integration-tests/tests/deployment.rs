@@ -152,12 +152,7 @@ async fn expect(response: reqwest::Result<reqwest::Response>, want: StatusCode) 
 async fn refresh_chain(http: Client, issuer: String, who: Arc<Citizen>, tally: Shared, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let refresh = who.refresh.lock().unwrap().clone();
-        let sent = http
-            .post(format!("{issuer}/token"))
-            .basic_auth(CLIENT, Some(SECRET))
-            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
-            .send()
-            .await;
+        let sent = journey::refresh_with(&http, &refresh, &issuer).await;
         let tokens = match expect(sent, StatusCode::OK).await {
             Ok(tokens) => tokens,
             Err(problem) => {
@@ -564,13 +559,7 @@ async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
     let after = verify_id_token(&issuer, &who.id_token).await;
     assert_eq!(after["sub"], before["sub"]);
     let refresh = who.refresh.lock().unwrap().clone();
-    let refreshed = http
-        .post(format!("{issuer}/token"))
-        .basic_auth(CLIENT, Some(SECRET))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let refreshed = journey::refresh_with(&http, &refresh, &issuer).await.unwrap();
     assert_eq!(refreshed.status(), StatusCode::OK, "the refresh token survives the restore");
     let browser = journey::browser();
     let login = browser.get(format!("{issuer}/anmelden")).send().await.unwrap().text().await.unwrap();
@@ -707,12 +696,7 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
                     .await;
                 count(&tally, "operator client_credentials", expect(sent, StatusCode::OK).await.map(drop));
                 let refresh = who.refresh.lock().unwrap().clone();
-                let sent = http
-                    .post(format!("{base}/token"))
-                    .basic_auth(CLIENT, Some(SECRET))
-                    .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
-                    .send()
-                    .await;
+                let sent = journey::refresh_with(&http, &refresh, &base).await;
                 match expect(sent, StatusCode::OK).await {
                     Ok(tokens) => {
                         *who.refresh.lock().unwrap() = tokens["refresh_token"].as_str().unwrap().to_owned();
@@ -813,13 +797,7 @@ async fn a_node_serves_on_a_schema_a_newer_release_has_expanded() {
     // With migrations on, nothing is applied and nothing refused.
     let node = Node::start(env.clone(), port, dir.path().join("b.log")).await;
     let refresh = who.refresh.lock().unwrap().clone();
-    let refreshed = http
-        .post(format!("{issuer}/token"))
-        .basic_auth(CLIENT, Some(SECRET))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let refreshed = journey::refresh_with(&http, &refresh, &issuer).await.unwrap();
     assert_eq!(refreshed.status(), StatusCode::OK);
     drop(node);
     // A migration this release does not know among its own is refused: that is no upgrade.

@@ -174,6 +174,16 @@ pub async fn redeem(code: &str, issuer: &str) -> reqwest::Result<reqwest::Respon
     redeem_with(&Client::new(), code, issuer).await
 }
 
+/// Redeems the demo client's `refresh_token` at `issuer` through `http`.
+pub async fn refresh_with(http: &Client, refresh_token: &str, issuer: &str) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{issuer}/token"))
+        .basic_auth(CLIENT, Some(SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+}
+
 /// [`redeem`] through `http`.
 pub async fn redeem_with(http: &Client, code: &str, issuer: &str) -> reqwest::Result<reqwest::Response> {
     http.post(format!("{issuer}/token"))
