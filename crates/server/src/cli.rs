@@ -203,7 +203,10 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             bootstrap(&config, tenant_slug, name, contact, mode).await?;
         }
         Command::Healthcheck { url } => return healthcheck(url, &config).await,
-        Command::Config { action: ConfigAction::Check } => unreachable!("handled before the config is loaded"),
+        // `main` runs it before loading the config (whose errors it reports itself).
+        Command::Config { action: ConfigAction::Check } => {
+            anyhow::bail!("config check runs before the config is loaded")
+        }
         Command::Eid { tc_token_url, sdk_url, developer_mode, simulator } => {
             let run = crate::eid_cli::EidRun { sdk_url, tc_token_url, developer_mode, simulator };
             return Ok(if crate::eid_cli::run(run).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
