@@ -232,11 +232,10 @@ pub(crate) async fn connect_database(config: &Config, migrations: Migrations) ->
             }
         }
         Migrations::Require => {
-            let pending = database.pending_migrations().await?;
             anyhow::ensure!(
-                pending.is_empty(),
+                status.pending.is_empty(),
                 "the database has pending migrations ({}); run `servicekonto migrate` first",
-                pending.join(", ")
+                status.pending.join(", ")
             );
         }
     }
@@ -252,8 +251,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let deadline = std::time::Instant::now() + wait;
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = StartupBackoff::new(wait);
     loop {
         let error = match work().await {
             Ok(value) => return Ok(value),
@@ -263,12 +261,37 @@ where
             oidc_core::dependency_failure(cause).is_some()
                 || matches!(cause.downcast_ref::<storage::DatabaseError>(), Some(storage::DatabaseError::Db(_)))
         });
-        if !transient || std::time::Instant::now() + backoff > deadline {
+        if !transient || backoff.exhausted() {
             return Err(error);
         }
-        tracing::warn!(error = %format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "start-up waits for the database");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tracing::warn!(error = %format!("{error:#}"), retry_in_ms = backoff.delay_ms(), "start-up waits for the database");
+        backoff.sleep().await;
+    }
+}
+
+/// Waits between start-up attempts: 0.25 s doubling to 5 s, until `wait` has passed.
+struct StartupBackoff {
+    deadline: std::time::Instant,
+    delay: Duration,
+}
+
+impl StartupBackoff {
+    fn new(wait: Duration) -> Self {
+        Self { deadline: std::time::Instant::now() + wait, delay: Duration::from_millis(250) }
+    }
+
+    /// Whether the next wait would end after the deadline.
+    fn exhausted(&self) -> bool {
+        std::time::Instant::now() + self.delay > self.deadline
+    }
+
+    fn delay_ms(&self) -> u64 {
+        u64::try_from(self.delay.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -294,8 +317,7 @@ where
             let host = u.host_str().filter(|h| !h.is_empty())?.trim_matches(['[', ']']).to_owned();
             Some((host, u.port().unwrap_or(default_port)))
         });
-    let deadline = std::time::Instant::now() + wait;
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = StartupBackoff::new(wait);
     let mut attempt = 0_u32;
     loop {
         attempt += 1;
@@ -317,12 +339,11 @@ where
             Err(error) => error,
         };
         let (host, port) = target.clone().map_or((String::new(), 0), |(h, p)| (h, p));
-        if std::time::Instant::now() + backoff > deadline {
+        if backoff.exhausted() {
             anyhow::bail!("{dependency} at {host}:{port} not reachable after {attempt} attempts: {error:#}");
         }
-        tracing::warn!(dependency, %host, port, attempt, error = %format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "dependency not reachable at start");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tracing::warn!(dependency, %host, port, attempt, error = %format!("{error:#}"), retry_in_ms = backoff.delay_ms(), "dependency not reachable at start");
+        backoff.sleep().await;
     }
 }
 
