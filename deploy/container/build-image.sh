@@ -6,12 +6,12 @@
 #
 #   deploy/container/build-image.sh [--binary PATH] [--tag NAME] [--archive FILE]
 #
-# Defaults: target/release/servicekonto (built if missing), servicekonto:<version>, no archive.
+# Defaults: target/dist/servicekonto (the dist profile, built if missing), servicekonto:<version>, no archive.
 # Uses vfs storage and chroot isolation, so it runs unprivileged inside CI's container too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-binary=target/release/servicekonto
+binary=target/dist/servicekonto
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 tag="servicekonto:${version}"
 archive=""
@@ -28,7 +28,7 @@ export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATI
 export BUILDAH_FORMAT=docker
 
 if [ ! -x "$binary" ]; then
-    cargo build --release --locked --bin servicekonto
+    cargo build --profile dist --locked --bin servicekonto
 fi
 
 rootfs=$(mktemp -d)
@@ -43,6 +43,7 @@ ldd "$binary" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | whil
 done
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 install -D -m 0644 deploy/config.example.toml "$rootfs/usr/share/servicekonto/config.example.toml"
+install -D -m 0644 deploy/container/servicekonto.toml "$rootfs/etc/servicekonto/servicekonto.toml"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nservicekonto:x:10001:10001:servicekonto:/var/lib/servicekonto:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\nservicekonto:x:10001:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
 install -d -m 0750 "$rootfs/var/lib/servicekonto/data" "$rootfs/var/lib/servicekonto/keys"
@@ -56,12 +57,7 @@ revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 buildah config \
     --user 10001:10001 \
     --workingdir /var/lib/servicekonto \
-    --env SERVICEKONTO_HTTP__BIND=0.0.0.0:8080 \
-    --env SERVICEKONTO_ENVIRONMENTS__PUBLIC_URL=http://127.0.0.1:8080 \
-    --env 'SERVICEKONTO_DATABASE__URL=sqlite:///var/lib/servicekonto/data/servicekonto.db?mode=rwc' \
-    --env SERVICEKONTO_KEYS__KEK_PATH=/var/lib/servicekonto/keys/kek \
-    --env SERVICEKONTO_MAIL__OUTBOX_DIR=/var/lib/servicekonto/data/outbox \
-    --env SERVICEKONTO_LOG__FORMAT=json \
+    --env SERVICEKONTO_CONFIG=/etc/servicekonto/servicekonto.toml \
     --volume /var/lib/servicekonto/data \
     --volume /var/lib/servicekonto/keys \
     --port 8080 \

@@ -43,7 +43,7 @@ mod process;
 #[allow(dead_code, reason = "shared by several test binaries, each uses a part")]
 mod journey;
 
-use journey::{CALLBACK, CLIENT, Citizen, SECRET, authorize_url, browser_with, citizen_with, csrf};
+use journey::{CALLBACK, CLIENT, Citizen, SECRET, authorize_url, browser_with, citizen_with, csrf, verify_id_token};
 use process::{Node, free_port};
 
 /// The repository's root (the test runs in `integration-tests/`).
@@ -501,18 +501,6 @@ async fn config_check_and_bootstrap_work_on_a_fresh_database() {
 }
 
 /// Verifies `id_token` against the JWKS `issuer` publishes now; its claims.
-async fn verify_id_token(issuer: &str, id_token: &str) -> Value {
-    let header = jsonwebtoken::decode_header(id_token).unwrap();
-    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
-    let key = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is still published");
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&[CLIENT]);
-    validation.set_issuer(&[issuer]);
-    jsonwebtoken::decode::<Value>(id_token, &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(), &validation)
-        .expect("the ID token verifies")
-        .claims
-}
-
 fn run_tool(program: &str, args: &[&str]) {
     let output = std::process::Command::new(program).args(args).output().unwrap();
     assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -542,7 +530,7 @@ async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
     let issuer = format!("{}/test", node.base);
     let http = Client::new();
     let who = citizen_with(journey::browser(), &http, &issuer, &outbox, "backup.citizen").await;
-    let before = verify_id_token(&issuer, &who.id_token).await;
+    let before = verify_id_token(&Client::new(), &issuer, &who.id_token).await;
 
     // The backup, taken while the node serves.
     let dump = dir.path().join("servicekonto.dump");
@@ -556,7 +544,7 @@ async fn a_postgres_backup_restores_accounts_keys_and_refresh_tokens() {
     run_tool("pg_restore", &["--no-owner", "-d", &database.url, &dump.display().to_string()]);
 
     let node = Node::start(env, port, dir.path().join("node-restored.log")).await;
-    let after = verify_id_token(&issuer, &who.id_token).await;
+    let after = verify_id_token(&Client::new(), &issuer, &who.id_token).await;
     assert_eq!(after["sub"], before["sub"]);
     let refresh = who.refresh.lock().unwrap().clone();
     let refreshed = journey::refresh_with(&http, &refresh, &issuer).await.unwrap();
@@ -663,7 +651,7 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
     let on = |port: u16| format!("http://127.0.0.1:{port}/test");
     let http = Client::new();
     let who = Arc::new(citizen_with(journey::browser(), &http, &issuer, &outbox, "kek.citizen").await);
-    let before = verify_id_token(&issuer, &who.id_token).await;
+    let before = verify_id_token(&Client::new(), &issuer, &who.id_token).await;
     let (code, operator, stderr) = command(&old_env, &["admin", "bootstrap"]);
     assert_eq!(code, Some(0), "{stderr}");
     let field =
@@ -729,7 +717,7 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
     assert!(tally.answered.get("refresh").copied().unwrap_or(0) >= 20, "{:?}", tally.answered);
 
     // Everything derived is what it was; what was signed still verifies.
-    let after = verify_id_token(&issuer, &who.id_token).await;
+    let after = verify_id_token(&Client::new(), &issuer, &who.id_token).await;
     assert_eq!(after["sub"], before["sub"]);
     let code = {
         let silent = who.browser.get(authorize_url(&issuer, true)).send().await.unwrap();
@@ -737,7 +725,7 @@ async fn the_key_encryption_key_rotates_across_two_nodes_without_downtime() {
         url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
     };
     let tokens: Value = journey::redeem_with(&http, &code, &issuer).await.unwrap().json().await.unwrap();
-    let fresh = verify_id_token(&issuer, tokens["id_token"].as_str().unwrap()).await;
+    let fresh = verify_id_token(&Client::new(), &issuer, tokens["id_token"].as_str().unwrap()).await;
     assert_eq!(fresh["sub"], before["sub"], "the pairwise subject is unchanged");
     let (code, stdout, _) = command(&new_env, &["keys", "rotate-kek"]);
     assert_eq!(code, Some(1), "without previous_kek there is nothing to rotate: {stdout}");
@@ -791,7 +779,7 @@ async fn a_node_serves_on_a_schema_a_newer_release_has_expanded() {
     let issuer = format!("{}/test", node.base);
     let http = Client::new();
     let who = citizen_with(journey::browser(), &http, &issuer, &outbox, "upgrade.citizen").await;
-    verify_id_token(&issuer, &who.id_token).await;
+    verify_id_token(&Client::new(), &issuer, &who.id_token).await;
     assert!(node.log_tail().contains("migrated by a newer release"), "the node says so:\n{}", node.log_tail());
     drop(node);
     // With migrations on, nothing is applied and nothing refused.

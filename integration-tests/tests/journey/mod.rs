@@ -214,3 +214,18 @@ pub fn authorize_url(issuer: &str, silent: bool) -> String {
     }
     format!("{issuer}/authorize?{}", query.finish())
 }
+
+/// The claims of `id_token` after checking its signature against `issuer`'s JWKS (fetched with
+/// `http`), its issuer and its audience (the demo client).
+pub async fn verify_id_token(http: &Client, issuer: &str, id_token: &str) -> Value {
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        http.get(format!("{issuer}/jwks")).send().await.unwrap().json().await.unwrap();
+    let key = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is still published");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[CLIENT]);
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(id_token, &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(), &validation)
+        .expect("the ID token verifies")
+        .claims
+}
