@@ -43,3 +43,43 @@ fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
     }
     assert!(report["peak_rss_kib"]["servicekonto"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn the_scaling_sweep_writes_its_table_and_plots() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_side-by-side"))
+        .args(["--smoke", "--scaling", "--without-peer", "--out"])
+        .arg(out.path())
+        .env_remove("BENCH_DATABASE_URL")
+        .env_remove("BENCH_REDIS_URL")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the sweep failed: {status}");
+    let steps: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("scaling.json")).unwrap()).unwrap();
+    assert_eq!(steps.iter().map(|s| s["concurrency"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 8]);
+    for step in &steps {
+        assert!(step["servicekonto"]["ok"].as_u64().unwrap() > 0, "{step}");
+        assert_eq!(step["servicekonto"]["errors"], 0, "{step}");
+    }
+    for plot in ["scaling-throughput.svg", "scaling-p99.svg"] {
+        let svg = std::fs::read_to_string(out.path().join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{plot}");
+    }
+}
+
+#[test]
+fn token_memory_measures_and_sees_expired_tokens_swept() {
+    let out = tempfile::tempdir().unwrap();
+    let status =
+        Command::new(env!("CARGO_BIN_EXE_token-memory")).args(["--smoke", "--out"]).arg(out.path()).status().unwrap();
+    assert!(status.success(), "token-memory failed: {status}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("token-memory.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2, "both kinds of token");
+    for row in &rows {
+        assert!(row["bytes_per_token"].as_f64().unwrap() > 0.0, "{row}");
+        // 10,000 expired tokens are gone; what is held is the 1,100 writes after expiry.
+        assert!(row["held_after_expiry"].as_u64().unwrap() <= 1_100, "expired tokens were not swept: {row}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Tenant scale: does a registry of thousands of tenants slow the token endpoint or the admin
-//! API down? Seeds N tenants × 3 clients (default 5,000 × 3) into a real server and measures,
+//! API down? Seeds N tenants × 3 clients (default 10,000 × 3) into a real server and measures,
 //! in the same run, `client_credentials` with a registry of one tenant (the baseline) and with
 //! all N, then admin-API pagination through every tenant.
 //!
@@ -27,7 +27,7 @@ struct Options {
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut options = Options { tenants: 5_000, seconds: 10, concurrency: 32 };
+    let mut options = Options { tenants: 10_000, seconds: 10, concurrency: 32 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("a value after the flag");

@@ -8,6 +8,7 @@
 
 mod peers;
 mod report;
+mod scaling;
 mod scenarios;
 
 use std::{path::PathBuf, time::Duration};
@@ -31,6 +32,11 @@ pub struct Options {
     pub out: PathBuf,
     /// Skip the peer (ours alone).
     pub without_peer: bool,
+    /// Run only the scenarios whose name contains one of these (all when empty), e.g. for a
+    /// profile of one scenario.
+    pub only: Vec<String>,
+    /// Instead of the scenarios: the SSO code flow at 1, 8, 32 and 128 concurrent clients.
+    pub scaling: bool,
 }
 
 impl Options {
@@ -42,6 +48,8 @@ impl Options {
             smoke: false,
             out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
             without_peer: false,
+            only: Vec::new(),
+            scaling: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -52,8 +60,11 @@ impl Options {
                 "--out" => options.out = PathBuf::from(value()?),
                 "--smoke" => options.smoke = true,
                 "--without-peer" => options.without_peer = true,
+                "--only" => options.only.push(value()?),
+                "--scaling" => options.scaling = true,
                 other => anyhow::bail!(
-                    "unknown argument {other}; known: --seconds S, --concurrency C, --out DIR, --smoke, --without-peer"
+                    "unknown argument {other}; known: --seconds S, --concurrency C, --out DIR, --smoke, \
+                     --without-peer, --only NAME, --scaling"
                 ),
             }
         }
@@ -86,8 +97,14 @@ pub(crate) struct Row {
 
 /// Limits of the machine the figures are read against.
 pub(crate) struct Limits {
-    /// RS256 ID-token signatures per second on one core.
-    rs256_per_second: f64,
+    /// RS256 ID tokens per second on one core, built and signed by our own path.
+    id_tokens_per_second: f64,
+    /// Raw RS256 signatures per second over the same signing input with aws-lc and the parsed
+    /// key held (what our path signs with).
+    aws_lc_per_second: f64,
+    /// RS256 (RSA-2048 PKCS#1 v1.5, SHA-256) signatures per second by `openssl speed`, when the
+    /// `openssl` command is there.
+    openssl_per_second: Option<f64>,
     /// argon2id hashes per second on one core with the configured parameters.
     argon2_per_second: f64,
     /// The parameters.
@@ -103,6 +120,8 @@ pub(crate) struct Run {
     rows: Vec<Row>,
     ours_rss_kib: u64,
     peer_rss_kib: Option<u64>,
+    ours_idle_rss_kib: u64,
+    peer_idle_rss_kib: Option<u64>,
     limits: Limits,
 }
 
@@ -138,9 +157,34 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             }
         }
     };
-    let load = Load { concurrency: options.concurrency, duration: Duration::from_secs_f64(options.seconds) };
+    let duration = Duration::from_secs_f64(options.seconds);
+    if options.scaling {
+        let mut steps = Vec::new();
+        let levels = if options.smoke { &scaling::CONCURRENCIES[..2] } else { &scaling::CONCURRENCIES[..] };
+        for &concurrency in levels {
+            eprintln!("SSO code flow with {concurrency} concurrent clients…");
+            let load = Load { concurrency, duration };
+            let ours = measure(Scenario::SsoFlow, &ours, load).await?.context("our SSO flow")?;
+            let peer = match &peer {
+                Some(peer) => measure(Scenario::SsoFlow, peer, load).await?,
+                None => None,
+            };
+            steps.push(scaling::Step { concurrency, ours, peer });
+        }
+        let heading = format!(
+            "servicekonto on {backends}{}; {} s per step and peer{}.",
+            peer_missing.as_ref().map_or_else(String::new, |why| format!(", no peer ({why})")),
+            options.seconds,
+            if pinned { "; servers pinned to core 1, the generator to core 0" } else { "; not pinned" },
+        );
+        return scaling::write(&steps, &options.out, &heading);
+    }
+    let load = Load { concurrency: options.concurrency, duration };
     let mut rows = Vec::new();
-    for scenario in Scenario::ALL {
+    let chosen = |scenario: &Scenario| {
+        options.only.is_empty() || options.only.iter().any(|name| scenario.name().contains(name.as_str()))
+    };
+    for scenario in Scenario::ALL.into_iter().filter(chosen) {
         eprintln!("{}…", scenario.name());
         let ours_measured = measure(scenario, &ours, load).await?;
         let peer_measured = match &peer {
@@ -156,6 +200,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         peer_missing,
         ours_rss_kib: ours.process.peak_rss_kib(),
         peer_rss_kib: peer.as_ref().map(|p| p.process.peak_rss_kib()),
+        ours_idle_rss_kib: ours.idle_rss_kib,
+        peer_idle_rss_kib: peer.as_ref().map(|p| p.idle_rss_kib),
         rows,
         limits,
         options,
@@ -182,14 +228,54 @@ async fn limits(smoke: bool) -> anyhow::Result<Limits> {
         "exp": 1_900_000_000, "iat": 1_900_000_000, "auth_time": 1_900_000_000, "nonce": "n".repeat(43),
         "acr": "normal", "amr": ["pwd"], "at_hash": "a".repeat(22),
     });
-    let rs256_per_second = per_second(budget, || key.sign("JWT", &claims).map(drop).map_err(anyhow::Error::from))?;
+    let id_tokens_per_second = per_second(budget, || key.sign("JWT", &claims).map(drop).map_err(anyhow::Error::from))?;
+    let token = key.sign("JWT", &claims)?;
+    let signing_input = token.rsplit_once('.').map(|(input, _)| input.to_owned()).unwrap_or_default();
+    let aws_lc_per_second =
+        per_second(budget, || key.sign_raw(signing_input.as_bytes()).map(drop).map_err(anyhow::Error::from))?;
+    let openssl_per_second = openssl_rs256_per_second(budget);
     let hashing = server::Config::embedded(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).accounts.hashing();
     let argon2 = format!("m={} KiB, t={}, p={}", hashing.memory_kib, hashing.iterations, hashing.parallelism);
     let hasher = account_service::PasswordHasher::new(hashing)?;
     let argon2_per_second = per_second(budget, || {
         hasher.hash("Korrekt Pferd Batterie Heftklammer").map(drop).map_err(anyhow::Error::from)
     })?;
-    Ok(Limits { rs256_per_second, argon2_per_second, argon2 })
+    Ok(Limits { id_tokens_per_second, aws_lc_per_second, openssl_per_second, argon2_per_second, argon2 })
+}
+
+impl Limits {
+    /// The machine's RS256 limit on one core: the best implementation measured.
+    pub(crate) fn rs256_per_second(&self) -> f64 {
+        self.openssl_per_second.unwrap_or(0.0).max(self.aws_lc_per_second)
+    }
+}
+
+/// RSA-2048 signatures per second by `openssl speed` on this core (it inherits the pinning);
+/// `None` without the command or when its output is not understood.
+fn openssl_rs256_per_second(budget: Duration) -> Option<f64> {
+    let seconds = budget.as_secs().max(1).to_string();
+    let output = std::process::Command::new("openssl")
+        .args(["speed", "-mr", "-elapsed", "-seconds", &seconds, "rsa2048"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    parse_openssl_speed(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The signatures per second from `openssl speed -mr rsa2048`: the line `+F2:<n>:2048:<sign>:<verify>`,
+/// where OpenSSL 3 gives operations per second (older releases gave seconds per operation).
+fn parse_openssl_speed(output: &str) -> Option<f64> {
+    let line = output.lines().find(|line| line.starts_with("+F2:"))?;
+    let fields: Vec<&str> = line.split(':').collect();
+    if fields.get(2) != Some(&"2048") {
+        return None;
+    }
+    let sign: f64 = fields.get(3)?.parse().ok()?;
+    match sign {
+        s if s >= 1.0 => Some(s),
+        s if s > 0.0 => Some(1.0 / s),
+        _ => None,
+    }
 }
 
 fn per_second(budget: Duration, mut operation: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -200,4 +286,18 @@ fn per_second(budget: Duration, mut operation: impl FnMut() -> anyhow::Result<()
         count += 1;
     }
     Ok(f64::from(count) / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_openssl_speed;
+
+    #[test]
+    fn openssl_speed_lines_of_both_conventions_are_read() {
+        let three = "+DTP:2048:private:rsa:3\n+F2:2:2048:4012.000000:69370.000000\n";
+        assert_eq!(parse_openssl_speed(three), Some(4012.0));
+        assert_eq!(parse_openssl_speed("+F2:0:2048:0.000250:0.000014"), Some(4000.0));
+        assert_eq!(parse_openssl_speed("+F2:0:4096:0.001:0.0001"), None);
+        assert_eq!(parse_openssl_speed("no figures"), None);
+    }
 }

@@ -46,9 +46,13 @@ pub struct Peer {
     pub jwks: String,
     /// The server process.
     pub process: ServerProcess,
+    /// Its resident memory (KiB) once it answered, before any load: what it costs to run.
+    pub idle_rss_kib: u64,
     /// The benchmark citizen's username at our server (which has password logins); `None` at
     /// the peer, whose automatic interaction logs in without one.
     pub username: Option<String>,
+    /// Where our server's mails go (activation links for more citizens); `None` at the peer.
+    pub outbox: Option<std::path::PathBuf>,
 }
 
 /// What a password login posts.
@@ -86,6 +90,7 @@ pub fn cookie_client() -> anyhow::Result<Client> {
 }
 
 async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -> anyhow::Result<Peer> {
+    let idle_rss_kib = process.rss_kib();
     let discovery = format!("{issuer}/.well-known/openid-configuration");
     let metadata: serde_json::Value = reqwest::get(&discovery).await?.error_for_status()?.json().await?;
     let endpoint = |field: &str| -> anyhow::Result<String> {
@@ -101,7 +106,9 @@ async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -
         issuer,
         discovery,
         process,
+        idle_rss_kib,
         username: None,
+        outbox: None,
     })
 }
 
@@ -116,6 +123,8 @@ pub async fn start_servicekonto(
     let base = format!("http://127.0.0.1:{port}");
     let database = database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
     let redis = redis_url.map(|url| format!("url = {url:?}\n")).unwrap_or_default();
+    // The registration pages allow 30 username checks per address and hour; the password-login
+    // scenario registers a citizen per worker from one address.
     let config = format!(
         "[http]\nbind = \"127.0.0.1:{port}\"\n\
          [environments.production]\nissuer = \"{base}\"\n\
@@ -124,6 +133,7 @@ pub async fn start_servicekonto(
          [redis]\n{redis}\
          [keys]\nkek_path = {kek:?}\n\
          [log]\nfilter = \"warn\"\n\
+         [accounts]\nusername_checks_per_hour = 100000\n\
          [mail]\noutbox_dir = {outbox:?}\n",
         kek = dir.join("kek").display().to_string(),
         outbox = dir.join("outbox").display().to_string(),
@@ -140,6 +150,7 @@ pub async fn start_servicekonto(
     let browser = cookie_client()?;
     let username = register(&browser, &peer.issuer, &dir.join("outbox")).await.context("registering the citizen")?;
     peer.username = Some(username);
+    peer.outbox = Some(dir.join("outbox"));
     let browser = peer.new_session().await.context("logging the benchmark citizen in")?;
     consent(&peer, &browser).await.context("the first authorization with consent")?;
     Ok(peer)
@@ -147,7 +158,8 @@ pub async fn start_servicekonto(
 
 /// Registers a citizen through the registration pages and activates it with the link from the
 /// mail in `outbox`; the username (unique per run, so a shared PostgreSQL can be reused).
-async fn register(client: &Client, issuer: &str, outbox: &Path) -> anyhow::Result<String> {
+/// Registers and activates a citizen through the pages; the username.
+pub async fn register(client: &Client, issuer: &str, outbox: &Path) -> anyhow::Result<String> {
     let suffix: u32 = rand::random();
     let username = format!("bench.{suffix:08x}");
     let email = format!("{username}@example.org");

@@ -133,12 +133,21 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
             .await
         }
         Scenario::PasswordLogin => {
-            let Some(username) = &peer.username else { return Ok(None) };
-            let browser = super::peers::cookie_client()?;
-            let form = Arc::new(super::peers::login_form(&browser, &peer.issuer, username).await?);
-            measure(scenario, load, context, move |_, _| {
-                let (form, browser) = (form.clone(), browser.clone());
+            // A citizen per worker: logins to one account from many workers at once would meet
+            // the per-account throttle, which refuses parallel attempts beyond the free ones.
+            let Some(outbox) = &peer.outbox else { return Ok(None) };
+            let mut logins = Vec::with_capacity(load.concurrency);
+            for _ in 0..load.concurrency {
+                let browser = super::peers::cookie_client()?;
+                let username = super::peers::register(&browser, &peer.issuer, outbox).await?;
+                let form = super::peers::login_form(&browser, &peer.issuer, &username).await?;
+                logins.push((browser, form));
+            }
+            let logins = Arc::new(logins);
+            measure(scenario, load, context, move |_, worker| {
+                let logins = logins.clone();
                 async move {
+                    let (browser, form) = &logins[worker];
                     let response = browser.post(&form.url).form(&form.fields).send().await?;
                     anyhow::ensure!(response.status().is_redirection(), "login answered {}", response.status());
                     Ok(())

@@ -50,9 +50,9 @@ pub use id_token::{IdTokenClaims, at_hash, verify_id_token_hint};
 pub use ids::{AccountId, ClientId, Environment, ParseEnvironmentError, TenantId};
 pub use keys::{
     Jwk, JwkSet, KeyEncryptionKey, KeyError, KeyInfo, KeyPolicy, KeyRing, KeyService, KeyStatus, KeyStoreError,
-    SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
+    PublishedJwks, SigningAlgorithm, SigningKey, SigningKeyStore, StoredSigningKey,
 };
-pub use opaque::{constant_time_eq, random_token, token_digest};
+pub use opaque::{constant_time_eq, entity_tag, random_token, token_digest};
 pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
 pub use refresh::{RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
 pub use subject::pairwise_subject;

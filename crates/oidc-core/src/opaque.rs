@@ -19,6 +19,12 @@ pub fn token_digest(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A strong HTTP entity tag (RFC 9110 §8.8.3), quotes included, for a document served as
+/// `body`: 128 bits of its SHA-256, so the tag changes whenever the document does.
+pub fn entity_tag(body: &[u8]) -> String {
+    format!("\"{}\"", &URL_SAFE_NO_PAD.encode(Sha256::digest(body))[..22])
+}
+
 /// Equality whose time does not depend on where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -27,6 +33,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entity_tag_is_quoted_stable_and_follows_the_body() {
+        let tag = entity_tag(b"{\"keys\":[]}");
+        assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 24, "{tag}");
+        assert_eq!(tag, entity_tag(b"{\"keys\":[]}"));
+        assert_ne!(tag, entity_tag(b"{\"keys\":[1]}"));
+    }
 
     #[test]
     fn tokens_are_long_random_and_stored_hashed() {

@@ -61,12 +61,15 @@ pub(crate) struct Site {
     /// The name of this environment's session cookie; environments never share a session.
     pub(crate) session_cookie: String,
     /// Serialised once at start: discovery never changes while the process runs.
-    pub(crate) discovery: Arc<str>,
+    pub(crate) discovery: Arc<[u8]>,
+    /// The discovery document's entity tag.
+    pub(crate) discovery_etag: String,
 }
 
 impl Site {
     pub(crate) fn new(environment: Environment, issuer: &str, metadata: ProviderMetadata) -> anyhow::Result<Self> {
         let url = url::Url::parse(issuer)?;
+        let discovery = serde_json::to_vec(&metadata)?;
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
@@ -79,7 +82,8 @@ impl Site {
             secure: url.scheme() == "https",
             issuer: issuer.to_owned(),
             session_cookie: format!("sk_session_{}", environment.as_str()),
-            discovery: serde_json::to_string(&metadata)?.into(),
+            discovery_etag: oidc_core::entity_tag(&discovery),
+            discovery: discovery.into(),
         })
     }
 

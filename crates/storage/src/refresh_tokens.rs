@@ -1,7 +1,8 @@
 use async_trait::async_trait;
 use oidc_core::{AccountId, ClientId, RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, Statement, TransactionTrait, sea_query::Expr,
 };
 
 use crate::entities::refresh_token;
@@ -70,6 +71,35 @@ fn successor(
 }
 
 impl SeaRefreshTokenStore {
+    /// PostgreSQL: rotates a live token in one statement, so one round trip: claim the old
+    /// row (only one caller can), insert its successor with the same family and grant. `None`
+    /// when the token is not live; the caller then judges it in a transaction.
+    async fn rotate_live(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<refresh_token::Model>, RefreshStoreError> {
+        const ROTATE: &str = r#"
+            WITH claimed AS (
+                UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
+                WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1
+                RETURNING family_id, environment, client_id, account_id, "grant"
+            )
+            INSERT INTO refresh_tokens
+                (token_hash, family_id, environment, client_id, account_id, "grant", created_at, expires_at)
+            SELECT $2, family_id, environment, client_id, account_id, "grant", $1, $4 FROM claimed
+            RETURNING token_hash, family_id, environment, client_id, account_id, "grant", created_at, expires_at,
+                used_at, replaced_by"#;
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            ROTATE,
+            [now.into(), new_hash.into(), old_hash.into(), expires_at.into()],
+        );
+        refresh_token::Model::find_by_statement(statement).one(&self.conn).await.map_err(failed)
+    }
+
     /// A used token comes again: a retry (not a replay) when it was used within the grace and
     /// its successor was never used. The unused successor is then deleted — atomically, so of
     /// concurrent retries one wins — and `old` points at `new_hash` instead.
@@ -124,6 +154,13 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         expires_at: i64,
         grace_seconds: i64,
     ) -> Result<Rotation, RefreshStoreError> {
+        if self.conn.get_database_backend() == DbBackend::Postgres
+            && let Some(next) = self.rotate_live(old_hash, new_hash, now, expires_at).await?
+        {
+            return Ok(Rotation::Rotated(record(next)?));
+        }
+        // SQLite, and on PostgreSQL whatever is not a live token (a replay, a retry within the
+        // grace, an expired or unknown token): read and judge in one transaction.
         let txn = self.conn.begin().await.map_err(failed)?;
         let Some(old) = refresh_token::Entity::find_by_id(old_hash.to_owned()).one(&txn).await.map_err(failed)? else {
             return Ok(Rotation::Invalid);

@@ -13,7 +13,7 @@ mod store;
 
 pub use cipher::{KeyEncryptionKey, KeyRing};
 pub use material::{Jwk, JwkSet, SigningAlgorithm, SigningKey};
-pub use service::{KeyInfo, KeyPolicy, KeyService, KeyStatus};
+pub use service::{KeyInfo, KeyPolicy, KeyService, KeyStatus, PublishedJwks};
 pub use store::{KeyStoreError, SigningKeyStore, StoredSigningKey};
 
 /// What can go wrong with signing keys.

@@ -88,6 +88,36 @@ struct Snapshot {
     loaded_at: OffsetDateTime,
     /// Keys that had not expired when loaded.
     keys: Vec<LoadedKey>,
+    /// The JWKS of these keys, serialised once.
+    published: Arc<PublishedJwks>,
+}
+
+impl Snapshot {
+    fn new(loaded_at: OffsetDateTime, keys: Vec<LoadedKey>) -> Result<Self, KeyError> {
+        let published = Arc::new(PublishedJwks::of(&keys, loaded_at)?);
+        Ok(Self { loaded_at, keys, published })
+    }
+}
+
+/// A JWKS as served: its JSON bytes and an entity tag, built once per key snapshot, so that
+/// serving it costs no serialisation and a relying party that has it gets `304 Not Modified`.
+#[derive(Debug)]
+pub struct PublishedJwks {
+    /// `application/json`.
+    pub body: Vec<u8>,
+    /// A strong entity tag with its quotes, derived from the body.
+    pub etag: String,
+    /// The first expiry among the published keys: from then on the document is out of date.
+    stale_at: Option<OffsetDateTime>,
+}
+
+impl PublishedJwks {
+    fn of(keys: &[LoadedKey], now: OffsetDateTime) -> Result<Self, KeyError> {
+        let live: Vec<&LoadedKey> = keys.iter().filter(|k| k.expires_at.is_none_or(|e| e > now)).collect();
+        let set = JwkSet { keys: live.iter().map(|k| k.public.clone()).collect() };
+        let body = serde_json::to_vec(&set).map_err(|e| KeyError::Material(e.to_string()))?;
+        Ok(Self { etag: crate::entity_tag(&body), body, stale_at: live.iter().filter_map(|k| k.expires_at).min() })
+    }
 }
 
 #[derive(Clone)]
@@ -271,6 +301,17 @@ impl KeyService {
         })
     }
 
+    /// [`KeyService::jwks`] as served: serialised once per key snapshot.
+    pub async fn published_jwks(&self, environment: Environment) -> Result<Arc<PublishedJwks>, KeyError> {
+        let snapshot = self.snapshot(environment).await?;
+        let now = self.clock.now();
+        if snapshot.published.stale_at.is_none_or(|stale| stale > now) {
+            return Ok(snapshot.published.clone());
+        }
+        // A key expired since the snapshot was loaded; the next refresh publishes without it.
+        Ok(Arc::new(PublishedJwks::of(&snapshot.keys, now)?))
+    }
+
     /// The key that signs with `algorithm` in `environment` now: the newest activated one.
     pub async fn signing_key(
         &self,
@@ -339,7 +380,11 @@ impl KeyService {
                     if let (KeyError::Store(_), Some(stale)) = (&error, self.cached(environment)) {
                         self.install(
                             environment,
-                            Arc::new(Snapshot { loaded_at: now, keys: stale.keys.clone() }),
+                            Arc::new(Snapshot {
+                                loaded_at: now,
+                                keys: stale.keys.clone(),
+                                published: stale.published.clone(),
+                            }),
                             seen,
                         );
                     }
@@ -397,7 +442,7 @@ impl KeyService {
                 })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        Ok(Snapshot { loaded_at: now, keys })
+        Snapshot::new(now, keys)
     }
 }
 
@@ -603,6 +648,14 @@ mod tests {
         let keys = service(clock.clone());
         keys.ensure_keys(Environment::Production).await.unwrap();
         let old = keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap();
+        // The served document is the JWKS, and its tag changes with it.
+        async fn published(keys: &KeyService) -> (Vec<String>, String) {
+            let published = keys.published_jwks(Environment::Production).await.unwrap();
+            let set: JwkSet = serde_json::from_slice(&published.body).unwrap();
+            (kids(&set), published.etag.clone())
+        }
+        let (first_kids, first_tag) = published(&keys).await;
+        assert_eq!(first_kids, kids(&keys.jwks(Environment::Production).await.unwrap()));
 
         let rotated = keys.rotate(Environment::Production).await.unwrap();
         let new_kid = rotated.iter().find(|k| k.algorithm == SigningAlgorithm::ES256).unwrap().kid.clone();
@@ -613,6 +666,10 @@ mod tests {
         assert_eq!(jwks.keys.len(), 4);
         assert!(kids(&jwks).contains(&new_kid));
         assert_eq!(keys.signing_key(Environment::Production, SigningAlgorithm::ES256).await.unwrap().kid(), old.kid());
+        let (rotated_kids, rotated_tag) = published(&keys).await;
+        assert_eq!(rotated_kids, kids(&jwks));
+        assert_ne!(rotated_tag, first_tag);
+        assert_ne!(rotated_kids, first_kids);
 
         // After the activation delay the new key signs; the old one is still published.
         clock.advance(time::Duration::hours(1));
@@ -628,6 +685,9 @@ mod tests {
         let jwks = keys.jwks(Environment::Production).await.unwrap();
         assert_eq!(jwks.keys.len(), 2);
         assert!(!kids(&jwks).contains(&old.kid().to_owned()));
+        let (retained_kids, retained_tag) = published(&keys).await;
+        assert_eq!(retained_kids, kids(&jwks), "an expired key leaves the served document at once");
+        assert_ne!(retained_tag, rotated_tag);
         assert!(
             keys.list(Environment::Production)
                 .await

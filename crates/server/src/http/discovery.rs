@@ -1,9 +1,11 @@
-//! OpenID Connect Discovery and the JWKS, per environment.
+//! OpenID Connect Discovery and the JWKS, per environment: bytes serialised once (at start, and
+//! per key snapshot), with an entity tag, so a relying party that has the document gets
+//! `304 Not Modified`.
 
 use poem::{
-    IntoResponse, Response, handler,
-    http::header,
-    web::{Data, Json},
+    IntoResponse, Request, Response, handler,
+    http::{StatusCode, header},
+    web::Data,
 };
 
 use crate::{error::HttpError, routes::Site, state::AppState};
@@ -14,17 +16,48 @@ const CACHE: &str = "public, max-age=300";
 
 /// `GET {issuer}/.well-known/openid-configuration`
 #[handler]
-pub(crate) fn openid_configuration(site: Data<&Site>) -> Response {
-    site.discovery
-        .to_string()
-        .with_content_type("application/json")
-        .with_header(header::CACHE_CONTROL, CACHE)
-        .into_response()
+pub(crate) fn openid_configuration(req: &Request, site: Data<&Site>) -> Response {
+    document(req, &site.discovery, &site.discovery_etag)
 }
 
 /// `GET {issuer}/jwks`
 #[handler]
-pub(crate) async fn jwks(state: Data<&AppState>, site: Data<&Site>) -> Result<Response, HttpError> {
-    let jwks = state.keys.jwks(site.environment).await?;
-    Ok(Json(jwks).with_header(header::CACHE_CONTROL, CACHE).into_response())
+pub(crate) async fn jwks(req: &Request, state: Data<&AppState>, site: Data<&Site>) -> Result<Response, HttpError> {
+    let published = state.keys.published_jwks(site.environment).await?;
+    Ok(document(req, &published.body, &published.etag))
+}
+
+/// `body` as JSON with `etag`, or 304 when the request's `If-None-Match` names it.
+fn document(req: &Request, body: &[u8], etag: &str) -> Response {
+    let known = req
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|value| value.split(',').map(str::trim).any(|tag| names(tag, etag))));
+    let response = if known {
+        Response::builder().status(StatusCode::NOT_MODIFIED).finish()
+    } else {
+        body.to_vec().with_content_type("application/json").into_response()
+    };
+    response.with_header(header::ETAG, etag).with_header(header::CACHE_CONTROL, CACHE).into_response()
+}
+
+/// Whether the tag from `If-None-Match` names `etag`: `*`, or the same tag compared weakly
+/// (RFC 9110 §13.1.2).
+fn names(tag: &str, etag: &str) -> bool {
+    tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_knows_the_wildcard() {
+        assert!(names("\"abc\"", "\"abc\""));
+        assert!(names("W/\"abc\"", "\"abc\""));
+        assert!(names("*", "\"abc\""));
+        assert!(!names("\"abd\"", "\"abc\""));
+        assert!(!names("abc", "\"abc\""));
+    }
 }
