@@ -405,9 +405,19 @@ async fn secrets_rotate_with_overlap_promotion_checks_production_rules_and_suspe
         config.as_object_mut().unwrap().remove(key);
     }
     config["redirect_uris"] = json!(["https://hundesteuer.coesfeld.de/cb"]);
+    config.as_object_mut().unwrap().remove("purpose");
+    let (status, etag, updated) =
+        operator.call(Method::PUT, &format!("/clients/{id}"), Some(config.clone()), etag.as_deref()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    // A login client in production says why it wants the citizen's data.
+    let (status, _, problem) = operator.post(&format!("/clients/{id}/promote"), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["field"], "purpose", "{problem}");
+    config["purpose"] = json!({"de": "Hundesteuer an- und abmelden", "en": "Dog tax registration"});
     let (status, _, updated) =
         operator.call(Method::PUT, &format!("/clients/{id}"), Some(config), etag.as_deref()).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["purpose"]["en"], "Dog tax registration");
     let (status, _, promoted) = operator.post(&format!("/clients/{id}/promote"), json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{promoted}");
     assert_eq!(promoted["environment"], "production");
@@ -438,6 +448,7 @@ async fn secrets_rotate_with_overlap_promotion_checks_production_rules_and_suspe
             "tenant.suspend",
             "client.create",
             "client.update",
+            "client.update",
             "client.rotate_secret",
             "client.rotate_secret",
             "client.create",
@@ -445,7 +456,10 @@ async fn secrets_rotate_with_overlap_promotion_checks_production_rules_and_suspe
             "tenant.create"
         ]
     );
-    let update = &trail["items"][3];
+    let purpose = &trail["items"][3];
+    assert!(purpose["before"]["settings"]["purpose"].is_null(), "{purpose}");
+    assert_eq!(purpose["after"]["settings"]["purpose"]["de"], "Hundesteuer an- und abmelden");
+    let update = &trail["items"][4];
     assert_eq!(update["before"]["settings"]["redirect_uris"][0], "http://localhost:3000/cb");
     assert_eq!(update["after"]["settings"]["redirect_uris"][0], "https://hundesteuer.coesfeld.de/cb");
     server.stop().await;

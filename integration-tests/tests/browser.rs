@@ -1,7 +1,9 @@
 //! End to end in real headless Chromium over WebDriver (chromedriver + fantoccini): a citizen
 //! registers, activates by the mailed link, logs in, changes data, exports, resets the password
 //! and deletes the account, typing into the real forms. Every page on the way is checked with
-//! axe-core for WCAG 2.1 A/AA violations, and at 320 px width for horizontal scrolling.
+//! axe-core for WCAG 2.1 A/AA violations, and its layout at 320, 375 and 1280 px from the DOM
+//! (horizontal scrolling, header controls, box sizes, field edges, words broken in labels),
+//! with screenshots under `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` and `npm ci` in `integration-tests/browser`
 //! (`.ci/run` does all three); without them the test says so and skips (fails in CI).
@@ -70,12 +72,78 @@ impl Drop for Driver {
     }
 }
 
-/// Runs axe-core on the current page and the 320-px reflow check; collects what fails.
+/// Runs axe-core on the current page and checks its layout at 320, 375 and 1280 px (with a
+/// screenshot of each under `target/screenshots/`); collects what fails.
 struct Audit {
     axe: String,
     problems: Vec<String>,
     pages: usize,
+    screenshots: PathBuf,
 }
+
+/// The layout rules, measured from the DOM (positions and sizes, not pixels): no horizontal
+/// scrolling; header controls on one line aligned whether link or button; one size for every
+/// checkbox and every radio button; the text fields of a form on one left edge with one width;
+/// no word of a header, label, legend, heading or button broken across lines (at a hyphen is
+/// allowed; words longer than 24 characters, e-mail addresses, may break).
+const LAYOUT: &str = r#"
+    const problems = [];
+    // Shown to sighted users: not clipped away like the visually hidden texts for screen readers.
+    const visible = e => {
+        const r = e.getBoundingClientRect();
+        if (r.width <= 0 || r.height <= 0 || getComputedStyle(e).visibility === 'hidden') return false;
+        for (let a = e; a; a = a.parentElement) {
+            if (getComputedStyle(a).clip !== 'auto') return false;
+        }
+        return true;
+    };
+    const px = v => Math.round(v * 10) / 10;
+    if (document.documentElement.scrollWidth > window.innerWidth) {
+        const wide = [...document.querySelectorAll('main *, header *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+            .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 0.5));
+        const names = wide.slice(0, 3).map(e => '<' + e.tagName.toLowerCase() + '> "' + e.textContent.trim().slice(0, 40) + '"');
+        problems.push('scrolls horizontally (' + document.documentElement.scrollWidth + ' px): ' + names.join(', '));
+    }
+    const controls = [...document.querySelectorAll('header nav li > a, header nav li > form > button')]
+        .filter(visible).map(e => [e.textContent.trim(), e.getBoundingClientRect()]);
+    for (let i = 0; i < controls.length; i++) {
+        for (let j = i + 1; j < controls.length; j++) {
+            const [na, a] = controls[i], [nb, b] = controls[j];
+            const sameLine = a.top < b.bottom && b.top < a.bottom;
+            if (sameLine && (Math.abs(a.top - b.top) > 1 || Math.abs(a.height - b.height) > 1)) {
+                problems.push(`header: "${na}" top ${px(a.top)} height ${px(a.height)}, "${nb}" top ${px(b.top)} height ${px(b.height)}`);
+            }
+        }
+    }
+    for (const type of ['checkbox', 'radio']) {
+        const sizes = new Set([...document.querySelectorAll(`main input[type=${type}]`)].filter(visible)
+            .map(e => { const r = e.getBoundingClientRect(); return px(r.width) + 'x' + px(r.height); }));
+        if (sizes.size > 1) problems.push(`${type} boxes in sizes ${[...sizes].join(', ')}`);
+    }
+    for (const form of document.querySelectorAll('main form')) {
+        const fields = [...form.querySelectorAll('input[type=text], input[type=email], input[type=password], select')]
+            .filter(visible).map(e => e.getBoundingClientRect());
+        const lefts = new Set(fields.map(r => px(r.left))), widths = new Set(fields.map(r => px(r.width)));
+        if (lefts.size > 1 || widths.size > 1) {
+            problems.push(`form fields at left ${[...lefts].join('/')} with width ${[...widths].join('/')}`);
+        }
+    }
+    for (const element of [...document.querySelectorAll('th, label, dt, legend, h1, h2, h3, button, header a')].filter(visible)) {
+        const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const word = /[^\s‐-]+/g;
+            for (let m = word.exec(node.data); m; m = word.exec(node.data)) {
+                if (m[0].length > 24) continue;
+                const range = document.createRange();
+                range.setStart(node, m.index);
+                range.setEnd(node, m.index + m[0].length);
+                const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+                if (lines.size > 1) problems.push(`"${m[0]}" broken across lines in <${element.tagName.toLowerCase()}>`);
+            }
+        }
+    }
+    return problems;
+"#;
 
 impl Audit {
     async fn check(&mut self, browser: &Client, what: &str) {
@@ -95,21 +163,28 @@ impl Audit {
         if lang.as_str().unwrap_or_default().is_empty() {
             self.problems.push(format!("{what}: no lang attribute"));
         }
+        self.layout(browser, what).await;
     }
 
-    async fn reflow(&mut self, browser: &Client, what: &str) {
-        browser.set_window_size(320, 900).await.unwrap();
-        let overflow =
-            browser.execute("return document.documentElement.scrollWidth > window.innerWidth", vec![]).await.unwrap();
-        if overflow.as_bool() != Some(false) {
-            self.problems.push(format!("{what}: scrolls horizontally at 320 px"));
+    async fn layout(&mut self, browser: &Client, what: &str) {
+        let name: String =
+            what.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        for width in [320, 375, 1280] {
+            browser.set_window_size(width, 900).await.unwrap();
+            let found = browser.execute(LAYOUT, vec![]).await.unwrap();
+            for problem in found.as_array().cloned().unwrap_or_default() {
+                self.problems.push(format!("{what} at {width} px: {}", problem.as_str().unwrap_or_default()));
+            }
+            let png = browser.screenshot().await.unwrap();
+            std::fs::write(self.screenshots.join(format!("{:02}-{name}-{width}.png", self.pages)), png).unwrap();
         }
         browser.set_window_size(1280, 900).await.unwrap();
     }
 }
 
 /// A production client of a new authority that may receive name and e-mail address.
-async fn authority_client(server: &TestServer, environment: oidc_core::Environment, slug: &str) -> String {
+/// Returns its id and secret.
+async fn authority_client(server: &TestServer, environment: oidc_core::Environment, slug: &str) -> (String, String) {
     use oidc_core::{ClaimName, Scope, TrustLevel};
     use std::collections::BTreeSet;
     use tenant_registry::{Actor, Branding, ClaimRule, ClientSettings, GrantType, NewTenant, OperatorFlags};
@@ -136,6 +211,10 @@ async fn authority_client(server: &TestServer, environment: oidc_core::Environme
         vec![url::Url::parse("https://formulare.example/callback").unwrap()],
     );
     settings.grant_types = BTreeSet::from([GrantType::AuthorizationCode]);
+    settings.purpose = Some(tenant_registry::Purpose {
+        de: "Antrag auf einen Anwohnerparkausweis".into(),
+        en: Some("Application for a resident parking permit".into()),
+    });
     settings.scopes = ["openid", "profile", "email"].iter().filter_map(|s| Scope::parse(s)).collect();
     settings.claims = claims
         .iter()
@@ -143,8 +222,8 @@ async fn authority_client(server: &TestServer, environment: oidc_core::Environme
         .map(|claim| ClaimRule { required: claim.as_str() != "email", claim })
         .collect();
     let flags = OperatorFlags { first_party: false, admin_role: None };
-    let (client, _) = registry.create_client(&actor, tenant.id, environment, settings, flags).await.unwrap();
-    client.client_id.to_string()
+    let (client, secret) = registry.create_client(&actor, tenant.id, environment, settings, flags).await.unwrap();
+    (client.client_id.to_string(), secret.expect("a confidential client's secret").expose().to_owned())
 }
 
 async fn type_into(browser: &Client, id: &str, text: &str) {
@@ -175,6 +254,19 @@ async fn wait_for(browser: &Client, needle: &str) -> String {
 }
 
 /// Waits until the browser is on `expected`.
+/// Waits until the browser's address contains `needle` (a redirect to a client, which does not
+/// answer here) and returns it.
+async fn wait_url(browser: &Client, needle: &str) -> url::Url {
+    for _ in 0..100 {
+        let current = browser.current_url().await.unwrap();
+        if current.as_str().contains(needle) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser did not reach an address with {needle}: {}", browser.current_url().await.unwrap());
+}
+
 async fn wait_path(browser: &Client, expected: &str) {
     for _ in 0..100 {
         if browser.current_url().await.unwrap().path() == expected {
@@ -226,17 +318,17 @@ async fn citizen_journey_in_chromium_with_axe() {
         .connect(&format!("http://127.0.0.1:{}", driver.1))
         .await
         .expect("a Chromium session");
-    let mut audit = Audit { axe, problems: Vec::new(), pages: 0 };
+    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let mut audit = Audit { axe, problems: Vec::new(), pages: 0, screenshots };
 
     browser.goto(&format!("{base}/")).await.unwrap();
     audit.check(&browser, "start").await;
-    audit.reflow(&browser, "start").await;
 
     // Step 1, first with mistakes: errors at the fields and in the summary.
     click(&browser, "main a.secondary").await;
     wait_path(&browser, "/registrierung").await;
     audit.check(&browser, "registration step 1").await;
-    audit.reflow(&browser, "registration step 1").await;
     type_into(&browser, "given_names", "Max").await;
     type_into(&browser, "postal_code", "1234").await;
     click(&browser, "main form button[type=submit]").await;
@@ -286,7 +378,6 @@ async fn citizen_journey_in_chromium_with_axe() {
     wait_path(&browser, "/konto").await;
     wait_for(&browser, "Paderborn").await;
     audit.check(&browser, "Mein Konto").await;
-    audit.reflow(&browser, "Mein Konto").await;
 
     // Change data.
     browser.goto(&format!("{base}/konto/daten")).await.unwrap();
@@ -320,7 +411,8 @@ async fn citizen_journey_in_chromium_with_axe() {
     audit.check(&browser, "change password").await;
 
     // An authority's service asks for data: the consent page with the values.
-    let client_id = authority_client(&server, oidc_core::Environment::Production, "stadt-bielefeld").await;
+    let (client_id, client_secret) =
+        authority_client(&server, oidc_core::Environment::Production, "stadt-bielefeld").await;
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("client_id", client_id.as_str()),
@@ -334,8 +426,43 @@ async fn citizen_journey_in_chromium_with_axe() {
     browser.goto(&format!("{base}/authorize?{query}")).await.unwrap();
     let consent = wait_for(&browser, "Datenübermittlung zustimmen").await;
     assert!(consent.contains("Bielefeld") || consent.contains("Max"), "{consent}");
+    assert!(consent.contains("Antrag auf einen Anwohnerparkausweis"), "the purpose: {consent}");
     audit.check(&browser, "consent").await;
-    audit.reflow(&browser, "consent").await;
+    // Nothing optional leaves without a tick: "Zustimmen" with the e-mail box as it came.
+    let email_box = browser.find(Locator::Css("#claim-email")).await.unwrap();
+    assert_eq!(email_box.prop("checked").await.unwrap().as_deref(), Some("false"), "unticked at first");
+    click(&browser, "main form button[value=allow]").await;
+    let callback = wait_url(&browser, "code=").await;
+    let code = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://formulare.example/callback"),
+            ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let userinfo: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().expect("an access token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(userinfo["family_name"], "Mustermann", "{userinfo}");
+    assert!(userinfo.get("email").is_none(), "the e-mail address was not ticked: {userinfo}");
+    browser.goto(&format!("{base}/konto/uebermittlungen")).await.unwrap();
+    let log = wait_for(&browser, "Anwohnerparkausweis").await;
+    assert!(log.contains("Familienname") && !log.contains("E-Mail-Adresse"), "what was released: {log}");
     browser.goto(&format!("{base}/logout")).await.unwrap();
     wait_for(&browser, "Abmelden?").await;
     audit.check(&browser, "logout confirmation").await;
@@ -443,7 +570,7 @@ async fn citizen_journey_in_chromium_with_axe() {
     wait_for(&browser, "Sie sind abgemeldet.").await;
 
     // One-time identification for an authority's request that needs "hoch", without an account.
-    let client_id = authority_client(&server, oidc_core::Environment::Test, "kreis-lippe").await;
+    let (client_id, _) = authority_client(&server, oidc_core::Environment::Test, "kreis-lippe").await;
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("client_id", client_id.as_str()),
@@ -464,13 +591,7 @@ async fn citizen_journey_in_chromium_with_axe() {
     assert!(consent.contains("MUSTERMANN"), "{consent}");
     audit.check(&browser, "consent of a one-time identification").await;
     click(&browser, "main form button[value=allow]").await;
-    for _ in 0..100 {
-        if browser.current_url().await.unwrap().as_str().contains("code=") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let callback = browser.current_url().await.unwrap();
+    let callback = wait_url(&browser, "code=").await;
     assert!(callback.as_str().starts_with("https://formulare.example/callback?code="), "{callback}");
 
     for page in ["/barrierefreiheit", "/datenschutz", "/anmelden?lang=en", "/registrierung", "/aktivierung/erneut"] {

@@ -52,14 +52,33 @@ async fn discovery_and_jwks_carry_cache_headers_and_json() {
     let backends = Backends::from_env().await;
     let server = TestServer::start(&backends, |_| {}).await;
     let client = reqwest::Client::new();
+    let mut tags = BTreeSet::new();
     for path in ["/.well-known/openid-configuration", "/jwks", "/test/.well-known/openid-configuration", "/test/jwks"] {
         let response = client.get(format!("{}{path}", server.base_url)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["cache-control"], "public, max-age=300", "{path}");
         assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10, "{path}: a strong tag, is {etag}");
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(body.is_object(), "{path}");
+
+        // A relying party that has the document gets 304 without a body, weakly compared too.
+        for tag in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".to_owned()] {
+            let again =
+                client.get(format!("{}{path}", server.base_url)).header("if-none-match", &tag).send().await.unwrap();
+            assert_eq!(again.status(), 304, "{path} with If-None-Match {tag}");
+            assert_eq!(again.headers()["etag"], etag.as_str(), "{path}");
+            assert_eq!(again.headers()["cache-control"], "public, max-age=300", "{path}");
+            assert!(again.bytes().await.unwrap().is_empty(), "{path}: 304 has no body");
+        }
+        let stale =
+            client.get(format!("{}{path}", server.base_url)).header("if-none-match", "\"other\"").send().await.unwrap();
+        assert_eq!(stale.status(), 200, "{path}: another tag gets the document");
+        tags.insert(etag);
     }
+    // Every document has its own tag (production and test keys differ).
+    assert_eq!(tags.len(), 4);
     server.stop().await;
     backends.drop_now().await;
 }

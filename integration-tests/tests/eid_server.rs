@@ -133,7 +133,7 @@ async fn a_tr03130_eid_server_behind_mutual_tls_serves_registration_with_the_car
     let landed = response.url().to_string();
     let html = response.text().await.unwrap();
     assert!(landed.ends_with("/registrierung/ausweis"), "{landed}: {html}");
-    for shown in ["ANNA", "BEISPIEL", "1990-03-15", "WIEN", "AM ABDINGHOF 11", "33098", "PADERBORN"] {
+    for shown in ["ANNA", "BEISPIEL", "15.03.1990", "WIEN", "AM ABDINGHOF 11", "33098", "PADERBORN"] {
         assert!(html.contains(shown), "{shown} from the eID-Server: {html}");
     }
 

@@ -98,8 +98,15 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
     assert_eq!(response.status(), StatusCode::OK);
     let consent = response.text().await.unwrap();
     assert!(consent.contains("Datenübermittlung zustimmen") && consent.contains("Demo-Kommune"), "{consent}");
-    assert!(consent.contains("Erika") && consent.contains("Heidestraße 17, 51147 Köln"), "values are shown");
-    assert!(consent.contains("(erforderlich)"), "required claims are marked");
+    assert!(consent.contains("Erika") && consent.contains("Heidestraße 17<br>51147 Köln"), "values are shown");
+    assert!(consent.contains("12.08.1964"), "the birth date as on every page: {consent}");
+    assert!(consent.contains("Diese Angaben braucht der Online-Dienst"), "required claims are listed as such");
+    assert!(consent.contains("Anwohnerparkausweis"), "the purpose is shown");
+    assert!(!consent.contains("name=\"claim\" value=\"given_name\""), "a required claim is no checkbox");
+    for claim in ["birthdate", "place_of_birth", "address", "email"] {
+        let checkbox = format!("id=\"claim-{claim}\" name=\"claim\" value=\"{claim}\">");
+        assert!(consent.contains(&checkbox), "{claim} offered and not ticked in advance: {consent}");
+    }
     let response = citizen
         .post(format!("{issuer}/zustimmung"))
         .form(&[
@@ -321,6 +328,28 @@ async fn a_relying_party_logs_a_citizen_in_with_the_code_flow() {
         "the ID token's release is logged: {}",
         export["data_transfers"]
     );
+
+    // prompt=consent shows the earlier choice as it was: what was ticked, ticked; nothing more.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("address".into()))
+        .add_extra_param("prompt", "consent")
+        .set_pkce_challenge(challenge)
+        .url();
+    let (status, html) = page(&citizen, url.as_str()).await;
+    assert_eq!(status, StatusCode::OK);
+    for (claim, ticked) in [("email", true), ("address", true), ("birthdate", false), ("place_of_birth", false)] {
+        let checkbox =
+            format!("id=\"claim-{claim}\" name=\"claim\" value=\"{claim}\"{}>", if ticked { " checked" } else { "" });
+        assert!(html.contains(&checkbox), "{claim} ticked: {ticked}: {html}");
+    }
 
     // Withdrawn consent: the next login asks again.
     let (_, html) = page(&citizen, &format!("{issuer}/konto/uebermittlungen")).await;

@@ -40,6 +40,9 @@ async fn health_readiness_metrics_and_request_ids() {
         r#"servicekonto_http_requests_total{method="GET",route="/test/jwks",status="200"} 1"#,
         r#"servicekonto_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
         r#"servicekonto_http_request_duration_seconds_count{method="GET",route="/readyz"} 1"#,
+        // The inactivity policy's counts (unit-tested with a manual clock in storage's tests).
+        r#"servicekonto_inactive_accounts_total{action="reminded"} 0"#,
+        r#"servicekonto_inactive_accounts_total{action="deleted"} 0"#,
     ] {
         assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
     }

@@ -77,9 +77,20 @@ async fn rfc7591_registration_and_rfc7592_management() {
     let (status, _) = register(&format!("{production}/test"), Some(&iat), example.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a production token does not work at the test issuer (and is spent)");
 
+    // Production wants the purpose the consent page shows.
+    let iat = initial_token(&operator, &tenant_id, "production").await;
+    let (status, refused) = register(&production, Some(&iat), example.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"], "invalid_client_metadata", "{refused}");
+    assert!(refused["error_description"].as_str().unwrap().contains("purpose"), "{refused}");
+    let mut example = example;
+    example["purpose"] = json!("Hundesteuer an- und abmelden");
+    example["purpose#en"] = json!("Registering and deregistering a dog for the dog tax");
     let iat = initial_token(&operator, &tenant_id, "production").await;
     let (status, registered) = register(&production, Some(&iat), example.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{registered}");
+    assert_eq!(registered["purpose"], example["purpose"]);
+    assert_eq!(registered["purpose#en"], example["purpose#en"]);
     for field in
         ["client_id", "client_secret", "registration_access_token", "registration_client_uri", "client_id_issued_at"]
     {
@@ -93,7 +104,7 @@ async fn rfc7591_registration_and_rfc7592_management() {
     let (status, _) = register(&production, Some(&iat), example.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "initial access tokens are single-use");
     let (_, _, trail) = operator.get(&format!("/audit?tenant_id={tenant_id}&action=initial_access_token.issue")).await;
-    assert_eq!(trail["total"], 2, "every issued token is audited: {trail}");
+    assert_eq!(trail["total"], 3, "every issued token is audited: {trail}");
     assert!(!trail.to_string().contains(&iat), "never the token itself");
 
     // RFC 7592: read, update, delete with the registration access token.

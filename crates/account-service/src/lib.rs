@@ -41,8 +41,9 @@ pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
 pub use prefill::{claim_preview, claim_value, verified_claims};
 pub use service::{
-    AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, LoggedIn, MasterDataChange, Registration,
+    AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, InactivityPolicy, InactivitySweep, LoggedIn,
+    MasterDataChange, Registration,
 };
 pub use session::{Session, SessionPolicy};
-pub use store::{AccountStore, StoreError, StoredLink, UniqueField};
+pub use store::{AccountStore, Inactive, StoreError, StoredLink, UniqueField};
 pub use throttle::ThrottlePolicy;

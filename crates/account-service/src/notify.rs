@@ -44,6 +44,14 @@ pub enum Notification {
     PasswordChanged,
     /// Your account was deleted.
     AccountDeleted,
+    /// Your account has not been used for a long time and will be deleted on `delete_on`
+    /// unless you log in before.
+    InactivityReminder {
+        /// The day of the deletion.
+        delete_on: time::Date,
+    },
+    /// Your account was deleted because it was not used (after the reminder).
+    DeletedForInactivity,
     /// Someone tried to register a new account with your address (which has one already): if
     /// it was you, log in or reset the password. The registering browser is told the same as
     /// for any registration, so the page reveals no account.
@@ -60,6 +68,8 @@ impl std::fmt::Debug for Notification {
             Notification::PasswordReset { .. } => "PasswordReset",
             Notification::PasswordChanged => "PasswordChanged",
             Notification::AccountDeleted => "AccountDeleted",
+            Notification::InactivityReminder { .. } => "InactivityReminder",
+            Notification::DeletedForInactivity => "DeletedForInactivity",
             Notification::RegistrationAttempt => "RegistrationAttempt",
         })
     }

@@ -19,7 +19,7 @@ use crate::{
     },
     notify::{Notification, Notifier, Recipient},
     session::{Session, SessionPolicy, Sessions},
-    store::{AccountStore, StoreError, UniqueField},
+    store::{AccountStore, Inactive, StoreError, UniqueField},
     throttle::{Throttle, ThrottlePolicy},
 };
 
@@ -92,6 +92,43 @@ pub struct AccountsConfig {
     pub sessions: SessionPolicy,
     /// Login throttling.
     pub throttle: ThrottlePolicy,
+    /// What happens to accounts nobody uses; `None`: they stay.
+    pub inactivity: Option<InactivityPolicy>,
+}
+
+/// Accounts kept only as long as they are used (GDPR Art. 5(1)(e)): after `remind_after`
+/// without a login the citizen is told by mail that the account will be deleted; after
+/// `delete_after`, and not before `delete_after - remind_after` has passed since the reminder,
+/// it is deleted as the citizen's own deletion would do it. A login in between keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InactivityPolicy {
+    /// Without a login this long, a reminder (3 years).
+    pub remind_after: Duration,
+    /// Without a login this long, the deletion (3 years and 3 months).
+    pub delete_after: Duration,
+}
+
+impl InactivityPolicy {
+    /// The time between reminder and deletion.
+    pub fn notice(&self) -> Duration {
+        self.delete_after.saturating_sub(self.remind_after)
+    }
+}
+
+impl Default for InactivityPolicy {
+    fn default() -> Self {
+        let days = |d: u64| Duration::from_secs(d * 24 * 3600);
+        Self { remind_after: days(3 * 365), delete_after: days(3 * 365 + 91) }
+    }
+}
+
+/// What one run of the inactivity policy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InactivitySweep {
+    /// Reminders sent.
+    pub reminded: u64,
+    /// Accounts deleted.
+    pub deleted: u64,
 }
 
 impl Default for AccountsConfig {
@@ -104,6 +141,7 @@ impl Default for AccountsConfig {
             email_change_ttl: hours(24),
             sessions: SessionPolicy::default(),
             throttle: ThrottlePolicy::default(),
+            inactivity: Some(InactivityPolicy::default()),
         }
     }
 }
@@ -203,6 +241,8 @@ pub struct Accounts {
     links: Links,
     sessions: Sessions,
     throttle: Throttle,
+    /// For the inactivity policy's lease.
+    ephemeral: Arc<dyn EphemeralStore>,
     config: AccountsConfig,
 }
 
@@ -228,7 +268,8 @@ impl Accounts {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             )),
             sessions: Sessions::new(ephemeral.clone(), clock.clone(), config.sessions),
-            throttle: Throttle::new(ephemeral, clock.clone(), config.throttle),
+            throttle: Throttle::new(ephemeral.clone(), clock.clone(), config.throttle),
+            ephemeral,
             clock,
             config,
         }
@@ -447,10 +488,9 @@ impl Accounts {
         if needs_rehash {
             let mut account = account.clone();
             account.password_hash = self.hash_password(password.to_owned()).await?;
-            self.store.update(&account, Some(&event)).await?;
-        } else {
-            self.store.append_event(environment, account.id, &event).await?;
+            self.store.update(&account, None).await?;
         }
+        self.store.record_login(environment, account.id, &event).await?;
         self.start_session(&account, AuthMethod::Pwd).await
     }
 
@@ -467,7 +507,7 @@ impl Accounts {
             return Err(AccountError::NotActivated);
         }
         let event = self.event(EventKind::LoginSucceeded, Some(AuthMethod::Eid.as_str().to_owned()));
-        self.store.append_event(environment, account.id, &event).await?;
+        self.store.record_login(environment, account.id, &event).await?;
         self.start_session(&account, AuthMethod::Eid).await.map(Some)
     }
 
@@ -823,6 +863,69 @@ impl Accounts {
         let purged = self.store.purge_pending(before).await?;
         self.links.purge().await?;
         Ok(purged)
+    }
+
+    /// One run of the inactivity policy by `holder` (a node's name), on one node at a time: the
+    /// run holds a lease in the ephemeral store shared by all nodes (released at its end, or
+    /// after 30 minutes when the node died). `Ok(None)` when another node's run holds it.
+    #[instrument(skip_all)]
+    pub async fn sweep_inactive(&self, holder: &str) -> Result<Option<InactivitySweep>, AccountError> {
+        const LEASE: &str = "lease:inactive-accounts";
+        const LEASE_TTL: Duration = Duration::from_secs(30 * 60);
+        if !self.ephemeral.put_if_absent(LEASE, holder.as_bytes(), LEASE_TTL).await.map_err(AccountError::internal)? {
+            return Ok(None);
+        }
+        let swept = self.sweep_inactive_now().await;
+        // Released only by its holder: a run that outlived its lease leaves the next one alone.
+        if self.ephemeral.get(LEASE).await.ok().flatten().as_deref() == Some(holder.as_bytes()) {
+            let _ = self.ephemeral.delete(LEASE).await;
+        }
+        swept.map(Some)
+    }
+
+    /// Reminders for accounts unused for `remind_after`, deletion of those unused for
+    /// `delete_after` whose reminder is older than the notice period. Works in batches until
+    /// nothing is due; a mail that cannot be handed over leaves the account unmarked, so the
+    /// next run tries again.
+    async fn sweep_inactive_now(&self) -> Result<InactivitySweep, AccountError> {
+        const BATCH: u32 = 100;
+        let mut sweep = InactivitySweep::default();
+        let Some(policy) = self.config.inactivity else { return Ok(sweep) };
+        let now = self.clock.now();
+        let deletion_due =
+            Inactive::DueForDeletion { seen_before: now - policy.delete_after, reminded_before: now - policy.notice() };
+        loop {
+            let due = self.store.inactive(deletion_due, BATCH).await?;
+            for account in &due {
+                match self.store.delete(account.environment, account.id, now).await {
+                    Ok(()) | Err(StoreError::NotFound) => sweep.deleted += 1,
+                    Err(e) => return Err(e.into()),
+                }
+                self.send(account, Notification::DeletedForInactivity).await;
+            }
+            if due.len() < BATCH as usize {
+                break;
+            }
+        }
+        let delete_on = (now + policy.notice()).date();
+        let mut failed = std::collections::BTreeSet::new();
+        loop {
+            let due =
+                self.store.inactive(Inactive::DueForReminder { seen_before: now - policy.remind_after }, BATCH).await?;
+            let fresh: Vec<&Account> = due.iter().filter(|a| !failed.contains(&a.id)).collect();
+            for account in &fresh {
+                if self.send(account, Notification::InactivityReminder { delete_on }).await {
+                    self.store.mark_reminded(account.environment, account.id, now).await?;
+                    sweep.reminded += 1;
+                } else {
+                    failed.insert(account.id);
+                }
+            }
+            if due.len() < BATCH as usize || fresh.is_empty() {
+                break;
+            }
+        }
+        Ok(sweep)
     }
 
     fn event(&self, kind: EventKind, detail: Option<String>) -> AccountEvent {

@@ -60,6 +60,28 @@ pub trait AccountStore: Send + Sync {
         event: &AccountEvent,
     ) -> Result<(), StoreError>;
 
+    /// A successful login: appends its event, records its time (the inactivity policy counts
+    /// from it) and clears a pending inactivity reminder, in one step; `NotFound` when the
+    /// account is gone.
+    async fn record_login(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Active accounts of any environment that `filter` selects, at most `limit`, oldest
+    /// last-seen first.
+    async fn inactive(&self, filter: Inactive, limit: u32) -> Result<Vec<Account>, StoreError>;
+
+    /// Records that the inactivity reminder went out at `at`.
+    async fn mark_reminded(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
     /// The account's activity, newest first, at most `limit`.
     async fn events(
         &self,
@@ -148,6 +170,24 @@ pub trait AccountStore: Send + Sync {
 
     /// Removes links that expired before `before`; returns how many.
     async fn purge_links(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// Which inactive accounts [`AccountStore::inactive`] selects. "Last seen" is the last login,
+/// or the activation (the registration) for an account never logged in since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inactive {
+    /// Last seen before `seen_before`, no reminder pending: due for one.
+    DueForReminder {
+        /// The cut-off.
+        seen_before: OffsetDateTime,
+    },
+    /// Last seen before `seen_before` and reminded before `reminded_before`: due for deletion.
+    DueForDeletion {
+        /// The cut-off for the last login.
+        seen_before: OffsetDateTime,
+        /// The cut-off for the reminder (the notice period is over).
+        reminded_before: OffsetDateTime,
+    },
 }
 
 /// A single-use mail link as stored: only the hash of its token.

@@ -3,7 +3,7 @@
 //! [`Config::validate`] reports every problem at once.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -267,6 +267,10 @@ pub struct AccountsConfig {
     pub activation_link_hours: u64,
     /// Days after which accounts never activated are deleted.
     pub purge_unactivated_after_days: u64,
+    /// Days without a login after which the citizen is reminded that the account will be deleted.
+    pub inactive_reminder_after_days: u64,
+    /// Days without a login after which the account is deleted; 0: never.
+    pub inactive_deletion_after_days: u64,
     /// Minutes a password-reset link stays valid.
     pub reset_link_minutes: u64,
     /// Hours a confirmation link for a new e-mail address stays valid.
@@ -298,6 +302,8 @@ impl Default for AccountsConfig {
         Self {
             activation_link_hours: 72,
             purge_unactivated_after_days: 7,
+            inactive_reminder_after_days: 3 * 365,
+            inactive_deletion_after_days: 3 * 365 + 91,
             reset_link_minutes: 60,
             email_change_link_hours: 24,
             session_idle_minutes: 30,
@@ -342,6 +348,10 @@ impl AccountsConfig {
                 username_checks_per_ip: self.username_checks_per_hour,
                 ..account_service::ThrottlePolicy::default()
             },
+            inactivity: (self.inactive_deletion_after_days > 0).then(|| account_service::InactivityPolicy {
+                remind_after: minutes(self.inactive_reminder_after_days * 24 * 60),
+                delete_after: minutes(self.inactive_deletion_after_days * 24 * 60),
+            }),
         }
     }
 }
@@ -486,11 +496,19 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Whether `serve` applies pending migrations at start.
     pub run_migrations: bool,
+    /// SQLite only: `normal` (default) makes every commit survive a crash of the process and
+    /// syncs at checkpoints; `full` syncs every commit, so it survives a power loss too, at
+    /// one `fsync` per write. PostgreSQL commits as its server is configured.
+    pub sqlite_synchronous: storage::SqliteSynchronous,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: Secret::from("sqlite://data/servicekonto.db?mode=rwc"), run_migrations: true }
+        Self {
+            url: Secret::from("sqlite://data/servicekonto.db?mode=rwc"),
+            run_migrations: true,
+            sqlite_synchronous: storage::SqliteSynchronous::default(),
+        }
     }
 }
 
@@ -628,7 +646,19 @@ impl Config {
         // `SERVICEKONTO_X__Y_FILE=/run/secrets/y` sets `x.y` to the file's content as text, so
         // secrets need not sit in the environment.
         // `SERVICEKONTO_CONFIG` names the file (the command line's `--config`); it is no key.
-        let settings = vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_FILE_VARIABLE);
+        // Sorted, so that the same variables give the same configuration in any order.
+        let settings: BTreeMap<String, String> =
+            vars.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_FILE_VARIABLE).collect();
+        // `X` and `X_FILE` together would leave the choice to chance (an image's default `X` and
+        // the operator's `X_FILE`): refused, naming both.
+        let both: Vec<String> = settings
+            .keys()
+            .filter_map(|name| name.strip_suffix(FILE_SUFFIX).filter(|plain| settings.contains_key(*plain)))
+            .map(|plain| format!("{plain} and {plain}{FILE_SUFFIX} are both set; set one of them"))
+            .collect();
+        if !both.is_empty() {
+            return Err(ConfigError::Load(both.join("; ")));
+        }
         for (name, value) in settings {
             let path = name[ENV_PREFIX.len()..].to_lowercase();
             figment = match path.strip_suffix(&FILE_SUFFIX.to_lowercase()) {
@@ -759,6 +789,15 @@ impl Config {
             if value == 0 {
                 problems.push(format!("accounts.{name} must be at least 1"));
             }
+        }
+        if a.inactive_deletion_after_days > 0
+            && (a.inactive_reminder_after_days == 0 || a.inactive_reminder_after_days >= a.inactive_deletion_after_days)
+        {
+            problems.push(
+                "accounts.inactive_reminder_after_days must be at least 1 and less than inactive_deletion_after_days \
+                 (the citizen is told before the deletion)"
+                    .to_owned(),
+            );
         }
         if let Some(bind) = &self.metrics.bind
             && bind.parse::<SocketAddr>().is_err()
@@ -921,6 +960,31 @@ mod tests {
     }
 
     #[test]
+    fn a_value_and_its_file_variable_together_are_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("db-url");
+        std::fs::write(&secret, "postgres://sk:geheim@db/sk\n").unwrap();
+        // An image's default and the operator's secret file: which one won used to depend on
+        // the order of the environment (a compose node served on the image's SQLite).
+        for vars in [
+            [
+                ("SERVICEKONTO_DATABASE__URL", "sqlite://x.db"),
+                ("SERVICEKONTO_DATABASE__URL_FILE", secret.to_str().unwrap()),
+            ],
+            [
+                ("SERVICEKONTO_DATABASE__URL_FILE", secret.to_str().unwrap()),
+                ("SERVICEKONTO_DATABASE__URL", "sqlite://x.db"),
+            ],
+        ] {
+            let Err(ConfigError::Load(message)) = load("", &vars) else { panic!("accepted both") };
+            assert_eq!(
+                message,
+                "SERVICEKONTO_DATABASE__URL and SERVICEKONTO_DATABASE__URL_FILE are both set; set one of them"
+            );
+        }
+    }
+
+    #[test]
     fn one_public_url_moves_both_issuers_unless_one_is_set() {
         let config =
             load("[environments]\npublic_url = \"https://konto.example/\"\n[demo]\nenabled = false\n", &[]).unwrap();
@@ -942,6 +1006,15 @@ mod tests {
         assert!(err.contains("set environments.public_url"), "{err}");
         let err = load("[environments]\npublic_url = \"http://konto.example\"\n", &[]).unwrap_err().to_string();
         assert!(err.contains("environments.public_url"), "{err}");
+    }
+
+    #[test]
+    fn the_inactivity_policy_is_on_by_default_and_can_be_switched_off() {
+        let on = load("", &[]).unwrap().accounts.service().inactivity.expect("on by default");
+        assert_eq!(on.remind_after.as_secs(), 3 * 365 * 86400);
+        assert_eq!(on.notice().as_secs(), 91 * 86400, "three months between reminder and deletion");
+        let off = load("[accounts]\ninactive_deletion_after_days = 0\n", &[]).unwrap();
+        assert!(off.accounts.service().inactivity.is_none());
     }
 
     #[test]
@@ -976,6 +1049,9 @@ service = "test"
 [eid.test]
 service = "tr03130"
 server_url = "http://eid.example"
+[accounts]
+inactive_reminder_after_days = 400
+inactive_deletion_after_days = 365
 "#,
             &[],
         )
@@ -995,6 +1071,7 @@ server_url = "http://eid.example"
             "activation_delay_seconds",
             "eid.production.service = \"test\" is refused",
             "eid.test.server_url must be an https:// URL",
+            "inactive_reminder_after_days must be at least 1 and less than",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

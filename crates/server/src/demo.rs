@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use anyhow::Context;
 use oidc_core::{ClaimName, ClientId, Environment, Scope, TrustLevel};
 use tenant_registry::{
-    Actor, Branding, ClaimRule, ClientSecret, ClientSettings, GrantType, NewTenant, OperatorFlags, RegistryError,
-    Tenant,
+    Actor, Branding, ClaimRule, ClientSecret, ClientSettings, GrantType, NewTenant, OperatorFlags, Purpose,
+    RegistryError, Tenant,
 };
 
 use crate::state::AppState;
@@ -65,6 +65,10 @@ pub(crate) async fn ensure(state: &AppState) -> anyhow::Result<()> {
         .map(|claim| ClaimRule { required: matches!(claim.as_str(), "given_name" | "family_name"), claim })
         .collect();
     settings.organization_display_name = Some("Demo-Kommune".to_owned());
+    settings.purpose = Some(Purpose {
+        de: "Antrag auf einen Anwohnerparkausweis: Name und Anschrift füllen das Formular vor.".to_owned(),
+        en: Some("Application for a resident parking permit: name and address prefill the form.".to_owned()),
+    });
     settings.post_logout_redirect_uris = ["http://localhost:3000/logged-out", "http://127.0.0.1:3000/logged-out"]
         .iter()
         .filter_map(|u| url::Url::parse(u).ok())

@@ -83,6 +83,7 @@ pub async fn run(
         None => None,
     };
     let purge = tokio::spawn(purge_unactivated(state.clone()));
+    let inactivity = tokio::spawn(sweep_inactive_accounts(state.clone()));
     let probes = tokio::spawn(probe_dependencies(state.clone()));
     let keys = tokio::spawn(refresh_keys(state.clone()));
     let mails = tokio::spawn(deliver_mails(state.clone()));
@@ -91,6 +92,7 @@ pub async fn run(
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
         .await;
     purge.abort();
+    inactivity.abort();
     probes.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
@@ -155,6 +157,29 @@ async fn probe_dependencies(state: AppState) {
 /// How often each node deletes accounts never activated in time. Several nodes doing it at once
 /// is harmless: the deletion is idempotent.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How often each node tries to run the inactivity policy.
+const INACTIVITY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The inactivity policy: each node tries every hour; a run holds a lease in the shared
+/// ephemeral store, so two nodes never remind or delete the same accounts at once.
+async fn sweep_inactive_accounts(state: AppState) {
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let mut interval = tokio::time::interval(INACTIVITY_INTERVAL);
+    loop {
+        interval.tick().await;
+        match state.accounts.sweep_inactive(&node).await {
+            Ok(Some(sweep)) => {
+                if sweep != account_service::InactivitySweep::default() {
+                    tracing::info!(reminded = sweep.reminded, deleted = sweep.deleted, "inactive accounts swept");
+                }
+                state.metrics.inactivity_swept(sweep);
+            }
+            Ok(None) => tracing::debug!("inactive accounts: another node is sweeping"),
+            Err(e) => tracing::warn!(error = %e, "inactive accounts: the sweep failed; retrying later"),
+        }
+    }
+}
 
 async fn purge_unactivated(state: AppState) {
     let mut interval = tokio::time::interval(PURGE_INTERVAL);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{EnvironmentsConfig, MailConfig},
-    pages::{Lang, Pages},
+    pages::{Lang, Pages, format},
 };
 
 enum Transport {
@@ -78,6 +78,7 @@ impl Mailer {
         to: &Recipient,
         notification: &Notification,
     ) -> Result<(String, String, String), minijinja::Error> {
+        let mut delete_on = None;
         let (kind, link, new_email) = match notification {
             Notification::Activation { token } => {
                 ("activation", Some(self.link(environment, "/aktivierung", token)), None)
@@ -91,6 +92,11 @@ impl Mailer {
             }
             Notification::PasswordChanged => ("password_changed", None, None),
             Notification::AccountDeleted => ("account_deleted", None, None),
+            Notification::InactivityReminder { delete_on: day } => {
+                delete_on = Some(*day);
+                ("inactivity_reminder", Some(format!("{}/anmelden", self.issuers.issuer(environment))), None)
+            }
+            Notification::DeletedForInactivity => ("deleted_for_inactivity", None, None),
             Notification::RegistrationAttempt => {
                 ("registration_attempt", Some(format!("{}/anmelden", self.issuers.issuer(environment))), None)
             }
@@ -102,7 +108,9 @@ impl Mailer {
             context! {
                 subject => text(&format!("{kind}_subject")),
                 greeting => text("greeting"),
-                body => text(&format!("{kind}_body")).replace("{new_email}", new_email.unwrap_or_default()),
+                body => text(&format!("{kind}_body"))
+                    .replace("{new_email}", new_email.unwrap_or_default())
+                    .replace("{delete_on}", &delete_on.map(|day| format::date(lang, day)).unwrap_or_default()),
                 action => optional(format!("{kind}_action")),
                 validity => optional(format!("{kind}_validity")),
                 ignore => text("ignore"),
@@ -242,5 +250,38 @@ impl Notifier for MailOutbox {
         self.queue.enqueue(&mail).await.map_err(failed)?;
         self.queued.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use account_service::{Notification, Recipient};
+    use oidc_core::{Environment, KeyEncryptionKey};
+    use time::macros::date;
+
+    use super::*;
+
+    #[test]
+    fn the_inactivity_reminder_names_the_day_in_each_language_and_links_to_the_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = MailConfig { outbox_dir: dir.path().to_owned(), ..MailConfig::default() };
+        let pages = Arc::new(Pages::new(&KeyEncryptionKey::generate(), "a11y@example.de", "1").unwrap());
+        let mut issuers = EnvironmentsConfig::default();
+        issuers.production.issuer = "https://konto.example".to_owned();
+        let mailer = Mailer::new(&config, &issuers, pages).unwrap();
+        let to = Recipient { email: "erika@example.de".into(), name: "Erika Mustermann".into() };
+        let reminder = Notification::InactivityReminder { delete_on: date!(2029 - 03 - 05) };
+        let (subject, text, html) = mailer.render(Environment::Production, &to, &reminder).unwrap();
+        assert!(subject.contains("bald gelöscht") && subject.contains("deleted soon"), "{subject}");
+        // The HTML part escapes the slashes of the link (minijinja's HTML escaping).
+        for (body, login) in [(&text, "https://konto.example/anmelden"), (&html, "konto.example&#x2f;anmelden")] {
+            assert!(body.contains("am 05.03.2029"), "German date: {body}");
+            assert!(body.contains("on 5 March 2029"), "English date: {body}");
+            assert!(body.contains(login), "the way to keep it: {body}");
+        }
+        let (subject, text, _) =
+            mailer.render(Environment::Production, &to, &Notification::DeletedForInactivity).unwrap();
+        assert!(subject.contains("gelöscht"), "{subject}");
+        assert!(text.contains("neu registrieren") && !text.contains("{delete_on}"), "{text}");
     }
 }

@@ -16,6 +16,7 @@ pub(crate) struct Metrics {
     logins: IntCounterVec,
     dependency_errors: IntCounterVec,
     dependency_up: IntGaugeVec,
+    inactive_accounts: IntCounterVec,
 }
 
 impl Metrics {
@@ -49,12 +50,23 @@ impl Metrics {
         )?;
         registry.register(Box::new(dependency_errors.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
+        let inactive_accounts = IntCounterVec::new(
+            Opts::new(
+                "inactive_accounts_total",
+                "Accounts unused for the configured time: reminders sent (reminded) and accounts deleted (deleted)",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(inactive_accounts.clone()))?;
+        for action in ["reminded", "deleted"] {
+            inactive_accounts.with_label_values(&[action]).reset();
+        }
         // Every outcome exists from the start at 0, so that rate() and ratios in alerts work
         // before the first failure.
         for outcome in LOGIN_OUTCOMES {
             logins.with_label_values(&[outcome]).reset();
         }
-        Ok(Self { registry, requests, latency, tokens, logins, dependency_errors, dependency_up })
+        Ok(Self { registry, requests, latency, tokens, logins, dependency_errors, dependency_up, inactive_accounts })
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
@@ -80,6 +92,12 @@ impl Metrics {
     /// The outcome of the latest probe of `dependency`.
     pub(crate) fn dependency_up(&self, dependency: &str, up: bool) {
         self.dependency_up.with_label_values(&[dependency]).set(i64::from(up));
+    }
+
+    /// What a run of the inactivity policy did (on the node that held the lease).
+    pub(crate) fn inactivity_swept(&self, sweep: account_service::InactivitySweep) {
+        self.inactive_accounts.with_label_values(&["reminded"]).inc_by(sweep.reminded);
+        self.inactive_accounts.with_label_values(&["deleted"]).inc_by(sweep.deleted);
     }
 
     pub(crate) fn render(&self) -> String {

@@ -207,10 +207,13 @@ impl AppState {
 /// and applies or checks the migrations.
 pub(crate) async fn connect_database(config: &Config, migrations: Migrations) -> anyhow::Result<Database> {
     let url = config.database.url.expose();
-    let timeout = config.dependencies.timeout();
+    let settings = storage::ConnectSettings {
+        timeout: config.dependencies.timeout(),
+        sqlite_synchronous: config.database.sqlite_synchronous,
+    };
     let wait = Duration::from_secs(config.dependencies.startup_wait_seconds);
     let database = with_retries("database", url, 5432, wait, || async {
-        let database = Database::connect_with(url, timeout).await?;
+        let database = Database::connect_with(url, settings).await?;
         database.ping().await?;
         Ok(database)
     })

@@ -1,12 +1,14 @@
 use account_service::{
-    Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, StoreError, StoredLink, UniqueField,
+    Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, Inactive, StoreError, StoredLink,
+    UniqueField,
 };
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait,
+    sea_query::Expr,
 };
 use time::OffsetDateTime;
 
@@ -86,6 +88,10 @@ fn row(a: &Account) -> Result<account::ActiveModel, StoreError> {
         created_at: Set(a.created_at.unix_timestamp()),
         activated_at: Set(a.activated_at.map(OffsetDateTime::unix_timestamp)),
         updated_at: Set(a.updated_at.unix_timestamp()),
+        // Written only by `record_login` and `mark_reminded`: an update of the master data is
+        // no sign of life from the citizen.
+        last_login_at: NotSet,
+        inactivity_reminded_at: NotSet,
     })
 }
 
@@ -236,6 +242,81 @@ impl AccountStore for SeaAccountStore {
         // Hot path (every login): no read first; the foreign key refuses a vanished account, and
         // account ids are unique across environments.
         insert_event(&self.conn, id, event).await
+    }
+
+    async fn record_login(
+        &self,
+        _environment: Environment,
+        id: AccountId,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        insert_event(&txn, id, event).await?;
+        account::Entity::update_many()
+            .col_expr(account::Column::LastLoginAt, Expr::value(event.at.unix_timestamp()))
+            .col_expr(account::Column::InactivityRemindedAt, Expr::value(Option::<i64>::None))
+            .filter(account::Column::Id.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        txn.commit().await.map_err(unavailable)
+    }
+
+    async fn inactive(&self, filter: Inactive, limit: u32) -> Result<Vec<Account>, StoreError> {
+        let seen_before = |cutoff: OffsetDateTime| {
+            let cutoff = cutoff.unix_timestamp();
+            // Last seen: the last login, else the activation, else the registration.
+            Condition::any()
+                .add(account::Column::LastLoginAt.lt(cutoff))
+                .add(
+                    Condition::all()
+                        .add(account::Column::LastLoginAt.is_null())
+                        .add(account::Column::ActivatedAt.lt(cutoff)),
+                )
+                .add(
+                    Condition::all()
+                        .add(account::Column::LastLoginAt.is_null())
+                        .add(account::Column::ActivatedAt.is_null())
+                        .add(account::Column::CreatedAt.lt(cutoff)),
+                )
+        };
+        let selected = match filter {
+            Inactive::DueForReminder { seen_before: cutoff } => {
+                Condition::all().add(seen_before(cutoff)).add(account::Column::InactivityRemindedAt.is_null())
+            }
+            Inactive::DueForDeletion { seen_before: cutoff, reminded_before } => Condition::all()
+                .add(seen_before(cutoff))
+                .add(account::Column::InactivityRemindedAt.lt(reminded_before.unix_timestamp())),
+        };
+        let rows = account::Entity::find()
+            .filter(account::Column::Status.eq("active"))
+            .filter(selected)
+            .order_by_asc(account::Column::LastLoginAt)
+            .order_by_asc(account::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(account_of).collect()
+    }
+
+    async fn mark_reminded(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let updated = account::Entity::update_many()
+            .col_expr(account::Column::InactivityRemindedAt, Expr::value(at.unix_timestamp()))
+            .filter(account::Column::Id.eq(id.to_string()))
+            .filter(in_environment(environment))
+            .exec(&self.conn)
+            .await
+            .map_err(map_db_err)?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn events(

@@ -9,6 +9,35 @@ use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 
 use crate::SeaSigningKeyStore;
 
+/// When an SQLite commit is on disk (`PRAGMA synchronous` in WAL mode). PostgreSQL is not
+/// affected: it commits as its server is configured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// A commit survives a crash of the process, not of the machine: the write-ahead log is
+    /// synced at checkpoints, not at every commit (SQLite's recommendation for WAL).
+    #[default]
+    Normal,
+    /// A commit survives a power loss too: the write-ahead log is synced at every commit (one
+    /// `fsync` per write request).
+    Full,
+}
+
+/// How to connect.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectSettings {
+    /// Bounds opening a connection and waiting for one from the pool.
+    pub timeout: Duration,
+    /// SQLite only.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+impl Default for ConnectSettings {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(10), sqlite_synchronous: SqliteSynchronous::default() }
+    }
+}
+
 /// A connection pool to the relational database (SQLite or PostgreSQL, chosen by the URL).
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -36,21 +65,39 @@ pub enum DatabaseError {
 }
 
 impl Database {
-    /// Connects to `url` with a 10 s timeout (tests, command line); see [`Database::connect_with`].
+    /// Connects to `url` with the default settings (tests, command line); see
+    /// [`Database::connect_with`].
     pub async fn connect(url: &str) -> Result<Self, DatabaseError> {
-        Self::connect_with(url, Duration::from_secs(10)).await
+        Self::connect_with(url, ConnectSettings::default()).await
     }
 
     /// Connects to `url`. For an SQLite file, its folder is created; `sqlite::memory:` gets a
     /// single connection, because every SQLite connection would otherwise see its own database.
     ///
-    /// `timeout` bounds opening a connection and waiting for one from the pool (which includes
-    /// the pool's liveness check of an idle connection): while the database is down or hung, a
-    /// request fails after `timeout` instead of queueing.
-    pub async fn connect_with(url: &str, timeout: Duration) -> Result<Self, DatabaseError> {
+    /// `settings.timeout` bounds opening a connection and waiting for one from the pool (which
+    /// includes, on PostgreSQL, the pool's liveness check of an idle connection): while the
+    /// database is down or hung, a request fails after the timeout instead of queueing.
+    pub async fn connect_with(url: &str, settings: ConnectSettings) -> Result<Self, DatabaseError> {
+        let timeout = settings.timeout;
         let mut options = ConnectOptions::new(url.to_owned());
-        options.sqlx_logging(false).connect_timeout(timeout).acquire_timeout(timeout).test_before_acquire(true);
+        options.sqlx_logging(false).connect_timeout(timeout).acquire_timeout(timeout);
         if let Some(rest) = url.strip_prefix("sqlite:") {
+            // WAL lets readers go on while one writer writes, and the busy timeout queues writers
+            // instead of failing them; as connect options, every connection of the pool gets
+            // them (an in-memory database keeps its own journal). No liveness check before each
+            // use: a connection to a local file does not die, and the check is a round trip to
+            // the connection's thread on every query.
+            let synchronous = match settings.sqlite_synchronous {
+                SqliteSynchronous::Normal => sea_orm::sqlx::sqlite::SqliteSynchronous::Normal,
+                SqliteSynchronous::Full => sea_orm::sqlx::sqlite::SqliteSynchronous::Full,
+            };
+            options.test_before_acquire(false).map_sqlx_sqlite_opts(move |sqlite| {
+                sqlite
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5))
+            });
             let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
             if path.contains(":memory:") || url.contains("mode=memory") {
                 options.max_connections(1).min_connections(1);
@@ -58,17 +105,14 @@ impl Database {
                 std::fs::create_dir_all(folder)
                     .map_err(|source| DatabaseError::CreateFolder { path: folder.display().to_string(), source })?;
             }
-        } else if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // A connection the server closed (restart, failover) is found before use, not by
+            // the request that would get it.
+            options.test_before_acquire(true);
+        } else {
             return Err(DatabaseError::UnsupportedUrl(url.to_owned()));
         }
         let conn = sea_orm::Database::connect(options).await?;
-        if conn.get_database_backend() == DbBackend::Sqlite {
-            // WAL lets readers go on while one writer writes; the busy timeout queues writers
-            // instead of failing them.
-            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA busy_timeout = 5000", "PRAGMA foreign_keys = ON"] {
-                conn.execute(Statement::from_string(DbBackend::Sqlite, pragma)).await?;
-            }
-        }
         Ok(Self { conn })
     }
 
@@ -225,5 +269,37 @@ impl SchemaStatus {
             .into());
         }
         Ok(Self { pending, ahead: unknown })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a failed step is the test failing")]
+
+    use super::*;
+
+    async fn pragma<C: ConnectionTrait + ?Sized>(conn: &C, name: &str) -> String {
+        let row = conn.query_one(Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"))).await.unwrap();
+        let row = row.unwrap();
+        row.try_get_by_index::<i64>(0).map(|n| n.to_string()).or_else(|_| row.try_get_by_index::<String>(0)).unwrap()
+    }
+
+    /// The settings are the pool's connection options (sea-orm keeps one SQLite connection, but
+    /// a reconnect gets them too).
+    #[tokio::test]
+    async fn the_sqlite_connection_is_in_wal_mode_with_the_configured_synchronous() {
+        for (synchronous, expected) in [(SqliteSynchronous::Normal, "1"), (SqliteSynchronous::Full, "2")] {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("db.sqlite").display());
+            let database =
+                Database::connect_with(&url, ConnectSettings { sqlite_synchronous: synchronous, ..Default::default() })
+                    .await
+                    .unwrap();
+            let conn = &database.conn;
+            assert_eq!(pragma(conn, "synchronous").await, expected, "{synchronous:?}");
+            assert_eq!(pragma(conn, "journal_mode").await, "wal");
+            assert_eq!(pragma(conn, "foreign_keys").await, "1");
+            assert_eq!(pragma(conn, "busy_timeout").await, "5000");
+        }
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> Box<dy
 }
 
 pub use accounts::SeaAccountStore;
-pub use database::{Database, DatabaseError, SchemaStatus};
+pub use database::{ConnectSettings, Database, DatabaseError, SchemaStatus, SqliteSynchronous};
 pub use mail_queue::SeaMailQueue;
 pub use memory::MemoryEphemeralStore;
 pub use redis_store::{RedisEphemeralStore, RedisError};

@@ -9,11 +9,11 @@ use std::{
 
 use account_service::{
     AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, CardData, CardIdentity, EventKind,
-    HashingParams, LinkError, Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput, PrivacyConsent,
-    Recipient, Registration, Source, UniqueField, validate_personal_data,
+    HashingParams, InactivitySweep, LinkError, Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput,
+    PrivacyConsent, Recipient, Registration, Source, UniqueField, validate_personal_data,
 };
 use async_trait::async_trait;
-use oidc_core::{Clock, Environment, ManualClock, TrustLevel};
+use oidc_core::{Clock, Environment, EphemeralStore, ManualClock, TrustLevel};
 use storage::{Database, MemoryEphemeralStore, testing::TestDatabase, testing::backend_url};
 use time::macros::datetime;
 
@@ -404,6 +404,92 @@ async fn export_and_deletion(db: &Database) {
     register(&f, PRODUCTION, "leaving", "leaving@example.de").await.expect("the names are free again");
 }
 
+/// The inactivity policy on a manual clock: a reminder after three years without a login, the
+/// deletion three months after it unless the citizen logs in; a login in between keeps the
+/// account; nobody is reminded twice; accounts still pending are not the policy's business.
+async fn inactive_accounts_are_reminded_then_deleted(db: &Database) {
+    const DAY: i64 = 24 * 3600;
+    let f = fixture(db);
+    registered_and_active(&f, "sleeper", "sleeper@example.de").await;
+    registered_and_active(&f, "returner", "returner@example.de").await;
+    registered_and_active(&f, "regular", "regular@example.de").await;
+    register(&f, PRODUCTION, "pending", "pending@example.de").await.unwrap();
+    f.accounts.login(PRODUCTION, "returner", PASSWORD, "ip").await.unwrap();
+    let sleeper = f.store.find_by_username(PRODUCTION, "sleeper").await.unwrap().unwrap().id;
+
+    f.clock.advance(secs(3 * 365 * DAY - DAY));
+    f.accounts.login(PRODUCTION, "regular", PASSWORD, "ip").await.unwrap();
+    assert_eq!(
+        f.accounts.sweep_inactive("node-a").await.unwrap().unwrap(),
+        InactivitySweep::default(),
+        "not yet three years"
+    );
+
+    f.clock.advance(secs(2 * DAY));
+    let mails = f.outbox.count();
+    let sweep = f.accounts.sweep_inactive("node-a").await.unwrap().unwrap();
+    assert_eq!(sweep, InactivitySweep { reminded: 2, deleted: 0 }, "sleeper and returner");
+    let reminders: Vec<(String, Notification)> = f.outbox.0.lock().unwrap()[mails..].to_vec();
+    let delete_on = (f.clock.now() + secs(91 * DAY)).date();
+    for address in ["sleeper@example.de", "returner@example.de"] {
+        assert!(
+            reminders.contains(&(address.to_owned(), Notification::InactivityReminder { delete_on })),
+            "{address} is told the day: {reminders:?}"
+        );
+    }
+    assert_eq!(f.accounts.sweep_inactive("node-a").await.unwrap().unwrap(), InactivitySweep::default(), "nobody twice");
+
+    // The returner logs in during the notice period; the sleeper does not.
+    f.clock.advance(secs(30 * DAY));
+    f.accounts.login(PRODUCTION, "returner", PASSWORD, "ip").await.unwrap();
+    f.clock.advance(secs(60 * DAY));
+    assert_eq!(
+        f.accounts.sweep_inactive("node-a").await.unwrap().unwrap(),
+        InactivitySweep::default(),
+        "the notice is not over"
+    );
+    f.clock.advance(secs(2 * DAY));
+    let sweep = f.accounts.sweep_inactive("node-a").await.unwrap().unwrap();
+    assert_eq!(sweep, InactivitySweep { reminded: 0, deleted: 1 });
+    assert_eq!(f.outbox.last(), ("sleeper@example.de".to_owned(), Notification::DeletedForInactivity));
+    assert!(matches!(f.accounts.account(PRODUCTION, sleeper).await.unwrap_err(), AccountError::NotFound));
+    for kept in ["returner", "regular"] {
+        assert!(f.store.find_by_username(PRODUCTION, kept).await.unwrap().is_some(), "{kept} is kept");
+    }
+    register(&f, PRODUCTION, "sleeper", "sleeper@example.de").await.expect("the names are free again");
+
+    // One node at a time: while a run holds the lease, another node's run does nothing.
+    let ephemeral = Arc::new(MemoryEphemeralStore::with_clock(f.clock.clone()));
+    let node = |ephemeral: Arc<MemoryEphemeralStore>| {
+        Accounts::new(
+            f.store.clone(),
+            ephemeral,
+            f.outbox.clone(),
+            PasswordHasher::new(CHEAP).unwrap(),
+            f.clock.clone(),
+            AccountsConfig::default(),
+        )
+    };
+    let (a, b) = (node(ephemeral.clone()), node(ephemeral.clone()));
+    ephemeral.put("lease:inactive-accounts", b"node-a", Duration::from_secs(1800)).await.unwrap();
+    assert_eq!(b.sweep_inactive("node-b").await.unwrap(), None, "node-a's run holds the lease");
+    f.clock.advance(secs(1801));
+    assert!(b.sweep_inactive("node-b").await.unwrap().is_some(), "a dead holder's lease runs out");
+    assert!(a.sweep_inactive("node-a").await.unwrap().is_some(), "released at the end of a run");
+
+    // Switched off, nothing happens however long.
+    let off = Accounts::new(
+        f.store.clone(),
+        Arc::new(MemoryEphemeralStore::with_clock(f.clock.clone())),
+        f.outbox.clone(),
+        PasswordHasher::new(CHEAP).unwrap(),
+        f.clock.clone(),
+        AccountsConfig { inactivity: None, ..AccountsConfig::default() },
+    );
+    f.clock.advance(secs(10 * 365 * DAY));
+    assert_eq!(off.sweep_inactive("node-a").await.unwrap().unwrap(), InactivitySweep::default());
+}
+
 async fn rehash_on_login(db: &Database) {
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-22 10:00 UTC)));
     let old = fixture_with(db, CHEAP, clock.clone());
@@ -472,6 +558,18 @@ async fn refresh_token_rotation(db: &Database) {
     store.insert(&record("c1", "fam-c")).await.unwrap();
     assert!(rotated(store.rotate("c1", "c2", 1010, 9000, 30).await.unwrap()));
     assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused("fam-c".into()));
+
+    // The successor carries family, client, account and grant, with its own hash and lifetime
+    // (PostgreSQL makes it in one statement).
+    store.insert(&record("e1", "fam-e")).await.unwrap();
+    let expected =
+        RefreshRecord { token_hash: "e2".into(), created_at: 1010, expires_at: 9500, ..record("e1", "fam-e") };
+    assert_eq!(store.rotate("e1", "e2", 1010, 9500, 0).await.unwrap(), Rotation::Rotated(expected.clone()));
+    assert_eq!(store.find("e2", 1011).await.unwrap(), Some(expected));
+    // An expired token is not rotated and gives no successor.
+    store.insert(&RefreshRecord { expires_at: 1005, ..record("x1", "fam-x") }).await.unwrap();
+    assert_eq!(store.rotate("x1", "x2", 1010, 9500, 0).await.unwrap(), Rotation::Invalid);
+    assert_eq!(store.find_any("x2").await.unwrap(), None);
 }
 
 /// The durable mail queue: a claim leases a mail (no second claim meanwhile), a failed one
@@ -538,6 +636,7 @@ impl Backend {
         self.run(master_data_and_email_change).await;
         self.run(export_and_deletion).await;
         self.run(rehash_on_login).await;
+        self.run(inactive_accounts_are_reminded_then_deleted).await;
         self.run(eid_register_login_link).await;
         self.run(refresh_token_rotation).await;
         self.run(mail_queue).await;

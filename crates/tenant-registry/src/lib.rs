@@ -25,8 +25,8 @@ pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
 pub use cache::CachedRegistryStore;
 pub use error::{ClientAuthError, RegistryError};
 pub use model::{
-    AdminRole, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, SecretHash, Tenant,
-    TenantStatus, TokenLifetimes,
+    AdminRole, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, Purpose, SecretHash,
+    Tenant, TenantStatus, TokenLifetimes,
 };
 pub use rules::FieldError;
 pub use secret::{ClientSecret, SecretHasher};

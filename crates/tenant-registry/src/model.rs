@@ -244,6 +244,31 @@ pub struct ClientSettings {
     /// verifies against our JWKS. Unset: opaque tokens, checked by introspection.
     #[serde(default)]
     pub access_token_audience: Option<String>,
+    /// Why the service asks for the citizen's data: on the consent page and in the transfer log.
+    /// Required in production for clients that log citizens in.
+    #[serde(default)]
+    pub purpose: Option<Purpose>,
+}
+
+/// A client's purpose in German and, where the authority gives one, English; an English page
+/// without an English text shows the German one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Purpose {
+    /// German (the default language of the pages).
+    pub de: String,
+    /// English.
+    #[serde(default)]
+    pub en: Option<String>,
+}
+
+impl Purpose {
+    /// The text for a page language (`de`, `en`) and the language it is in.
+    pub fn text(&self, lang: &str) -> (&str, &'static str) {
+        match (&self.en, lang) {
+            (Some(en), "en") => (en, "en"),
+            _ => (&self.de, "de"),
+        }
+    }
 }
 
 impl ClientSettings {
@@ -276,6 +301,7 @@ impl ClientSettings {
             contacts: Vec::new(),
             sector_identifier_uri: None,
             access_token_audience: None,
+            purpose: None,
         }
     }
 }

@@ -221,6 +221,20 @@ pub(crate) fn check_client(settings: &ClientSettings, environment: Environment, 
     for (i, contact) in settings.contacts.iter().enumerate() {
         problems.check(is_email(contact), &format!("contacts[{i}]"), "must be an e-mail address");
     }
+    match &settings.purpose {
+        Some(purpose) => {
+            check_text(&mut problems, "purpose.de", &purpose.de, 500);
+            if let Some(en) = &purpose.en {
+                check_text(&mut problems, "purpose.en", en, 500);
+            }
+        }
+        // A citizen asked to consent must be told why (GDPR Art. 13(1)(c)); the test
+        // environment lets integrators start without one.
+        None if environment == Environment::Production && grants.contains(&GrantType::AuthorizationCode) => {
+            problems.add("purpose", "required in production: why the service needs the citizen's data")
+        }
+        None => {}
+    }
     problems
 }
 
@@ -230,7 +244,7 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::model::{Branding, ClaimRule, TenantStatus};
+    use crate::model::{Branding, ClaimRule, Purpose, TenantStatus};
 
     fn tenant() -> Tenant {
         Tenant {
@@ -261,7 +275,28 @@ mod tests {
     }
 
     fn base(redirect: &str) -> ClientSettings {
-        ClientSettings::confidential("Hundesteuer", vec![url(redirect)])
+        let mut settings = ClientSettings::confidential("Hundesteuer", vec![url(redirect)]);
+        settings.purpose = Some(Purpose { de: "Hundesteuer anmelden".into(), en: None });
+        settings
+    }
+
+    #[test]
+    fn production_clients_that_log_citizens_in_say_why() {
+        let mut settings = base("https://a.de/cb");
+        settings.purpose = None;
+        check(&settings, Environment::Production, &["purpose"]);
+        check(&settings, Environment::Test, &[]);
+        settings.grant_types = BTreeSet::from([GrantType::ClientCredentials]);
+        settings.redirect_uris.clear();
+        settings.scopes.clear();
+        check(&settings, Environment::Production, &[]);
+        let mut settings = base("https://a.de/cb");
+        settings.purpose = Some(Purpose { de: " ".into(), en: Some("x".repeat(501)) });
+        check(&settings, Environment::Test, &["purpose.de", "purpose.en"]);
+        let purpose = Purpose { de: "Hundesteuer".into(), en: Some("Dog tax".into()) };
+        assert_eq!(purpose.text("en"), ("Dog tax", "en"));
+        assert_eq!(purpose.text("de"), ("Hundesteuer", "de"));
+        assert_eq!(Purpose { en: None, ..purpose }.text("en"), ("Hundesteuer", "de"));
     }
 
     #[test]

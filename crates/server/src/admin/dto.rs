@@ -7,7 +7,7 @@ use oidc_core::{ClaimName, Scope, SigningAlgorithm, TrustLevel};
 use poem_openapi::{Enum, Object};
 use tenant_registry::{
     AdminRole, AuditEntry, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, FieldError, GrantType,
-    NewTenant, OperatorFlags, Tenant, TenantChanges, TenantStatus, TokenLifetimes,
+    NewTenant, OperatorFlags, Purpose, Tenant, TenantChanges, TenantStatus, TokenLifetimes,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
@@ -384,6 +384,16 @@ fn yes() -> bool {
     true
 }
 
+/// A client's purpose (at most 500 characters each).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct PurposeDto {
+    /// German; shown on German pages and where no English text exists.
+    pub de: String,
+    /// English.
+    pub en: Option<String>,
+}
+
 /// A client's configuration (PUT semantics: all of it).
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -434,6 +444,9 @@ pub(crate) struct ClientConfig {
     /// The resource server that receives this client's access tokens: then they are RFC 9068
     /// JWTs (ES256) with this `aud`; without it they are opaque.
     pub access_token_audience: Option<String>,
+    /// Why the service asks for the citizen's data, shown on the consent page and in the
+    /// transfer log. Required in production for `authorization_code` clients.
+    pub purpose: Option<PurposeDto>,
     /// Skips consent. Operators only.
     #[oai(default)]
     pub first_party: bool,
@@ -505,6 +518,7 @@ impl ClientConfig {
             contacts: self.contacts,
             sector_identifier_uri,
             access_token_audience: self.access_token_audience,
+            purpose: self.purpose.map(|p| Purpose { de: p.de, en: p.en }),
         };
         let flags = OperatorFlags { first_party: self.first_party, admin_role: self.admin_role.map(Into::into) };
         errors.finish((settings, flags))
@@ -549,6 +563,7 @@ impl From<&Client> for ClientConfig {
             contacts: s.contacts.clone(),
             sector_identifier_uri: text(&s.sector_identifier_uri),
             access_token_audience: s.access_token_audience.clone(),
+            purpose: s.purpose.as_ref().map(|p| PurposeDto { de: p.de.clone(), en: p.en.clone() }),
             first_party: c.first_party,
             admin_role: c.admin_role.map(Into::into),
         }

@@ -431,6 +431,8 @@ pub(crate) async fn issue_code(
         one_time: None,
     };
     super::backchannel::remember(state, environment, &grant.sid, account.id, &authorization.client, &grant.sub).await;
+    // Names only: the claims' values never go to the log.
+    tracing::debug!(client = %grant.client_id, acr = %grant.acr, claims = ?grant.claims, "authorization code issued");
     store_code(state, &grant).await
 }
 

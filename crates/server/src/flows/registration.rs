@@ -7,7 +7,7 @@ use oidc_core::{Environment, Scope, SigningAlgorithm, TenantId, TrustLevel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tenant_registry::{
-    AuthMethod, Client, ClientKind, ClientSettings, FieldError, GrantType, RegistryError, TokenLifetimes,
+    AuthMethod, Client, ClientKind, ClientSettings, FieldError, GrantType, Purpose, RegistryError, TokenLifetimes,
 };
 use url::Url;
 
@@ -102,6 +102,13 @@ struct Metadata {
     sector_identifier_uri: Option<String>,
     organization_display_name: Option<String>,
     online_service_id: Option<String>,
+    /// Why the service asks for the citizen's data; RFC 7591 §2.2 language tags: `purpose` (or
+    /// `purpose#de`) in German, `purpose#en` in English.
+    purpose: Option<String>,
+    #[serde(rename = "purpose#de")]
+    purpose_de: Option<String>,
+    #[serde(rename = "purpose#en")]
+    purpose_en: Option<String>,
     client_id: Option<String>,
 }
 
@@ -175,6 +182,11 @@ fn settings_from(
             .map_err(|_| metadata_error(format!("id_token_signed_response_alg {alg:?} is not supported")))?,
         None => SigningAlgorithm::RS256,
     };
+    let purpose = match (metadata.purpose_de.or(metadata.purpose), metadata.purpose_en) {
+        (Some(de), en) => Some(Purpose { de, en }),
+        (None, Some(_)) => return Err(metadata_error("purpose#en needs purpose (German) beside it")),
+        (None, None) => None,
+    };
     let settings = ClientSettings {
         name: metadata.client_name.unwrap_or_else(|| "Dynamisch registrierter Client".to_owned()),
         kind: if auth_method == AuthMethod::None { ClientKind::Public } else { ClientKind::Confidential },
@@ -212,6 +224,7 @@ fn settings_from(
         sector_identifier_uri: optional_url("sector_identifier_uri", &metadata.sector_identifier_uri)?,
         // Set by the operator or tenant admin, not by self-registration.
         access_token_audience: None,
+        purpose,
     };
     Ok((settings, metadata.client_id))
 }
@@ -283,6 +296,12 @@ pub(crate) fn metadata_of(client: &Client, issuer: &str) -> Value {
     }
     if let Some(jwks) = &s.jwks {
         body["jwks"] = jwks.clone();
+    }
+    if let Some(purpose) = &s.purpose {
+        body["purpose"] = json!(purpose.de);
+        if let Some(en) = &purpose.en {
+            body["purpose#en"] = json!(en);
+        }
     }
     if !client.secrets.is_empty() {
         // Our secrets do not expire by themselves (RFC 7591 §3.2.1: 0 means never).

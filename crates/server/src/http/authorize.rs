@@ -16,7 +16,7 @@ use crate::{
         Authorization, AuthorizeParams, ClientRedirect, Rejection, issue_code, issue_one_time_code, resolve_request,
         subject, validate,
     },
-    pages::PageCtx,
+    pages::{PageCtx, format},
 };
 
 /// The version of the consent text; stored with every consent.
@@ -152,29 +152,31 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
     let wanted: Vec<String> = authorization.claims.iter().map(|(c, _)| c.clone()).collect();
-    let covered = match ctx
+    let given = match ctx
         .state
         .accounts
         .consent(ctx.site.environment, account.id, authorization.client.client_id.as_str())
         .await
     {
-        // Covered when every claim wanted was answered before: released or left out.
-        Ok(given) => given.filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w))),
+        Ok(given) => given,
         Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.consent", &e),
     };
+    // Covered when every claim wanted was answered before: released or left out.
+    let covered = given.as_ref().filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w)));
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
     if authorization.client.first_party && !asks_consent {
         return finish(&ctx, &authorization, &session, &account, wanted, "first-party".to_owned()).await;
     }
     if let Some(given) = covered.filter(|_| !asks_consent) {
         let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
-        return finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await;
+        return finish(&ctx, &authorization, &session, &account, released, consent_ref(given)).await;
     }
     if authorization.prompt.iter().any(|p| p == "none") {
         let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
-    consent_page(&ctx, &authorization, &account, PendingConsent { params, card: None }).await
+    let earlier = given.map(|g| g.claims).unwrap_or_default();
+    consent_page(&ctx, &authorization, &account, &earlier, PendingConsent { params, card: None }).await
 }
 
 /// The `sub` of a valid `id_token_hint` (OIDC Core §3.1.2.1): an ID token we issued to this
@@ -274,15 +276,38 @@ pub(crate) async fn one_time_identification(ctx: &PageCtx, card: CardIdentity, r
         Err(rejection) => return reject(ctx, rejection),
     };
     let citizen = Account::from_card(ctx.site.environment, &card, ctx.state.accounts.now());
-    consent_page(ctx, &authorization, &citizen, PendingConsent { params, card: Some(card) }).await
+    consent_page(ctx, &authorization, &citizen, &[], PendingConsent { params, card: Some(card) }).await
 }
 
-/// Shows the authority and the exact claims with their values; the request waits in the
-/// ephemeral store for the answer.
+/// A claim's value as the consent page shows it: dates and the address block as on every page.
+fn claim_lines(ctx: &PageCtx, account: &Account, claim: &str) -> Option<Vec<String>> {
+    let m = &account.master_data;
+    let lines = match claim {
+        "birthdate" => vec![format::iso_date(ctx.lang, &m.date_of_birth.value)],
+        "address" => {
+            let abroad = (m.country.value != "DE").then(|| ctx.t(&format!("country_{}", m.country.value)));
+            format::address_block(
+                &m.street.value,
+                &m.house_number.value,
+                &m.postal_code.value,
+                &m.city.value,
+                abroad.as_deref(),
+            )
+        }
+        other => vec![claim_preview(account, other)?],
+    };
+    // A one-time identification has only what the card holds (no e-mail address).
+    Some(lines).filter(|l| l.iter().any(|line| !line.is_empty()))
+}
+
+/// Shows the authority, why it asks, and the exact claims with their values: the required ones
+/// as a list, the optional ones as boxes ticked only where the citizen ticked them before
+/// (`earlier`). The request waits in the ephemeral store for the answer.
 async fn consent_page(
     ctx: &PageCtx,
     authorization: &Authorization,
     account: &Account,
+    earlier: &[String],
     pending_consent: PendingConsent,
 ) -> Response {
     let one_time = pending_consent.card.is_some();
@@ -292,15 +317,19 @@ async fn consent_page(
         return failed_to_client(ctx, &authorization.redirect, "authorize.consent_page", &e);
     }
     let settings = &authorization.client.settings;
-    let claims: Vec<Value> = authorization
-        .claims
-        .iter()
-        .filter_map(|(claim, required)| {
-            // A one-time identification has only what the card holds (no e-mail address).
-            let preview = claim_preview(account, claim).filter(|p| !p.is_empty())?;
-            Some(context! { name => claim, label => ctx.t(&format!("claim_{claim}")), value => preview, required => required })
-        })
-        .collect();
+    let shown = |wanted_required: bool| -> Vec<Value> {
+        authorization
+            .claims
+            .iter()
+            .filter(|(_, required)| *required == wanted_required)
+            .filter_map(|(claim, _)| {
+                let lines = claim_lines(ctx, account, claim)?;
+                let label = ctx.t(&format!("claim_{claim}"));
+                Some(context! { name => claim, label => label, lines => lines, checked => earlier.contains(claim) })
+            })
+            .collect()
+    };
+    let purpose = settings.purpose.as_ref().map(|p| p.text(ctx.lang.code()));
     ctx.render(
         "consent.html",
         context! {
@@ -308,9 +337,12 @@ async fn consent_page(
             organization => settings.organization_display_name.clone().unwrap_or_else(|| authorization.tenant.branding.display_name.clone()),
             service => settings.name,
             online_service_id => settings.online_service_id,
+            purpose => purpose.map(|(text, _)| text),
+            purpose_lang => purpose.map(|(_, lang)| lang),
             logo => settings.logo_uri.as_ref().map(|u| u.to_string()),
             policy => settings.policy_uri.as_ref().map(|u| u.to_string()),
-            claims => claims,
+            required_claims => shown(true),
+            optional_claims => shown(false),
             one_time => one_time,
         },
     )
@@ -352,6 +384,7 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         authorization.claims.iter().partition(|(claim, required)| *required || chosen.contains(&claim.as_str()));
     let released: Vec<String> = released.into_iter().map(|(claim, _)| claim.clone()).collect();
     let declined: Vec<String> = declined.into_iter().map(|(claim, _)| claim.clone()).collect();
+    tracing::debug!(client = %authorization.client.client_id, ?released, ?declined, "consent given");
     let (session, account) = match (card, ctx.session.clone()) {
         // Goes to the client once; no consent is stored, as there is no account to store it with.
         (Some(card), _) => {

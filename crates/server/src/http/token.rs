@@ -155,13 +155,25 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
                     "authorization_code ist nicht freigegeben",
                 ));
             }
-            redeem(state, site.environment, &site.issuer, &client, code, param("redirect_uri"), param("code_verifier"))
-                .await
+            let tokens = redeem(
+                state,
+                site.environment,
+                &site.issuer,
+                &client,
+                code,
+                param("redirect_uri"),
+                param("code_verifier"),
+            )
+            .await?;
+            tracing::debug!(client = %client.client_id, "authorization code redeemed");
+            Ok(tokens)
         }
         Some("refresh_token") => {
             let presented = param("refresh_token").ok_or_else(|| invalid_request("refresh_token fehlt"))?;
             let (client, _) = authenticate(state, site.environment, &credentials).await?;
-            refresh(state, site.environment, &client, presented).await
+            let tokens = refresh(state, site.environment, &client, presented).await?;
+            tracing::debug!(client = %client.client_id, "refresh token renewed");
+            Ok(tokens)
         }
         Some(other) => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,

@@ -104,6 +104,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             Some(account.id)
         }
     };
+    tracing::debug!(client = %grant.client_id, claims = ?released, "userinfo claims released");
     // Every release is logged before it happens; no log, no release.
     if !released.is_empty() {
         let transfer = DataTransfer {

@@ -1,6 +1,8 @@
 //! "Mein Konto": master data with provenance, changing them (a new e-mail address only after its
 //! confirmation), the password, the activity list, the data export and deletion.
 
+use std::collections::BTreeMap;
+
 use account_service::{
     Account, AccountError, Attested, EventKind, PersonalDataInput, Source, UniqueField, validate_personal_data,
 };
@@ -11,11 +13,13 @@ use poem::{
     web::{Form, Query},
 };
 use serde::Deserialize;
+use tenant_registry::ClientAuthError;
 use time::OffsetDateTime;
 
 use super::{
     PageCtx,
     form::{Errors, countries, labels},
+    format,
     signin::{TokenQuery, link_failed},
 };
 
@@ -28,24 +32,12 @@ macro_rules! logged_in {
     };
 }
 
-fn when(at: OffsetDateTime) -> String {
-    format!("{:02}.{:02}.{:04} {:02}:{:02} UTC", at.day(), u8::from(at.month()), at.year(), at.hour(), at.minute())
-}
-
-fn date(at: OffsetDateTime) -> String {
-    format!("{:02}.{:02}.{:04}", at.day(), u8::from(at.month()), at.year())
-}
-
-/// `YYYY-MM-DD` as `DD.MM.YYYY`.
-fn german_date(iso: &str) -> String {
-    let parts: Vec<&str> = iso.split('-').collect();
-    match parts.as_slice() {
-        [y, m, d] => format!("{d}.{m}.{y}"),
-        _ => iso.to_owned(),
-    }
+fn when(ctx: &PageCtx, at: OffsetDateTime) -> String {
+    format::date_time(ctx.lang, at)
 }
 
 fn provenance(ctx: &PageCtx, value: &Attested) -> String {
+    let date = |at: OffsetDateTime| format::date(ctx.lang, at.date());
     match (value.source, value.verified_at) {
         (Source::Eid, Some(at)) => ctx.t("eid_verified").replace("{date}", &date(at)),
         (Source::SelfAsserted, Some(at)) => ctx.t("self_asserted_verified").replace("{date}", &date(at)),
@@ -53,36 +45,51 @@ fn provenance(ctx: &PageCtx, value: &Attested) -> String {
     }
 }
 
+/// The provenance of values shown on one line: one text when they agree, each otherwise.
+fn provenance_of(ctx: &PageCtx, values: &[&Attested]) -> String {
+    let mut texts: Vec<String> = values.iter().map(|v| provenance(ctx, v)).collect();
+    texts.dedup();
+    texts.join("; ")
+}
+
+/// The master data as label, value lines and provenance lines; the address as one block.
 fn rows(ctx: &PageCtx, account: &Account) -> Vec<Value> {
     let m = &account.master_data;
-    let mut fields: Vec<(&str, &Attested, String)> = vec![
-        ("given_names", &m.given_names, m.given_names.value.clone()),
-        ("family_name", &m.family_name, m.family_name.value.clone()),
+    let row = |name: &str, lines: Vec<String>, provenance: Vec<String>| {
+        context! { label => ctx.t(&format!("label_{name}")), lines => lines, provenance => provenance }
+    };
+    let single =
+        |name: &str, attested: &Attested, value: String| row(name, vec![value], vec![provenance(ctx, attested)]);
+    let mut rows = vec![
+        single("given_names", &m.given_names, m.given_names.value.clone()),
+        single("family_name", &m.family_name, m.family_name.value.clone()),
     ];
     if let Some(v) = &m.birth_name {
-        fields.push(("birth_name", v, v.value.clone()));
+        rows.push(single("birth_name", v, v.value.clone()));
     }
-    fields.push(("date_of_birth", &m.date_of_birth, german_date(&m.date_of_birth.value)));
+    rows.push(single("date_of_birth", &m.date_of_birth, format::iso_date(ctx.lang, &m.date_of_birth.value)));
     if let Some(v) = &m.place_of_birth {
-        fields.push(("place_of_birth", v, v.value.clone()));
+        rows.push(single("place_of_birth", v, v.value.clone()));
     }
-    fields.extend([
-        ("street", &m.street, m.street.value.clone()),
-        ("house_number", &m.house_number, m.house_number.value.clone()),
-        ("postal_code", &m.postal_code, m.postal_code.value.clone()),
-        ("city", &m.city, m.city.value.clone()),
-        ("country", &m.country, ctx.t(&format!("country_{}", m.country.value))),
-    ]);
+    let abroad = (m.country.value != "DE").then(|| ctx.t(&format!("country_{}", m.country.value)));
+    let block = format::address_block(
+        &m.street.value,
+        &m.house_number.value,
+        &m.postal_code.value,
+        &m.city.value,
+        abroad.as_deref(),
+    );
+    let mut block_provenance =
+        vec![provenance_of(ctx, &[&m.street, &m.house_number]), provenance_of(ctx, &[&m.postal_code, &m.city])];
+    if abroad.is_some() {
+        block_provenance.push(provenance(ctx, &m.country));
+    }
+    rows.push(context! { label => ctx.t("address"), lines => block, provenance => block_provenance });
     if let Some(v) = &m.phone_number {
-        fields.push(("phone_number", v, v.value.clone()));
+        rows.push(single("phone_number", v, v.value.clone()));
     }
-    fields.extend([("email", &account.email, account.email.value.clone())]);
-    fields
-        .into_iter()
-        .map(|(name, attested, value)| {
-            context! { label => ctx.t(&format!("label_{name}")), value => value, provenance => provenance(ctx, attested) }
-        })
-        .collect()
+    rows.push(single("email", &account.email, account.email.value.clone()));
+    rows
 }
 
 fn render_overview(ctx: &PageCtx, account: &Account, success: Vec<String>) -> Response {
@@ -111,7 +118,8 @@ fn input_of(account: &Account) -> PersonalDataInput {
         given_names: m.given_names.value.clone(),
         family_name: m.family_name.value.clone(),
         birth_name: m.birth_name.as_ref().map(|v| v.value.clone()).unwrap_or_default(),
-        date_of_birth: german_date(&m.date_of_birth.value),
+        // The form's own input format, whatever the page language (the hint says TT.MM.JJJJ).
+        date_of_birth: format::iso_date(super::Lang::De, &m.date_of_birth.value),
         place_of_birth: m.place_of_birth.as_ref().map(|v| v.value.clone()).unwrap_or_default(),
         street_and_number: format!("{} {}", m.street.value, m.house_number.value),
         postal_code: m.postal_code.value.clone(),
@@ -302,7 +310,7 @@ pub(crate) async fn activity(ctx: PageCtx) -> Response {
                 .iter()
                 .map(|e| {
                     context! {
-                        when => when(e.at),
+                        when => when(&ctx, e.at),
                         iso => e.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
                         what => event_text(&ctx, e.kind, e.detail.as_deref()),
                     }
@@ -379,6 +387,14 @@ fn claim_labels(ctx: &PageCtx, claims: &[String]) -> String {
     claims.iter().map(|c| ctx.t(&format!("claim_{c}"))).collect::<Vec<_>>().join(", ")
 }
 
+/// A receiving service as the transfer log names it: its name and its purpose with the
+/// purpose's language.
+#[derive(Clone)]
+struct Service {
+    name: String,
+    purpose: Option<(String, &'static str)>,
+}
+
 async fn render_transfers(ctx: &PageCtx, account: &Account, success: Vec<String>) -> Response {
     let environment = ctx.site.environment;
     let (log, given) = match (
@@ -388,15 +404,51 @@ async fn render_transfers(ctx: &PageCtx, account: &Account, success: Vec<String>
         (Ok(log), Ok(given)) => (log, given),
         (Err(e), _) | (_, Err(e)) => return ctx.failure(e),
     };
+    // The service's name and purpose, once per client; a client deleted since keeps its entry
+    // with what the log recorded.
+    let mut services: BTreeMap<&str, Option<Service>> = BTreeMap::new();
+    for client_id in log.iter().map(|t| t.client_id.as_str()).chain(given.iter().map(|c| c.client_id.as_str())) {
+        if services.contains_key(client_id) {
+            continue;
+        }
+        let service = match ctx.state.registry.active_client(environment, client_id).await {
+            Ok((client, _)) => {
+                let purpose = client.settings.purpose.as_ref().map(|p| {
+                    let (text, lang) = p.text(ctx.lang.code());
+                    (text.to_owned(), lang)
+                });
+                Some(Service { name: client.settings.name.clone(), purpose })
+            }
+            Err(ClientAuthError::Store(e)) => return ctx.failure(e),
+            Err(_) => None,
+        };
+        services.insert(client_id, service);
+    }
+    let purpose_of = |client_id: &str| services.get(client_id).cloned().flatten().and_then(|s| s.purpose);
     let log: Vec<Value> = log
         .iter()
-        .map(|t| context! { when => when(t.at), recipient => t.recipient, claims => claim_labels(ctx, &t.claims) })
+        .map(|t| {
+            let purpose = purpose_of(&t.client_id);
+            context! {
+                when => when(ctx, t.at),
+                recipient => t.recipient,
+                purpose => purpose.as_ref().map(|(text, _)| text.clone()),
+                purpose_lang => purpose.map(|(_, lang)| lang),
+                claims => claim_labels(ctx, &t.claims),
+            }
+        })
         .collect();
     let given: Vec<Value> = given
         .iter()
-        .map(
-            |c| context! { client_id => c.client_id, claims => claim_labels(ctx, &c.claims), when => when(c.given_at) },
-        )
+        .map(|c| {
+            let name = services.get(c.client_id.as_str()).cloned().flatten().map(|s| s.name);
+            context! {
+                client_id => c.client_id,
+                service => name.unwrap_or_else(|| c.client_id.clone()),
+                claims => claim_labels(ctx, &c.claims),
+                when => when(ctx, c.given_at),
+            }
+        })
         .collect();
     ctx.render("transfers.html", context! { transfers => log, consents => given, success => success })
 }

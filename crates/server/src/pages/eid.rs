@@ -17,6 +17,7 @@ use super::{
     PageCtx,
     draft::{DRAFT_LIFETIME, Draft},
     form::{Errors, labels},
+    format,
     registration::{load_draft, step1_done, store_draft, taken_errors, too_many_checks},
     signin::safe_return,
 };
@@ -239,11 +240,21 @@ fn render_test_service(ctx: &PageCtx, status: StatusCode, reference: &str, error
     let Some(service) = ctx.state.eid.of(ctx.site.environment).and_then(|e| e.test_service.clone()) else {
         return not_offered(ctx);
     };
+    let identities: Vec<Value> = service
+        .identities()
+        .iter()
+        .map(|identity| {
+            context! {
+                given_names => identity.given_names, family_names => identity.family_names,
+                date_of_birth => format::iso_date(ctx.lang, &identity.date_of_birth), city => identity.city,
+            }
+        })
+        .collect();
     ctx.render_status(
         status,
         "eid_test_service.html",
         context! {
-            reference => reference, identities => service.identities(), error => error,
+            reference => reference, identities => identities, error => error,
             ausweisapp_url => ausweisapp_url(ctx, reference),
         },
     )
@@ -394,7 +405,19 @@ fn compare(ctx: &PageCtx, card: CardIdentity, account: Option<oidc_core::Account
         Ok(_) => return flow_failed(ctx, EidFlowError::OtherBrowser, "/konto"),
         Err(to_login) => return to_login,
     };
-    let differences = current.master_data.differences(&card.data);
+    // Dates as on every page; the stored form stays what the radio buttons choose between.
+    let differences: Vec<Value> = current
+        .master_data
+        .differences(&card.data)
+        .into_iter()
+        .map(|d| {
+            let shown = |value: &str| match d.field {
+                "date_of_birth" if !value.is_empty() => format::iso_date(ctx.lang, value),
+                _ => value.to_owned(),
+            };
+            context! { field => d.field, own => shown(&d.own), card => shown(&d.card) }
+        })
+        .collect();
     let mut draft = Draft::new(ctx.state.accounts.now());
     draft.card = Some(card);
     ctx.set_cookie(&link_cookie(ctx), &ctx.state.pages.drafts.seal(ctx.site.environment, &draft), Some(DRAFT_LIFETIME));
@@ -438,22 +461,18 @@ pub(crate) async fn link(ctx: PageCtx, Form(form): Form<std::collections::HashMa
     ctx.message(StatusCode::OK, "eid_linked_title", &[ctx.t("eid_linked_text")], Value::from(links))
 }
 
-/// Registration step 1 from the card: the card's rows for display.
-fn card_rows(card: &CardIdentity) -> Vec<(&'static str, String)> {
+/// Registration step 1 from the card: the card's rows for display, the address as one block.
+fn card_rows(ctx: &PageCtx, card: &CardIdentity) -> Vec<(&'static str, Vec<String>)> {
     let d = &card.data;
-    let mut rows = vec![("given_names", d.given_names.clone()), ("family_name", d.family_name.clone())];
+    let mut rows = vec![("given_names", vec![d.given_names.clone()]), ("family_name", vec![d.family_name.clone()])];
     if let Some(birth_name) = &d.birth_name {
-        rows.push(("birth_name", birth_name.clone()));
+        rows.push(("birth_name", vec![birth_name.clone()]));
     }
-    rows.push(("date_of_birth", d.date_of_birth.clone()));
+    rows.push(("date_of_birth", vec![format::iso_date(ctx.lang, &d.date_of_birth)]));
     if let Some(place) = &d.place_of_birth {
-        rows.push(("place_of_birth", place.clone()));
+        rows.push(("place_of_birth", vec![place.clone()]));
     }
-    rows.extend([
-        ("street_and_number", format!("{} {}", d.street, d.house_number).trim().to_owned()),
-        ("postal_code", d.postal_code.clone()),
-        ("city", d.city.clone()),
-    ]);
+    rows.push(("address", format::address_block(&d.street, &d.house_number, &d.postal_code, &d.city, None)));
     rows
 }
 
@@ -479,7 +498,7 @@ fn render_card_registration(
     ctx.render_status(
         status,
         "register_eid.html",
-        context! { step => 1, card => card_rows(card), form => form, errors => errors.value(), labels => labels(ctx) },
+        context! { step => 1, card => card_rows(ctx, card), form => form, errors => errors.value(), labels => labels(ctx) },
     )
 }
 

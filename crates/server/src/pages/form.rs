@@ -62,7 +62,7 @@ pub(crate) fn field_message(ctx: &PageCtx, field: &str, code: &str, german: &str
     ctx.state.pages.texts().find(ctx.lang, &key).unwrap_or_else(|| german.to_owned())
 }
 
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 23] = [
     "given_names",
     "family_name",
     "birth_name",
@@ -85,6 +85,7 @@ const FIELDS: [&str; 22] = [
     "new_password",
     "login",
     "token",
+    "address",
 ];
 
 /// Labels of every form field in the page's language (`label_<field>` in the texts).
@@ -93,6 +94,7 @@ pub(crate) fn labels(ctx: &PageCtx) -> Value {
         let key = match *f {
             "login" => "username_or_email".to_owned(),
             "token" => "link_invalid_title".to_owned(),
+            "address" => "address".to_owned(),
             f => format!("label_{f}"),
         };
         (*f, ctx.t(&key))

@@ -14,6 +14,7 @@ mod account;
 mod draft;
 mod eid;
 mod form;
+pub(crate) mod format;
 mod info;
 mod recovery;
 mod registration;

@@ -14,6 +14,7 @@ use super::{
     PageCtx,
     draft::{DRAFT_LIFETIME, Draft},
     form::{Errors, countries, field_message, labels},
+    format,
 };
 
 pub(super) fn draft_cookie(ctx: &PageCtx) -> String {
@@ -212,33 +213,25 @@ pub(crate) async fn password(ctx: PageCtx, Form(form): Form<PasswordForm>) -> Re
     ctx.redirect("/registrierung/pruefen")
 }
 
-/// Step 3's rows: field name and display value, in form order.
-fn review_rows(data: &PersonalData, ctx: &PageCtx) -> Vec<(&'static str, String)> {
-    let date = format!(
-        "{:02}.{:02}.{:04}",
-        data.date_of_birth.day(),
-        u8::from(data.date_of_birth.month()),
-        data.date_of_birth.year()
-    );
-    let mut rows = vec![("given_names", data.given_names.clone()), ("family_name", data.family_name.clone())];
+/// Step 3's rows: field name and display lines, in form order; the address as one block.
+fn review_rows(data: &PersonalData, ctx: &PageCtx) -> Vec<(&'static str, Vec<String>)> {
+    let mut rows =
+        vec![("given_names", vec![data.given_names.clone()]), ("family_name", vec![data.family_name.clone()])];
     if let Some(birth_name) = &data.birth_name {
-        rows.push(("birth_name", birth_name.clone()));
+        rows.push(("birth_name", vec![birth_name.clone()]));
     }
-    rows.push(("date_of_birth", date));
+    rows.push(("date_of_birth", vec![format::date(ctx.lang, data.date_of_birth)]));
     if let Some(place) = &data.place_of_birth {
-        rows.push(("place_of_birth", place.clone()));
+        rows.push(("place_of_birth", vec![place.clone()]));
     }
-    rows.extend([
-        ("street", data.street.clone()),
-        ("house_number", data.house_number.clone()),
-        ("postal_code", data.postal_code.clone()),
-        ("city", data.city.clone()),
-        ("country", ctx.t(&format!("country_{}", data.country))),
-    ]);
+    let abroad = (data.country != "DE").then(|| ctx.t(&format!("country_{}", data.country)));
+    let block =
+        format::address_block(&data.street, &data.house_number, &data.postal_code, &data.city, abroad.as_deref());
+    rows.push(("address", block));
     if let Some(phone) = &data.phone_number {
-        rows.push(("phone_number", phone.clone()));
+        rows.push(("phone_number", vec![phone.clone()]));
     }
-    rows.extend([("email", data.email.clone()), ("username", data.username.clone())]);
+    rows.extend([("email", vec![data.email.clone()]), ("username", vec![data.username.clone()])]);
     rows
 }
 

@@ -25,6 +25,8 @@ pub struct Model {
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub inactivity_reminded_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
