@@ -1,6 +1,11 @@
-use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    hash::BuildHasher as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use oidc_core::{Clock, EphemeralError, EphemeralStore, SystemClock};
 use time::OffsetDateTime;
 
@@ -25,21 +30,51 @@ impl std::fmt::Debug for MemoryEphemeralStore {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
-    /// Boxed slices, not `String`/`Vec`: an entry is held by the million (one per live access
-    /// token), and a box is two words where a growable buffer is three.
-    entries: HashMap<Box<str>, Entry>,
+    /// An entry is held by the million (one per live access token), so each is one allocation
+    /// (key and value together) in a table of 24-byte slots; a `HashMap<String, Vec<u8>>`
+    /// spends two allocations and 48 bytes of slot on the same.
+    entries: HashTable<Entry>,
+    hasher: DefaultHashBuilder,
     writes_since_sweep: usize,
     /// Unix milliseconds of the last sweep.
     swept_at: i64,
 }
 
-#[derive(Debug)]
 struct Entry {
-    value: Box<[u8]>,
+    /// The key's length (4 bytes, little-endian), the key, then the value.
+    bytes: Box<[u8]>,
     /// Unix milliseconds.
     expires_at: i64,
+}
+
+const KEY_LENGTH: usize = size_of::<u32>();
+
+impl Entry {
+    fn new(key: &str, value: &[u8], expires_at: i64) -> Self {
+        // Keys are ours and short; a key beyond 4 GiB could not be held in memory anyway.
+        let length = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let mut bytes = Vec::with_capacity(KEY_LENGTH + key.len() + value.len());
+        bytes.extend_from_slice(&length.to_le_bytes());
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.extend_from_slice(value);
+        Self { bytes: bytes.into_boxed_slice(), expires_at }
+    }
+
+    fn key_end(&self) -> usize {
+        let mut length = [0; KEY_LENGTH];
+        length.copy_from_slice(&self.bytes[..KEY_LENGTH]);
+        KEY_LENGTH + u32::from_le_bytes(length) as usize
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.bytes[KEY_LENGTH..self.key_end()]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.bytes[self.key_end()..]
+    }
 }
 
 /// Expired entries are dropped lazily on read and in a sweep after this many writes, at most
@@ -84,20 +119,32 @@ impl MemoryEphemeralStore {
 }
 
 impl Inner {
+    /// The live entry under `key`; an expired one is dropped on the way.
     fn live(&mut self, key: &str, now: i64) -> Option<&mut Entry> {
-        if self.entries.get(key).is_some_and(|e| e.expires_at <= now) {
-            self.entries.remove(key);
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let entry = self.entries.find_entry(hash, |e| e.key() == key.as_bytes()).ok()?;
+        if entry.get().expires_at <= now {
+            entry.remove();
+            return None;
         }
-        self.entries.get_mut(key)
+        Some(entry.into_mut())
+    }
+
+    /// Removes `key`'s entry, live or not.
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let entry = self.entries.find_entry(hash, |e| e.key() == key.as_bytes()).ok()?;
+        Some(entry.remove().0)
     }
 
     fn wrote(&mut self, now: i64) {
         self.writes_since_sweep += 1;
         if self.writes_since_sweep >= SWEEP_EVERY && now.saturating_sub(self.swept_at) >= SWEEP_INTERVAL_MS {
-            self.entries.retain(|_, e| e.expires_at > now);
+            self.entries.retain(|e| e.expires_at > now);
             // After a peak the table gives its room back, not only its entries.
             if self.entries.capacity() > 4 * self.entries.len().max(SWEEP_EVERY) {
-                self.entries.shrink_to(2 * self.entries.len());
+                let hasher = &self.hasher;
+                self.entries.shrink_to(2 * self.entries.len(), |e| hasher.hash_one(e.key()));
             }
             self.writes_since_sweep = 0;
             self.swept_at = now;
@@ -105,10 +152,13 @@ impl Inner {
     }
 
     fn insert(&mut self, key: &str, value: &[u8], expires_at: i64, now: i64) {
-        match self.entries.get_mut(key) {
-            Some(entry) => *entry = Entry { value: value.into(), expires_at },
-            None => {
-                self.entries.insert(key.into(), Entry { value: value.into(), expires_at });
+        let Self { entries, hasher, .. } = self;
+        let hash = hasher.hash_one(key.as_bytes());
+        let entry = Entry::new(key, value, expires_at);
+        match entries.entry(hash, |e| e.key() == key.as_bytes(), |e| hasher.hash_one(e.key())) {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => *occupied.get_mut() = entry,
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(entry);
             }
         }
         self.wrote(now);
@@ -133,25 +183,25 @@ impl EphemeralStore for MemoryEphemeralStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        Ok(self.with(|inner, now| inner.live(key, now).map(|e| e.value.to_vec())))
+        Ok(self.with(|inner, now| inner.live(key, now).map(|e| e.value().to_vec())))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         Ok(self.with(|inner, now| {
             inner.live(key, now)?;
-            inner.entries.remove(key).map(|e| e.value.into_vec())
+            inner.remove(key).map(|e| e.value().to_vec())
         }))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, EphemeralError> {
-        Ok(self.with(|inner, now| inner.live(key, now).is_some() && inner.entries.remove(key).is_some()))
+        Ok(self.with(|inner, now| inner.live(key, now).is_some() && inner.remove(key).is_some()))
     }
 
     async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, EphemeralError> {
         self.with(|inner, now| {
             let (current, expires_at) = match inner.live(key, now) {
                 Some(entry) => {
-                    let text = std::str::from_utf8(&entry.value).map_err(|_| EphemeralError::WrongType)?;
+                    let text = std::str::from_utf8(entry.value()).map_err(|_| EphemeralError::WrongType)?;
                     (text.parse::<i64>().map_err(|_| EphemeralError::WrongType)?, entry.expires_at)
                 }
                 None => (0, expiry(now, ttl)),
@@ -165,5 +215,45 @@ impl EphemeralStore for MemoryEphemeralStore {
 
     async fn ping(&self) -> Result<(), EphemeralError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oidc_core::ManualClock;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_and_values_of_any_length_live_until_they_expire_and_a_sweep_returns_the_room() {
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let store = MemoryEphemeralStore::with_clock(clock.clone());
+        // Keys that are prefixes of each other, empty keys and values, one key holding a value
+        // that looks like a key: each entry is found by its whole key only.
+        for (key, value) in [("", &b""[..]), ("a", b"1"), ("ab", b""), ("abc", b"ab"), ("ä", &[0u8; 300][..])] {
+            store.put(key, value, Duration::from_secs(60)).await.unwrap();
+        }
+        for (key, value) in [("", &b""[..]), ("a", b"1"), ("ab", b""), ("abc", b"ab"), ("ä", &[0u8; 300][..])] {
+            assert_eq!(store.get(key).await.unwrap().as_deref(), Some(value), "{key:?}");
+        }
+        assert_eq!(store.take("ab").await.unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(store.get("ab").await.unwrap(), None);
+        assert_eq!(store.get("abc").await.unwrap().as_deref(), Some(&b"ab"[..]));
+
+        for i in 0..20_000_u32 {
+            store.put(&format!("at:{i}"), &i.to_le_bytes(), Duration::from_secs(300)).await.unwrap();
+        }
+        assert_eq!(store.get("at:19999").await.unwrap().as_deref(), Some(&19_999_u32.to_le_bytes()[..]));
+        let peak = store.with(|inner, _| inner.entries.capacity());
+
+        // The tokens expire; the next writes sweep them and the table shrinks.
+        clock.advance(time::Duration::seconds(301));
+        for i in 0..SWEEP_EVERY {
+            store.put(&format!("later:{i}"), b"x", Duration::from_secs(300)).await.unwrap();
+        }
+        assert_eq!(store.len(), SWEEP_EVERY, "the first write after the expiry swept every expired entry");
+        assert!(store.with(|inner, _| inner.entries.capacity()) * 4 <= peak, "the table gave its room back");
+        assert_eq!(store.get("later:0").await.unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(store.get("at:1").await.unwrap(), None);
     }
 }
