@@ -6,7 +6,10 @@
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-    password_hash::{SaltString, rand_core::OsRng},
+    password_hash::{
+        Output, ParamsString, SaltString,
+        rand_core::{OsRng, RngCore as _},
+    },
 };
 
 /// argon2id cost parameters.
@@ -44,7 +47,7 @@ pub struct PasswordHasher {
     argon2: Argon2<'static>,
     params: HashingParams,
     /// Verified against for unknown users, so that "no such user" costs as much as "wrong
-    /// password" and timing reveals no account.
+    /// password" and timing reveals no account. No password matches it (see [`unmatchable`]).
     dummy: String,
 }
 
@@ -64,12 +67,8 @@ impl PasswordHasher {
     pub fn new(params: HashingParams) -> Result<Self, InvalidParams> {
         let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|e| InvalidParams(e.to_string()))?;
+        let dummy = unmatchable(&argon_params).map_err(|e| InvalidParams(e.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
-        let salt = SaltString::generate(&mut OsRng);
-        let dummy = argon2
-            .hash_password(b"dummy password for unknown users", &salt)
-            .map_err(|e| InvalidParams(e.to_string()))?
-            .to_string();
         Ok(Self { argon2, params, dummy })
     }
 
@@ -104,6 +103,23 @@ impl PasswordHasher {
     }
 }
 
+/// A PHC string with `params`, a random salt and a random output: checking a password against
+/// it costs one hash with `params` and never succeeds. Written down, not computed: a hash at
+/// start would cost its time and leave its memory (19 MiB by default) with the allocator.
+fn unmatchable(params: &Params) -> argon2::password_hash::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut output = [0; Params::DEFAULT_OUTPUT_LEN];
+    OsRng.fill_bytes(&mut output);
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output)?),
+    };
+    Ok(hash.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +139,17 @@ mod tests {
         let stronger = PasswordHasher::new(HashingParams { memory_kib: 2048, ..CHEAP }).unwrap();
         assert_eq!(stronger.verify(&hash, "Kartoffel-Regen-Leuchtturm-42"), Verification::Valid { needs_rehash: true });
         stronger.verify_dummy("anything");
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_configured_parameters_and_matches_nothing() {
+        let hasher = PasswordHasher::new(CHEAP).unwrap();
+        let dummy = PasswordHash::new(&hasher.dummy).unwrap();
+        assert_eq!(dummy.algorithm, Algorithm::Argon2id.ident());
+        assert_eq!(Params::try_from(&dummy).unwrap().m_cost(), CHEAP.memory_kib, "it costs what a real check costs");
+        assert_eq!(hasher.verify(&hasher.dummy, ""), Verification::Invalid);
+        assert_eq!(hasher.verify(&hasher.dummy, "dummy password for unknown users"), Verification::Invalid);
+        assert_ne!(hasher.dummy, PasswordHasher::new(CHEAP).unwrap().dummy, "salt and output are random");
     }
 
     #[test]
