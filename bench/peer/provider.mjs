@@ -1,10 +1,10 @@
 // The benchmark's peer: panva's oidc-provider (the OpenID-certified reference implementation for
 // Node.js) with the same client, scopes and lifetimes as servicekonto's demo client, its
-// in-memory adapter, RS256 ID tokens, PKCE, client_credentials and introspection. A login and
-// consent interaction is completed automatically for one benchmark account, so that the
+// in-memory adapter (or Redis, see redis-adapter.mjs), RS256 ID tokens, PKCE,
+// client_credentials and introspection. A login and consent interaction is completed automatically for one benchmark account, so that the
 // single-sign-on scenario measures the protocol, not a form.
 //
-// Usage: PORT=<port> NODE_ENV=production node provider.mjs <client_id> <client_secret> <redirect_uri>
+// Usage: PORT=<port> NODE_ENV=production [REDIS_URL=redis://…] node provider.mjs <client_id> <client_secret> <redirect_uri>
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -27,7 +27,11 @@ const claims = {
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 
+// With REDIS_URL, its storage is Redis (the production shape); otherwise its in-memory adapter.
+const adapter = process.env.REDIS_URL ? (await import('./redis-adapter.mjs')).default : undefined;
+
 const provider = new Provider(issuer, {
+  adapter,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,

@@ -2,17 +2,20 @@
 //! runs against each without errors, the report files are written. Figures are not checked
 //! (timings are not tested). The peer needs Node.js and npm; without them it is skipped with
 //! the reason in the report, except under `TEST_REQUIRE_BACKENDS` (CI), where it must run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 use std::process::Command;
 
-#[test]
-fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
+/// Runs the harness's smoke mode with `backends` (`BENCH_*` variables; none: SQLite and memory)
+/// and checks its report.
+fn smoke_run(backends: &[(&str, &str)]) {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_side-by-side"))
         .args(["--smoke", "--out"])
         .arg(out.path())
         .env_remove("BENCH_DATABASE_URL")
         .env_remove("BENCH_REDIS_URL")
+        .envs(backends.iter().copied())
         .status()
         .unwrap();
     assert!(status.success(), "the harness failed: {status}");
@@ -42,6 +45,33 @@ fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
         }
     }
     assert!(report["peak_rss_kib"]["servicekonto"].as_u64().unwrap() > 0);
+    let expected =
+        if backends.is_empty() { "SQLite + in-memory store" } else { "PostgreSQL + Redis (oidc-provider on Redis)" };
+    assert!(report["backends"].as_str().unwrap().starts_with(expected), "{}", report["backends"]);
+}
+
+#[test]
+fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
+    smoke_run(&[]);
+}
+
+/// The production shape: ours on PostgreSQL (a database of its own) and Redis, the peer on its
+/// Redis adapter.
+#[tokio::test]
+async fn the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redis() {
+    let test = "the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redis";
+    let (Some(server), Some(redis)) = (
+        storage::testing::backend_url("TEST_DATABASE_URL", test),
+        storage::testing::backend_url("TEST_REDIS_URL", test),
+    ) else {
+        return;
+    };
+    let database = storage::testing::TestDatabase::postgres(&server).await.unwrap();
+    let url = database.url.clone();
+    tokio::task::spawn_blocking(move || smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)]))
+        .await
+        .unwrap();
+    database.drop_now().await.unwrap();
 }
 
 #[test]
@@ -55,10 +85,16 @@ fn the_scaling_sweep_writes_its_table_and_plots() {
         .status()
         .unwrap();
     assert!(status.success(), "the sweep failed: {status}");
-    let steps: Vec<serde_json::Value> =
+    let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("scaling.json")).unwrap()).unwrap();
+    let steps = report["sso_by_concurrency"].as_array().unwrap();
     assert_eq!(steps.iter().map(|s| s["concurrency"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 8]);
-    for step in &steps {
+    // The refresh grant before and after 1,000 more stored tokens (the smoke mode's count).
+    let stored = report["refresh_by_stored_tokens"].as_array().unwrap();
+    let rows: Vec<u64> = stored.iter().map(|s| s["refresh_tokens_stored"].as_u64().unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{report:#}");
+    assert!(rows[0] > 0 && rows[1] >= rows[0] + 1_000, "{rows:?}");
+    for step in steps.iter().chain(stored) {
         assert!(step["servicekonto"]["ok"].as_u64().unwrap() > 0, "{step}");
         assert_eq!(step["servicekonto"]["errors"], 0, "{step}");
     }

@@ -138,12 +138,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let database = std::env::var("BENCH_DATABASE_URL").ok();
     let redis = std::env::var("BENCH_REDIS_URL").ok();
     let backends = format!(
-        "{} + {}",
+        "{} + {} (oidc-provider on {})",
         if database.is_some() { "PostgreSQL" } else { "SQLite" },
-        if redis.is_some() { "Redis" } else { "in-memory store" }
+        if redis.is_some() { "Redis" } else { "in-memory store" },
+        if redis.is_some() { "Redis" } else { "its in-memory adapter" },
     );
     eprintln!("starting servicekonto ({backends})…");
-    let ours = peers::start_servicekonto(dir.path(), server_cpu, database, redis).await?;
+    let database_url = database.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
+    let ours = peers::start_servicekonto(dir.path(), server_cpu, &database_url, redis.clone()).await?;
     let (peer, peer_missing) = if options.without_peer {
         (None, Some("--without-peer".to_owned()))
     } else {
@@ -153,7 +155,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             Err(reason) => (None, Some(reason)),
             Ok(()) => {
                 eprintln!("starting oidc-provider…");
-                (Some(peers::start_oidc_provider(&cache, dir.path(), server_cpu).await?), None)
+                (Some(peers::start_oidc_provider(&cache, dir.path(), server_cpu, redis.as_deref()).await?), None)
             }
         }
     };
@@ -171,13 +173,24 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             };
             steps.push(scaling::Step { concurrency, ours, peer });
         }
+        // The refresh grant with the refresh-token table as it is, then with a million more.
+        let load = Load { concurrency: options.concurrency, duration };
+        let mut stored = Vec::new();
+        for seeded in [0, if options.smoke { 1_000 } else { 1_000_000 }] {
+            if seeded > 0 {
+                eprintln!("storing {seeded} more refresh tokens…");
+                scaling::store_refresh_tokens(&database_url, seeded).await?;
+            }
+            let measured = measure(Scenario::Refresh, &ours, load).await?.context("our refresh grant")?;
+            stored.push(scaling::Stored { rows: scaling::refresh_token_rows(&database_url).await?, measured });
+        }
         let heading = format!(
             "servicekonto on {backends}{}; {} s per step and peer{}.",
             peer_missing.as_ref().map_or_else(String::new, |why| format!(", no peer ({why})")),
             options.seconds,
             if pinned { "; servers pinned to core 1, the generator to core 0" } else { "; not pinned" },
         );
-        return scaling::write(&steps, &options.out, &heading);
+        return scaling::write(&steps, &stored, &options.out, &heading);
     }
     let load = Load { concurrency: options.concurrency, duration };
     let mut rows = Vec::new();

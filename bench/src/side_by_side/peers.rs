@@ -112,16 +112,15 @@ async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -
     })
 }
 
-/// Starts our server on `database_url`/`redis_url` (or SQLite in `dir` and memory).
+/// Starts our server on `database` and `redis_url` (or the in-memory store), its files in `dir`.
 pub async fn start_servicekonto(
     dir: &Path,
     cpu: Option<usize>,
-    database_url: Option<String>,
+    database: &str,
     redis_url: Option<String>,
 ) -> anyhow::Result<Peer> {
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
-    let database = database_url.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.display()));
     let redis = redis_url.map(|url| format!("url = {url:?}\n")).unwrap_or_default();
     // The registration pages allow 30 username checks per address and hour; the password-login
     // scenario registers a citizen per worker from one address.
@@ -293,10 +292,13 @@ pub fn install_peer(cache: &Path) -> Result<(), String> {
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer");
     std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-    for file in ["package.json", "package-lock.json", "provider.mjs"] {
+    for file in ["package.json", "package-lock.json", "provider.mjs", "redis-adapter.mjs"] {
         std::fs::copy(source.join(file), cache.join(file)).map_err(|e| format!("copying {file}: {e}"))?;
     }
-    if cache.join("node_modules/oidc-provider/package.json").exists() {
+    if ["oidc-provider", "ioredis"]
+        .iter()
+        .all(|package| cache.join("node_modules").join(package).join("package.json").exists())
+    {
         return Ok(());
     }
     let installed = std::process::Command::new("npm")
@@ -307,11 +309,22 @@ pub fn install_peer(cache: &Path) -> Result<(), String> {
     if installed.success() { Ok(()) } else { Err(format!("`npm ci` in {} failed ({installed})", cache.display())) }
 }
 
-/// Starts node `oidc-provider` from `cache` (see [`install_peer`]).
-pub async fn start_oidc_provider(cache: &Path, dir: &Path, cpu: Option<usize>) -> anyhow::Result<Peer> {
+/// Starts node `oidc-provider` from `cache` (see [`install_peer`]), on Redis at `redis_url` or
+/// its in-memory adapter.
+pub async fn start_oidc_provider(
+    cache: &Path,
+    dir: &Path,
+    cpu: Option<usize>,
+    redis_url: Option<&str>,
+) -> anyhow::Result<Peer> {
     let port = free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let mut command = pinned(cpu, "node");
+    if let Some(url) = redis_url {
+        // A prefix of its own per run: a shared Redis keeps earlier runs' keys until they expire.
+        let run: u32 = rand::random();
+        command.env("REDIS_URL", url).env("REDIS_PREFIX", format!("oidc-bench:{run:08x}:"));
+    }
     command.current_dir(cache).env("PORT", port.to_string()).env("NODE_ENV", "production").args([
         "provider.mjs",
         CLIENT_ID,

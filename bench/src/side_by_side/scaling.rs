@@ -1,10 +1,12 @@
 //! `side-by-side --scaling`: the SSO code flow at 1, 8, 32 and 128 concurrent clients against
 //! both peers, as a table and two SVG plots (complete flows/s and p99 over concurrency), written
-//! to `scaling.{md,json}`, `scaling-throughput.svg` and `scaling-p99.svg`.
+//! to `scaling.{md,json}`, `scaling-throughput.svg` and `scaling-p99.svg`; then our refresh
+//! grant with the refresh-token table as the sweep left it and with a million more rows.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 use std::{fmt::Write as _, path::Path};
 
+use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 use serde_json::json;
 
 use super::Measured;
@@ -19,8 +21,50 @@ pub(super) struct Step {
     pub(super) peer: Option<Measured>,
 }
 
-/// Writes the sweep's table and plots to `out` and prints the table.
-pub(super) fn write(steps: &[Step], out: &Path, heading: &str) -> anyhow::Result<()> {
+/// Our refresh grant with `rows` refresh tokens stored.
+pub(super) struct Stored {
+    pub(super) rows: u64,
+    pub(super) measured: Measured,
+}
+
+/// Adds `count` refresh tokens to our database in one statement: copies of a stored one (the
+/// sweep's flows left thousands) under random 43-character hashes, as real ones are keyed, and
+/// in families of their own. Nobody can present them; they are the weight of a table that
+/// holds a million citizens' tokens.
+pub(super) async fn store_refresh_tokens(database_url: &str, count: u64) -> anyhow::Result<()> {
+    let database = sea_orm::Database::connect(database_url).await?;
+    let backend = database.get_database_backend();
+    let random_hash = match backend {
+        DbBackend::Postgres => "substr(md5(random()::text) || md5(random()::text), 1, 43)",
+        _ => "substr(hex(randomblob(22)), 1, 43)",
+    };
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+         INSERT INTO refresh_tokens (token_hash, family_id, environment, client_id, account_id, \"grant\", created_at, expires_at) \
+         SELECT {random_hash}, {random_hash}, t.environment, t.client_id, t.account_id, t.\"grant\", t.created_at, t.expires_at \
+         FROM n, (SELECT * FROM refresh_tokens LIMIT 1) t"
+    );
+    let inserted = database.execute(Statement::from_string(backend, sql)).await?.rows_affected();
+    anyhow::ensure!(inserted == count, "stored {inserted} of {count} refresh tokens (none to copy?)");
+    database.close().await?;
+    Ok(())
+}
+
+/// How many refresh tokens our database holds.
+pub(super) async fn refresh_token_rows(database_url: &str) -> anyhow::Result<u64> {
+    let database = sea_orm::Database::connect(database_url).await?;
+    let backend = database.get_database_backend();
+    let row = database
+        .query_one(Statement::from_string(backend, "SELECT COUNT(*) AS n FROM refresh_tokens"))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    let rows: i64 = row.try_get("", "n")?;
+    database.close().await?;
+    Ok(u64::try_from(rows)?)
+}
+
+/// Writes the sweep's tables and plots to `out` and prints the tables.
+pub(super) fn write(steps: &[Step], stored: &[Stored], out: &Path, heading: &str) -> anyhow::Result<()> {
     let mut md = format!("## How cost grows: SSO code flow by concurrency\n\n{heading}\n\n");
     md.push_str("| concurrent clients | ours flows/s | peer flows/s | ours/peer | ours p99 ms | peer p99 ms | server CPU ms/flow ours/peer |\n");
     md.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -49,6 +93,22 @@ pub(super) fn write(steps: &[Step], out: &Path, heading: &str) -> anyhow::Result
     }
     md.push_str("\n![complete SSO flows per second by concurrency](scaling-throughput.svg)\n");
     md.push_str("![p99 of a complete SSO flow by concurrency](scaling-p99.svg)\n");
+    md.push_str("\n## Our refresh grant by stored refresh tokens\n\n");
+    md.push_str("| refresh tokens stored | grants/s | p50 ms | p99 ms | server CPU ms/grant | errors |\n|---:|---:|---:|---:|---:|---:|\n");
+    let mut by_rows = Vec::new();
+    for Stored { rows, measured } in stored {
+        let sample = &measured.outcome.sample;
+        writeln!(
+            md,
+            "| {rows} | {:.0} | {:.2} | {:.2} | {:.3} | {} |",
+            sample.rate(),
+            sample.quantile_ms(0.5),
+            sample.quantile_ms(0.99),
+            measured.server_ms_per_request(),
+            sample.errors,
+        )?;
+        by_rows.push(json!({ "refresh_tokens_stored": rows, "servicekonto": measured.json() }));
+    }
     println!("{md}");
     let series = |value: &dyn Fn(&Measured) -> f64| -> Vec<(&'static str, Vec<(usize, f64)>)> {
         let mut series = vec![("servicekonto", steps.iter().map(|s| (s.concurrency, value(&s.ours))).collect())];
@@ -65,7 +125,8 @@ pub(super) fn write(steps: &[Step], out: &Path, heading: &str) -> anyhow::Result
     let p99 = chart("p99 of a complete SSO flow", "ms", &levels, &series(&|m| m.outcome.sample.quantile_ms(0.99)));
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("scaling.md"), md)?;
-    std::fs::write(out.join("scaling.json"), serde_json::to_string_pretty(&rows)?)?;
+    let report = json!({ "sso_by_concurrency": rows, "refresh_by_stored_tokens": by_rows });
+    std::fs::write(out.join("scaling.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(out.join("scaling-throughput.svg"), throughput)?;
     std::fs::write(out.join("scaling-p99.svg"), p99)?;
     Ok(())
