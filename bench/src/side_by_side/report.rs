@@ -31,10 +31,16 @@ impl Measured {
         self.generator_cpu * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
+    /// The server's CPU use in % of one core (its pinned core when pinned).
+    fn server_load(&self) -> f64 {
+        self.server_cpu * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+
     pub(super) fn json(&self) -> Value {
         let mut value = self.outcome.sample.json();
         value["server_cpu_ms_per_request"] = json!(self.server_ms_per_request());
         value["generator_cpu_percent_of_one_core"] = json!(self.generator_load());
+        value["server_cpu_percent_of_one_core"] = json!(self.server_load());
         value["server_peak_rss_kib_so_far"] = json!(self.peak_rss_kib);
         value["first_error"] = json!(self.outcome.first_error);
         value
@@ -52,10 +58,22 @@ impl Row {
         Some(self.peer.as_ref()?.server_ms_per_request() / self.ours.as_ref()?.server_ms_per_request())
     }
 
-    /// Whether the load generator used (nearly) its whole core against us: then our throughput
-    /// is the generator's limit, not the server's.
+    /// Whether the load generator used (nearly) its whole core against us while our server did
+    /// not: then our throughput is the generator's limit, not the server's.
     fn generator_bound(&self) -> bool {
-        self.ours.as_ref().is_some_and(|m| m.generator_load() >= 90.0)
+        self.ours.as_ref().is_some_and(|m| m.generator_load() >= 90.0 && m.server_load() < 90.0)
+    }
+
+    /// What a target's line says about a (nearly) full core: the generator's alone, or ours
+    /// too (then the throughput is our capacity and the ratio is the servers').
+    fn saturation(&self) -> &'static str {
+        if self.generator_bound() {
+            "; the generator's core was saturated, so this is its limit, not ours"
+        } else if self.ours.as_ref().is_some_and(|m| m.generator_load() >= 90.0) {
+            "; the generator's core and ours were both saturated, so this is our capacity"
+        } else {
+            ""
+        }
     }
 
     fn p99_ratio(&self) -> Option<f64> {
@@ -80,11 +98,7 @@ fn targets(run: &Run) -> Vec<Target> {
     ] {
         let ratio = row(scenario).and_then(Row::ratio);
         let cpu = row(scenario).and_then(Row::cpu_ratio);
-        let bound = if row(scenario).is_some_and(Row::generator_bound) {
-            "; the generator's core was saturated, so this is its limit, not ours"
-        } else {
-            ""
-        };
+        let bound = row(scenario).map_or("", Row::saturation);
         targets.push(Target {
             text: format!(
                 "{}: ≥ {factor}× the peer's requests/s (is {}; server CPU per request: the peer needs {}{bound})",
@@ -180,14 +194,14 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
     }
     writeln!(
         md,
-        "| scenario | ours req/s | peer req/s | ours/peer | ours p50 ms | peer p50 ms | ours p99 ms | peer p99 ms | errors ours/peer | server CPU ms/req ours/peer | generator CPU % ours/peer | peak RSS MiB so far ours/peer |"
+        "| scenario | ours req/s | peer req/s | ours/peer | ours p50 ms | peer p50 ms | ours p99 ms | peer p99 ms | errors ours/peer | server CPU ms/req ours/peer | server CPU % ours/peer | generator CPU % ours/peer | peak RSS MiB so far ours/peer |"
     )?;
-    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in &run.rows {
         let (ours, peer) = (row.ours.as_ref(), row.peer.as_ref());
         writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {}/{} | {}/{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {}/{} | {}/{} | {}/{} |",
             row.scenario.name(),
             cell(ours, |m| format!("{:.0}", m.rate())),
             cell(peer, |m| format!("{:.0}", m.rate())),
@@ -200,6 +214,8 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
             cell(peer, |m| m.outcome.sample.errors.to_string()),
             cell(ours, |m| format!("{:.3}", m.server_ms_per_request())),
             cell(peer, |m| format!("{:.3}", m.server_ms_per_request())),
+            cell(ours, |m| format!("{:.0}", m.server_load())),
+            cell(peer, |m| format!("{:.0}", m.server_load())),
             cell(ours, |m| format!("{:.0}", m.generator_load())),
             cell(peer, |m| format!("{:.0}", m.generator_load())),
             cell(ours, |m| format!("{:.0}", m.peak_rss_kib as f64 / 1024.0)),
