@@ -560,7 +560,7 @@ async fn refresh_token_rotation(db: &Database) {
     assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused("fam-c".into()));
 
     // The successor carries family, client, account and grant, with its own hash and lifetime
-    // (PostgreSQL makes it in one statement).
+    // (PostgreSQL makes it in one statement, SQLite from the row its claim returned).
     store.insert(&record("e1", "fam-e")).await.unwrap();
     let expected =
         RefreshRecord { token_hash: "e2".into(), created_at: 1010, expires_at: 9500, ..record("e1", "fam-e") };
