@@ -53,9 +53,22 @@ fn repository() -> PathBuf {
 
 /// nginx with the repository's configuration, in a folder of its own.
 struct Nginx {
-    /// Killed when the test ends.
-    _child: Child,
+    /// Stopped when the test ends (see `Drop`).
+    child: Child,
     dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM, not the SIGKILL of `kill_on_drop`: a killed master leaves its worker behind,
+    /// orphaned and still holding the port; a terminated one stops its worker first.
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Nginx {
@@ -105,7 +118,7 @@ impl Nginx {
             assert!(Instant::now() < deadline, "nginx did not start:\n{log}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { _child: child, dir: dir.to_owned() }
+        Self { child, dir: dir.to_owned() }
     }
 
     fn access_log(&self) -> String {
@@ -440,6 +453,11 @@ async fn two_nodes_behind_nginx_serve_the_whole_flow_over_https_and_restart_one_
         assert!(tally.answered.get(what).copied().unwrap_or(0) >= 20, "{what} ran under load: {:?}", tally.answered);
     }
     drop(nginx);
+    // Nothing of nginx is left behind: no orphaned worker holds its port.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", public_port)).is_ok(),
+        "nginx's port {public_port} is free once the test's nginx is stopped"
+    );
     drop(nodes);
     database.drop_now().await.unwrap();
 }
