@@ -1,8 +1,9 @@
 // The benchmark's peer: panva's oidc-provider (the OpenID-certified reference implementation for
 // Node.js) with the same client, scopes and lifetimes as servicekonto's demo client, its
 // in-memory adapter (or Redis, see redis-adapter.mjs), RS256 ID tokens, PKCE,
-// client_credentials and introspection. A login and consent interaction is completed automatically for one benchmark account, so that the
-// single-sign-on scenario measures the protocol, not a form.
+// client_credentials and introspection. A login and consent interaction is completed
+// automatically for one benchmark account, so that the single-sign-on scenario measures the
+// protocol, not a form.
 //
 // Usage: PORT=<port> NODE_ENV=production [REDIS_URL=redis://…] node provider.mjs <client_id> <client_secret> <redirect_uri>
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
