@@ -11,7 +11,9 @@ import Redis from 'ioredis';
 const client = new Redis(process.env.REDIS_URL, { keyPrefix: process.env.REDIS_PREFIX ?? 'oidc:' });
 
 // Models issued under a grant: revoking the grant revokes them.
-const grantable = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+const grantable = new Set([
+  'AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest',
+]);
 // Models used once: `consume` marks them.
 const consumable = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
