@@ -48,7 +48,8 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::bail!("{url} did not answer within 60 s")
+        let output = std::fs::read_to_string(log).unwrap_or_default();
+        anyhow::bail!("{url} did not answer within 60 s; the server's log so far:\n{output}")
     }
 
     /// CPU seconds (user + system) the process has used so far.
