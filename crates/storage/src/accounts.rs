@@ -246,19 +246,23 @@ impl AccountStore for SeaAccountStore {
 
     async fn record_login(
         &self,
-        _environment: Environment,
+        environment: Environment,
         id: AccountId,
         event: &AccountEvent,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.map_err(unavailable)?;
-        insert_event(&txn, id, event).await?;
-        account::Entity::update_many()
+        let updated = account::Entity::update_many()
             .col_expr(account::Column::LastLoginAt, Expr::value(event.at.unix_timestamp()))
             .col_expr(account::Column::InactivityRemindedAt, Expr::value(Option::<i64>::None))
             .filter(account::Column::Id.eq(id.to_string()))
+            .filter(in_environment(environment))
             .exec(&txn)
             .await
             .map_err(map_db_err)?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_event(&txn, id, event).await?;
         txn.commit().await.map_err(unavailable)
     }
 

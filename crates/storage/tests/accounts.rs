@@ -394,9 +394,22 @@ async fn export_and_deletion(db: &Database) {
     assert_eq!(export["privacy_consent"]["version"], "2026-11");
     assert!(!export.to_string().contains("argon2"), "no password hash in the export");
 
+    let refresh = oidc_core::RefreshRecord {
+        token_hash: "leaving-refresh".into(),
+        family_id: "leaving-family".into(),
+        environment: PRODUCTION,
+        client_id: oidc_core::ClientId::parse("rp").unwrap(),
+        account_id: id,
+        grant: serde_json::json!({"scopes": ["openid"]}),
+        created_at: 1000,
+        expires_at: i64::MAX,
+    };
+    oidc_core::RefreshTokenStore::insert(&db.refresh_tokens(), &refresh).await.unwrap();
     let err = f.accounts.delete(PRODUCTION, id, "wrong").await.unwrap_err();
     assert!(matches!(err, AccountError::WrongPassword));
     f.accounts.delete(PRODUCTION, id, PASSWORD).await.unwrap();
+    let left = oidc_core::RefreshTokenStore::find_any(&db.refresh_tokens(), "leaving-refresh").await.unwrap();
+    assert_eq!(left, None, "the account's refresh tokens go with it (the foreign key cascades)");
     assert!(matches!(f.outbox.last(), (to, Notification::AccountDeleted) if to == "leaving@example.de"));
     assert!(matches!(f.accounts.account(PRODUCTION, id).await.unwrap_err(), AccountError::NotFound));
     assert!(f.accounts.current(PRODUCTION, &session.token).await.unwrap().is_none());

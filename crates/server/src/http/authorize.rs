@@ -285,7 +285,7 @@ fn claim_lines(ctx: &PageCtx, account: &Account, claim: &str) -> Option<Vec<Stri
     let lines = match claim {
         "birthdate" => vec![format::iso_date(ctx.lang, &m.date_of_birth.value)],
         "address" => {
-            let abroad = (m.country.value != "DE").then(|| ctx.t(&format!("country_{}", m.country.value)));
+            let abroad = ctx.country_abroad(&m.country.value);
             format::address_block(
                 &m.street.value,
                 &m.house_number.value,

@@ -71,7 +71,7 @@ fn rows(ctx: &PageCtx, account: &Account) -> Vec<Value> {
     if let Some(v) = &m.place_of_birth {
         rows.push(single("place_of_birth", v, v.value.clone()));
     }
-    let abroad = (m.country.value != "DE").then(|| ctx.t(&format!("country_{}", m.country.value)));
+    let abroad = ctx.country_abroad(&m.country.value);
     let block = format::address_block(
         &m.street.value,
         &m.house_number.value,

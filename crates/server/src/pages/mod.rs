@@ -250,6 +250,12 @@ impl PageCtx {
         self.state.pages.texts.get(self.lang, key)
     }
 
+    /// The name of the country `code` for the last line of an address block, or `None` for
+    /// Germany, which a German address block leaves out (DIN 5008).
+    pub(crate) fn country_abroad(&self, code: &str) -> Option<String> {
+        (code != "DE").then(|| self.t(&format!("country_{code}")))
+    }
+
     /// The client's address, for throttling.
     pub(crate) fn client_ip(&self) -> &str {
         &self.client_ip

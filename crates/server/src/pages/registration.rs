@@ -224,7 +224,7 @@ fn review_rows(data: &PersonalData, ctx: &PageCtx) -> Vec<(&'static str, Vec<Str
     if let Some(place) = &data.place_of_birth {
         rows.push(("place_of_birth", vec![place.clone()]));
     }
-    let abroad = (data.country != "DE").then(|| ctx.t(&format!("country_{}", data.country)));
+    let abroad = ctx.country_abroad(&data.country);
     let block =
         format::address_block(&data.street, &data.house_number, &data.postal_code, &data.city, abroad.as_deref());
     rows.push(("address", block));
