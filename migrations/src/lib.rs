@@ -20,6 +20,7 @@ mod m20261202_000012_mail_links;
 mod m20261202_000013_mail_queue;
 mod m20261202_000014_sealed_secrets;
 mod m20261203_000015_account_inactivity;
+mod m20261203_000016_passkeys;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_mail_queue::Migration),
             Box::new(m20261202_000014_sealed_secrets::Migration),
             Box::new(m20261203_000015_account_inactivity::Migration),
+            Box::new(m20261203_000016_passkeys::Migration),
         ]
     }
 }

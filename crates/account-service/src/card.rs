@@ -116,6 +116,7 @@ impl Account {
             eid_key: Some(card.key.clone()),
             privacy_consent: crate::PrivacyConsent { version: String::new(), accepted_at: now },
             session_epoch: 0,
+            login_factors: crate::LoginFactors::default(),
             created_at: now,
             activated_at: Some(now),
             updated_at: now,

@@ -4,7 +4,7 @@
 //! Modules: `personal_data` (registration step 1: normalisation and validation with German
 //! messages per field), `password` (step 2: the policy), `hashing` (argon2id), `model` (the
 //! account, master data with provenance, events), `store` (the [`AccountStore`] port), `notify`
-//! (the [`Notifier`] port), `links` (single-use mail links), `session` (login sessions),
+//! (the [`Notifier`] port), `links` (single-use mail links), `session` (login sessions), `passkey` (WebAuthn credentials and their ceremonies),
 //! `throttle` (failed-login delays), `service` ([`Accounts`], every use case).
 //!
 //! Invariants:
@@ -21,6 +21,7 @@ mod links;
 mod model;
 mod normalize;
 mod notify;
+mod passkey;
 mod password;
 mod personal_data;
 mod prefill;
@@ -33,16 +34,17 @@ pub use card::{CardData, CardIdentity, Difference};
 pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
 pub use links::LinkError;
 pub use model::{
-    Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
-    PrivacyConsent, Source,
+    Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, LoginFactors,
+    MasterData, PrivacyConsent, Source,
 };
 pub use notify::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
+pub use passkey::{PasskeyCeremony, PasskeyError, PasskeyTrust, Reauthentication, RelyingParty, StoredPasskey};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};
 pub use prefill::{claim_preview, claim_value, verified_claims};
 pub use service::{
-    AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, InactivityPolicy, InactivitySweep, LoggedIn,
-    MasterDataChange, Registration,
+    AccountError, AccountExport, Accounts, AccountsConfig, ExportedEvent, ExportedPasskey, InactivityPolicy,
+    InactivitySweep, LoggedIn, MasterDataChange, Registration,
 };
 pub use session::{Session, SessionPolicy};
 pub use store::{AccountStore, Inactive, StoreError, StoredLink, UniqueField};

@@ -206,6 +206,8 @@ pub struct Account {
     pub privacy_consent: PrivacyConsent,
     /// Sessions remember the epoch they were made in; raising it ends every session at once.
     pub session_epoch: i64,
+    /// Password alone, or password and passkey.
+    pub login_factors: LoginFactors,
     /// Registered at.
     pub created_at: OffsetDateTime,
     /// Activated at.
@@ -222,15 +224,61 @@ pub enum AuthMethod {
     Pwd,
     /// The online ID function of the ID card.
     Eid,
+    /// A passkey alone (discoverable credential, user verification required).
+    Passkey,
+    /// Username and password, then a passkey (the account's "Passwort und Passkey" setting).
+    PwdAndPasskey,
 }
 
 impl AuthMethod {
-    /// The `amr` value.
+    /// The name in the activity list and the logs.
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Pwd => "pwd",
             AuthMethod::Eid => "eid",
+            AuthMethod::Passkey => "passkey",
+            AuthMethod::PwdAndPasskey => "pwd_passkey",
         }
+    }
+
+    /// The `amr` values (RFC 8176 and its IANA registry). A passkey is `pop` (proof of
+    /// possession of a key; registered by OpenID Connect EAP ACR Values 1.0 for keys whose
+    /// protection, hardware or software, is not known: we ask for no attestation), plus `user`
+    /// and `mfa`, because every passkey ceremony here requires user verification (the
+    /// authenticator's PIN or biometric besides the key: two factors).
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            AuthMethod::Pwd => &["pwd"],
+            AuthMethod::Eid => &["eid"],
+            AuthMethod::Passkey => &["pop", "user", "mfa"],
+            AuthMethod::PwdAndPasskey => &["pwd", "pop", "user", "mfa"],
+        }
+    }
+}
+
+/// Which factors a login with the account needs, as the citizen chose in "Mein Konto".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFactors {
+    /// The password, or a passkey alone.
+    #[default]
+    PasswordOrPasskey,
+    /// The password and then a passkey; a passkey alone is refused.
+    PasswordAndPasskey,
+}
+
+impl LoginFactors {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginFactors::PasswordOrPasskey => "password_or_passkey",
+            LoginFactors::PasswordAndPasskey => "password_and_passkey",
+        }
+    }
+
+    /// Parses [`LoginFactors::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        [LoginFactors::PasswordOrPasskey, LoginFactors::PasswordAndPasskey].into_iter().find(|f| f.as_str() == text)
     }
 }
 
@@ -262,6 +310,12 @@ pub enum EventKind {
     ConsentGiven,
     /// Linked the ID card: the data it confirmed are eID-verified.
     EidLinked,
+    /// Added a passkey (detail: its name).
+    PasskeyAdded,
+    /// Removed a passkey (detail: its name).
+    PasskeyRemoved,
+    /// Chose password alone or password and passkey (detail: the choice).
+    LoginFactorsChanged,
 }
 
 impl EventKind {
@@ -280,12 +334,18 @@ impl EventKind {
             EventKind::EmailChanged => "email_changed",
             EventKind::ConsentGiven => "consent_given",
             EventKind::EidLinked => "eid_linked",
+            EventKind::PasskeyAdded => "passkey_added",
+            EventKind::PasskeyRemoved => "passkey_removed",
+            EventKind::LoginFactorsChanged => "login_factors_changed",
         }
     }
 
     /// Parses [`EventKind::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
-        const ALL: [EventKind; 12] = [
+        const ALL: [EventKind; 15] = [
+            EventKind::PasskeyAdded,
+            EventKind::PasskeyRemoved,
+            EventKind::LoginFactorsChanged,
             EventKind::ConsentGiven,
             EventKind::EidLinked,
             EventKind::Registered,

@@ -52,6 +52,21 @@ pub enum Notification {
     },
     /// Your account was deleted because it was not used (after the reminder).
     DeletedForInactivity,
+    /// A new password was set through a reset link; `passkeys_kept` passkeys still work.
+    PasswordResetDone {
+        /// How many passkeys the account still has.
+        passkeys_kept: usize,
+    },
+    /// A passkey was added to the account.
+    PasskeyAdded {
+        /// Its name.
+        name: String,
+    },
+    /// A passkey was removed from the account.
+    PasskeyRemoved {
+        /// Its name.
+        name: String,
+    },
     /// Someone tried to register a new account with your address (which has one already): if
     /// it was you, log in or reset the password. The registering browser is told the same as
     /// for any registration, so the page reveals no account.
@@ -71,6 +86,9 @@ impl std::fmt::Debug for Notification {
             Notification::InactivityReminder { .. } => "InactivityReminder",
             Notification::DeletedForInactivity => "DeletedForInactivity",
             Notification::RegistrationAttempt => "RegistrationAttempt",
+            Notification::PasswordResetDone { .. } => "PasswordResetDone",
+            Notification::PasskeyAdded { .. } => "PasskeyAdded",
+            Notification::PasskeyRemoved { .. } => "PasskeyRemoved",
         })
     }
 }

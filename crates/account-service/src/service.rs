@@ -14,10 +14,11 @@ use crate::{
     check_password,
     links::{LinkError, LinkKind, Links},
     model::{
-        Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, MasterData,
-        PrivacyConsent, Source,
+        Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, LoginFactors,
+        MasterData, PrivacyConsent, Source,
     },
     notify::{Notification, Notifier, Recipient},
+    passkey::{PasskeyCeremony, PasskeyError, PasskeyTrust, Passkeys, RelyingParty},
     session::{Session, SessionPolicy, Sessions},
     store::{AccountStore, Inactive, StoreError, UniqueField},
     throttle::{Throttle, ThrottlePolicy},
@@ -56,6 +57,12 @@ pub enum AccountError {
     /// No such account (e.g. deleted while a session was open).
     #[error("account not found")]
     NotFound,
+    /// A passkey step failed.
+    #[error(transparent)]
+    Passkey(PasskeyError),
+    /// The password is right, and the account needs a passkey too: the second step's ceremony.
+    #[error("passkey needed after the password")]
+    PasskeyRequired(PasskeyCeremony),
     /// A store or the hasher failed; the details are in the source, not for the citizen.
     #[error("account service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -94,6 +101,10 @@ pub struct AccountsConfig {
     pub throttle: ThrottlePolicy,
     /// What happens to accounts nobody uses; `None`: they stay.
     pub inactivity: Option<InactivityPolicy>,
+    /// Where passkeys of each environment are bound; an environment without one has none.
+    pub relying_parties: Vec<RelyingParty>,
+    /// How much a passkey login is trusted.
+    pub passkey_trust: PasskeyTrust,
 }
 
 /// Accounts kept only as long as they are used (GDPR Art. 5(1)(e)): after `remind_after`
@@ -142,6 +153,8 @@ impl Default for AccountsConfig {
             sessions: SessionPolicy::default(),
             throttle: ThrottlePolicy::default(),
             inactivity: Some(InactivityPolicy::default()),
+            relying_parties: Vec::new(),
+            passkey_trust: PasskeyTrust::default(),
         }
     }
 }
@@ -214,6 +227,23 @@ pub struct AccountExport {
     pub consents: Vec<Consent>,
     /// Every release of claims to a client (names, not values).
     pub data_transfers: Vec<DataTransfer>,
+    /// Password alone or password and passkey.
+    pub login_factors: LoginFactors,
+    /// The passkeys (names and times; their public keys say nothing about the citizen).
+    pub passkeys: Vec<ExportedPasskey>,
+}
+
+/// One passkey in the export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedPasskey {
+    /// The citizen's name for it.
+    pub name: String,
+    /// When it was added.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was last used.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 /// One activity entry in the export.
@@ -230,19 +260,20 @@ pub struct ExportedEvent {
 
 /// The citizen-account use cases.
 pub struct Accounts {
-    store: Arc<dyn AccountStore>,
+    pub(crate) store: Arc<dyn AccountStore>,
     notifier: Arc<dyn Notifier>,
     hasher: Arc<PasswordHasher>,
     /// One permit per core: more argon2id hashes at once than cores only queue on the CPU, and
     /// each holds `argon2_memory_kib` that the allocator keeps per thread afterwards, so
     /// unbounded parallel logins would grow memory with the number of blocking threads.
     hashing_slots: Arc<tokio::sync::Semaphore>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     links: Links,
     sessions: Sessions,
     throttle: Throttle,
-    /// For the inactivity policy's lease.
-    ephemeral: Arc<dyn EphemeralStore>,
+    /// For the inactivity policy's lease and passkey ceremonies.
+    pub(crate) ephemeral: Arc<dyn EphemeralStore>,
+    pub(crate) passkeys: Passkeys,
     config: AccountsConfig,
 }
 
@@ -269,6 +300,7 @@ impl Accounts {
             )),
             sessions: Sessions::new(ephemeral.clone(), clock.clone(), config.sessions),
             throttle: Throttle::new(ephemeral.clone(), clock.clone(), config.throttle),
+            passkeys: Passkeys::new(&config.relying_parties, config.passkey_trust),
             ephemeral,
             clock,
             config,
@@ -288,6 +320,11 @@ impl Accounts {
             .await
             .map_err(AccountError::internal)?
             .map_err(AccountError::internal)
+    }
+
+    /// Whether `password` is the account's.
+    pub(crate) async fn password_matches(&self, account: &Account, password: &str) -> Result<bool, AccountError> {
+        Ok(self.verify_password(Some(account.password_hash.clone()), password).await? != Verification::Invalid)
     }
 
     async fn verify_password(&self, stored: Option<String>, password: &str) -> Result<Verification, AccountError> {
@@ -357,6 +394,7 @@ impl Accounts {
             eid_key: registration.card.as_ref().map(|c| c.key.clone()),
             privacy_consent: registration.privacy_consent,
             session_epoch: 0,
+            login_factors: LoginFactors::default(),
             created_at: now,
             activated_at: None,
             updated_at: now,
@@ -405,7 +443,7 @@ impl Accounts {
     }
 
     /// Sends a mail; failures are logged and reported as `false`, never lose the change made.
-    async fn send(&self, account: &Account, notification: Notification) -> bool {
+    pub(crate) async fn send(&self, account: &Account, notification: Notification) -> bool {
         match self.notifier.notify(account.environment, &recipient(account), notification).await {
             Ok(()) => true,
             Err(e) => {
@@ -490,6 +528,11 @@ impl Accounts {
             account.password_hash = self.hash_password(password.to_owned()).await?;
             self.store.update(&account, None).await?;
         }
+        if account.login_factors == LoginFactors::PasswordAndPasskey
+            && let Some(ceremony) = self.start_second_factor(&account).await?
+        {
+            return Err(AccountError::PasskeyRequired(ceremony));
+        }
         self.store.record_login(environment, account.id, &event).await?;
         self.start_session(&account, AuthMethod::Pwd).await
     }
@@ -540,9 +583,18 @@ impl Accounts {
 
     async fn start_session(&self, account: &Account, method: AuthMethod) -> Result<LoggedIn, AccountError> {
         let trust_level = match method {
-            AuthMethod::Pwd => TrustLevel::Normal,
             AuthMethod::Eid => TrustLevel::Hoch,
+            AuthMethod::Pwd | AuthMethod::Passkey | AuthMethod::PwdAndPasskey => TrustLevel::Normal,
         };
+        self.start_session_at(account, method, trust_level).await
+    }
+
+    pub(crate) async fn start_session_at(
+        &self,
+        account: &Account,
+        method: AuthMethod,
+        trust_level: TrustLevel,
+    ) -> Result<LoggedIn, AccountError> {
         let (token, session) =
             self.sessions.start(account.environment, account.id, method, trust_level, account.session_epoch).await?;
         Ok(LoggedIn { token, session })
@@ -728,7 +780,11 @@ impl Accounts {
             return Err(AccountError::PasswordPolicy(problems));
         }
         self.links.take(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
-        self.set_password(account, new, confirmation, EventKind::PasswordReset).await?;
+        let account = self.set_password(account, new, confirmation, EventKind::PasswordReset).await?;
+        // A reset proves the mailbox, not the person: passkeys stay, and the mail names them so
+        // that a citizen whose mailbox was taken over learns of it.
+        let passkeys_kept = self.store.passkeys(environment, id).await?.len();
+        self.send(&account, Notification::PasswordResetDone { passkeys_kept }).await;
         Ok(id)
     }
 
@@ -743,7 +799,16 @@ impl Accounts {
         let events = self.store.events(environment, id, EVENT_LIMIT).await?;
         let consents = self.store.consents(environment, id).await?;
         let data_transfers = self.store.transfers(environment, id, EVENT_LIMIT).await?;
+        let passkeys = self
+            .store
+            .passkeys(environment, id)
+            .await?
+            .into_iter()
+            .map(|p| ExportedPasskey { name: p.name, created_at: p.created_at, last_used_at: p.last_used_at })
+            .collect();
         Ok(AccountExport {
+            passkeys,
+            login_factors: account.login_factors,
             consents,
             data_transfers,
             exported_at: self.clock.now(),
@@ -928,7 +993,7 @@ impl Accounts {
         Ok(sweep)
     }
 
-    fn event(&self, kind: EventKind, detail: Option<String>) -> AccountEvent {
+    pub(crate) fn event(&self, kind: EventKind, detail: Option<String>) -> AccountEvent {
         AccountEvent { at: self.clock.now(), kind, detail }
     }
 }

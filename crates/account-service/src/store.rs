@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use time::OffsetDateTime;
 
-use crate::model::{Account, AccountEvent, Consent, DataTransfer};
+use crate::{
+    model::{Account, AccountEvent, Consent, DataTransfer},
+    passkey::StoredPasskey,
+};
 
 /// Which unique value is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,8 @@ pub enum UniqueField {
     Email,
     /// The ID card (its pseudonym's keyed hash, per environment).
     Eid,
+    /// A passkey's credential id (per environment).
+    Passkey,
 }
 
 /// What can go wrong in the account store.
@@ -170,6 +175,33 @@ pub trait AccountStore: Send + Sync {
 
     /// Removes links that expired before `before`; returns how many.
     async fn purge_links(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Stores a new passkey with its event; `Conflict(Passkey)` when its credential id is
+    /// registered in the environment already, `NotFound` when the account is gone.
+    async fn insert_passkey(&self, passkey: &StoredPasskey, event: &AccountEvent) -> Result<(), StoreError>;
+
+    /// The account's passkeys, oldest first.
+    async fn passkeys(&self, environment: Environment, id: AccountId) -> Result<Vec<StoredPasskey>, StoreError>;
+
+    /// The passkey with this credential id (base64url) in `environment`.
+    async fn find_passkey(
+        &self,
+        environment: Environment,
+        credential_id: &str,
+    ) -> Result<Option<StoredPasskey>, StoreError>;
+
+    /// Replaces a passkey's name, credential and last use (matched by id and account);
+    /// `NotFound` when it is gone.
+    async fn update_passkey(&self, passkey: &StoredPasskey) -> Result<(), StoreError>;
+
+    /// Removes one of the account's passkeys with an event; `NotFound` when it is gone.
+    async fn remove_passkey(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        passkey: uuid::Uuid,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError>;
 }
 
 /// Which inactive accounts [`AccountStore::inactive`] selects. "Last seen" is the last login,

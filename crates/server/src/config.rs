@@ -295,6 +295,10 @@ pub struct AccountsConfig {
     pub argon2_iterations: u32,
     /// argon2id lanes (OWASP: 1).
     pub argon2_parallelism: u32,
+    /// A passkey added in a session opened with the ID card, on an account the card confirmed,
+    /// logs in at `substantiell` instead of `normal` (never `hoch`). Off: see `docs/security.md`,
+    /// "Passkeys".
+    pub passkey_substantial_after_card: bool,
 }
 
 impl Default for AccountsConfig {
@@ -316,6 +320,7 @@ impl Default for AccountsConfig {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            passkey_substantial_after_card: false,
         }
     }
 }
@@ -330,8 +335,9 @@ impl AccountsConfig {
         }
     }
 
-    /// The account service's policies.
-    pub fn service(&self) -> account_service::AccountsConfig {
+    /// The account service's policies; passkeys are bound to the origins of `environments`'
+    /// issuers.
+    pub fn service(&self, environments: &EnvironmentsConfig) -> account_service::AccountsConfig {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         account_service::AccountsConfig {
             activation_ttl: minutes(self.activation_link_hours * 60),
@@ -352,6 +358,19 @@ impl AccountsConfig {
                 remind_after: minutes(self.inactive_reminder_after_days * 24 * 60),
                 delete_after: minutes(self.inactive_deletion_after_days * 24 * 60),
             }),
+            relying_parties: [Environment::Production, Environment::Test]
+                .into_iter()
+                .filter_map(|environment| {
+                    let issuer = url::Url::parse(environments.issuer(environment)).ok()?;
+                    let origin = url::Url::parse(&issuer.origin().ascii_serialization()).ok()?;
+                    Some(account_service::RelyingParty { environment, origin })
+                })
+                .collect(),
+            passkey_trust: if self.passkey_substantial_after_card {
+                account_service::PasskeyTrust::SubstantialAfterCard
+            } else {
+                account_service::PasskeyTrust::Normal
+            },
         }
     }
 }
@@ -1010,11 +1029,12 @@ mod tests {
 
     #[test]
     fn the_inactivity_policy_is_on_by_default_and_can_be_switched_off() {
-        let on = load("", &[]).unwrap().accounts.service().inactivity.expect("on by default");
+        let on =
+            load("", &[]).unwrap().accounts.service(&EnvironmentsConfig::default()).inactivity.expect("on by default");
         assert_eq!(on.remind_after.as_secs(), 3 * 365 * 86400);
         assert_eq!(on.notice().as_secs(), 91 * 86400, "three months between reminder and deletion");
         let off = load("[accounts]\ninactive_deletion_after_days = 0\n", &[]).unwrap();
-        assert!(off.accounts.service().inactivity.is_none());
+        assert!(off.accounts.service(&EnvironmentsConfig::default()).inactivity.is_none());
     }
 
     #[test]

@@ -79,6 +79,8 @@ impl Mailer {
         notification: &Notification,
     ) -> Result<(String, String, String), minijinja::Error> {
         let mut delete_on = None;
+        let mut passkey = None;
+        let mut count = 0;
         let (kind, link, new_email) = match notification {
             Notification::Activation { token } => {
                 ("activation", Some(self.link(environment, "/aktivierung", token)), None)
@@ -97,6 +99,23 @@ impl Mailer {
                 ("inactivity_reminder", Some(format!("{}/anmelden", self.issuers.issuer(environment))), None)
             }
             Notification::DeletedForInactivity => ("deleted_for_inactivity", None, None),
+            Notification::PasswordResetDone { passkeys_kept: 0 } => ("password_reset_done", None, None),
+            Notification::PasswordResetDone { passkeys_kept } => {
+                count = *passkeys_kept;
+                (
+                    "password_reset_done_passkeys",
+                    Some(format!("{}/konto/passkeys", self.issuers.issuer(environment))),
+                    None,
+                )
+            }
+            Notification::PasskeyAdded { name } => {
+                passkey = Some(name.as_str());
+                ("passkey_added", Some(format!("{}/konto/passkeys", self.issuers.issuer(environment))), None)
+            }
+            Notification::PasskeyRemoved { name } => {
+                passkey = Some(name.as_str());
+                ("passkey_removed", None, None)
+            }
             Notification::RegistrationAttempt => {
                 ("registration_attempt", Some(format!("{}/anmelden", self.issuers.issuer(environment))), None)
             }
@@ -110,6 +129,8 @@ impl Mailer {
                 greeting => text("greeting"),
                 body => text(&format!("{kind}_body"))
                     .replace("{new_email}", new_email.unwrap_or_default())
+                    .replace("{passkey}", passkey.unwrap_or_default())
+                    .replace("{count}", &count.to_string())
                     .replace("{delete_on}", &delete_on.map(|day| format::date(lang, day)).unwrap_or_default()),
                 action => optional(format!("{kind}_action")),
                 validity => optional(format!("{kind}_validity")),

@@ -14,11 +14,13 @@
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
 //! {issuer}/anmelden  /abmelden                 login, logout
+//! {issuer}/anmelden/passkey[/abschluss]  /anmelden/zweiter-faktor   passkey login, passkey after the password
 //! {issuer}/eid  /eid/tc-token  /eid/ergebnis   eID: start ("Zur Ausweis App"), TC token, refresh address
 //! {issuer}/eid/test-dienst                     the test eID service (test systems only)
 //! {issuer}/registrierung/ausweis  /konto/ausweis   registration from the card, linking the card
 //! {issuer}/passwort-vergessen  /passwort-neu   forgotten password
 //! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/uebermittlungen|/export|/loeschen]   "Mein Konto"
+//! {issuer}/konto/passkeys[/neu[/abschluss]|/umbenennen|/entfernen|/anmeldeverfahren]   passkeys
 //! {issuer}/barrierefreiheit  /datenschutz  /static/style.css
 //! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
@@ -176,6 +178,7 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
         .at("/introspect", vec![(Method::POST, ep(introspection::introspect))])
         .at("/revoke", vec![(Method::POST, ep(introspection::revoke))])
         .at("/static/form_post.js", vec![(Method::GET, ep(pages::form_post_script))])
+        .at("/static/passkey.js", vec![(Method::GET, ep(pages::passkey_script))])
         .at("/", vec![(Method::GET, ep(pages::start))])
         .at("/static/style.css", vec![(Method::GET, ep(pages::stylesheet))])
         .at("/barrierefreiheit", vec![(Method::GET, ep(pages::accessibility))])
@@ -204,6 +207,9 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
             vec![(Method::GET, ep(pages::resend_activation_form)), (Method::POST, ep(pages::resend_activation))],
         )
         .at("/anmelden", vec![(Method::GET, ep(pages::login_form)), (Method::POST, ep(pages::login))])
+        .at("/anmelden/passkey", vec![(Method::POST, ep(pages::passkey_login_start))])
+        .at("/anmelden/passkey/abschluss", vec![(Method::POST, ep(pages::passkey_login_finish))])
+        .at("/anmelden/zweiter-faktor", vec![(Method::POST, ep(pages::second_factor_finish))])
         .at("/abmelden", vec![(Method::POST, ep(pages::logout))])
         .at("/passwort-vergessen", vec![(Method::GET, ep(pages::forgot_form)), (Method::POST, ep(pages::forgot))])
         .at("/passwort-neu", vec![(Method::GET, ep(pages::reset_form)), (Method::POST, ep(pages::reset))])
@@ -218,6 +224,12 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
         .at("/konto/export", vec![(Method::GET, ep(pages::export))])
         .at("/konto/uebermittlungen", vec![(Method::GET, ep(pages::transfers))])
         .at("/konto/zustimmungen/widerrufen", vec![(Method::POST, ep(pages::withdraw_consent))])
+        .at("/konto/passkeys", vec![(Method::GET, ep(pages::passkey_list))])
+        .at("/konto/passkeys/neu", vec![(Method::POST, ep(pages::add_passkey))])
+        .at("/konto/passkeys/neu/abschluss", vec![(Method::POST, ep(pages::finish_add_passkey))])
+        .at("/konto/passkeys/umbenennen", vec![(Method::POST, ep(pages::rename_passkey))])
+        .at("/konto/passkeys/entfernen", vec![(Method::POST, ep(pages::remove_passkey))])
+        .at("/konto/passkeys/anmeldeverfahren", vec![(Method::POST, ep(pages::login_factors))])
         .at("/konto/loeschen", vec![(Method::GET, ep(pages::delete_form)), (Method::POST, ep(pages::delete))])
         .route
         .around(pages::security_headers)

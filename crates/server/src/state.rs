@@ -142,7 +142,7 @@ impl AppState {
             mail_outbox.clone(),
             PasswordHasher::new(config.accounts.hashing())?,
             clock.clone(),
-            config.accounts.service(),
+            config.accounts.service(&config.environments),
         ));
         let refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore> = Arc::new(database.refresh_tokens());
         let outbound = reqwest::Client::builder()

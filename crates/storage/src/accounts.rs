@@ -1,6 +1,6 @@
 use account_service::{
-    Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, Inactive, StoreError, StoredLink,
-    UniqueField,
+    Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, Inactive, LoginFactors, StoreError,
+    StoredLink, StoredPasskey, UniqueField,
 };
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
@@ -12,7 +12,9 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer};
+use crate::entities::{
+    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, passkey,
+};
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
@@ -39,6 +41,9 @@ fn map_db_err(e: DbErr) -> StoreError {
         }
         Some(SqlErr::UniqueConstraintViolation(what)) if what.contains("eid_key") => {
             StoreError::Conflict(UniqueField::Eid)
+        }
+        Some(SqlErr::UniqueConstraintViolation(what)) if what.contains("credential") => {
+            StoreError::Conflict(UniqueField::Passkey)
         }
         Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Conflict(UniqueField::Username),
         // A row about an account that no longer exists (deleted meanwhile).
@@ -85,6 +90,7 @@ fn row(a: &Account) -> Result<account::ActiveModel, StoreError> {
         eid_key: Set(a.eid_key.clone()),
         privacy_consent: Set(json(&a.privacy_consent)?),
         session_epoch: Set(a.session_epoch),
+        login_factors: Set(a.login_factors.as_str().to_owned()),
         created_at: Set(a.created_at.unix_timestamp()),
         activated_at: Set(a.activated_at.map(OffsetDateTime::unix_timestamp)),
         updated_at: Set(a.updated_at.unix_timestamp()),
@@ -107,6 +113,7 @@ fn account_of(row: account::Model) -> Result<Account, StoreError> {
         eid_key: row.eid_key,
         privacy_consent: parse_json(id, &row.privacy_consent)?,
         session_epoch: row.session_epoch,
+        login_factors: LoginFactors::parse(&row.login_factors).ok_or_else(|| corrupt(id, "login factors"))?,
         created_at: time_of(id, row.created_at)?,
         activated_at: row.activated_at.map(|t| time_of(id, t)).transpose()?,
         updated_at: time_of(id, row.updated_at)?,
@@ -560,6 +567,11 @@ impl AccountStore for SeaAccountStore {
             .exec(&txn)
             .await
             .map_err(map_db_err)?;
+        passkey::Entity::delete_many()
+            .filter(passkey::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         let deleted = account::Entity::delete_many()
             .filter(account::Column::Id.eq(id.to_string()))
             .filter(in_environment(environment))
@@ -666,6 +678,108 @@ impl AccountStore for SeaAccountStore {
             .map_err(map_db_err)?;
         Ok(deleted.rows_affected)
     }
+
+    async fn insert_passkey(&self, stored: &StoredPasskey, event: &AccountEvent) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        passkey::Entity::insert(passkey::ActiveModel {
+            id: Set(stored.id.to_string()),
+            environment: Set(stored.environment.as_str().to_owned()),
+            account_id: Set(stored.account_id.to_string()),
+            credential_id: Set(stored.credential_id.clone()),
+            name: Set(stored.name.clone()),
+            credential: Set(stored.credential.clone()),
+            added_with_card: Set(stored.added_with_card),
+            created_at: Set(stored.created_at.unix_timestamp()),
+            last_used_at: Set(stored.last_used_at.map(OffsetDateTime::unix_timestamp)),
+        })
+        .exec(&txn)
+        .await
+        .map_err(map_db_err)?;
+        insert_event(&txn, stored.account_id, event).await?;
+        txn.commit().await.map_err(unavailable)
+    }
+
+    async fn passkeys(&self, environment: Environment, id: AccountId) -> Result<Vec<StoredPasskey>, StoreError> {
+        passkey::Entity::find()
+            .filter(passkey::Column::Environment.eq(environment.as_str()))
+            .filter(passkey::Column::AccountId.eq(id.to_string()))
+            .order_by_asc(passkey::Column::CreatedAt)
+            .order_by_asc(passkey::Column::Id)
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(stored_passkey)
+            .collect()
+    }
+
+    async fn find_passkey(
+        &self,
+        environment: Environment,
+        credential_id: &str,
+    ) -> Result<Option<StoredPasskey>, StoreError> {
+        passkey::Entity::find()
+            .filter(passkey::Column::Environment.eq(environment.as_str()))
+            .filter(passkey::Column::CredentialId.eq(credential_id))
+            .one(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .map(stored_passkey)
+            .transpose()
+    }
+
+    async fn update_passkey(&self, stored: &StoredPasskey) -> Result<(), StoreError> {
+        let updated = passkey::Entity::update_many()
+            .col_expr(passkey::Column::Name, Expr::value(stored.name.clone()))
+            .col_expr(passkey::Column::Credential, Expr::value(stored.credential.clone()))
+            .col_expr(passkey::Column::LastUsedAt, Expr::value(stored.last_used_at.map(OffsetDateTime::unix_timestamp)))
+            .filter(passkey::Column::Id.eq(stored.id.to_string()))
+            .filter(passkey::Column::AccountId.eq(stored.account_id.to_string()))
+            .exec(&self.conn)
+            .await
+            .map_err(map_db_err)?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn remove_passkey(
+        &self,
+        environment: Environment,
+        id: AccountId,
+        stored: uuid::Uuid,
+        event: &AccountEvent,
+    ) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let deleted = passkey::Entity::delete_many()
+            .filter(passkey::Column::Id.eq(stored.to_string()))
+            .filter(passkey::Column::AccountId.eq(id.to_string()))
+            .filter(passkey::Column::Environment.eq(environment.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_event(&txn, id, event).await?;
+        txn.commit().await.map_err(unavailable)
+    }
+}
+
+fn stored_passkey(row: passkey::Model) -> Result<StoredPasskey, StoreError> {
+    let id = row.id.as_str();
+    Ok(StoredPasskey {
+        id: row.id.parse().map_err(|e| corrupt(id, e))?,
+        environment: row.environment.parse().map_err(|e| corrupt(id, e))?,
+        account_id: row.account_id.parse::<uuid::Uuid>().map(AccountId::from).map_err(|e| corrupt(id, e))?,
+        created_at: time_of(id, row.created_at)?,
+        last_used_at: row.last_used_at.map(|t| time_of(id, t)).transpose()?,
+        credential_id: row.credential_id,
+        name: row.name,
+        credential: row.credential,
+        added_with_card: row.added_with_card,
+    })
 }
 
 fn stored_link(row: mail_link::Model) -> Result<StoredLink, StoreError> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use account_service::{Account, Session};
+use account_service::{Account, AuthMethod, Session};
 use oidc_core::{
     AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims,
     OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash,
@@ -419,7 +419,7 @@ pub(crate) async fn issue_code(
         account_id: account.id,
         auth_time: session.auth_time.unix_timestamp(),
         acr,
-        amr: vec![session.method.as_str().to_owned()],
+        amr: session.method.amr().iter().map(|m| (*m).to_owned()).collect(),
         scopes: authorization.scopes.clone(),
         claims,
         id_token_claims,
@@ -485,7 +485,7 @@ pub(crate) async fn issue_one_time_code(
         account_id: citizen.id,
         auth_time: state.clock.now().unix_timestamp(),
         acr: acr(authorization, level),
-        amr: vec!["eid".to_owned()],
+        amr: AuthMethod::Eid.amr().iter().map(|m| (*m).to_owned()).collect(),
         scopes: authorization.scopes.clone(),
         id_token_claims: authorization.id_token_claims.iter().filter(|c| released.contains(c)).cloned().collect(),
         claims: released,

@@ -296,6 +296,10 @@ fn event_text(ctx: &PageCtx, kind: EventKind, detail: Option<&str>) -> String {
     let text = ctx.t(&format!("event_{}", kind.as_str()));
     match (kind, detail) {
         (EventKind::LoginSucceeded, Some(method)) => format!("{text} ({})", ctx.t(&format!("method_{method}"))),
+        (EventKind::PasskeyAdded | EventKind::PasskeyRemoved, Some(name)) => format!("{text} ({name})"),
+        (EventKind::LoginFactorsChanged, Some(factors)) => {
+            format!("{text} ({})", super::passkeys::factors_text(ctx, factors))
+        }
         _ => text,
     }
 }

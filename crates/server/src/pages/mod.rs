@@ -4,7 +4,8 @@
 //!
 //! Modules: `registration` (the three steps and "Sichern"), `signin` (login, logout, activation
 //! and its resend), `account` ("Mein Konto": data, e-mail change, password, activity, export,
-//! deletion), `recovery` (forgotten password), `info` (start, accessibility statement, privacy
+//! deletion), `passkeys` (passkeys in "Mein Konto" and the logins with them), `recovery`
+//! (forgotten password), `info` (start, accessibility statement, privacy
 //! statement, style sheet).
 
 // A redirect or an error page is the short way out of a handler; it is built once per request.
@@ -16,6 +17,7 @@ mod eid;
 mod form;
 pub(crate) mod format;
 mod info;
+mod passkeys;
 mod recovery;
 mod registration;
 mod signin;
@@ -43,6 +45,11 @@ pub(crate) use eid::{
     start_form as eid_start_form, tc_token, test_service, test_service_form,
 };
 pub(crate) use info::{accessibility, form_post_script, privacy, start, stylesheet};
+pub(crate) use passkeys::{
+    add as add_passkey, factors as login_factors, finish_add as finish_add_passkey, list as passkey_list,
+    login_finish_alone as passkey_login_finish, login_finish_second as second_factor_finish,
+    login_start as passkey_login_start, remove as remove_passkey, rename as rename_passkey, script as passkey_script,
+};
 pub(crate) use recovery::{forgot, forgot_form, reset, reset_form};
 pub(crate) use registration::{password, password_form, personal, personal_form, review, save};
 pub(crate) use signin::{activate, login, login_form, logout, resend_activation, resend_activation_form};
@@ -67,7 +74,9 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 29] = templates![
+const TEMPLATES: [(&str, &str); 31] = templates![
+    "passkey.html",
+    "passkeys.html",
     "eid_start.html",
     "eid_test_service.html",
     "eid_compare.html",
@@ -391,8 +400,8 @@ impl PageCtx {
     }
 }
 
-/// Content-Security-Policy of every page: no inline script or style (the only script is the
-/// form_post submitter, a file of ours), no framing.
+/// Content-Security-Policy of every page: no inline script or style (the only scripts are
+/// files of ours: the form_post submitter and the passkey ceremony), no fetch, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; form-action 'self' http: https:; \
                    frame-ancestors 'none'; base-uri 'none'";
 

@@ -142,7 +142,7 @@ pub(super) fn taken_errors(ctx: &PageCtx, taken: &[UniqueField]) -> Errors {
             UniqueField::Username => errors.add("username", ctx.t("username_taken")),
             UniqueField::Email => errors.add("email", ctx.t("email_taken")),
             // Told on a page of its own by the caller: no field of the form is wrong.
-            UniqueField::Eid => {}
+            UniqueField::Eid | UniqueField::Passkey => {}
         }
     }
     errors

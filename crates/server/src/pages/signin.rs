@@ -53,7 +53,7 @@ pub(crate) struct LoginQuery {
     login_hint: Option<String>,
 }
 
-fn render_login(
+pub(super) fn render_login(
     ctx: &PageCtx,
     status: StatusCode,
     username: &str,
@@ -68,6 +68,7 @@ fn render_login(
             username => username, return_to => return_to, message => message, not_activated => not_activated,
             return_to_encoded => url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>(),
             for_authority => return_to.starts_with("/authorize?"),
+            passkeys_offered => super::passkeys::offered(ctx),
         },
     )
 }
@@ -104,6 +105,7 @@ pub(crate) async fn login(ctx: PageCtx, Form(form): Form<LoginForm>) -> Response
         Err(AccountError::InvalidCredentials) => "invalid_credentials",
         Err(AccountError::Throttled { .. }) => "throttled",
         Err(AccountError::NotActivated) => "not_activated",
+        Err(AccountError::PasskeyRequired(_)) => "passkey_required",
         Err(_) => "error",
     });
     match result {
@@ -120,6 +122,13 @@ pub(crate) async fn login(ctx: PageCtx, Form(form): Form<LoginForm>) -> Response
         }
         Err(AccountError::NotActivated) => {
             render_login(&ctx, StatusCode::FORBIDDEN, &form.username, return_to, None, true)
+        }
+        Err(AccountError::PasskeyRequired(ceremony)) => {
+            super::passkeys::login_ceremony(&ctx, &ceremony, "/anmelden/zweiter-faktor", return_to.to_owned())
+        }
+        Err(AccountError::Passkey(error)) => {
+            tracing::warn!(%error, "passkey step after the password not started");
+            ctx.failure(AccountError::Passkey(error))
         }
         Err(e) => ctx.failure(e),
     }

@@ -22,6 +22,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub privacy_consent: String,
     pub session_epoch: i64,
+    pub login_factors: String,
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub updated_at: i64,

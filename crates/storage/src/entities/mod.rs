@@ -10,6 +10,7 @@ pub(crate) mod data_transfer;
 pub(crate) mod mail_link;
 pub(crate) mod mail_queue;
 pub(crate) mod one_time_transfer;
+pub(crate) mod passkey;
 pub(crate) mod refresh_token;
 pub(crate) mod sealed_secret;
 pub(crate) mod signing_key;
