@@ -3,7 +3,7 @@
 //! and deletes the account, typing into the real forms. Every page on the way is checked with
 //! axe-core for WCAG 2.1 A/AA violations, and its layout at 320, 375 and 1280 px from the DOM
 //! (horizontal scrolling, header controls, box sizes, field edges, words broken in labels),
-//! with screenshots under `target/screenshots/`.
+//! with screenshots under `target/screenshots/journey/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` and `npm ci` in `integration-tests/browser`
 //! (`.ci/run` does all three); without them the test says so and skips (fails in CI).
@@ -29,21 +29,21 @@ const EID_EMAIL: &str = "erika.eid@example.de";
 const PASSWORD: &str = "Korrekt Pferd Batterie Heftklammer";
 const NEW_PASSWORD: &str = "Drei Raben sitzen auf dem Zaun";
 
-fn tool(var: &str, default: &str) -> Option<PathBuf> {
+pub(crate) fn tool(var: &str, default: &str) -> Option<PathBuf> {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
     path.exists().then_some(path)
 }
 
-fn axe_source() -> Option<String> {
+pub(crate) fn axe_source() -> Option<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/node_modules/axe-core/axe.min.js");
     std::fs::read_to_string(path).ok()
 }
 
 /// chromedriver on a free loopback port, killed when dropped.
-struct Driver(Child, u16);
+pub(crate) struct Driver(Child, u16);
 
 impl Driver {
-    async fn start(binary: &Path) -> Self {
+    pub(crate) async fn start(binary: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         // Owned by `Driver` at once, whose `Drop` kills and reaps it on every path.
         let driver = Self(
@@ -74,9 +74,9 @@ impl Drop for Driver {
 
 /// Runs axe-core on the current page and checks its layout at 320, 375 and 1280 px (with a
 /// screenshot of each under `target/screenshots/`); collects what fails.
-struct Audit {
+pub(crate) struct Audit {
     axe: String,
-    problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     pages: usize,
     screenshots: PathBuf,
 }
@@ -146,7 +146,14 @@ const LAYOUT: &str = r#"
 "#;
 
 impl Audit {
-    async fn check(&mut self, browser: &Client, what: &str) {
+    /// An audit with axe-core's source, saving screenshots under `target/screenshots/{test}/`.
+    pub(crate) fn new(axe: String, test: &str) -> Self {
+        let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots").join(test);
+        std::fs::create_dir_all(&screenshots).unwrap();
+        Self { axe, problems: Vec::new(), pages: 0, screenshots }
+    }
+
+    pub(crate) async fn check(&mut self, browser: &Client, what: &str) {
         self.pages += 1;
         browser.execute(&self.axe, vec![]).await.unwrap();
         let script = r#"
@@ -180,6 +187,23 @@ impl Audit {
         }
         browser.set_window_size(1280, 900).await.unwrap();
     }
+}
+
+/// A headless Chromium session through `driver`, German first.
+pub(crate) async fn chromium(binary: &Path, driver: &Driver) -> Client {
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": binary,
+            // A German citizen's browser: the pages follow Accept-Language.
+            "prefs": { "intl.accept_languages": "de-DE,de" },
+            "args": ["--lang=de-DE", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
+        }
+    });
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("a Chromium session")
 }
 
 /// A production client of a new authority that may receive name and e-mail address.
@@ -226,18 +250,18 @@ async fn authority_client(server: &TestServer, environment: oidc_core::Environme
     (client.client_id.to_string(), secret.expect("a confidential client's secret").expose().to_owned())
 }
 
-async fn type_into(browser: &Client, id: &str, text: &str) {
+pub(crate) async fn type_into(browser: &Client, id: &str, text: &str) {
     let field = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field {id}: {e}"));
     field.clear().await.unwrap();
     field.send_keys(text).await.unwrap();
 }
 
-async fn click(browser: &Client, css: &str) {
+pub(crate) async fn click(browser: &Client, css: &str) {
     browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
 }
 
 /// The main content once it contains `needle` (a click does not wait for the next page).
-async fn wait_for(browser: &Client, needle: &str) -> String {
+pub(crate) async fn wait_for(browser: &Client, needle: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
         if let Ok(main) = browser.find(Locator::Css("main")).await
@@ -256,7 +280,7 @@ async fn wait_for(browser: &Client, needle: &str) -> String {
 /// Waits until the browser is on `expected`.
 /// Waits until the browser's address contains `needle` (a redirect to a client, which does not
 /// answer here) and returns it.
-async fn wait_url(browser: &Client, needle: &str) -> url::Url {
+pub(crate) async fn wait_url(browser: &Client, needle: &str) -> url::Url {
     for _ in 0..100 {
         let current = browser.current_url().await.unwrap();
         if current.as_str().contains(needle) {
@@ -267,7 +291,7 @@ async fn wait_url(browser: &Client, needle: &str) -> url::Url {
     panic!("the browser did not reach an address with {needle}: {}", browser.current_url().await.unwrap());
 }
 
-async fn wait_path(browser: &Client, expected: &str) {
+pub(crate) async fn wait_path(browser: &Client, expected: &str) {
     for _ in 0..100 {
         if browser.current_url().await.unwrap().path() == expected {
             return;
@@ -286,7 +310,7 @@ async fn log_in(browser: &Client, base: &str, password: &str) {
 
 #[tokio::test]
 async fn citizen_journey_in_chromium_with_axe() {
-    let (Some(chromium), Some(chromedriver)) =
+    let (Some(chromium_binary), Some(chromedriver)) =
         (tool("CHROME_BIN", "/usr/bin/chromium"), tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
     else {
         return skip(TEST, "Chromium or chromedriver is not installed (apt-get install chromium chromium-driver)");
@@ -305,22 +329,8 @@ async fn citizen_journey_in_chromium_with_axe() {
     .await;
     let base = server.base_url.clone();
     let driver = Driver::start(&chromedriver).await;
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            // A German citizen's browser: the pages follow Accept-Language.
-            "prefs": { "intl.accept_languages": "de-DE,de" },
-            "args": ["--lang=de-DE", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]
-        }
-    });
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("a Chromium session");
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    std::fs::create_dir_all(&screenshots).unwrap();
-    let mut audit = Audit { axe, problems: Vec::new(), pages: 0, screenshots };
+    let browser = chromium(&chromium_binary, &driver).await;
+    let mut audit = Audit::new(axe, "journey");
 
     browser.goto(&format!("{base}/")).await.unwrap();
     audit.check(&browser, "start").await;
@@ -490,7 +500,8 @@ async fn citizen_journey_in_chromium_with_axe() {
     type_into(&browser, "password", NEW_PASSWORD).await;
     click(&browser, "main form button[type=submit]").await;
     wait_for(&browser, "Servicekonto gelöscht").await;
-    assert!(smtp.mail_to(EMAIL, 2).await.subject.contains("gelöscht"));
+    assert!(smtp.mail_to(EMAIL, 2).await.subject.contains("zurückgesetzt"), "the reset is confirmed by mail");
+    assert!(smtp.mail_to(EMAIL, 3).await.subject.contains("gelöscht"));
 
     // The online ID function in the test environment: register with the (test) card, activate,
     // log in with the card from the login page's button.

@@ -18,6 +18,7 @@ mod negative;
 mod oidc;
 mod ops;
 mod par_jar;
+mod passkeys;
 mod private_key_jwt;
 mod privileges;
 mod registration;

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    CredentialID, DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, Webauthn, WebauthnBuilder,
 };
 
@@ -199,12 +199,10 @@ fn rejected<E: std::fmt::Display>(error: E) -> AccountError {
     AccountError::Passkey(PasskeyError::Rejected)
 }
 
-/// The credential id as stored: base64url, the way webauthn-rs writes it.
-fn credential_id_text(id: &CredentialID) -> Result<String, AccountError> {
-    match serde_json::to_value(id).map_err(AccountError::internal)? {
-        serde_json::Value::String(text) => Ok(text),
-        other => Err(AccountError::internal(std::io::Error::other(format!("credential id as {other}")))),
-    }
+/// The credential id as stored: base64url without padding.
+fn credential_id_text(id: &[u8]) -> String {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD.encode(id)
 }
 
 fn parse_passkey(stored: &StoredPasskey) -> Result<Passkey, AccountError> {
@@ -324,7 +322,7 @@ impl Accounts {
             id: Uuid::new_v4(),
             environment,
             account_id: id,
-            credential_id: credential_id_text(passkey.cred_id())?,
+            credential_id: credential_id_text(passkey.cred_id()),
             name: checked_name(name, &format!("Passkey {}", existing.len() + 1))?,
             credential: serde_json::to_string(&passkey).map_err(AccountError::internal)?,
             added_with_card: with_card,
@@ -435,7 +433,7 @@ impl Accounts {
         };
         let answer: PublicKeyCredential = serde_json::from_str(answer).map_err(rejected)?;
         let (user, credential_id) = webauthn.identify_discoverable_authentication(&answer).map_err(rejected)?;
-        let credential_id = credential_id_text(&CredentialID::from(credential_id.to_vec()))?;
+        let credential_id = credential_id_text(credential_id);
         let mut stored = self
             .store
             .find_passkey(environment, &credential_id)
@@ -488,7 +486,7 @@ impl Accounts {
         };
         let answer: PublicKeyCredential = serde_json::from_str(answer).map_err(rejected)?;
         let result = webauthn.finish_passkey_authentication(&answer, &state).map_err(rejected)?;
-        let credential_id = credential_id_text(result.cred_id())?;
+        let credential_id = credential_id_text(result.cred_id());
         let mut stored = self
             .store
             .passkeys(environment, account_id)

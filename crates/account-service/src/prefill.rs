@@ -139,6 +139,7 @@ pub(crate) mod tests {
             eid_key: from_card.then(|| "card-key".to_owned()),
             privacy_consent: PrivacyConsent { version: "2026-11".into(), accepted_at: now },
             session_epoch: 0,
+            login_factors: Default::default(),
             created_at: now,
             activated_at: Some(now),
             updated_at: now,
