@@ -9,8 +9,9 @@ use std::{
 
 use account_service::{
     AccountError, AccountStatus, AccountStore, Accounts, AccountsConfig, CardData, CardIdentity, EventKind,
-    HashingParams, InactivitySweep, LinkError, Notification, Notifier, NotifyError, PasswordHasher, PersonalDataInput,
-    PrivacyConsent, Recipient, Registration, Source, UniqueField, validate_personal_data,
+    HashingParams, InactivitySweep, LinkError, LoginFactors, Notification, Notifier, NotifyError, PasskeyError,
+    PasswordHasher, PersonalDataInput, PrivacyConsent, Reauthentication, Recipient, Registration, RelyingParty, Source,
+    StoreError, StoredPasskey, UniqueField, validate_personal_data,
 };
 use async_trait::async_trait;
 use oidc_core::{Clock, Environment, EphemeralStore, ManualClock, TrustLevel};
@@ -59,6 +60,15 @@ struct Fixture {
 const CHEAP: HashingParams = HashingParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
 
 fn fixture_with(db: &Database, params: HashingParams, clock: Arc<ManualClock>) -> Fixture {
+    fixture_configured(db, params, clock, AccountsConfig::default())
+}
+
+fn fixture_configured(
+    db: &Database,
+    params: HashingParams,
+    clock: Arc<ManualClock>,
+    config: AccountsConfig,
+) -> Fixture {
     let store: Arc<dyn AccountStore> = Arc::new(db.accounts());
     let outbox = Arc::new(Outbox::default());
     let accounts = Accounts::new(
@@ -67,7 +77,7 @@ fn fixture_with(db: &Database, params: HashingParams, clock: Arc<ManualClock>) -
         outbox.clone(),
         PasswordHasher::new(params).unwrap(),
         clock.clone(),
-        AccountsConfig::default(),
+        config,
     );
     Fixture { accounts, store, clock, outbox }
 }
@@ -653,6 +663,7 @@ impl Backend {
         self.run(eid_register_login_link).await;
         self.run(refresh_token_rotation).await;
         self.run(mail_queue).await;
+        self.run(passkeys).await;
     }
 }
 
@@ -751,6 +762,155 @@ async fn eid_register_login_link(db: &Database) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].claims, ["family_name"]);
     assert!(f.accounts.one_time_transfers(Environment::Test, "wohngeld").await.unwrap().is_empty(), "per environment");
+}
+
+/// A passkey row as the store keeps it; the credential is opaque to the store.
+fn stored_passkey(
+    f: &Fixture,
+    environment: Environment,
+    account: oidc_core::AccountId,
+    credential_id: &str,
+) -> StoredPasskey {
+    StoredPasskey {
+        id: uuid::Uuid::new_v4(),
+        environment,
+        account_id: account,
+        credential_id: credential_id.into(),
+        name: format!("Schlüssel {credential_id}"),
+        credential: "{\"opaque\":true}".into(),
+        added_with_card: false,
+        created_at: f.clock.now(),
+        last_used_at: None,
+    }
+}
+
+/// Passkeys: the store's contract, and every refusal of the service that needs no
+/// authenticator (the ceremonies themselves run in Chromium: integration-tests' `passkeys`).
+async fn passkeys(db: &Database) {
+    let config = AccountsConfig {
+        relying_parties: vec![RelyingParty {
+            environment: PRODUCTION,
+            origin: "https://konto.example".parse().unwrap(),
+        }],
+        ..AccountsConfig::default()
+    };
+    let f = fixture_configured(db, CHEAP, Arc::new(ManualClock::new(datetime!(2026-11-22 10:00 UTC))), config);
+    registered_and_active(&f, "pia", "pia@example.de").await;
+    let session = f.accounts.login(PRODUCTION, "pia", PASSWORD, "ip").await.unwrap().session;
+    let id = session.account_id;
+    let added = |name: &str| account_service::AccountEvent {
+        at: f.clock.now(),
+        kind: EventKind::PasskeyAdded,
+        detail: Some(name.to_owned()),
+    };
+
+    registered_and_active(&f, "paul", "paul@example.de").await;
+    let paul_session = f.accounts.login(PRODUCTION, "paul", PASSWORD, "ip").await.unwrap().session;
+    let paul = paul_session.account_id;
+    // Adding one (to Paul's account, which has none) needs the password again, or a card login
+    // of the last ten minutes.
+    let err = f.accounts.start_passkey_registration(PRODUCTION, paul, Reauthentication::Password("falsch")).await;
+    assert!(matches!(err, Err(AccountError::WrongPassword)), "{err:?}");
+    let err =
+        f.accounts.start_passkey_registration(PRODUCTION, paul, Reauthentication::RecentCardLogin(&paul_session)).await;
+    assert!(
+        matches!(err, Err(AccountError::Passkey(PasskeyError::ReauthenticationNeeded))),
+        "a password session: {err:?}"
+    );
+    let ceremony =
+        f.accounts.start_passkey_registration(PRODUCTION, paul, Reauthentication::Password(PASSWORD)).await.unwrap();
+    let options = &ceremony.options["publicKey"];
+    assert_eq!(options["rp"]["id"], "konto.example");
+    assert_eq!(options["user"]["name"], "paul");
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required", "discoverable: {options}");
+    assert_eq!(options["authenticatorSelection"]["userVerification"], "required");
+    assert!(options["excludeCredentials"].as_array().is_none_or(Vec::is_empty), "none yet: {options}");
+    let err = f
+        .accounts
+        .finish_passkey_registration(PRODUCTION, oidc_core::AccountId::new_random(), &ceremony.id, "", "{}")
+        .await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Expired))), "another account's: {err:?}");
+    let ceremony =
+        f.accounts.start_passkey_registration(PRODUCTION, paul, Reauthentication::Password(PASSWORD)).await.unwrap();
+    let err = f.accounts.finish_passkey_registration(PRODUCTION, paul, &ceremony.id, "", "kein JSON").await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Rejected))), "{err:?}");
+    let err = f.accounts.finish_passkey_registration(PRODUCTION, paul, &ceremony.id, "", "kein JSON").await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Expired))), "single use: {err:?}");
+    let err =
+        f.accounts.start_passkey_registration(Environment::Test, paul, Reauthentication::Password(PASSWORD)).await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Unavailable))), "no relying party: {err:?}");
+
+    // The store: per environment unique credential ids, oldest first, updates, removal.
+    let first = stored_passkey(&f, PRODUCTION, id, "AAAA");
+    f.store.insert_passkey(&first, &added("a")).await.unwrap();
+    let err = f.store.insert_passkey(&stored_passkey(&f, PRODUCTION, id, "AAAA"), &added("b")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(UniqueField::Passkey)), "{err:?}");
+    f.clock.advance(secs(60));
+    let second = stored_passkey(&f, PRODUCTION, id, "BBBB");
+    f.store.insert_passkey(&second, &added("c")).await.unwrap();
+    let listed = f.accounts.passkeys(PRODUCTION, id).await.unwrap();
+    assert_eq!(listed, [first.clone(), second.clone()], "as stored, oldest first");
+    assert_eq!(f.store.find_passkey(PRODUCTION, "BBBB").await.unwrap(), Some(second.clone()));
+    assert_eq!(f.store.find_passkey(Environment::Test, "BBBB").await.unwrap(), None, "per environment");
+    let mut used = second.clone();
+    used.last_used_at = Some(f.clock.now());
+    used.credential = "{\"counter\":2}".into();
+    f.store.update_passkey(&used).await.unwrap();
+    assert_eq!(f.store.find_passkey(PRODUCTION, "BBBB").await.unwrap(), Some(used.clone()));
+    let gone = stored_passkey(&f, PRODUCTION, id, "CCCC");
+    assert!(matches!(f.store.update_passkey(&gone).await, Err(StoreError::NotFound)));
+    let err = f
+        .store
+        .insert_passkey(&stored_passkey(&f, PRODUCTION, oidc_core::AccountId::new_random(), "DDDD"), &added("d"))
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound)), "no passkey without its account: {err:?}");
+
+    // Names: renamed, refused when too long; someone else's passkey is unknown.
+    f.accounts.rename_passkey(PRODUCTION, id, first.id, "  Tablet ").await.unwrap();
+    assert_eq!(f.accounts.passkeys(PRODUCTION, id).await.unwrap()[0].name, "Tablet");
+    let err = f.accounts.rename_passkey(PRODUCTION, id, first.id, &"x".repeat(61)).await.unwrap_err();
+    assert!(matches!(err, AccountError::Passkey(PasskeyError::InvalidName)), "{err:?}");
+    let stranger = oidc_core::AccountId::new_random();
+    let err = f.accounts.rename_passkey(PRODUCTION, stranger, first.id, "Meins").await.unwrap_err();
+    assert!(matches!(err, AccountError::Passkey(PasskeyError::Unknown)), "{err:?}");
+
+    // A login with any passkey: no allow list, no autofill mediation; expired after 5 minutes.
+    let login = f.accounts.start_passkey_login(PRODUCTION).await.unwrap();
+    assert!(login.options.get("mediation").is_none(), "{}", login.options);
+    assert_eq!(login.options["publicKey"]["userVerification"], "required");
+    f.clock.advance(secs(301));
+    let err = f.accounts.finish_passkey_login(PRODUCTION, &login.id, "{}").await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Expired))), "{err:?}");
+
+    // "Passwort und Passkey" needs a passkey; the last one stays while it is chosen.
+    let err = f.accounts.set_login_factors(PRODUCTION, paul, LoginFactors::PasswordAndPasskey).await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::NoPasskey))), "{err:?}");
+    f.accounts.set_login_factors(PRODUCTION, id, LoginFactors::PasswordAndPasskey).await.unwrap();
+    assert_eq!(f.accounts.account(PRODUCTION, id).await.unwrap().login_factors, LoginFactors::PasswordAndPasskey);
+    f.accounts.remove_passkey(PRODUCTION, id, first.id).await.unwrap();
+    assert!(matches!(f.outbox.last().1, Notification::PasskeyRemoved { ref name } if name == "Tablet"));
+    let err = f.accounts.remove_passkey(PRODUCTION, id, second.id).await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::LastPasskey))), "{err:?}");
+    let err = f.accounts.remove_passkey(PRODUCTION, id, first.id).await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::Unknown))), "removed already: {err:?}");
+
+    // A password reset keeps the passkeys and says how many.
+    f.accounts.request_password_reset(PRODUCTION, "pia").await.unwrap();
+    let token = token_of(f.outbox.last().1);
+    let new = "Drei Raben sitzen auf dem Zaun";
+    f.accounts.reset_password(PRODUCTION, &token, new, new).await.unwrap();
+    assert!(matches!(f.outbox.last().1, Notification::PasswordResetDone { passkeys_kept: 1 }));
+    assert_eq!(f.accounts.passkeys(PRODUCTION, id).await.unwrap().len(), 1);
+    let kinds: Vec<EventKind> = f.accounts.events(PRODUCTION, id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::PasskeyRemoved) && kinds.contains(&EventKind::LoginFactorsChanged), "{kinds:?}");
+
+    // The export names them; the deletion takes them along.
+    let export = f.accounts.export(PRODUCTION, id).await.unwrap();
+    assert_eq!(export.passkeys.len(), 1);
+    assert_eq!(export.login_factors, LoginFactors::PasswordAndPasskey);
+    f.accounts.delete(PRODUCTION, id, new).await.unwrap();
+    assert!(f.store.passkeys(PRODUCTION, id).await.unwrap().is_empty());
+    assert_eq!(f.store.find_passkey(PRODUCTION, "BBBB").await.unwrap(), None);
 }
 
 /// The form as "Mein Konto" would show it for `account`.
