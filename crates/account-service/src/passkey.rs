@@ -49,6 +49,19 @@ pub enum PasskeyTrust {
     SubstantialAfterCard,
 }
 
+impl PasskeyTrust {
+    /// The trust level of a login with a passkey added with or without the card, on an account
+    /// whose data have `account_level`.
+    fn level(self, added_with_card: bool, account_level: TrustLevel) -> TrustLevel {
+        match self {
+            PasskeyTrust::SubstantialAfterCard if added_with_card && account_level == TrustLevel::Hoch => {
+                TrustLevel::Substantiell
+            }
+            _ => TrustLevel::Normal,
+        }
+    }
+}
+
 /// A passkey as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPasskey {
@@ -516,14 +529,7 @@ impl Accounts {
         method: AuthMethod,
         passkey: &StoredPasskey,
     ) -> Result<LoggedIn, AccountError> {
-        let level = match self.passkeys.trust {
-            PasskeyTrust::SubstantialAfterCard
-                if passkey.added_with_card && account.trust_level == TrustLevel::Hoch =>
-            {
-                TrustLevel::Substantiell
-            }
-            _ => TrustLevel::Normal,
-        };
+        let level = self.passkeys.trust.level(passkey.added_with_card, account.trust_level);
         let event = self.event(EventKind::LoginSucceeded, Some(method.as_str().to_owned()));
         self.store.record_login(account.environment, account.id, &event).await?;
         self.start_session_at(account, method, level).await
@@ -541,6 +547,20 @@ mod tests {
         assert!(checked_name(&"x".repeat(61), "d").is_err());
         assert!(checked_name("a\u{0}b", "d").is_err());
         assert_eq!(checked_name(&"ä".repeat(60), "d").unwrap().chars().count(), 60);
+    }
+
+    #[test]
+    fn a_passkey_is_normal_unless_the_policy_and_the_card_say_more_and_never_hoch() {
+        use TrustLevel::{Hoch, Normal, Substantiell};
+        for card in [false, true] {
+            for account in [Normal, Substantiell, Hoch] {
+                assert_eq!(PasskeyTrust::Normal.level(card, account), Normal);
+            }
+        }
+        let policy = PasskeyTrust::SubstantialAfterCard;
+        assert_eq!(policy.level(true, Hoch), Substantiell);
+        assert_eq!(policy.level(false, Hoch), Normal, "added after the password only");
+        assert_eq!(policy.level(true, Normal), Normal, "the card was unlinked since");
     }
 
     #[test]

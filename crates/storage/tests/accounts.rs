@@ -904,6 +904,19 @@ async fn passkeys(db: &Database) {
     let kinds: Vec<EventKind> = f.accounts.events(PRODUCTION, id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::PasskeyRemoved) && kinds.contains(&EventKind::LoginFactorsChanged), "{kinds:?}");
 
+    // Who lost every factor gets back in with the ID card, whatever the login factors say; a
+    // card login stands in for the password when adding a passkey, for ten minutes.
+    f.accounts.link_card(PRODUCTION, id, &card("pia-card"), &[]).await.unwrap();
+    let by_card = f.accounts.login_with_card(PRODUCTION, "pia-card").await.unwrap().expect("the card's account");
+    assert_eq!(by_card.session.account_id, id);
+    f.accounts.link_card(PRODUCTION, paul, &card("paul-card"), &[]).await.unwrap();
+    let by_card = f.accounts.login_with_card(PRODUCTION, "paul-card").await.unwrap().unwrap();
+    let proof = Reauthentication::RecentCardLogin(&by_card.session);
+    f.accounts.start_passkey_registration(PRODUCTION, paul, proof).await.expect("a fresh card login");
+    f.clock.advance(secs(601));
+    let err = f.accounts.start_passkey_registration(PRODUCTION, paul, proof).await;
+    assert!(matches!(err, Err(AccountError::Passkey(PasskeyError::ReauthenticationNeeded))), "stale: {err:?}");
+
     // The export names them; the deletion takes them along.
     let export = f.accounts.export(PRODUCTION, id).await.unwrap();
     assert_eq!(export.passkeys.len(), 1);
