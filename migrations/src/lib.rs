@@ -21,6 +21,7 @@ mod m20261202_000013_mail_queue;
 mod m20261202_000014_sealed_secrets;
 mod m20261203_000015_account_inactivity;
 mod m20261203_000016_passkeys;
+mod m20261203_000017_organisations;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_sealed_secrets::Migration),
             Box::new(m20261203_000015_account_inactivity::Migration),
             Box::new(m20261203_000016_passkeys::Migration),
+            Box::new(m20261203_000017_organisations::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ mod links;
 mod model;
 mod normalize;
 mod notify;
+mod organisation;
 mod passkey;
 mod password;
 mod personal_data;
@@ -38,6 +39,11 @@ pub use model::{
     MasterData, PrivacyConsent, Source,
 };
 pub use notify::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
+pub use organisation::{
+    Field as OrganisationField, LegalForm, Membership, Organisation, OrganisationData, OrganisationError,
+    OrganisationId, OrganisationLink, OrganisationStatus, OrganisationStore, Organisations, RegisterEntry,
+    RegisterKind, Role, Verification as OrganisationVerification, validate_organisation,
+};
 pub use passkey::{PasskeyCeremony, PasskeyError, PasskeyTrust, Reauthentication, RelyingParty, StoredPasskey};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};
 pub use personal_data::{FieldError, Hint, PersonalData, PersonalDataInput, validate_personal_data};

@@ -67,6 +67,22 @@ pub enum Notification {
         /// Its name.
         name: String,
     },
+    /// Confirm the contact address of an organisation (sent to that address).
+    OrganisationEmail {
+        /// The single-use confirmation token.
+        token: String,
+        /// The organisation's name.
+        organisation: String,
+    },
+    /// An invitation to act for an organisation (sent to the invited address).
+    OrganisationInvitation {
+        /// The single-use invitation token.
+        token: String,
+        /// The organisation's name.
+        organisation: String,
+        /// Who invited.
+        invited_by: String,
+    },
     /// Someone tried to register a new account with your address (which has one already): if
     /// it was you, log in or reset the password. The registering browser is told the same as
     /// for any registration, so the page reveals no account.
@@ -89,6 +105,8 @@ impl std::fmt::Debug for Notification {
             Notification::PasswordResetDone { .. } => "PasswordResetDone",
             Notification::PasskeyAdded { .. } => "PasskeyAdded",
             Notification::PasskeyRemoved { .. } => "PasskeyRemoved",
+            Notification::OrganisationEmail { .. } => "OrganisationEmail",
+            Notification::OrganisationInvitation { .. } => "OrganisationInvitation",
         })
     }
 }

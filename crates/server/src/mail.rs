@@ -80,6 +80,8 @@ impl Mailer {
     ) -> Result<(String, String, String), minijinja::Error> {
         let mut delete_on = None;
         let mut passkey = None;
+        let mut organisation_name = None;
+        let mut invited_by = None;
         let mut count = 0;
         let (kind, link, new_email) = match notification {
             Notification::Activation { token } => {
@@ -112,6 +114,15 @@ impl Mailer {
                 passkey = Some(name.as_str());
                 ("passkey_added", Some(format!("{}/konto/passkeys", self.issuers.issuer(environment))), None)
             }
+            Notification::OrganisationEmail { token, organisation } => {
+                organisation_name = Some(organisation.as_str());
+                ("organisation_email", Some(self.link(environment, "/organisationen/adresse", token)), None)
+            }
+            Notification::OrganisationInvitation { token, organisation, invited_by: by } => {
+                organisation_name = Some(organisation.as_str());
+                invited_by = Some(by.as_str());
+                ("organisation_invitation", Some(self.link(environment, "/organisationen/einladung", token)), None)
+            }
             Notification::PasskeyRemoved { name } => {
                 passkey = Some(name.as_str());
                 ("passkey_removed", None, None)
@@ -130,6 +141,8 @@ impl Mailer {
                 body => text(&format!("{kind}_body"))
                     .replace("{new_email}", new_email.unwrap_or_default())
                     .replace("{passkey}", passkey.unwrap_or_default())
+                    .replace("{organisation}", organisation_name.unwrap_or_default())
+                    .replace("{invited_by}", invited_by.unwrap_or_default())
                     .replace("{count}", &count.to_string())
                     .replace("{delete_on}", &delete_on.map(|day| format::date(lang, day)).unwrap_or_default()),
                 action => optional(format!("{kind}_action")),

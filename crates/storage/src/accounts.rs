@@ -13,7 +13,8 @@ use sea_orm::{
 use time::OffsetDateTime;
 
 use crate::entities::{
-    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, passkey,
+    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer,
+    organisation_member, passkey,
 };
 
 /// [`AccountStore`] on the relational database.
@@ -569,6 +570,11 @@ impl AccountStore for SeaAccountStore {
             .map_err(map_db_err)?;
         passkey::Entity::delete_many()
             .filter(passkey::Column::AccountId.eq(id.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        organisation_member::Entity::delete_many()
+            .filter(organisation_member::Column::AccountId.eq(id.to_string()))
             .exec(&txn)
             .await
             .map_err(map_db_err)?;

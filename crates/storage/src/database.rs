@@ -198,6 +198,11 @@ impl Database {
         crate::SeaAccountStore::new(self.conn.clone())
     }
 
+    /// The organisation store on this database.
+    pub fn organisations(&self) -> crate::SeaOrganisationStore {
+        crate::SeaOrganisationStore::new(self.conn.clone())
+    }
+
     /// The durable mail queue on this database.
     pub fn mail_queue(&self) -> crate::SeaMailQueue {
         crate::SeaMailQueue::new(self.conn.clone())

@@ -664,6 +664,7 @@ impl Backend {
         self.run(refresh_token_rotation).await;
         self.run(mail_queue).await;
         self.run(passkeys).await;
+        self.run(organisations).await;
     }
 }
 
@@ -924,6 +925,118 @@ async fn passkeys(db: &Database) {
     f.accounts.delete(PRODUCTION, id, new).await.unwrap();
     assert!(f.store.passkeys(PRODUCTION, id).await.unwrap().is_empty());
     assert_eq!(f.store.find_passkey(PRODUCTION, "BBBB").await.unwrap(), None);
+}
+
+fn organisation_data(name: &str) -> account_service::OrganisationData {
+    account_service::OrganisationData {
+        name: name.into(),
+        legal_form: account_service::LegalForm::Gmbh,
+        register: Some(account_service::RegisterEntry {
+            court: "Amtsgericht Köln".into(),
+            kind: account_service::RegisterKind::Hrb,
+            number: "12345".into(),
+        }),
+        street: "Heidestraße".into(),
+        house_number: "17".into(),
+        postal_code: "51147".into(),
+        city: "Köln".into(),
+        country: "DE".into(),
+        contact_email: "info@baeckerei.example".into(),
+    }
+}
+
+/// Organisations: created only at the trust level asked, contact address confirmed by link,
+/// invitations single-use and bound to the environment, one administrator always kept (also
+/// against two demotions at once), verification dropped by a change, deletion.
+async fn organisations(db: &Database) {
+    use account_service::{OrganisationError, OrganisationField, OrganisationStatus, Organisations, Role};
+    let f = fixture(db);
+    let organisations = Organisations::new(
+        Arc::new(db.organisations()),
+        f.store.clone(),
+        f.outbox.clone(),
+        f.clock.clone(),
+        TrustLevel::Hoch,
+    );
+    registered_and_active(&f, "olga", "olga@example.de").await;
+    registered_and_active(&f, "otto", "otto@example.de").await;
+    let olga_id = f.accounts.login(PRODUCTION, "olga", PASSWORD, "ip").await.unwrap().session.account_id;
+    let otto_id = f.accounts.login(PRODUCTION, "otto", PASSWORD, "ip").await.unwrap().session.account_id;
+    let olga = f.accounts.account(PRODUCTION, olga_id).await.unwrap();
+    let err = organisations.create(&olga, &organisation_data("Bäckerei Mustermann GmbH")).await.unwrap_err();
+    assert!(matches!(err, OrganisationError::TrustLevelTooLow { needed: TrustLevel::Hoch }), "{err:?}");
+    f.accounts.link_card(PRODUCTION, olga_id, &card("olga-card"), &[]).await.unwrap();
+    let olga = f.accounts.account(PRODUCTION, olga_id).await.unwrap();
+    assert_eq!(olga.trust_level, TrustLevel::Hoch);
+    let org = organisations.create(&olga, &organisation_data("Bäckerei Mustermann GmbH")).await.unwrap();
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "info@baeckerei.example");
+    let Notification::OrganisationEmail { token, .. } = mail else { panic!("a confirmation: {mail:?}") };
+    let confirmed = organisations.confirm_email(PRODUCTION, &token).await.unwrap();
+    assert_eq!(confirmed.email_verified_at, Some(f.clock.now()));
+    assert!(matches!(organisations.confirm_email(PRODUCTION, &token).await, Err(OrganisationError::Link)));
+
+    // Invitations: single use, per environment, expire after 7 days; accepting needs a login.
+    let otto = f.accounts.account(PRODUCTION, otto_id).await.unwrap();
+    let err = organisations.invite(PRODUCTION, org.id, &otto, "x@example.de", Role::Member).await.unwrap_err();
+    assert!(matches!(err, OrganisationError::Forbidden), "a non-member: {err:?}");
+    organisations.invite(PRODUCTION, org.id, &olga, "Otto@Example.de", Role::Member).await.unwrap();
+    let (to, mail) = f.outbox.last();
+    assert_eq!(to, "otto@example.de");
+    let Notification::OrganisationInvitation { token, .. } = mail else { panic!("an invitation: {mail:?}") };
+    assert!(matches!(organisations.accept(Environment::Test, &token, &otto).await, Err(OrganisationError::Forbidden)));
+    organisations.accept(PRODUCTION, &token, &otto).await.unwrap();
+    assert!(matches!(organisations.accept(PRODUCTION, &token, &otto).await, Err(OrganisationError::Link)));
+    organisations.invite(PRODUCTION, org.id, &olga, "spaet@example.de", Role::Member).await.unwrap();
+    let Notification::OrganisationInvitation { token: late, .. } = f.outbox.last().1 else { panic!() };
+    f.clock.advance(secs(7 * 24 * 3600));
+    assert!(matches!(organisations.accept(PRODUCTION, &late, &otto).await, Err(OrganisationError::Link)));
+    let mine = organisations.of_account(PRODUCTION, otto_id).await.unwrap();
+    assert_eq!(mine.iter().map(|(o, r)| (o.id, *r)).collect::<Vec<_>>(), [(org.id, Role::Member)]);
+    let (members, _) = organisations.members(PRODUCTION, org.id, otto_id).await.unwrap();
+    assert_eq!(members.iter().map(|(m, _)| m.role).collect::<Vec<_>>(), [Role::Administrator, Role::Member]);
+
+    // One administrator always stays, even when two demotions race.
+    let err = organisations.remove(PRODUCTION, org.id, olga_id, olga_id).await.unwrap_err();
+    assert!(matches!(err, OrganisationError::LastAdministrator), "{err:?}");
+    let err = organisations.set_role(PRODUCTION, org.id, otto_id, otto_id, Role::Administrator).await.unwrap_err();
+    assert!(matches!(err, OrganisationError::Forbidden), "members do not promote themselves: {err:?}");
+    organisations.set_role(PRODUCTION, org.id, olga_id, otto_id, Role::Administrator).await.unwrap();
+    let (a, b) = tokio::join!(
+        organisations.set_role(PRODUCTION, org.id, olga_id, olga_id, Role::Member),
+        organisations.set_role(PRODUCTION, org.id, otto_id, otto_id, Role::Member),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one demotion: {a:?} {b:?}");
+    let (members, _) = organisations.members(PRODUCTION, org.id, olga_id).await.unwrap();
+    assert_eq!(members.iter().filter(|(m, _)| m.role == Role::Administrator).count(), 1);
+    let admin = members.iter().find(|(m, _)| m.role == Role::Administrator).unwrap().0.account_id;
+    assert_eq!(organisations.sole_administrations(PRODUCTION, admin).await.unwrap().len(), 1);
+
+    // Verification: recorded with its evidence; a change of that part drops it.
+    let verified = organisations
+        .verify(PRODUCTION, org.id, OrganisationField::Register, "operator:alice", "Registerauszug geprüft")
+        .await
+        .unwrap();
+    assert_eq!(verified.verification(OrganisationField::Register).unwrap().evidence, "Registerauszug geprüft");
+    let mut data = organisation_data("Bäckerei Mustermann GmbH");
+    data.city = "Bonn".into();
+    data.postal_code = "53111".into();
+    let changed = organisations.update(PRODUCTION, org.id, admin, &data).await.unwrap();
+    assert!(changed.verification(OrganisationField::Register).is_some(), "the register did not change");
+    data.register.as_mut().unwrap().number = "99999".into();
+    let changed = organisations.update(PRODUCTION, org.id, admin, &data).await.unwrap();
+    assert!(changed.verification(OrganisationField::Register).is_none(), "a new number is unverified");
+
+    // Suspension stops invitations; deletion by an administrator removes everything.
+    organisations.set_status(PRODUCTION, org.id, OrganisationStatus::Suspended).await.unwrap();
+    let admin_account = f.accounts.account(PRODUCTION, admin).await.unwrap();
+    let err = organisations.invite(PRODUCTION, org.id, &admin_account, "x@example.de", Role::Member).await;
+    assert!(matches!(err, Err(OrganisationError::Suspended)), "{err:?}");
+    let member = if admin == olga_id { otto_id } else { olga_id };
+    assert!(matches!(organisations.delete(PRODUCTION, org.id, member).await, Err(OrganisationError::Forbidden)));
+    organisations.delete(PRODUCTION, org.id, admin).await.unwrap();
+    assert!(organisations.of_account(PRODUCTION, admin).await.unwrap().is_empty());
+    assert!(matches!(organisations.get(PRODUCTION, org.id).await, Err(OrganisationError::Forbidden)));
 }
 
 /// The form as "Mein Konto" would show it for `account`.
