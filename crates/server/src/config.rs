@@ -14,7 +14,7 @@ use figment::{
     Figment,
     providers::{Format, Serialized, Toml},
 };
-use oidc_core::{Environment, KeyEncryptionKey, SigningAlgorithm};
+use oidc_core::{Environment, KeyEncryptionKey, SigningAlgorithm, TrustLevel};
 use serde::{Deserialize, Serialize};
 
 const ENV_PREFIX: &str = "SERVICEKONTO_";
@@ -299,6 +299,9 @@ pub struct AccountsConfig {
     /// logs in at `substantiell` instead of `normal` (never `hoch`). Off: see `docs/security.md`,
     /// "Passkeys".
     pub passkey_substantial_after_card: bool,
+    /// The trust level a citizen's account needs to create an organisation (`hoch`: the data
+    /// were confirmed with the ID card).
+    pub organisation_trust_level: TrustLevel,
 }
 
 impl Default for AccountsConfig {
@@ -321,6 +324,7 @@ impl Default for AccountsConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             passkey_substantial_after_card: false,
+            organisation_trust_level: TrustLevel::Hoch,
         }
     }
 }

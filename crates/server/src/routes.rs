@@ -21,6 +21,8 @@
 //! {issuer}/passwort-vergessen  /passwort-neu   forgotten password
 //! {issuer}/konto[/daten|/email|/passwort|/aktivitaet|/uebermittlungen|/export|/loeschen]   "Mein Konto"
 //! {issuer}/konto/passkeys[/neu[/abschluss]|/umbenennen|/entfernen|/anmeldeverfahren]   passkeys
+//! {issuer}/konto/organisationen[/neu]  /konto/organisation[/daten|/einladen|/rolle|/entfernen|/loeschen|/export]
+//! {issuer}/organisationen/einladung  /organisationen/adresse   invitation, contact-address link
 //! {issuer}/barrierefreiheit  /datenschutz  /static/style.css
 //! /admin/api/v1/…                              admin API (poem-openapi), /admin/api/v1/openapi.json
 //! ```
@@ -230,6 +232,26 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
         .at("/konto/passkeys/umbenennen", vec![(Method::POST, ep(pages::rename_passkey))])
         .at("/konto/passkeys/entfernen", vec![(Method::POST, ep(pages::remove_passkey))])
         .at("/konto/passkeys/anmeldeverfahren", vec![(Method::POST, ep(pages::login_factors))])
+        .at("/konto/organisationen", vec![(Method::GET, ep(pages::organisation_list))])
+        .at(
+            "/konto/organisationen/neu",
+            vec![(Method::GET, ep(pages::create_organisation_form)), (Method::POST, ep(pages::create_organisation))],
+        )
+        .at("/konto/organisation", vec![(Method::GET, ep(pages::organisation))])
+        .at(
+            "/konto/organisation/daten",
+            vec![(Method::GET, ep(pages::organisation_edit_form)), (Method::POST, ep(pages::update_organisation))],
+        )
+        .at("/konto/organisation/einladen", vec![(Method::POST, ep(pages::invite_to_organisation))])
+        .at("/konto/organisation/rolle", vec![(Method::POST, ep(pages::organisation_role))])
+        .at("/konto/organisation/entfernen", vec![(Method::POST, ep(pages::remove_from_organisation))])
+        .at("/konto/organisation/loeschen", vec![(Method::POST, ep(pages::delete_organisation))])
+        .at("/konto/organisation/export", vec![(Method::GET, ep(pages::organisation_export))])
+        .at(
+            "/organisationen/einladung",
+            vec![(Method::GET, ep(pages::organisation_invitation)), (Method::POST, ep(pages::accept_invitation))],
+        )
+        .at("/organisationen/adresse", vec![(Method::GET, ep(pages::confirm_organisation_address))])
         .at("/konto/loeschen", vec![(Method::GET, ep(pages::delete_form)), (Method::POST, ep(pages::delete))])
         .route
         .around(pages::security_headers)

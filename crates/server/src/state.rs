@@ -36,6 +36,7 @@ pub struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) sites: Vec<Site>,
     pub(crate) accounts: Arc<Accounts>,
+    pub(crate) organisations: Arc<account_service::Organisations>,
     pub(crate) pages: Arc<Pages>,
     /// Durable, rotated refresh tokens.
     pub(crate) refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore>,
@@ -144,6 +145,13 @@ impl AppState {
             clock.clone(),
             config.accounts.service(&config.environments),
         ));
+        let organisations = Arc::new(account_service::Organisations::new(
+            Arc::new(database.organisations()),
+            Arc::new(database.accounts()),
+            mail_outbox.clone(),
+            clock.clone(),
+            config.accounts.organisation_trust_level,
+        ));
         let refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore> = Arc::new(database.refresh_tokens());
         let outbound = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -167,6 +175,7 @@ impl AppState {
             metrics,
             sites,
             accounts,
+            organisations,
             pages,
             subject_key: root.derive("pairwise-subject"),
             refresh_tokens,

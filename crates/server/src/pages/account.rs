@@ -369,6 +369,17 @@ pub(crate) async fn delete(ctx: PageCtx, Form(form): Form<DeleteForm>) -> Respon
     if !ctx.csrf_ok(&form.csrf) {
         return ctx.csrf_failed();
     }
+    // An organisation always keeps an administrator: its last one cannot simply disappear.
+    match ctx.state.organisations.sole_administrations(ctx.site.environment, account.id).await {
+        Ok(sole) if !sole.is_empty() => {
+            let names: Vec<String> = sole.iter().map(|o| o.data.name.clone()).collect();
+            let mut errors = Errors::default();
+            errors.add("password", ctx.t("delete_last_org_admin").replace("{organisations}", &names.join(", ")));
+            return render_delete(&ctx, StatusCode::CONFLICT, &errors);
+        }
+        Ok(_) => {}
+        Err(e) => return ctx.failure(e),
+    }
     match ctx.state.accounts.delete(ctx.site.environment, account.id, &form.password).await {
         Ok(()) => {
             crate::flows::backchannel::account_sessions_ended(&ctx.state, ctx.site.environment, account.id).await;

@@ -17,6 +17,7 @@ mod eid;
 mod form;
 pub(crate) mod format;
 mod info;
+mod organisations;
 mod passkeys;
 mod recovery;
 mod registration;
@@ -45,6 +46,13 @@ pub(crate) use eid::{
     start_form as eid_start_form, tc_token, test_service, test_service_form,
 };
 pub(crate) use info::{accessibility, form_post_script, privacy, start, stylesheet};
+pub(crate) use organisations::{
+    accept as accept_invitation, confirm_address as confirm_organisation_address, create as create_organisation,
+    create_form as create_organisation_form, delete as delete_organisation, detail as organisation,
+    edit_form as organisation_edit_form, export as organisation_export, invitation as organisation_invitation,
+    invite as invite_to_organisation, list as organisation_list, remove as remove_from_organisation,
+    set_role as organisation_role, update as update_organisation,
+};
 pub(crate) use passkeys::{
     add as add_passkey, factors as login_factors, finish_add as finish_add_passkey, list as passkey_list,
     login_finish_alone as passkey_login_finish, login_finish_second as second_factor_finish,
@@ -74,7 +82,11 @@ macro_rules! templates {
 }
 
 /// Every template, embedded in the binary.
-const TEMPLATES: [(&str, &str); 31] = templates![
+const TEMPLATES: [(&str, &str); 35] = templates![
+    "organisations.html",
+    "organisation.html",
+    "organisation_form.html",
+    "organisation_invitation.html",
     "passkey.html",
     "passkeys.html",
     "eid_start.html",
