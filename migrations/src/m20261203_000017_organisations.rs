@@ -49,9 +49,23 @@ enum Accounts {
     Id,
 }
 
+#[derive(DeriveIden)]
+enum Consents {
+    Table,
+    ActingFor,
+}
+
+#[derive(DeriveIden)]
+enum DataTransfers {
+    Table,
+    OrganisationId,
+    OrganisationName,
+}
+
 /// Organisations ("Unternehmenskonten"): their data and verifications (JSON), members (deleted
 /// with the organisation or the account), and single-use links (invitations, contact-address
-/// confirmations) by the SHA-256 of their token.
+/// confirmations) by the SHA-256 of their token. A consent remembers the choice "for myself" or
+/// an organisation; a transfer names the organisation acted for.
 #[async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -143,10 +157,40 @@ impl MigrationTrait for Migration {
                     .col(OrganisationLinks::OrganisationId)
                     .to_owned(),
             )
+            .await?;
+        // The remembered choice on the consent page (one column per statement for SQLite).
+        manager
+            .alter_table(
+                Table::alter().table(Consents::Table).add_column(string_len_null(Consents::ActingFor, 36)).to_owned(),
+            )
+            .await?;
+        for column in [DataTransfers::OrganisationId, DataTransfers::OrganisationName] {
+            let width = if matches!(column, DataTransfers::OrganisationId) { 36 } else { 255 };
+            manager
+                .alter_table(
+                    Table::alter().table(DataTransfers::Table).add_column(string_len_null(column, width)).to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("data_transfers_organisation")
+                    .table(DataTransfers::Table)
+                    .col(DataTransfers::OrganisationId)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(Index::drop().name("data_transfers_organisation").table(DataTransfers::Table).to_owned())
+            .await?;
+        for column in [DataTransfers::OrganisationName, DataTransfers::OrganisationId] {
+            manager.alter_table(Table::alter().table(DataTransfers::Table).drop_column(column).to_owned()).await?;
+        }
+        manager.alter_table(Table::alter().table(Consents::Table).drop_column(Consents::ActingFor).to_owned()).await?;
         manager.drop_table(Table::drop().table(OrganisationLinks::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(OrganisationMembers::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(Organisations::Table).to_owned()).await

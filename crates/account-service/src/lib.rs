@@ -36,7 +36,7 @@ pub use hashing::{HashingParams, InvalidParams, PasswordHasher, Verification};
 pub use links::LinkError;
 pub use model::{
     Account, AccountEvent, AccountStatus, Attested, AuthMethod, Consent, DataTransfer, EventKind, LoginFactors,
-    MasterData, PrivacyConsent, Source,
+    MasterData, PrivacyConsent, Source, TransferOrganisation,
 };
 pub use notify::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
 pub use organisation::{

@@ -389,6 +389,10 @@ pub struct Consent {
     pub given_at: OffsetDateTime,
     /// The version of the consent text shown.
     pub text_version: String,
+    /// For the scope `organization`, the remembered choice: `self` or an organisation's id;
+    /// `None` when the citizen did not ask to remember it (asked every time).
+    #[serde(default)]
+    pub acting_for: Option<String>,
 }
 
 /// One release of personal claims to a client: names, never values.
@@ -405,4 +409,16 @@ pub struct DataTransfer {
     pub at: OffsetDateTime,
     /// The consent it rests on (its time and text version), or `first-party`.
     pub consent_ref: String,
+    /// The organisation the citizen acted for, if any: its id and its name at the time.
+    #[serde(default)]
+    pub organisation: Option<TransferOrganisation>,
+}
+
+/// The organisation of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOrganisation {
+    /// Its id.
+    pub id: String,
+    /// Its name when the data went out.
+    pub name: String,
 }

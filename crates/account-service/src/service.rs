@@ -860,6 +860,7 @@ impl Accounts {
         claims: Vec<String>,
         declined: Vec<String>,
         text_version: &str,
+        acting_for: Option<String>,
     ) -> Result<Consent, AccountError> {
         let consent = Consent {
             client_id: client_id.to_owned(),
@@ -867,10 +868,20 @@ impl Accounts {
             declined,
             given_at: self.clock.now(),
             text_version: text_version.to_owned(),
+            acting_for,
         };
         let event = self.event(EventKind::ConsentGiven, Some(client_id.to_owned()));
         self.store.save_consent(environment, id, &consent, &event).await?;
         Ok(consent)
+    }
+
+    /// The transfers of an organisation's data, newest first, with the account that acted.
+    pub async fn organisation_transfers(
+        &self,
+        environment: Environment,
+        organisation: &str,
+    ) -> Result<Vec<(AccountId, DataTransfer)>, AccountError> {
+        Ok(self.store.organisation_transfers(environment, organisation, EVENT_LIMIT).await?)
     }
 
     /// Every consent of the citizen.

@@ -147,6 +147,15 @@ pub trait AccountStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DataTransfer>, StoreError>;
 
+    /// The transfers made for the organisation `organisation` (by any of its people), newest
+    /// first, at most `limit`, each with the account that acted.
+    async fn organisation_transfers(
+        &self,
+        environment: Environment,
+        organisation: &str,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, DataTransfer)>, StoreError>;
+
     /// The transfer log, newest first, at most `limit`.
     async fn transfers(
         &self,

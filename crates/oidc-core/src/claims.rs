@@ -13,6 +13,8 @@ pub const KNOWN_SCOPES: &[&str] = &[
     "address",
     "phone",
     "offline_access",
+    // Acting for an organisation (company account): the `organization` claim.
+    "organization",
     // Admin API: the operator, or the admins of one tenant.
     "admin",
     "tenant-admin",
@@ -32,6 +34,8 @@ pub const KNOWN_CLAIMS: &[&str] = &[
     "email_verified",
     "phone_number",
     "phone_number_verified",
+    // The organisation the citizen acts for (an object; see the integration guide).
+    "organization",
 ];
 
 macro_rules! vocabulary {
@@ -98,6 +102,7 @@ pub fn claims_of_scope(scope: &str) -> &'static [&'static str] {
         "email" => &["email", "email_verified"],
         "address" => &["address"],
         "phone" => &["phone_number", "phone_number_verified"],
+        "organization" => &["organization"],
         _ => &[],
     }
 }

@@ -59,6 +59,10 @@ pub struct CitizenGrant {
     /// released claims' values travel with the grant instead (and vanish with it).
     #[serde(default, with = "values_as_text_when_binary")]
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The organisation the citizen acts for (scope `organization`), by its id; `None` when
+    /// acting for themselves.
+    #[serde(default)]
+    pub organisation: Option<String>,
 }
 
 /// Issues and resolves opaque access tokens.
@@ -87,20 +91,75 @@ pub enum AccessTokenError {
     Encoding(String),
 }
 
-/// The first byte of a grant in the compact encoding. The earlier encoding, JSON, begins with
-/// `{`, so a reader tells them apart and reads both.
+/// The first byte of a grant in the compact encoding. The earlier encodings, JSON (which begins
+/// with `{`) and version 1 (without `CitizenGrant::organisation`), are still read.
+const COMPACT_V2: u8 = 2;
 const COMPACT_V1: u8 = 1;
+
+/// A grant as version 1 laid it out: the citizen without `organisation`. Read only while
+/// nodes of the release before organisations may still have written grants (one access-token
+/// lifetime after the upgrade); delete with the next release.
+#[derive(Deserialize)]
+struct AccessGrantV1 {
+    environment: Environment,
+    client_id: ClientId,
+    tenant_id: TenantId,
+    scopes: Vec<String>,
+    issued_at: i64,
+    expires_at: i64,
+    citizen: Option<CitizenGrantV1>,
+    family: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CitizenGrantV1 {
+    account_id: AccountId,
+    sub: String,
+    claims: Vec<String>,
+    recipient: String,
+    consent_ref: String,
+    verified_claims: bool,
+    #[serde(with = "values_as_text_when_binary")]
+    values: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl From<AccessGrantV1> for AccessGrant {
+    fn from(v1: AccessGrantV1) -> Self {
+        AccessGrant {
+            environment: v1.environment,
+            client_id: v1.client_id,
+            tenant_id: v1.tenant_id,
+            scopes: v1.scopes,
+            issued_at: v1.issued_at,
+            expires_at: v1.expires_at,
+            citizen: v1.citizen.map(|c| CitizenGrant {
+                account_id: c.account_id,
+                sub: c.sub,
+                claims: c.claims,
+                recipient: c.recipient,
+                consent_ref: c.consent_ref,
+                verified_claims: c.verified_claims,
+                values: c.values,
+                organisation: None,
+            }),
+            family: v1.family,
+        }
+    }
+}
 
 /// A grant as stored: one version byte and postcard (varints, UUIDs as 16 bytes, no field
 /// names). A live token is held by the million in the embedded store and in Redis; JSON spent
 /// about twice the bytes on the same grant.
 fn encode(grant: &AccessGrant) -> Result<Vec<u8>, AccessTokenError> {
-    postcard::to_extend(grant, vec![COMPACT_V1]).map_err(|e| AccessTokenError::Encoding(e.to_string()))
+    postcard::to_extend(grant, vec![COMPACT_V2]).map_err(|e| AccessTokenError::Encoding(e.to_string()))
 }
 
 fn decode(bytes: &[u8]) -> Result<AccessGrant, AccessTokenError> {
     match bytes.split_first() {
-        Some((&COMPACT_V1, rest)) => postcard::from_bytes(rest).map_err(|e| AccessTokenError::Encoding(e.to_string())),
+        Some((&COMPACT_V2, rest)) => postcard::from_bytes(rest).map_err(|e| AccessTokenError::Encoding(e.to_string())),
+        Some((&COMPACT_V1, rest)) => postcard::from_bytes::<AccessGrantV1>(rest)
+            .map(AccessGrant::from)
+            .map_err(|e| AccessTokenError::Encoding(e.to_string())),
         // Written by a release before the compact encoding (still live during an upgrade).
         Some((b'{', _)) => serde_json::from_slice(bytes).map_err(|e| AccessTokenError::Encoding(e.to_string())),
         _ => Err(AccessTokenError::Encoding("unknown grant encoding".to_owned())),
@@ -216,6 +275,7 @@ mod tests {
             consent_ref: "consent:1".into(),
             verified_claims: true,
             values,
+            organisation: Some("4f1c2c8e-6d0a-4d5e-9a57-3f0c1d2b7e11".into()),
         }
     }
 
@@ -229,10 +289,51 @@ mod tests {
         ];
         for original in grants {
             let bytes = encode(&original).unwrap();
-            assert_eq!(bytes[0], COMPACT_V1);
+            assert_eq!(bytes[0], COMPACT_V2);
             assert!(bytes.len() < serde_json::to_vec(&original).unwrap().len() * 2 / 3, "{} bytes", bytes.len());
             assert_eq!(decode(&bytes).unwrap(), original);
         }
+    }
+
+    #[test]
+    fn a_grant_in_version_1_is_still_read() {
+        #[derive(Serialize)]
+        struct CitizenV1<'a> {
+            account_id: AccountId,
+            sub: &'a str,
+            claims: Vec<&'a str>,
+            recipient: &'a str,
+            consent_ref: &'a str,
+            verified_claims: bool,
+            values: Option<String>,
+        }
+        let account = AccountId::new_random();
+        let original = grant(None);
+        let citizen = CitizenV1 {
+            account_id: account,
+            sub: "pairwise-sub",
+            claims: vec!["given_name"],
+            recipient: "Stadt",
+            consent_ref: "consent:1",
+            verified_claims: false,
+            values: None,
+        };
+        let mut bytes = vec![COMPACT_V1];
+        let fields = (
+            &original.environment,
+            &original.client_id,
+            &original.tenant_id,
+            &original.scopes,
+            original.issued_at,
+            original.expires_at,
+            Some(citizen),
+            Some("family"),
+        );
+        bytes = postcard::to_extend(&fields, bytes).unwrap();
+        let read = decode(&bytes).unwrap();
+        let citizen = read.citizen.expect("the citizen");
+        assert_eq!((citizen.account_id, citizen.organisation), (account, None));
+        assert_eq!(read.family.as_deref(), Some("family"));
     }
 
     #[test]
@@ -246,7 +347,7 @@ mod tests {
         let read = decode(json.as_bytes()).unwrap();
         assert_eq!(read, AccessGrant { tenant_id: tenant, scopes: vec!["openid".into()], ..grant(None) });
         assert!(matches!(decode(b"\x07junk"), Err(AccessTokenError::Encoding(_))));
-        assert!(matches!(decode(&[COMPACT_V1, 0xff]), Err(AccessTokenError::Encoding(_))));
+        assert!(matches!(decode(&[COMPACT_V2, 0xff]), Err(AccessTokenError::Encoding(_))));
         assert!(matches!(decode(b""), Err(AccessTokenError::Encoding(_))));
     }
 
@@ -260,6 +361,7 @@ mod tests {
             consent_ref: String::new(),
             verified_claims: false,
             values: None,
+            organisation: None,
         };
         let claims =
             jwt_access_token_claims(&grant(Some(citizen)), "https://konto.example/test", "https://api.example", "j1");

@@ -42,6 +42,8 @@ pub struct Inner {
     pub(crate) refresh_tokens: Arc<dyn oidc_core::RefreshTokenStore>,
     /// Derives pairwise subjects; from the KEK, so every node agrees.
     pub(crate) subject_key: [u8; 32],
+    /// Keys the pairwise ids of organisations (a key of their own: never equal to a person's).
+    pub(crate) organisation_key: [u8; 32],
     /// The keys of `private_key_jwt` clients.
     pub(crate) client_keys: crate::client_keys::ClientKeys,
     /// HTTP to clients' servers (JWKS, back-channel logout): short timeout, no redirects.
@@ -178,6 +180,7 @@ impl AppState {
             organisations,
             pages,
             subject_key: root.derive("pairwise-subject"),
+            organisation_key: root.derive("pairwise-organisation"),
             refresh_tokens,
             client_keys: crate::client_keys::ClientKeys::new(outbound.clone()),
             outbound,

@@ -146,6 +146,7 @@ impl TransferColumns {
     /// Back to a transfer; `row` names the row in an error.
     fn into_transfer(self, row: &str) -> Result<DataTransfer, StoreError> {
         Ok(DataTransfer {
+            organisation: None,
             claims: parse_json(row, &self.claims)?,
             at: time_of(row, self.at)?,
             client_id: self.client_id,
@@ -377,6 +378,7 @@ impl AccountStore for SeaAccountStore {
             given_at: time_of(&row.account_id, row.given_at)?,
             client_id: row.client_id,
             text_version: row.text_version,
+            acting_for: row.acting_for,
         }))
     }
 
@@ -400,6 +402,7 @@ impl AccountStore for SeaAccountStore {
             declined: Set(json(&given.declined)?),
             given_at: Set(given.given_at.unix_timestamp()),
             text_version: Set(given.text_version.clone()),
+            acting_for: Set(given.acting_for.clone()),
         })
         .exec(&txn)
         .await
@@ -424,6 +427,7 @@ impl AccountStore for SeaAccountStore {
                     given_at: time_of(&row.account_id, row.given_at)?,
                     client_id: row.client_id,
                     text_version: row.text_version,
+                    acting_for: row.acting_for,
                 })
             })
             .collect()
@@ -459,6 +463,8 @@ impl AccountStore for SeaAccountStore {
             claims: Set(c.claims),
             at: Set(c.at),
             consent_ref: Set(c.consent_ref),
+            organisation_id: Set(transfer.organisation.as_ref().map(|o| o.id.clone())),
+            organisation_name: Set(transfer.organisation.as_ref().map(|o| o.name.chars().take(255).collect())),
         })
         .exec(&self.conn)
         .await
@@ -532,17 +538,27 @@ impl AccountStore for SeaAccountStore {
             .all(&self.conn)
             .await
             .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|row| {
-                TransferColumns {
-                    client_id: row.client_id,
-                    recipient: row.recipient,
-                    claims: row.claims,
-                    at: row.at,
-                    consent_ref: row.consent_ref,
-                }
-                .into_transfer(&row.account_id)
-            })
+        rows.into_iter().map(|row| transfer_of(row).map(|(_, transfer)| transfer)).collect()
+    }
+
+    async fn organisation_transfers(
+        &self,
+        _environment: Environment,
+        organisation: &str,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, DataTransfer)>, StoreError> {
+        // Organisation ids are unique across environments; the organisation's own environment
+        // was checked by the caller.
+        data_transfer::Entity::find()
+            .filter(data_transfer::Column::OrganisationId.eq(organisation))
+            .order_by_desc(data_transfer::Column::At)
+            .order_by_desc(data_transfer::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.conn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(transfer_of)
             .collect()
     }
 
@@ -771,6 +787,24 @@ impl AccountStore for SeaAccountStore {
         insert_event(&txn, id, event).await?;
         txn.commit().await.map_err(unavailable)
     }
+}
+
+fn transfer_of(row: data_transfer::Model) -> Result<(AccountId, DataTransfer), StoreError> {
+    let account = row.account_id.parse::<uuid::Uuid>().map(AccountId::from).map_err(|e| corrupt(&row.account_id, e))?;
+    let organisation = match (row.organisation_id, row.organisation_name) {
+        (Some(id), name) => Some(account_service::TransferOrganisation { id, name: name.unwrap_or_default() }),
+        (None, _) => None,
+    };
+    let mut transfer = TransferColumns {
+        client_id: row.client_id,
+        recipient: row.recipient,
+        claims: row.claims,
+        at: row.at,
+        consent_ref: row.consent_ref,
+    }
+    .into_transfer(&row.account_id)?;
+    transfer.organisation = organisation;
+    Ok((account, transfer))
 }
 
 fn stored_passkey(row: passkey::Model) -> Result<StoredPasskey, StoreError> {

@@ -367,6 +367,9 @@ struct CodeGrant {
     /// asked); there is no account.
     #[serde(default)]
     one_time: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The organisation the citizen acts for (scope `organization`).
+    #[serde(default)]
+    organisation: Option<String>,
 }
 
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -402,7 +405,12 @@ pub(crate) async fn issue_code(
     account: &Account,
     mut claims: Vec<String>,
     consent_ref: String,
+    organisation: Option<String>,
 ) -> Result<String, OAuthError> {
+    // Acting for nobody releases no organisation.
+    if organisation.is_none() {
+        claims.retain(|c| c != "organization");
+    }
     for (claim, companion) in [("email", "email_verified"), ("phone_number", "phone_number_verified")] {
         if claims.iter().any(|c| c == claim) && !claims.iter().any(|c| c == companion) {
             claims.push(companion.to_owned());
@@ -429,6 +437,7 @@ pub(crate) async fn issue_code(
         recipient: recipient(authorization),
         consent_ref,
         one_time: None,
+        organisation,
     };
     super::backchannel::remember(state, environment, &grant.sid, account.id, &authorization.client, &grant.sub).await;
     // Names only: the claims' values never go to the log.
@@ -495,6 +504,7 @@ pub(crate) async fn issue_one_time_code(
         recipient: recipient(authorization),
         consent_ref: "one-time-identification".to_owned(),
         one_time: Some(values),
+        organisation: None,
     };
     store_code(state, &grant).await
 }
@@ -557,6 +567,7 @@ pub(crate) async fn redeem(
             consent_ref: grant.consent_ref.clone(),
             verified_claims: grant.verified_claims,
             values: grant.one_time.clone(),
+            organisation: grant.organisation.clone(),
         }),
     };
     let access_token = issue_access_token(state, environment, client, &access).await?;
@@ -705,6 +716,7 @@ async fn id_token_claims(
     if grant.id_token_claims.is_empty() {
         return Ok(personal);
     }
+    let mut acted_for = None;
     let account = match &grant.one_time {
         Some(values) => {
             for claim in &grant.id_token_claims {
@@ -725,6 +737,15 @@ async fn id_token_claims(
                     personal.insert(claim.clone(), value);
                 }
             }
+            if grant.id_token_claims.iter().any(|c| c == "organization")
+                && let Some(id) = &grant.organisation
+                && let Some((value, note)) =
+                    super::organisation::organisation_claim(state, environment, client.tenant_id, account.id, id)
+                        .await?
+            {
+                personal.insert("organization".to_owned(), value);
+                acted_for = Some(note);
+            }
             Some(account.id)
         }
     };
@@ -736,6 +757,7 @@ async fn id_token_claims(
             at: time::OffsetDateTime::from_unix_timestamp(now)
                 .map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?,
             consent_ref: grant.consent_ref.clone(),
+            organisation: acted_for,
         };
         let logged = match account {
             Some(id) => state.accounts.record_transfer(environment, id, transfer).await,

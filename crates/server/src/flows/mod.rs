@@ -4,5 +4,6 @@
 pub(crate) mod authorize;
 pub(crate) mod backchannel;
 pub(crate) mod eid;
+pub(crate) mod organisation;
 pub(crate) mod registration;
 pub(crate) mod token;

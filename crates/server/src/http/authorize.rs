@@ -161,15 +161,38 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
         Ok(given) => given,
         Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.consent", &e),
     };
+    // Acting for whom: asked on the consent page unless the citizen has no organisation or
+    // asked us to remember the choice for this client.
+    let acting_for = if wanted.iter().any(|c| c == "organization") {
+        let organisations = match acting_options(&ctx, &account).await {
+            Ok(organisations) => organisations,
+            Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.organisations", &e),
+        };
+        let remembered = given
+            .as_ref()
+            .and_then(|g| g.acting_for.as_deref())
+            .filter(|choice| *choice == ACTING_FOR_SELF || organisations.iter().any(|o| o.id.to_string() == *choice));
+        match remembered {
+            _ if organisations.is_empty() => Some(None),
+            Some(ACTING_FOR_SELF) => Some(None),
+            Some(organisation) => Some(Some(organisation.to_owned())),
+            None => None,
+        }
+    } else {
+        Some(None)
+    };
     // Covered when every claim wanted was answered before: released or left out.
     let covered = given.as_ref().filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w)));
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
-    if authorization.client.first_party && !asks_consent {
-        return finish(&ctx, &authorization, &session, &account, wanted, "first-party".to_owned()).await;
-    }
-    if let Some(given) = covered.filter(|_| !asks_consent) {
-        let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
-        return finish(&ctx, &authorization, &session, &account, released, consent_ref(given)).await;
+    if let Some(organisation) = acting_for.clone() {
+        if authorization.client.first_party && !asks_consent {
+            return finish(&ctx, &authorization, &session, &account, wanted, "first-party".to_owned(), organisation)
+                .await;
+        }
+        if let Some(given) = covered.filter(|_| !asks_consent) {
+            let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
+            return finish(&ctx, &authorization, &session, &account, released, consent_ref(given), organisation).await;
+        }
     }
     if authorization.prompt.iter().any(|p| p == "none") {
         let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
@@ -194,6 +217,25 @@ async fn hinted_subject(
         return Err(invalid());
     }
     Ok(claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
+}
+
+/// The remembered choice "for myself" in a consent.
+const ACTING_FOR_SELF: &str = "self";
+
+/// The organisations the citizen may act for: active ones they belong to.
+async fn acting_options(
+    ctx: &PageCtx,
+    account: &Account,
+) -> Result<Vec<account_service::Organisation>, account_service::OrganisationError> {
+    Ok(ctx
+        .state
+        .organisations
+        .of_account(ctx.site.environment, account.id)
+        .await?
+        .into_iter()
+        .map(|(organisation, _)| organisation)
+        .filter(|o| o.status == account_service::OrganisationStatus::Active)
+        .collect())
 }
 
 /// How the transfer log names a consent: when it was given, under which text.
@@ -239,13 +281,24 @@ async fn finish(
     account: &Account,
     claims: Vec<String>,
     consent_ref: String,
+    organisation: Option<String>,
 ) -> Response {
     // A session always comes with its cookie; without one the code could not name its `sid`.
     let Some(token) = ctx.session_token.as_deref() else {
         return reject(ctx, Rejection::Page("authorize_expired"));
     };
-    let issued =
-        issue_code(&ctx.state, ctx.site.environment, authorization, session, token, account, claims, consent_ref).await;
+    let issued = issue_code(
+        &ctx.state,
+        ctx.site.environment,
+        authorization,
+        session,
+        token,
+        account,
+        claims,
+        consent_ref,
+        organisation,
+    )
+    .await;
     match issued {
         Ok(code) => respond(ctx, &authorization.redirect, vec![("code", code)]),
         Err(error) => error_to_client(ctx, &authorization.redirect, &error),
@@ -330,6 +383,24 @@ async fn consent_page(
             .collect()
     };
     let purpose = settings.purpose.as_ref().map(|p| p.text(ctx.lang.code()));
+    // One-time identifications have no account and so no organisations.
+    let organisations = if !one_time && authorization.claims.iter().any(|(c, _)| c == "organization") {
+        match acting_options(ctx, account).await {
+            Ok(found) => found,
+            Err(e) => return failed_to_client(ctx, &authorization.redirect, "authorize.organisations", &e),
+        }
+    } else {
+        Vec::new()
+    };
+    let organisations: Vec<Value> = organisations
+        .iter()
+        .map(|o| {
+            context! {
+                id => o.id.to_string(), name => o.data.name.clone(),
+                legal_form => ctx.t(&format!("legal_form_{}", o.data.legal_form.as_str())),
+            }
+        })
+        .collect();
     ctx.render(
         "consent.html",
         context! {
@@ -344,6 +415,7 @@ async fn consent_page(
             required_claims => shown(true),
             optional_claims => shown(false),
             one_time => one_time,
+            organisations => organisations,
         },
     )
 }
@@ -380,10 +452,25 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
     let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
-    let (released, declined): (Vec<_>, Vec<_>) =
-        authorization.claims.iter().partition(|(claim, required)| *required || chosen.contains(&claim.as_str()));
+    // For whom: "self", or one of the citizen's active organisations (checked again here).
+    let acting_for = match (field("acting_for"), &ctx.session) {
+        ("" | ACTING_FOR_SELF, _) | (_, None) => None,
+        (id, Some((_, account))) => match acting_options(&ctx, account).await {
+            Ok(found) if found.iter().any(|o| o.id.to_string() == id) => Some(id.to_owned()),
+            Ok(_) => return reject(&ctx, Rejection::Page("authorize_expired")),
+            Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.organisations", &e),
+        },
+    };
+    let (released, declined): (Vec<_>, Vec<_>) = authorization.claims.iter().partition(|(claim, required)| {
+        if claim == "organization" {
+            return acting_for.is_some();
+        }
+        *required || chosen.contains(&claim.as_str())
+    });
     let released: Vec<String> = released.into_iter().map(|(claim, _)| claim.clone()).collect();
     let declined: Vec<String> = declined.into_iter().map(|(claim, _)| claim.clone()).collect();
+    let remember =
+        (field("remember_choice") == "1").then(|| acting_for.clone().unwrap_or_else(|| ACTING_FOR_SELF.to_owned()));
     tracing::debug!(client = %authorization.client.client_id, ?released, ?declined, "consent given");
     let (session, account) = match (card, ctx.session.clone()) {
         // Goes to the client once; no consent is stored, as there is no account to store it with.
@@ -402,13 +489,21 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     let given = match ctx
         .state
         .accounts
-        .give_consent(ctx.site.environment, account.id, &client_id, released.clone(), declined, CONSENT_TEXT_VERSION)
+        .give_consent(
+            ctx.site.environment,
+            account.id,
+            &client_id,
+            released.clone(),
+            declined,
+            CONSENT_TEXT_VERSION,
+            remember,
+        )
         .await
     {
         Ok(given) => given,
         Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.give_consent", &e),
     };
-    finish(&ctx, &authorization, &session, &account, released, consent_ref(&given)).await
+    finish(&ctx, &authorization, &session, &account, released, consent_ref(&given), acting_for).await
 }
 
 #[cfg(test)]

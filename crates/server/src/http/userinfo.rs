@@ -66,6 +66,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let mut claims = Map::new();
     claims.insert("sub".to_owned(), Value::String(citizen.sub));
     let mut released = Vec::new();
+    let mut acted_for = None;
     // Whose transfer log: the account's, or the one-time log when there is no account.
     let account_id = match citizen.values {
         // A one-time identification: the values travelled with the grant.
@@ -95,6 +96,29 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
                     released.push(claim.clone());
                 }
             }
+            if citizen.claims.iter().any(|c| c == "organization")
+                && let Some(id) = &citizen.organisation
+            {
+                match crate::flows::organisation::organisation_claim(
+                    &state,
+                    site.environment,
+                    grant.tenant_id,
+                    account.id,
+                    id,
+                )
+                .await
+                {
+                    Ok(Some((value, note))) => {
+                        claims.insert("organization".to_owned(), value);
+                        released.push("organization".to_owned());
+                        acted_for = Some(note);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        return bearer_error(oauth_status(error.code), error.code.as_str(), &error.description);
+                    }
+                }
+            }
             // The same claims again, with evidence, where they came from the ID card.
             if citizen.verified_claims
                 && let Some(verified) = verified_claims(&account, &released)
@@ -113,6 +137,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             claims: released,
             at: state.clock.now(),
             consent_ref: citizen.consent_ref,
+            organisation: acted_for,
         };
         let logged = match account_id {
             Some(id) => state.accounts.record_transfer(site.environment, id, transfer).await,

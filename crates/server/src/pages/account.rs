@@ -449,7 +449,10 @@ async fn render_transfers(ctx: &PageCtx, account: &Account, success: Vec<String>
                 recipient => t.recipient,
                 purpose => purpose.as_ref().map(|(text, _)| text.clone()),
                 purpose_lang => purpose.map(|(_, lang)| lang),
-                claims => claim_labels(ctx, &t.claims),
+                claims => match &t.organisation {
+                    Some(o) => format!("{} ({})", claim_labels(ctx, &t.claims), ctx.t("transfer_for_organisation").replace("{name}", &o.name)),
+                    None => claim_labels(ctx, &t.claims),
+                },
             }
         })
         .collect();

@@ -296,7 +296,7 @@ async fn render_detail(
         Ok(found) => found,
         Err(e) => return refused(ctx, e),
     };
-    let (members, invitations) = match organisations.members(environment, id, account.id).await {
+    let (people, invitations) = match organisations.members(environment, id, account.id).await {
         Ok(found) => found,
         Err(e) => return refused(ctx, e),
     };
@@ -310,7 +310,7 @@ async fn render_detail(
         context! { label => ctx.t("address"), lines => format::address_block(&d.street, &d.house_number, &d.postal_code, &d.city, abroad.as_deref()), provenance => provenance(ctx, &organisation, OrganisationField::Address) },
         context! { label => ctx.t("org_label_contact_email"), lines => vec![d.contact_email.clone()], provenance => match organisation.email_verified_at { Some(at) => ctx.t("self_asserted_verified").replace("{date}", &format::date(ctx.lang, at.date())), None => ctx.t("org_email_unconfirmed") } },
     ];
-    let members: Vec<Value> = members
+    let members: Vec<Value> = people
         .iter()
         .map(|(m, name)| {
             context! {
@@ -330,6 +330,25 @@ async fn render_detail(
             }
         })
         .collect();
+    // Administrators see every release of the organisation's data, by whom.
+    let mut transfers: Vec<Value> = Vec::new();
+    if role == Role::Administrator {
+        let found = match ctx.state.accounts.organisation_transfers(environment, &id.to_string()).await {
+            Ok(found) => found,
+            Err(e) => return ctx.failure(e),
+        };
+        for (person, t) in found {
+            let who = people
+                .iter()
+                .find(|(m, _)| m.account_id == person)
+                .map(|(_, name)| name.clone())
+                .unwrap_or_else(|| ctx.t("org_former_member"));
+            transfers.push(context! {
+                when => format::date_time(ctx.lang, t.at), recipient => t.recipient, person => who,
+                claims => t.claims.iter().map(|c| ctx.t(&format!("claim_{c}"))).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
     let (status, error) = match error {
         Some(error) => (StatusCode::BAD_REQUEST, Some(error)),
         None => (StatusCode::OK, None),
@@ -340,6 +359,7 @@ async fn render_detail(
         context! {
             id => id.to_string(), name => d.name.clone(), rows => rows, members => members, invitations => invitations,
             admin => role == Role::Administrator, suspended => organisation.status == OrganisationStatus::Suspended,
+            transfers => transfers,
             success => success, error => error,
         },
     )

@@ -16,6 +16,7 @@ pub struct Model {
     pub declined: String,
     pub given_at: i64,
     pub text_version: String,
+    pub acting_for: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

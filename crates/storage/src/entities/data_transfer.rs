@@ -14,6 +14,8 @@ pub struct Model {
     pub claims: String,
     pub at: i64,
     pub consent_ref: String,
+    pub organisation_id: Option<String>,
+    pub organisation_name: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
