@@ -35,6 +35,7 @@ fn grant(kind: &str, now: i64, tenant: TenantId) -> anyhow::Result<AccessGrant> 
         consent_ref: "consent:1764000000:2026-11".to_owned(),
         verified_claims: false,
         values: None,
+        organisation: None,
     });
     Ok(AccessGrant {
         environment: Environment::Test,

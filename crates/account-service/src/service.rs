@@ -850,26 +850,16 @@ impl Accounts {
         Ok(self.store.consent(environment, id, client_id).await?)
     }
 
-    /// Records that the citizen agreed to release `claims` to `client_id` and left out the
-    /// optional `declined` ones.
+    /// Records the citizen's answer on the consent page (the claims released to the client, the
+    /// optional ones left out, the remembered choice of whom they act for), given now.
     pub async fn give_consent(
         &self,
         environment: Environment,
         id: AccountId,
-        client_id: &str,
-        claims: Vec<String>,
-        declined: Vec<String>,
-        text_version: &str,
-        acting_for: Option<String>,
+        mut consent: Consent,
     ) -> Result<Consent, AccountError> {
-        let consent = Consent {
-            client_id: client_id.to_owned(),
-            claims,
-            declined,
-            given_at: self.clock.now(),
-            text_version: text_version.to_owned(),
-            acting_for,
-        };
+        consent.given_at = self.clock.now();
+        let client_id = consent.client_id.clone();
         let event = self.event(EventKind::ConsentGiven, Some(client_id.to_owned()));
         self.store.save_consent(environment, id, &consent, &event).await?;
         Ok(consent)

@@ -492,11 +492,14 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         .give_consent(
             ctx.site.environment,
             account.id,
-            &client_id,
-            released.clone(),
-            declined,
-            CONSENT_TEXT_VERSION,
-            remember,
+            account_service::Consent {
+                client_id,
+                claims: released.clone(),
+                declined,
+                given_at: ctx.state.accounts.now(),
+                text_version: CONSENT_TEXT_VERSION.to_owned(),
+                acting_for: remember,
+            },
         )
         .await
     {
