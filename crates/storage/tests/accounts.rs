@@ -757,6 +757,7 @@ async fn eid_register_login_link(db: &Database) {
         claims: vec!["family_name".into()],
         at: f.clock.now(),
         consent_ref: "one-time-identification".into(),
+        organisation: None,
     };
     f.accounts.record_one_time_transfer(PRODUCTION, transfer).await.unwrap();
     let listed = f.accounts.one_time_transfers(PRODUCTION, "wohngeld").await.unwrap();
