@@ -718,6 +718,32 @@ impl Registry {
         Ok(self.store.append_audit(&audit).await?)
     }
 
+    /// Records an admin action on an object of another domain (an organisation) in the audit
+    /// log, under the actor's tenant for a tenant admin.
+    pub async fn record_action(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<(), RegistryError> {
+        let tenant_id = match actor {
+            Actor::TenantAdmin { tenant_id, .. } | Actor::Registration { tenant_id } => Some(*tenant_id),
+            Actor::Operator(_) | Actor::System(_) => None,
+        };
+        let audit = AuditEvent {
+            at: self.clock.now(),
+            actor: actor.label(),
+            action: action.to_owned(),
+            tenant_id,
+            target,
+            before,
+            after,
+        };
+        Ok(self.store.append_audit(&audit).await?)
+    }
+
     /// The client `client_id` of `environment` and its active tenant, for the authorization
     /// endpoint and public clients at the token endpoint; `Failed` when unknown here.
     pub async fn active_client(

@@ -760,3 +760,121 @@ pub(crate) struct InitialAccessTokenView {
     pub environment: EnvironmentDto,
     pub expires_at: String,
 }
+
+/// A register entry.
+#[derive(Debug, Object)]
+pub(crate) struct RegisterView {
+    /// Registergericht.
+    pub court: String,
+    /// HRA, HRB, VR, GnR or PR.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// The number.
+    pub number: String,
+}
+
+/// An organisation's address.
+#[derive(Debug, Object)]
+pub(crate) struct OrganisationAddress {
+    pub street: String,
+    pub house_number: String,
+    pub postal_code: String,
+    pub city: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+/// A verified part of an organisation's data.
+#[derive(Debug, Object)]
+pub(crate) struct VerificationView {
+    /// `name`, `legal_form`, `register` or `address`.
+    pub field: String,
+    /// Who checked it (an operator's or tenant admin's label).
+    pub by: String,
+    /// What was checked.
+    pub evidence: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// An organisation (company account), as operators and tenant admins see it.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct OrganisationView {
+    pub id: String,
+    pub environment: EnvironmentDto,
+    pub name: String,
+    /// `gmbh`, `ag`, `ek`, `gbr`, `ohg`, `kg`, `ev`, `eg`, `stiftung`, `kdoer`,
+    /// `einzelunternehmen` or `sonstige`.
+    pub legal_form: String,
+    pub register: Option<RegisterView>,
+    pub address: OrganisationAddress,
+    pub contact_email: String,
+    /// When the contact address was confirmed by its link (RFC 3339).
+    pub contact_email_confirmed_at: Option<String>,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub verifications: Vec<VerificationView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&account_service::Organisation> for OrganisationView {
+    fn from(o: &account_service::Organisation) -> Self {
+        let d = &o.data;
+        Self {
+            id: o.id.to_string(),
+            environment: o.environment.into(),
+            name: d.name.clone(),
+            legal_form: d.legal_form.as_str().to_owned(),
+            register: d.register.as_ref().map(|r| RegisterView {
+                court: r.court.clone(),
+                kind: r.kind.as_str().to_owned(),
+                number: r.number.clone(),
+            }),
+            address: OrganisationAddress {
+                street: d.street.clone(),
+                house_number: d.house_number.clone(),
+                postal_code: d.postal_code.clone(),
+                city: d.city.clone(),
+                country: d.country.clone(),
+            },
+            contact_email: d.contact_email.clone(),
+            contact_email_confirmed_at: o.email_verified_at.map(timestamp),
+            status: match o.status {
+                account_service::OrganisationStatus::Active => "active",
+                account_service::OrganisationStatus::Suspended => "suspended",
+            }
+            .to_owned(),
+            verifications: o
+                .verifications
+                .iter()
+                .map(|v| VerificationView {
+                    field: v.field.as_str().to_owned(),
+                    by: v.by.clone(),
+                    evidence: v.evidence.clone(),
+                    at: timestamp(v.at),
+                })
+                .collect(),
+            created_at: timestamp(o.created_at),
+            updated_at: timestamp(o.updated_at),
+        }
+    }
+}
+
+/// Organisations, newest first.
+#[derive(Debug, Object)]
+pub(crate) struct OrganisationList {
+    pub items: Vec<OrganisationView>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Marks a part of an organisation's data verified.
+#[derive(Debug, Object)]
+pub(crate) struct OrganisationVerify {
+    /// `name`, `legal_form`, `register` or `address`.
+    pub field: String,
+    /// What was checked, e.g. "Registerauszug geprüft" (at most 200 characters).
+    pub evidence: String,
+}

@@ -1,4 +1,5 @@
-//! The admin API under `/admin/api/v1` (poem-openapi): tenants, clients, audit log.
+//! The admin API under `/admin/api/v1` (poem-openapi): tenants, clients, organisations, audit
+//! log.
 //!
 //! Callers present an access token that this provider issued via `client_credentials` to an
 //! admin client of the production environment: scope `admin` (operators) or `tenant-admin`
@@ -42,6 +43,8 @@ enum ApiTags {
     Clients,
     /// Who changed what, when.
     Audit,
+    /// Company accounts: operators see all; a tenant admin those that acted towards its clients.
+    Organisations,
 }
 
 /// Bearer access token of an admin client.
@@ -199,6 +202,20 @@ enum OneTimeTransferResponse {
     /// Newest first.
     #[oai(status = 200)]
     Ok(Json<dto::OneTimeTransferList>),
+}
+
+#[derive(ApiResponse)]
+enum OrganisationResponse {
+    /// The organisation.
+    #[oai(status = 200)]
+    Ok(Json<dto::OrganisationView>),
+}
+
+#[derive(ApiResponse)]
+enum OrganisationListResponse {
+    /// One page, newest first.
+    #[oai(status = 200)]
+    Ok(Json<dto::OrganisationList>),
 }
 
 #[derive(ApiResponse)]
@@ -530,6 +547,114 @@ impl AdminApi {
         Ok(Deleted::NoContent)
     }
 
+    /// Organisations of an environment (default production), newest first: all for operators,
+    /// for a tenant admin those whose data went to one of its clients.
+    #[oai(path = "/organisations", method = "get", tag = "ApiTags::Organisations")]
+    async fn list_organisations(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        environment: Query<Option<EnvironmentDto>>,
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
+    ) -> AdminResult<OrganisationListResponse> {
+        let actor = actor(&state, &auth).await?;
+        let environment = environment.0.map_or(Environment::Production, Environment::from);
+        let page = page(limit.0, offset.0);
+        let offset = u32::try_from(page.offset).unwrap_or(u32::MAX);
+        let found =
+            state.organisations.list(environment, page.limit, offset).await.map_err(|e| AdminError::internal(&e))?;
+        let mut items = Vec::with_capacity(found.len());
+        for organisation in &found {
+            if self.visible(&state, &actor, organisation).await? {
+                items.push(dto::OrganisationView::from(organisation));
+            }
+        }
+        Ok(OrganisationListResponse::Ok(Json(dto::OrganisationList { items, limit: page.limit, offset: page.offset })))
+    }
+
+    /// One organisation.
+    #[oai(path = "/organisations/:id", method = "get", tag = "ApiTags::Organisations")]
+    async fn get_organisation(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        environment: Query<Option<EnvironmentDto>>,
+    ) -> AdminResult<OrganisationResponse> {
+        let actor = actor(&state, &auth).await?;
+        let environment = environment.0.map_or(Environment::Production, Environment::from);
+        let organisation = self.visible_organisation(&state, &actor, environment, &id.0).await?;
+        Ok(OrganisationResponse::Ok(Json(dto::OrganisationView::from(&organisation))))
+    }
+
+    /// Marks a part of the organisation's data verified, with the evidence (audited). A later
+    /// change of that part by the organisation drops the mark.
+    #[oai(path = "/organisations/:id/verify", method = "post", tag = "ApiTags::Organisations")]
+    async fn verify_organisation(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        environment: Query<Option<EnvironmentDto>>,
+        body: Json<dto::OrganisationVerify>,
+    ) -> AdminResult<OrganisationResponse> {
+        let actor = actor(&state, &auth).await?;
+        let environment = environment.0.map_or(Environment::Production, Environment::from);
+        let before = self.visible_organisation(&state, &actor, environment, &id.0).await?;
+        let Some(field) = account_service::OrganisationField::parse(&body.0.field) else {
+            return Err(AdminError::invalid_field("field", "one of name, legal_form, register, address"));
+        };
+        let after =
+            match state.organisations.verify(environment, before.id, field, &actor.label(), &body.0.evidence).await {
+                Ok(after) => after,
+                Err(account_service::OrganisationError::Invalid(problems)) => {
+                    let (field, _) = problems.first().copied().unwrap_or(("evidence", ""));
+                    let expected = if field == "field" {
+                        "a part the organisation has (it has no register entry)"
+                    } else {
+                        "a non-empty text of at most 200 characters"
+                    };
+                    return Err(AdminError::invalid_field(field, expected));
+                }
+                Err(e) => return Err(AdminError::internal(&e)),
+            };
+        audit_organisation(&state, &actor, "organisation.verify", &before, &after).await?;
+        Ok(OrganisationResponse::Ok(Json(dto::OrganisationView::from(&after))))
+    }
+
+    /// Suspends the organisation: nobody can act for it or invite to it (audited).
+    #[oai(path = "/organisations/:id/suspend", method = "post", tag = "ApiTags::Organisations")]
+    async fn suspend_organisation(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        environment: Query<Option<EnvironmentDto>>,
+    ) -> AdminResult<OrganisationResponse> {
+        self.set_organisation_status(
+            &state,
+            &auth,
+            &id.0,
+            environment.0,
+            account_service::OrganisationStatus::Suspended,
+        )
+        .await
+    }
+
+    /// Lifts a suspension (audited).
+    #[oai(path = "/organisations/:id/resume", method = "post", tag = "ApiTags::Organisations")]
+    async fn resume_organisation(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        environment: Query<Option<EnvironmentDto>>,
+    ) -> AdminResult<OrganisationResponse> {
+        self.set_organisation_status(&state, &auth, &id.0, environment.0, account_service::OrganisationStatus::Active)
+            .await
+    }
+
     /// The audit log, newest first (a tenant admin sees only its tenant's entries).
     #[oai(path = "/audit", method = "get", tag = "ApiTags::Audit")]
     #[allow(clippy::too_many_arguments)]
@@ -575,6 +700,66 @@ impl AdminApi {
 }
 
 impl AdminApi {
+    /// The organisation `id` of `environment` if `actor` may see it: operators every one, a
+    /// tenant admin one whose data went to a client of its tenant; else 404 (as for anything
+    /// of another tenant).
+    async fn visible_organisation(
+        &self,
+        state: &AppState,
+        actor: &Actor,
+        environment: Environment,
+        id: &str,
+    ) -> AdminResult<account_service::Organisation> {
+        let id = id.parse::<account_service::OrganisationId>().map_err(|_| AdminError::not_found())?;
+        let organisation = match state.organisations.get(environment, id).await {
+            Ok(organisation) => organisation,
+            Err(account_service::OrganisationError::Forbidden) => return Err(AdminError::not_found()),
+            Err(e) => return Err(AdminError::internal(&e)),
+        };
+        if self.visible(state, actor, &organisation).await? { Ok(organisation) } else { Err(AdminError::not_found()) }
+    }
+
+    async fn visible(
+        &self,
+        state: &AppState,
+        actor: &Actor,
+        organisation: &account_service::Organisation,
+    ) -> AdminResult<bool> {
+        let Actor::TenantAdmin { .. } = actor else { return Ok(true) };
+        let filter = ClientFilter { environment: Some(organisation.environment), ..ClientFilter::default() };
+        let clients = state.registry.list_clients(actor, filter, PageRequest { limit: 500, offset: 0 }).await?;
+        let transfers = state
+            .accounts
+            .organisation_transfers(organisation.environment, &organisation.id.to_string())
+            .await
+            .map_err(|e| AdminError::internal(&e))?;
+        Ok(transfers.iter().any(|(_, t)| clients.items.iter().any(|c| c.client_id.as_str() == t.client_id)))
+    }
+
+    async fn set_organisation_status(
+        &self,
+        state: &AppState,
+        auth: &AdminToken,
+        id: &str,
+        environment: Option<EnvironmentDto>,
+        status: account_service::OrganisationStatus,
+    ) -> AdminResult<OrganisationResponse> {
+        let actor = actor(state, auth).await?;
+        let environment = environment.map_or(Environment::Production, Environment::from);
+        let before = self.visible_organisation(state, &actor, environment, id).await?;
+        let after = state
+            .organisations
+            .set_status(environment, before.id, status)
+            .await
+            .map_err(|e| AdminError::internal(&e))?;
+        let action = match status {
+            account_service::OrganisationStatus::Active => "organisation.resume",
+            account_service::OrganisationStatus::Suspended => "organisation.suspend",
+        };
+        audit_organisation(state, &actor, action, &before, &after).await?;
+        Ok(OrganisationResponse::Ok(Json(dto::OrganisationView::from(&after))))
+    }
+
     async fn set_status(
         &self,
         state: &AppState,
@@ -596,11 +781,36 @@ impl AdminApi {
     }
 }
 
+/// Writes an organisation's change to the audit log (status and verifications before and after:
+/// no personal data of its people).
+async fn audit_organisation(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    before: &account_service::Organisation,
+    after: &account_service::Organisation,
+) -> AdminResult<()> {
+    let snapshot = |o: &account_service::Organisation| {
+        serde_json::json!({
+            "environment": o.environment.as_str(),
+            "status": format!("{:?}", o.status).to_lowercase(),
+            "verifications": o.verifications.iter().map(|v| serde_json::json!({
+                "field": v.field.as_str(), "by": v.by, "evidence": v.evidence,
+            })).collect::<Vec<_>>(),
+        })
+    };
+    state
+        .registry
+        .record_action(actor, action, after.id.to_string(), Some(snapshot(before)), Some(snapshot(after)))
+        .await?;
+    Ok(())
+}
+
 /// The admin API as a poem-openapi service, mounted at `/admin/api/v1`.
 pub(crate) fn service() -> OpenApiService<AdminApi, ()> {
     OpenApiService::new(AdminApi, "servicekonto admin API", env!("CARGO_PKG_VERSION"))
         .server("/admin/api/v1")
-        .description("Tenants (authorities), their clients per environment, and the audit log. RFC 9457 problem details on every error.")
+        .description("Tenants (authorities), their clients per environment, organisations (company accounts), and the audit log. RFC 9457 problem details on every error.")
 }
 
 /// Registers the admin API's paths and methods (from its OpenAPI document) for `Allow`.
