@@ -17,6 +17,7 @@ mod mail;
 mod negative;
 mod oidc;
 mod ops;
+mod organisations;
 mod par_jar;
 mod passkeys;
 mod private_key_jwt;
