@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::{
     admin::operator,
+    browser::{Audit, Driver, axe_source, chromium, click, tool, type_into, wait_for, wait_path, wait_url},
     citizen::{PASSWORD, csrf, log_in, page, post, register_activated},
     mail::SmtpSink,
     support::{Backends, TestServer, http_client},
@@ -289,7 +290,7 @@ async fn a_citizen_acts_for_an_organisation_that_another_created_and_invited_the
     assert_eq!(organization["address"]["locality"], "Köln");
     let pairwise = organization["id"].as_str().expect("a pairwise id").to_owned();
     assert_ne!(pairwise, org, "never the internal id");
-    assert!(organization.get("verified").is_none(), "nothing verified yet");
+    assert!(organization.get("verified_claims").is_none(), "nothing verified yet");
     assert_eq!(in_id_token.as_ref().map(|o| &o["id"]), Some(&organization["id"]), "in the ID token on request");
     assert_eq!(userinfo["given_name"], "Erika");
 
@@ -341,7 +342,9 @@ async fn a_citizen_acts_for_an_organisation_that_another_created_and_invited_the
     assert_eq!(status, StatusCode::OK, "{verified}");
     assert_eq!(verified["verifications"][0]["evidence"], "Registerauszug geprüft");
     let (_, userinfo, _) = code_flow(&ben, &base, &rp, None).await;
-    assert_eq!(userinfo["organization"]["verified"]["register"]["evidence"], "Registerauszug geprüft", "{userinfo}");
+    let verified = &userinfo["organization"]["verified_claims"][0];
+    assert_eq!(verified["verification"]["evidence"][0]["description"], "Registerauszug geprüft", "{userinfo}");
+    assert_eq!(verified["claims"]["register"]["number"], "12345", "{userinfo}");
     let (status, _, suspended) = admin.post(&format!("/organisations/{org}/suspend"), json!({})).await;
     assert_eq!((status, suspended["status"].as_str()), (StatusCode::OK, Some("suspended")), "{suspended}");
     let (_, userinfo, _) = code_flow(&ben, &base, &rp, None).await;
@@ -358,4 +361,165 @@ async fn a_citizen_acts_for_an_organisation_that_another_created_and_invited_the
     let (status, _, html) = post(&anna, &format!("{base}/konto/loeschen"), &delete).await;
     assert_eq!(status, StatusCode::CONFLICT, "{html}");
     assert!(html.contains("einzige Person in der Administration von Bäckerei Mustermann GmbH"), "{html}");
+}
+
+const CHROMIUM_TEST: &str = "organisations::organisation_pages_in_chromium_with_axe";
+
+async fn chromium_log_in(browser: &fantoccini::Client, base: &str, username: &str) {
+    browser.goto(&format!("{base}/anmelden")).await.unwrap();
+    type_into(browser, "username", username).await;
+    type_into(browser, "password", PASSWORD).await;
+    click(browser, "main form[action$='/anmelden'] button[type=submit]").await;
+    wait_path(browser, "/konto").await;
+}
+
+async fn chromium_log_out(browser: &fantoccini::Client, base: &str) {
+    browser.goto(&format!("{base}/konto")).await.unwrap();
+    click(browser, "header form button").await;
+    wait_for(browser, "Sie sind abgemeldet.").await;
+}
+
+/// The same story in real headless Chromium, typing into the forms, with every page checked by
+/// axe-core and for its layout: two citizens, the invitation, the consent page's choice, and
+/// the relying party (`openidconnect`) reading the organisation from the ID token.
+#[tokio::test]
+async fn organisation_pages_in_chromium_with_axe() {
+    let (Some(chromium_binary), Some(chromedriver)) =
+        (tool("CHROME_BIN", "/usr/bin/chromium"), tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    else {
+        return storage::testing::skip(
+            CHROMIUM_TEST,
+            "Chromium or chromedriver is not installed (apt-get install chromium chromium-driver)",
+        );
+    };
+    let Some(axe) = axe_source() else {
+        return storage::testing::skip(
+            CHROMIUM_TEST,
+            "axe-core is not installed (npm ci in integration-tests/browser)",
+        );
+    };
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| {
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+        c.accounts.organisation_trust_level = oidc_core::TrustLevel::Normal;
+    })
+    .await;
+    let base = server.base_url.clone();
+    let (client_id, secret) = authority_client(&server).await;
+    register_activated(
+        &reqwest::Client::builder().cookie_store(true).build().unwrap(),
+        &base,
+        &smtp,
+        "anna.admin",
+        "anna@example.de",
+    )
+    .await;
+    register_activated(
+        &reqwest::Client::builder().cookie_store(true).build().unwrap(),
+        &base,
+        &smtp,
+        "ben.member",
+        "ben@example.de",
+    )
+    .await;
+
+    let driver = Driver::start(&chromedriver).await;
+    let browser = chromium(&chromium_binary, &driver).await;
+    let mut audit = Audit::new(axe, "organisations");
+
+    // Anna creates the organisation.
+    chromium_log_in(&browser, &base, "anna.admin").await;
+    click(&browser, "main a[href$='/konto/organisationen']").await;
+    wait_for(&browser, "Sie gehören noch zu keiner Organisation.").await;
+    audit.check(&browser, "my organisations, none").await;
+    click(&browser, "main a[href$='/konto/organisationen/neu']").await;
+    wait_for(&browser, "Registereintrag").await;
+    audit.check(&browser, "create organisation").await;
+    for (id, value) in [
+        ("name", "Bäckerei Mustermann GmbH"),
+        ("register_court", "Amtsgericht Köln"),
+        ("register_number", "12345"),
+        ("street", "Heidestraße"),
+        ("house_number", "17"),
+        ("postal_code", "5114"),
+        ("city", "Köln"),
+        ("contact_email", "info@baeckerei.example"),
+    ] {
+        type_into(&browser, id, value).await;
+    }
+    browser.find(fantoccini::Locator::Css("#register_kind option[value=HRB]")).await.unwrap().click().await.unwrap();
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "gültige Postleitzahl").await;
+    audit.check(&browser, "create organisation with errors").await;
+    type_into(&browser, "postal_code", "51147").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Die Organisation ist angelegt").await;
+    audit.check(&browser, "organisation, administrator's view").await;
+    type_into(&browser, "invite-email", "ben@example.de").await;
+    click(&browser, "main form[action$='/einladen'] button").await;
+    wait_for(&browser, "Die Einladung an ben@example.de ist verschickt").await;
+    chromium_log_out(&browser, &base).await;
+
+    // Ben accepts after logging in.
+    let invitation = smtp.mail_to("ben@example.de", 1).await;
+    browser.goto(&invitation.link()).await.unwrap();
+    type_into(&browser, "username", "ben.member").await;
+    type_into(&browser, "password", PASSWORD).await;
+    click(&browser, "main form[action$='/anmelden'] button[type=submit]").await;
+    wait_for(&browser, "Einladung annehmen").await;
+    audit.check(&browser, "accept invitation").await;
+    click(&browser, "main form button[type=submit]").await;
+    wait_for(&browser, "Mitglied").await;
+    audit.check(&browser, "organisation, member's view").await;
+
+    // Ben acts for it: the consent page's choice, in Chromium; the relying party reads the ID token.
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(base.clone()).unwrap(), &http_client()).await.unwrap();
+    let rp: Rp = openidconnect::Client::from_provider_metadata(
+        metadata,
+        ClientId::new(client_id.clone()),
+        Some(ClientSecret::new(secret)),
+    )
+    .set_redirect_uri(RedirectUrl::new(CALLBACK.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = rp
+        .authorize_url(
+            AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("organization".into()))
+        .add_extra_param("claims", r#"{"id_token":{"organization":null}}"#)
+        .set_pkce_challenge(challenge)
+        .url();
+    browser.goto(url.as_str()).await.unwrap();
+    wait_for(&browser, "Für wen handeln Sie?").await;
+    audit.check(&browser, "consent with the choice of organisation").await;
+    click(&browser, "#acting-1").await;
+    click(&browser, "main form button[value=allow]").await;
+    let callback = wait_url(&browser, "code=").await;
+    let code = callback.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http_client())
+        .await
+        .expect("the code is redeemed");
+    let claims = tokens.id_token().expect("an ID token").claims(&rp.id_token_verifier(), &nonce).expect("verifies");
+    let organization = claims.additional_claims().organization.clone().expect("the organisation in the ID token");
+    assert_eq!(organization["name"], "Bäckerei Mustermann GmbH");
+    assert_eq!(organization["role"], "member");
+    chromium_log_out(&browser, &base).await;
+
+    // Anna sees the release on the organisation's page.
+    chromium_log_in(&browser, &base, "anna.admin").await;
+    browser.goto(&format!("{base}/konto/organisationen")).await.unwrap();
+    click(&browser, "main table a").await;
+    wait_for(&browser, "Stadt Köln – Gewerbeanmeldung").await;
+    audit.check(&browser, "organisation with its transfers").await;
+
+    browser.close().await.unwrap();
+    assert!(audit.problems.is_empty(), "accessibility problems:\n{}", audit.problems.join("\n"));
 }

@@ -42,7 +42,8 @@ pub(crate) async fn organisation_claim(
     Ok(Some((claim(&organisation, role, &pairwise), note)))
 }
 
-/// The claim's value: the pairwise id, the data, the person's role and what was verified.
+/// The claim's value: the pairwise id, the data, the person's role and what was verified
+/// (`verified_claims`).
 fn claim(organisation: &Organisation, role: Role, pairwise: &str) -> Value {
     let d = &organisation.data;
     let mut value = json!({
@@ -63,17 +64,31 @@ fn claim(organisation: &Organisation, role: Role, pairwise: &str) -> Value {
         value["register"] =
             json!({ "court": register.court, "type": register.kind.as_str(), "number": register.number });
     }
-    let verified: serde_json::Map<String, Value> = organisation
+    // What an operator or a tenant admin checked, in the shape of OpenID Connect for Identity
+    // Assurance: one entry per checked part, with the evidence named.
+    let verified: Vec<Value> = organisation
         .verifications
         .iter()
-        .filter(|v| v.field != OrganisationField::Register || d.register.is_some())
-        .map(|v| {
+        .filter_map(|v| {
+            let claims = match v.field {
+                OrganisationField::Name => json!({ "name": d.name }),
+                OrganisationField::LegalForm => json!({ "legal_form": d.legal_form.as_str() }),
+                OrganisationField::Register => json!({ "register": value.get("register")? }),
+                OrganisationField::Address => json!({ "address": value["address"] }),
+            };
             let at = v.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            (v.field.as_str().to_owned(), json!({ "evidence": v.evidence, "time": at }))
+            Some(json!({
+                "verification": {
+                    "trust_framework": "de_servicekonto_organisation",
+                    "time": at,
+                    "evidence": [{ "type": "document_check", "description": v.evidence }],
+                },
+                "claims": claims,
+            }))
         })
         .collect();
     if !verified.is_empty() {
-        value["verified"] = Value::Object(verified);
+        value["verified_claims"] = Value::Array(verified);
     }
     value
 }
