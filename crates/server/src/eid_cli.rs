@@ -72,6 +72,23 @@ impl CardHolder for Terminal {
     }
 }
 
+/// What the command says about a reader besides its name: a card in it, and whether the PIN is
+/// entered on the reader itself (a reader with a keypad, or a smartphone paired as card reader,
+/// which AusweisApp lists under the phone's name) rather than here.
+fn reader_notes(reader: &Reader) -> String {
+    let mut notes = Vec::new();
+    if reader.card.is_some() {
+        notes.push("Karte erkannt");
+    }
+    if reader.keypad {
+        notes.push("PIN-Eingabe am Gerät");
+    }
+    if !reader.attached {
+        notes.push("nicht verbunden");
+    }
+    if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) }
+}
+
 /// Runs one authentication; prints what AusweisApp2 reported and where the browser would go.
 #[allow(clippy::print_stdout, reason = "the command's output")]
 pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
@@ -79,8 +96,15 @@ pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
     let info = client.info().await?;
     println!("{} {}", info.version_info.name, info.version_info.implementation_version);
     let readers = client.wait_for_readers(std::time::Duration::from_secs(20)).await?;
-    for reader in readers {
-        println!("Lesegerät: {}{}", reader.name, if reader.card.is_some() { " (Karte erkannt)" } else { "" });
+    for reader in &readers {
+        println!("Lesegerät: {}{}", reader.name, reader_notes(reader));
+    }
+    if readers.iter().all(|r| r.insertable) {
+        // Only the built-in Simulator: nothing that can read a real card.
+        println!(
+            "Hinweis: Kein Kartenleser angeschlossen. Ein Smartphone mit AusweisApp kann als Kartenleser dienen \
+             (AusweisApp: Einstellungen → Smartphone als Kartenleser → koppeln)."
+        );
     }
     let mut terminal = Terminal { simulator: run.simulator };
     let outcome = client.authenticate(&run.tc_token_url, run.developer_mode, &mut terminal).await?;
@@ -96,4 +120,25 @@ pub(crate) async fn run(run: EidRun) -> anyhow::Result<bool> {
         println!("Weiter im Browser: {url}");
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use eid_bridge::sdk::messages::{Card, Reader};
+
+    use super::reader_notes;
+
+    #[test]
+    fn a_reader_that_takes_the_pin_itself_is_named_so() {
+        let reader = |keypad, card: Option<Card>| Reader {
+            name: "Pixel 9".into(),
+            insertable: false,
+            attached: true,
+            keypad,
+            card,
+        };
+        assert_eq!(reader_notes(&reader(false, None)), "");
+        assert_eq!(reader_notes(&reader(true, None)), " (PIN-Eingabe am Gerät)");
+        assert_eq!(reader_notes(&reader(true, Some(Card::default()))), " (Karte erkannt, PIN-Eingabe am Gerät)");
+    }
 }
