@@ -146,6 +146,35 @@ async fn the_happy_path_runs_auth_to_the_refresh_url() {
     assert_eq!(commands[5], json!({"cmd": "SET_PIN", "value": "123456"}));
 }
 
+/// A smartphone paired as card reader ("Smartphone als Kartenleser"), as AusweisApp2 lists it:
+/// under the phone's name, not insertable, with a keypad (the PIN is typed on the phone).
+fn paired_phone(retry_counter: u8) -> Value {
+    json!({"name": "Pixel 9", "insertable": false, "attached": true, "keypad": true,
+           "card": {"inoperative": false, "deactivated": false, "retryCounter": retry_counter}})
+}
+
+#[tokio::test]
+async fn with_a_smartphone_as_card_reader_the_pin_is_typed_on_the_phone_not_sent() {
+    let (url, mut seen) = fake_app(script(vec![
+        step("GET_READER_LIST", vec![json!({"msg": "READER_LIST", "readers": [reader(3), paired_phone(3)]})]),
+        step("RUN_AUTH", vec![json!({"msg": "AUTH"}), access_rights()]),
+        step("ACCEPT", vec![json!({"msg": "ENTER_PIN", "reader": paired_phone(3)})]),
+        step("SET_PIN", vec![result_ok()]),
+    ]))
+    .await;
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let readers = client.readers().await.unwrap();
+    let phone = readers.iter().find(|r| r.name == "Pixel 9").expect("the paired phone is listed");
+    assert!(phone.keypad && !phone.insertable && phone.card.is_some());
+    let mut citizen = Citizen { accept: true, pins: vec!["123456"], ..Citizen::default() };
+    let outcome = client.authenticate(TC, false, &mut citizen).await.unwrap();
+    assert!(outcome.result.is_ok());
+    assert_eq!(citizen.pin_requests[0].reader.name, "Pixel 9", "the holder is told where to type the PIN");
+    let commands: Vec<Value> = std::iter::from_fn(|| seen.try_recv().ok()).collect();
+    let set_pin = commands.iter().find(|c| c["cmd"] == "SET_PIN").expect("a SET_PIN");
+    assert_eq!(set_pin, &json!({"cmd": "SET_PIN"}), "no PIN over the socket: it is typed on the phone");
+}
+
 #[tokio::test]
 async fn a_wrong_pin_is_reported_with_the_retry_counter_and_the_can_is_asked_before_the_last_try() {
     let (url, _) = fake_app(script(vec![

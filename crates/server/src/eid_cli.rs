@@ -60,6 +60,12 @@ impl CardHolder for Terminal {
         if request.previous_wrong {
             eprintln!("Die PIN war falsch.");
         }
+        if request.reader.keypad {
+            // A reader with a PIN pad, or a smartphone paired as card reader: the PIN is typed
+            // there and never passes through this command.
+            eprintln!("Bitte geben Sie die PIN{} am Gerät „{}“ ein.", retries(&request.reader), request.reader.name);
+            return Some(Secret::new(""));
+        }
         tokio::task::block_in_place(|| ask_secret(&format!("PIN{}:", retries(&request.reader))))
     }
     async fn can(&mut self, reader: &Reader) -> Option<Secret> {
