@@ -165,7 +165,9 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Vec<DataTransfer>, StoreError>;
 
     /// Removes the account and everything stored about it in one transaction, leaving only an
-    /// audit record without personal data (id, environment, time).
+    /// audit record without personal data (id, environment, time). An organisation the account
+    /// was the only administrator of passes to its longest-standing other member, or is deleted
+    /// when nobody else is in it.
     async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError>;
 
     /// Removes accounts still pending activation that were registered before `before`; returns

@@ -13,8 +13,8 @@ use sea_orm::{
 use time::OffsetDateTime;
 
 use crate::entities::{
-    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer,
-    organisation_member, passkey,
+    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
+    organisation_link, organisation_member, passkey,
 };
 
 /// [`AccountStore`] on the relational database.
@@ -589,6 +589,7 @@ impl AccountStore for SeaAccountStore {
             .exec(&txn)
             .await
             .map_err(map_db_err)?;
+        hand_over_organisations(&txn, id).await?;
         organisation_member::Entity::delete_many()
             .filter(organisation_member::Column::AccountId.eq(id.to_string()))
             .exec(&txn)
@@ -787,6 +788,56 @@ impl AccountStore for SeaAccountStore {
         insert_event(&txn, id, event).await?;
         txn.commit().await.map_err(unavailable)
     }
+}
+
+/// Before an account goes: an organisation it was the only administrator of passes to its
+/// longest-standing other member, or is deleted when nobody else is in it. (A citizen's own
+/// deletion is refused in that case; this is for the inactivity policy's deletions.)
+async fn hand_over_organisations(txn: &sea_orm::DatabaseTransaction, id: AccountId) -> Result<(), StoreError> {
+    let administrator = account_service::Role::Administrator.as_str();
+    let administered = organisation_member::Entity::find()
+        .filter(organisation_member::Column::AccountId.eq(id.to_string()))
+        .filter(organisation_member::Column::Role.eq(administrator))
+        .all(txn)
+        .await
+        .map_err(map_db_err)?;
+    for membership in administered {
+        let others = organisation_member::Entity::find()
+            .filter(organisation_member::Column::OrganisationId.eq(membership.organisation_id.clone()))
+            .filter(organisation_member::Column::AccountId.ne(id.to_string()))
+            .order_by_asc(organisation_member::Column::Since)
+            .all(txn)
+            .await
+            .map_err(map_db_err)?;
+        if others.iter().any(|m| m.role == administrator) {
+            continue;
+        }
+        match others.into_iter().next() {
+            Some(successor) => {
+                organisation_member::Entity::update(organisation_member::ActiveModel {
+                    role: Set(administrator.to_owned()),
+                    ..successor.into()
+                })
+                .exec(txn)
+                .await
+                .map_err(map_db_err)?;
+            }
+            None => {
+                organisation_link::Entity::delete_many()
+                    .filter(organisation_link::Column::OrganisationId.eq(membership.organisation_id.clone()))
+                    .exec(txn)
+                    .await
+                    .map_err(map_db_err)?;
+                organisation_member::Entity::delete_many()
+                    .filter(organisation_member::Column::OrganisationId.eq(membership.organisation_id.clone()))
+                    .exec(txn)
+                    .await
+                    .map_err(map_db_err)?;
+                organisation::Entity::delete_by_id(membership.organisation_id).exec(txn).await.map_err(map_db_err)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn transfer_of(row: data_transfer::Model) -> Result<(AccountId, DataTransfer), StoreError> {

@@ -1028,6 +1028,25 @@ async fn organisations(db: &Database) {
     let changed = organisations.update(PRODUCTION, org.id, admin, &data).await.unwrap();
     assert!(changed.verification(OrganisationField::Register).is_none(), "a new number is unverified");
 
+    // An account deleted by the inactivity policy while it is an organisation's only
+    // administrator hands the organisation to the longest-standing member.
+    registered_and_active(&f, "ute", "ute@example.de").await;
+    let ute_id = f.accounts.login(PRODUCTION, "ute", PASSWORD, "ip").await.unwrap().session.account_id;
+    let ute = f.accounts.account(PRODUCTION, ute_id).await.unwrap();
+    let handed = organisations.create(&ute, &organisation_data("Ute's Verein")).await;
+    assert!(matches!(handed, Err(OrganisationError::TrustLevelTooLow { .. })), "normal is not enough");
+    f.accounts.link_card(PRODUCTION, ute_id, &card("ute-card"), &[]).await.unwrap();
+    let ute = f.accounts.account(PRODUCTION, ute_id).await.unwrap();
+    let verein = organisations.create(&ute, &organisation_data("Utes Verein e. V.")).await.unwrap();
+    organisations.invite(PRODUCTION, verein.id, &ute, "otto@example.de", Role::Member).await.unwrap();
+    let Notification::OrganisationInvitation { token, .. } = f.outbox.last().1 else { panic!() };
+    organisations.accept(PRODUCTION, &token, &otto).await.unwrap();
+    let alone = organisations.create(&ute, &organisation_data("Utes Einzelunternehmen")).await.unwrap();
+    f.store.delete(PRODUCTION, ute_id, f.clock.now()).await.unwrap();
+    let (verein_now, role) = organisations.as_member(PRODUCTION, verein.id, otto_id).await.unwrap();
+    assert_eq!((verein_now.id, role), (verein.id, Role::Administrator), "handed over");
+    assert!(matches!(organisations.get(PRODUCTION, alone.id).await, Err(OrganisationError::Forbidden)), "nobody left");
+
     // Suspension stops invitations; deletion by an administrator removes everything.
     organisations.set_status(PRODUCTION, org.id, OrganisationStatus::Suspended).await.unwrap();
     let admin_account = f.accounts.account(PRODUCTION, admin).await.unwrap();
@@ -1036,7 +1055,7 @@ async fn organisations(db: &Database) {
     let member = if admin == olga_id { otto_id } else { olga_id };
     assert!(matches!(organisations.delete(PRODUCTION, org.id, member).await, Err(OrganisationError::Forbidden)));
     organisations.delete(PRODUCTION, org.id, admin).await.unwrap();
-    assert!(organisations.of_account(PRODUCTION, admin).await.unwrap().is_empty());
+    assert!(!organisations.of_account(PRODUCTION, admin).await.unwrap().iter().any(|(o, _)| o.id == org.id));
     assert!(matches!(organisations.get(PRODUCTION, org.id).await, Err(OrganisationError::Forbidden)));
 }
 
