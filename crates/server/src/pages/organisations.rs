@@ -181,11 +181,16 @@ fn refused(ctx: &PageCtx, error: OrganisationError) -> Response {
         OrganisationError::Invalid(_) => (StatusCode::BAD_REQUEST, "org_invalid"),
         e @ OrganisationError::Unavailable(_) => return ctx.failure(e),
     };
+    back_to_list(ctx, status, "org_refused_title", key)
+}
+
+/// A message page with the way back to "Meine Organisationen".
+fn back_to_list(ctx: &PageCtx, status: StatusCode, heading: &str, text: &str) -> Response {
     let links = vec![context! { href => format!("{}/konto/organisationen", ctx.base()), text => ctx.t("org_back") }];
     ctx.render_status(
         status,
         "message.html",
-        context! { heading => ctx.t("org_refused_title"), paragraphs => vec![ctx.t(key)], links => links },
+        context! { heading => ctx.t(heading), paragraphs => vec![ctx.t(text)], links => links },
     )
 }
 
@@ -496,14 +501,7 @@ pub(crate) async fn remove(ctx: PageCtx, Form(form): Form<MemberForm>) -> Respon
     };
     let member = member.into();
     match ctx.state.organisations.remove(ctx.site.environment, id, account.id, member).await {
-        Ok(()) if member == account.id => {
-            let links =
-                vec![context! { href => format!("{}/konto/organisationen", ctx.base()), text => ctx.t("org_back") }];
-            ctx.render(
-                "message.html",
-                context! { heading => ctx.t("org_left_title"), paragraphs => vec![ctx.t("org_left_text")], links => links },
-            )
-        }
+        Ok(()) if member == account.id => back_to_list(&ctx, StatusCode::OK, "org_left_title", "org_left_text"),
         Ok(()) => render_detail(&ctx, &account, id, Some(ctx.t("org_member_removed")), None).await,
         Err(OrganisationError::LastAdministrator) => {
             render_detail(&ctx, &account, id, None, Some(ctx.t("org_last_admin"))).await
@@ -524,14 +522,7 @@ pub(crate) async fn delete(ctx: PageCtx, Form(form): Form<MemberForm>) -> Respon
         Err(e) => return refused(&ctx, e),
     };
     match ctx.state.organisations.delete(ctx.site.environment, id, account.id).await {
-        Ok(()) => {
-            let links =
-                vec![context! { href => format!("{}/konto/organisationen", ctx.base()), text => ctx.t("org_back") }];
-            ctx.render(
-                "message.html",
-                context! { heading => ctx.t("org_deleted_title"), paragraphs => vec![ctx.t("org_deleted_text")], links => links },
-            )
-        }
+        Ok(()) => back_to_list(&ctx, StatusCode::OK, "org_deleted_title", "org_deleted_text"),
         Err(e) => refused(&ctx, e),
     }
 }

@@ -99,6 +99,18 @@ async fn render_list(ctx: &PageCtx, status: StatusCode, success: Option<String>,
     )
 }
 
+/// The list again after a change: with `success` (a text key) or the refusal's message.
+async fn list_after(ctx: &PageCtx, result: Result<(), AccountError>, success: &str) -> Response {
+    match result {
+        Ok(()) => render_list(ctx, StatusCode::OK, Some(ctx.t(success)), None).await,
+        Err(AccountError::Passkey(error)) => {
+            let (status, message) = problem(ctx, error);
+            render_list(ctx, status, None, Some(message)).await
+        }
+        Err(e) => ctx.failure(e),
+    }
+}
+
 /// `GET {issuer}/konto/passkeys`
 #[handler]
 pub(crate) async fn list(ctx: PageCtx) -> Response {
@@ -203,18 +215,11 @@ pub(crate) async fn rename(ctx: PageCtx, Form(form): Form<PasskeyForm>) -> Respo
         return ctx.csrf_failed();
     }
     let account = logged_in!(ctx);
-    let Ok(id) = form.id.parse::<Uuid>() else {
-        let (status, message) = problem(&ctx, PasskeyError::Unknown);
-        return render_list(&ctx, status, None, Some(message)).await;
+    let result = match form.id.parse::<Uuid>() {
+        Ok(id) => ctx.state.accounts.rename_passkey(ctx.site.environment, account.id, id, &form.name).await,
+        Err(_) => Err(AccountError::Passkey(PasskeyError::Unknown)),
     };
-    match ctx.state.accounts.rename_passkey(ctx.site.environment, account.id, id, &form.name).await {
-        Ok(()) => render_list(&ctx, StatusCode::OK, Some(ctx.t("passkey_renamed")), None).await,
-        Err(AccountError::Passkey(error)) => {
-            let (status, message) = problem(&ctx, error);
-            render_list(&ctx, status, None, Some(message)).await
-        }
-        Err(e) => ctx.failure(e),
-    }
+    list_after(&ctx, result, "passkey_renamed").await
 }
 
 /// `POST {issuer}/konto/passkeys/entfernen`
@@ -224,18 +229,11 @@ pub(crate) async fn remove(ctx: PageCtx, Form(form): Form<PasskeyForm>) -> Respo
         return ctx.csrf_failed();
     }
     let account = logged_in!(ctx);
-    let Ok(id) = form.id.parse::<Uuid>() else {
-        let (status, message) = problem(&ctx, PasskeyError::Unknown);
-        return render_list(&ctx, status, None, Some(message)).await;
+    let result = match form.id.parse::<Uuid>() {
+        Ok(id) => ctx.state.accounts.remove_passkey(ctx.site.environment, account.id, id).await,
+        Err(_) => Err(AccountError::Passkey(PasskeyError::Unknown)),
     };
-    match ctx.state.accounts.remove_passkey(ctx.site.environment, account.id, id).await {
-        Ok(()) => render_list(&ctx, StatusCode::OK, Some(ctx.t("passkey_removed")), None).await,
-        Err(AccountError::Passkey(error)) => {
-            let (status, message) = problem(&ctx, error);
-            render_list(&ctx, status, None, Some(message)).await
-        }
-        Err(e) => ctx.failure(e),
-    }
+    list_after(&ctx, result, "passkey_removed").await
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,14 +254,8 @@ pub(crate) async fn factors(ctx: PageCtx, Form(form): Form<FactorsForm>) -> Resp
     let Some(factors) = LoginFactors::parse(&form.factors) else {
         return render_list(&ctx, StatusCode::BAD_REQUEST, None, Some(ctx.t("passkey_factors_invalid"))).await;
     };
-    match ctx.state.accounts.set_login_factors(ctx.site.environment, account.id, factors).await {
-        Ok(()) => render_list(&ctx, StatusCode::OK, Some(ctx.t("passkey_factors_saved")), None).await,
-        Err(AccountError::Passkey(error)) => {
-            let (status, message) = problem(&ctx, error);
-            render_list(&ctx, status, None, Some(message)).await
-        }
-        Err(e) => ctx.failure(e),
-    }
+    let result = ctx.state.accounts.set_login_factors(ctx.site.environment, account.id, factors).await;
+    list_after(&ctx, result, "passkey_factors_saved").await
 }
 
 #[derive(Debug, Deserialize)]
