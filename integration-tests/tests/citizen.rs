@@ -307,7 +307,9 @@ async fn a_citizen_registers_activates_logs_in_changes_data_resets_the_password_
         post(&client, &format!("{base}/konto/loeschen"), &[("csrf", &csrf(&html)), ("password", new_password)]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Servicekonto gelöscht"));
-    let goodbye = smtp.mail_to("erika.neu@example.de", 2).await;
+    let reset_done = smtp.mail_to("erika.neu@example.de", 2).await;
+    assert!(reset_done.subject.contains("zurückgesetzt"), "the reset was confirmed by mail: {}", reset_done.subject);
+    let goodbye = smtp.mail_to("erika.neu@example.de", 3).await;
     assert!(goodbye.subject.contains("gelöscht"));
     let (_, html) = page(&client, &format!("{base}/anmelden")).await;
     let (status, _, _) = login(new_password, csrf(&html)).await;
