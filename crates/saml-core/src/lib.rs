@@ -1,0 +1,25 @@
+//! SAML 2.0 Web Browser SSO, the identity provider's protocol rules without I/O (like
+//! `oidc-core` for OpenID Connect): reading AuthnRequests of both bindings, writing signed
+//! Responses, error Responses and metadata. The server orchestrates (sessions, consent, claim
+//! release and transfer log are shared with OpenID Connect there).
+//!
+//! Modules: `xml` (a writer whose output is its own exclusive canonical form), `signature`
+//! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest),
+//! `response` (Response and Assertion), `metadata` (the IdP's `EntityDescriptor`).
+//!
+//! Why no XML-security library: everything we sign we write ourselves, in canonical form, so
+//! signing needs no general canonicaliser; parsing uses roxmltree (no DTDs, namespaces
+//! resolved). The narrow surface is the point (see `docs/security.md`, "SAML").
+
+mod metadata;
+mod request;
+mod response;
+mod signature;
+mod xml;
+
+pub use metadata::{IdpEndpoints, POST, REDIRECT, idp_metadata};
+pub use request::{
+    AuthnRequest, RequestError, RequestedAuthnContext, decode_post, decode_redirect, parse_authn_request,
+};
+pub use response::{Assertion, Attribute, Failure, PERSISTENT, TRANSIENT, error_response, instant, signed_response};
+pub use signature::{SignError, Signer};

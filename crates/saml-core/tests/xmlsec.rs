@@ -1,0 +1,172 @@
+//! Our signatures checked by a verifier no one here wrote: `xmlsec1` (Debian's, on libxml2 and
+//! OpenSSL) verifies the Response's and the Assertion's signature and the metadata's against the
+//! certificate, and refuses them after one character of the assertion changed. Keys and
+//! certificate come from the `openssl` command. Skipped (with the reason) where either tool is
+//! missing; `TEST_REQUIRE_BACKENDS=1` (CI) makes that a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use saml_core::{
+    Assertion, Attribute, Failure, IdpEndpoints, PERSISTENT, SignError, Signer, error_response, idp_metadata,
+    signed_response,
+};
+use time::macros::datetime;
+
+fn tool(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.exists())
+}
+
+fn skip(reason: &str) {
+    assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "xmlsec: {reason}, and TEST_REQUIRE_BACKENDS is set");
+    eprintln!("xmlsec: skipped: {reason}");
+}
+
+/// A key and a self-signed certificate made by `openssl`, signing through `openssl dgst`.
+struct OpensslSigner {
+    dir: tempfile::TempDir,
+    certificate: Vec<u8>,
+}
+
+impl OpensslSigner {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=servicekonto test IdP", "-days", "1"])
+            .args(["-keyout", "key.pem", "-out", "cert.pem"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let pem = std::fs::read_to_string(dir.path().join("cert.pem")).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        Self { certificate: STANDARD.decode(body).unwrap(), dir }
+    }
+
+    fn certificate_pem(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+}
+
+impl Signer for OpensslSigner {
+    fn sign_rsa_sha256(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let input = self.dir.path().join("signed-info");
+        std::fs::write(&input, data).unwrap();
+        let output = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign", "key.pem", "signed-info"])
+            .current_dir(self.dir.path())
+            .output()
+            .map_err(|e| SignError(e.to_string()))?;
+        if !output.status.success() {
+            return Err(SignError(String::from_utf8_lossy(&output.stderr).into_owned()));
+        }
+        Ok(output.stdout)
+    }
+
+    fn certificate_der(&self) -> &[u8] {
+        &self.certificate
+    }
+}
+
+/// Whether `xmlsec1` verifies the signature at `node` (an XPath; the document's first signature
+/// when `None`) of `xml` with `certificate`.
+fn verifies(xml: &str, certificate: &Path, node: Option<&str>) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("signed.xml");
+    std::fs::write(&file, xml).unwrap();
+    let mut command = Command::new("xmlsec1");
+    command
+        .arg("--verify")
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:Response"])
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"])
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"])
+        .arg("--pubkey-cert-pem")
+        .arg(certificate);
+    if let Some(node) = node {
+        command.args(["--node-xpath", node]);
+    }
+    let output = command.arg(&file).output().unwrap();
+    if !output.status.success() {
+        eprintln!("xmlsec1: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    output.status.success()
+}
+
+const ASSERTION_SIGNATURE: &str = "//*[local-name()='Assertion']/*[local-name()='Signature']";
+
+fn assertion() -> Assertion {
+    Assertion {
+        issuer: "https://konto.example".into(),
+        response_id: "_r0f5c1b2".into(),
+        assertion_id: "_a9e8d7c6".into(),
+        in_response_to: Some("id-4711".into()),
+        destination: "https://portal.example/acs".into(),
+        audience: "https://portal.example/sp".into(),
+        name_id: "pairwise-subject-of-erika".into(),
+        name_id_format: PERSISTENT.into(),
+        issue_instant: datetime!(2026-12-03 10:00 UTC),
+        not_on_or_after: datetime!(2026-12-03 10:05 UTC),
+        authn_instant: datetime!(2026-12-03 09:59 UTC),
+        session_index: "_s1".into(),
+        authn_context_class_ref: "http://eidas.europa.eu/LoA/high".into(),
+        attributes: vec![
+            Attribute {
+                name: "http://eidas.europa.eu/attributes/naturalperson/CurrentGivenName".into(),
+                name_format: "urn:oasis:names:tc:SAML:2.0:attrname-format:uri".into(),
+                friendly_name: Some("FirstName".into()),
+                values: vec!["Erika".into()],
+            },
+            Attribute {
+                name: "address".into(),
+                name_format: "urn:oasis:names:tc:SAML:2.0:attrname-format:basic".into(),
+                friendly_name: None,
+                values: vec!["Heidestraße 17 & \"Hof\" <2>\n51147 Köln".into()],
+            },
+        ],
+    }
+}
+
+#[test]
+fn xmlsec1_verifies_our_signatures_and_refuses_a_changed_assertion() {
+    if tool("xmlsec1").is_none() || tool("openssl").is_none() {
+        return skip("xmlsec1 or openssl is not installed (apt-get install xmlsec1 openssl)");
+    }
+    let signer = OpensslSigner::new();
+    let certificate = signer.certificate_pem();
+
+    let response = signed_response(&assertion(), &signer).unwrap();
+    assert!(verifies(&response, &certificate, None), "the Response's signature: {response}");
+    assert!(verifies(&response, &certificate, Some(ASSERTION_SIGNATURE)), "the Assertion's signature");
+
+    let changed = response.replace(">Erika<", ">Erica<");
+    assert_ne!(changed, response);
+    assert!(!verifies(&changed, &certificate, None), "a changed Response fails");
+    assert!(!verifies(&changed, &certificate, Some(ASSERTION_SIGNATURE)), "a changed Assertion fails");
+
+    let other = OpensslSigner::new();
+    assert!(!verifies(&response, &other.certificate_pem(), None), "another key's certificate fails");
+
+    let failed = error_response(
+        "https://konto.example",
+        "_e1",
+        Some("id-4711"),
+        "https://portal.example/acs",
+        datetime!(2026-12-03 10:00 UTC),
+        Failure::NoPassive,
+        &signer,
+    )
+    .unwrap();
+    assert!(failed.contains("status:NoPassive") && verifies(&failed, &certificate, None), "{failed}");
+
+    let endpoints = IdpEndpoints {
+        entity_id: "https://konto.example".into(),
+        sso: "https://konto.example/saml/sso".into(),
+        slo: "https://konto.example/saml/slo".into(),
+    };
+    let metadata = idp_metadata(&endpoints, "_m1", &signer).unwrap();
+    assert!(verifies(&metadata, &certificate, None), "the metadata's signature: {metadata}");
+}
