@@ -9,11 +9,16 @@ use serde_json::Value;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("oidc-core", &[]),
     ("eid-bridge", &[]),
+    // SAML's protocol rules, I/O-free like oidc-core; the server orchestrates.
+    ("saml-core", &[]),
     ("tenant-registry", &["oidc-core"]),
     ("account-service", &["oidc-core"]),
     ("migrations", &[]),
     ("storage", &["oidc-core", "tenant-registry", "account-service", "migrations", "storage"]),
-    ("server", &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "migrations"]),
+    (
+        "server",
+        &["oidc-core", "saml-core", "tenant-registry", "account-service", "eid-bridge", "storage", "migrations"],
+    ),
     ("bench", &["oidc-core", "tenant-registry", "account-service", "eid-bridge", "storage", "server", "migrations"]),
     (
         "integration-tests",
@@ -23,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// Infrastructure that domain crates must not know.
 const INFRASTRUCTURE: &[&str] = &["sea-orm", "sea-orm-migration", "sqlx", "redis", "poem", "poem-openapi", "reqwest"];
-const DOMAIN: &[&str] = &["oidc-core", "tenant-registry", "account-service", "eid-bridge"];
+const DOMAIN: &[&str] = &["oidc-core", "saml-core", "tenant-registry", "account-service", "eid-bridge"];
 /// The one exception: eid-bridge holds the eID-Server port's TR-03130 adapter, a SOAP client,
 /// by design of the eID issue ("eid-bridge: the AusweisApp2 SDK and the eID-Server side").
 const ADAPTER_EDGES: &[(&str, &str)] = &[("eid-bridge", "reqwest")];
