@@ -4,7 +4,7 @@
 //! release and transfer log are shared with OpenID Connect there).
 //!
 //! Modules: `xml` (a writer whose output is its own exclusive canonical form), `signature`
-//! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest),
+//! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest), `redirect` (the HTTP-Redirect binding's signature),
 //! `response` (Response and Assertion), `metadata` (the IdP's `EntityDescriptor`).
 //!
 //! Why no XML-security library: everything we sign we write ourselves, in canonical form, so
@@ -12,12 +12,14 @@
 //! resolved). The narrow surface is the point (see `docs/security.md`, "SAML").
 
 mod metadata;
+mod redirect;
 mod request;
 mod response;
 mod signature;
 mod xml;
 
 pub use metadata::{IdpEndpoints, POST, REDIRECT, idp_metadata};
+pub use redirect::{SignatureError, verify_redirect_signature};
 pub use request::{
     AuthnRequest, RequestError, RequestedAuthnContext, decode_post, decode_redirect, parse_authn_request,
 };

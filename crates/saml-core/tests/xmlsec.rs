@@ -1,7 +1,8 @@
-//! Our signatures checked by a verifier no one here wrote: `xmlsec1` (Debian's, on libxml2 and
+//! Our signatures checked by a verifier no one here wrote, and an SP's checked by us: `xmlsec1` (Debian's, on libxml2 and
 //! OpenSSL) verifies the Response's and the Assertion's signature and the metadata's against the
 //! certificate, and refuses them after one character of the assertion changed. Keys and
-//! certificate come from the `openssl` command. Skipped (with the reason) where either tool is
+//! certificate come from the `openssl` command, which also signs an HTTP-Redirect request as an
+//! SP would, for `verify_redirect_signature`. Skipped (with the reason) where either tool is
 //! missing; `TEST_REQUIRE_BACKENDS=1` (CI) makes that a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests: a failed step is the test failing")]
 
@@ -169,4 +170,46 @@ fn xmlsec1_verifies_our_signatures_and_refuses_a_changed_assertion() {
     };
     let metadata = idp_metadata(&endpoints, "_m1", &signer).unwrap();
     assert!(verifies(&metadata, &certificate, None), "the metadata's signature: {metadata}");
+}
+
+/// `application/x-www-form-urlencoded` encoding of a value, as an SP's library writes it.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_redirect_request_signed_with_openssl_verifies_and_any_change_is_refused() {
+    if tool("openssl").is_none() {
+        return skip("openssl is not installed");
+    }
+    let sp = OpensslSigner::new();
+    let request = STANDARD.encode(b"deflated request stands here");
+    let sig_alg = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+    let signed = format!("SAMLRequest={}&RelayState={}&SigAlg={}", encode(&request), encode("ab c/+"), encode(sig_alg));
+    let signature = sp.sign_rsa_sha256(signed.as_bytes()).unwrap();
+    let query = format!("{signed}&Signature={}", encode(&STANDARD.encode(signature)));
+    assert_eq!(saml_core::verify_redirect_signature(&query, sp.certificate_der()), Ok(()));
+
+    let changed = query.replace("RelayState=ab", "RelayState=xy");
+    assert_eq!(
+        saml_core::verify_redirect_signature(&changed, sp.certificate_der()),
+        Err(saml_core::SignatureError::Invalid)
+    );
+    let other = OpensslSigner::new();
+    assert_eq!(
+        saml_core::verify_redirect_signature(&query, other.certificate_der()),
+        Err(saml_core::SignatureError::Invalid)
+    );
+    let without_relay_state = query.replace(&format!("&RelayState={}", encode("ab c/+")), "");
+    assert_eq!(
+        saml_core::verify_redirect_signature(&without_relay_state, sp.certificate_der()),
+        Err(saml_core::SignatureError::Invalid),
+        "the relay state is part of what was signed"
+    );
 }
