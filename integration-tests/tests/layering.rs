@@ -9,8 +9,9 @@ use serde_json::Value;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("oidc-core", &[]),
     ("eid-bridge", &[]),
-    // SAML's protocol rules, I/O-free like oidc-core; the server orchestrates.
-    ("saml-core", &[]),
+    // SAML's protocol rules, I/O-free like oidc-core (whose trust levels it answers in); the
+    // server orchestrates.
+    ("saml-core", &["oidc-core"]),
     ("tenant-registry", &["oidc-core"]),
     ("account-service", &["oidc-core"]),
     ("migrations", &[]),
