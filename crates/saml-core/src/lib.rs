@@ -3,7 +3,7 @@
 //! Responses, error Responses and metadata. The server orchestrates (sessions, consent, claim
 //! release and transfer log are shared with OpenID Connect there).
 //!
-//! Modules: `authn_context` (RequestedAuthnContext in our trust levels: step-up and the answer's
+//! Modules: `attributes` (claim names in a client's attribute profile: ours or eIDAS), `authn_context` (RequestedAuthnContext in our trust levels: step-up and the answer's
 //! class reference), `xml` (a writer whose output is its own exclusive canonical form), `signature`
 //! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest), `redirect` (the HTTP-Redirect binding's signature),
 //! `response` (Response and Assertion), `metadata` (the IdP's `EntityDescriptor`).
@@ -12,6 +12,7 @@
 //! signing needs no general canonicaliser; parsing uses roxmltree (no DTDs, namespaces
 //! resolved). The narrow surface is the point (see `docs/security.md`, "SAML").
 
+mod attributes;
 mod authn_context;
 mod metadata;
 mod redirect;
@@ -20,6 +21,7 @@ mod response;
 mod signature;
 mod xml;
 
+pub use attributes::{AttributeProfile, EIDAS_NAMES, attribute, eidas_person_identifier};
 pub use authn_context::{ContextRequirement, NoAuthnContext, Vocabulary, requirement};
 pub use metadata::{IdpEndpoints, POST, REDIRECT, idp_metadata};
 pub use redirect::{SignatureError, verify_redirect_signature};
