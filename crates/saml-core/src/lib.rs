@@ -5,7 +5,7 @@
 //!
 //! Modules: `attributes` (claim names in a client's attribute profile: ours or eIDAS), `authn_context` (RequestedAuthnContext in our trust levels: step-up and the answer's
 //! class reference), `xml` (a writer whose output is its own exclusive canonical form), `signature`
-//! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest), `redirect` (the HTTP-Redirect binding's signature),
+//! (enveloped XML-DSig, RSA-SHA256, through the [`Signer`] port), `request` (AuthnRequest), `checks` (a request against its registered SP), `redirect` (the HTTP-Redirect binding's signature),
 //! `response` (Response and Assertion), `metadata` (the IdP's `EntityDescriptor`).
 //!
 //! Why no XML-security library: everything we sign we write ourselves, in canonical form, so
@@ -14,6 +14,7 @@
 
 mod attributes;
 mod authn_context;
+mod checks;
 mod metadata;
 mod redirect;
 mod request;
@@ -23,6 +24,7 @@ mod xml;
 
 pub use attributes::{AttributeProfile, EIDAS_NAMES, attribute, eidas_person_identifier};
 pub use authn_context::{ContextRequirement, NoAuthnContext, Vocabulary, requirement};
+pub use checks::{CheckedRequest, MAX_REQUEST_AGE, RequestRefusal, ServiceProvider, check_request, replay_key};
 pub use metadata::{IdpEndpoints, POST, REDIRECT, idp_metadata};
 pub use redirect::{SignatureError, verify_redirect_signature};
 pub use request::{
