@@ -213,3 +213,52 @@ fn a_redirect_request_signed_with_openssl_verifies_and_any_change_is_refused() {
         "the relay state is part of what was signed"
     );
 }
+
+/// The environment's own RS256 signing key (as the server holds it) with its self-signed
+/// certificate.
+struct EnvironmentKey {
+    key: std::sync::Arc<oidc_core::SigningKey>,
+    certificate: Vec<u8>,
+}
+
+impl Signer for EnvironmentKey {
+    fn sign_rsa_sha256(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.key.sign_bytes(data).map_err(|e| SignError(e.to_string()))
+    }
+
+    fn certificate_der(&self) -> &[u8] {
+        &self.certificate
+    }
+}
+
+#[test]
+fn the_environments_rs256_key_signs_with_a_stable_certificate_xmlsec1_accepts() {
+    if tool("xmlsec1").is_none() {
+        return skip("xmlsec1 is not installed");
+    }
+    let (key, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::RS256).unwrap();
+    let key = std::sync::Arc::new(key);
+    let certificate = key.certificate("konto.example").unwrap();
+    assert_eq!(key.certificate("konto.example").unwrap(), certificate, "the same bytes at every call");
+    let signer = EnvironmentKey { key, certificate };
+    let dir = tempfile::tempdir().unwrap();
+    let pem_path = dir.path().join("cert.pem");
+    let body = STANDARD.encode(&signer.certificate);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    std::fs::write(
+        &pem_path,
+        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n")),
+    )
+    .unwrap();
+    if tool("openssl").is_some() {
+        // The certificate's own signature, made through the same key: openssl checks it.
+        let output =
+            Command::new("openssl").args(["verify", "-CAfile"]).arg(&pem_path).arg(&pem_path).output().unwrap();
+        assert!(output.status.success(), "openssl verify: {}", String::from_utf8_lossy(&output.stdout));
+    }
+    let response = signed_response(&assertion(), &signer).unwrap();
+    assert!(verifies(&response, &pem_path, None), "the Response's signature");
+    assert!(verifies(&response, &pem_path, Some(ASSERTION_SIGNATURE)), "the Assertion's signature");
+    let (es256, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::ES256).unwrap();
+    assert!(std::sync::Arc::new(es256).certificate("konto.example").is_err(), "RS256 keys only");
+}

@@ -183,6 +183,26 @@ pub struct SigningKey {
     signer: Signer,
 }
 
+/// An RS256 signing key as rcgen's remote key pair: it signs the certificate's own TBS bytes.
+struct RemoteRsa {
+    key: std::sync::Arc<SigningKey>,
+    public: Vec<u8>,
+}
+
+impl rcgen::RemoteKeyPair for RemoteRsa {
+    fn public_key(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.key.signature(message).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
 /// The parsed private key of one algorithm.
 enum Signer {
     Rsa(aws_lc_rs::signature::RsaKeyPair, &'static dyn aws_lc_rs::signature::RsaEncoding),
@@ -244,6 +264,40 @@ impl SigningKey {
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(token)
+    }
+
+    /// The signature bytes over `message`: RSASSA-PKCS1-v1_5 with SHA-256 for an RS256 key (as
+    /// XML signatures' RSA-SHA256 wants them).
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.signature(message)
+    }
+
+    /// A self-signed X.509 certificate (DER) of this RS256 key, for protocols that carry keys
+    /// as certificates (SAML metadata and `KeyInfo`). The same bytes on every node and at every
+    /// call: the serial is derived from the key id, the validity is fixed (SAML peers trust the
+    /// key by metadata, not by the dates), and PKCS#1 v1.5 signatures are deterministic.
+    pub fn certificate(self: &std::sync::Arc<Self>, subject: &str) -> Result<Vec<u8>, KeyError> {
+        let failed = |e: rcgen::Error| KeyError::Material(format!("certificate of key {}: {e}", self.kid));
+        let Signer::Rsa(key, _) = &self.signer else {
+            return Err(KeyError::Material(format!("key {} is no RSA key", self.kid)));
+        };
+        if self.algorithm != SigningAlgorithm::RS256 {
+            return Err(KeyError::Material(format!("key {} does not sign RS256", self.kid)));
+        }
+        let public = aws_lc_rs::signature::KeyPair::public_key(key).as_ref().to_vec();
+        let remote = RemoteRsa { key: self.clone(), public };
+        let key_pair = rcgen::KeyPair::from_remote(Box::new(remote)).map_err(failed)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, subject);
+        let serial = Sha256::digest(self.kid.as_bytes());
+        // A positive serial of 16 bytes (RFC 5280 §4.1.2.2: at most 20).
+        let mut serial = serial[..16].to_vec();
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2099, 12, 31);
+        Ok(params.self_signed(&key_pair).map_err(failed)?.der().to_vec())
     }
 
     /// The signature over `message` alone (base64url): what [`Self::sign`] costs without building
