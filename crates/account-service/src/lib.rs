@@ -40,9 +40,9 @@ pub use model::{
 };
 pub use notify::{MailQueue, Notification, Notifier, NotifyError, QueuedMail, Recipient};
 pub use organisation::{
-    Field as OrganisationField, LegalForm, Membership, Organisation, OrganisationData, OrganisationError,
-    OrganisationId, OrganisationLink, OrganisationStatus, OrganisationStore, Organisations, RegisterEntry,
-    RegisterKind, Role, Verification as OrganisationVerification, validate_organisation,
+    Field as OrganisationField, LegalForm, MAX_OPEN_INVITATIONS, Membership, Organisation, OrganisationData,
+    OrganisationError, OrganisationId, OrganisationLink, OrganisationStatus, OrganisationStore, Organisations,
+    RegisterEntry, RegisterKind, Role, Verification as OrganisationVerification, validate_organisation,
 };
 pub use passkey::{PasskeyCeremony, PasskeyError, PasskeyTrust, Reauthentication, RelyingParty, StoredPasskey};
 pub use password::{MINIMUM_LENGTH, PasswordProblem, check_password};

@@ -299,13 +299,15 @@ pub trait OrganisationStore: Send + Sync {
     /// `NotFound` when no member.
     async fn remove_member(&self, id: OrganisationId, account: AccountId) -> Result<bool, StoreError>;
 
-    /// Stores an invitation or address confirmation.
+    /// Stores an invitation or address confirmation, and removes the organisation's links that
+    /// expired before `link.created_at` (so they never pile up).
     async fn insert_link(&self, link: &OrganisationLink) -> Result<(), StoreError>;
 
     /// Removes and returns the link under `token_hash`: at most one caller gets it.
     async fn take_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError>;
 
-    /// The open invitations of an organisation.
+    /// The organisation's stored links (invitations and address confirmations), oldest first;
+    /// expired ones may still be among them.
     async fn invitations(&self, id: OrganisationId) -> Result<Vec<OrganisationLink>, StoreError>;
 }
 
@@ -354,6 +356,8 @@ impl From<StoreError> for OrganisationError {
 
 /// Invitations stay valid this long.
 pub const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// At most this many invitations of an organisation are open at once.
+pub const MAX_OPEN_INVITATIONS: usize = 50;
 /// Contact-address confirmations stay valid this long.
 const EMAIL_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -595,7 +599,9 @@ impl Organisations {
             };
             members.push((membership, name));
         }
-        let invitations = self.store.invitations(id).await?.into_iter().filter(|l| l.role.is_some()).collect();
+        let now = self.clock.now();
+        let invitations =
+            self.store.invitations(id).await?.into_iter().filter(|l| l.role.is_some() && l.expires_at > now).collect();
         Ok((members, invitations))
     }
 
@@ -669,8 +675,13 @@ impl Organisations {
         if !email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')) || email.len() > 254 {
             return Err(OrganisationError::Invalid(vec![("email", "org_email_invalid")]));
         }
-        let (token, token_hash) = self.issue_token();
         let now = self.clock.now();
+        // Each invitation is a mail to an address of the inviter's choosing: bounded.
+        let open = self.store.invitations(id).await?.iter().filter(|l| l.role.is_some() && l.expires_at > now).count();
+        if open >= MAX_OPEN_INVITATIONS {
+            return Err(OrganisationError::Invalid(vec![("email", "org_too_many_invitations")]));
+        }
+        let (token, token_hash) = self.issue_token();
         self.store
             .insert_link(&OrganisationLink {
                 token_hash,

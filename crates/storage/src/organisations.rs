@@ -307,6 +307,13 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn insert_link(&self, link: &OrganisationLink) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        organisation_link::Entity::delete_many()
+            .filter(organisation_link::Column::OrganisationId.eq(link.organisation_id.to_string()))
+            .filter(organisation_link::Column::ExpiresAt.lt(link.created_at.unix_timestamp()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
         organisation_link::Entity::insert(organisation_link::ActiveModel {
             token_hash: Set(link.token_hash.clone()),
             environment: Set(link.environment.as_str().to_owned()),
@@ -316,10 +323,10 @@ impl OrganisationStore for SeaOrganisationStore {
             created_at: Set(link.created_at.unix_timestamp()),
             expires_at: Set(link.expires_at.unix_timestamp()),
         })
-        .exec(&self.conn)
+        .exec(&txn)
         .await
         .map_err(map_db_err)?;
-        Ok(())
+        txn.commit().await.map_err(unavailable)
     }
 
     async fn take_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError> {

@@ -992,6 +992,14 @@ async fn organisations(db: &Database) {
     let Notification::OrganisationInvitation { token: late, .. } = f.outbox.last().1 else { panic!() };
     f.clock.advance(secs(7 * 24 * 3600));
     assert!(matches!(organisations.accept(PRODUCTION, &late, &otto).await, Err(OrganisationError::Link)));
+    let (_, open) = organisations.members(PRODUCTION, org.id, olga_id).await.unwrap();
+    assert!(open.is_empty(), "an expired invitation is not shown as open: {open:?}");
+    // Invitations are mails to addresses of the inviter's choosing: at most 50 open at once.
+    for n in 0..account_service::MAX_OPEN_INVITATIONS {
+        organisations.invite(PRODUCTION, org.id, &olga, &format!("person{n}@example.de"), Role::Member).await.unwrap();
+    }
+    let err = organisations.invite(PRODUCTION, org.id, &olga, "one.more@example.de", Role::Member).await;
+    assert!(matches!(err, Err(OrganisationError::Invalid(ref p)) if p[0].1 == "org_too_many_invitations"), "{err:?}");
     let mine = organisations.of_account(PRODUCTION, otto_id).await.unwrap();
     assert_eq!(mine.iter().map(|(o, r)| (o.id, *r)).collect::<Vec<_>>(), [(org.id, Role::Member)]);
     let (members, _) = organisations.members(PRODUCTION, org.id, otto_id).await.unwrap();

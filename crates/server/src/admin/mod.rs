@@ -564,9 +564,10 @@ impl AdminApi {
         let offset = u32::try_from(page.offset).unwrap_or(u32::MAX);
         let found =
             state.organisations.list(environment, page.limit, offset).await.map_err(|e| AdminError::internal(&e))?;
+        let clients = self.tenant_clients(&state, &actor, environment).await?;
         let mut items = Vec::with_capacity(found.len());
         for organisation in &found {
-            if self.visible(&state, &actor, organisation).await? {
+            if self.visible(&state, clients.as_deref(), organisation).await? {
                 items.push(dto::OrganisationView::from(organisation));
             }
         }
@@ -716,24 +717,43 @@ impl AdminApi {
             Err(account_service::OrganisationError::Forbidden) => return Err(AdminError::not_found()),
             Err(e) => return Err(AdminError::internal(&e)),
         };
-        if self.visible(state, actor, &organisation).await? { Ok(organisation) } else { Err(AdminError::not_found()) }
+        let clients = self.tenant_clients(state, actor, environment).await?;
+        if self.visible(state, clients.as_deref(), &organisation).await? {
+            Ok(organisation)
+        } else {
+            Err(AdminError::not_found())
+        }
     }
 
-    async fn visible(
+    /// The client ids of a tenant admin's own tenant in `environment`; `None` for an operator,
+    /// who sees every organisation. Read once per request, not per organisation.
+    async fn tenant_clients(
         &self,
         state: &AppState,
         actor: &Actor,
+        environment: Environment,
+    ) -> AdminResult<Option<Vec<String>>> {
+        let Actor::TenantAdmin { .. } = actor else { return Ok(None) };
+        let filter = ClientFilter { environment: Some(environment), ..ClientFilter::default() };
+        let clients = state.registry.list_clients(actor, filter, PageRequest { limit: 500, offset: 0 }).await?;
+        Ok(Some(clients.items.into_iter().map(|c| c.client_id.to_string()).collect()))
+    }
+
+    /// Whether an organisation is visible to whom `clients` names ([`Self::tenant_clients`]):
+    /// to a tenant admin when its data went to one of them.
+    async fn visible(
+        &self,
+        state: &AppState,
+        clients: Option<&[String]>,
         organisation: &account_service::Organisation,
     ) -> AdminResult<bool> {
-        let Actor::TenantAdmin { .. } = actor else { return Ok(true) };
-        let filter = ClientFilter { environment: Some(organisation.environment), ..ClientFilter::default() };
-        let clients = state.registry.list_clients(actor, filter, PageRequest { limit: 500, offset: 0 }).await?;
+        let Some(clients) = clients else { return Ok(true) };
         let transfers = state
             .accounts
             .organisation_transfers(organisation.environment, &organisation.id.to_string())
             .await
             .map_err(|e| AdminError::internal(&e))?;
-        Ok(transfers.iter().any(|(_, t)| clients.items.iter().any(|c| c.client_id.as_str() == t.client_id)))
+        Ok(transfers.iter().any(|(_, t)| clients.contains(&t.client_id)))
     }
 
     async fn set_organisation_status(

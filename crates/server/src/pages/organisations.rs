@@ -460,8 +460,9 @@ pub(crate) async fn invite(ctx: PageCtx, Form(form): Form<MemberForm>) -> Respon
             let message = ctx.t("org_invited").replace("{email}", form.email.trim());
             render_detail(&ctx, &account, id, Some(message), None).await
         }
-        Err(OrganisationError::Invalid(_)) => {
-            render_detail(&ctx, &account, id, None, Some(ctx.t("org_email_invalid"))).await
+        Err(OrganisationError::Invalid(problems)) => {
+            let key = problems.first().map_or("org_email_invalid", |(_, key)| *key);
+            render_detail(&ctx, &account, id, None, Some(ctx.t(key))).await
         }
         Err(e) => refused(&ctx, e),
     }
