@@ -13,7 +13,7 @@ const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 
 /// The largest request we inflate or parse.
-const MAX_SIZE: usize = 64 * 1024;
+pub(crate) const MAX_SIZE: usize = 64 * 1024;
 
 /// Why a request cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -262,3 +262,37 @@ fn the_environments_rs256_key_signs_with_a_stable_certificate_xmlsec1_accepts() 
     let (es256, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::ES256).unwrap();
     assert!(std::sync::Arc::new(es256).certificate("konto.example").is_err(), "RS256 keys only");
 }
+
+#[test]
+fn an_sp_certificate_from_metadata_checks_its_logout_signature_and_ours_verifies() {
+    if tool("openssl").is_none() {
+        return skip("openssl is not installed");
+    }
+    let sp = OpensslSigner::new();
+    let metadata = format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://portal.example/sp"><md:SPSSODescriptor AuthnRequestsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor><ds:KeyInfo><ds:X509Data><ds:X509Certificate>
+{}
+</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://portal.example/acs" index="0"/></md:SPSSODescriptor></md:EntityDescriptor>"#,
+        STANDARD.encode(sp.certificate_der())
+    );
+    let read = saml_core::parse_sp_metadata(&metadata).unwrap();
+    assert!(read.authn_requests_signed);
+    assert_eq!(read.signing_certificates, vec![sp.certificate_der().to_vec()], "a key without `use` signs");
+    assert_eq!(read.encryption_certificate.as_deref(), Some(sp.certificate_der()), "… and encrypts");
+
+    // Our LogoutResponse as a redirect URL: its query signature verifies with our certificate
+    // and with no other.
+    let idp = OpensslSigner::new();
+    let response = saml_core::LogoutResponse {
+        issuer: "https://konto.example".into(),
+        id: "_lr1".into(),
+        in_response_to: "lo-1".into(),
+        destination: "https://portal.example/slo?x=1".into(),
+        issue_instant: datetime!(2026-12-03 10:00 UTC),
+        success: true,
+    };
+    let url = saml_core::logout_response_url(&response, Some("zurück & weiter"), &idp).unwrap();
+    let query = url.split_once("?x=1&").unwrap().1;
+    assert!(saml_core::verify_redirect_signature(query, idp.certificate_der()).is_ok());
+    assert!(saml_core::verify_redirect_signature(query, sp.certificate_der()).is_err());
+}
