@@ -198,10 +198,9 @@ mod tests {
         assert_eq!(parse_sp_metadata(&dtd), Err(MetadataError::Dtd));
         let artifact_only = metadata(
             "",
-            &ACS.split("<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\"")
+            ACS.split(r#"<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST""#)
                 .next()
-                .unwrap()
-                .to_owned(),
+                .unwrap(),
         );
         assert!(matches!(parse_sp_metadata(&artifact_only), Err(MetadataError::Invalid(m)) if m.contains("HTTP-POST")));
         let signed_without_key = metadata(r#"AuthnRequestsSigned="true""#, ACS);
