@@ -22,6 +22,7 @@ mod m20261202_000014_sealed_secrets;
 mod m20261203_000015_account_inactivity;
 mod m20261203_000016_passkeys;
 mod m20261203_000017_organisations;
+mod m20261203_000018_saml_clients;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_account_inactivity::Migration),
             Box::new(m20261203_000016_passkeys::Migration),
             Box::new(m20261203_000017_organisations::Migration),
+            Box::new(m20261203_000018_saml_clients::Migration),
         ]
     }
 }

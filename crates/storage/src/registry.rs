@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use oidc_core::{ClientId, TenantId};
+use oidc_core::{ClientId, Environment, TenantId};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -122,6 +122,7 @@ fn client_row(c: &Client) -> Result<client::ActiveModel, StoreError> {
         admin_role: Set(c.admin_role.as_ref().map(name_of).transpose()?),
         secrets: Set(json(&c.secrets)?),
         registration_token: Set(c.registration_token.clone()),
+        saml_entity_id: Set(c.settings.saml.as_ref().map(|s| s.entity_id.clone())),
         version: Set(c.version),
         created_at: Set(c.created_at.unix_timestamp()),
         updated_at: Set(c.updated_at.unix_timestamp()),
@@ -325,6 +326,17 @@ impl RegistryStore for SeaRegistryStore {
         }
         write_audit(&txn, audit).await?;
         txn.commit().await.map_err(map_db_err)
+    }
+
+    async fn find_saml_client(&self, environment: Environment, entity_id: &str) -> Result<Option<Client>, StoreError> {
+        client::Entity::find()
+            .filter(client::Column::Environment.eq(environment.as_str()))
+            .filter(client::Column::SamlEntityId.eq(entity_id))
+            .one(&self.conn)
+            .await
+            .map_err(map_db_err)?
+            .map(client_of)
+            .transpose()
     }
 
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError> {

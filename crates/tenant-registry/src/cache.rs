@@ -16,7 +16,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use oidc_core::{ClientId, EphemeralStore, TenantId};
+use oidc_core::{ClientId, Environment, EphemeralStore, TenantId};
 
 use crate::{
     audit::{AuditEntry, AuditEvent, AuditFilter},
@@ -175,6 +175,13 @@ impl RegistryStore for CachedRegistryStore {
     ) -> Result<(), StoreError> {
         self.inner.delete_client(client_id, expected_version, audit).await?;
         self.bump().await
+    }
+
+    /// Not cached: an SSO request names the SP by entity id once; the client it finds is then
+    /// read (and cached) by id like any other.
+    async fn find_saml_client(&self, environment: Environment, entity_id: &str) -> Result<Option<Client>, StoreError> {
+        let Some(found) = self.inner.find_saml_client(environment, entity_id).await? else { return Ok(None) };
+        self.find_client(&found.client_id).await
     }
 
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError> {

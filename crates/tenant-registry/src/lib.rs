@@ -25,7 +25,7 @@ pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
 pub use cache::CachedRegistryStore;
 pub use error::{ClientAuthError, RegistryError};
 pub use model::{
-    AdminRole, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, Purpose, SecretHash,
+    AdminRole, AssertionConsumerService, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, Protocol, Purpose, SamlAttributeProfile, SamlSettings, SecretHash,
     Tenant, TenantStatus, TokenLifetimes,
 };
 pub use rules::FieldError;

@@ -248,6 +248,69 @@ pub struct ClientSettings {
     /// Required in production for clients that log citizens in.
     #[serde(default)]
     pub purpose: Option<Purpose>,
+    /// Set for a SAML service provider (registered from its metadata); unset for OpenID Connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml: Option<SamlSettings>,
+}
+
+/// The protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OpenID Connect (and OAuth 2.0).
+    Oidc,
+    /// SAML 2.0 Web Browser SSO.
+    Saml,
+}
+
+/// A SAML service provider as registered: what its metadata said, and what the tenant chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamlSettings {
+    /// Its entity id (unique per environment).
+    pub entity_id: String,
+    /// Its assertion consumer services (HTTP-POST), the default first.
+    pub assertion_consumer_services: Vec<AssertionConsumerService>,
+    /// Its Single Logout address (HTTP-Redirect).
+    #[serde(default)]
+    pub single_logout_service: Option<Url>,
+    /// Certificates its requests are signed with (base64 DER).
+    #[serde(default)]
+    pub signing_certificates: Vec<String>,
+    /// The certificate assertions are encrypted for (base64 DER); unset: not encrypted.
+    #[serde(default)]
+    pub encryption_certificate: Option<String>,
+    /// "AuthnRequests must be signed": unsigned ones are refused.
+    #[serde(default)]
+    pub requests_signed: bool,
+    /// The attribute names it receives.
+    #[serde(default)]
+    pub attribute_profile: SamlAttributeProfile,
+    /// IdP-initiated logins (unsolicited Responses) allowed; off by default.
+    #[serde(default)]
+    pub idp_initiated: bool,
+    /// Where its metadata was read from, to refresh it.
+    #[serde(default)]
+    pub metadata_url: Option<Url>,
+}
+
+/// An assertion consumer service: its index and URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssertionConsumerService {
+    /// `index` in the SP's metadata.
+    pub index: u16,
+    /// `Location`.
+    pub url: Url,
+}
+
+/// The vocabulary of a SAML client's attributes (see the integration guide's mapping table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamlAttributeProfile {
+    /// Our claim names, NameFormat `basic`.
+    #[default]
+    Oidc,
+    /// The eIDAS natural-person attribute URIs.
+    Eidas,
 }
 
 /// A client's purpose in German and, where the authority gives one, English; an English page
@@ -272,6 +335,25 @@ impl Purpose {
 }
 
 impl ClientSettings {
+    /// The protocol: SAML when the client has SAML settings.
+    pub fn protocol(&self) -> Protocol {
+        if self.saml.is_some() { Protocol::Saml } else { Protocol::Oidc }
+    }
+
+    /// A SAML service provider: no secret, no grants, no redirect URIs (its addresses are in
+    /// `saml`), the default trust levels.
+    pub fn saml(name: &str, saml: SamlSettings) -> Self {
+        Self {
+            kind: ClientKind::Public,
+            auth_method: AuthMethod::None,
+            redirect_uris: Vec::new(),
+            grant_types: BTreeSet::new(),
+            scopes: BTreeSet::new(),
+            saml: Some(saml),
+            ..Self::confidential(name, Vec::new())
+        }
+    }
+
     /// A confidential code-flow client with `client_secret_basic`, PKCE, `openid`, and the
     /// default lifetimes; a starting point for callers that set only a few fields.
     pub fn confidential(name: &str, redirect_uris: Vec<Url>) -> Self {
@@ -302,6 +384,7 @@ impl ClientSettings {
             sector_identifier_uri: None,
             access_token_audience: None,
             purpose: None,
+            saml: None,
         }
     }
 }

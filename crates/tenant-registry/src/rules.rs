@@ -7,7 +7,7 @@ use oidc_core::{Environment, TrustLevel};
 use serde::Serialize;
 use url::Url;
 
-use crate::model::{AuthMethod, ClientKind, ClientSettings, GrantType, Tenant};
+use crate::model::{AuthMethod, ClientKind, ClientSettings, GrantType, SamlSettings, Tenant};
 
 /// One violated rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,6 +98,58 @@ const MINUTE: u32 = 60;
 const HOUR: u32 = 3600;
 const DAY: u32 = 24 * HOUR;
 
+/// A SAML service provider: its addresses as redirect URIs are (per environment), no OAuth
+/// grants or secrets, certificates that are base64.
+fn check_saml(problems: &mut Problems, settings: &ClientSettings, saml: &SamlSettings, environment: Environment) {
+    use base64::Engine as _;
+    let id = &saml.entity_id;
+    problems.check(
+        !id.trim().is_empty() && id.len() <= 1024 && !id.contains(char::is_whitespace),
+        "saml.entity_id",
+        "must be an identifier without spaces, at most 1024 characters",
+    );
+    problems.check(
+        settings.grant_types.is_empty() && settings.redirect_uris.is_empty() && settings.scopes.is_empty(),
+        "grant_types",
+        "a SAML service provider has no OAuth grants, scopes or redirect URIs",
+    );
+    problems.check(
+        settings.kind == ClientKind::Public && settings.auth_method == AuthMethod::None,
+        "auth_method",
+        "a SAML service provider has no client secret: use \"none\"",
+    );
+    problems.check(
+        !saml.assertion_consumer_services.is_empty(),
+        "saml.assertion_consumer_services",
+        "name at least one assertion consumer service (HTTP-POST)",
+    );
+    let mut indexes = BTreeSet::new();
+    for (i, acs) in saml.assertion_consumer_services.iter().enumerate() {
+        check_url(problems, &format!("saml.assertion_consumer_services[{i}]"), &acs.url, environment);
+        if !indexes.insert(acs.index) {
+            problems.add(format!("saml.assertion_consumer_services[{i}]"), "index used twice");
+        }
+    }
+    if let Some(slo) = &saml.single_logout_service {
+        check_url(problems, "saml.single_logout_service", slo, environment);
+    }
+    if let Some(url) = &saml.metadata_url {
+        check_url(problems, "saml.metadata_url", url, environment);
+    }
+    let certificates = saml.signing_certificates.iter().map(|c| ("saml.signing_certificates", c));
+    for (field, certificate) in certificates.chain(saml.encryption_certificate.iter().map(|c| ("saml.encryption_certificate", c))) {
+        let der = base64::engine::general_purpose::STANDARD.decode(certificate);
+        problems.check(der.is_ok_and(|d| !d.is_empty() && d.len() <= 16 * 1024), field, "must be a base64 DER certificate");
+    }
+    if saml.requests_signed {
+        problems.check(
+            !saml.signing_certificates.is_empty(),
+            "saml.requests_signed",
+            "requests can only be required to be signed with a signing certificate",
+        );
+    }
+}
+
 /// Rules for a client's settings in `environment` under `tenant`.
 pub(crate) fn check_client(settings: &ClientSettings, environment: Environment, tenant: &Tenant) -> Problems {
     let mut problems = Problems::default();
@@ -135,7 +187,10 @@ pub(crate) fn check_client(settings: &ClientSettings, environment: Environment, 
     }
 
     let grants = &settings.grant_types;
-    problems.check(!grants.is_empty(), "grant_types", "name at least one grant type");
+    match &settings.saml {
+        Some(saml) => check_saml(&mut problems, settings, saml, environment),
+        None => problems.check(!grants.is_empty(), "grant_types", "name at least one grant type"),
+    }
     if grants.contains(&GrantType::ClientCredentials) {
         problems.check(
             settings.kind == ClientKind::Confidential,
@@ -230,7 +285,9 @@ pub(crate) fn check_client(settings: &ClientSettings, environment: Environment, 
         }
         // A citizen asked to consent must be told why (GDPR Art. 13(1)(c)); the test
         // environment lets integrators start without one.
-        None if environment == Environment::Production && grants.contains(&GrantType::AuthorizationCode) => {
+        None if environment == Environment::Production
+            && (grants.contains(&GrantType::AuthorizationCode) || settings.saml.is_some()) =>
+        {
             problems.add("purpose", "required in production: why the service needs the citizen's data")
         }
         None => {}
@@ -278,6 +335,44 @@ mod tests {
         let mut settings = ClientSettings::confidential("Hundesteuer", vec![url(redirect)]);
         settings.purpose = Some(Purpose { de: "Hundesteuer anmelden".into(), en: None });
         settings
+    }
+
+    fn saml_client(acs: &str) -> ClientSettings {
+        ClientSettings::saml(
+            "Portal",
+            crate::model::SamlSettings {
+                entity_id: "https://portal.musterstadt.de/sp".into(),
+                assertion_consumer_services: vec![crate::model::AssertionConsumerService { index: 0, url: url(acs) }],
+                single_logout_service: None,
+                signing_certificates: Vec::new(),
+                encryption_certificate: None,
+                requests_signed: false,
+                attribute_profile: crate::model::SamlAttributeProfile::Oidc,
+                idp_initiated: false,
+                metadata_url: None,
+            },
+        )
+    }
+
+    #[test]
+    fn saml_service_providers_follow_the_environment_rules() {
+        check(&saml_client("http://localhost:8000/acs"), Environment::Test, &[]);
+        let mut production = saml_client("https://portal.musterstadt.de/acs");
+        check(&production, Environment::Production, &["purpose"]);
+        production.purpose = Some(Purpose { de: "Bauantrag stellen".into(), en: None });
+        check(&production, Environment::Production, &[]);
+        check(&saml_client("http://localhost:8000/acs"), Environment::Production, &["saml.assertion_consumer_services[0]", "purpose"]);
+        let mut strict = saml_client("https://portal.musterstadt.de/acs");
+        let saml = strict.saml.as_mut().unwrap();
+        saml.requests_signed = true;
+        saml.encryption_certificate = Some("kein base64!".into());
+        saml.entity_id = "mit leerzeichen".into();
+        strict.grant_types.insert(GrantType::AuthorizationCode);
+        check(
+            &strict,
+            Environment::Test,
+            &["saml.entity_id", "grant_types", "saml.encryption_certificate", "saml.requests_signed", "redirect_uris", "scopes"],
+        );
     }
 
     #[test]

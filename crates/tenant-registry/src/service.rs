@@ -756,6 +756,19 @@ impl Registry {
         Ok((client, tenant))
     }
 
+    /// The SAML service provider `entity_id` of `environment` and its active tenant, for the SSO
+    /// and logout endpoints; `Failed` when unknown here.
+    pub async fn active_saml_client(
+        &self,
+        environment: Environment,
+        entity_id: &str,
+    ) -> Result<(Client, Tenant), ClientAuthError> {
+        let client = self.store.find_saml_client(environment, entity_id).await.map_err(ClientAuthError::Store)?;
+        let client = client.ok_or(ClientAuthError::Failed)?;
+        let tenant = self.active_tenant_of(&client).await?;
+        Ok((client, tenant))
+    }
+
     async fn client_in(&self, environment: Environment, client_id: &str) -> Result<Client, ClientAuthError> {
         let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
         let client = self.store.find_client(&client_id).await.map_err(ClientAuthError::Store)?;

@@ -103,6 +103,8 @@ pub trait RegistryStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One client.
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError>;
+    /// The SAML service provider with `entity_id` in `environment`.
+    async fn find_saml_client(&self, environment: Environment, entity_id: &str) -> Result<Option<Client>, StoreError>;
     /// Clients ordered by creation.
     async fn list_clients(&self, filter: &ClientFilter, page: PageRequest) -> Result<Page<Client>, StoreError>;
 

@@ -7,7 +7,8 @@ use oidc_core::{ClaimName, Scope, SigningAlgorithm, TrustLevel};
 use poem_openapi::{Enum, Object};
 use tenant_registry::{
     AdminRole, AuditEntry, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, FieldError, GrantType,
-    NewTenant, OperatorFlags, Purpose, Tenant, TenantChanges, TenantStatus, TokenLifetimes,
+    NewTenant, OperatorFlags, Protocol, Purpose, SamlAttributeProfile, SamlSettings, Tenant, TenantChanges,
+    TenantStatus, TokenLifetimes,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use url::Url;
@@ -42,6 +43,20 @@ impl Errors {
                     self.push(&format!("{field}[{i}]"), format!("unknown claim {name:?}"));
                     None
                 })
+            })
+            .collect()
+    }
+
+    fn claim_rules(&mut self, rules: &[ClaimRuleDto]) -> Vec<ClaimRule> {
+        rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| match ClaimName::parse(&rule.claim) {
+                Some(claim) => Some(ClaimRule { claim, required: rule.required }),
+                None => {
+                    self.push(&format!("claims[{i}]"), format!("unknown claim {:?}", rule.claim));
+                    None
+                }
             })
             .collect()
     }
@@ -337,6 +352,180 @@ mirror!(AuthMethodDto <=> AuthMethod { ClientSecretBasic, ClientSecretPost, Priv
 mirror!(GrantTypeDto <=> GrantType { AuthorizationCode, RefreshToken, ClientCredentials });
 mirror!(AlgorithmDto <=> SigningAlgorithm { RS256, PS256, ES256, EdDSA });
 mirror!(AdminRoleDto <=> AdminRole { Operator, TenantAdmin });
+mirror!(ProtocolDto <=> Protocol { Oidc, Saml });
+mirror!(AttributeProfileDto <=> SamlAttributeProfile { Oidc, Eidas });
+
+/// The protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub(crate) enum ProtocolDto {
+    Oidc,
+    Saml,
+}
+
+/// The attribute names a SAML client receives: our claim names (NameFormat basic) or the eIDAS
+/// natural-person URIs (see the integration guide's mapping table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub(crate) enum AttributeProfileDto {
+    Oidc,
+    Eidas,
+}
+
+fn default_profile() -> AttributeProfileDto {
+    AttributeProfileDto::Oidc
+}
+
+/// An assertion consumer service of a SAML client (HTTP-POST).
+#[derive(Debug, Clone, Object)]
+pub(crate) struct AssertionConsumerServiceDto {
+    pub index: u16,
+    /// https (test: also http on localhost/127.0.0.1).
+    pub url: String,
+}
+
+/// A SAML service provider's registration; normally made from its metadata
+/// (`POST /tenants/{id}/saml-clients`) and refreshed from it.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct SamlConfigDto {
+    /// The SP's entity id, unique per environment.
+    pub entity_id: String,
+    /// The default first.
+    pub assertion_consumer_services: Vec<AssertionConsumerServiceDto>,
+    /// The SP's Single Logout address (HTTP-Redirect).
+    pub single_logout_service: Option<String>,
+    /// Certificates (base64 DER) the SP signs its requests with.
+    #[oai(default)]
+    pub signing_certificates: Vec<String>,
+    /// The certificate (base64 DER) assertions are encrypted for; unset: not encrypted.
+    pub encryption_certificate: Option<String>,
+    /// "AuthnRequests must be signed": unsigned requests are refused.
+    #[oai(default)]
+    pub requests_signed: bool,
+    #[oai(default = "default_profile")]
+    pub attribute_profile: AttributeProfileDto,
+    /// Unsolicited (IdP-initiated) Responses allowed.
+    #[oai(default)]
+    pub idp_initiated: bool,
+    /// Where the metadata was read from (refreshed from there).
+    pub metadata_url: Option<String>,
+}
+
+impl SamlConfigDto {
+    fn into_domain(self, errors: &mut Errors) -> SamlSettings {
+        let assertion_consumer_services = self
+            .assertion_consumer_services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, acs)| {
+                let url = errors.url(&format!("saml.assertion_consumer_services[{i}]"), &acs.url)?;
+                Some(tenant_registry::AssertionConsumerService { index: acs.index, url })
+            })
+            .collect();
+        SamlSettings {
+            single_logout_service: errors.optional_url("saml.single_logout_service", &self.single_logout_service),
+            metadata_url: errors.optional_url("saml.metadata_url", &self.metadata_url),
+            entity_id: self.entity_id,
+            assertion_consumer_services,
+            signing_certificates: self.signing_certificates,
+            encryption_certificate: self.encryption_certificate,
+            requests_signed: self.requests_signed,
+            attribute_profile: self.attribute_profile.into(),
+            idp_initiated: self.idp_initiated,
+        }
+    }
+}
+
+impl From<&SamlSettings> for SamlConfigDto {
+    fn from(s: &SamlSettings) -> Self {
+        Self {
+            entity_id: s.entity_id.clone(),
+            assertion_consumer_services: s
+                .assertion_consumer_services
+                .iter()
+                .map(|a| AssertionConsumerServiceDto { index: a.index, url: a.url.to_string() })
+                .collect(),
+            single_logout_service: s.single_logout_service.as_ref().map(Url::to_string),
+            signing_certificates: s.signing_certificates.clone(),
+            encryption_certificate: s.encryption_certificate.clone(),
+            requests_signed: s.requests_signed,
+            attribute_profile: s.attribute_profile.into(),
+            idp_initiated: s.idp_initiated,
+            metadata_url: s.metadata_url.as_ref().map(Url::to_string),
+        }
+    }
+}
+
+/// Where a SAML SP's metadata comes from: the document itself, or an https URL to read it from
+/// (and to refresh it from later). Exactly one.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct SamlMetadataSource {
+    /// The SP's metadata XML (`md:EntityDescriptor`).
+    pub metadata: Option<String>,
+    /// Where to read it.
+    pub metadata_url: Option<String>,
+}
+
+/// A SAML service provider to create from its metadata. The metadata gives the entity id,
+/// the assertion consumer services, the logout address and the certificates; the rest is chosen
+/// here.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub(crate) struct SamlClientCreate {
+    pub environment: EnvironmentDto,
+    /// Shown to operators, in the audit log, and on the consent page.
+    pub name: String,
+    #[oai(flatten)]
+    pub source: SamlMetadataSource,
+    /// The attributes it may receive: a subset of the tenant's allowed claims.
+    #[oai(default)]
+    pub claims: Vec<ClaimRuleDto>,
+    /// Refuse unsigned AuthnRequests. Default: what the metadata's `AuthnRequestsSigned` says.
+    pub requests_signed: Option<bool>,
+    #[oai(default = "default_profile")]
+    pub attribute_profile: AttributeProfileDto,
+    /// Allow unsolicited Responses (IdP-initiated login).
+    #[oai(default)]
+    pub idp_initiated: bool,
+    #[oai(default = "default_trust_level")]
+    pub min_acr: TrustLevelDto,
+    #[oai(default = "default_trust_level")]
+    pub default_acr: TrustLevelDto,
+    pub organization_display_name: Option<String>,
+    pub online_service_id: Option<String>,
+    pub logo_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    #[oai(default)]
+    pub contacts: Vec<String>,
+    /// Required in production.
+    pub purpose: Option<PurposeDto>,
+}
+
+impl SamlClientCreate {
+    /// The settings around `saml` (what the metadata said, with this request's choices).
+    pub(crate) fn settings(self, mut saml: SamlSettings) -> Result<ClientSettings, Vec<FieldError>> {
+        let mut errors = Errors::default();
+        if let Some(signed) = self.requests_signed {
+            saml.requests_signed = signed;
+        }
+        saml.attribute_profile = self.attribute_profile.into();
+        saml.idp_initiated = self.idp_initiated;
+        let claims = errors.claim_rules(&self.claims);
+        let mut settings = ClientSettings::saml(&self.name, saml);
+        settings.claims = claims;
+        settings.min_acr = self.min_acr.into();
+        settings.default_acr = self.default_acr.into();
+        settings.organization_display_name = self.organization_display_name;
+        settings.online_service_id = self.online_service_id;
+        settings.logo_uri = errors.optional_url("logo_uri", &self.logo_uri);
+        settings.policy_uri = errors.optional_url("policy_uri", &self.policy_uri);
+        settings.contacts = self.contacts;
+        settings.purpose = self.purpose.map(|p| Purpose { de: p.de, en: p.en });
+        errors.finish(settings)
+    }
+}
 
 /// A claim a client may ask for.
 #[derive(Debug, Clone, Object)]
@@ -452,6 +641,8 @@ pub(crate) struct ClientConfig {
     pub first_party: bool,
     /// Admin-API access for this client's tokens. Operators only.
     pub admin_role: Option<AdminRoleDto>,
+    /// Set for a SAML service provider (then the OAuth fields above do not apply).
+    pub saml: Option<SamlConfigDto>,
 }
 
 impl ClientConfig {
@@ -476,19 +667,9 @@ impl ClientConfig {
                 })
             })
             .collect();
-        let claims = self
-            .claims
-            .iter()
-            .enumerate()
-            .filter_map(|(i, rule)| match ClaimName::parse(&rule.claim) {
-                Some(claim) => Some(ClaimRule { claim, required: rule.required }),
-                None => {
-                    errors.push(&format!("claims[{i}]"), format!("unknown claim {:?}", rule.claim));
-                    None
-                }
-            })
-            .collect();
-        let settings = ClientSettings {
+        let claims = errors.claim_rules(&self.claims);
+        let saml = self.saml.map(|saml| saml.into_domain(&mut errors));
+        let mut settings = ClientSettings {
             name: self.name,
             kind: self.kind.into(),
             auth_method: self.auth_method.into(),
@@ -519,7 +700,21 @@ impl ClientConfig {
             sector_identifier_uri,
             access_token_audience: self.access_token_audience,
             purpose: self.purpose.map(|p| Purpose { de: p.de, en: p.en }),
+            saml: None,
         };
+        // A SAML service provider has none of the OAuth fields whose defaults fill a request.
+        if let Some(saml) = saml {
+            let oauth_free = ClientSettings::saml(&settings.name, saml);
+            settings = ClientSettings {
+                kind: oauth_free.kind,
+                auth_method: oauth_free.auth_method,
+                grant_types: oauth_free.grant_types,
+                scopes: oauth_free.scopes,
+                require_pkce: oauth_free.require_pkce,
+                saml: oauth_free.saml,
+                ..settings
+            };
+        }
         let flags = OperatorFlags { first_party: self.first_party, admin_role: self.admin_role.map(Into::into) };
         errors.finish((settings, flags))
     }
@@ -566,6 +761,7 @@ impl From<&Client> for ClientConfig {
             purpose: s.purpose.as_ref().map(|p| PurposeDto { de: p.de.clone(), en: p.en.clone() }),
             first_party: c.first_party,
             admin_role: c.admin_role.map(Into::into),
+            saml: s.saml.as_ref().map(Into::into),
         }
     }
 }
@@ -595,6 +791,7 @@ pub(crate) struct ClientView {
     pub client_id: String,
     pub tenant_id: String,
     pub environment: EnvironmentDto,
+    pub protocol: ProtocolDto,
     #[oai(flatten)]
     pub config: ClientConfig,
     pub secrets: Vec<SecretInfo>,
@@ -611,6 +808,7 @@ impl From<&Client> for ClientView {
             client_id: c.client_id.to_string(),
             tenant_id: c.tenant_id.to_string(),
             environment: c.environment.into(),
+            protocol: c.settings.protocol().into(),
             config: c.into(),
             secrets: c
                 .secrets

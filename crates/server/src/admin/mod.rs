@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dto::{
     AuditList, AuditView, ClientConfig, ClientCreate, ClientList, ClientView, ClientWithSecret, EnvironmentDto,
-    InitialAccessTokenCreate, InitialAccessTokenView, RotateSecret, TenantCreate, TenantList, TenantStatusDto,
+    InitialAccessTokenCreate, InitialAccessTokenView, RotateSecret, SamlClientCreate, SamlMetadataSource, TenantCreate, TenantList, TenantStatusDto,
     TenantUpdate, TenantView,
 };
 pub(crate) use dto::{FieldProblem, Problem};
@@ -30,7 +30,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     error::AdminError,
-    flows::{registration, token::live_grant},
+    flows::{registration, saml::sp, token::live_grant},
     state::AppState,
 };
 
@@ -362,6 +362,55 @@ impl AdminApi {
         let (settings, flags) = body.0.config.into_domain().map_err(AdminError::invalid)?;
         let (client, secret) = state.registry.create_client(&actor, tenant, environment, settings, flags).await?;
         Ok(client_created(&client, secret))
+    }
+
+    /// Create a SAML service provider of a tenant in one environment from its metadata (the
+    /// document, or an https URL it is read from now and on refresh). No secret: the SP is known
+    /// by its entity id and certificates.
+    #[oai(path = "/tenants/:id/saml-clients", method = "post", tag = "ApiTags::Clients")]
+    async fn create_saml_client(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        id: Path<String>,
+        body: Json<SamlClientCreate>,
+    ) -> AdminResult<ClientCreated> {
+        let actor = actor(&state, &auth).await?;
+        let tenant = tenant_id(&id.0)?;
+        let environment: Environment = body.0.environment.into();
+        let source = body.0.source.clone();
+        let source = sp::MetadataSource::of(source.metadata, source.metadata_url).map_err(AdminError::invalid)?;
+        let saml = sp::read_metadata(&state, environment, source).await.map_err(AdminError::invalid)?;
+        let settings = body.0.settings(saml).map_err(AdminError::invalid)?;
+        let flags = tenant_registry::OperatorFlags::default();
+        let (client, secret) = state.registry.create_client(&actor, tenant, environment, settings, flags).await?;
+        Ok(client_created(&client, secret))
+    }
+
+    /// Read a SAML service provider's metadata again: from the document given, or else from its
+    /// `metadata_url`. Entity id, addresses and certificates follow the metadata; the tenant's
+    /// choices stay (metadata that says requests are signed turns that requirement on).
+    #[oai(path = "/clients/:client_id/saml-metadata", method = "post", tag = "ApiTags::Clients")]
+    async fn refresh_saml_metadata(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminToken,
+        client_id: Path<String>,
+        body: Json<SamlMetadataSource>,
+    ) -> AdminResult<ClientResponse> {
+        let actor = actor(&state, &auth).await?;
+        let id = self::client_id(&client_id.0)?;
+        let current = state.registry.get_client(&actor, &id).await?;
+        let Some(saml) = current.settings.saml.clone() else {
+            return Err(AdminError::invalid_field("client_id", "not a SAML service provider"));
+        };
+        let url = body.0.metadata_url.or_else(|| saml.metadata_url.as_ref().map(ToString::to_string));
+        let url = if body.0.metadata.is_some() { None } else { url };
+        let source = sp::MetadataSource::of(body.0.metadata, url).map_err(AdminError::invalid)?;
+        let fresh = sp::read_metadata(&state, current.environment, source).await.map_err(AdminError::invalid)?;
+        let settings = tenant_registry::ClientSettings { saml: Some(sp::refreshed(&saml, fresh)), ..current.settings.clone() };
+        let flags = tenant_registry::OperatorFlags { first_party: current.first_party, admin_role: current.admin_role };
+        Ok(client_response(&state.registry.update_client(&actor, &id, current.version, settings, flags).await?))
     }
 
     /// Issue a single-use initial access token for RFC 7591 dynamic registration of one client

@@ -6,4 +6,5 @@ pub(crate) mod backchannel;
 pub(crate) mod eid;
 pub(crate) mod organisation;
 pub(crate) mod registration;
+pub(crate) mod saml;
 pub(crate) mod token;

@@ -225,6 +225,7 @@ fn settings_from(
         // Set by the operator or tenant admin, not by self-registration.
         access_token_audience: None,
         purpose,
+        saml: None,
     };
     Ok((settings, metadata.client_id))
 }

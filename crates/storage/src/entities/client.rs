@@ -16,6 +16,7 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub secrets: String,
     pub registration_token: Option<String>,
+    pub saml_entity_id: Option<String>,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
