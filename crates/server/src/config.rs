@@ -84,6 +84,25 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// OpenTelemetry traces.
     pub traces: TracesConfig,
+    /// The SAML 2.0 identity provider.
+    pub saml: SamlConfig,
+}
+
+/// `[saml]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamlConfig {
+    /// Seconds two clocks may differ: an AuthnRequest's `IssueInstant` may lie this far ahead,
+    /// or this much beyond its five minutes in the past (default 60, at most 300).
+    pub clock_skew_seconds: u64,
+    /// Seconds an assertion is valid for (`NotOnOrAfter`; default 300, 60 to 600).
+    pub assertion_lifetime_seconds: u64,
+}
+
+impl Default for SamlConfig {
+    fn default() -> Self {
+        Self { clock_skew_seconds: 60, assertion_lifetime_seconds: 300 }
+    }
 }
 
 /// `[traces]`: OpenTelemetry traces over OTLP, off unless an endpoint is set.
@@ -849,6 +868,12 @@ impl Config {
         }
         if d.retry_after_seconds == 0 {
             problems.push("dependencies.retry_after_seconds must be at least 1".to_owned());
+        }
+        if self.saml.clock_skew_seconds > 300 {
+            problems.push("saml.clock_skew_seconds must not exceed 300".to_owned());
+        }
+        if !(60..=600).contains(&self.saml.assertion_lifetime_seconds) {
+            problems.push("saml.assertion_lifetime_seconds must be between 60 and 600".to_owned());
         }
         if self.tokens.refresh_reuse_grace_seconds > 300 {
             problems.push("tokens.refresh_reuse_grace_seconds must not exceed 300".to_owned());

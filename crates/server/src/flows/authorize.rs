@@ -511,11 +511,13 @@ pub(crate) async fn issue_one_time_code(
 
 /// "Authority – service", as the citizen knows them.
 pub(crate) fn recipient(authorization: &Authorization) -> String {
-    let settings = &authorization.client.settings;
-    let authority = settings
-        .organization_display_name
-        .clone()
-        .unwrap_or_else(|| authorization.tenant.branding.display_name.clone());
+    recipient_of(&authorization.client, &authorization.tenant)
+}
+
+/// "Authority – service" of `client` of `tenant`.
+pub(crate) fn recipient_of(client: &Client, tenant: &Tenant) -> String {
+    let settings = &client.settings;
+    let authority = settings.organization_display_name.clone().unwrap_or_else(|| tenant.branding.display_name.clone());
     format!("{authority} – {}", settings.name)
 }
 
@@ -759,11 +761,9 @@ async fn id_token_claims(
             consent_ref: grant.consent_ref.clone(),
             organisation: acted_for,
         };
-        let logged = match account {
-            Some(id) => state.accounts.record_transfer(environment, id, transfer).await,
-            None => state.accounts.record_one_time_transfer(environment, transfer).await,
-        };
-        logged.map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?;
+        super::release::record_transfer(state, environment, account, transfer)
+            .await
+            .map_err(|e| oauth_failure(state, "authorize.id_token_claims", &e))?;
     }
     Ok(personal)
 }

@@ -6,5 +6,6 @@ pub(crate) mod backchannel;
 pub(crate) mod eid;
 pub(crate) mod organisation;
 pub(crate) mod registration;
+pub(crate) mod release;
 pub(crate) mod saml;
 pub(crate) mod token;

@@ -139,11 +139,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
             consent_ref: citizen.consent_ref,
             organisation: acted_for,
         };
-        let logged = match account_id {
-            Some(id) => state.accounts.record_transfer(site.environment, id, transfer).await,
-            None => state.accounts.record_one_time_transfer(site.environment, transfer).await,
-        };
-        if let Err(e) = logged {
+        if let Err(e) = crate::flows::release::record_transfer(&state, site.environment, account_id, transfer).await {
             // No log, no release.
             return failed(&state, "userinfo.transfer_log", &e);
         }

@@ -3,3 +3,4 @@
 //! release and transfer log with OpenID Connect.
 
 pub(crate) mod sp;
+pub(crate) mod sso;
