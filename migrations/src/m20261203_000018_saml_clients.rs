@@ -22,7 +22,10 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
-                Table::alter().table(Clients::Table).add_column(string_len_null(Clients::SamlEntityId, 1024)).to_owned(),
+                Table::alter()
+                    .table(Clients::Table)
+                    .add_column(string_len_null(Clients::SamlEntityId, 1024))
+                    .to_owned(),
             )
             .await?;
         manager

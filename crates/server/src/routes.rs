@@ -10,6 +10,8 @@
 //! {issuer}/userinfo                            claims the citizen consented to
 //! {issuer}/introspect  /revoke                 RFC 7662 / RFC 7009, own tokens only
 //! {issuer}/logout                              RP-initiated logout
+//! {issuer}/saml/metadata  /saml/sso  /saml/slo  SAML 2.0 IdP: metadata, SSO (Redirect, POST), Single Logout
+//! {issuer}/saml/weiter  /saml/zustimmung       SAML: back from login or step-up, the consent page's answer
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
@@ -42,7 +44,7 @@ use poem::{
 
 use crate::{
     admin, error,
-    http::{authorize, discovery, introspection, logout, ops, par, registration, token, userinfo},
+    http::{authorize, discovery, introspection, logout, ops, par, registration, saml, token, userinfo},
     middleware::{BodyLimit, Deadline, Drain, MethodTable, Observe, ResponseHeaders, Trace},
     pages,
     state::AppState,
@@ -175,6 +177,11 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
         .at("/authorize", vec![(Method::GET, ep(authorize::authorize)), (Method::POST, ep(authorize::authorize))])
         .at("/par", vec![(Method::POST, ep(par::par))])
         .at("/zustimmung", vec![(Method::POST, ep(authorize::consent))])
+        .at("/saml/metadata", vec![(Method::GET, ep(saml::metadata))])
+        .at("/saml/sso", vec![(Method::GET, ep(saml::sso)), (Method::POST, ep(saml::sso))])
+        .at("/saml/weiter", vec![(Method::GET, ep(saml::resume))])
+        .at("/saml/zustimmung", vec![(Method::POST, ep(saml::consent))])
+        .at("/saml/slo", vec![(Method::GET, ep(saml::slo))])
         .at("/userinfo", vec![(Method::GET, ep(userinfo::userinfo)), (Method::POST, ep(userinfo::userinfo))])
         .at("/logout", vec![(Method::GET, ep(logout::logout)), (Method::POST, ep(logout::logout))])
         .at("/introspect", vec![(Method::POST, ep(introspection::introspect))])

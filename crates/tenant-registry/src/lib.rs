@@ -25,8 +25,8 @@ pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
 pub use cache::CachedRegistryStore;
 pub use error::{ClientAuthError, RegistryError};
 pub use model::{
-    AdminRole, AssertionConsumerService, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings, GrantType, Protocol, Purpose, SamlAttributeProfile, SamlSettings, SecretHash,
-    Tenant, TenantStatus, TokenLifetimes,
+    AdminRole, AssertionConsumerService, AuthMethod, Branding, ClaimRule, Client, ClientKind, ClientSettings,
+    GrantType, Protocol, Purpose, SamlAttributeProfile, SamlSettings, SecretHash, Tenant, TenantStatus, TokenLifetimes,
 };
 pub use rules::FieldError;
 pub use secret::{ClientSecret, SecretHasher};

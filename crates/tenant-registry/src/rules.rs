@@ -137,9 +137,15 @@ fn check_saml(problems: &mut Problems, settings: &ClientSettings, saml: &SamlSet
         check_url(problems, "saml.metadata_url", url, environment);
     }
     let certificates = saml.signing_certificates.iter().map(|c| ("saml.signing_certificates", c));
-    for (field, certificate) in certificates.chain(saml.encryption_certificate.iter().map(|c| ("saml.encryption_certificate", c))) {
+    for (field, certificate) in
+        certificates.chain(saml.encryption_certificate.iter().map(|c| ("saml.encryption_certificate", c)))
+    {
         let der = base64::engine::general_purpose::STANDARD.decode(certificate);
-        problems.check(der.is_ok_and(|d| !d.is_empty() && d.len() <= 16 * 1024), field, "must be a base64 DER certificate");
+        problems.check(
+            der.is_ok_and(|d| !d.is_empty() && d.len() <= 16 * 1024),
+            field,
+            "must be a base64 DER certificate",
+        );
     }
     if saml.requests_signed {
         problems.check(
@@ -361,7 +367,11 @@ mod tests {
         check(&production, Environment::Production, &["purpose"]);
         production.purpose = Some(Purpose { de: "Bauantrag stellen".into(), en: None });
         check(&production, Environment::Production, &[]);
-        check(&saml_client("http://localhost:8000/acs"), Environment::Production, &["saml.assertion_consumer_services[0]", "purpose"]);
+        check(
+            &saml_client("http://localhost:8000/acs"),
+            Environment::Production,
+            &["saml.assertion_consumer_services[0]", "purpose"],
+        );
         let mut strict = saml_client("https://portal.musterstadt.de/acs");
         let saml = strict.saml.as_mut().unwrap();
         saml.requests_signed = true;
@@ -371,7 +381,14 @@ mod tests {
         check(
             &strict,
             Environment::Test,
-            &["saml.entity_id", "grant_types", "saml.encryption_certificate", "saml.requests_signed", "redirect_uris", "scopes"],
+            &[
+                "saml.entity_id",
+                "grant_types",
+                "saml.encryption_certificate",
+                "saml.requests_signed",
+                "redirect_uris",
+                "scopes",
+            ],
         );
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use dto::{
     AuditList, AuditView, ClientConfig, ClientCreate, ClientList, ClientView, ClientWithSecret, EnvironmentDto,
-    InitialAccessTokenCreate, InitialAccessTokenView, RotateSecret, SamlClientCreate, SamlMetadataSource, TenantCreate, TenantList, TenantStatusDto,
-    TenantUpdate, TenantView,
+    InitialAccessTokenCreate, InitialAccessTokenView, RotateSecret, SamlClientCreate, SamlMetadataSource, TenantCreate,
+    TenantList, TenantStatusDto, TenantUpdate, TenantView,
 };
 pub(crate) use dto::{FieldProblem, Problem};
 use oidc_core::{ClientId, Environment, OAuthErrorCode, TenantId};
@@ -408,7 +408,8 @@ impl AdminApi {
         let url = if body.0.metadata.is_some() { None } else { url };
         let source = sp::MetadataSource::of(body.0.metadata, url).map_err(AdminError::invalid)?;
         let fresh = sp::read_metadata(&state, current.environment, source).await.map_err(AdminError::invalid)?;
-        let settings = tenant_registry::ClientSettings { saml: Some(sp::refreshed(&saml, fresh)), ..current.settings.clone() };
+        let settings =
+            tenant_registry::ClientSettings { saml: Some(sp::refreshed(&saml, fresh)), ..current.settings.clone() };
         let flags = tenant_registry::OperatorFlags { first_party: current.first_party, admin_role: current.admin_role };
         Ok(client_response(&state.registry.update_client(&actor, &id, current.version, settings, flags).await?))
     }

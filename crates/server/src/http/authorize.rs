@@ -181,25 +181,19 @@ pub(crate) async fn authorize(ctx: PageCtx, req: &Request, body: Body) -> Respon
     } else {
         Some(None)
     };
-    // Covered when every claim wanted was answered before: released or left out.
-    let covered = given.as_ref().filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w)));
     let asks_consent = authorization.prompt.iter().any(|p| p == "consent");
-    if let Some(organisation) = acting_for.clone() {
-        if authorization.client.first_party && !asks_consent {
-            return finish(&ctx, &authorization, &session, &account, wanted, "first-party".to_owned(), organisation)
-                .await;
-        }
-        if let Some(given) = covered.filter(|_| !asks_consent) {
-            let released = wanted.into_iter().filter(|w| given.claims.contains(w)).collect();
-            return finish(&ctx, &authorization, &session, &account, released, consent_ref(given), organisation).await;
-        }
+    if let Some(organisation) = acting_for.clone()
+        && !asks_consent
+        && let Some((released, given_as)) = covered(&authorization.client, &wanted, given.as_ref())
+    {
+        return finish(&ctx, &authorization, &session, &account, released, given_as, organisation).await;
     }
     if authorization.prompt.iter().any(|p| p == "none") {
         let error = OAuthError::new(OAuthErrorCode::ConsentRequired, "Die Zustimmung fehlt");
         return error_to_client(&ctx, &authorization.redirect, &error);
     }
     let earlier = given.map(|g| g.claims).unwrap_or_default();
-    consent_page(&ctx, &authorization, &account, &earlier, PendingConsent { params, card: None }).await
+    oidc_consent_page(&ctx, &authorization, &account, &earlier, PendingConsent { params, card: None, saml: None }).await
 }
 
 /// The `sub` of a valid `id_token_hint` (OIDC Core §3.1.2.1): an ID token we issued to this
@@ -238,8 +232,79 @@ async fn acting_options(
         .collect())
 }
 
+/// The claims released without asking, and how the transfer log names that consent: all of them
+/// for a first-party client; for another, what the citizen released before when every claim
+/// wanted was answered then (released or left out). `None`: the consent page asks.
+fn covered(
+    client: &tenant_registry::Client,
+    wanted: &[String],
+    given: Option<&account_service::Consent>,
+) -> Option<(Vec<String>, String)> {
+    if client.first_party {
+        return Some((wanted.to_vec(), "first-party".to_owned()));
+    }
+    let given = given.filter(|c| wanted.iter().all(|w| c.claims.contains(w) || c.declined.contains(w)))?;
+    Some((wanted.iter().filter(|w| given.claims.contains(w)).cloned().collect(), consent_ref(given)))
+}
+
+/// [`covered`] for `request` and the citizen's stored consent to its client.
+pub(crate) async fn covered_consent(
+    ctx: &PageCtx,
+    request: &ConsentRequest<'_>,
+    account: &Account,
+) -> Result<Option<(Vec<String>, String)>, account_service::AccountError> {
+    let given = ctx.state.accounts.consent(ctx.site.environment, account.id, request.client.client_id.as_str()).await?;
+    let wanted: Vec<String> = request.claims.iter().map(|(c, _)| c.clone()).collect();
+    Ok(covered(request.client, &wanted, given.as_ref()))
+}
+
+/// The claims released and declined by an answer: the required ones and those ticked in
+/// `chosen` are released, `organization` only when acting for one.
+fn answered(claims: &[(String, bool)], chosen: &[&str], acting_for: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let (released, declined): (Vec<_>, Vec<_>) = claims.iter().partition(|(claim, required)| {
+        if claim == "organization" {
+            return acting_for.is_some();
+        }
+        *required || chosen.contains(&claim.as_str())
+    });
+    let names = |claims: Vec<&(String, bool)>| claims.into_iter().map(|(claim, _)| claim.clone()).collect();
+    (names(released), names(declined))
+}
+
+/// The citizen's answer on the consent page, stored as their consent to the client: the claims
+/// released (the required ones and those ticked in `chosen`; `organization` when acting for
+/// one) and how the transfer log names the consent. `remember` is the acting-for choice kept.
+pub(crate) async fn store_answer(
+    ctx: &PageCtx,
+    request: &ConsentRequest<'_>,
+    account: &Account,
+    chosen: &[&str],
+    acting_for: Option<&str>,
+    remember: Option<String>,
+) -> Result<(Vec<String>, String), account_service::AccountError> {
+    let (released, declined) = answered(request.claims, chosen, acting_for);
+    tracing::debug!(client = %request.client.client_id, ?released, ?declined, "consent given");
+    let given = ctx
+        .state
+        .accounts
+        .give_consent(
+            ctx.site.environment,
+            account.id,
+            account_service::Consent {
+                client_id: request.client.client_id.as_str().to_owned(),
+                claims: released.clone(),
+                declined,
+                given_at: ctx.state.accounts.now(),
+                text_version: CONSENT_TEXT_VERSION.to_owned(),
+                acting_for: remember,
+            },
+        )
+        .await?;
+    Ok((released, consent_ref(&given)))
+}
+
 /// How the transfer log names a consent: when it was given, under which text.
-fn consent_ref(given: &account_service::Consent) -> String {
+pub(crate) fn consent_ref(given: &account_service::Consent) -> String {
     format!("consent:{}:{}", given.given_at.unix_timestamp(), given.text_version)
 }
 
@@ -308,10 +373,20 @@ async fn finish(
 /// A request waiting on the consent page: its parameters and, for a one-time identification,
 /// the card that identified the citizen (there is no session).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct PendingConsent {
+pub(crate) struct PendingConsent {
     params: AuthorizeParams,
     #[serde(default)]
     card: Option<CardIdentity>,
+    /// A SAML request's handle (then `params` is empty).
+    #[serde(default)]
+    pub(crate) saml: Option<String>,
+}
+
+impl PendingConsent {
+    /// The consent of the SAML request `handle`.
+    pub(crate) fn saml(handle: &str) -> Self {
+        Self { params: AuthorizeParams::default(), card: None, saml: Some(handle.to_owned()) }
+    }
 }
 
 /// The eID refresh address of a one-time identification lands here: the request it started from
@@ -329,7 +404,7 @@ pub(crate) async fn one_time_identification(ctx: &PageCtx, card: CardIdentity, r
         Err(rejection) => return reject(ctx, rejection),
     };
     let citizen = Account::from_card(ctx.site.environment, &card, ctx.state.accounts.now());
-    consent_page(ctx, &authorization, &citizen, &[], PendingConsent { params, card: Some(card) }).await
+    oidc_consent_page(ctx, &authorization, &citizen, &[], PendingConsent { params, card: Some(card), saml: None }).await
 }
 
 /// A claim's value as the consent page shows it: dates and the address block as on every page.
@@ -353,25 +428,55 @@ fn claim_lines(ctx: &PageCtx, account: &Account, claim: &str) -> Option<Vec<Stri
     Some(lines).filter(|l| l.iter().any(|line| !line.is_empty()))
 }
 
-/// Shows the authority, why it asks, and the exact claims with their values: the required ones
-/// as a list, the optional ones as boxes ticked only where the citizen ticked them before
-/// (`earlier`). The request waits in the ephemeral store for the answer.
-async fn consent_page(
+/// The consent page of an authorization request; a failure on our side goes to the client.
+async fn oidc_consent_page(
     ctx: &PageCtx,
     authorization: &Authorization,
     account: &Account,
     earlier: &[String],
     pending_consent: PendingConsent,
 ) -> Response {
+    let request =
+        ConsentRequest { client: &authorization.client, tenant: &authorization.tenant, claims: &authorization.claims };
+    match consent_page(ctx, &request, account, earlier, pending_consent).await {
+        Ok(page) => page,
+        Err(ConsentPageError(operation, e)) => failed_to_client(ctx, &authorization.redirect, operation, &*e),
+    }
+}
+
+/// What a consent page asks about: the client, its tenant, the claims with "required".
+pub(crate) struct ConsentRequest<'a> {
+    pub(crate) client: &'a tenant_registry::Client,
+    pub(crate) tenant: &'a tenant_registry::Tenant,
+    pub(crate) claims: &'a [(String, bool)],
+}
+
+/// A consent page could not be shown: the operation and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: {1}")]
+pub(crate) struct ConsentPageError(&'static str, Box<dyn std::error::Error + Send + Sync>);
+
+/// Shows the authority, why it asks, and the exact claims with their values: the required ones
+/// as a list, the optional ones as boxes ticked only where the citizen ticked them before
+/// (`earlier`). The request waits in the ephemeral store for the answer. The same page for
+/// OpenID Connect and SAML; the answer goes to the protocol's consent address.
+pub(crate) async fn consent_page(
+    ctx: &PageCtx,
+    request: &ConsentRequest<'_>,
+    account: &Account,
+    earlier: &[String],
+    pending_consent: PendingConsent,
+) -> Result<Response, ConsentPageError> {
     let one_time = pending_consent.card.is_some();
+    let action = if pending_consent.saml.is_some() { "/saml/zustimmung" } else { "/zustimmung" };
     let pending = uuid::Uuid::new_v4().simple().to_string();
     let value = serde_json::to_vec(&pending_consent).unwrap_or_default();
     if let Err(e) = ctx.state.ephemeral.put(&format!("authz:{pending}"), &value, PENDING_TTL).await {
-        return failed_to_client(ctx, &authorization.redirect, "authorize.consent_page", &e);
+        return Err(ConsentPageError("authorize.consent_page", Box::new(e)));
     }
-    let settings = &authorization.client.settings;
+    let settings = &request.client.settings;
     let shown = |wanted_required: bool| -> Vec<Value> {
-        authorization
+        request
             .claims
             .iter()
             .filter(|(_, required)| *required == wanted_required)
@@ -384,10 +489,10 @@ async fn consent_page(
     };
     let purpose = settings.purpose.as_ref().map(|p| p.text(ctx.lang.code()));
     // One-time identifications have no account and so no organisations.
-    let organisations = if !one_time && authorization.claims.iter().any(|(c, _)| c == "organization") {
+    let organisations = if !one_time && request.claims.iter().any(|(c, _)| c == "organization") {
         match acting_options(ctx, account).await {
             Ok(found) => found,
-            Err(e) => return failed_to_client(ctx, &authorization.redirect, "authorize.organisations", &e),
+            Err(e) => return Err(ConsentPageError("authorize.organisations", Box::new(e))),
         }
     } else {
         Vec::new()
@@ -401,11 +506,12 @@ async fn consent_page(
             }
         })
         .collect();
-    ctx.render(
+    Ok(ctx.render(
         "consent.html",
         context! {
             request => pending,
-            organization => settings.organization_display_name.clone().unwrap_or_else(|| authorization.tenant.branding.display_name.clone()),
+            action => action,
+            organization => settings.organization_display_name.clone().unwrap_or_else(|| request.tenant.branding.display_name.clone()),
             service => settings.name,
             online_service_id => settings.online_service_id,
             purpose => purpose.map(|(text, _)| text),
@@ -417,7 +523,17 @@ async fn consent_page(
             one_time => one_time,
             organisations => organisations,
         },
-    )
+    ))
+}
+
+/// The request a consent page was shown for, taken (an answer counts once); `None` when it
+/// expired or was answered.
+pub(crate) async fn pending_consent(
+    ctx: &PageCtx,
+    request: &str,
+) -> Result<Option<PendingConsent>, oidc_core::EphemeralError> {
+    let taken = ctx.state.ephemeral.take(&format!("authz:{request}")).await?;
+    Ok(taken.and_then(|value| serde_json::from_slice(&value).ok()))
 }
 
 /// `POST {issuer}/zustimmung`: the citizen's answer.
@@ -431,13 +547,10 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
     if !ctx.csrf_ok(field("csrf")) {
         return ctx.csrf_failed();
     }
-    let pending = match ctx.state.ephemeral.take(&format!("authz:{}", field("request"))).await {
-        Ok(Some(value)) => value,
-        Ok(None) => return reject(&ctx, Rejection::Page("authorize_expired")),
+    let (params, card) = match pending_consent(&ctx, field("request")).await {
+        Ok(Some(PendingConsent { params, card, saml: None })) => (params, card),
+        Ok(_) => return reject(&ctx, Rejection::Page("authorize_expired")),
         Err(e) => return ctx.failure(e),
-    };
-    let Ok(PendingConsent { params, card }) = serde_json::from_slice::<PendingConsent>(&pending) else {
-        return reject(&ctx, Rejection::Page("authorize_expired"));
     };
     // A one-time identification has no session: the card stands in for it.
     if card.is_none() && ctx.session.is_none() {
@@ -461,20 +574,12 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
             Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.organisations", &e),
         },
     };
-    let (released, declined): (Vec<_>, Vec<_>) = authorization.claims.iter().partition(|(claim, required)| {
-        if claim == "organization" {
-            return acting_for.is_some();
-        }
-        *required || chosen.contains(&claim.as_str())
-    });
-    let released: Vec<String> = released.into_iter().map(|(claim, _)| claim.clone()).collect();
-    let declined: Vec<String> = declined.into_iter().map(|(claim, _)| claim.clone()).collect();
     let remember =
         (field("remember_choice") == "1").then(|| acting_for.clone().unwrap_or_else(|| ACTING_FOR_SELF.to_owned()));
-    tracing::debug!(client = %authorization.client.client_id, ?released, ?declined, "consent given");
     let (session, account) = match (card, ctx.session.clone()) {
         // Goes to the client once; no consent is stored, as there is no account to store it with.
         (Some(card), _) => {
+            let (released, _) = answered(&authorization.claims, &chosen, None);
             let citizen = Account::from_card(ctx.site.environment, &card, ctx.state.accounts.now());
             return match issue_one_time_code(&ctx.state, ctx.site.environment, &authorization, &citizen, released).await
             {
@@ -485,28 +590,14 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         (None, Some(session)) => session,
         (None, None) => return reject(&ctx, Rejection::Page("authorize_expired")),
     };
-    let client_id = authorization.client.client_id.as_str().to_owned();
-    let given = match ctx
-        .state
-        .accounts
-        .give_consent(
-            ctx.site.environment,
-            account.id,
-            account_service::Consent {
-                client_id,
-                claims: released.clone(),
-                declined,
-                given_at: ctx.state.accounts.now(),
-                text_version: CONSENT_TEXT_VERSION.to_owned(),
-                acting_for: remember,
-            },
-        )
-        .await
-    {
-        Ok(given) => given,
-        Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.give_consent", &e),
-    };
-    finish(&ctx, &authorization, &session, &account, released, consent_ref(&given), acting_for).await
+    let request =
+        ConsentRequest { client: &authorization.client, tenant: &authorization.tenant, claims: &authorization.claims };
+    let (released, given_as) =
+        match store_answer(&ctx, &request, &account, &chosen, acting_for.as_deref(), remember).await {
+            Ok(answer) => answer,
+            Err(e) => return failed_to_client(&ctx, &authorization.redirect, "authorize.give_consent", &e),
+        };
+    finish(&ctx, &authorization, &session, &account, released, given_as, acting_for).await
 }
 
 #[cfg(test)]

@@ -7,5 +7,6 @@ pub(crate) mod logout;
 pub(crate) mod ops;
 pub(crate) mod par;
 pub(crate) mod registration;
+pub(crate) mod saml;
 pub(crate) mod token;
 pub(crate) mod userinfo;

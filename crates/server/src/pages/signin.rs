@@ -67,7 +67,7 @@ pub(super) fn render_login(
         context! {
             username => username, return_to => return_to, message => message, not_activated => not_activated,
             return_to_encoded => url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>(),
-            for_authority => return_to.starts_with("/authorize?"),
+            for_authority => return_to.starts_with("/authorize?") || return_to.starts_with("/saml/weiter?"),
             passkeys_offered => super::passkeys::offered(ctx),
         },
     )

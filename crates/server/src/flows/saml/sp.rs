@@ -30,9 +30,9 @@ impl MetadataSource {
     pub(crate) fn of(document: Option<String>, url: Option<String>) -> Result<Self, Vec<FieldError>> {
         match (document, url) {
             (Some(document), None) => Ok(Self::Document(document)),
-            (None, Some(url)) => Url::parse(&url)
-                .map(Self::Url)
-                .map_err(|e| problem("metadata_url", format!("not a URL: {e}"))),
+            (None, Some(url)) => {
+                Url::parse(&url).map(Self::Url).map_err(|e| problem("metadata_url", format!("not a URL: {e}")))
+            }
             _ => Err(problem("metadata", "give the metadata document or metadata_url, exactly one")),
         }
     }
@@ -70,9 +70,7 @@ async fn fetch(state: &AppState, environment: Environment, url: &Url) -> Result<
         Ok::<_, reqwest::Error>(Some(body))
     };
     match read.await {
-        Ok(Some(body)) => {
-            String::from_utf8(body).map_err(|_| problem("metadata_url", "the metadata is not UTF-8"))
-        }
+        Ok(Some(body)) => String::from_utf8(body).map_err(|_| problem("metadata_url", "the metadata is not UTF-8")),
         Ok(None) => Err(problem("metadata_url", "the metadata is larger than 256 KiB")),
         Err(e) => Err(problem("metadata_url", format!("the metadata could not be read: {e}"))),
     }

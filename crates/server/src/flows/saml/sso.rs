@@ -82,7 +82,8 @@ pub(crate) async fn idp_key(state: &AppState, environment: Environment, issuer: 
 /// The signed IdP metadata of the environment.
 pub(crate) async fn metadata(state: &AppState, environment: Environment, issuer: &str) -> Result<String, Failure> {
     let key = idp_key(state, environment, issuer).await?;
-    saml_core::idp_metadata(&endpoints(issuer), &fresh_id(), &key).map_err(|e| record_failure(state, "saml.metadata", &e))
+    saml_core::idp_metadata(&endpoints(issuer), &fresh_id(), &key)
+        .map_err(|e| record_failure(state, "saml.metadata", &e))
 }
 
 /// A fresh XML ID (an NCName: `_` and hex).
@@ -139,13 +140,10 @@ pub(crate) struct PendingSaml {
 impl PendingSaml {
     /// What the request's authentication context asks for.
     pub(crate) fn requirement(&self) -> Result<ContextRequirement, NoAuthnContext> {
-        let requested = self
-            .context
-            .as_ref()
-            .map(|(comparison, class_refs)| RequestedAuthnContext {
-                comparison: comparison.clone(),
-                class_refs: class_refs.clone(),
-            });
+        let requested = self.context.as_ref().map(|(comparison, class_refs)| RequestedAuthnContext {
+            comparison: comparison.clone(),
+            class_refs: class_refs.clone(),
+        });
         saml_core::requirement(requested.as_ref())
     }
 
