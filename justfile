@@ -8,6 +8,10 @@ serve:
 test:
     cargo test --workspace
 
+# The SAML service provider of the integration tests (pysaml2 from PyPI; needs Debian's xmlsec1).
+saml-sp:
+    python3 -m venv target/saml-venv && target/saml-venv/bin/pip install --quiet pysaml2==7.5.5
+
 # The test suite against the local PostgreSQL and Redis; a missing backend fails.
 test-pg:
     TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres TEST_REDIS_URL=redis://127.0.0.1:6379 TEST_REQUIRE_BACKENDS=1 cargo test --workspace

@@ -98,6 +98,10 @@ impl Admin {
     pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Option<String>, Value) {
         self.call(Method::POST, path, Some(body), None).await
     }
+
+    pub(crate) async fn put(&self, path: &str, body: Value, if_match: &str) -> (StatusCode, Option<String>, Value) {
+        self.call(Method::PUT, path, Some(body), Some(if_match)).await
+    }
 }
 
 pub(crate) async fn operator(server: &TestServer) -> Admin {

@@ -24,5 +24,6 @@ mod private_key_jwt;
 mod privileges;
 mod registration;
 mod rp_node;
+mod saml;
 mod support;
 mod two_nodes;

@@ -71,7 +71,7 @@ pub(crate) async fn sso(ctx: PageCtx, req: &Request, body: Body) -> Response {
     } else {
         Binding::Redirect(req.uri().query().unwrap_or_default().to_owned())
     };
-    match flow::start(&ctx.state, ctx.site.environment, &ctx.site.issuer, binding).await {
+    match flow::start(&ctx.state, ctx.site.environment, &ctx.site.issuer, binding, ctx.session_token.as_deref()).await {
         Ok(handle) => resume_request(&ctx, &handle).await,
         Err(refusal) => refused(&ctx, refusal),
     }
@@ -121,10 +121,9 @@ async fn resume_request(ctx: &PageCtx, handle: &str) -> Response {
     let Ok(required) = pending.required_level(&client) else {
         return answer_with(ctx, handle, &pending, SamlFailure::NoAuthnContext).await;
     };
-    let session = ctx.session.clone().filter(|(session, _)| {
-        // ForceAuthn: only a login after the request arrived counts.
-        !pending.force_authn || session.auth_time.unix_timestamp() >= pending.arrived_at
-    });
+    // ForceAuthn: only a login after the request arrived counts.
+    let session =
+        ctx.session.clone().filter(|_| ctx.session_token.as_deref().is_some_and(|t| pending.accepts_session(t)));
     let Some((session, account)) = session else {
         if pending.is_passive {
             return answer_with(ctx, handle, &pending, SamlFailure::NoPassive).await;

@@ -133,8 +133,16 @@ pub(crate) struct PendingSaml {
     pub(crate) is_passive: bool,
     /// `RequestedAuthnContext`: comparison and class references.
     pub(crate) context: Option<(String, Vec<String>)>,
-    /// When the request arrived (unix seconds): `ForceAuthn` needs a login after this.
-    pub(crate) arrived_at: i64,
+    /// The `sid` of the browser's session when the request arrived: with `ForceAuthn` that
+    /// session does not count, only a new login (which always makes a new session) does.
+    pub(crate) session_at_arrival: Option<String>,
+}
+
+impl PendingSaml {
+    /// Whether the session with token `session_token` may answer this request.
+    pub(crate) fn accepts_session(&self, session_token: &str) -> bool {
+        !self.force_authn || self.session_at_arrival.as_deref() != Some(session_id(session_token).as_str())
+    }
 }
 
 impl PendingSaml {
@@ -173,12 +181,14 @@ fn certificates(saml: &SamlSettings) -> Vec<Vec<u8>> {
     saml.signing_certificates.iter().filter_map(|c| STANDARD.decode(c).ok()).collect()
 }
 
-/// Reads, checks and parks an AuthnRequest; the handle of the pending request.
+/// Reads, checks and parks an AuthnRequest arriving in a browser whose session cookie is
+/// `session_token`; the handle of the pending request.
 pub(crate) async fn start(
     state: &AppState,
     environment: Environment,
     issuer: &str,
     binding: Binding,
+    session_token: Option<&str>,
 ) -> Result<String, Refusal> {
     let (xml, relay_state, raw_query) = match &binding {
         Binding::Redirect(query) => {
@@ -242,7 +252,7 @@ pub(crate) async fn start(
         force_authn: request.force_authn,
         is_passive: request.is_passive,
         context: request.requested_authn_context.map(|c| (c.comparison, c.class_refs)),
-        arrived_at: now.unix_timestamp(),
+        session_at_arrival: session_token.map(session_id),
     };
     let handle = random_token();
     let value = serde_json::to_vec(&pending).map_err(|e| Refusal::Failed(record_failure(state, "saml.pending", &e)))?;

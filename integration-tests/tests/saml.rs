@@ -1,0 +1,312 @@
+//! SAML 2.0 with a service provider nobody here wrote: a pysaml2 SP (`integration-tests/saml-sp`,
+//! PyPI; its signatures checked by Debian's `xmlsec1`) is registered from its metadata URL
+//! through the admin API and logs a citizen in over HTTP-Redirect (signed requests) and HTTP-POST:
+//! the shared login and consent pages, attributes after consent, the persistent NameID equal to
+//! the OIDC `sub` of the tenant's sector, a transient one, the authentication context in our and
+//! the eIDAS vocabulary, the transfer log, ForceAuthn, IsPassive without a session, a level that
+//! cannot be met passively, step-up to the ID card offered, Single Logout ending the session. And
+//! refusals: an unsigned request where signatures are required, an unregistered ACS, a replayed
+//! request, a tampered Response rejected by the SP.
+//!
+//! The SP runs from `$TEST_SAML_PYTHON` (a Python with pysaml2; `.ci/run` makes
+//! `target/saml-venv`), else the test is skipped with the reason — a failure with
+//! `TEST_REQUIRE_BACKENDS=1`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    admin::{operator, tenant_body},
+    citizen::{PASSWORD, csrf, page, register_activated},
+    mail::SmtpSink,
+    support::{Backends, TestServer},
+};
+
+fn python() -> Option<String> {
+    let python = std::env::var("TEST_SAML_PYTHON").ok().or_else(|| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/saml-venv/bin/python");
+        std::path::Path::new(venv).exists().then(|| venv.to_owned())
+    })?;
+    let has_pysaml2 = Command::new(&python).args(["-c", "import saml2"]).status().is_ok_and(|s| s.success());
+    let has_xmlsec = Command::new("xmlsec1").arg("--version").output().is_ok_and(|o| o.status.success());
+    (has_pysaml2 && has_xmlsec).then_some(python)
+}
+
+/// The pysaml2 SP as a process on a free loopback port.
+struct ServiceProvider {
+    base: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ServiceProvider {
+    fn start(python: &str, idp_metadata: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/saml-sp/sp.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(idp_metadata)
+            .arg(dir.path())
+            .arg("--sign")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the SP started");
+        Self { base: format!("http://127.0.0.1:{port}"), child, _dir: dir }
+    }
+}
+
+impl Drop for ServiceProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    Some(
+        html[start..]
+            .split('"')
+            .next()?
+            .replace("&#x2f;", "/")
+            .replace("&#x2b;", "+")
+            .replace("&#x3d;", "=")
+            .replace("&amp;", "&")
+            .replace("&quot;", "\""),
+    )
+}
+
+/// The `action` of the form that carries the SAML message (the layout has forms of its own).
+fn action(html: &str) -> String {
+    let message = html.find("name=\"SAMLResponse\"").or_else(|| html.find("name=\"SAMLRequest\"")).expect("a message");
+    let start = html[..message].rfind("action=\"").expect("a form") + 8;
+    html[start..].split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&")
+}
+
+/// Posts the auto-submitting form of `html` (our Response to the SP, or the SP's POST-binding
+/// request to us) as a browser would.
+async fn submit(browser: &reqwest::Client, html: &str) -> reqwest::Response {
+    let mut fields = Vec::new();
+    for name in ["SAMLResponse", "SAMLRequest", "RelayState"] {
+        if let Some(value) = hidden(html, name) {
+            fields.push((name, value));
+        }
+    }
+    browser.post(action(html)).form(&fields).send().await.unwrap()
+}
+
+/// The SP's verdict on the Response in `html` (the form our IdP made).
+async fn verdict(browser: &reqwest::Client, html: &str) -> (StatusCode, Value) {
+    assert!(html.contains("SAMLResponse"), "a Response for the SP: {html}");
+    let response = submit(browser, html).await;
+    (response.status(), response.json().await.unwrap())
+}
+
+async fn log_in_on(browser: &reqwest::Client, html: &str, url: &str, username: &str) -> (StatusCode, String) {
+    assert!(url.contains("/anmelden"), "the login page: {url}: {html}");
+    let return_to = hidden(html, "return_to").expect("the way back");
+    assert!(return_to.starts_with("/saml/weiter?anfrage="), "{return_to}");
+    let form =
+        [("csrf", csrf(html)), ("username", username.into()), ("password", PASSWORD.into()), ("return_to", return_to)];
+    let response = browser.post(url.split('?').next().unwrap()).form(&form).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+// Several threads: the SP's start blocks one while it reads our metadata from the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
+        );
+        eprintln!(
+            "saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1 (apt-get install xmlsec1)"
+        );
+        return;
+    };
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer = format!("{}/test", server.base_url);
+    let (status, metadata) = page(&reqwest::Client::new(), &format!("{issuer}/saml/metadata")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metadata.contains("IDPSSODescriptor") && metadata.contains(&format!("{issuer}/saml/sso")), "{metadata}");
+    let sp = ServiceProvider::start(&python, &format!("{issuer}/saml/metadata"));
+
+    // The operator registers the SP from its metadata URL.
+    let admin = operator(&server).await;
+    let mut tenant = tenant_body("bauamt-saml");
+    tenant["allowed_claims"] = json!(["given_name", "family_name", "email", "birthdate"]);
+    let (status, _, tenant) = admin.post("/tenants", tenant).await;
+    assert_eq!(status, StatusCode::CREATED, "{tenant}");
+    let tenant_id = tenant["id"].as_str().unwrap();
+    let body = json!({
+        "environment": "test",
+        "name": "Bauportal",
+        "metadata_url": format!("{}/metadata", sp.base),
+        "claims": [{"claim": "given_name", "required": true}, {"claim": "family_name", "required": true},
+                   {"claim": "email"}, {"claim": "birthdate"}],
+        "purpose": {"de": "Bauantrag stellen"},
+    });
+    let (status, _, client) = admin.post(&format!("/tenants/{tenant_id}/saml-clients"), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+    assert_eq!(client["protocol"], "saml");
+    assert_eq!(client["saml"]["entity_id"], format!("{}/sp", sp.base));
+    assert_eq!(client["saml"]["requests_signed"], true, "the SP's metadata says it signs");
+    assert!(client.get("client_secret").is_none_or(Value::is_null), "no secret: {client}");
+    let (status, _, twice) = admin.post(&format!("/tenants/{tenant_id}/saml-clients"), body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "one entity id per environment: {twice}");
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+
+    let erika = browser();
+    register_activated(&erika, &issuer, &smtp, "erika.saml", "erika.saml@example.de").await;
+
+    // HTTP-Redirect, signed: login page, consent page, Response verified by pysaml2.
+    let response = erika.get(format!("{}/login", sp.base)).send().await.unwrap();
+    let url = response.url().to_string();
+    let html = response.text().await.unwrap();
+    let (status, consent) = log_in_on(&erika, &html, &url, "erika.saml").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        consent.contains("Bauportal") && consent.contains("Bauantrag stellen"),
+        "the shared consent page: {consent}"
+    );
+    let form = [
+        ("csrf", csrf(&consent)),
+        ("request", hidden(&consent, "request").unwrap()),
+        ("decision", "allow".into()),
+        ("claim", "email".into()),
+    ];
+    let response = erika.post(format!("{issuer}/saml/zustimmung")).form(&form).send().await.unwrap();
+    let (status, account) = verdict(&erika, &response.text().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "pysaml2 accepts the Response: {account}");
+    assert_eq!(account["name_id_format"], "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent");
+    assert_eq!(account["attributes"]["given_name"], json!(["Erika"]));
+    assert_eq!(account["attributes"]["family_name"], json!(["Mustermann"]));
+    assert_eq!(account["attributes"]["email"], json!(["erika.saml@example.de"]));
+    assert!(account["attributes"].get("birthdate").is_none(), "not ticked, not released: {account}");
+    assert_eq!(account["authn_context"], "normal");
+    assert_eq!(account["relay_state"], "relay-4711");
+    assert_eq!(account["issuer"], issuer);
+    let persistent = account["name_id"].as_str().unwrap().to_owned();
+    let (_, transfers) = page(&erika, &format!("{issuer}/konto/uebermittlungen")).await;
+    assert!(transfers.contains("Bauportal"), "the transfer log names the SP: {transfers}");
+
+    // Unsigned although the SP must sign: refused on a page, nothing goes to the SP.
+    let (status, html) = page(&erika, &format!("{}/login?unsigned=1", sp.base)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("nicht signiert"), "{html}");
+
+    // An ACS the SP did not register.
+    let (status, html) = page(&erika, &format!("{}/login?acs=http://127.0.0.1:9/acs", sp.base)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("nicht eingetragen"), "{html}");
+
+    // A replayed request: the same signed URL twice.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let to_idp = no_redirects.get(format!("{}/login", sp.base)).send().await.unwrap();
+    let location = to_idp.headers()["location"].to_str().unwrap().to_owned();
+    let (status, first) = page(&erika, &location).await;
+    assert_eq!(status, StatusCode::OK, "the session and the consent answer at once");
+    assert!(first.contains("SAMLResponse"), "{first}");
+    let (status, again) = page(&erika, &location).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(again.contains("bereits verwendet"), "{again}");
+
+    // A tampered Response: the SP's signature check fails.
+    let (status, tampered) = verdict(&erika, &{
+        use base64::Engine as _;
+        let value = hidden(&first, "SAMLResponse").unwrap();
+        let xml = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&value).unwrap()).unwrap();
+        assert!(xml.contains(">Erika<"), "{xml}");
+        let changed = base64::engine::general_purpose::STANDARD.encode(xml.replace(">Erika<", ">Erich<"));
+        first.replace(&value, &changed)
+    })
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "pysaml2 refuses a changed assertion: {tampered}");
+    let (status, original) = verdict(&erika, &first).await;
+    assert_eq!(status, StatusCode::OK, "{original}");
+
+    // The tenant lets the SP send unsigned requests: HTTP-POST binding, transient NameID, the
+    // eIDAS vocabulary.
+    let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
+    config["saml"]["requests_signed"] = json!(false);
+    for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
+    {
+        config.as_object_mut().unwrap().remove(field);
+    }
+    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (status, form) = page(
+        &erika,
+        &format!(
+            "{}/login?binding=post&unsigned=1&nameid=transient&comparison=minimum&context=http://eidas.europa.eu/LoA/low",
+            sp.base
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = submit(&erika, &form).await;
+    let (status, account) = verdict(&erika, &response.text().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["name_id_format"], "urn:oasis:names:tc:SAML:2.0:nameid-format:transient");
+    assert_ne!(account["name_id"], persistent.as_str());
+    assert_eq!(account["authn_context"], "http://eidas.europa.eu/LoA/low");
+
+    // ForceAuthn: the session is not enough, the login page comes again.
+    let response = erika.get(format!("{}/login?force=1", sp.base)).send().await.unwrap();
+    let url = response.url().to_string();
+    let html = response.text().await.unwrap();
+    let (status, posted) = log_in_on(&erika, &html, &url, "erika.saml").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, account) = verdict(&erika, &posted).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["name_id"], persistent.as_str(), "the same pairwise NameID again");
+
+    // "hoch" passively cannot be met with a password login: NoAuthnContext. Not passively, the
+    // ID card is offered (step-up).
+    let (_, html) = page(&erika, &format!("{}/login?passive=1&context=hoch&comparison=minimum", sp.base)).await;
+    let (status, error) = verdict(&erika, &html).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.to_string().contains("NoAuthnContext"), "{error}");
+    let response = erika.get(format!("{}/login?context=hoch&comparison=minimum", sp.base)).send().await.unwrap();
+    let url = response.url().clone();
+    assert!(url.path().ends_with("/test/eid"), "step-up to the ID card: {url}");
+    assert!(url.query().unwrap_or_default().contains("stufe=hoch"), "{url}");
+
+    // IsPassive without a session: NoPassive, no page.
+    let stranger = browser();
+    let (status, html) = page(&stranger, &format!("{}/login?passive=1", sp.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, error) = verdict(&stranger, &html).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.to_string().contains("NoPassive"), "{error}");
+
+    // Single Logout: the SP's signed LogoutRequest ends the session; the SP verifies our answer.
+    let response = erika.get(format!("{}/logout", sp.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let logout: Value = response.json().await.unwrap();
+    assert_eq!(logout["success"], true, "{logout}");
+    let response = erika.get(format!("{issuer}/konto")).send().await.unwrap();
+    assert!(response.url().path().ends_with("/anmelden"), "logged out: {}", response.url());
+
+    drop(sp);
+    server.stop().await;
+}
