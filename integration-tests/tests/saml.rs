@@ -270,6 +270,16 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     assert_ne!(account["name_id"], persistent.as_str());
     assert_eq!(account["authn_context"], "http://eidas.europa.eu/LoA/low");
 
+    // The metadata is read again from its URL: it says "signed", so the requirement is back on.
+    let (status, _, refreshed) = admin.post(&format!("/clients/{client_id}/saml-metadata"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert_eq!(refreshed["saml"]["requests_signed"], true);
+    assert_eq!(refreshed["version"], updated["version"].as_i64().unwrap() + 1);
+    let (status, _, problem) =
+        admin.post(&format!("/clients/{client_id}/saml-metadata"), json!({"metadata": "<kein/>"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert!(problem.to_string().contains("SPSSODescriptor"), "{problem}");
+
     // ForceAuthn: the session is not enough, the login page comes again.
     let response = erika.get(format!("{}/login?force=1", sp.base)).send().await.unwrap();
     let url = response.url().to_string();
