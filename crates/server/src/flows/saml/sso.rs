@@ -15,7 +15,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use oidc_core::{Environment, SigningAlgorithm, SigningKey, TrustLevel, random_token};
 use saml_core::{
     Assertion, AttributeProfile, ContextRequirement, Failure as SamlFailure, IdpEndpoints, LogoutResponse,
-    NoAuthnContext, RequestRefusal, RequestedAuthnContext, ServiceProvider, SignError, Signer, Vocabulary,
+    NoAuthnContext, RequestRefusal, RequestedAuthnContext, ServiceProvider, SignError, Signer,
 };
 use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, SamlAttributeProfile, SamlSettings, Tenant};
@@ -401,7 +401,7 @@ pub(crate) async fn success_delivery(
     };
     let mut attributes: Vec<_> =
         values.iter().filter_map(|(claim, value)| saml_core::attribute(profile, claim, value)).collect();
-    if profile == AttributeProfile::Eidas && requirement.vocabulary == Vocabulary::Eidas {
+    if profile == AttributeProfile::Eidas {
         attributes.insert(0, saml_core::eidas_person_identifier(&sub));
     }
     let name_id = if pending.name_id_format == saml_core::TRANSIENT { fresh_id() } else { sub };
