@@ -2,7 +2,7 @@
 //! PyPI; its signatures checked by Debian's `xmlsec1`) is registered from its metadata URL
 //! through the admin API and logs a citizen in over HTTP-Redirect (signed requests) and HTTP-POST:
 //! the shared login and consent pages, attributes after consent, the persistent NameID equal to
-//! the OIDC `sub` of the tenant's sector, a transient one, the authentication context in our and
+//! the OIDC `sub` of the tenant's sector, assertions encrypted for the SP, a transient one, the authentication context in our and
 //! the eIDAS vocabulary, the transfer log, ForceAuthn, IsPassive without a session, a level that
 //! cannot be met passively, step-up to the ID card offered, Single Logout ending the session. And
 //! refusals: an unsigned request where signatures are required, an unregistered ACS, a replayed
@@ -235,9 +235,13 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
         use base64::Engine as _;
         let value = hidden(&first, "SAMLResponse").unwrap();
         let xml = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&value).unwrap()).unwrap();
-        assert!(xml.contains(">Erika<"), "{xml}");
-        let changed = base64::engine::general_purpose::STANDARD.encode(xml.replace(">Erika<", ">Erich<"));
-        first.replace(&value, &changed)
+        // Encrypted for the SP (its metadata has an encryption key): nothing of Erika is
+        // readable on the way.
+        assert!(xml.contains("EncryptedAssertion") && !xml.contains("Erika"), "{xml}");
+        let at = xml.find("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len() + 10;
+        let flipped = if &xml[at..=at] == "A" { "B" } else { "A" };
+        let changed = format!("{}{flipped}{}", &xml[..at], &xml[at + 1..]);
+        first.replace(&value, &base64::engine::general_purpose::STANDARD.encode(changed))
     })
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "pysaml2 refuses a changed assertion: {tampered}");

@@ -16,6 +16,7 @@
 mod attributes;
 mod authn_context;
 mod checks;
+mod encryption;
 mod logout;
 mod metadata;
 mod redirect;
@@ -28,6 +29,7 @@ mod xml;
 pub use attributes::{AttributeProfile, EIDAS_NAMES, attribute, eidas_person_identifier};
 pub use authn_context::{ContextRequirement, NoAuthnContext, Vocabulary, requirement};
 pub use checks::{CheckedRequest, MAX_REQUEST_AGE, RequestRefusal, ServiceProvider, check_request, replay_key};
+pub use encryption::EncryptError;
 pub use logout::{LogoutRequest, LogoutResponse, logout_response_url, parse_logout_request};
 pub use metadata::{IdpEndpoints, POST, REDIRECT, idp_metadata};
 pub use redirect::{SignatureError, verify_redirect_signature};

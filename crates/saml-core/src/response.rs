@@ -4,6 +4,7 @@
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 
 use crate::{
+    encryption::encrypted_assertion,
     signature::{SignError, Signer, sign_enveloped},
     xml::Element,
 };
@@ -82,8 +83,9 @@ fn status(code: &str, second_level: Option<&str>) -> Element {
     Element::new("samlp", "Status").child(top)
 }
 
-/// The Response, with the Assertion and the Response each signed by `signer`.
-pub fn signed_response(a: &Assertion, signer: &dyn Signer) -> Result<String, SignError> {
+/// The Response, with the Assertion and the Response each signed by `signer`; the signed
+/// Assertion encrypted for `encrypt_for` (the SP's encryption certificate, DER) when given.
+pub fn signed_response(a: &Assertion, signer: &dyn Signer, encrypt_for: Option<&[u8]>) -> Result<String, SignError> {
     let not_before = instant(a.issue_instant - time::Duration::seconds(60));
     let until = instant(a.not_on_or_after);
     let confirmation = Element::new("saml", "SubjectConfirmationData")
@@ -128,6 +130,9 @@ pub fn signed_response(a: &Assertion, signer: &dyn Signer) -> Result<String, Sig
         assertion = assertion.child(statement);
     }
     sign_enveloped(&mut assertion, &a.assertion_id, 1, signer)?;
+    if let Some(certificate) = encrypt_for {
+        assertion = encrypted_assertion(&assertion.canonical(), certificate).map_err(|e| SignError(e.to_string()))?;
+    }
     let mut response = Element::new("samlp", "Response")
         .attr("Destination", a.destination.clone())
         .attr("ID", a.response_id.clone())

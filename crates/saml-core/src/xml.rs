@@ -17,11 +17,12 @@
 use std::fmt::Write as _;
 
 /// The prefixes we write and their namespaces.
-const NAMESPACES: [(&str, &str); 4] = [
+const NAMESPACES: [(&str, &str); 5] = [
     ("ds", "http://www.w3.org/2000/09/xmldsig#"),
     ("md", "urn:oasis:names:tc:SAML:2.0:metadata"),
     ("saml", "urn:oasis:names:tc:SAML:2.0:assertion"),
     ("samlp", "urn:oasis:names:tc:SAML:2.0:protocol"),
+    ("xenc", "http://www.w3.org/2001/04/xmlenc#"),
 ];
 
 /// Escapes character data.

@@ -139,7 +139,7 @@ fn xmlsec1_verifies_our_signatures_and_refuses_a_changed_assertion() {
     let signer = OpensslSigner::new();
     let certificate = signer.certificate_pem();
 
-    let response = signed_response(&assertion(), &signer).unwrap();
+    let response = signed_response(&assertion(), &signer, None).unwrap();
     assert!(verifies(&response, &certificate, None), "the Response's signature: {response}");
     assert!(verifies(&response, &certificate, Some(ASSERTION_SIGNATURE)), "the Assertion's signature");
 
@@ -256,7 +256,7 @@ fn the_environments_rs256_key_signs_with_a_stable_certificate_xmlsec1_accepts() 
             Command::new("openssl").args(["verify", "-CAfile"]).arg(&pem_path).arg(&pem_path).output().unwrap();
         assert!(output.status.success(), "openssl verify: {}", String::from_utf8_lossy(&output.stdout));
     }
-    let response = signed_response(&assertion(), &signer).unwrap();
+    let response = signed_response(&assertion(), &signer, None).unwrap();
     assert!(verifies(&response, &pem_path, None), "the Response's signature");
     assert!(verifies(&response, &pem_path, Some(ASSERTION_SIGNATURE)), "the Assertion's signature");
     let (es256, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::ES256).unwrap();
@@ -295,4 +295,46 @@ fn an_sp_certificate_from_metadata_checks_its_logout_signature_and_ours_verifies
     let query = url.split_once("?x=1&").unwrap().1;
     assert!(saml_core::verify_redirect_signature(query, idp.certificate_der()).is_ok());
     assert!(saml_core::verify_redirect_signature(query, sp.certificate_der()).is_err());
+}
+
+#[test]
+fn an_assertion_encrypted_for_the_sp_is_decrypted_by_xmlsec1_and_still_verifies() {
+    if tool("xmlsec1").is_none() || tool("openssl").is_none() {
+        return skip("xmlsec1 or openssl is not installed (apt-get install xmlsec1 openssl)");
+    }
+    let idp = OpensslSigner::new();
+    let sp = OpensslSigner::new();
+    let response = signed_response(&assertion(), &idp, Some(sp.certificate_der())).unwrap();
+    assert!(response.contains("EncryptedAssertion") && !response.contains("Erika"), "nothing readable: {response}");
+    assert!(verifies(&response, &idp.certificate_pem(), None), "the Response's signature over the encrypted form");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("encrypted.xml");
+    std::fs::write(&file, &response).unwrap();
+    let decrypted = dir.path().join("decrypted.xml");
+    let output = Command::new("xmlsec1")
+        .arg("--decrypt")
+        .arg("--privkey-pem")
+        .arg(sp.dir.path().join("key.pem"))
+        .arg("--output")
+        .arg(&decrypted)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "xmlsec1 --decrypt: {}", String::from_utf8_lossy(&output.stderr));
+    let decrypted = std::fs::read_to_string(&decrypted).unwrap();
+    assert!(decrypted.contains(">Erika<"), "{decrypted}");
+    assert!(
+        verifies(&decrypted, &idp.certificate_pem(), Some(ASSERTION_SIGNATURE)),
+        "the decrypted Assertion's own signature: {decrypted}"
+    );
+    let other = OpensslSigner::new();
+    let output = Command::new("xmlsec1")
+        .arg("--decrypt")
+        .arg("--privkey-pem")
+        .arg(other.dir.path().join("key.pem"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "another key cannot decrypt");
 }

@@ -424,7 +424,9 @@ pub(crate) async fn success_delivery(
         attributes,
     };
     let key = idp_key(state, environment, issuer).await.map_err(Refusal::Failed)?;
-    let xml = saml_core::signed_response(&assertion, &key)
+    // The SP's metadata named an encryption key: only it can read the assertion.
+    let encrypt_for = saml.encryption_certificate.as_deref().and_then(|c| STANDARD.decode(c).ok());
+    let xml = saml_core::signed_response(&assertion, &key, encrypt_for.as_deref())
         .map_err(|e| Refusal::Failed(record_failure(state, "saml.sign", &e)))?;
     tracing::debug!(client = %client.client_id, claims = ?values.keys().collect::<Vec<_>>(), "SAML assertion issued");
     Ok(Delivery { acs: pending.acs.clone(), response: STANDARD.encode(xml), relay_state: pending.relay_state.clone() })
