@@ -24,7 +24,7 @@ fn second_card() -> eid_bridge::TestIdentity {
 
 /// Goes from the eID start page (`zweck`) through the test service with identity `n` to the
 /// refresh address; returns the final page's URL and HTML, and the flow's reference.
-async fn through_test_service(
+pub(crate) async fn through_test_service(
     client: &Client,
     issuer: &str,
     zweck: &str,

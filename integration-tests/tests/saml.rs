@@ -4,7 +4,7 @@
 //! the shared login and consent pages, attributes after consent, the persistent NameID equal to
 //! the OIDC `sub` of the tenant's sector, assertions encrypted for the SP, a transient one, the authentication context in our and
 //! the eIDAS vocabulary, the transfer log, ForceAuthn, IsPassive without a session, a level that
-//! cannot be met passively, step-up to the ID card offered, Single Logout ending the session. And
+//! cannot be met passively, step-up to "hoch" with the test eID service, Single Logout ending the session. And
 //! refusals: an unsigned request where signatures are required, an unregistered ACS, a replayed
 //! request, a tampered Response rejected by the SP.
 //!
@@ -304,6 +304,23 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     let url = response.url().clone();
     assert!(url.path().ends_with("/test/eid"), "step-up to the ID card: {url}");
     assert!(url.query().unwrap_or_default().contains("stufe=hoch"), "{url}");
+    let back = url.query_pairs().find(|(k, _)| k == "return_to").expect("the way back").1.into_owned();
+    assert!(back.starts_with("/saml/weiter?anfrage="), "{back}");
+    // Erika links her ID card (the test eID service's specimen card): her session reaches
+    // "hoch", and the waiting request is answered with it.
+    let (_, compare, _) = crate::eid::through_test_service(&erika, &issuer, "hochstufen", "/konto", 0).await;
+    let (status, _, linked) = crate::citizen::post(
+        &erika,
+        &format!("{issuer}/konto/ausweis"),
+        &[("csrf", &csrf(&compare)), ("city", "own"), ("street", "own")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{linked}");
+    let (status, html) = page(&erika, &format!("{issuer}{back}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, account) = verdict(&erika, &html).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["authn_context"], "hoch", "stepped up with the ID card");
 
     // IsPassive without a session: NoPassive, no page.
     let stranger = browser();
