@@ -70,7 +70,9 @@ config.load({
             "logout_requests_signed": True,
             "want_assertions_signed": True,
             "want_response_signed": True,
-            "allow_unsolicited": False,
+            # IdP-initiated logins are tested too; solicited Responses must still answer an
+            # outstanding request of ours.
+            "allow_unsolicited": True,
             "name_id_format": [NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT],
         }
     },

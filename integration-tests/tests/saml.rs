@@ -5,6 +5,7 @@
 //! the OIDC `sub` of the tenant's sector, assertions encrypted for the SP, a transient one, the authentication context in our and
 //! the eIDAS vocabulary, the transfer log, ForceAuthn, IsPassive without a session, a level that
 //! cannot be met passively, step-up to "hoch" with the test eID service, Single Logout ending the session. And
+//! IdP-initiated login once the tenant allows it. And
 //! refusals: an unsigned request where signatures are required, an unregistered ACS, a replayed
 //! request, a tampered Response rejected by the SP.
 //!
@@ -71,6 +72,10 @@ impl Drop for ServiceProvider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn urlencoding(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn browser() -> reqwest::Client {
@@ -248,10 +253,18 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     let (status, original) = verdict(&erika, &first).await;
     assert_eq!(status, StatusCode::OK, "{original}");
 
-    // The tenant lets the SP send unsigned requests: HTTP-POST binding, transient NameID, the
-    // eIDAS vocabulary.
+    // IdP-initiated login is off until the tenant allows it.
+    let sp_entity = format!("{}/sp", sp.base);
+    let unsolicited = format!("{issuer}/saml/anmelden?sp={}&RelayState=%2Fantrag", urlencoding(&sp_entity));
+    let (status, html) = page(&erika, &unsolicited).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("erlaubt keine Anmeldung, die hier beginnt"), "{html}");
+
+    // The tenant lets the SP send unsigned requests and start logins here: HTTP-POST binding,
+    // transient NameID, the eIDAS vocabulary, an unsolicited Response.
     let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
     config["saml"]["requests_signed"] = json!(false);
+    config["saml"]["idp_initiated"] = json!(true);
     for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
     {
         config.as_object_mut().unwrap().remove(field);
@@ -273,6 +286,12 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     assert_eq!(account["name_id_format"], "urn:oasis:names:tc:SAML:2.0:nameid-format:transient");
     assert_ne!(account["name_id"], persistent.as_str());
     assert_eq!(account["authn_context"], "http://eidas.europa.eu/LoA/low");
+    let (status, html) = page(&erika, &unsolicited).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, account) = verdict(&erika, &html).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!((account["in_response_to"].clone(), account["relay_state"].clone()), (Value::Null, json!("/antrag")));
+    assert_eq!(account["name_id"], persistent.as_str());
 
     // The metadata is read again from its URL: it says "signed", so the requirement is back on.
     let (status, _, refreshed) = admin.post(&format!("/clients/{client_id}/saml-metadata"), json!({})).await;

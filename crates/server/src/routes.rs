@@ -11,7 +11,7 @@
 //! {issuer}/introspect  /revoke                 RFC 7662 / RFC 7009, own tokens only
 //! {issuer}/logout                              RP-initiated logout
 //! {issuer}/saml/metadata  /saml/sso  /saml/slo  SAML 2.0 IdP: metadata, SSO (Redirect, POST), Single Logout
-//! {issuer}/saml/weiter  /saml/zustimmung       SAML: back from login or step-up, the consent page's answer
+//! {issuer}/saml/anmelden  /saml/weiter  /saml/zustimmung   SAML: IdP-initiated, back from login, consent
 //! {issuer}/register[/{client_id}]              dynamic client registration (RFC 7591/7592)
 //! {issuer}/registrierung[/passwort|/pruefen]    citizen pages: registration in three steps
 //! {issuer}/aktivierung[/erneut]                activation link, resend
@@ -179,6 +179,7 @@ fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Out
         .at("/zustimmung", vec![(Method::POST, ep(authorize::consent))])
         .at("/saml/metadata", vec![(Method::GET, ep(saml::metadata))])
         .at("/saml/sso", vec![(Method::GET, ep(saml::sso)), (Method::POST, ep(saml::sso))])
+        .at("/saml/anmelden", vec![(Method::GET, ep(saml::unsolicited))])
         .at("/saml/weiter", vec![(Method::GET, ep(saml::resume))])
         .at("/saml/zustimmung", vec![(Method::POST, ep(saml::consent))])
         .at("/saml/slo", vec![(Method::GET, ep(saml::slo))])

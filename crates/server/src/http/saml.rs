@@ -1,5 +1,6 @@
 //! The SAML 2.0 identity provider of an environment: `GET {issuer}/saml/metadata`,
-//! `GET|POST {issuer}/saml/sso` (HTTP-Redirect and HTTP-POST), `GET {issuer}/saml/weiter`
+//! `GET|POST {issuer}/saml/sso` (HTTP-Redirect and HTTP-POST), `GET {issuer}/saml/anmelden`
+//! (IdP-initiated, where the client allows it), `GET {issuer}/saml/weiter`
 //! (back from login or step-up), `GET {issuer}/saml/slo` (Single Logout, HTTP-Redirect). The
 //! session, the login pages, the consent page and the transfer log are the ones OpenID Connect
 //! uses.
@@ -78,6 +79,25 @@ pub(crate) async fn sso(ctx: PageCtx, req: &Request, body: Body) -> Response {
 }
 
 #[derive(serde::Deserialize)]
+struct UnsolicitedQuery {
+    sp: String,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+/// `GET {issuer}/saml/anmelden?sp=<entity id>[&RelayState=…]`: IdP-initiated login (a link on
+/// a portal page), for SPs whose client allows unsolicited Responses.
+#[handler]
+pub(crate) async fn unsolicited(ctx: PageCtx, query: poem::Result<poem::web::Query<UnsolicitedQuery>>) -> Response {
+    let Ok(query) = query else { return refused(&ctx, Refusal::Page("saml_malformed")) };
+    let query = query.0;
+    match flow::start_unsolicited(&ctx.state, ctx.site.environment, &query.sp, query.relay_state).await {
+        Ok(handle) => resume_request(&ctx, &handle).await,
+        Err(refusal) => refused(&ctx, refusal),
+    }
+}
+
+#[derive(serde::Deserialize)]
 struct ResumeQuery {
     anfrage: String,
 }
@@ -85,8 +105,11 @@ struct ResumeQuery {
 /// `GET {issuer}/saml/weiter?anfrage=…`: back from the login, the eID step-up or a login page
 /// left without logging in.
 #[handler]
-pub(crate) async fn resume(ctx: PageCtx, query: poem::web::Query<ResumeQuery>) -> Response {
-    resume_request(&ctx, &query.anfrage).await
+pub(crate) async fn resume(ctx: PageCtx, query: poem::Result<poem::web::Query<ResumeQuery>>) -> Response {
+    match query {
+        Ok(query) => resume_request(&ctx, &query.anfrage).await,
+        Err(_) => refused(&ctx, Refusal::Page("authorize_expired")),
+    }
 }
 
 fn back_path(handle: &str) -> String {

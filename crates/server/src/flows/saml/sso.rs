@@ -124,8 +124,8 @@ pub(crate) struct Delivery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PendingSaml {
     pub(crate) client_id: String,
-    /// The AuthnRequest's ID.
-    pub(crate) request_id: String,
+    /// The AuthnRequest's ID; `None` for an IdP-initiated login (an unsolicited Response).
+    pub(crate) request_id: Option<String>,
     pub(crate) acs: String,
     pub(crate) relay_state: Option<String>,
     pub(crate) name_id_format: String,
@@ -245,7 +245,7 @@ pub(crate) async fn start(
     }
     let pending = PendingSaml {
         client_id: client.client_id.to_string(),
-        request_id: request.id.clone(),
+        request_id: Some(request.id.clone()),
         acs: checked.assertion_consumer_service,
         relay_state,
         name_id_format: checked.name_id_format.to_owned(),
@@ -254,8 +254,50 @@ pub(crate) async fn start(
         context: request.requested_authn_context.map(|c| (c.comparison, c.class_refs)),
         session_at_arrival: session_token.map(session_id),
     };
+    park(state, &pending).await
+}
+
+/// An IdP-initiated login for the SP `entity_id` (only where its client allows it): the
+/// Response goes, unsolicited, to its default ACS with the `relay_state` given (the SP's own
+/// target, at most 1024 bytes).
+pub(crate) async fn start_unsolicited(
+    state: &AppState,
+    environment: Environment,
+    entity_id: &str,
+    relay_state: Option<String>,
+) -> Result<String, Refusal> {
+    if relay_state.as_ref().is_some_and(|r| r.len() > 1024) {
+        return Err(Refusal::Page("saml_malformed"));
+    }
+    let client = match state.registry.active_saml_client(environment, entity_id).await {
+        Ok((client, _)) => client,
+        Err(ClientAuthError::TenantSuspended) => return Err(Refusal::Page("authorize_suspended")),
+        Err(ClientAuthError::Store(e)) => return Err(Refusal::Failed(record_failure(state, "saml.client", &e))),
+        Err(ClientAuthError::Failed) => return Err(Refusal::Page("saml_unknown_sp")),
+    };
+    let saml = client.settings.saml.as_ref().ok_or(Refusal::Page("saml_unknown_sp"))?;
+    if !saml.idp_initiated {
+        return Err(Refusal::Page("saml_no_idp_initiated"));
+    }
+    let acs = saml.assertion_consumer_services.first().ok_or(Refusal::Page("saml_unknown_sp"))?;
+    let pending = PendingSaml {
+        client_id: client.client_id.to_string(),
+        request_id: None,
+        acs: acs.url.to_string(),
+        relay_state,
+        name_id_format: saml_core::PERSISTENT.to_owned(),
+        force_authn: false,
+        is_passive: false,
+        context: None,
+        session_at_arrival: None,
+    };
+    park(state, &pending).await
+}
+
+/// Keeps `pending` for the citizen's login and consent; its handle.
+async fn park(state: &AppState, pending: &PendingSaml) -> Result<String, Refusal> {
     let handle = random_token();
-    let value = serde_json::to_vec(&pending).map_err(|e| Refusal::Failed(record_failure(state, "saml.pending", &e)))?;
+    let value = serde_json::to_vec(pending).map_err(|e| Refusal::Failed(record_failure(state, "saml.pending", &e)))?;
     state
         .ephemeral
         .put(&pending_key(&handle), &value, PENDING_TTL)
@@ -347,7 +389,7 @@ pub(crate) async fn error_delivery(
     let xml = saml_core::error_response(
         issuer,
         &fresh_id(),
-        Some(&pending.request_id),
+        pending.request_id.as_deref(),
         &pending.acs,
         state.clock.now(),
         failure,
@@ -411,7 +453,7 @@ pub(crate) async fn success_delivery(
         issuer: issuer.to_owned(),
         response_id: fresh_id(),
         assertion_id: fresh_id(),
-        in_response_to: Some(pending.request_id.clone()),
+        in_response_to: pending.request_id.clone(),
         destination: pending.acs.clone(),
         audience: saml.entity_id.clone(),
         name_id,
