@@ -1,12 +1,12 @@
 //! SAML 2.0 with a service provider nobody here wrote: a pysaml2 SP (`integration-tests/saml-sp`,
 //! PyPI; its signatures checked by Debian's `xmlsec1`) is registered from its metadata URL
-//! through the admin API and logs a citizen in over HTTP-Redirect (signed requests) and HTTP-POST:
+//! through the admin API and logs a citizen in over HTTP-Redirect and HTTP-POST (signed requests):
 //! the shared login and consent pages, attributes after consent, the persistent NameID equal to
 //! the OIDC `sub` of the tenant's sector, assertions encrypted for the SP, a transient one, the authentication context in our and
 //! the eIDAS vocabulary, the transfer log, ForceAuthn, IsPassive without a session, a level that
 //! cannot be met passively, step-up to "hoch" with the test eID service, Single Logout ending the session. And
 //! IdP-initiated login once the tenant allows it. And
-//! refusals: an unsigned request where signatures are required, an unregistered ACS, a replayed
+//! refusals: an unsigned request where signatures are required, a changed signed one, an unregistered ACS, a replayed
 //! request, a tampered Response rejected by the SP.
 //!
 //! The SP runs from `$TEST_SAML_PYTHON` (a Python with pysaml2; `.ci/run` makes
@@ -252,6 +252,26 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "pysaml2 refuses a changed assertion: {tampered}");
     let (status, original) = verdict(&erika, &first).await;
     assert_eq!(status, StatusCode::OK, "{original}");
+
+    // HTTP-POST, signed by pysaml2 (an enveloped XML signature): verified; a changed request
+    // is refused on a page.
+    let (status, form) = page(&erika, &format!("{}/login?binding=post", sp.base)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, account) = verdict(&erika, &submit(&erika, &form).await.text().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    let (_, form) = page(&erika, &format!("{}/login?binding=post", sp.base)).await;
+    let tampered_request = {
+        use base64::Engine as _;
+        let value = hidden(&form, "SAMLRequest").unwrap();
+        let xml = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(&value).unwrap()).unwrap();
+        assert!(xml.contains("Signature") && xml.contains("/acs"), "{xml}");
+        let changed =
+            base64::engine::general_purpose::STANDARD.encode(xml.replace("relay", "relax").replace("/acs", "/acs?x"));
+        form.replace(&value, &changed)
+    };
+    let response = submit(&erika, &tampered_request).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("Signatur der Anfrage"), "a changed signed request");
 
     // IdP-initiated login is off until the tenant allows it.
     let sp_entity = format!("{}/sp", sp.base);

@@ -24,6 +24,7 @@ mod request;
 mod response;
 mod signature;
 mod sp_metadata;
+mod verify;
 mod xml;
 
 pub use attributes::{AttributeProfile, EIDAS_NAMES, attribute, eidas_person_identifier};
@@ -39,3 +40,4 @@ pub use request::{
 pub use response::{Assertion, Attribute, Failure, PERSISTENT, TRANSIENT, error_response, instant, signed_response};
 pub use signature::{SignError, Signer};
 pub use sp_metadata::{MetadataError, SpMetadata, parse_sp_metadata};
+pub use verify::verify_enveloped;

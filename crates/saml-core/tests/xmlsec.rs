@@ -338,3 +338,80 @@ fn an_assertion_encrypted_for_the_sp_is_decrypted_by_xmlsec1_and_still_verifies(
         .unwrap();
     assert!(!output.status.success(), "another key cannot decrypt");
 }
+
+#[test]
+fn enveloped_signatures_verify_ours_and_those_xmlsec1_makes_and_nothing_changed() {
+    if tool("xmlsec1").is_none() || tool("openssl").is_none() {
+        return skip("xmlsec1 or openssl is not installed (apt-get install xmlsec1 openssl)");
+    }
+    let signer = OpensslSigner::new();
+    let other = OpensslSigner::new();
+    let ours = [signer.certificate_der().to_vec()];
+    // Our own canonical output, signed at the root: verifies; changed or under another key not.
+    let response = signed_response(&assertion(), &signer, None).unwrap();
+    assert_eq!(saml_core::verify_enveloped(&response, &ours), Ok(()));
+    assert_eq!(
+        saml_core::verify_enveloped(&response.replace(">Erika<", ">Erica<"), &ours),
+        Err(saml_core::SignatureError::Invalid)
+    );
+    assert_eq!(
+        saml_core::verify_enveloped(&response, &[other.certificate_der().to_vec()]),
+        Err(saml_core::SignatureError::Invalid)
+    );
+
+    // An AuthnRequest as an SP's library writes it — a default namespace, declarations on the
+    // root that the signed parts do not all use, attributes in no particular order, a comment,
+    // line breaks — signed by xmlsec1, verified by us.
+    let template = r##"<?xml version="1.0" encoding="UTF-8"?>
+<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:unused="urn:example:unused" Version="2.0" ID="id-post-1" IssueInstant="2026-12-03T10:00:00Z" AssertionConsumerServiceURL="https://portal.example/acs?a=1&amp;b=2" Destination="https://konto.example/saml/sso">
+  <Issuer xmlns="urn:oasis:names:tc:SAML:2.0:assertion">https://portal.example/sp</Issuer>
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
+    <ds:SignedInfo>
+      <ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+      <ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>
+      <ds:Reference URI="#id-post-1">
+        <ds:Transforms>
+          <ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>
+          <ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+        </ds:Transforms>
+        <ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>
+        <ds:DigestValue/>
+      </ds:Reference>
+    </ds:SignedInfo>
+    <ds:SignatureValue/>
+  </ds:Signature>
+  <!-- a comment the canonical form leaves out -->
+  <samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent" AllowCreate="true"/>
+</samlp:AuthnRequest>
+"##;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("template.xml"), template).unwrap();
+    let output = Command::new("xmlsec1")
+        .arg("--sign")
+        .arg("--privkey-pem")
+        .arg(signer.dir.path().join("key.pem"))
+        .args(["--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:protocol:AuthnRequest"])
+        .arg(dir.path().join("template.xml"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "xmlsec1 --sign: {}", String::from_utf8_lossy(&output.stderr));
+    let signed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(saml_core::verify_enveloped(&signed, &ours), Ok(()), "{signed}");
+    let request = saml_core::parse_authn_request(&signed).unwrap();
+    assert!(request.signed && request.id == "id-post-1");
+    for changed in [
+        signed.replace("https://portal.example/sp", "https://evil.example/sp"),
+        signed.replace("a=1&amp;b=2", "a=1&amp;b=3"),
+        signed.replace(r#"AllowCreate="true""#, r#"AllowCreate="false""#),
+    ] {
+        assert_eq!(saml_core::verify_enveloped(&changed, &ours), Err(saml_core::SignatureError::Invalid));
+    }
+    // Signature wrapping: the signed request moved inside a new root with another ID.
+    let body = signed.trim_start_matches(|c| c != '\n').trim_start();
+    let wrapped = format!(
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="id-evil" Version="2.0" IssueInstant="2026-12-03T10:00:00Z"><saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">https://evil.example</saml:Issuer>{body}</samlp:AuthnRequest>"#
+    );
+    assert!(saml_core::verify_enveloped(&wrapped, &ours).is_err(), "no signature of the root: refused");
+    let unsigned = template.replace("<ds:SignatureValue/>", "");
+    assert!(saml_core::verify_enveloped(&unsigned, &ours).is_err());
+}

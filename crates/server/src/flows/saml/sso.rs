@@ -214,7 +214,7 @@ pub(crate) async fn start(
         Err(ClientAuthError::Store(e)) => return Err(Refusal::Failed(record_failure(state, "saml.client", &e))),
     };
     let Some(saml) = client.settings.saml.clone() else { return Err(Refusal::Page("saml_unknown_sp")) };
-    let verified = verify_signature(&saml, raw_query)?;
+    let verified = verify_signature(&saml, raw_query, &xml)?;
     let sp = ServiceProvider {
         entity_id: saml.entity_id.clone(),
         assertion_consumer_services: saml
@@ -306,17 +306,24 @@ async fn park(state: &AppState, pending: &PendingSaml) -> Result<String, Refusal
     Ok(handle)
 }
 
-/// Whether the request's signature verified. HTTP-Redirect: the query signature against the
-/// SP's certificates (a signature that does not verify is refused, required or not). HTTP-POST:
-/// an enveloped XML signature is not verified (yet): such a request counts as unsigned, so an SP
-/// that must sign uses HTTP-Redirect.
-fn verify_signature(saml: &SamlSettings, raw_query: Option<&str>) -> Result<bool, Refusal> {
-    let Some(query) = raw_query else { return Ok(false) };
-    let signed = query.split('&').any(|pair| pair.starts_with("Signature="));
-    if !signed {
-        return Ok(false);
-    }
-    let verified = certificates(saml).iter().any(|c| saml_core::verify_redirect_signature(query, c).is_ok());
+/// Whether the request's signature verified: HTTP-Redirect over the query's octets, HTTP-POST as
+/// an enveloped signature of the request's root, each against the SP's certificates. A
+/// signature that does not verify is refused, required or not.
+fn verify_signature(saml: &SamlSettings, raw_query: Option<&str>, xml: &str) -> Result<bool, Refusal> {
+    let certificates = certificates(saml);
+    let verified = match raw_query {
+        Some(query) => {
+            if !query.split('&').any(|pair| pair.starts_with("Signature=")) {
+                return Ok(false);
+            }
+            certificates.iter().any(|c| saml_core::verify_redirect_signature(query, c).is_ok())
+        }
+        None => match saml_core::verify_enveloped(xml, &certificates) {
+            Ok(()) => true,
+            Err(saml_core::SignatureError::Missing("Signature")) => return Ok(false),
+            Err(_) => false,
+        },
+    };
     if verified { Ok(true) } else { Err(Refusal::Page("saml_bad_signature")) }
 }
 
