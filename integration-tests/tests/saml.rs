@@ -323,6 +323,35 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
     assert!(problem.to_string().contains("SPSSODescriptor"), "{problem}");
 
+    // The daily refresh does the same for every SP with a metadata URL, as the system, audited:
+    // an encryption key removed by hand comes back from the metadata.
+    let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
+    config["saml"]["encryption_certificate"] = Value::Null;
+    for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
+    {
+        config.as_object_mut().unwrap().remove(field);
+    }
+    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert!(updated["saml"].get("encryption_certificate").is_none_or(Value::is_null), "{updated}");
+    let outcome = server::refresh_saml_metadata(&server.state).await.unwrap();
+    assert_eq!((outcome.changed, outcome.failed), (1, 0), "{outcome:?}");
+    let (_, _, after) = admin.get(&format!("/clients/{client_id}")).await;
+    assert_eq!(after["saml"]["encryption_certificate"], refreshed["saml"]["encryption_certificate"]);
+    let (_, _, audit) = admin.get("/audit").await;
+    assert!(audit.to_string().contains("saml-metadata-refresh"), "audited as the system: {audit}");
+    let outcome = server::refresh_saml_metadata(&server.state).await.unwrap();
+    assert_eq!((outcome.changed, outcome.unchanged), (0, 1), "nothing new the second time");
+
+    // Promotion to production holds the SP to production's rules: its http ACS is refused.
+    let (status, _, refused) = admin.post(&format!("/clients/{client_id}/promote"), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused.to_string().contains("saml.assertion_consumer_services[0]")
+            && refused.to_string().contains("https in production"),
+        "{refused}"
+    );
+
     // ForceAuthn: the session is not enough, the login page comes again.
     let response = erika.get(format!("{}/login?force=1", sp.base)).send().await.unwrap();
     let url = response.url().to_string();

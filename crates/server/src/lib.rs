@@ -89,6 +89,7 @@ pub async fn run(
     let probes = tokio::spawn(probe_dependencies(state.clone()));
     let keys = tokio::spawn(refresh_keys(state.clone()));
     let mails = tokio::spawn(deliver_mails(state.clone()));
+    let saml_metadata = tokio::spawn(refresh_saml_metadata_daily(state.clone()));
     let served = Server::new_with_acceptor(acceptor)
         .idle_timeout(keep_alive)
         .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
@@ -101,6 +102,7 @@ pub async fn run(
     }
     keys.abort();
     mails.abort();
+    saml_metadata.abort();
     served
 }
 
@@ -179,6 +181,38 @@ async fn sweep_inactive_accounts(state: AppState) {
             }
             Ok(None) => tracing::debug!("inactive accounts: another node is sweeping"),
             Err(e) => tracing::warn!(error = %e, "inactive accounts: the sweep failed; retrying later"),
+        }
+    }
+}
+
+/// How often SAML SPs' metadata is read again from their URLs.
+const SAML_METADATA_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Reads every SAML SP's metadata again from its `metadata_url` (certificates rotate, ACS URLs
+/// move) and applies it, audited; one node per interval does it.
+pub async fn refresh_saml_metadata(state: &AppState) -> anyhow::Result<flows::saml::sp::MetadataRefresh> {
+    Ok(flows::saml::sp::refresh_all(state).await?)
+}
+
+async fn refresh_saml_metadata_daily(state: AppState) {
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let mut interval = tokio::time::interval(SAML_METADATA_INTERVAL);
+    // Not at start: a restart of every node must not fetch every SP's metadata at once.
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let lease = SAML_METADATA_INTERVAL.saturating_sub(Duration::from_secs(600));
+        match state.ephemeral.put_if_absent("saml-metadata-refresh", node.as_bytes(), lease).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "SAML metadata refresh: the lease could not be taken; retrying later");
+                continue;
+            }
+        }
+        match refresh_saml_metadata(&state).await {
+            Ok(outcome) => tracing::info!(?outcome, "SAML metadata refreshed"),
+            Err(e) => tracing::warn!(error = %e, "SAML metadata refresh failed; retrying later"),
         }
     }
 }

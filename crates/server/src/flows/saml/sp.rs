@@ -123,3 +123,63 @@ pub(crate) fn refreshed(current: &SamlSettings, fresh: SamlSettings) -> SamlSett
         ..fresh
     }
 }
+
+/// What a metadata refresh did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataRefresh {
+    /// SPs whose metadata changed their registration (each change audited).
+    pub changed: usize,
+    /// SPs whose metadata was read and said nothing new.
+    pub unchanged: usize,
+    /// SPs whose metadata could not be read or used (their registration stays as it was).
+    pub failed: usize,
+}
+
+/// Reads the metadata of every SAML client with a `metadata_url` again and applies what it says
+/// ([`refreshed`]); as the system, so each change is in the audit log.
+pub(crate) async fn refresh_all(state: &AppState) -> Result<MetadataRefresh, tenant_registry::RegistryError> {
+    let actor = tenant_registry::Actor::System("saml-metadata-refresh");
+    let mut outcome = MetadataRefresh::default();
+    let mut offset = 0;
+    loop {
+        let page = state
+            .registry
+            .list_clients(
+                &actor,
+                tenant_registry::ClientFilter::default(),
+                tenant_registry::PageRequest { limit: 500, offset },
+            )
+            .await?;
+        let count = page.items.len();
+        for client in page.items {
+            let Some(saml) = client.settings.saml.clone() else { continue };
+            let Some(url) = saml.metadata_url.clone() else { continue };
+            let fresh = match read_metadata(state, client.environment, MetadataSource::Url(url)).await {
+                Ok(fresh) => refreshed(&saml, fresh),
+                Err(problems) => {
+                    tracing::warn!(client = %client.client_id, ?problems, "SAML metadata could not be refreshed; the registration stays");
+                    outcome.failed += 1;
+                    continue;
+                }
+            };
+            if fresh == saml {
+                outcome.unchanged += 1;
+                continue;
+            }
+            let settings = tenant_registry::ClientSettings { saml: Some(fresh), ..client.settings.clone() };
+            let flags =
+                tenant_registry::OperatorFlags { first_party: client.first_party, admin_role: client.admin_role };
+            match state.registry.update_client(&actor, &client.client_id, client.version, settings, flags).await {
+                Ok(_) => outcome.changed += 1,
+                Err(e) => {
+                    tracing::warn!(client = %client.client_id, error = %e, "SAML metadata refresh refused; the registration stays");
+                    outcome.failed += 1;
+                }
+            }
+        }
+        offset += count as u64;
+        if count < 500 || offset >= page.total {
+            return Ok(outcome);
+        }
+    }
+}
