@@ -39,13 +39,7 @@ pub struct LogoutRequest {
 
 /// Reads a LogoutRequest (the XML, already decoded from its binding).
 pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
-    if xml.len() > MAX_SIZE {
-        return Err(RequestError::TooLarge);
-    }
-    let document = roxmltree::Document::parse(xml).map_err(|e| match e {
-        roxmltree::Error::DtdDetected => RequestError::Dtd,
-        other => RequestError::NotXml(other.to_string()),
-    })?;
+    let document = crate::xml::parse(xml, MAX_SIZE)?;
     let root = document.root_element();
     if !root.has_tag_name((PROTOCOL, "LogoutRequest")) {
         return Err(RequestError::Invalid("LogoutRequest"));

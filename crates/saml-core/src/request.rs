@@ -41,6 +41,16 @@ pub enum RequestError {
     Invalid(&'static str),
 }
 
+impl From<crate::xml::Unreadable> for RequestError {
+    fn from(value: crate::xml::Unreadable) -> Self {
+        match value {
+            crate::xml::Unreadable::TooLarge => RequestError::TooLarge,
+            crate::xml::Unreadable::Dtd => RequestError::Dtd,
+            crate::xml::Unreadable::NotXml(why) => RequestError::NotXml(why),
+        }
+    }
+}
+
 /// What an SP asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthnRequest {
@@ -118,13 +128,7 @@ fn boolean(value: Option<&str>) -> Result<bool, RequestError> {
 
 /// Reads an AuthnRequest.
 pub fn parse_authn_request(xml: &str) -> Result<AuthnRequest, RequestError> {
-    if xml.len() > MAX_SIZE {
-        return Err(RequestError::TooLarge);
-    }
-    let document = roxmltree::Document::parse(xml).map_err(|e| match e {
-        roxmltree::Error::DtdDetected => RequestError::Dtd,
-        other => RequestError::NotXml(other.to_string()),
-    })?;
+    let document = crate::xml::parse(xml, MAX_SIZE)?;
     let root = document.root_element();
     if !root.has_tag_name((PROTOCOL, "AuthnRequest")) {
         return Err(RequestError::NotAuthnRequest);

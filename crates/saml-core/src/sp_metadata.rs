@@ -73,12 +73,10 @@ fn certificate(node: roxmltree::Node<'_, '_>) -> Result<Vec<u8>, MetadataError> 
 /// Reads an SP's metadata: an `md:EntityDescriptor` (or the first one of an
 /// `md:EntitiesDescriptor`) with an `md:SPSSODescriptor` for SAML 2.0.
 pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata, MetadataError> {
-    if xml.len() > MAX_SIZE {
-        return Err(MetadataError::TooLarge);
-    }
-    let document = roxmltree::Document::parse(xml).map_err(|e| match e {
-        roxmltree::Error::DtdDetected => MetadataError::Dtd,
-        other => MetadataError::NotXml(other.to_string()),
+    let document = crate::xml::parse(xml, MAX_SIZE).map_err(|e| match e {
+        crate::xml::Unreadable::TooLarge => MetadataError::TooLarge,
+        crate::xml::Unreadable::Dtd => MetadataError::Dtd,
+        crate::xml::Unreadable::NotXml(why) => MetadataError::NotXml(why),
     })?;
     let entity = document
         .descendants()

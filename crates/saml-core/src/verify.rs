@@ -18,7 +18,7 @@ use roxmltree::{Document, Node, NodeId};
 use sha2::{Digest, Sha256};
 use x509_cert::{Certificate, der::Decode as _};
 
-use crate::SignatureError;
+use crate::{SignatureError, xml};
 
 const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
@@ -65,7 +65,7 @@ fn inclusive_prefixes(method: Node<'_, '_>) -> Vec<String> {
 /// Verifies the enveloped signature on the root of `xml` with any of `certificates` (DER).
 /// `Missing("Signature")` when the root carries none.
 pub fn verify_enveloped(xml: &str, certificates: &[Vec<u8>]) -> Result<(), SignatureError> {
-    let document = Document::parse(xml).map_err(invalid)?;
+    let document = xml::parse(xml, crate::request::MAX_SIZE).map_err(invalid)?;
     let root = document.root_element();
     let signature = one(root, "Signature")?;
     let signed_info = one(signature, "SignedInfo")?;
@@ -125,32 +125,6 @@ fn prefix_of(qualified: &str) -> &str {
     qualified.split_once(':').map(|(p, _)| p).unwrap_or("")
 }
 
-fn escape_text(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn escape_attribute(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Appends the exclusive canonical form of `node`'s subtree, leaving out the subtree `skip`.
 fn canonicalise(
     node: Node<'_, '_>,
@@ -205,7 +179,7 @@ fn element(
         out.push_str(if prefix.is_empty() { " xmlns" } else { " xmlns:" });
         out.push_str(prefix);
         out.push_str("=\"");
-        escape_attribute(uri, out);
+        xml::attribute(uri, out);
         out.push('"');
     }
     let mut sorted = attributes;
@@ -214,7 +188,7 @@ fn element(
         out.push(' ');
         out.push_str(qualified);
         out.push_str("=\"");
-        escape_attribute(value, out);
+        xml::attribute(value, out);
         out.push('"');
     }
     out.push('>');
@@ -225,7 +199,7 @@ fn element(
         if child.is_element() {
             element(child, skip, inclusive, &own, out)?;
         } else if child.is_text() {
-            escape_text(child.text().unwrap_or_default(), out);
+            xml::text(child.text().unwrap_or_default(), out);
         } else if child.is_pi() {
             return Err(SignatureError::Invalid);
         }

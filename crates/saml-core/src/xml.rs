@@ -25,8 +25,8 @@ const NAMESPACES: [(&str, &str); 5] = [
     ("xenc", "http://www.w3.org/2001/04/xmlenc#"),
 ];
 
-/// Escapes character data.
-fn text(value: &str, out: &mut String) {
+/// Escapes character data (exc-c14n §2.3 of C14N 1.0).
+pub(crate) fn text(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -39,7 +39,7 @@ fn text(value: &str, out: &mut String) {
 }
 
 /// Escapes an attribute value.
-fn attribute(value: &str, out: &mut String) {
+pub(crate) fn attribute(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -173,4 +173,27 @@ mod tests {
         assert_eq!(out.matches("xmlns:saml=").count(), 2, "on the Issuer and on the Assertion: {out}");
         assert_eq!(out.matches("xmlns:samlp=").count(), 1);
     }
+}
+
+/// Why a document cannot be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Larger than the limit.
+    TooLarge,
+    /// Carries a document type declaration (refused: no entities of any kind).
+    Dtd,
+    /// Not well-formed.
+    NotXml(String),
+}
+
+/// Parses `xml` of at most `max` bytes with roxmltree, which refuses DTDs (so no entity
+/// expansion and no external entities) and resolves namespaces.
+pub(crate) fn parse(xml: &str, max: usize) -> Result<roxmltree::Document<'_>, Unreadable> {
+    if xml.len() > max {
+        return Err(Unreadable::TooLarge);
+    }
+    roxmltree::Document::parse(xml).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => Unreadable::Dtd,
+        other => Unreadable::NotXml(other.to_string()),
+    })
 }
