@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use roxmltree::{Document, Node, NodeId};
+use roxmltree::{Node, NodeId};
 use sha2::{Digest, Sha256};
 use x509_cert::{Certificate, der::Decode as _};
 
@@ -213,6 +213,8 @@ fn element(
 
 #[cfg(test)]
 mod tests {
+    use roxmltree::Document;
+
     use super::*;
 
     #[test]
