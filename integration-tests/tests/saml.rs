@@ -409,3 +409,71 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     drop(sp);
     server.stop().await;
 }
+
+/// Two nodes behind one issuer on PostgreSQL and Redis: the AuthnRequest arrives at one node,
+/// the login, the consent and the Response happen on the other; the request ID, once used, is
+/// refused on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saml_login_continues_on_the_other_node() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
+        );
+        eprintln!("saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1");
+        return;
+    };
+    let Some(backends) = Backends::shared("saml on two nodes").await else { return };
+    let smtp = SmtpSink::start().await;
+    let (a, b) = crate::support::two_nodes(&backends, &smtp.url).await;
+    let issuer = format!("{}/test", a.base_url);
+    let on_b = |path: &str| format!("{}{path}", b.base_url);
+    let sp = ServiceProvider::start(&python, &format!("{issuer}/saml/metadata"));
+    let admin = operator(&a).await;
+    let mut tenant = tenant_body("bauamt-zwei-knoten");
+    tenant["allowed_claims"] = json!(["given_name", "family_name"]);
+    let (_, _, tenant) = admin.post("/tenants", tenant).await;
+    let body = json!({
+        "environment": "test",
+        "name": "Bauportal",
+        "metadata_url": format!("{}/metadata", sp.base),
+        "claims": [{"claim": "given_name", "required": true}],
+    });
+    let (status, _, client) =
+        admin.post(&format!("/tenants/{}/saml-clients", tenant["id"].as_str().unwrap()), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+
+    let erika = browser();
+    register_activated(&erika, &issuer, &smtp, "erika.zwei", "erika.zwei@example.de").await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let to_idp = no_redirects.get(format!("{}/login", sp.base)).send().await.unwrap();
+    let request_url = to_idp.headers()["location"].to_str().unwrap().to_owned();
+    // Node A checks and parks the request …
+    let parked = no_redirects.get(&request_url).send().await.unwrap();
+    assert_eq!(parked.status(), StatusCode::SEE_OTHER);
+    let back = parked.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with("/test/anmelden?return_to=%2Fsaml%2Fweiter"), "to the login: {back}");
+    // … node B continues it: login, consent, Response.
+    let response = erika.get(on_b(&back)).send().await.unwrap();
+    let url = response.url().to_string();
+    let html = response.text().await.unwrap();
+    assert!(url.starts_with(&b.base_url), "{url}");
+    let (status, consent) = log_in_on(&erika, &html, &url, "erika.zwei").await;
+    assert_eq!(status, StatusCode::OK);
+    let form =
+        [("csrf", csrf(&consent)), ("request", hidden(&consent, "request").unwrap()), ("decision", "allow".into())];
+    // The consent page's answer reaches node A again.
+    let response = erika.post(format!("{issuer}/saml/zustimmung")).form(&form).send().await.unwrap();
+    let (status, account) = verdict(&erika, &response.text().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["attributes"]["given_name"], json!(["Erika"]));
+    // The request, replayed at node B, is refused there too.
+    let replayed = request_url.replacen(&a.base_url, &b.base_url, 1);
+    let (status, html) = page(&erika, &replayed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("bereits verwendet"), "{html}");
+
+    drop(sp);
+    b.stop().await;
+    a.stop().await;
+}
