@@ -163,7 +163,7 @@ async fn resume_request(ctx: &PageCtx, handle: &str) -> Response {
     if pending.requirement().and_then(|r| r.answer(session.trust_level)).is_err() {
         return answer_with(ctx, handle, &pending, SamlFailure::NoAuthnContext).await;
     }
-    let wanted = flow::wanted_claims(&client);
+    let wanted = flow::wanted_claims(&client, &tenant);
     let request = ConsentRequest { client: &client, tenant: &tenant, claims: &wanted };
     let given = match covered_consent(ctx, &request, &account).await {
         Ok(given) => given,
@@ -212,7 +212,7 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
         return answer_with(&ctx, &handle, &pending, SamlFailure::RequestDenied).await;
     }
     let chosen: Vec<&str> = pairs.iter().filter(|(k, _)| k == "claim").map(|(_, v)| v.as_str()).collect();
-    let wanted = flow::wanted_claims(&client);
+    let wanted = flow::wanted_claims(&client, &tenant);
     let request = ConsentRequest { client: &client, tenant: &tenant, claims: &wanted };
     let (released, given_as) = match store_answer(&ctx, &request, &account, &chosen, None, None).await {
         Ok(answer) => answer,

@@ -370,14 +370,15 @@ async fn finish_pending(state: &AppState, handle: &str) -> Result<(), Refusal> {
     }
 }
 
-/// The claims a SAML client receives: its registered ones (with "required"); acting for an
-/// organisation is OpenID Connect only.
-pub(crate) fn wanted_claims(client: &Client) -> Vec<(String, bool)> {
+/// The claims a SAML client receives: its registered ones that its tenant may still receive
+/// (the tenant's allow-list can shrink after the client was registered), with "required";
+/// acting for an organisation is OpenID Connect only.
+pub(crate) fn wanted_claims(client: &Client, tenant: &Tenant) -> Vec<(String, bool)> {
     client
         .settings
         .claims
         .iter()
-        .filter(|rule| rule.claim.as_str() != "organization")
+        .filter(|rule| rule.claim.as_str() != "organization" && tenant.allowed_claims.contains(&rule.claim))
         .map(|rule| (rule.claim.as_str().to_owned(), rule.required))
         .collect()
 }
@@ -528,4 +529,66 @@ pub(crate) async fn logout(
     let url = saml_core::logout_response_url(&response, field(&pairs, "RelayState"), &key)
         .map_err(|e| Refusal::Failed(record_failure(state, "saml.sign", &e)))?;
     Ok((url, success))
+}
+
+#[cfg(test)]
+mod tests {
+    use oidc_core::{ClaimName, ClientId, TenantId};
+    use tenant_registry::{ClaimRule, ClientSettings, TenantStatus};
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    #[test]
+    fn a_saml_client_gets_only_what_its_tenant_may_still_receive() {
+        let claim = |name: &str| ClaimName::parse(name).unwrap();
+        let mut settings = ClientSettings::saml(
+            "Portal",
+            SamlSettings {
+                entity_id: "https://portal.example/sp".into(),
+                assertion_consumer_services: Vec::new(),
+                single_logout_service: None,
+                signing_certificates: Vec::new(),
+                encryption_certificate: None,
+                requests_signed: false,
+                attribute_profile: SamlAttributeProfile::Oidc,
+                idp_initiated: false,
+                metadata_url: None,
+            },
+        );
+        settings.claims = ["given_name", "email", "organization"]
+            .iter()
+            .map(|c| ClaimRule { claim: claim(c), required: *c == "given_name" })
+            .collect();
+        let tenant_id = TenantId::new_random();
+        let client = Client {
+            client_id: ClientId::generate(),
+            tenant_id,
+            environment: Environment::Test,
+            settings,
+            first_party: false,
+            admin_role: None,
+            secrets: Vec::new(),
+            registration_token: None,
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let tenant = Tenant {
+            id: tenant_id,
+            slug: "bauamt".into(),
+            name: "Bauamt".into(),
+            contact_email: "it@bauamt.example".into(),
+            status: TenantStatus::Active,
+            branding: Default::default(),
+            // "email" was withdrawn from the tenant after the client was registered.
+            allowed_claims: ["given_name", "organization"].iter().map(|c| claim(c)).collect(),
+            min_trust_level: TrustLevel::Normal,
+            sector: "bauamt".into(),
+            version: 2,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert_eq!(wanted_claims(&client, &tenant), vec![("given_name".to_owned(), true)]);
+    }
 }
