@@ -477,3 +477,57 @@ async fn a_saml_login_continues_on_the_other_node() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Whatever arrives at the SAML endpoints, the answer is a page in German with a 4xx status,
+/// never a redirect to anywhere and never a 5xx (no SP is needed for this).
+#[tokio::test]
+async fn bad_input_at_the_saml_endpoints_gets_a_german_page() {
+    use base64::Engine as _;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let issuer = format!("{}/test", server.base_url);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let deflated = |xml: &str| {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(xml.as_bytes()).unwrap();
+        urlencoding(&base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap()))
+    };
+    let unknown_sp = deflated(&format!(
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="x1" Version="2.0" IssueInstant="{}"><saml:Issuer>https://unknown.example/sp</saml:Issuer></samlp:AuthnRequest>"#,
+        saml_core::instant(time::OffsetDateTime::now_utc())
+    ));
+    let dtd = deflated(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#);
+    let cases = [
+        (format!("{issuer}/saml/sso"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/sso?SAMLRequest=%%%"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/sso?SAMLRequest=bm90IGRlZmxhdGU%3D"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/sso?SAMLRequest={dtd}"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/sso?SAMLRequest={unknown_sp}&RelayState=x"), "nicht bekannt"),
+        (format!("{issuer}/saml/weiter"), "abgelaufen"),
+        (format!("{issuer}/saml/weiter?anfrage=gibt-es-nicht"), "abgelaufen"),
+        (format!("{issuer}/saml/anmelden"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/anmelden?sp=https%3A%2F%2Funknown.example%2Fsp"), "nicht bekannt"),
+        (format!("{issuer}/saml/slo?SAMLRequest={unknown_sp}"), "unvollständig oder fehlerhaft"),
+    ];
+    for (url, text) in cases {
+        let response = http.get(&url).send().await.unwrap();
+        let status = response.status();
+        let html = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {html}");
+        assert!(html.contains(text), "{url}: {text:?} in {html}");
+    }
+    for body in ["", "SAMLRequest=", "SAMLRequest=%%%", "SAMLRequest=PHgvPg%3D%3D"] {
+        let response = http
+            .post(format!("{issuer}/saml/sso"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    let response = http.post(format!("{issuer}/saml/zustimmung")).form(&[("request", "x")]).send().await.unwrap();
+    assert!(response.status().is_client_error(), "a consent answer without CSRF token: {}", response.status());
+    server.stop().await;
+}
