@@ -399,12 +399,18 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
     assert!(error.to_string().contains("NoPassive"), "{error}");
 
     // Single Logout: the SP's signed LogoutRequest ends the session; the SP verifies our answer.
-    let response = erika.get(format!("{}/logout", sp.base)).send().await.unwrap();
+    let to_idp = no_redirects.get(format!("{}/logout", sp.base)).send().await.unwrap();
+    let logout_request = to_idp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(logout_request.contains("/saml/slo?SAMLRequest="), "{logout_request}");
+    let response = erika.get(&logout_request).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let logout: Value = response.json().await.unwrap();
     assert_eq!(logout["success"], true, "{logout}");
     let response = erika.get(format!("{issuer}/konto")).send().await.unwrap();
     assert!(response.url().path().ends_with("/anmelden"), "logged out: {}", response.url());
+    let (status, html) = page(&erika, &logout_request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a LogoutRequest counts once");
+    assert!(html.contains("bereits verwendet"), "{html}");
 
     drop(sp);
     server.stop().await;

@@ -224,25 +224,10 @@ pub(crate) async fn start(
             .collect(),
         requests_signed: saml.requests_signed,
     };
-    let skew = time::Duration::seconds(i64::try_from(state.config.saml.clock_skew_seconds).unwrap_or(60));
     let now = state.clock.now();
-    let checked = saml_core::check_request(&request, &sp, &endpoints(issuer).sso, verified, now, skew)
+    let checked = saml_core::check_request(&request, &sp, &endpoints(issuer).sso, verified, now, clock_skew(state))
         .map_err(|refusal| Refusal::Page(refusal_text(&refusal)))?;
-    // Single use: a request ID seen before (within the time it could still pass the age check)
-    // is a replay.
-    let replay_ttl = saml_core::MAX_REQUEST_AGE + skew + skew;
-    let first = state
-        .ephemeral
-        .put_if_absent(
-            &saml_core::replay_key(&saml.entity_id, &request.id),
-            b"1",
-            Duration::from_secs(u64::try_from(replay_ttl.whole_seconds()).unwrap_or(600)),
-        )
-        .await
-        .map_err(|e| Refusal::Failed(record_failure(state, "saml.replay", &e)))?;
-    if !first {
-        return Err(Refusal::Page("saml_replayed"));
-    }
+    mark_used(state, &saml.entity_id, &request.id).await?;
     let pending = PendingSaml {
         client_id: client.client_id.to_string(),
         request_id: Some(request.id.clone()),
@@ -292,6 +277,26 @@ pub(crate) async fn start_unsolicited(
         session_at_arrival: None,
     };
     park(state, &pending).await
+}
+
+fn clock_skew(state: &AppState) -> time::Duration {
+    time::Duration::seconds(i64::try_from(state.config.saml.clock_skew_seconds).unwrap_or(60))
+}
+
+/// Single use: a message ID seen before (within the time it could still pass the age check) is
+/// a replay, on any node.
+async fn mark_used(state: &AppState, entity_id: &str, message_id: &str) -> Result<(), Refusal> {
+    let ttl = saml_core::MAX_REQUEST_AGE + clock_skew(state) + clock_skew(state);
+    let first = state
+        .ephemeral
+        .put_if_absent(
+            &saml_core::replay_key(entity_id, message_id),
+            b"1",
+            Duration::from_secs(u64::try_from(ttl.whole_seconds()).unwrap_or(600)),
+        )
+        .await
+        .map_err(|e| Refusal::Failed(record_failure(state, "saml.replay", &e)))?;
+    if first { Ok(()) } else { Err(Refusal::Page("saml_replayed")) }
 }
 
 /// Keeps `pending` for the citizen's login and consent; its handle.
@@ -512,6 +517,16 @@ pub(crate) async fn logout(
             return Err(Refusal::Page("saml_bad_signature"));
         }
     }
+    // Held to what an AuthnRequest is held to: our address, its age, one use.
+    let now = state.clock.now();
+    if request.destination.as_deref().is_some_and(|d| d != endpoints(issuer).slo) {
+        return Err(Refusal::Page("saml_wrong_destination"));
+    }
+    let skew = clock_skew(state);
+    if request.issue_instant > now + skew || request.issue_instant < now - saml_core::MAX_REQUEST_AGE - skew {
+        return Err(Refusal::Page("saml_stale"));
+    }
+    mark_used(state, &saml.entity_id, &format!("logout:{}", request.id)).await?;
     // The session ends only when the request names its citizen (or there is none to end).
     let success = match current_subject(&tenant) {
         Some(sub) => sub == request.name_id,
