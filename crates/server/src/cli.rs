@@ -222,6 +222,7 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     let address = listener.local_addr()?;
     let (database, ephemeral) = state.backends();
+    let shutdown = shutdown_signal();
     let mut banner = vec![format!("servicekonto {} listening on http://{address}", env!("CARGO_PKG_VERSION"))];
     for environment in Environment::ALL {
         let issuer = state.config().environments.issuer(environment);
@@ -257,33 +258,47 @@ async fn serve(config: Config, migrations: Migrations) -> anyhow::Result<()> {
     }
     let _ = stdout.flush();
     drop(stdout);
-    crate::run(listener, shutdown_signal(), state).await?;
+    crate::run(listener, shutdown, state).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGTERM (what orchestrators send) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+/// SIGTERM (what orchestrators send) or Ctrl-C (SIGINT), registered when this is called: the
+/// future only waits. Called before the banner says the server listens, so a signal at any
+/// later moment ends the server gracefully — never by the signal's default action, which a
+/// handler installed on the future's first poll left open to a SIGTERM right after the start.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| {
+        let registered = signal(kind);
+        async move {
+            match registered {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, signal = name, "cannot listen for the signal");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = terminate => {},
+            () = interrupt => {},
+        }
+    }
+}
+
+/// Ctrl-C where there are no Unix signals.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -91,14 +91,17 @@ fn serve_starts_on_the_embedded_default_and_stops_gracefully_on_sigterm() {
     std::thread::sleep(Duration::from_millis(300));
     in_flight.write_all(b"a=b").unwrap();
     let mut response = String::new();
-    in_flight.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "in-flight request answered: {response:?}");
-
+    let read = in_flight.read_to_string(&mut response);
     let status = wait(&mut child, Duration::from_secs(10));
-    assert!(status.success(), "exit status {status}");
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(
+        read.is_ok() && response.starts_with("HTTP/1.1 200"),
+        "in-flight request answered: {read:?} {response:?}; the server said: {stderr}"
+    );
+
+    assert!(status.success(), "exit status {status}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "no longer listening");
     assert!(stderr.contains("shutting down"), "{stderr}");
 }
 
