@@ -74,6 +74,17 @@ impl Drop for ServiceProvider {
     }
 }
 
+/// A client's configuration as `PUT /clients/{id}` takes it (the view without its read-only
+/// fields), and its ETag.
+async fn client_config(admin: &crate::admin::Admin, client_id: &str) -> (String, Value) {
+    let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
+    for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
+    {
+        config.as_object_mut().unwrap().remove(field);
+    }
+    (etag.expect("an ETag"), config)
+}
+
 fn urlencoding(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
@@ -282,14 +293,10 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
 
     // The tenant lets the SP send unsigned requests and start logins here: HTTP-POST binding,
     // transient NameID, the eIDAS vocabulary, an unsolicited Response.
-    let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
+    let (etag, mut config) = client_config(&admin, &client_id).await;
     config["saml"]["requests_signed"] = json!(false);
     config["saml"]["idp_initiated"] = json!(true);
-    for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
-    {
-        config.as_object_mut().unwrap().remove(field);
-    }
-    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag.unwrap()).await;
+    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     let (status, form) = page(
         &erika,
@@ -325,13 +332,9 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
 
     // The daily refresh does the same for every SP with a metadata URL, as the system, audited:
     // an encryption key removed by hand comes back from the metadata.
-    let (_, etag, mut config) = admin.get(&format!("/clients/{client_id}")).await;
+    let (etag, mut config) = client_config(&admin, &client_id).await;
     config["saml"]["encryption_certificate"] = Value::Null;
-    for field in ["client_id", "tenant_id", "environment", "protocol", "secrets", "version", "created_at", "updated_at"]
-    {
-        config.as_object_mut().unwrap().remove(field);
-    }
-    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag.unwrap()).await;
+    let (status, _, updated) = admin.put(&format!("/clients/{client_id}"), config, &etag).await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert!(updated["saml"].get("encryption_certificate").is_none_or(Value::is_null), "{updated}");
     let outcome = server::refresh_saml_metadata(&server.state).await.unwrap();
