@@ -507,11 +507,14 @@ async fn bad_input_at_the_saml_endpoints_gets_a_german_page() {
         saml_core::instant(time::OffsetDateTime::now_utc())
     ));
     let dtd = deflated(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>"#);
+    // Nine thousand levels in 63 KiB: refused before a parser recurses into them.
+    let deep = deflated(&format!("{}{}", "<a>".repeat(9000), "</a>".repeat(9000)));
     let cases = [
         (format!("{issuer}/saml/sso"), "unvollständig oder fehlerhaft"),
         (format!("{issuer}/saml/sso?SAMLRequest=%%%"), "unvollständig oder fehlerhaft"),
         (format!("{issuer}/saml/sso?SAMLRequest=bm90IGRlZmxhdGU%3D"), "unvollständig oder fehlerhaft"),
         (format!("{issuer}/saml/sso?SAMLRequest={dtd}"), "unvollständig oder fehlerhaft"),
+        (format!("{issuer}/saml/sso?SAMLRequest={deep}"), "unvollständig oder fehlerhaft"),
         (format!("{issuer}/saml/sso?SAMLRequest={unknown_sp}&RelayState=x"), "nicht bekannt"),
         (format!("{issuer}/saml/weiter"), "abgelaufen"),
         (format!("{issuer}/saml/weiter?anfrage=gibt-es-nicht"), "abgelaufen"),

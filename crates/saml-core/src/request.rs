@@ -47,6 +47,7 @@ impl From<crate::xml::Unreadable> for RequestError {
             crate::xml::Unreadable::TooLarge => RequestError::TooLarge,
             crate::xml::Unreadable::Dtd => RequestError::Dtd,
             crate::xml::Unreadable::NotXml(why) => RequestError::NotXml(why),
+            crate::xml::Unreadable::TooDeep => RequestError::NotXml("nested too deep".to_owned()),
         }
     }
 }

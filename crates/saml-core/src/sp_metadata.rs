@@ -77,6 +77,7 @@ pub fn parse_sp_metadata(xml: &str) -> Result<SpMetadata, MetadataError> {
         crate::xml::Unreadable::TooLarge => MetadataError::TooLarge,
         crate::xml::Unreadable::Dtd => MetadataError::Dtd,
         crate::xml::Unreadable::NotXml(why) => MetadataError::NotXml(why),
+        crate::xml::Unreadable::TooDeep => MetadataError::NotXml("nested too deep".to_owned()),
     })?;
     let entity = document
         .descendants()

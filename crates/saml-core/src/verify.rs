@@ -142,6 +142,7 @@ fn element(
     rendered: &BTreeMap<String, String>,
     out: &mut String,
 ) -> Result<(), SignatureError> {
+    // Recursion is bounded: `xml::parse` refuses documents nested deeper than `xml::MAX_DEPTH`.
     let name = qname(node);
     let document = node.document();
     let attributes: Vec<(&str, Option<&str>, &str, &str)> = node
@@ -237,6 +238,25 @@ mod tests {
             out,
             r#"<a:r xmlns:a="urn:a" xmlns:b="urn:b" z="1" a:x="3" b:y="2"><c xmlns="urn:d">t&amp;&lt;&gt;</c><b:e></b:e></a:r>"#
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_exhausts_the_stack() {
+        let signature = r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#a"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature>"##;
+        let levels = 8000;
+        let xml = format!(
+            r#"<p:AuthnRequest xmlns:p="urn:oasis:names:tc:SAML:2.0:protocol" ID="a">{signature}{}{}</p:AuthnRequest>"#,
+            "<a>".repeat(levels),
+            "</a>".repeat(levels)
+        );
+        // A small stack, as a worker thread's could be: the answer must be an error, not an abort.
+        let verdict = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || verify_enveloped(&xml, &[]))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(verdict, Err(SignatureError::Invalid));
     }
 
     proptest::proptest! {
