@@ -56,7 +56,7 @@ pub(crate) async fn metadata(ctx: PageCtx) -> Response {
         Ok(xml) => Response::builder()
             .header(header::CONTENT_TYPE, "application/samlmetadata+xml")
             .header(header::CACHE_CONTROL, "public, max-age=3600")
-            .body(xml),
+            .body(xml.as_str().to_owned()),
         Err(failure) => refused(&ctx, Refusal::Failed(failure)),
     }
 }

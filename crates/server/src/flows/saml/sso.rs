@@ -79,11 +79,26 @@ pub(crate) async fn idp_key(state: &AppState, environment: Environment, issuer: 
     Ok(IdpKey { key, certificate })
 }
 
+/// Signed metadata by key id: the same document as long as the key signs (its ID derives from
+/// the kid), so a public, unauthenticated URL costs no RSA signature per request.
+static METADATA: LazyLock<Mutex<HashMap<String, Arc<String>>>> = LazyLock::new(Default::default);
+
 /// The signed IdP metadata of the environment.
-pub(crate) async fn metadata(state: &AppState, environment: Environment, issuer: &str) -> Result<String, Failure> {
+pub(crate) async fn metadata(state: &AppState, environment: Environment, issuer: &str) -> Result<Arc<String>, Failure> {
     let key = idp_key(state, environment, issuer).await?;
-    saml_core::idp_metadata(&endpoints(issuer), &fresh_id(), &key)
-        .map_err(|e| record_failure(state, "saml.metadata", &e))
+    let kid = key.key.kid().to_owned();
+    if let Some(cached) = METADATA.lock().ok().and_then(|m| m.get(&kid).cloned()) {
+        return Ok(cached);
+    }
+    let id = format!("_{}", &oidc_core::token_digest(&format!("saml-metadata:{kid}"))[..22].replace(['-', '_'], "x"));
+    let signed = Arc::new(
+        saml_core::idp_metadata(&endpoints(issuer), &id, &key)
+            .map_err(|e| record_failure(state, "saml.metadata", &e))?,
+    );
+    if let Ok(mut cache) = METADATA.lock() {
+        cache.insert(kid, signed.clone());
+    }
+    Ok(signed)
 }
 
 /// A fresh XML ID (an NCName: `_` and hex).
