@@ -381,13 +381,28 @@ pub(crate) async fn pending(
     Ok((pending, client, tenant))
 }
 
-/// Ends the wait: the request is answered exactly once.
-async fn finish_pending(state: &AppState, handle: &str) -> Result<(), Refusal> {
+/// Takes the pending request (it is answered once) and makes the answer; when that fails on our
+/// side (the transfer log or the key store did not answer), the request is put back, so that
+/// going back to `/saml/weiter` tries again instead of sending the citizen to the SP to start over.
+async fn answer_once(
+    state: &AppState,
+    handle: &str,
+    pending: &PendingSaml,
+    answer: impl Future<Output = Result<Delivery, Refusal>>,
+) -> Result<Delivery, Refusal> {
     match state.ephemeral.take(&pending_key(handle)).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Refusal::Page("authorize_expired")),
-        Err(e) => Err(Refusal::Failed(record_failure(state, "saml.pending", &e))),
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(Refusal::Page("authorize_expired")),
+        Err(e) => return Err(Refusal::Failed(record_failure(state, "saml.pending", &e))),
     }
+    let answered = answer.await;
+    if matches!(answered, Err(Refusal::Failed(_)))
+        && let Ok(value) = serde_json::to_vec(pending)
+        && let Err(e) = state.ephemeral.put(&pending_key(handle), &value, PENDING_TTL).await
+    {
+        tracing::warn!(error = %e, "a failed SAML answer's request could not be put back");
+    }
+    answered
 }
 
 /// The claims a SAML client receives: its registered ones that its tenant may still receive
@@ -412,19 +427,25 @@ pub(crate) async fn error_delivery(
     pending: &PendingSaml,
     failure: SamlFailure,
 ) -> Result<Delivery, Refusal> {
-    finish_pending(state, handle).await?;
-    let key = idp_key(state, environment, issuer).await.map_err(Refusal::Failed)?;
-    let xml = saml_core::error_response(
-        issuer,
-        &fresh_id(),
-        pending.request_id.as_deref(),
-        &pending.acs,
-        state.clock.now(),
-        failure,
-        &key,
-    )
-    .map_err(|e| Refusal::Failed(record_failure(state, "saml.sign", &e)))?;
-    Ok(Delivery { acs: pending.acs.clone(), response: STANDARD.encode(xml), relay_state: pending.relay_state.clone() })
+    answer_once(state, handle, pending, async {
+        let key = idp_key(state, environment, issuer).await.map_err(Refusal::Failed)?;
+        let xml = saml_core::error_response(
+            issuer,
+            &fresh_id(),
+            pending.request_id.as_deref(),
+            &pending.acs,
+            state.clock.now(),
+            failure,
+            &key,
+        )
+        .map_err(|e| Refusal::Failed(record_failure(state, "saml.sign", &e)))?;
+        Ok(Delivery {
+            acs: pending.acs.clone(),
+            response: STANDARD.encode(xml),
+            relay_state: pending.relay_state.clone(),
+        })
+    })
+    .await
 }
 
 /// The citizen of `session` answered: the released claims' values logged as a transfer (no log,
@@ -444,7 +465,7 @@ pub(crate) async fn success_delivery(
     let requirement = pending.requirement().map_err(|_| Refusal::Page("authorize_expired"))?;
     let class_ref = requirement.answer(session.trust_level).map_err(|_| Refusal::Page("authorize_expired"))?;
     let saml = client.settings.saml.as_ref().ok_or(Refusal::Page("saml_unknown_sp"))?;
-    finish_pending(state, handle).await?;
+    answer_once(state, handle, pending, async {
     let sub = subject(state, environment, tenant, account.id);
     let mut values = serde_json::Map::new();
     for claim in released {
@@ -500,6 +521,8 @@ pub(crate) async fn success_delivery(
         .map_err(|e| Refusal::Failed(record_failure(state, "saml.sign", &e)))?;
     tracing::debug!(client = %client.client_id, claims = ?values.keys().collect::<Vec<_>>(), "SAML assertion issued");
     Ok(Delivery { acs: pending.acs.clone(), response: STANDARD.encode(xml), relay_state: pending.relay_state.clone() })
+    })
+    .await
 }
 
 /// An SP's LogoutRequest (HTTP-Redirect): checked, and the URL of our answer. The caller ends
