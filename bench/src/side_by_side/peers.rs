@@ -285,6 +285,11 @@ async fn consent(peer: &Peer, browser: &Client) -> anyhow::Result<()> {
 
 /// Copies the peer's files to `cache` and installs its npm package there if missing; why the
 /// peer cannot run otherwise.
+///
+/// Several harnesses may share one cache at once (the smoke tests run in parallel), so the
+/// install holds an exclusive lock on the cache, and a file is only rewritten when it changed:
+/// `npm ci` empties `node_modules` first, and a copy truncates before it writes, either of which
+/// would pull the files out from under a peer another harness is starting.
 pub fn install_peer(cache: &Path) -> Result<(), String> {
     let node = std::process::Command::new("node").arg("--version").output();
     if !matches!(node, Ok(ref o) if o.status.success()) {
@@ -292,8 +297,14 @@ pub fn install_peer(cache: &Path) -> Result<(), String> {
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer");
     std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    let lock_path = cache.join(".install.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     for file in ["package.json", "package-lock.json", "provider.mjs", "redis-adapter.mjs"] {
-        std::fs::copy(source.join(file), cache.join(file)).map_err(|e| format!("copying {file}: {e}"))?;
+        let wanted = std::fs::read(source.join(file)).map_err(|e| format!("reading {file}: {e}"))?;
+        if std::fs::read(cache.join(file)).ok().as_ref() != Some(&wanted) {
+            std::fs::write(cache.join(file), &wanted).map_err(|e| format!("copying {file}: {e}"))?;
+        }
     }
     if ["oidc-provider", "ioredis"]
         .iter()
