@@ -142,7 +142,7 @@ fn element(
     rendered: &BTreeMap<String, String>,
     out: &mut String,
 ) -> Result<(), SignatureError> {
-    // Recursion is bounded: `xml::parse` refuses documents nested deeper than `xml::MAX_DEPTH`.
+    // Recursion is bounded: `xml::parse` refuses documents nested deeper than `bounded_xml::MAX_DEPTH`.
     let name = qname(node);
     let document = node.document();
     let attributes: Vec<(&str, Option<&str>, &str, &str)> = node

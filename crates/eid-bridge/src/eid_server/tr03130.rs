@@ -11,6 +11,15 @@ use crate::xml_escape as escape;
 
 use super::{Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, Place, Psk, UseIdRequest};
 
+/// An eID-Server's answers are a few KiB; a megabyte is plenty.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// Parses an eID-Server's answer within size and nesting bounds: behind mutual TLS it is still
+/// input, and roxmltree's recursion would overflow the stack on a deeply nested one.
+fn parse(xml: &str) -> Result<roxmltree::Document<'_>, EidServerError> {
+    bounded_xml::parse(xml, MAX_ANSWER).map_err(|e| EidServerError::Malformed(format!("{e:?}")))
+}
+
 const EID_NS: &str = "http://bsi.bund.de/eID/";
 const RESULT_OK: &str = "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#ok";
 /// TR-03130: the result is not there yet; ask again later.
@@ -74,7 +83,7 @@ impl Tr03130Client {
         let status = response.status();
         let text = response.text().await.map_err(|e| EidServerError::Unavailable(e.to_string()))?;
         if !status.is_success() {
-            let fault = Document::parse(&text).ok().and_then(|d| text_of(d.root(), "faultstring"));
+            let fault = parse(&text).ok().and_then(|d| text_of(d.root(), "faultstring"));
             return Err(EidServerError::Unavailable(format!("HTTP {status}: {}", fault.unwrap_or_default())));
         }
         Ok(text)
@@ -151,7 +160,7 @@ fn body_element<'a, 'i>(document: &'a Document<'i>, name: &str) -> Result<Node<'
 }
 
 pub(crate) fn parse_use_id_response(xml: &str) -> Result<EidServerSession, EidServerError> {
-    let document = Document::parse(xml).map_err(|e| EidServerError::Malformed(e.to_string()))?;
+    let document = parse(xml)?;
     let response = body_element(&document, "useIDResponse")?;
     check_result(response)?;
     let session_id = child(response, "Session")
@@ -189,7 +198,7 @@ fn date(node: Node<'_, '_>) -> Option<String> {
 }
 
 pub(crate) fn parse_get_result_response(xml: &str) -> Result<EidPersonalData, EidServerError> {
-    let document = Document::parse(xml).map_err(|e| EidServerError::Malformed(e.to_string()))?;
+    let document = parse(xml)?;
     let response = body_element(&document, "getResultResponse")?;
     check_result(response)?;
     let data = child(response, "PersonalData").ok_or_else(|| EidServerError::Malformed("no PersonalData".into()))?;
@@ -284,6 +293,19 @@ mod tests {
             (home.street.as_deref(), home.zip_code.as_deref(), home.city.as_deref()),
             (Some("HEIDESTRASSE 17"), Some("51147"), Some("KÖLN"))
         );
+    }
+
+    #[test]
+    fn a_deeply_nested_answer_is_malformed_not_a_stack_overflow() {
+        let levels = 20_000;
+        let xml = format!("{}{}", "<a>".repeat(levels), "</a>".repeat(levels));
+        let verdict = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || matches!(parse_get_result_response(&xml), Err(EidServerError::Malformed(_))))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(verdict);
     }
 
     #[test]
