@@ -1,3 +1,6 @@
 //! (in progress)
+pub mod card;
 pub mod crypto;
+pub mod cvc;
+pub mod sm;
 pub mod tlv;
