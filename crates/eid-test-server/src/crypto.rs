@@ -158,7 +158,7 @@ pub fn cmac8(key: &[u8; 16], data: &[u8]) -> Result<[u8; 8], CryptoError> {
 
 /// AES-128-CBC without padding (the caller pads, ISO 9797-1 method 2).
 pub fn aes_cbc(mode: Mode, key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return Err(CryptoError("not a whole number of blocks".into()));
     }
     let mut crypter = Crypter::new(Cipher::aes_128_cbc(), mode, key, Some(iv))?;

@@ -62,7 +62,7 @@ impl std::fmt::Debug for Channel {
 fn pad(data: &[u8]) -> Vec<u8> {
     let mut padded = data.to_vec();
     padded.push(0x80);
-    while padded.len() % 16 != 0 {
+    while !padded.len().is_multiple_of(16) {
         padded.push(0);
     }
     padded
@@ -104,6 +104,31 @@ impl Channel {
         body.extend(tlv::encode(0x8E, &cmac8(&self.mac, &mac_input)?));
         let length = u8::try_from(body.len()).map_err(|_| CryptoError("command too long for a short APDU".into()))?;
         Ok([&header[..], &[length], &body, &[0x00]].concat())
+    }
+
+    /// Wraps a batch the card will answer one by one: each command's counter leaves room for
+    /// its response's. The channel itself stays where it was, ready for [`Channel::open_batch`].
+    pub fn wrap_batch(&self, commands: &[Command]) -> Result<Vec<Vec<u8>>, CryptoError> {
+        let mut ahead = self.clone();
+        commands
+            .iter()
+            .map(|command| {
+                let apdu = ahead.wrap(command)?;
+                ahead.ssc += 1;
+                Ok(apdu)
+            })
+            .collect()
+    }
+
+    /// Opens the answers to a batch wrapped by [`Channel::wrap_batch`], in order.
+    pub fn open_batch(&mut self, responses: &[Vec<u8>]) -> Vec<Result<Response, SmError>> {
+        responses
+            .iter()
+            .map(|response| {
+                self.ssc += 1;
+                self.open(response)
+            })
+            .collect()
     }
 
     /// Checks and opens a response (data and status bytes); the counter moves on by one.
@@ -201,6 +226,20 @@ mod tests {
             let opened = terminal.open(&response).unwrap();
             assert_eq!((opened.data, opened.status), (answer, 0x9000));
         }
+    }
+
+    #[test]
+    fn a_batch_counts_each_command_and_each_response() {
+        let terminal = Channel::new([1; 16], [2; 16]);
+        let mut card = Card(Channel::new([1; 16], [2; 16]));
+        let commands: Vec<Command> = (0..3)
+            .map(|i| Command { header: [0x00, 0xB0, 0x81 + i, 0x00], data: vec![i], expects_data: true })
+            .collect();
+        let batch = terminal.wrap_batch(&commands).unwrap();
+        let answers: Vec<Vec<u8>> = batch.iter().map(|apdu| card.answer(apdu, &[apdu[2]], 0x9000).1).collect();
+        let mut opener = terminal.clone();
+        let opened: Vec<Vec<u8>> = opener.open_batch(&answers).into_iter().map(|r| r.unwrap().data).collect();
+        assert_eq!(opened, [vec![0x81], vec![0x82], vec![0x83]]);
     }
 
     #[test]
