@@ -12,6 +12,7 @@
 //! - [`paos`]: the PAOS messages.
 //! - [`session`]: one authentication step by step, kept in a [`SessionStore`].
 //! - [`server`]: the PAOS endpoint over TLS 1.2 RSA-PSK.
+//! - `testing` (feature): the real AusweisApp2 started headless for tests.
 
 pub mod card;
 pub mod crypto;
@@ -20,6 +21,8 @@ pub mod paos;
 pub mod server;
 pub mod session;
 pub mod sm;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tlv;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -33,6 +36,9 @@ pub use session::{MemorySessions, SessionStore};
 pub struct TestEidServerConfig {
     /// Where the PAOS endpoint listens (loopback).
     pub listen: SocketAddr,
+    /// The PAOS address the TC token names, when the app reaches the endpoint elsewhere than
+    /// at `listen` (a TCP balancer in front of several nodes); `None`: `https://{listen}/paos`.
+    pub public_address: Option<String>,
     /// Derives the PSKs and the terminal's keys; the same on every node.
     pub secret: Vec<u8>,
     /// The service provider named in the certificate description.
@@ -49,6 +55,7 @@ pub struct TestEidServerConfig {
 pub struct TestEidServer {
     endpoint: Arc<server::Endpoint>,
     address: SocketAddr,
+    public_address: String,
     secret: Vec<u8>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -84,7 +91,8 @@ impl TestEidServer {
         let address = listener.local_addr().map_err(|e| fail(&e))?;
         let endpoint = Arc::new(server::Endpoint { terminal, store, step_timeout: config.step_timeout });
         let task = tokio::spawn(server::serve(listener, context, identity_index, endpoint.clone()));
-        Ok(TestEidServer { endpoint, address, secret: config.secret, task })
+        let public_address = config.public_address.unwrap_or_else(|| format!("https://{address}/paos"));
+        Ok(TestEidServer { endpoint, address, public_address, secret: config.secret, task })
     }
 
     /// Where the PAOS endpoint listens.
@@ -110,7 +118,7 @@ impl EidServer for TestEidServer {
             .await
             .map_err(EidServerError::Unavailable)?;
         Ok(EidServerSession {
-            server_address: format!("https://{}/paos", self.address),
+            server_address: self.public_address.clone(),
             psk: Some(Psk { id: session_id.clone(), key: hex::encode(psk) }),
             session_id,
         })

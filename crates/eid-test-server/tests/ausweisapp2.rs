@@ -5,56 +5,21 @@
 //! under `TEST_REQUIRE_BACKENDS` (CI installs it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use eid_bridge::{
     Attribute, EidServer, EidServerError, UseIdRequest,
     sdk::{
-        client::{CardHolder, PinRequest, SdkClient, SdkConfig},
+        client::{CardHolder, PinRequest, SdkClient},
         messages::{AccessRights, Reader, Secret},
     },
 };
-use eid_test_server::{MemorySessions, TestEidServer, TestEidServerConfig};
+use eid_test_server::{MemorySessions, TestEidServer, TestEidServerConfig, testing::AusweisApp2};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
-    process::Child,
 };
-
-/// AusweisApp2 in SDK mode with a fresh home whose settings switch pre-verification off (our
-/// terminal certificates do not chain to the BSI's test CVCA); killed when dropped.
-struct AusweisApp2 {
-    _process: Child,
-    _home: tempfile::TempDir,
-    url: String,
-}
-
-fn start_ausweisapp2() -> Option<AusweisApp2> {
-    let binary =
-        ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let home = tempfile::tempdir().unwrap();
-    let settings = home.path().join("config").join("Unknown Organization");
-    std::fs::create_dir_all(&settings).unwrap();
-    std::fs::write(settings.join("AusweisApp2.conf"), "[preverification]\nenabled=false\n").unwrap();
-    let process = tokio::process::Command::new(binary)
-        .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
-        .env("QT_QPA_PLATFORM", "offscreen")
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .stdout(Stdio::null())
-        // AUSWEISAPP2_LOG=file keeps the app's log (it logs to stderr) for a failure's reasons.
-        .stderr(match std::env::var_os("AUSWEISAPP2_LOG") {
-            Some(path) => std::fs::File::create(path).unwrap().into(),
-            None => Stdio::null(),
-        })
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    Some(AusweisApp2 { _process: process, _home: home, url: format!("ws://127.0.0.1:{port}/eID-Kernel") })
-}
 
 fn skip_or_fail(why: &str) {
     assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "required in CI: {why}");
@@ -112,14 +77,12 @@ async fn serve_tc_token(token_for: impl Fn(&str) -> String + Send + 'static) -> 
     format!("{base}/tc-token")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_server() {
-    let Some(app) = start_ausweisapp2() else {
-        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
-    };
-    let server = TestEidServer::start(
+/// The test eID-Server with its in-memory sessions and an age check at 18.
+async fn test_eid_server() -> TestEidServer {
+    TestEidServer::start(
         TestEidServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            public_address: None,
             secret: b"test secret".to_vec(),
             subject_name: "servicekonto (Test)".into(),
             subject_url: "http://127.0.0.1".into(),
@@ -129,39 +92,126 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
         Arc::new(MemorySessions::default()),
     )
     .await
-    .unwrap();
-    let session = server
-        .use_id(&UseIdRequest {
-            required: vec![Attribute::GivenNames, Attribute::FamilyNames, Attribute::DateOfBirth],
-            allowed: vec![Attribute::PlaceOfResidence, Attribute::PlaceOfBirth, Attribute::BirthName],
-            transaction_info: Some("Registrierung im Servicekonto".into()),
-        })
-        .await
-        .unwrap();
-    let token_session = session.clone();
-    let tc_token_url = serve_tc_token(move |base| {
-        eid_bridge::tc_token::render(&token_session, &format!("{base}/refresh"), &format!("{base}/error"))
-    })
-    .await;
+    .unwrap()
+}
 
-    let config = SdkConfig {
-        url: app.url.clone(),
-        connect_timeout: Duration::from_secs(30),
-        message_timeout: Duration::from_secs(60),
+fn request() -> UseIdRequest {
+    UseIdRequest {
+        required: vec![Attribute::GivenNames, Attribute::FamilyNames, Attribute::DateOfBirth],
+        allowed: vec![Attribute::PlaceOfResidence, Attribute::PlaceOfBirth, Attribute::BirthName],
+        transaction_info: Some("Registrierung im Servicekonto".into()),
+    }
+}
+
+/// One authentication: a `useID` session, its TC token (changed by `token` if needed), the app
+/// driven through `holder`; AusweisApp2's outcome and what the eID-Server's `getResult` gives.
+/// When the app lost its own card-insertion race (and only then), a fresh app runs it again.
+async fn authenticate(
+    server: &TestEidServer,
+    app: &mut AusweisApp2,
+    client: &mut SdkClient,
+    holder: &mut dyn CardHolder,
+    token: fn(String) -> String,
+) -> (eid_bridge::sdk::client::AuthOutcome, Result<eid_bridge::EidPersonalData, EidServerError>) {
+    for _ in 0..8 {
+        let races = app.insertion_races();
+        let session = server.use_id(&request()).await.unwrap();
+        let token_session = session.clone();
+        let tc_token_url = serve_tc_token(move |base| {
+            token(eid_bridge::tc_token::render(&token_session, &format!("{base}/refresh"), &format!("{base}/error")))
+        })
+        .await;
+        let outcome = client.authenticate(&tc_token_url, true, holder).await.unwrap();
+        if app.insertion_races() == races {
+            return (outcome, server.get_result(&session.session_id).await);
+        }
+        eprintln!("AusweisApp2 lost its card-insertion race; a fresh app runs it again");
+        app.restart().await.unwrap();
+        *client = app.sdk().await.unwrap();
+    }
+    panic!("AusweisApp2 lost its card-insertion race eight times in a row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_server() {
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
-    let mut client = SdkClient::connect(config).await.expect("AusweisApp2 answers");
-    let readers = client.wait_for_readers(Duration::from_secs(20)).await.unwrap();
-    assert!(readers.iter().any(|r| r.name == "Simulator"), "{readers:?}");
-    let outcome = client.authenticate(&tc_token_url, true, &mut Citizen).await.unwrap();
-    let result = server.get_result(&session.session_id).await;
+    let server = test_eid_server().await;
+    let mut client = app.sdk().await.unwrap();
+
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
     assert!(outcome.result.is_ok(), "AusweisApp2: {outcome:?}; our side: {result:?}");
     let data = result.unwrap();
     assert_eq!(data.given_names.as_deref(), Some("ERIKA"));
     assert_eq!(data.family_names.as_deref(), Some("MUSTERMANN"));
+    assert_eq!(data.birth_name.as_deref(), Some("GABLER"));
     assert_eq!(data.date_of_birth.as_deref(), Some("1964-08-12"));
-    let home = data.place_of_residence.unwrap();
-    assert_eq!((home.city.as_deref(), home.zip_code.as_deref()), (Some("KÖLN"), Some("51147")));
-    assert_eq!(data.restricted_id.len(), 64, "SHA-256 pseudonym: {}", data.restricted_id);
-    // The result is handed out once.
-    assert!(matches!(server.get_result(&session.session_id).await, Err(EidServerError::NoResult)));
+    assert_eq!(data.place_of_birth.as_ref().and_then(|p| p.freetext.as_deref()), Some("BERLIN"));
+    let home = data.place_of_residence.as_ref().unwrap();
+    assert_eq!(
+        (home.street.as_deref(), home.zip_code.as_deref(), home.city.as_deref()),
+        (Some("HEIDESTRAẞE 17"), Some("51147"), Some("KÖLN"))
+    );
+    assert_eq!(data.restricted_id.len(), 64, "a SHA-256 pseudonym: {}", data.restricted_id);
+
+    // The same card gives the same pseudonym in the next session: how the server knows it again.
+    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
+    assert!(outcome.result.is_ok(), "{outcome:?}");
+    assert_eq!(again.unwrap().restricted_id, data.restricted_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
+    };
+    let server = test_eid_server().await;
+    let mut client = app.sdk().await.unwrap();
+
+    // A TC token with another PSK: the TLS handshake fails, the app never reaches the card,
+    // and the session has no result.
+    let wrong_psk = |token: String| {
+        let start = token.find("<PSK>").unwrap() + 5;
+        let end = token.find("</PSK>").unwrap();
+        format!("{}{}{}", &token[..start], "00".repeat((end - start) / 2), &token[end..])
+    };
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, wrong_psk).await;
+    assert!(!outcome.result.is_ok(), "{outcome:?}");
+    assert!(matches!(result, Err(EidServerError::NoResult)), "{result:?}");
+
+    // The citizen declines the access rights: the app tells the eID-Server, which ends the
+    // session with the cancellation and no data.
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Declining, |t| t).await;
+    assert!(!outcome.result.is_ok(), "{outcome:?}");
+    match result {
+        Err(EidServerError::Failed { minor, .. }) => assert!(minor.ends_with("cancellationByUser"), "{minor}"),
+        other => panic!("a cancellation: {other:?}"),
+    }
+
+    // The server still works for the next citizen.
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
+    assert!(outcome.result.is_ok() && result.is_ok(), "{outcome:?} {result:?}");
+}
+
+/// A citizen who declines the provider's access rights.
+struct Declining;
+
+#[async_trait]
+impl CardHolder for Declining {
+    async fn accept(&mut self, _: &AccessRights) -> bool {
+        false
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        None
+    }
+    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
+        None
+    }
+    async fn can(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
+    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
 }

@@ -224,14 +224,22 @@ pub enum EidService {
     Test,
     /// A real eID-Server over the BSI TR-03130 eID-Interface.
     Tr03130,
+    /// Our own test eID-Server (`eid-test-server`): the real AusweisApp2 authenticates against
+    /// it with its Simulator card; refused in production.
+    TestServer,
 }
 
 /// One environment's eID settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EidEnvironmentConfig {
-    /// `none`, `test` or `tr03130`.
+    /// `none`, `test`, `tr03130` or `test_server`.
     pub service: EidService,
+    /// test_server: where its PAOS endpoint (TLS 1.2 RSA-PSK) listens.
+    pub test_server_listen: std::net::SocketAddr,
+    /// test_server: the PAOS address AusweisApp2 is sent to, when not `https://{listen}/paos`
+    /// (a TCP balancer in front of several nodes).
+    pub test_server_address: Option<String>,
     /// TR-03130: the eID-Interface endpoint (https).
     pub server_url: Option<String>,
     /// TR-03130: our client certificate and its key in one PEM file.
@@ -247,6 +255,8 @@ impl Default for EidEnvironmentConfig {
     fn default() -> Self {
         Self {
             service: EidService::Test,
+            test_server_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 24728)),
+            test_server_address: None,
             server_url: None,
             client_identity_file: None,
             trust_anchor_files: Vec::new(),
@@ -892,6 +902,12 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.eid.production.service == EidService::TestServer {
+            problems.push(
+                "eid.production.service = \"test_server\" is refused: the test eID-Server's certificates are not the BSI's and it accepts the Simulator card"
+                    .to_owned(),
+            );
+        }
         for environment in Environment::ALL {
             let eid = self.eid.of(environment);
             match eid.service {
@@ -1072,6 +1088,15 @@ mod tests {
         assert!(err.to_string().contains("bindd"), "{err}");
         let err = load("", &[("SERVICEKONTO_NOPE", "1")]).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_test_eid_server_is_refused_in_production_and_allowed_in_test() {
+        let err = load("[eid.production]\nservice = \"test_server\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("eid.production.service = \"test_server\" is refused"), "{err}");
+        let config =
+            load("[eid.test]\nservice = \"test_server\"\ntest_server_listen = \"127.0.0.1:0\"\n", &[]).unwrap();
+        assert_eq!(config.eid.test.service, EidService::TestServer);
     }
 
     #[test]

@@ -164,7 +164,9 @@ impl AppState {
             &config.eid,
             [config.environments.issuer(Environment::Production), config.environments.issuer(Environment::Test)],
             &root,
+            &ephemeral,
         )
+        .await
         .context("setting up the eID services (eid.*)")?;
         let state = Self(Arc::new(Inner {
             config,

@@ -11,8 +11,9 @@ use eid_bridge::{
     Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, TestEidService, Tr03130Client,
     Tr03130Config, UseIdRequest,
 };
+use eid_test_server::{SessionStore, TestEidServer, TestEidServerConfig};
 use hmac::{Hmac, Mac};
-use oidc_core::{AccountId, Environment, KeyEncryptionKey, random_token, token_digest};
+use oidc_core::{AccountId, Environment, EphemeralStore, KeyEncryptionKey, random_token, token_digest};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -38,8 +39,42 @@ pub(crate) struct EidServices {
 }
 
 impl EidServices {
-    /// Builds each environment's adapter from the config.
-    pub(crate) fn build(config: &EidConfig, issuers: [&str; 2], kek: &KeyEncryptionKey) -> anyhow::Result<Self> {
+    /// Builds each environment's adapter from the config; starts the test eID-Server where
+    /// one is configured.
+    pub(crate) async fn build(
+        config: &EidConfig,
+        issuers: [&str; 2],
+        kek: &KeyEncryptionKey,
+        ephemeral: &Arc<dyn EphemeralStore>,
+    ) -> anyhow::Result<Self> {
+        let mut started = [None, None];
+        for (slot, environment) in Environment::ALL.into_iter().enumerate() {
+            let settings = config.of(environment);
+            if settings.service != EidService::TestServer {
+                continue;
+            }
+            let issuer = issuers[slot];
+            let origin = url::Url::parse(issuer)
+                .map(|u| u.origin().ascii_serialization())
+                .with_context(|| format!("the issuer {issuer}"))?;
+            let server = TestEidServer::start(
+                TestEidServerConfig {
+                    listen: settings.test_server_listen,
+                    public_address: settings.test_server_address.clone(),
+                    // The same on every node: any node takes any step of a session.
+                    secret: kek.derive(&format!("eid-test-server-{environment}")).to_vec(),
+                    subject_name: format!("Servicekonto ({environment})"),
+                    subject_url: origin,
+                    minimum_age: None,
+                    step_timeout: FLOW_TTL,
+                },
+                Arc::new(EphemeralSessions(ephemeral.clone())),
+            )
+            .await
+            .with_context(|| format!("eid.{environment}.test_server_listen"))?;
+            started[slot] = Some(Arc::new(server));
+        }
+        let [production_server, test_server] = started;
         let one = |environment: Environment, issuer: &str| -> anyhow::Result<Option<EidEnvironment>> {
             let settings = config.of(environment);
             Ok(match settings.service {
@@ -70,6 +105,13 @@ impl EidServices {
                     .with_context(|| format!("eid.{environment}"))?;
                     Some(EidEnvironment { server: Arc::new(client), test_service: None })
                 }
+                EidService::TestServer => {
+                    let server = match environment {
+                        Environment::Production => production_server.clone(),
+                        Environment::Test => test_server.clone(),
+                    };
+                    server.map(|server| EidEnvironment { server, test_service: None })
+                }
             })
         };
         Ok(Self {
@@ -96,6 +138,21 @@ impl EidServices {
         mac.update(b"\0");
         mac.update(restricted_id.to_ascii_lowercase().as_bytes());
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+/// The test eID-Server's sessions in the shared ephemeral store, so that any node takes the
+/// app's next step.
+struct EphemeralSessions(Arc<dyn EphemeralStore>);
+
+#[async_trait::async_trait]
+impl SessionStore for EphemeralSessions {
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), String> {
+        self.0.put(key, &value, ttl).await.map_err(|e| e.to_string())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.take(key).await.map_err(|e| e.to_string())
     }
 }
 

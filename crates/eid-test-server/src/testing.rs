@@ -1,0 +1,90 @@
+//! The real AusweisApp2 (Debian's package) for tests: started headless in SDK mode on a free
+//! loopback port, with a fresh home whose settings switch pre-verification off (our terminal
+//! certificates do not chain to the BSI's test CVCA), its log kept to tell its own failures
+//! from ours. Killed when dropped.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use eid_bridge::sdk::client::{SdkClient, SdkConfig, SdkError};
+
+/// What AusweisApp2 1.26.2 logs when it loses its own race on inserting the Simulator card:
+/// `SimulatorReader::insertCard` announces the card while the connection it detected the card
+/// with is still open (it is released through `deleteLater`), and the workflow's connection
+/// request can be served first; the workflow then aborts with a card communication error before
+/// anything reaches the eID-Server, and in that process it tends to happen again. AusweisApp2
+/// 2.x releases the connection before announcing the card; Debian 12 ships 1.26.2.
+pub const INSERTION_RACE: &str = "Card is already connected";
+
+/// A running AusweisApp2.
+pub struct AusweisApp2 {
+    process: tokio::process::Child,
+    home: tempfile::TempDir,
+    port: u16,
+}
+
+fn binary() -> Option<&'static str> {
+    ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
+}
+
+impl AusweisApp2 {
+    /// Starts the app; `None` when it is not installed.
+    pub fn start() -> Option<Self> {
+        let binary = binary()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let home = tempfile::tempdir().ok()?;
+        let settings = home.path().join("config").join("Unknown Organization");
+        std::fs::create_dir_all(&settings).ok()?;
+        std::fs::write(settings.join("AusweisApp2.conf"), "[preverification]\nenabled=false\n").ok()?;
+        let log = std::fs::File::create(home.path().join("ausweisapp2.log")).ok()?;
+        let process = tokio::process::Command::new(binary)
+            .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
+            .env("QT_QPA_PLATFORM", "offscreen")
+            .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        Some(AusweisApp2 { process, home, port })
+    }
+
+    /// The SDK's WebSocket address.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/eID-Kernel", self.port)
+    }
+
+    /// An SDK connection, once the app lists its readers (the Simulator among them).
+    pub async fn sdk(&self) -> Result<SdkClient, SdkError> {
+        let config = SdkConfig {
+            url: self.url(),
+            connect_timeout: Duration::from_secs(30),
+            message_timeout: Duration::from_secs(60),
+        };
+        let mut client = SdkClient::connect(config).await?;
+        client.wait_for_readers(Duration::from_secs(20)).await?;
+        Ok(client)
+    }
+
+    /// The app's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.home.path().join("ausweisapp2.log")
+    }
+
+    /// How often the app has lost its card-insertion race ([`INSERTION_RACE`]) so far.
+    pub fn insertion_races(&self) -> usize {
+        self.log().matches(INSERTION_RACE).count()
+    }
+
+    /// Replaces the process with a fresh one (after it lost its insertion race).
+    pub async fn restart(&mut self) -> Option<()> {
+        let _ = self.process.kill().await;
+        *self = AusweisApp2::start()?;
+        Some(())
+    }
+}
