@@ -1,51 +1,181 @@
 //! Interop with the real AusweisApp2 (Debian's package), started headless in SDK mode on a free
 //! port: version and API level, the reader list, RUN_AUTH against our real TC token endpoint
 //! (AusweisApp2 fetches the token, finds no eID-Server behind the test service's address, and
-//! reports the error with our refresh address), and CANCEL. Skipped with a reason when
-//! AusweisApp2 is not installed (`.ci/run` installs it; CI sets `TEST_REQUIRE_BACKENDS`).
+//! reports the error with our refresh address), and CANCEL; then the whole eID path through our
+//! own test eID-Server: the app authenticates with its Simulator card, the citizen registers
+//! with the card's data, logs in with the card again and an OIDC request for "hoch" is answered
+//! with `acr` hoch and `amr` eid. Skipped with a reason when AusweisApp2 is not installed
+//! (`.ci/run` installs it; CI sets `TEST_REQUIRE_BACKENDS`).
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eid_bridge::sdk::{
     client::{CardHolder, PinRequest, SdkClient, SdkConfig},
     messages::{AccessRights, Command, Message, Reader, Secret},
 };
+use eid_test_server::testing::AusweisApp2;
 use storage::testing::skip;
-use tokio::process::Child;
 
 use crate::{
-    citizen::{browser, csrf, page},
-    support::{Backends, TestServer},
+    citizen::{PASSWORD, browser, csrf, page, post},
+    eid::{CALLBACK, id_token_claims, redeem},
+    mail::SmtpSink,
+    support::{Backends, TestServer, first_party_client},
 };
 
 const TEST: &str = "ausweisapp::real_ausweisapp2_fetches_our_tc_token_and_reports_the_result";
 
-/// AusweisApp2 in SDK mode; killed when dropped.
-struct AusweisApp2 {
-    _process: Child,
-    _home: tempfile::TempDir,
-    url: String,
+/// The citizen with the Simulator card: accepts, inserts it, types the PIN on the Simulator (a
+/// reader with its own keypad: the SDK client sends no value).
+struct SimulatorCitizen;
+
+#[async_trait]
+impl CardHolder for SimulatorCitizen {
+    async fn accept(&mut self, _: &AccessRights) -> bool {
+        true
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        Some("Simulator".into())
+    }
+    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
+        Some(Secret::new("123456"))
+    }
+    async fn can(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
+    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
 }
 
-async fn start_ausweisapp2() -> Option<AusweisApp2> {
-    let binary =
-        ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // Its own home and runtime folder: no settings of the machine's user, no second instance lock.
-    let home = tempfile::tempdir().unwrap();
-    let process = tokio::process::Command::new(binary)
-        .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
-        .env("QT_QPA_PLATFORM", "offscreen")
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    Some(AusweisApp2 { _process: process, _home: home, url: format!("ws://127.0.0.1:{port}/eID-Kernel") })
+/// From the eID start page (`zweck`) to AusweisApp2 and back: the browser is sent to the local
+/// app address, the real app authenticates against our test eID-Server, the browser follows the
+/// refresh address the app names. Returns the final URL and page. A run the app aborts on its
+/// own card-insertion race (see `eid_test_server::testing::INSERTION_RACE`), and only such a
+/// run, starts over from the start page in a fresh app.
+async fn through_the_app(
+    browser: &reqwest::Client,
+    app: &mut AusweisApp2,
+    client: &mut SdkClient,
+    issuer: &str,
+    zweck: &str,
+) -> (String, String) {
+    for _ in 0..8 {
+        let (status, start) = page(browser, &format!("{issuer}/eid?zweck={zweck}&return_to=/konto")).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{start}");
+        let mut form = vec![("csrf", csrf(&start)), ("zweck", zweck.to_owned()), ("return_to", "/konto".to_owned())];
+        form.extend(["app", "reader", "pin"].map(|c| (c, "ja".to_owned())));
+        let response = browser.post(format!("{issuer}/eid")).form(&form).send().await.unwrap();
+        let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        assert_eq!((location.port(), location.path()), (Some(24727), "/eID-Client"), "to the local AusweisApp2");
+        let tc_token_url = location.query_pairs().find(|(k, _)| k == "tcTokenURL").unwrap().1.into_owned();
+        let races = app.insertion_races();
+        let outcome = client.authenticate(&tc_token_url, true, &mut SimulatorCitizen).await.unwrap();
+        if app.insertion_races() > races {
+            eprintln!("AusweisApp2 lost its card-insertion race; a fresh app runs it again");
+            app.restart().await.unwrap();
+            *client = app.sdk().await.unwrap();
+            continue;
+        }
+        assert!(outcome.result.is_ok(), "AusweisApp2 reports success: {outcome:?}");
+        let refresh = outcome.url.expect("the refresh address");
+        assert!(refresh.starts_with(&format!("{issuer}/eid/ergebnis?ref=")), "our refresh address: {refresh}");
+        // In SDK mode the app names the address; sending the browser there with the result
+        // appended is what it does itself when a browser started it (TR-03124-1 2.5).
+        let result = "ResultMajor=http://www.bsi.bund.de/ecard/api/1.1/resultmajor%23ok";
+        let response = browser.get(format!("{refresh}&{result}")).send().await.unwrap();
+        let url = response.url().to_string();
+        return (url, response.text().await.unwrap());
+    }
+    panic!("AusweisApp2 lost its card-insertion race eight times in a row");
+}
+
+/// A browser with cookies that stops at the local AusweisApp2 address and at a client's callback.
+fn app_browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if matches!(attempt.url().port(), Some(24727 | 3000)) { attempt.stop() } else { attempt.follow() }
+        }))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_real_app_and_our_test_eid_server() {
+    const TEST: &str = "ausweisapp::a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_real_app_and_our_test_eid_server";
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip(TEST, "AusweisApp2 is not installed (apt-get install ausweisapp2)");
+    };
+    let smtp = SmtpSink::start().await;
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |c| {
+        c.mail.smtp_url = Some(smtp.url.as_str().into());
+        c.eid.test.service = server::EidService::TestServer;
+        c.eid.test.test_server_listen = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let issuer = format!("{}/test", server.base_url);
+    let mut client = app.sdk().await.expect("AusweisApp2 answers");
+
+    // Register with the card: the app read ERIKA MUSTERMANN's data from the Simulator card.
+    let erika = app_browser();
+    let (url, step1) = through_the_app(&erika, &mut app, &mut client, &issuer, "registrieren").await;
+    assert!(url.ends_with("/registrierung/ausweis"), "{url}: {step1}");
+    assert!(!step1.contains("Test-eID-Dienst"), "no test service page: the real app read a card");
+    for shown in ["ERIKA", "MUSTERMANN", "GABLER", "12.08.1964", "BERLIN", "KÖLN", "51147"] {
+        assert!(step1.contains(shown), "{shown} from the card: {step1}");
+    }
+    let token = csrf(&step1);
+    let form = [("csrf", token.as_str()), ("email", "erika.karte@example.de"), ("username", "erika.karte")];
+    let (status, url, step2) = post(&erika, &format!("{issuer}/registrierung/ausweis"), &form).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{step2}");
+    assert!(url.ends_with("/registrierung/passwort"), "{url}");
+    let token = csrf(&step2);
+    let password = [
+        ("csrf", token.as_str()),
+        ("password", PASSWORD),
+        ("password_confirmation", PASSWORD),
+        ("privacy", "accepted"),
+    ];
+    let (_, url, review) = post(&erika, &format!("{issuer}/registrierung/passwort"), &password).await;
+    assert!(url.ends_with("/registrierung/pruefen"), "{url}");
+    let (status, _, saved) =
+        post(&erika, &format!("{issuer}/registrierung/pruefen"), &[("csrf", &csrf(&review))]).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{saved}");
+    let (status, _) = page(&erika, &smtp.mail_to("erika.karte@example.de", 0).await.link()).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "activated");
+
+    // Log in with the card in a fresh browser: the card's pseudonym is stable, so the same
+    // account opens, at level hoch.
+    let citizen = app_browser();
+    let (url, konto) = through_the_app(&citizen, &mut app, &mut client, &issuer, "anmelden").await;
+    assert!(url.ends_with("/konto"), "{url}");
+    assert!(konto.contains("erika.karte") && konto.contains("hoch"), "{konto}");
+
+    // An OIDC request for "hoch" with that session: acr hoch, amr eid.
+    first_party_client(&server, "eid-portal", "eid-portal-secret-0123", CALLBACK, |_| {}).await;
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "eid-portal"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("acr_values", "hoch"),
+        ])
+        .finish();
+    let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();
+    let tokens = redeem(&issuer, ("eid-portal", "eid-portal-secret-0123"), &code, verifier.secret()).await;
+    let claims = id_token_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["acr"], "hoch");
+    assert_eq!(claims["amr"], serde_json::json!(["eid"]));
+    server.stop().await;
 }
 
 /// Never reached: without an eID-Server the workflow ends before any question.
@@ -72,11 +202,11 @@ impl CardHolder for NoCitizen {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
-    let Some(app) = start_ausweisapp2().await else {
+    let Some(app) = AusweisApp2::start() else {
         return skip(TEST, "AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let config = SdkConfig {
-        url: app.url.clone(),
+        url: app.url(),
         connect_timeout: Duration::from_secs(30),
         message_timeout: Duration::from_secs(30),
     };

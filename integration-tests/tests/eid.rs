@@ -12,7 +12,7 @@ use crate::{
     support::{Backends, TestServer, first_party_client},
 };
 
-const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+pub(crate) const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 
 /// A second test identity besides the specimen card, so two accounts can each have a card.
 fn second_card() -> eid_bridge::TestIdentity {
@@ -76,7 +76,7 @@ async fn post_owned(client: &Client, url: &str, form: &[(&str, String)]) -> (Sta
 }
 
 /// The token endpoint's answer to a code of client `(id, secret)` (`client_secret_basic`).
-async fn redeem(issuer: &str, (id, secret): (&str, &str), code: &str, verifier: &str) -> serde_json::Value {
+pub(crate) async fn redeem(issuer: &str, (id, secret): (&str, &str), code: &str, verifier: &str) -> serde_json::Value {
     reqwest::Client::new()
         .post(format!("{issuer}/token"))
         .basic_auth(id, Some(secret))
@@ -94,7 +94,7 @@ async fn redeem(issuer: &str, (id, secret): (&str, &str), code: &str, verifier: 
         .unwrap()
 }
 
-fn id_token_claims(jwt: &str) -> serde_json::Value {
+pub(crate) fn id_token_claims(jwt: &str) -> serde_json::Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
