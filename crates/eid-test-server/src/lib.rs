@@ -10,6 +10,7 @@
 //! - [`cvc`]: CV certificates, CHAT, certificate description, auxiliary data.
 //! - [`card`]: the card's APDUs, data groups, EF.CardSecurity.
 //! - [`paos`]: the PAOS messages.
+//! - [`simulator`]: test identities as card files for AusweisApp2's Simulator.
 //! - [`session`]: one authentication step by step, kept in a [`SessionStore`].
 //! - [`server`]: the PAOS endpoint over TLS 1.2 RSA-PSK.
 //! - `testing` (feature): the real AusweisApp2 started headless for tests.
@@ -20,6 +21,7 @@ pub mod cvc;
 pub mod paos;
 pub mod server;
 pub mod session;
+pub mod simulator;
 pub mod sm;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -392,3 +392,98 @@ fn read_answers(
     }
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+    use super::*;
+    use crate::{paos::PaosResult, simulator::SIMULATOR_CA_KEY};
+
+    fn ok() -> PaosResult {
+        PaosResult { major: paos::MAJOR_OK.into(), minor: None, message: None }
+    }
+
+    fn terminal() -> Terminal {
+        Terminal::new(b"secret", "Test", "http://127.0.0.1", vec![vec![0; 32]], None).unwrap()
+    }
+
+    /// A session up to the EAC2 answer, with the card's side computed as the Simulator does:
+    /// ECDH with its CA key, the session keys, the token over our ephemeral key.
+    fn at_eac2(terminal: &Terminal) -> (Session, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let session = Session::new(&UseIdRequest {
+            required: vec![Attribute::GivenNames],
+            allowed: vec![],
+            transaction_info: None,
+        });
+        let start = FromClient::StartPaos { message_id: None, session_id: "s".into(), slot_handle: "00".into() };
+        let reply = step(terminal, session, start);
+        assert!(reply.body.contains("EAC1InputType"));
+        let Stage::Eac1Sent { auxiliary_data, .. } = reply.session.stage.clone() else { panic!() };
+        let chat = Rights::for_attributes(&[Attribute::GivenNames, Attribute::RestrictedId]).chat(0);
+        let eac1 =
+            FromClient::Eac1 { message_id: None, result: ok(), chat, id_picc: vec![1; 20], challenge: vec![2; 8] };
+        let reply = step(terminal, reply.session, eac1);
+        let document = roxmltree::Document::parse(&reply.body).unwrap();
+        let text = |name: &str| {
+            hex::decode(document.descendants().find(|n| n.tag_name().name() == name).unwrap().text().unwrap()).unwrap()
+        };
+        let ephemeral = text("EphemeralPublicKey");
+        // The signature over ID_PICC ‖ challenge ‖ x(ephemeral) ‖ auxiliary data verifies with
+        // the AT certificate's key.
+        let Stage::Eac2Sent { .. } = &reply.session.stage else { panic!("{:?}", reply.session.stage) };
+        let at = crypto::derived_key(b"secret", "at").unwrap();
+        let at = crypto::public_key(&crypto::public_point(&at).unwrap()).unwrap();
+        let signed = [&[1u8; 20][..], &[2; 8], &crypto::x_coordinate(&ephemeral).unwrap(), &auxiliary_data].concat();
+        assert!(crypto::verify(&at, &signed, &text("Signature")).unwrap(), "Terminal Authentication's signature");
+        let card_key = crypto::key_from_private_bytes(&hex::decode(SIMULATOR_CA_KEY).unwrap()).unwrap();
+        let secret = crypto::ecdh(&card_key, &ephemeral).unwrap();
+        let nonce = vec![7u8; 8];
+        let mac = crypto::derive_session_key(&secret, &nonce, KeyPurpose::Mac).unwrap();
+        let token = crypto::cmac8(&mac, &card::ca_token_input(&ephemeral)).unwrap().to_vec();
+        let test_card = crate::simulator::TestCard {
+            given_names: "ERIKA".into(),
+            family_names: "MUSTERMANN".into(),
+            birth_name: "GABLER".into(),
+            date_of_birth: time::macros::date!(1964 - 08 - 12),
+            place_of_birth: "BERLIN".into(),
+            street: "HEIDESTRASSE 17".into(),
+            zip_code: "51147".into(),
+            city: "KÖLN".into(),
+            expires: time::macros::date!(2031 - 10 - 31),
+        };
+        let files = test_card.simulator_card().unwrap().files;
+        let security = hex::decode(&files.iter().find(|f| f.short_file_id == "1D").unwrap().content).unwrap();
+        (reply.session, security, token, nonce)
+    }
+
+    #[test]
+    fn a_tampered_authentication_token_ends_the_session_before_any_data() {
+        let terminal = terminal();
+        let (session, card_security, mut token, nonce) = at_eac2(&terminal);
+        token[0] ^= 1;
+        let eac2 =
+            FromClient::Eac2 { message_id: None, result: ok(), card_security, authentication_token: token, nonce };
+        let reply = step(&terminal, session, eac2);
+        assert!(reply.body.contains("StartPAOSResponse") && reply.body.contains("resultmajor#error"), "{}", reply.body);
+        let Stage::Done(result) = reply.session.stage else { panic!() };
+        let failure = (*result).unwrap_err();
+        assert!(failure.message.contains("authentication token does not verify"), "{failure:?}");
+    }
+
+    #[test]
+    fn the_right_token_opens_the_channel_and_a_message_out_of_order_ends_it() {
+        let terminal = terminal();
+        let (session, card_security, token, nonce) = at_eac2(&terminal);
+        let eac2 =
+            FromClient::Eac2 { message_id: None, result: ok(), card_security, authentication_token: token, nonce };
+        let reply = step(&terminal, session, eac2);
+        assert!(reply.body.contains("<Transmit"), "{}", reply.body);
+        let Stage::Reading { steps, .. } = &reply.session.stage else { panic!() };
+        assert!(steps.contains(&Step::Read(4)) && steps.contains(&Step::RestrictedId), "{steps:?}");
+        assert!(!steps.contains(&Step::Read(5)), "only what was asked: {steps:?}");
+        // StartPAOS again in the middle: refused, the session is over.
+        let again = FromClient::StartPaos { message_id: None, session_id: "s".into(), slot_handle: "00".into() };
+        let reply = step(&terminal, reply.session, again);
+        assert!(matches!(reply.session.stage, Stage::Done(ref r) if r.is_err()));
+    }
+}

@@ -12,10 +12,10 @@ use eid_bridge::{
     Attribute, EidServer, EidServerError, UseIdRequest,
     sdk::{
         client::{CardHolder, PinRequest, SdkClient},
-        messages::{AccessRights, Reader, Secret},
+        messages::{AccessRights, Reader, Secret, SimulatorCard},
     },
 };
-use eid_test_server::{MemorySessions, TestEidServer, TestEidServerConfig, testing::AusweisApp2};
+use eid_test_server::{MemorySessions, TestEidServer, TestEidServerConfig, simulator::TestCard, testing::AusweisApp2};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -26,9 +26,11 @@ fn skip_or_fail(why: &str) {
     eprintln!("skipped: {why}");
 }
 
-/// The citizen: accepts, puts the Simulator card in, and "types" the PIN on the Simulator, a
-/// reader with its own keypad (the SDK client sends no value for it).
-struct Citizen;
+/// The citizen: accepts, puts the Simulator card in (its built-in one, or the given test card),
+/// and "types" the PIN on the Simulator, a reader with its own keypad (the SDK client sends no
+/// value for it).
+#[derive(Default)]
+struct Citizen(Option<SimulatorCard>);
 
 #[async_trait]
 impl CardHolder for Citizen {
@@ -37,6 +39,9 @@ impl CardHolder for Citizen {
     }
     async fn insert_card(&mut self) -> Option<String> {
         Some("Simulator".into())
+    }
+    fn simulator_card(&self) -> Option<SimulatorCard> {
+        self.0.clone()
     }
     async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
         Some(Secret::new("123456"))
@@ -140,7 +145,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     let server = test_eid_server().await;
     let mut client = app.sdk().await.unwrap();
 
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
     assert!(outcome.result.is_ok(), "AusweisApp2: {outcome:?}; our side: {result:?}");
     let data = result.unwrap();
     assert_eq!(data.given_names.as_deref(), Some("ERIKA"));
@@ -156,7 +161,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     assert_eq!(data.restricted_id.len(), 64, "a SHA-256 pseudonym: {}", data.restricted_id);
 
     // The same card gives the same pseudonym in the next session: how the server knows it again.
-    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
+    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
     assert!(outcome.result.is_ok(), "{outcome:?}");
     assert_eq!(again.unwrap().restricted_id, data.restricted_id);
 }
@@ -176,7 +181,7 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
         let end = token.find("</PSK>").unwrap();
         format!("{}{}{}", &token[..start], "00".repeat((end - start) / 2), &token[end..])
     };
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, wrong_psk).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), wrong_psk).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     assert!(matches!(result, Err(EidServerError::NoResult)), "{result:?}");
 
@@ -190,7 +195,7 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
     }
 
     // The server still works for the next citizen.
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen, |t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
     assert!(outcome.result.is_ok() && result.is_ok(), "{outcome:?} {result:?}");
 }
 
@@ -213,5 +218,62 @@ impl CardHolder for Declining {
     }
     async fn puk(&mut self, _: &Reader) -> Option<Secret> {
         None
+    }
+}
+
+fn card(given_names: &str, born: time::Date, expires: time::Date) -> Citizen {
+    let card = TestCard {
+        given_names: given_names.into(),
+        family_names: "BEISPIEL".into(),
+        birth_name: "BEISPIEL".into(),
+        date_of_birth: born,
+        place_of_birth: "WIEN".into(),
+        street: "AM ABDINGHOF 11".into(),
+        zip_code: "33098".into(),
+        city: "PADERBORN".into(),
+        expires,
+    };
+    Citizen(Some(card.simulator_card().unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
+    };
+    let server = test_eid_server().await;
+    let mut client = app.sdk().await.unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let years = |n: i32| today.replace_year(today.year() + n).unwrap();
+
+    // Another person: the card's files are ours, the app reads them through the same channel.
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut card("ANNA", years(-36), years(5)), |t| t).await;
+    assert!(outcome.result.is_ok(), "{outcome:?} {result:?}");
+    let anna = result.unwrap();
+    assert_eq!((anna.given_names.as_deref(), anna.family_names.as_deref()), (Some("ANNA"), Some("BEISPIEL")));
+    assert_eq!(anna.place_of_residence.unwrap().city.as_deref(), Some("PADERBORN"));
+    // The Simulator computes the pseudonym with fixed keys, whatever the files say.
+    assert_eq!(anna.restricted_id.len(), 64);
+
+    // Sixteen years old: the card denies the age the service asks (18), no data is handed out.
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut card("JUNA", years(-16), years(5)), |t| t).await;
+    assert!(!outcome.result.is_ok(), "{outcome:?}");
+    match result {
+        Err(EidServerError::Failed { message, .. }) => {
+            assert!(message.unwrap_or_default().contains("minimum age"))
+        }
+        other => panic!("refused for age: {other:?}"),
+    }
+
+    // Expired yesterday: the card denies the validity, no data.
+    let yesterday = today.previous_day().unwrap();
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut card("ALT", years(-50), yesterday), |t| t).await;
+    assert!(!outcome.result.is_ok(), "{outcome:?}");
+    match result {
+        Err(EidServerError::Failed { message, .. }) => assert!(message.unwrap_or_default().contains("expired")),
+        other => panic!("refused as expired: {other:?}"),
     }
 }

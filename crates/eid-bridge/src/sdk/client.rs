@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
 use super::{
-    messages::{AccessRights, AuthResult, Command, Info, Message, Reader, Secret},
+    messages::{AccessRights, AuthResult, Command, Info, Message, Reader, Secret, SimulatorCard},
     workflow::Workflow,
 };
 
@@ -122,6 +122,10 @@ pub trait CardHolder: Send {
     /// The name of an insertable reader to put a card into (e.g. `Simulator`), or `None` to
     /// wait for the citizen to insert the card.
     async fn insert_card(&mut self) -> Option<String>;
+    /// For the Simulator reader: the card to put in; `None`, its built-in test card.
+    fn simulator_card(&self) -> Option<SimulatorCard> {
+        None
+    }
     /// The six-digit PIN.
     async fn pin(&mut self, request: &PinRequest) -> Option<Secret>;
     /// The six-digit CAN (needed before the last PIN try).
@@ -305,7 +309,7 @@ impl SdkClient {
                     }
                 }
                 Message::InsertCard(_) => match holder.insert_card().await {
-                    Some(name) => Command::SetCard { name },
+                    Some(name) => Command::SetCard { name, simulator: holder.simulator_card() },
                     None => continue,
                 },
                 Message::EnterPin(enter) => {

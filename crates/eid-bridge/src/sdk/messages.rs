@@ -87,7 +87,29 @@ pub enum Command {
     SetCard {
         /// The reader's name.
         name: String,
+        /// For the Simulator: the card's files instead of its built-in test card.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        simulator: Option<SimulatorCard>,
     },
+}
+
+/// The file system of a card for AusweisApp2's Simulator reader (`SET_CARD`'s `simulator`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulatorCard {
+    /// Every file of the card; the Simulator knows no other.
+    pub files: Vec<SimulatorFile>,
+}
+
+/// One elementary file: identifiers and content, hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulatorFile {
+    /// The file identifier (`0101` for DG1).
+    pub file_id: String,
+    /// The short file identifier (`01`).
+    pub short_file_id: String,
+    /// The content.
+    pub content: String,
 }
 
 impl Command {
@@ -538,7 +560,17 @@ mod tests {
             Command::SetNewPin { value: Some(Secret::new("123456")) },
             json!({"cmd": "SET_NEW_PIN", "value": "123456"}),
         );
-        check_command(Command::SetCard { name: "Simulator".into() }, json!({"cmd": "SET_CARD", "name": "Simulator"}));
+        check_command(
+            Command::SetCard { name: "Simulator".into(), simulator: None },
+            json!({"cmd": "SET_CARD", "name": "Simulator"}),
+        );
+        let file = SimulatorFile { file_id: "0101".into(), short_file_id: "01".into(), content: "610413024944".into() };
+        check_command(
+            Command::SetCard { name: "Simulator".into(), simulator: Some(SimulatorCard { files: vec![file] }) },
+            json!({"cmd": "SET_CARD", "name": "Simulator", "simulator": {"files": [
+                {"fileId": "0101", "shortFileId": "01", "content": "610413024944"}
+            ]}}),
+        );
     }
 
     #[test]

@@ -164,7 +164,7 @@ mod tests {
         assert!(!w.allows(&Command::Accept), "accepted once");
         assert!(w.allows(&Command::GetCertificate), "the certificate stays readable");
         w.received(&message(r#"{"msg": "INSERT_CARD"}"#));
-        assert!(w.allows(&Command::SetCard { name: "Simulator".into() }));
+        assert!(w.allows(&Command::SetCard { name: "Simulator".into(), simulator: None }));
         w.received(&message(&format!(r#"{{"msg": "ENTER_PIN", {READER}}}"#)));
         assert!(w.allows(&pin()));
         assert!(w.allows(&Command::Interrupt));
