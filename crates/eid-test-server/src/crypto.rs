@@ -230,6 +230,30 @@ mod tests {
         assert_eq!(hex::encode(cmac8(&key, &message).unwrap()), "070a16b46b4d4144");
     }
 
+    /// ICAO Doc 9303 Part 11, Appendix G.1 (PACE, generic mapping, brainpoolP256r1, AES-128 —
+    /// the worked example TR-03110 refers to): the session keys from the shared secret, and the
+    /// terminal's authentication token over the chip's ephemeral key (our Chip Authentication
+    /// token check is the same MAC over the same kind of object, with the CA object identifier).
+    #[test]
+    fn session_keys_and_token_match_icao_9303_appendix_g1() {
+        let secret = hex::decode("28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925").unwrap();
+        let enc = derive_session_key(&secret, &[], KeyPurpose::Encryption).unwrap();
+        let mac = derive_session_key(&secret, &[], KeyPurpose::Mac).unwrap();
+        assert_eq!(hex::encode_upper(enc), "F5F0E35C0D7161EE6724EE513A0D9A7F");
+        assert_eq!(hex::encode_upper(mac), "FE251C7858B356B24514B3BD5F4297D1");
+        let chip_key = hex::decode(concat!(
+            "049E880F842905B8B3181F7AF7CAA9F0EFB743847F44A306D2D28C1D9EC65DF6DB",
+            "7764B22277A2EDDC3C265A9F018F9CB852E111B768B326904B59A0193776F094"
+        ))
+        .unwrap();
+        let pace_oid = [0x04, 0x00, 0x7F, 0x00, 0x07, 0x02, 0x02, 0x04, 0x02, 0x02];
+        let input = crate::tlv::encode_all(
+            0x7F49,
+            &[&crate::tlv::encode(0x06, &pace_oid), &crate::tlv::encode(0x86, &chip_key)],
+        );
+        assert_eq!(hex::encode_upper(cmac8(&mac, &input).unwrap()), "C2B0BD78D94BA866");
+    }
+
     #[test]
     fn aes_cbc_round_trips_and_wants_whole_blocks() {
         let key = [1u8; 16];

@@ -55,7 +55,7 @@ impl CardHolder for Citizen {
 }
 
 /// Serves one TC token over plain HTTP on loopback (developer mode allows it) and returns its URL.
-async fn serve_tc_token(token_for: impl Fn(&str) -> String + Send + 'static) -> String {
+async fn serve_tc_token(token_for: impl FnOnce(&str) -> String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let token = token_for(&base);
@@ -84,6 +84,11 @@ async fn serve_tc_token(token_for: impl Fn(&str) -> String + Send + 'static) -> 
 
 /// The test eID-Server with its in-memory sessions and an age check at 18.
 async fn test_eid_server() -> TestEidServer {
+    node(Arc::new(MemorySessions::default())).await
+}
+
+/// A node of the test eID-Server on `sessions` (nodes sharing them and the secret are one).
+async fn node(sessions: Arc<MemorySessions>) -> TestEidServer {
     TestEidServer::start(
         TestEidServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -94,7 +99,7 @@ async fn test_eid_server() -> TestEidServer {
             minimum_age: Some(18),
             step_timeout: Duration::from_secs(60),
         },
-        Arc::new(MemorySessions::default()),
+        sessions,
     )
     .await
     .unwrap()
@@ -116,14 +121,13 @@ async fn authenticate(
     app: &mut AusweisApp2,
     client: &mut SdkClient,
     holder: &mut dyn CardHolder,
-    token: fn(String) -> String,
+    token: &(dyn Fn(String) -> String + Send + Sync),
 ) -> (eid_bridge::sdk::client::AuthOutcome, Result<eid_bridge::EidPersonalData, EidServerError>) {
     for _ in 0..8 {
         let races = app.insertion_races();
         let session = server.use_id(&request()).await.unwrap();
-        let token_session = session.clone();
-        let tc_token_url = serve_tc_token(move |base| {
-            token(eid_bridge::tc_token::render(&token_session, &format!("{base}/refresh"), &format!("{base}/error")))
+        let tc_token_url = serve_tc_token(|base| {
+            token(eid_bridge::tc_token::render(&session, &format!("{base}/refresh"), &format!("{base}/error")))
         })
         .await;
         let outcome = client.authenticate(&tc_token_url, true, holder).await.unwrap();
@@ -145,7 +149,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     let server = test_eid_server().await;
     let mut client = app.sdk().await.unwrap();
 
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok(), "AusweisApp2: {outcome:?}; our side: {result:?}");
     let data = result.unwrap();
     assert_eq!(data.given_names.as_deref(), Some("ERIKA"));
@@ -161,7 +165,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     assert_eq!(data.restricted_id.len(), 64, "a SHA-256 pseudonym: {}", data.restricted_id);
 
     // The same card gives the same pseudonym in the next session: how the server knows it again.
-    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
+    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok(), "{outcome:?}");
     assert_eq!(again.unwrap().restricted_id, data.restricted_id);
 }
@@ -181,13 +185,13 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
         let end = token.find("</PSK>").unwrap();
         format!("{}{}{}", &token[..start], "00".repeat((end - start) / 2), &token[end..])
     };
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), wrong_psk).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &wrong_psk).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     assert!(matches!(result, Err(EidServerError::NoResult)), "{result:?}");
 
     // The citizen declines the access rights: the app tells the eID-Server, which ends the
     // session with the cancellation and no data.
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Declining, |t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Declining, &|t| t).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     match result {
         Err(EidServerError::Failed { minor, .. }) => assert!(minor.ends_with("cancellationByUser"), "{minor}"),
@@ -195,7 +199,7 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
     }
 
     // The server still works for the next citizen.
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), |t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok() && result.is_ok(), "{outcome:?} {result:?}");
 }
 
@@ -248,7 +252,7 @@ async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
 
     // Another person: the card's files are ours, the app reads them through the same channel.
     let (outcome, result) =
-        authenticate(&server, &mut app, &mut client, &mut card("ANNA", years(-36), years(5)), |t| t).await;
+        authenticate(&server, &mut app, &mut client, &mut card("ANNA", years(-36), years(5)), &|t| t).await;
     assert!(outcome.result.is_ok(), "{outcome:?} {result:?}");
     let anna = result.unwrap();
     assert_eq!((anna.given_names.as_deref(), anna.family_names.as_deref()), (Some("ANNA"), Some("BEISPIEL")));
@@ -258,7 +262,7 @@ async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
 
     // Sixteen years old: the card denies the age the service asks (18), no data is handed out.
     let (outcome, result) =
-        authenticate(&server, &mut app, &mut client, &mut card("JUNA", years(-16), years(5)), |t| t).await;
+        authenticate(&server, &mut app, &mut client, &mut card("JUNA", years(-16), years(5)), &|t| t).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     match result {
         Err(EidServerError::Failed { message, .. }) => {
@@ -270,10 +274,31 @@ async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
     // Expired yesterday: the card denies the validity, no data.
     let yesterday = today.previous_day().unwrap();
     let (outcome, result) =
-        authenticate(&server, &mut app, &mut client, &mut card("ALT", years(-50), yesterday), |t| t).await;
+        authenticate(&server, &mut app, &mut client, &mut card("ALT", years(-50), yesterday), &|t| t).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     match result {
         Err(EidServerError::Failed { message, .. }) => assert!(message.unwrap_or_default().contains("expired")),
         other => panic!("refused as expired: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_sharing_the_secret_and_the_sessions_serve_one_authentication() {
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
+    };
+    let sessions = Arc::new(MemorySessions::default());
+    let (a, b) = (node(sessions.clone()).await, node(sessions).await);
+    let mut client = app.sdk().await.unwrap();
+    // Node A starts the session, the app talks to node B (its PSK derives from the shared
+    // secret), node A hands out the result.
+    let to_b = format!("https://{}/paos", b.address());
+    let (outcome, result) = authenticate(&a, &mut app, &mut client, &mut Citizen::default(), &|token| {
+        let start = token.find("<ServerAddress>").unwrap() + "<ServerAddress>".len();
+        let end = token.find("</ServerAddress>").unwrap();
+        format!("{}{to_b}{}", &token[..start], &token[end..])
+    })
+    .await;
+    assert!(outcome.result.is_ok(), "{outcome:?} {result:?}");
+    assert_eq!(result.unwrap().family_names.as_deref(), Some("MUSTERMANN"));
 }
