@@ -7,7 +7,7 @@ seconds=${1:-10}
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 cargo afl build --quiet
 status=0
-for target in jwt claims_request sdk_message soap personal_data saml_request; do
+for target in jwt claims_request sdk_message soap personal_data saml_request paos; do
     out="out/$target"
     rm -rf "$out"
     mkdir -p out
