@@ -9,7 +9,7 @@ use openssl::cms::{CMSOptions, CmsContentInfo};
 use crate::{
     cvc::{DataGroup, oid_date_of_birth, oid_date_of_expiry},
     sm::Command,
-    tlv::{self, Tlv, encode, encode_all, parse_all, parse_one},
+    tlv::{Tlv, encode, encode_all, parse_one},
 };
 
 /// id-RI-ECDH-SHA-256.
@@ -174,11 +174,6 @@ pub fn ca_token_input(ephemeral_point: &[u8]) -> Vec<u8> {
     encode_all(0x7F49, &[&encode(0x06, &oid), &encode(0x86, ephemeral_point)])
 }
 
-/// Whether `bytes` parse as TLV at all (for the property tests' sake: no panics).
-pub fn parses(bytes: &[u8]) -> bool {
-    parse_all(bytes).is_ok() && tlv::parse_one(bytes).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -271,7 +266,6 @@ mod tests {
             let _ = read_data_group(dg, &bytes, &mut data);
             let _ = restricted_id(&bytes);
             let _ = chip_authentication_key(&bytes);
-            let _ = parses(&bytes);
         }
     }
 }

@@ -136,6 +136,15 @@ impl EidServer for TestEidServer {
             .ok_or(EidServerError::NoResult)?;
         let session: session::Session =
             serde_json::from_slice(&stored).map_err(|e| EidServerError::Malformed(e.to_string()))?;
+        if !matches!(session.stage, session::Stage::Done(_)) {
+            // Asked too early: the session goes on.
+            self.endpoint
+                .store
+                .put(&server::key(session_id), stored, self.endpoint.step_timeout)
+                .await
+                .map_err(EidServerError::Unavailable)?;
+            return Err(EidServerError::NoResult);
+        }
         match session.stage {
             session::Stage::Done(result) => (*result)
                 .map_err(|failure| EidServerError::Failed { minor: failure.minor, message: Some(failure.message) }),

@@ -135,7 +135,15 @@ pub async fn serve(
     endpoint: Arc<Endpoint>,
 ) {
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else { continue };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or the like: wait a moment instead of spinning.
+                tracing::warn!(target: "eid_test_server", error = %e, "accepting a PAOS connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (context, endpoint) = (context.clone(), endpoint.clone());
         tokio::spawn(async move {
             if let Err(e) = connection(tcp, peer, &context, identity_index, endpoint).await {
@@ -183,6 +191,8 @@ async fn connection(
         }
     });
     hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30))
         .serve_connection(TokioIo::new(stream), service)
         .await
         .map_err(|e| e.to_string())

@@ -331,15 +331,26 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
                 Err((minor, why)) => failed(session, relates_to, minor, why),
             }
         }
-        (_, message) => {
-            let relates_to = match &message {
-                FromClient::StartPaos { message_id, .. }
-                | FromClient::Eac1 { message_id, .. }
-                | FromClient::Eac2 { message_id, .. }
-                | FromClient::Transmit { message_id, .. } => message_id.clone(),
-            };
-            failed(session, relates_to.as_deref(), MINOR_PARAMETER, "a message out of order".into())
+        // A finished session keeps its result; whatever comes after it is refused.
+        (Stage::Done(_), message) => {
+            let body = paos::start_paos_response(
+                message_id(&message).as_deref(),
+                Some((MINOR_PARAMETER, "the session is already finished")),
+            );
+            Reply { body, session }
         }
+        (_, message) => {
+            failed(session, message_id(&message).as_deref(), MINOR_PARAMETER, "a message out of order".into())
+        }
+    }
+}
+
+fn message_id(message: &FromClient) -> Option<String> {
+    match message {
+        FromClient::StartPaos { message_id, .. }
+        | FromClient::Eac1 { message_id, .. }
+        | FromClient::Eac2 { message_id, .. }
+        | FromClient::Transmit { message_id, .. } => message_id.clone(),
     }
 }
 
@@ -485,5 +496,12 @@ mod tests {
         let again = FromClient::StartPaos { message_id: None, session_id: "s".into(), slot_handle: "00".into() };
         let reply = step(&terminal, reply.session, again);
         assert!(matches!(reply.session.stage, Stage::Done(ref r) if r.is_err()));
+        // Once finished, it stays as it finished.
+        let late = FromClient::StartPaos { message_id: None, session_id: "s".into(), slot_handle: "00".into() };
+        let after = step(&terminal, reply.session.clone(), late);
+        assert!(after.body.contains("already finished"));
+        assert!(
+            matches!(after.session.stage, Stage::Done(ref r) if r.as_ref().as_ref().unwrap_err().message.contains("out of order"))
+        );
     }
 }
