@@ -82,6 +82,9 @@ async fn serve_tc_token(token_for: impl FnOnce(&str) -> String) -> String {
     format!("{base}/tc-token")
 }
 
+/// The deployment secret of the tests' eID-Server nodes.
+const SECRET: &[u8] = b"test secret";
+
 /// The test eID-Server with its in-memory sessions and an age check at 18.
 async fn test_eid_server() -> TestEidServer {
     node(Arc::new(MemorySessions::default())).await
@@ -93,7 +96,7 @@ async fn node(sessions: Arc<MemorySessions>) -> TestEidServer {
         TestEidServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             public_address: None,
-            secret: b"test secret".to_vec(),
+            secret: SECRET.to_vec(),
             subject_name: "servicekonto (Test)".into(),
             subject_url: "http://127.0.0.1".into(),
             minimum_age: Some(18),
@@ -301,4 +304,115 @@ async fn two_nodes_sharing_the_secret_and_the_sessions_serve_one_authentication(
     .await;
     assert!(outcome.result.is_ok(), "{outcome:?} {result:?}");
     assert_eq!(result.unwrap().family_names.as_deref(), Some("MUSTERMANN"));
+}
+
+/// A man in the middle who knows the deployment's secret (so the app's PSK): it passes every
+/// message on to `upstream` over a channel of its own, but flips a bit of the card's Chip
+/// Authentication token on the way. Returns its PAOS address.
+async fn tampering_proxy(secret: &'static [u8], upstream: std::net::SocketAddr) -> String {
+    use eid_test_server::server;
+    use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
+    use std::pin::Pin;
+    use tokio_openssl::SslStream;
+
+    let (key, cert) = server::tls_identity().unwrap();
+    let (context, identity) = server::tls_context(Arc::new(secret.to_vec()), &key, &cert).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("https://{}/paos", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let mut app = SslStream::new(Ssl::new(&context).unwrap(), tcp).unwrap();
+            if Pin::new(&mut app).accept().await.is_err() {
+                continue;
+            }
+            let session = app.ssl().ex_data(identity).cloned().unwrap();
+            // One request at a time: head, Content-Length body; answered from upstream.
+            let mut buffered = Vec::new();
+            loop {
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(at) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(at + 4);
+                    }
+                    match app.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let Some(head_end) = head_end else { break };
+                let head = String::from_utf8_lossy(&buffered[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                while buffered.len() < head_end + length {
+                    let n = app.read(&mut chunk).await.unwrap();
+                    buffered.extend_from_slice(&chunk[..n]);
+                }
+                let mut body = String::from_utf8(buffered[head_end..head_end + length].to_vec()).unwrap();
+                buffered.drain(..head_end + length);
+                if let Some(at) = body.find("<AuthenticationToken>") {
+                    let at = at + "<AuthenticationToken>".len();
+                    let flipped = if &body[at..=at] == "0" { "1" } else { "0" };
+                    body.replace_range(at..=at, flipped);
+                }
+                let mut builder = SslContext::builder(SslMethod::tls_client()).unwrap();
+                builder.set_min_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+                builder.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+                builder.set_cipher_list("RSA-PSK-AES256-GCM-SHA384").unwrap();
+                builder.set_verify(SslVerifyMode::NONE);
+                let (id, psk) = (session.clone(), server::psk(secret, &session).unwrap());
+                builder.set_psk_client_callback(move |_, _, id_out, psk_out| {
+                    id_out[..id.len()].copy_from_slice(id.as_bytes());
+                    id_out[id.len()] = 0;
+                    psk_out[..psk.len()].copy_from_slice(&psk);
+                    Ok(psk.len())
+                });
+                let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let mut up = SslStream::new(Ssl::new(&builder.build()).unwrap(), tcp).unwrap();
+                Pin::new(&mut up).connect().await.unwrap();
+                let request = format!(
+                    "POST /paos HTTP/1.1\r\nHost: upstream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                up.write_all(request.as_bytes()).await.unwrap();
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer).await;
+                let answer = String::from_utf8_lossy(&answer);
+                let (head, reply) = answer.split_once("\r\n\r\n").unwrap();
+                let status = &head[9..12];
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.paos+xml\r\nContent-Length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+                if app.write_all(response.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_chip_authentication_token_ends_the_run_without_data() {
+    let Some(mut app) = AusweisApp2::start() else {
+        return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
+    };
+    let server = test_eid_server().await;
+    let mut client = app.sdk().await.unwrap();
+    let proxy = tampering_proxy(SECRET, server.address()).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|token| {
+        let start = token.find("<ServerAddress>").unwrap() + "<ServerAddress>".len();
+        let end = token.find("</ServerAddress>").unwrap();
+        format!("{}{proxy}{}", &token[..start], &token[end..])
+    })
+    .await;
+    assert!(!outcome.result.is_ok(), "{outcome:?}");
+    match result {
+        Err(EidServerError::Failed { message, .. }) => {
+            assert!(message.unwrap_or_default().contains("authentication token does not verify"))
+        }
+        other => panic!("refused for the token: {other:?}"),
+    }
 }
