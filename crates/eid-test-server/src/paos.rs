@@ -47,8 +47,6 @@ pub enum FromClient {
     Eac1 {
         /// Its `MessageID`.
         message_id: Option<String>,
-        /// The step's result.
-        result: PaosResult,
         /// The CHAT the citizen allowed.
         chat: Vec<u8>,
         /// The card's identifier for Terminal Authentication.
@@ -60,8 +58,6 @@ pub enum FromClient {
     Eac2 {
         /// Its `MessageID`.
         message_id: Option<String>,
-        /// The step's result.
-        result: PaosResult,
         /// The card's security file.
         card_security: Vec<u8>,
         /// Chip Authentication's MAC over our ephemeral key.
@@ -69,12 +65,17 @@ pub enum FromClient {
         /// Chip Authentication's nonce.
         nonce: Vec<u8>,
     },
-    /// The answer to a batch of APDUs.
-    Transmit {
+    /// An error answer to any of our requests (cancelled, card removed, wrong PIN, …).
+    Failed {
         /// Its `MessageID`.
         message_id: Option<String>,
         /// The step's result.
         result: PaosResult,
+    },
+    /// The answer to a batch of APDUs.
+    Transmit {
+        /// Its `MessageID`.
+        message_id: Option<String>,
         /// One answer per APDU, in order (fewer if the batch stopped).
         apdus: Vec<Vec<u8>>,
     },
@@ -143,23 +144,14 @@ pub fn parse(xml: &str) -> Result<FromClient, PaosError> {
             let kind = data
                 .and_then(|d| d.attributes().find(|a| a.name() == "type").map(|a| a.value().to_owned()))
                 .unwrap_or_default();
-            let data = match data {
-                Some(data) if result.is_ok() => data,
+            if !result.is_ok() {
                 // An error answer may come without its data.
-                _ => {
-                    return Ok(FromClient::Eac1 {
-                        message_id,
-                        result,
-                        chat: vec![],
-                        id_picc: vec![],
-                        challenge: vec![],
-                    });
-                }
-            };
+                return Ok(FromClient::Failed { message_id, result });
+            }
+            let data = data.ok_or_else(|| err("no AuthenticationProtocolData"))?;
             if kind.ends_with("EAC1OutputType") {
                 Ok(FromClient::Eac1 {
                     message_id,
-                    result,
                     chat: hex_of(data, "CertificateHolderAuthorizationTemplate")?,
                     id_picc: hex_of(data, "IDPICC")?,
                     challenge: hex_of(data, "Challenge")?,
@@ -167,7 +159,6 @@ pub fn parse(xml: &str) -> Result<FromClient, PaosError> {
             } else if kind.ends_with("EAC2OutputType") {
                 Ok(FromClient::Eac2 {
                     message_id,
-                    result,
                     card_security: hex_of(data, "EFCardSecurity")?,
                     authentication_token: hex_of(data, "AuthenticationToken")?,
                     nonce: hex_of(data, "Nonce")?,
@@ -178,12 +169,15 @@ pub fn parse(xml: &str) -> Result<FromClient, PaosError> {
         }
         "TransmitResponse" => {
             let result = result_of(message)?;
+            if !result.is_ok() {
+                return Ok(FromClient::Failed { message_id, result });
+            }
             let apdus = message
                 .children()
                 .filter(|n| n.is_element() && n.tag_name().name() == "OutputAPDU")
                 .map(|n| hex::decode(n.text().unwrap_or("").trim()).map_err(|_| err("OutputAPDU is not hex")))
                 .collect::<Result<_, _>>()?;
-            Ok(FromClient::Transmit { message_id, result, apdus })
+            Ok(FromClient::Transmit { message_id, apdus })
         }
         other => Err(err(format!("unexpected {other}"))),
     }
@@ -314,8 +308,7 @@ mod tests {
         let eac1 = format!(
             r#"{HEAD}<DIDAuthenticateResponse xmlns="{ISO}">{ok}<AuthenticationProtocolData xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="iso:EAC1OutputType" xmlns:iso="{ISO}"><CertificateHolderAuthorizationTemplate>7F4C</CertificateHolderAuthorizationTemplate><CertificationAuthorityReference>DETESTeID00005</CertificationAuthorityReference><EFCardAccess>31</EFCardAccess><IDPICC>0102</IDPICC><Challenge>0102030405060708</Challenge></AuthenticationProtocolData></DIDAuthenticateResponse>{TAIL}"#
         );
-        let FromClient::Eac1 { result, chat, id_picc, challenge, .. } = parse(&eac1).unwrap() else { panic!() };
-        assert!(result.is_ok());
+        let FromClient::Eac1 { chat, id_picc, challenge, .. } = parse(&eac1).unwrap() else { panic!() };
         assert_eq!((chat, id_picc, challenge), (vec![0x7F, 0x4C], vec![1, 2], vec![1, 2, 3, 4, 5, 6, 7, 8]));
         let transmit = format!(
             r#"{HEAD}<TransmitResponse xmlns="{ISO}">{ok}<OutputAPDU>9000</OutputAPDU><OutputAPDU>6A82</OutputAPDU></TransmitResponse>{TAIL}"#
@@ -325,7 +318,7 @@ mod tests {
         let cancelled = format!(
             r#"{HEAD}<DIDAuthenticateResponse xmlns="{ISO}"><Result xmlns="{DSS}"><ResultMajor>{MAJOR_ERROR}</ResultMajor><ResultMinor>http://www.bsi.bund.de/ecard/api/1.1/resultminor/sal#cancellationByUser</ResultMinor></Result></DIDAuthenticateResponse>{TAIL}"#
         );
-        let FromClient::Eac1 { result, .. } = parse(&cancelled).unwrap() else { panic!() };
+        let FromClient::Failed { result, .. } = parse(&cancelled).unwrap() else { panic!() };
         assert!(!result.is_ok() && result.minor.unwrap().ends_with("cancellationByUser"));
     }
 

@@ -238,13 +238,9 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
         }
         (
             Stage::Eac1Sent { slot_handle, auxiliary_data },
-            FromClient::Eac1 { message_id, result, chat, id_picc, challenge },
+            FromClient::Eac1 { message_id, chat, id_picc, challenge },
         ) => {
             let relates_to = message_id.as_deref();
-            if !result.is_ok() {
-                let minor = result.minor.clone().unwrap_or_default();
-                return failed(session, relates_to, &minor, result.message.unwrap_or_else(|| "EAC1 failed".into()));
-            }
             let Some(rights) = Rights::from_chat(&chat) else {
                 return failed(session, relates_to, MINOR_PARAMETER, "the effective CHAT is unreadable".into());
             };
@@ -268,13 +264,9 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
         }
         (
             Stage::Eac2Sent { slot_handle, rights, ephemeral },
-            FromClient::Eac2 { message_id, result, card_security, authentication_token, nonce },
+            FromClient::Eac2 { message_id, card_security, authentication_token, nonce },
         ) => {
             let relates_to = message_id.as_deref();
-            if !result.is_ok() {
-                let minor = result.minor.clone().unwrap_or_default();
-                return failed(session, relates_to, &minor, result.message.unwrap_or_else(|| "EAC2 failed".into()));
-            }
             let channel = (|| {
                 let card_key = card::chip_authentication_key(&card_security).map_err(|e| e.to_string())?;
                 let ephemeral = crypto::key_from_private_bytes(&ephemeral).map_err(|e| e.to_string())?;
@@ -317,12 +309,8 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
                 Err(e) => failed(session, relates_to, MINOR_INTERNAL, e.to_string()),
             }
         }
-        (Stage::Reading { channel, steps, .. }, FromClient::Transmit { message_id, result, apdus }) => {
+        (Stage::Reading { channel, steps, .. }, FromClient::Transmit { message_id, apdus }) => {
             let relates_to = message_id.as_deref();
-            if !result.is_ok() {
-                let minor = result.minor.clone().unwrap_or_default();
-                return failed(session, relates_to, &minor, result.message.unwrap_or_else(|| "Transmit failed".into()));
-            }
             match read_answers(channel, &steps, &apdus) {
                 Ok(data) => Reply {
                     body: paos::start_paos_response(relates_to, None),
@@ -330,6 +318,15 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
                 },
                 Err((minor, why)) => failed(session, relates_to, minor, why),
             }
+        }
+        // The app ends the run (cancelled, card removed, wrong PIN, …): its reason is ours.
+        (
+            Stage::Created | Stage::Eac1Sent { .. } | Stage::Eac2Sent { .. } | Stage::Reading { .. },
+            FromClient::Failed { message_id, result },
+        ) => {
+            let minor = result.minor.unwrap_or_else(|| MINOR_INTERNAL.to_owned());
+            let message = result.message.unwrap_or_else(|| "AusweisApp2 ended the authentication".to_owned());
+            failed(session, message_id.as_deref(), &minor, message)
         }
         // A finished session keeps its result; whatever comes after it is refused.
         (Stage::Done(_), message) => {
@@ -350,6 +347,7 @@ fn message_id(message: &FromClient) -> Option<String> {
         FromClient::StartPaos { message_id, .. }
         | FromClient::Eac1 { message_id, .. }
         | FromClient::Eac2 { message_id, .. }
+        | FromClient::Failed { message_id, .. }
         | FromClient::Transmit { message_id, .. } => message_id.clone(),
     }
 }
@@ -385,7 +383,11 @@ fn read_answers(
             (Step::VerifyAge, _) => {
                 return Err((MINOR_NOT_VERIFIED, "the card holder is below the minimum age".into()));
             }
-            (_, 0x9000) => match step {
+            // A data group the card does not have: the attribute is absent (6A82 file not
+            // found; AusweisApp2's Simulator answers 6A80 for it).
+            (Step::Read(_), 0x6A82 | 0x6A80) => {}
+            // 6282: the file ended before the expected length; its data are all there.
+            (_, 0x9000) | (Step::Read(_), 0x6282) => match step {
                 Step::Read(dg) => {
                     card::read_data_group(*dg, &answer.data, &mut data).map_err(|e| (MINOR_PARAMETER, e.to_string()))?
                 }
@@ -410,8 +412,13 @@ mod tests {
     use super::*;
     use crate::{paos::PaosResult, simulator::SIMULATOR_CA_KEY};
 
-    fn ok() -> PaosResult {
-        PaosResult { major: paos::MAJOR_OK.into(), minor: None, message: None }
+    /// The app's error answer, as it sends it when the citizen cancels or the card is gone.
+    fn cancelled() -> PaosResult {
+        PaosResult {
+            major: "http://www.bsi.bund.de/ecard/api/1.1/resultmajor#error".into(),
+            minor: Some(eid_bridge::eid_server::MINOR_CANCELLED.into()),
+            message: Some("The process has been cancelled.".into()),
+        }
     }
 
     fn terminal() -> Terminal {
@@ -431,8 +438,7 @@ mod tests {
         assert!(reply.body.contains("EAC1InputType"));
         let Stage::Eac1Sent { auxiliary_data, .. } = reply.session.stage.clone() else { panic!() };
         let chat = Rights::for_attributes(&[Attribute::GivenNames, Attribute::RestrictedId]).chat(0);
-        let eac1 =
-            FromClient::Eac1 { message_id: None, result: ok(), chat, id_picc: vec![1; 20], challenge: vec![2; 8] };
+        let eac1 = FromClient::Eac1 { message_id: None, chat, id_picc: vec![1; 20], challenge: vec![2; 8] };
         let reply = step(terminal, reply.session, eac1);
         let document = roxmltree::Document::parse(&reply.body).unwrap();
         let text = |name: &str| {
@@ -454,7 +460,7 @@ mod tests {
         let test_card = crate::simulator::TestCard {
             given_names: "ERIKA".into(),
             family_names: "MUSTERMANN".into(),
-            birth_name: "GABLER".into(),
+            birth_name: Some("GABLER".into()),
             date_of_birth: time::macros::date!(1964 - 08 - 12),
             place_of_birth: "BERLIN".into(),
             street: "HEIDESTRASSE 17".into(),
@@ -468,12 +474,20 @@ mod tests {
     }
 
     #[test]
+    fn the_apps_error_ends_the_session_with_the_apps_reason() {
+        let terminal = terminal();
+        let (session, ..) = at_eac2(&terminal);
+        let reply = step(&terminal, session, FromClient::Failed { message_id: None, result: cancelled() });
+        let Stage::Done(result) = reply.session.stage else { panic!() };
+        assert_eq!((*result).unwrap_err().minor, eid_bridge::eid_server::MINOR_CANCELLED);
+    }
+
+    #[test]
     fn a_tampered_authentication_token_ends_the_session_before_any_data() {
         let terminal = terminal();
         let (session, card_security, mut token, nonce) = at_eac2(&terminal);
         token[0] ^= 1;
-        let eac2 =
-            FromClient::Eac2 { message_id: None, result: ok(), card_security, authentication_token: token, nonce };
+        let eac2 = FromClient::Eac2 { message_id: None, card_security, authentication_token: token, nonce };
         let reply = step(&terminal, session, eac2);
         assert!(reply.body.contains("StartPAOSResponse") && reply.body.contains("resultmajor#error"), "{}", reply.body);
         let Stage::Done(result) = reply.session.stage else { panic!() };
@@ -485,8 +499,7 @@ mod tests {
     fn the_right_token_opens_the_channel_and_a_message_out_of_order_ends_it() {
         let terminal = terminal();
         let (session, card_security, token, nonce) = at_eac2(&terminal);
-        let eac2 =
-            FromClient::Eac2 { message_id: None, result: ok(), card_security, authentication_token: token, nonce };
+        let eac2 = FromClient::Eac2 { message_id: None, card_security, authentication_token: token, nonce };
         let reply = step(&terminal, session, eac2);
         assert!(reply.body.contains("<Transmit"), "{}", reply.body);
         let Stage::Reading { steps, .. } = &reply.session.stage else { panic!() };

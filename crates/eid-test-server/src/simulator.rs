@@ -36,8 +36,8 @@ pub struct TestCard {
     pub given_names: String,
     /// Familienname.
     pub family_names: String,
-    /// Geburtsname.
-    pub birth_name: String,
+    /// Geburtsname; `None`: the card has no DG13 (reading it answers "file not found").
+    pub birth_name: Option<String>,
     /// Geburtsdatum.
     pub date_of_birth: Date,
     /// Geburtsort.
@@ -177,30 +177,27 @@ impl TestCard {
             ]),
         );
         let ef_dir = encode(0x61, &encode(0x4F, &[0xE8, 0x07, 0x04, 0x00, 0x7F, 0x00, 0x07, 0x03, 0x02]));
-        Ok(SimulatorCard {
-            files: vec![
-                SimulatorFile {
-                    file_id: "2F00".into(),
-                    short_file_id: "1E".into(),
-                    content: hex::encode_upper(ef_dir),
-                },
-                file(0x1C, &encode(0x31, &security_infos().concat())),
-                file(0x1D, &card_security()?),
-                file(0x01, &printable(0x61, "ID")),
-                file(0x02, &printable(0x62, "D")),
-                file(0x03, &numeric(0x63, ymd(self.expires))),
-                file(0x04, &utf8(0x64, &self.given_names)),
-                file(0x05, &utf8(0x65, &self.family_names)),
-                file(0x06, &utf8(0x66, "")),
-                file(0x07, &utf8(0x67, "")),
-                file(0x08, &numeric(0x68, ymd(self.date_of_birth))),
-                file(0x09, &encode(0x69, &encode(0xA1, &encode(0x0C, self.place_of_birth.as_bytes())))),
-                file(0x0A, &printable(0x6A, "D")),
-                file(0x0D, &utf8(0x6D, &self.birth_name)),
-                file(0x11, &residence),
-                file(0x12, &encode(0x72, &encode(0x04, &[0x02, 0x76, 0x05, 0x03, 0x15, 0x00, 0x00]))),
-            ],
-        })
+        let mut files = vec![
+            SimulatorFile { file_id: "2F00".into(), short_file_id: "1E".into(), content: hex::encode_upper(ef_dir) },
+            file(0x1C, &encode(0x31, &security_infos().concat())),
+            file(0x1D, &card_security()?),
+            file(0x01, &printable(0x61, "ID")),
+            file(0x02, &printable(0x62, "D")),
+            file(0x03, &numeric(0x63, ymd(self.expires))),
+            file(0x04, &utf8(0x64, &self.given_names)),
+            file(0x05, &utf8(0x65, &self.family_names)),
+            file(0x06, &utf8(0x66, "")),
+            file(0x07, &utf8(0x67, "")),
+            file(0x08, &numeric(0x68, ymd(self.date_of_birth))),
+            file(0x09, &encode(0x69, &encode(0xA1, &encode(0x0C, self.place_of_birth.as_bytes())))),
+            file(0x0A, &printable(0x6A, "D")),
+            file(0x11, &residence),
+            file(0x12, &encode(0x72, &encode(0x04, &[0x02, 0x76, 0x05, 0x03, 0x15, 0x00, 0x00]))),
+        ];
+        if let Some(birth_name) = &self.birth_name {
+            files.push(file(0x0D, &utf8(0x6D, birth_name)));
+        }
+        Ok(SimulatorCard { files })
     }
 }
 
@@ -214,7 +211,7 @@ mod tests {
         TestCard {
             given_names: "ANNA".into(),
             family_names: "BEISPIEL".into(),
-            birth_name: "BEISPIEL".into(),
+            birth_name: Some("BEISPIEL".into()),
             date_of_birth: date!(1990 - 03 - 15),
             place_of_birth: "WIEN".into(),
             street: "AM ABDINGHOF 11".into(),
