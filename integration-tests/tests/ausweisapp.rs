@@ -14,40 +14,17 @@ use eid_bridge::sdk::{
     client::{CardHolder, PinRequest, SdkClient, SdkConfig},
     messages::{AccessRights, Command, Message, Reader, Secret},
 };
-use eid_test_server::testing::AusweisApp2;
+use eid_test_server::testing::{AusweisApp2, SimulatorCitizen};
 use storage::testing::skip;
 
 use crate::{
     citizen::{PASSWORD, browser, csrf, page, post},
-    eid::{CALLBACK, id_token_claims, redeem},
+    eid::{CALLBACK, eid_portal_authorize, id_token_claims, redeem},
     mail::SmtpSink,
     support::{Backends, TestServer, first_party_client},
 };
 
 const TEST: &str = "ausweisapp::real_ausweisapp2_fetches_our_tc_token_and_reports_the_result";
-
-/// The citizen with the Simulator card: accepts, inserts it, types the PIN on the Simulator (a
-/// reader with its own keypad: the SDK client sends no value).
-struct SimulatorCitizen;
-
-#[async_trait]
-impl CardHolder for SimulatorCitizen {
-    async fn accept(&mut self, _: &AccessRights) -> bool {
-        true
-    }
-    async fn insert_card(&mut self) -> Option<String> {
-        Some("Simulator".into())
-    }
-    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
-        Some(Secret::new("123456"))
-    }
-    async fn can(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-}
 
 /// From the eID start page (`zweck`) to AusweisApp2 and back: the browser is sent to the local
 /// app address, the real app authenticates against our test eID-Server, the browser follows the
@@ -71,7 +48,7 @@ async fn through_the_app(
         assert_eq!((location.port(), location.path()), (Some(24727), "/eID-Client"), "to the local AusweisApp2");
         let tc_token_url = location.query_pairs().find(|(k, _)| k == "tcTokenURL").unwrap().1.into_owned();
         let races = app.insertion_races();
-        let outcome = client.authenticate(&tc_token_url, true, &mut SimulatorCitizen).await.unwrap();
+        let outcome = client.authenticate(&tc_token_url, true, &mut SimulatorCitizen::default()).await.unwrap();
         if app.insertion_races() > races {
             eprintln!("AusweisApp2 lost its card-insertion race; a fresh app runs it again");
             app.restart().await.unwrap();
@@ -157,18 +134,7 @@ async fn a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_rea
     // An OIDC request for "hoch" with that session: acr hoch, amr eid.
     first_party_client(&server, "eid-portal", "eid-portal-secret-0123", CALLBACK, |_| {}).await;
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
-    let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("client_id", "eid-portal"),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("redirect_uri", CALLBACK),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("acr_values", "hoch"),
-        ])
-        .finish();
-    let response = citizen.get(format!("{issuer}/authorize?{query}")).send().await.unwrap();
+    let response = citizen.get(eid_portal_authorize(&issuer, &challenge, "hoch", "")).send().await.unwrap();
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();
     let tokens = redeem(&issuer, ("eid-portal", "eid-portal-secret-0123"), &code, verifier.secret()).await;

@@ -94,6 +94,28 @@ pub(crate) async fn redeem(issuer: &str, (id, secret): (&str, &str), code: &str,
         .unwrap()
 }
 
+/// The authorization request of the `eid-portal` test client (code flow, PKCE) for `acr_values`.
+pub(crate) fn eid_portal_authorize(
+    issuer: &str,
+    challenge: &oauth2::PkceCodeChallenge,
+    acr_values: &str,
+    prompt: &str,
+) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "eid-portal"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("acr_values", acr_values),
+            ("prompt", prompt),
+        ])
+        .finish();
+    format!("{issuer}/authorize?{query}")
+}
+
 pub(crate) fn id_token_claims(jwt: &str) -> serde_json::Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -186,21 +208,7 @@ async fn register_and_log_in_with_the_card_step_up_and_link_a_card_to_a_password
     // An OIDC request for "hoch" with the eID session: acr hoch, amr eid.
     first_party_client(&server, "eid-portal", "eid-portal-secret-0123", CALLBACK, |_| {}).await;
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
-    let authorize = |prompt: &str| {
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("client_id", "eid-portal"),
-                ("response_type", "code"),
-                ("scope", "openid"),
-                ("redirect_uri", CALLBACK),
-                ("code_challenge", challenge.as_str()),
-                ("code_challenge_method", "S256"),
-                ("acr_values", "http://eidas.europa.eu/LoA/high"),
-                ("prompt", prompt),
-            ])
-            .finish();
-        format!("{issuer}/authorize?{query}")
-    };
+    let authorize = |prompt: &str| eid_portal_authorize(&issuer, &challenge, "http://eidas.europa.eu/LoA/high", prompt);
     let response = citizen.get(authorize("")).send().await.unwrap();
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location.query_pairs().find(|(k, _)| k == "code").expect("a code").1.into_owned();

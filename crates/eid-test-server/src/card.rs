@@ -222,18 +222,7 @@ mod tests {
 
     #[test]
     fn data_groups_decode_like_the_simulators() {
-        let mut data = EidPersonalData {
-            restricted_id: String::new(),
-            given_names: None,
-            family_names: None,
-            birth_name: None,
-            date_of_birth: None,
-            place_of_birth: None,
-            place_of_residence: None,
-            nationality: None,
-            document_type: None,
-            issuing_state: None,
-        };
+        let mut data = EidPersonalData::default();
         read_data_group(4, &encode(0x64, &encode(0x0C, b"ERIKA")), &mut data).unwrap();
         read_data_group(8, &encode(0x68, &encode(0x12, b"1964  12")), &mut data).unwrap();
         read_data_group(9, &encode(0x69, &encode(0xA1, &encode(0x0C, b"BERLIN"))), &mut data).unwrap();
@@ -258,11 +247,7 @@ mod tests {
     proptest! {
         #[test]
         fn answers_from_the_card_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96), dg in 1u8..23) {
-            let mut data = EidPersonalData {
-                restricted_id: String::new(), given_names: None, family_names: None, birth_name: None,
-                date_of_birth: None, place_of_birth: None, place_of_residence: None, nationality: None,
-                document_type: None, issuing_state: None,
-            };
+            let mut data = EidPersonalData::default();
             let _ = read_data_group(dg, &bytes, &mut data);
             let _ = restricted_id(&bytes);
             let _ = chip_authentication_key(&bytes);

@@ -170,6 +170,31 @@ pub fn aes_cbc(mode: Mode, key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Result
     Ok(out)
 }
 
+/// A self-signed X.509 certificate for `key`, valid from now for a year, serial 1 (the TLS
+/// certificate of the PAOS endpoint; the document signer of test cards).
+pub fn self_signed_certificate(key: &PKey<Private>, common_name: &str) -> Result<openssl::x509::X509, CryptoError> {
+    use openssl::{
+        asn1::Asn1Time,
+        x509::{X509, X509NameBuilder},
+    };
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("C", "DE")?;
+    name.append_entry_by_text("CN", common_name)?;
+    let name = name.build();
+    let mut builder = X509::builder()?;
+    builder.set_version(2)?;
+    let serial = BigNum::from_u32(1)?.to_asn1_integer()?;
+    builder.set_serial_number(&serial)?;
+    builder.set_subject_name(&name)?;
+    builder.set_issuer_name(&name)?;
+    builder.set_pubkey(key)?;
+    let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
+    builder.set_not_before(&from)?;
+    builder.set_not_after(&until)?;
+    builder.sign(key, MessageDigest::sha256())?;
+    Ok(builder.build())
+}
+
 /// HMAC-SHA-256.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let pkey = PKey::hmac(key)?;

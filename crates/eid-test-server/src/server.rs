@@ -8,14 +8,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
 use openssl::{
-    asn1::Asn1Time,
-    bn::BigNum,
     ex_data::Index,
-    hash::MessageDigest,
     pkey::PKey,
     rsa::Rsa,
     ssl::{Ssl, SslContext, SslMethod, SslVersion},
-    x509::{X509, X509NameBuilder},
+    x509::X509,
 };
 use tokio::net::TcpListener;
 use tokio_openssl::SslStream;
@@ -32,23 +29,10 @@ pub fn psk(secret: &[u8], session_id: &str) -> Result<Vec<u8>, crypto::CryptoErr
 
 /// A self-signed RSA-2048 certificate (RSA-PSK needs an RSA key; AusweisApp2 checks the
 /// certificate through the description's hashes, not a CA).
-pub fn tls_identity() -> Result<(PKey<openssl::pkey::Private>, X509), openssl::error::ErrorStack> {
+pub fn tls_identity() -> Result<(PKey<openssl::pkey::Private>, X509), crypto::CryptoError> {
     let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", "servicekonto test eID-Server")?;
-    let name = name.build();
-    let mut cert = X509::builder()?;
-    cert.set_version(2)?;
-    let serial = BigNum::from_u32(1)?.to_asn1_integer()?;
-    cert.set_serial_number(&serial)?;
-    cert.set_subject_name(&name)?;
-    cert.set_issuer_name(&name)?;
-    cert.set_pubkey(&key)?;
-    let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
-    cert.set_not_before(&from)?;
-    cert.set_not_after(&until)?;
-    cert.sign(&key, MessageDigest::sha256())?;
-    Ok((key, cert.build()))
+    let certificate = crypto::self_signed_certificate(&key, "servicekonto test eID-Server")?;
+    Ok((key, certificate))
 }
 
 /// The TLS context: TLS 1.2 only, RSA-PSK suites only (what AusweisApp2 offers with a PSK).

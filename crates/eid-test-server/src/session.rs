@@ -363,18 +363,7 @@ fn read_answers(
     if apdus.len() != steps.len() {
         return Err((MINOR_PARAMETER, format!("{} answers to {} commands", apdus.len(), steps.len())));
     }
-    let mut data = EidPersonalData {
-        restricted_id: String::new(),
-        given_names: None,
-        family_names: None,
-        birth_name: None,
-        date_of_birth: None,
-        place_of_birth: None,
-        place_of_residence: None,
-        nationality: None,
-        document_type: None,
-        issuing_state: None,
-    };
+    let mut data = EidPersonalData::default();
     for (step, answer) in steps.iter().zip(channel.open_batch(apdus)) {
         let answer = answer.map_err(|e| (MINOR_PARAMETER, format!("{step:?}: {e}")))?;
         match (step, answer.status) {

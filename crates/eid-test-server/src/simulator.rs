@@ -9,13 +9,10 @@
 
 use eid_bridge::sdk::messages::{SimulatorCard, SimulatorFile};
 use openssl::{
-    asn1::Asn1Time,
-    bn::BigNum,
     ec::{EcGroup, EcKey},
     hash::MessageDigest,
     nid::Nid,
     pkey::PKey,
-    x509::{X509, X509NameBuilder},
 };
 use time::Date;
 
@@ -104,22 +101,7 @@ fn card_security() -> Result<Vec<u8>, CryptoError> {
 fn signed_data(content_type: &[u8], content: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     let signer = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("C", "DE")?;
-    name.append_entry_by_text("CN", "servicekonto TEST Document Signer")?;
-    let name = name.build();
-    let mut builder = X509::builder()?;
-    builder.set_version(2)?;
-    let serial = BigNum::from_u32(1)?.to_asn1_integer()?;
-    builder.set_serial_number(&serial)?;
-    builder.set_subject_name(&name)?;
-    builder.set_issuer_name(&name)?;
-    builder.set_pubkey(&signer)?;
-    let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
-    builder.set_not_before(&from)?;
-    builder.set_not_after(&until)?;
-    builder.sign(&signer, MessageDigest::sha256())?;
-    let certificate = builder.build();
+    let certificate = crypto::self_signed_certificate(&signer, "servicekonto TEST Document Signer")?;
 
     let sha256 = sequence(&[&oid(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01])]);
     let pkcs9 = |n: u8| oid(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, n]);
@@ -233,18 +215,7 @@ mod tests {
     #[test]
     fn the_data_groups_read_back_as_the_person() {
         let card = anna().simulator_card().unwrap();
-        let mut data = eid_bridge::EidPersonalData {
-            restricted_id: String::new(),
-            given_names: None,
-            family_names: None,
-            birth_name: None,
-            date_of_birth: None,
-            place_of_birth: None,
-            place_of_residence: None,
-            nationality: None,
-            document_type: None,
-            issuing_state: None,
-        };
+        let mut data = eid_bridge::EidPersonalData::default();
         for f in &card.files {
             let sfi = u8::from_str_radix(&f.short_file_id, 16).unwrap();
             if sfi <= 0x16 {

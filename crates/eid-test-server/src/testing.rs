@@ -5,7 +5,11 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use eid_bridge::sdk::client::{SdkClient, SdkConfig, SdkError};
+use async_trait::async_trait;
+use eid_bridge::sdk::{
+    client::{CardHolder, PinRequest, SdkClient, SdkConfig, SdkError},
+    messages::{AccessRights, Reader, Secret, SimulatorCard},
+};
 
 /// What AusweisApp2 1.26.2 logs when it loses its own race on inserting the Simulator card:
 /// `SimulatorReader::insertCard` announces the card while the connection it detected the card
@@ -86,5 +90,36 @@ impl AusweisApp2 {
         let _ = self.process.kill().await;
         *self = AusweisApp2::start()?;
         Some(())
+    }
+}
+
+/// A citizen at the Simulator: accepts the access rights, puts the card in (the Simulator's
+/// built-in one, or `card`), and "types" the PIN on the Simulator, a reader with its own keypad
+/// (the SDK client sends no value for it).
+#[derive(Debug, Default)]
+pub struct SimulatorCitizen {
+    /// The test card; `None`: the Simulator's built-in ERIKA MUSTERMANN.
+    pub card: Option<SimulatorCard>,
+}
+
+#[async_trait]
+impl CardHolder for SimulatorCitizen {
+    async fn accept(&mut self, _: &AccessRights) -> bool {
+        true
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        Some("Simulator".into())
+    }
+    fn simulator_card(&self) -> Option<SimulatorCard> {
+        self.card.clone()
+    }
+    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
+        Some(Secret::new("123456"))
+    }
+    async fn can(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
+    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
+        None
     }
 }

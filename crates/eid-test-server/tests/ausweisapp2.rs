@@ -12,10 +12,14 @@ use eid_bridge::{
     Attribute, EidServer, EidServerError, UseIdRequest,
     sdk::{
         client::{CardHolder, PinRequest, SdkClient},
-        messages::{AccessRights, Reader, Secret, SimulatorCard},
+        messages::{AccessRights, Reader, Secret},
     },
 };
-use eid_test_server::{MemorySessions, TestEidServer, TestEidServerConfig, simulator::TestCard, testing::AusweisApp2};
+use eid_test_server::{
+    MemorySessions, TestEidServer, TestEidServerConfig,
+    simulator::TestCard,
+    testing::{AusweisApp2, SimulatorCitizen},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -24,34 +28,6 @@ use tokio::{
 fn skip_or_fail(why: &str) {
     assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "required in CI: {why}");
     eprintln!("skipped: {why}");
-}
-
-/// The citizen: accepts, puts the Simulator card in (its built-in one, or the given test card),
-/// and "types" the PIN on the Simulator, a reader with its own keypad (the SDK client sends no
-/// value for it).
-#[derive(Default)]
-struct Citizen(Option<SimulatorCard>);
-
-#[async_trait]
-impl CardHolder for Citizen {
-    async fn accept(&mut self, _: &AccessRights) -> bool {
-        true
-    }
-    async fn insert_card(&mut self) -> Option<String> {
-        Some("Simulator".into())
-    }
-    fn simulator_card(&self) -> Option<SimulatorCard> {
-        self.0.clone()
-    }
-    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
-        Some(Secret::new("123456"))
-    }
-    async fn can(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
 }
 
 /// Serves one TC token over plain HTTP on loopback (developer mode allows it) and returns its URL.
@@ -80,6 +56,15 @@ async fn serve_tc_token(token_for: impl FnOnce(&str) -> String) -> String {
         }
     });
     format!("{base}/tc-token")
+}
+
+/// Changes a TC token to send the app to `address` instead of the session's eID-Server.
+fn server_address(address: String) -> impl Fn(String) -> String + Send + Sync {
+    move |token| {
+        let start = token.find("<ServerAddress>").unwrap() + "<ServerAddress>".len();
+        let end = token.find("</ServerAddress>").unwrap();
+        format!("{}{address}{}", &token[..start], &token[end..])
+    }
 }
 
 /// The deployment secret of the tests' eID-Server nodes.
@@ -152,7 +137,8 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     let server = test_eid_server().await;
     let mut client = app.sdk().await.unwrap();
 
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok(), "AusweisApp2: {outcome:?}; our side: {result:?}");
     let data = result.unwrap();
     assert_eq!(data.given_names.as_deref(), Some("ERIKA"));
@@ -168,7 +154,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
     assert_eq!(data.restricted_id.len(), 64, "a SHA-256 pseudonym: {}", data.restricted_id);
 
     // The same card gives the same pseudonym in the next session: how the server knows it again.
-    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
+    let (outcome, again) = authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok(), "{outcome:?}");
     assert_eq!(again.unwrap().restricted_id, data.restricted_id);
 }
@@ -188,7 +174,8 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
         let end = token.find("</PSK>").unwrap();
         format!("{}{}{}", &token[..start], "00".repeat((end - start) / 2), &token[end..])
     };
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &wrong_psk).await;
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &wrong_psk).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     assert!(matches!(result, Err(EidServerError::NoResult)), "{result:?}");
 
@@ -202,7 +189,8 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
     }
 
     // The server still works for the next citizen.
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|t| t).await;
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok() && result.is_ok(), "{outcome:?} {result:?}");
 }
 
@@ -228,7 +216,7 @@ impl CardHolder for Declining {
     }
 }
 
-fn card(given_names: &str, born: time::Date, expires: time::Date) -> Citizen {
+fn card(given_names: &str, born: time::Date, expires: time::Date) -> SimulatorCitizen {
     let card = TestCard {
         given_names: given_names.into(),
         family_names: "BEISPIEL".into(),
@@ -241,7 +229,7 @@ fn card(given_names: &str, born: time::Date, expires: time::Date) -> Citizen {
         city: "PADERBORN".into(),
         expires,
     };
-    Citizen(Some(card.simulator_card().unwrap()))
+    SimulatorCitizen { card: Some(card.simulator_card().unwrap()) }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,12 +286,8 @@ async fn two_nodes_sharing_the_secret_and_the_sessions_serve_one_authentication(
     // Node A starts the session, the app talks to node B (its PSK derives from the shared
     // secret), node A hands out the result.
     let to_b = format!("https://{}/paos", b.address());
-    let (outcome, result) = authenticate(&a, &mut app, &mut client, &mut Citizen::default(), &|token| {
-        let start = token.find("<ServerAddress>").unwrap() + "<ServerAddress>".len();
-        let end = token.find("</ServerAddress>").unwrap();
-        format!("{}{to_b}{}", &token[..start], &token[end..])
-    })
-    .await;
+    let (outcome, result) =
+        authenticate(&a, &mut app, &mut client, &mut SimulatorCitizen::default(), &server_address(to_b)).await;
     assert!(outcome.result.is_ok(), "{outcome:?} {result:?}");
     assert_eq!(result.unwrap().family_names.as_deref(), Some("MUSTERMANN"));
 }
@@ -404,12 +388,8 @@ async fn a_tampered_chip_authentication_token_ends_the_run_without_data() {
     let server = test_eid_server().await;
     let mut client = app.sdk().await.unwrap();
     let proxy = tampering_proxy(SECRET, server.address()).await;
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Citizen::default(), &|token| {
-        let start = token.find("<ServerAddress>").unwrap() + "<ServerAddress>".len();
-        let end = token.find("</ServerAddress>").unwrap();
-        format!("{}{proxy}{}", &token[..start], &token[end..])
-    })
-    .await;
+    let (outcome, result) =
+        authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &server_address(proxy)).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     match result {
         Err(EidServerError::Failed { message, .. }) => {

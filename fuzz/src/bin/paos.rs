@@ -6,18 +6,7 @@ fn main() {
         if let Ok(xml) = std::str::from_utf8(data) {
             let _ = eid_test_server::paos::parse(xml);
         }
-        let mut personal = eid_bridge::EidPersonalData {
-            restricted_id: String::new(),
-            given_names: None,
-            family_names: None,
-            birth_name: None,
-            date_of_birth: None,
-            place_of_birth: None,
-            place_of_residence: None,
-            nationality: None,
-            document_type: None,
-            issuing_state: None,
-        };
+        let mut personal = eid_bridge::EidPersonalData::default();
         for dg in [1, 4, 8, 9, 17] {
             let _ = eid_test_server::card::read_data_group(dg, data, &mut personal);
         }

@@ -124,7 +124,7 @@ pub struct Place {
 }
 
 /// What the card released.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EidPersonalData {
     /// The card's pseudonym for our sector, hex.
     pub restricted_id: String,
