@@ -14,6 +14,8 @@
 //! as the apex of a signed subtree; rendering a whole document gives the same bytes for each
 //! subtree a verifier canonicalises in context.
 
+pub(crate) use bounded_xml::{Unreadable, parse};
+
 use std::fmt::Write as _;
 
 /// The prefixes we write and their namespaces.
@@ -174,5 +176,3 @@ mod tests {
         assert_eq!(out.matches("xmlns:samlp=").count(), 1);
     }
 }
-
-pub(crate) use bounded_xml::{Unreadable, parse};
