@@ -487,6 +487,78 @@ async fn a_saml_login_continues_on_the_other_node() {
     a.stop().await;
 }
 
+/// An answer that fails on our side puts its request back: here the transfer log refuses the
+/// write (a CHECK constraint that nothing meets, added to PostgreSQL under the running node), the
+/// citizen sees the failure and no Response; once the log takes writes again, going back to
+/// `/saml/weiter` answers the same request, and the SP accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saml_answer_that_failed_on_our_side_is_answered_when_the_citizen_tries_again() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
+        );
+        eprintln!("saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1");
+        return;
+    };
+    // PostgreSQL: a constraint can be added under the running node.
+    let Some(backends) = Backends::shared("saml answer put back after a failure").await else { return };
+    let smtp = SmtpSink::start().await;
+    let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
+    let issuer = format!("{}/test", server.base_url);
+    let sp = ServiceProvider::start(&python, &format!("{issuer}/saml/metadata"));
+    let admin = operator(&server).await;
+    let mut tenant = tenant_body("bauamt-nochmal");
+    tenant["allowed_claims"] = json!(["given_name", "family_name"]);
+    let (_, _, tenant) = admin.post("/tenants", tenant).await;
+    let body = json!({
+        "environment": "test",
+        "name": "Bauportal",
+        "metadata_url": format!("{}/metadata", sp.base),
+        "claims": [{"claim": "given_name", "required": true}],
+    });
+    let (status, _, client) =
+        admin.post(&format!("/tenants/{}/saml-clients", tenant["id"].as_str().unwrap()), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+
+    let erika = browser();
+    register_activated(&erika, &issuer, &smtp, "erika.nochmal", "erika.nochmal@example.de").await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let to_idp = no_redirects.get(format!("{}/login", sp.base)).send().await.unwrap();
+    let request_url = to_idp.headers()["location"].to_str().unwrap().to_owned();
+    let response = erika.get(&request_url).send().await.unwrap();
+    let url = response.url().to_string();
+    let html = response.text().await.unwrap();
+    let resume = format!("{issuer}{}", hidden(&html, "return_to").expect("the way back"));
+    let (status, consent) = log_in_on(&erika, &html, &url, "erika.nochmal").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let psql = |statement: &str| {
+        let output = Command::new("psql").args(["-d", &backends.database.url, "-qc", statement]).output().unwrap();
+        assert!(output.status.success(), "{statement}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    psql("ALTER TABLE data_transfers ADD CONSTRAINT fault_injected CHECK (false) NOT VALID");
+    let form =
+        [("csrf", csrf(&consent)), ("request", hidden(&consent, "request").unwrap()), ("decision", "allow".into())];
+    let response = erika.post(format!("{issuer}/saml/zustimmung")).form(&form).send().await.unwrap();
+    let status = response.status();
+    let failed = response.text().await.unwrap();
+    assert!(status.is_server_error(), "{status}: {failed}");
+    assert!(!failed.contains("SAMLResponse"), "no Response without the transfer logged: {failed}");
+
+    psql("ALTER TABLE data_transfers DROP CONSTRAINT fault_injected");
+    let response = erika.get(&resume).send().await.unwrap();
+    let (status, account) = verdict(&erika, &response.text().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["attributes"]["given_name"], json!(["Erika"]));
+    // Answered now: the same way back has nothing left to answer.
+    let (status, _) = page(&erika, &resume).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    drop(sp);
+    server.stop().await;
+}
+
 /// Whatever arrives at the SAML endpoints, the answer is a page in German with a 4xx status,
 /// never a redirect to anywhere and never a 5xx (no SP is needed for this).
 #[tokio::test]
