@@ -41,6 +41,7 @@ async fn through_the_app(
     for _ in 0..8 {
         let (status, start) = page(browser, &format!("{issuer}/eid?zweck={zweck}&return_to=/konto")).await;
         assert_eq!(status, reqwest::StatusCode::OK, "{start}");
+        assert!(start.contains("Test-eID-Server") && start.contains("Entwicklermodus"), "testers are told: {start}");
         let mut form = vec![("csrf", csrf(&start)), ("zweck", zweck.to_owned()), ("return_to", "/konto".to_owned())];
         form.extend(["app", "reader", "pin"].map(|c| (c, "ja".to_owned())));
         let response = browser.post(format!("{issuer}/eid")).form(&form).send().await.unwrap();

@@ -28,6 +28,8 @@ pub(crate) const FLOW_TTL: Duration = Duration::from_secs(10 * 60);
 pub(crate) struct EidEnvironment {
     pub(crate) server: Arc<dyn EidServer>,
     pub(crate) test_service: Option<Arc<TestEidService>>,
+    /// Our own test eID-Server: testers need AusweisApp2's Simulator in developer mode.
+    pub(crate) test_server: bool,
 }
 
 /// The eID side of both environments.
@@ -86,7 +88,7 @@ impl EidServices {
                         format!("{issuer}/eid/test-dienst/paos"),
                         FLOW_TTL,
                     ));
-                    Some(EidEnvironment { server: service.clone(), test_service: Some(service) })
+                    Some(EidEnvironment { server: service.clone(), test_service: Some(service), test_server: false })
                 }
                 EidService::Tr03130 => {
                     let read = |path: &std::path::Path| {
@@ -103,14 +105,14 @@ impl EidServices {
                         timeout: Duration::from_secs(10),
                     })
                     .with_context(|| format!("eid.{environment}"))?;
-                    Some(EidEnvironment { server: Arc::new(client), test_service: None })
+                    Some(EidEnvironment { server: Arc::new(client), test_service: None, test_server: false })
                 }
                 EidService::TestServer => {
                     let server = match environment {
                         Environment::Production => production_server.clone(),
                         Environment::Test => test_server.clone(),
                     };
-                    server.map(|server| EidEnvironment { server, test_service: None })
+                    server.map(|server| EidEnvironment { server, test_service: None, test_server: true })
                 }
             })
         };

@@ -91,13 +91,15 @@ fn render_start(
         Purpose::Upgrade => "eid_upgrade_title",
         Purpose::Identify => "eid_identify_title",
     };
-    let is_test = ctx.state.eid.of(ctx.site.environment).is_some_and(|e| e.test_service.is_some());
+    let eid = ctx.state.eid.of(ctx.site.environment);
+    let is_test = eid.is_some_and(|e| e.test_service.is_some());
+    let is_test_server = eid.is_some_and(|e| e.test_server);
     ctx.render_status(
         status,
         "eid_start.html",
         context! {
             heading => ctx.t(heading), purpose => purpose_name(purpose), return_to => return_to,
-            test_service => is_test, error => error, level_notice => level,
+            test_service => is_test, test_server => is_test_server, error => error, level_notice => level,
             one_time => purpose == Purpose::Identify,
             // From an authority's request the card can also identify once, without an account.
             offer_one_time => purpose == Purpose::Login && return_to.starts_with("/authorize?"),
