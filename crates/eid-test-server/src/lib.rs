@@ -34,7 +34,7 @@ use eid_bridge::{EidPersonalData, EidServer, EidServerError, EidServerSession, U
 pub use session::{MemorySessions, SessionStore};
 
 /// How the test eID-Server runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TestEidServerConfig {
     /// Where the PAOS endpoint listens (loopback).
     pub listen: SocketAddr,
@@ -51,6 +51,21 @@ pub struct TestEidServerConfig {
     pub minimum_age: Option<u8>,
     /// How long a session waits for the app's next step, and for its result to be fetched.
     pub step_timeout: Duration,
+}
+
+/// Prints without the secret.
+impl std::fmt::Debug for TestEidServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestEidServerConfig")
+            .field("listen", &self.listen)
+            .field("public_address", &self.public_address)
+            .field("secret", &"…")
+            .field("subject_name", &self.subject_name)
+            .field("subject_url", &self.subject_url)
+            .field("minimum_age", &self.minimum_age)
+            .field("step_timeout", &self.step_timeout)
+            .finish()
+    }
 }
 
 /// The running test eID-Server.
