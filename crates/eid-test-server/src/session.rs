@@ -244,6 +244,18 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
             let Some(rights) = Rights::from_chat(&chat) else {
                 return failed(session, relates_to, MINOR_PARAMETER, "the effective CHAT is unreadable".into());
             };
+            // What was required cannot be taken away by the client: without it, no run.
+            if terminal.minimum_age.is_some() && !rights.has(Right::AgeVerification) {
+                return failed(
+                    session,
+                    relates_to,
+                    MINOR_PARAMETER,
+                    "the effective CHAT lacks the age verification".into(),
+                );
+            }
+            if !rights.has(Right::RestrictedIdentification) {
+                return failed(session, relates_to, MINOR_PARAMETER, "the effective CHAT lacks the pseudonym".into());
+            }
             let signed = (|| {
                 let ephemeral = crypto::ephemeral_key()?;
                 let point = crypto::public_point(&ephemeral)?;
@@ -460,6 +472,28 @@ mod tests {
         let files = test_card.simulator_card().unwrap().files;
         let security = hex::decode(&files.iter().find(|f| f.short_file_id == "1D").unwrap().content).unwrap();
         (reply.session, security, token, nonce)
+    }
+
+    #[test]
+    fn an_effective_chat_without_what_was_required_ends_the_session() {
+        let terminal = Terminal::new(b"secret", "Test", "http://127.0.0.1", vec![vec![0; 32]], Some(18)).unwrap();
+        for chat in [
+            // No age verification, though the service requires it.
+            Rights::for_attributes(&[Attribute::GivenNames, Attribute::RestrictedId]).chat(0),
+            // No pseudonym.
+            Rights::for_attributes(&[Attribute::GivenNames]).with(Right::AgeVerification).chat(0),
+        ] {
+            let session = Session::new(&UseIdRequest {
+                required: vec![Attribute::GivenNames],
+                allowed: vec![],
+                transaction_info: None,
+            });
+            let start = FromClient::StartPaos { message_id: None, session_id: "s".into(), slot_handle: "00".into() };
+            let reply = step(&terminal, session, start);
+            let eac1 = FromClient::Eac1 { message_id: None, chat, id_picc: vec![1; 20], challenge: vec![2; 8] };
+            let reply = step(&terminal, reply.session, eac1);
+            assert!(matches!(reply.session.stage, Stage::Done(ref r) if r.is_err()), "{:?}", reply.session.stage);
+        }
     }
 
     #[test]
