@@ -902,6 +902,15 @@ impl Config {
                     .to_owned(),
             );
         }
+        if !cfg!(feature = "test-eid-server") {
+            for environment in Environment::ALL {
+                if self.eid.of(environment).service == EidService::TestServer {
+                    problems.push(format!(
+                        "eid.{environment}.service = \"test_server\" needs a build with the feature test-eid-server (cargo build --features test-eid-server)"
+                    ));
+                }
+            }
+        }
         if self.eid.production.service == EidService::TestServer {
             problems.push(
                 "eid.production.service = \"test_server\" is refused: the test eID-Server's certificates are not the BSI's and it accepts the Simulator card"
@@ -1094,9 +1103,13 @@ mod tests {
     fn the_test_eid_server_is_refused_in_production_and_allowed_in_test() {
         let err = load("[eid.production]\nservice = \"test_server\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("eid.production.service = \"test_server\" is refused"), "{err}");
-        let config =
-            load("[eid.test]\nservice = \"test_server\"\ntest_server_listen = \"127.0.0.1:0\"\n", &[]).unwrap();
-        assert_eq!(config.eid.test.service, EidService::TestServer);
+        let test = load("[eid.test]\nservice = \"test_server\"\ntest_server_listen = \"127.0.0.1:0\"\n", &[]);
+        if cfg!(feature = "test-eid-server") {
+            assert_eq!(test.unwrap().eid.test.service, EidService::TestServer);
+        } else {
+            let err = test.unwrap_err().to_string();
+            assert!(err.contains("needs a build with the feature test-eid-server"), "{err}");
+        }
     }
 
     #[test]

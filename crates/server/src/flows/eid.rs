@@ -11,7 +11,6 @@ use eid_bridge::{
     Attribute, EidPersonalData, EidServer, EidServerError, EidServerSession, TestEidService, Tr03130Client,
     Tr03130Config, UseIdRequest,
 };
-use eid_test_server::{SessionStore, TestEidServer, TestEidServerConfig};
 use hmac::{Hmac, Mac};
 use oidc_core::{AccountId, Environment, EphemeralStore, KeyEncryptionKey, random_token, token_digest};
 use serde::{Deserialize, Serialize};
@@ -49,34 +48,7 @@ impl EidServices {
         kek: &KeyEncryptionKey,
         ephemeral: &Arc<dyn EphemeralStore>,
     ) -> anyhow::Result<Self> {
-        let mut started = [None, None];
-        for (slot, environment) in Environment::ALL.into_iter().enumerate() {
-            let settings = config.of(environment);
-            if settings.service != EidService::TestServer {
-                continue;
-            }
-            let issuer = issuers[slot];
-            let origin = url::Url::parse(issuer)
-                .map(|u| u.origin().ascii_serialization())
-                .with_context(|| format!("the issuer {issuer}"))?;
-            let server = TestEidServer::start(
-                TestEidServerConfig {
-                    listen: settings.test_server_listen,
-                    public_address: settings.test_server_address.clone(),
-                    // The same on every node: any node takes any step of a session.
-                    secret: kek.derive(&format!("eid-test-server-{environment}")).to_vec(),
-                    subject_name: format!("Servicekonto ({environment})"),
-                    subject_url: origin,
-                    minimum_age: None,
-                    step_timeout: FLOW_TTL,
-                },
-                Arc::new(EphemeralSessions(ephemeral.clone())),
-            )
-            .await
-            .with_context(|| format!("eid.{environment}.test_server_listen"))?;
-            started[slot] = Some(Arc::new(server));
-        }
-        let [production_server, test_server] = started;
+        let [production_server, test_server] = test_eid_servers(config, issuers, kek, ephemeral).await?;
         let one = |environment: Environment, issuer: &str| -> anyhow::Result<Option<EidEnvironment>> {
             let settings = config.of(environment);
             Ok(match settings.service {
@@ -143,12 +115,65 @@ impl EidServices {
     }
 }
 
+/// Starts the test eID-Server of each environment configured for it (`service = "test_server"`).
+#[cfg(feature = "test-eid-server")]
+async fn test_eid_servers(
+    config: &EidConfig,
+    issuers: [&str; 2],
+    kek: &KeyEncryptionKey,
+    ephemeral: &Arc<dyn EphemeralStore>,
+) -> anyhow::Result<[Option<Arc<dyn EidServer>>; 2]> {
+    use eid_test_server::{TestEidServer, TestEidServerConfig};
+    let mut started: [Option<Arc<dyn EidServer>>; 2] = [None, None];
+    for (slot, environment) in Environment::ALL.into_iter().enumerate() {
+        let settings = config.of(environment);
+        if settings.service != EidService::TestServer {
+            continue;
+        }
+        let issuer = issuers[slot];
+        let origin = url::Url::parse(issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .with_context(|| format!("the issuer {issuer}"))?;
+        let server = TestEidServer::start(
+            TestEidServerConfig {
+                listen: settings.test_server_listen,
+                public_address: settings.test_server_address.clone(),
+                // The same on every node: any node takes any step of a session.
+                secret: kek.derive(&format!("eid-test-server-{environment}")).to_vec(),
+                subject_name: format!("Servicekonto ({environment})"),
+                subject_url: origin,
+                minimum_age: None,
+                step_timeout: FLOW_TTL,
+            },
+            Arc::new(EphemeralSessions(ephemeral.clone())),
+        )
+        .await
+        .with_context(|| format!("eid.{environment}.test_server_listen"))?;
+        started[slot] = Some(Arc::new(server));
+    }
+    Ok(started)
+}
+
+/// A build without the test eID-Server: `config check` refuses `service = "test_server"`, so
+/// nothing is started.
+#[cfg(not(feature = "test-eid-server"))]
+async fn test_eid_servers(
+    _: &EidConfig,
+    _: [&str; 2],
+    _: &KeyEncryptionKey,
+    _: &Arc<dyn EphemeralStore>,
+) -> anyhow::Result<[Option<Arc<dyn EidServer>>; 2]> {
+    Ok([None, None])
+}
+
 /// The test eID-Server's sessions in the shared ephemeral store, so that any node takes the
 /// app's next step.
+#[cfg(feature = "test-eid-server")]
 struct EphemeralSessions(Arc<dyn EphemeralStore>);
 
+#[cfg(feature = "test-eid-server")]
 #[async_trait::async_trait]
-impl SessionStore for EphemeralSessions {
+impl eid_test_server::SessionStore for EphemeralSessions {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), String> {
         self.0.put(key, &value, ttl).await.map_err(|e| e.to_string())
     }
