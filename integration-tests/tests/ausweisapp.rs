@@ -9,12 +9,11 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use eid_bridge::sdk::{
-    client::{CardHolder, PinRequest, SdkClient, SdkConfig},
-    messages::{AccessRights, Command, Message, Reader, Secret},
+    client::{SdkClient, SdkConfig},
+    messages::{Command, Message},
 };
-use eid_test_server::testing::{AusweisApp2, SimulatorCitizen};
+use eid_test_server::testing::{AusweisApp2, DecliningCitizen, SimulatorCitizen};
 use storage::testing::skip;
 
 use crate::{
@@ -145,28 +144,6 @@ async fn a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_rea
     server.stop().await;
 }
 
-/// Never reached: without an eID-Server the workflow ends before any question.
-struct NoCitizen;
-
-#[async_trait]
-impl CardHolder for NoCitizen {
-    async fn accept(&mut self, _: &AccessRights) -> bool {
-        false
-    }
-    async fn insert_card(&mut self) -> Option<String> {
-        Some("Simulator".into())
-    }
-    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
-        None
-    }
-    async fn can(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
     let Some(app) = AusweisApp2::start() else {
@@ -199,7 +176,7 @@ async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
     let reference = response.url().query_pairs().find(|(k, _)| k == "ref").unwrap().1.into_owned();
     let tc_token_url = format!("{issuer}/eid/tc-token?ref={reference}");
 
-    let outcome = client.authenticate(&tc_token_url, true, &mut NoCitizen).await.unwrap();
+    let outcome = client.authenticate(&tc_token_url, true, &mut DecliningCitizen).await.unwrap();
     assert!(!outcome.result.is_ok(), "no eID-Server stands behind the test service: {outcome:?}");
     let url = outcome.url.expect("AusweisApp2 names where the browser goes");
     // The TC token is handed out once: AusweisApp2 took it.

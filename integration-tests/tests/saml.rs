@@ -134,6 +134,23 @@ async fn verdict(browser: &reqwest::Client, html: &str) -> (StatusCode, Value) {
     (response.status(), response.json().await.unwrap())
 }
 
+/// Registers `sp` from its metadata URL as "Bauportal" of a new tenant `tenant`, which may
+/// release given and family name; the SP needs the given name.
+async fn bauportal(admin: &crate::admin::Admin, tenant: &str, sp: &ServiceProvider) {
+    let mut body = tenant_body(tenant);
+    body["allowed_claims"] = json!(["given_name", "family_name"]);
+    let (_, _, tenant) = admin.post("/tenants", body).await;
+    let body = json!({
+        "environment": "test",
+        "name": "Bauportal",
+        "metadata_url": format!("{}/metadata", sp.base),
+        "claims": [{"claim": "given_name", "required": true}],
+    });
+    let (status, _, client) =
+        admin.post(&format!("/tenants/{}/saml-clients", tenant["id"].as_str().unwrap()), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{client}");
+}
+
 async fn log_in_on(browser: &reqwest::Client, html: &str, url: &str, username: &str) -> (StatusCode, String) {
     assert!(url.contains("/anmelden"), "the login page: {url}: {html}");
     let return_to = hidden(html, "return_to").expect("the way back");
@@ -438,19 +455,7 @@ async fn a_saml_login_continues_on_the_other_node() {
     let issuer = format!("{}/test", a.base_url);
     let on_b = |path: &str| format!("{}{path}", b.base_url);
     let sp = ServiceProvider::start(&python, &format!("{issuer}/saml/metadata"));
-    let admin = operator(&a).await;
-    let mut tenant = tenant_body("bauamt-zwei-knoten");
-    tenant["allowed_claims"] = json!(["given_name", "family_name"]);
-    let (_, _, tenant) = admin.post("/tenants", tenant).await;
-    let body = json!({
-        "environment": "test",
-        "name": "Bauportal",
-        "metadata_url": format!("{}/metadata", sp.base),
-        "claims": [{"claim": "given_name", "required": true}],
-    });
-    let (status, _, client) =
-        admin.post(&format!("/tenants/{}/saml-clients", tenant["id"].as_str().unwrap()), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{client}");
+    bauportal(&operator(&a).await, "bauamt-zwei-knoten", &sp).await;
 
     let erika = browser();
     register_activated(&erika, &issuer, &smtp, "erika.zwei", "erika.zwei@example.de").await;
@@ -507,19 +512,7 @@ async fn a_saml_answer_that_failed_on_our_side_is_answered_when_the_citizen_trie
     let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
     let issuer = format!("{}/test", server.base_url);
     let sp = ServiceProvider::start(&python, &format!("{issuer}/saml/metadata"));
-    let admin = operator(&server).await;
-    let mut tenant = tenant_body("bauamt-nochmal");
-    tenant["allowed_claims"] = json!(["given_name", "family_name"]);
-    let (_, _, tenant) = admin.post("/tenants", tenant).await;
-    let body = json!({
-        "environment": "test",
-        "name": "Bauportal",
-        "metadata_url": format!("{}/metadata", sp.base),
-        "claims": [{"claim": "given_name", "required": true}],
-    });
-    let (status, _, client) =
-        admin.post(&format!("/tenants/{}/saml-clients", tenant["id"].as_str().unwrap()), body).await;
-    assert_eq!(status, StatusCode::CREATED, "{client}");
+    bauportal(&operator(&server).await, "bauamt-nochmal", &sp).await;
 
     let erika = browser();
     register_activated(&erika, &issuer, &smtp, "erika.nochmal", "erika.nochmal@example.de").await;

@@ -123,3 +123,26 @@ impl CardHolder for SimulatorCitizen {
         None
     }
 }
+
+/// A citizen who declines the provider's access rights (the workflow ends before any card).
+#[derive(Debug, Default)]
+pub struct DecliningCitizen;
+
+#[async_trait]
+impl CardHolder for DecliningCitizen {
+    async fn accept(&mut self, _: &AccessRights) -> bool {
+        false
+    }
+    async fn insert_card(&mut self) -> Option<String> {
+        None
+    }
+    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
+        None
+    }
+    async fn can(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
+    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
+        None
+    }
+}

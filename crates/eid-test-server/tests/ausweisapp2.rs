@@ -7,18 +7,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use eid_bridge::{
     Attribute, EidServer, EidServerError, UseIdRequest,
-    sdk::{
-        client::{CardHolder, PinRequest, SdkClient},
-        messages::{AccessRights, Reader, Secret},
-    },
+    sdk::client::{CardHolder, SdkClient},
 };
 use eid_test_server::{
     MemorySessions, TestEidServer, TestEidServerConfig,
     simulator::TestCard,
-    testing::{AusweisApp2, SimulatorCitizen},
+    testing::{AusweisApp2, DecliningCitizen, SimulatorCitizen},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -181,7 +177,7 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
 
     // The citizen declines the access rights: the app tells the eID-Server, which ends the
     // session with the cancellation and no data.
-    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut Declining, &|t| t).await;
+    let (outcome, result) = authenticate(&server, &mut app, &mut client, &mut DecliningCitizen, &|t| t).await;
     assert!(!outcome.result.is_ok(), "{outcome:?}");
     match result {
         Err(EidServerError::Failed { minor, .. }) => assert!(minor.ends_with("cancellationByUser"), "{minor}"),
@@ -192,28 +188,6 @@ async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
     let (outcome, result) =
         authenticate(&server, &mut app, &mut client, &mut SimulatorCitizen::default(), &|t| t).await;
     assert!(outcome.result.is_ok() && result.is_ok(), "{outcome:?} {result:?}");
-}
-
-/// A citizen who declines the provider's access rights.
-struct Declining;
-
-#[async_trait]
-impl CardHolder for Declining {
-    async fn accept(&mut self, _: &AccessRights) -> bool {
-        false
-    }
-    async fn insert_card(&mut self) -> Option<String> {
-        None
-    }
-    async fn pin(&mut self, _: &PinRequest) -> Option<Secret> {
-        None
-    }
-    async fn can(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
-    async fn puk(&mut self, _: &Reader) -> Option<Secret> {
-        None
-    }
 }
 
 fn card(given_names: &str, born: time::Date, expires: time::Date) -> SimulatorCitizen {
