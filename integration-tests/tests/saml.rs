@@ -29,14 +29,28 @@ use crate::{
     support::{Backends, TestServer},
 };
 
+/// A Python with pysaml2 (and Debian's xmlsec1 beside it), or `None` after saying why the test
+/// skips — a failure under `TEST_REQUIRE_BACKENDS`.
 fn python() -> Option<String> {
     let python = std::env::var("TEST_SAML_PYTHON").ok().or_else(|| {
         let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/saml-venv/bin/python");
         std::path::Path::new(venv).exists().then(|| venv.to_owned())
-    })?;
-    let has_pysaml2 = Command::new(&python).args(["-c", "import saml2"]).status().is_ok_and(|s| s.success());
+    });
+    let has_pysaml2 = python
+        .as_ref()
+        .is_some_and(|python| Command::new(python).args(["-c", "import saml2"]).status().is_ok_and(|s| s.success()));
     let has_xmlsec = Command::new("xmlsec1").arg("--version").output().is_ok_and(|o| o.status.success());
-    (has_pysaml2 && has_xmlsec).then_some(python)
+    if has_pysaml2 && has_xmlsec {
+        return python;
+    }
+    assert!(
+        std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+        "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
+    );
+    eprintln!(
+        "saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1 (apt-get install xmlsec1)"
+    );
+    None
 }
 
 /// The pysaml2 SP as a process on a free loopback port.
@@ -164,16 +178,7 @@ async fn log_in_on(browser: &reqwest::Client, html: &str, url: &str, username: &
 // Several threads: the SP's start blocks one while it reads our metadata from the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
-    let Some(python) = python() else {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
-            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
-        );
-        eprintln!(
-            "saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1 (apt-get install xmlsec1)"
-        );
-        return;
-    };
+    let Some(python) = python() else { return };
     let smtp = SmtpSink::start().await;
     let backends = Backends::from_env().await;
     let server = TestServer::start(&backends, |c| c.mail.smtp_url = Some(smtp.url.as_str().into())).await;
@@ -441,14 +446,7 @@ async fn a_pysaml2_service_provider_logs_citizens_in_and_out() {
 /// refused on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saml_login_continues_on_the_other_node() {
-    let Some(python) = python() else {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
-            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
-        );
-        eprintln!("saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1");
-        return;
-    };
+    let Some(python) = python() else { return };
     let Some(backends) = Backends::shared("saml on two nodes").await else { return };
     let smtp = SmtpSink::start().await;
     let (a, b) = crate::support::two_nodes(&backends, &smtp.url).await;
@@ -498,14 +496,7 @@ async fn a_saml_login_continues_on_the_other_node() {
 /// `/saml/weiter` answers the same request, and the SP accepts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saml_answer_that_failed_on_our_side_is_answered_when_the_citizen_tries_again() {
-    let Some(python) = python() else {
-        assert!(
-            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
-            "pysaml2 or xmlsec1 is missing, and TEST_REQUIRE_BACKENDS is set"
-        );
-        eprintln!("saml: skipped: no Python with pysaml2 (TEST_SAML_PYTHON or target/saml-venv) or no xmlsec1");
-        return;
-    };
+    let Some(python) = python() else { return };
     // PostgreSQL: a constraint can be added under the running node.
     let Some(backends) = Backends::shared("saml answer put back after a failure").await else { return };
     let smtp = SmtpSink::start().await;

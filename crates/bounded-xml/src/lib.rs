@@ -16,6 +16,19 @@ pub enum Unreadable {
     TooDeep,
 }
 
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::TooLarge => f.write_str("the document is too large"),
+            Unreadable::Dtd => f.write_str("the document has a document type declaration"),
+            Unreadable::NotXml(why) => write!(f, "the document is not well-formed XML: {why}"),
+            Unreadable::TooDeep => write!(f, "the document nests deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
 /// How deep elements may nest. The documents we read (SAML messages and metadata, PAOS and SOAP
 /// messages) are a few levels deep; roxmltree
 /// parses nesting by recursion (about 0.7 KiB of stack a level), so 64 KiB of `<a>` — some 9,000

@@ -119,7 +119,7 @@ fn result_of(node: Node<'_, '_>) -> Result<PaosResult, PaosError> {
 
 /// Parses what AusweisApp2 POSTed.
 pub fn parse(xml: &str) -> Result<FromClient, PaosError> {
-    let document = bounded_xml::parse(xml, MAX_MESSAGE).map_err(|e| err(format!("{e:?}")))?;
+    let document = bounded_xml::parse(xml, MAX_MESSAGE).map_err(err)?;
     let envelope = document.root_element();
     if envelope.tag_name().name() != "Envelope" || envelope.tag_name().namespace() != Some(SOAP) {
         return Err(err("not a SOAP envelope"));

@@ -288,7 +288,9 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
                 let mac = crypto::derive_session_key(&secret, &nonce, KeyPurpose::Mac).map_err(|e| e.to_string())?;
                 let point = crypto::public_point(&ephemeral).map_err(|e| e.to_string())?;
                 let expected = crypto::cmac8(&mac, &card::ca_token_input(&point)).map_err(|e| e.to_string())?;
-                if expected.as_slice() != authentication_token.as_slice() {
+                if authentication_token.len() != expected.len()
+                    || !openssl::memcmp::eq(&expected, &authentication_token)
+                {
                     return Err(
                         "Chip Authentication failed: the card's authentication token does not verify".to_owned()
                     );
@@ -300,8 +302,10 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
                 Err(why) => return failed(session, relates_to, MINOR_PARAMETER, why),
             };
             let rights = Rights(rights);
+            // The effective CHAT was held to the required rights at EAC1: the age check when one
+            // is configured, the pseudonym always.
             let mut steps = vec![Step::SelectApplication, Step::VerifyValidity];
-            if rights.has(Right::AgeVerification) && terminal.minimum_age.is_some() {
+            if terminal.minimum_age.is_some() {
                 steps.push(Step::VerifyAge);
             }
             let mut groups: Vec<u8> =
@@ -309,9 +313,7 @@ pub fn step(terminal: &Terminal, session: Session, message: FromClient) -> Reply
             groups.sort_unstable();
             groups.dedup();
             steps.extend(groups.into_iter().filter(|dg| rights.reads(*dg)).map(Step::Read));
-            if rights.has(Right::RestrictedIdentification) {
-                steps.extend([Step::SetRiKey, Step::RestrictedId]);
-            }
+            steps.extend([Step::SetRiKey, Step::RestrictedId]);
             let commands: Vec<_> = steps.iter().map(|s| card::command(*s, &terminal.sector_public_key)).collect();
             match channel.wrap_batch(&commands) {
                 Ok(apdus) => Reply {

@@ -150,7 +150,8 @@ impl Channel {
         covered.extend_from_slice(status.raw);
         let mut mac_input = self.ssc.to_be_bytes().to_vec();
         mac_input.extend(pad(&covered));
-        if cmac8(&self.mac, &mac_input)?.as_slice() != mac.value {
+        let expected = cmac8(&self.mac, &mac_input)?;
+        if mac.value.len() != expected.len() || !openssl::memcmp::eq(&expected, mac.value) {
             return Err(SmError::BadMac);
         }
         let status = match status.value {

@@ -17,7 +17,7 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// Parses an eID-Server's answer within size and nesting bounds: behind mutual TLS it is still
 /// input, and roxmltree's recursion would overflow the stack on a deeply nested one.
 fn parse(xml: &str) -> Result<roxmltree::Document<'_>, EidServerError> {
-    bounded_xml::parse(xml, MAX_ANSWER).map_err(|e| EidServerError::Malformed(format!("{e:?}")))
+    bounded_xml::parse(xml, MAX_ANSWER).map_err(|e| EidServerError::Malformed(e.to_string()))
 }
 
 const EID_NS: &str = "http://bsi.bund.de/eID/";
