@@ -16,7 +16,8 @@ use std::{
 
 use anyhow::Context;
 use oidc_core::{
-    AccessGrant, AccessTokens, AccountId, CitizenGrant, ClientId, Environment, EphemeralStore, ManualClock, TenantId,
+    AccessGrant, AccessTokens, AccountId, CitizenGrant, ClientId, Environment, EphemeralStore, FamilyTag, ManualClock,
+    TenantId,
 };
 use storage::MemoryEphemeralStore;
 
@@ -29,9 +30,7 @@ fn grant(kind: &str, now: i64, tenant: TenantId) -> anyhow::Result<AccessGrant> 
     let client_id = ClientId::parse("demo-client").context("client id")?;
     let citizen = (kind == "code flow").then(|| CitizenGrant {
         account_id: AccountId::new_random(),
-        sub: "b".repeat(43),
         claims: ["given_name", "family_name", "email", "email_verified", "address"].map(str::to_owned).to_vec(),
-        recipient: "Stadt Musterstadt – Musterdienst".to_owned(),
         consent_ref: "consent:1764000000:2026-11".to_owned(),
         verified_claims: false,
         values: None,
@@ -48,7 +47,7 @@ fn grant(kind: &str, now: i64, tenant: TenantId) -> anyhow::Result<AccessGrant> 
         },
         issued_at: now,
         expires_at: now + i64::try_from(LIFETIME.as_secs())?,
-        family: citizen.is_some().then(|| "f".repeat(43)),
+        family: citizen.is_some().then(|| FamilyTag::of(&"f".repeat(43))),
         citizen,
     })
 }

@@ -43,37 +43,47 @@ struct Inner {
 }
 
 struct Entry {
-    /// The key's length (4 bytes, little-endian), the key, then the value.
+    /// The key's length (LEB128: one byte for keys under 128 bytes), the key, then the value.
     bytes: Box<[u8]>,
     /// Unix milliseconds.
     expires_at: i64,
 }
 
-const KEY_LENGTH: usize = size_of::<u32>();
-
 impl Entry {
     fn new(key: &str, value: &[u8], expires_at: i64) -> Self {
-        // Keys are ours and short; a key beyond 4 GiB could not be held in memory anyway.
-        let length = u32::try_from(key.len()).unwrap_or(u32::MAX);
-        let mut bytes = Vec::with_capacity(KEY_LENGTH + key.len() + value.len());
-        bytes.extend_from_slice(&length.to_le_bytes());
+        let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
+        let mut length = key.len();
+        while length >= 0x80 {
+            bytes.push((length & 0x7f) as u8 | 0x80);
+            length >>= 7;
+        }
+        bytes.push(length as u8);
         bytes.extend_from_slice(key.as_bytes());
         bytes.extend_from_slice(value);
         Self { bytes: bytes.into_boxed_slice(), expires_at }
     }
 
-    fn key_end(&self) -> usize {
-        let mut length = [0; KEY_LENGTH];
-        length.copy_from_slice(&self.bytes[..KEY_LENGTH]);
-        KEY_LENGTH + u32::from_le_bytes(length) as usize
+    /// Where the key starts and ends.
+    fn key_range(&self) -> (usize, usize) {
+        let (mut length, mut shift, mut at) = (0usize, 0, 0);
+        while let Some(&byte) = self.bytes.get(at) {
+            length |= usize::from(byte & 0x7f) << shift;
+            at += 1;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        (at, at + length)
     }
 
     fn key(&self) -> &[u8] {
-        &self.bytes[KEY_LENGTH..self.key_end()]
+        let (start, end) = self.key_range();
+        &self.bytes[start..end]
     }
 
     fn value(&self) -> &[u8] {
-        &self.bytes[self.key_end()..]
+        &self.bytes[self.key_range().1..]
     }
 }
 
@@ -235,6 +245,15 @@ mod tests {
         }
         for (key, value) in [("", &b""[..]), ("a", b"1"), ("ab", b""), ("abc", b"ab"), ("ä", &[0u8; 300][..])] {
             assert_eq!(store.get(key).await.unwrap().as_deref(), Some(value), "{key:?}");
+        }
+        // Keys around the lengths where their length takes a second and a third byte.
+        let long: Vec<String> = [127, 128, 300, 16_383, 16_384, 70_000].map(|n| "k".repeat(n)).to_vec();
+        for key in &long {
+            store.put(key, &key.as_bytes()[..3], Duration::from_secs(60)).await.unwrap();
+        }
+        for key in &long {
+            assert_eq!(store.get(key).await.unwrap().as_deref(), Some(&key.as_bytes()[..3]), "{}", key.len());
+            assert!(store.delete(key).await.unwrap());
         }
         assert_eq!(store.take("ab").await.unwrap().as_deref(), Some(&b""[..]));
         assert_eq!(store.get("ab").await.unwrap(), None);

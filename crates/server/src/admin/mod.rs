@@ -30,7 +30,11 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{
     error::AdminError,
-    flows::{registration, saml::sp, token::live_grant},
+    flows::{
+        registration,
+        saml::sp,
+        token::{LiveGrant, live_grant},
+    },
     state::AppState,
 };
 
@@ -100,7 +104,8 @@ async fn actor(state: &AppState, token: &AdminToken) -> AdminResult<Actor> {
         OAuthErrorCode::TemporarilyUnavailable => AdminError::unavailable(),
         _ => AdminError::internal(&e),
     })?;
-    let Some((grant, client)) = found.filter(|(g, _)| g.environment == Environment::Production) else {
+    let Some(LiveGrant { grant, client, .. }) = found.filter(|live| live.grant.environment == Environment::Production)
+    else {
         return Err(AdminError::unauthorized(
             "The access token is unknown, expired, not from the production issuer, or its client or tenant is gone or suspended.",
         ));

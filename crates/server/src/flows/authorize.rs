@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use account_service::{Account, AuthMethod, Session};
 use oidc_core::{
-    AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, IdTokenClaims,
-    OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash,
+    AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, FamilyTag,
+    IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash,
     authorize::{self as rules, ResponseMode},
     claims_of_scope, pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
 };
@@ -553,6 +553,7 @@ pub(crate) async fn redeem(
     let lifetime = client.settings.lifetimes.access_token;
     // A one-time identification gives its data once: nothing to renew.
     let renewable = client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none();
+    let family = renewable.then(random_token);
     let access = AccessGrant {
         environment,
         client_id: client.client_id.clone(),
@@ -560,19 +561,17 @@ pub(crate) async fn redeem(
         scopes: grant.scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
-        family: renewable.then(random_token),
+        family: family.as_deref().map(FamilyTag::of),
         citizen: Some(CitizenGrant {
             account_id: grant.account_id,
-            sub: grant.sub.clone(),
             claims: grant.claims.clone(),
-            recipient: grant.recipient.clone(),
             consent_ref: grant.consent_ref.clone(),
             verified_claims: grant.verified_claims,
             values: grant.one_time.clone(),
             organisation: grant.organisation.clone(),
         }),
     };
-    let access_token = issue_access_token(state, environment, client, &access).await?;
+    let access_token = issue_access_token(state, environment, client, &access, Some(&grant.sub)).await?;
     match state.ephemeral.take(&code_key(code)).await {
         Ok(Some(_)) => {}
         taken => {
@@ -587,7 +586,8 @@ pub(crate) async fn redeem(
             });
         }
     }
-    let redeemed = complete_redemption(state, environment, issuer, client, code, grant, &access, &access_token).await;
+    let redeemed =
+        complete_redemption(state, environment, issuer, client, code, grant, family, &access, &access_token).await;
     if redeemed.is_err() {
         // The failure was ours: the access token made for this answer must not outlive it, and
         // the client may redeem the code again (within its minute).
@@ -637,7 +637,8 @@ fn check_redemption(
 }
 
 /// Completes a redemption whose code was taken: remembers the access token under the code (for
-/// a second redemption), logs what the ID token releases, signs it, stores a refresh token.
+/// a second redemption), logs what the ID token releases, signs it, stores a refresh token of
+/// `family` (when the client may renew).
 #[allow(clippy::too_many_arguments, reason = "one call site; the values are distinct")]
 async fn complete_redemption(
     state: &AppState,
@@ -646,6 +647,7 @@ async fn complete_redemption(
     client: &Client,
     code: &str,
     grant: CodeGrant,
+    family: Option<String>,
     access: &AccessGrant,
     access_token: &str,
 ) -> Result<TokenResponse, OAuthError> {
@@ -676,11 +678,11 @@ async fn complete_redemption(
         personal,
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
-    let refresh_token = if let Some(family) = &access.family {
+    let refresh_token = if let Some(family_id) = family {
         let token = random_token();
         let record = RefreshRecord {
             token_hash: token_digest(&token),
-            family_id: family.clone(),
+            family_id,
             environment,
             client_id: client.client_id.clone(),
             account_id: grant.account_id,
@@ -791,7 +793,7 @@ fn renewed_grant(
         issued_at: now,
         expires_at: now + i64::from(client.settings.lifetimes.access_token),
         citizen: renewed.citizen.clone(),
-        family: Some(family.to_owned()),
+        family: Some(FamilyTag::of(family)),
     }
 }
 
@@ -806,6 +808,7 @@ pub(crate) async fn refresh(
     state: &AppState,
     environment: Environment,
     client: &Client,
+    tenant: &Tenant,
     token: &str,
 ) -> Result<TokenResponse, OAuthError> {
     let invalid = |text: &str| oauth(OAuthErrorCode::InvalidGrant, text);
@@ -841,12 +844,14 @@ pub(crate) async fn refresh(
         None => None,
     };
     let lifetime = client.settings.lifetimes.access_token;
+    // A JWT access token names the citizen by the `sub` of this client's tenant.
+    let sub = |access: &AccessGrant| super::token::citizen_sub(state, access, tenant);
     let access = renewed
         .as_ref()
         .zip(found.as_ref())
         .map(|(renewed, record)| renewed_grant(environment, client, now, renewed, &record.family_id));
     let access_token = match &access {
-        Some(access) => Some(issue_access_token(state, environment, client, access).await?),
+        Some(access) => Some(issue_access_token(state, environment, client, access, sub(access).as_deref()).await?),
         None => None,
     };
     let next_token = random_token();
@@ -886,7 +891,7 @@ pub(crate) async fn refresh(
             let renewed: RefreshGrant =
                 serde_json::from_value(record.grant).map_err(|e| oauth_failure(state, "refresh.grant", &e))?;
             let access = renewed_grant(environment, client, now, &renewed, &record.family_id);
-            (issue_access_token(state, environment, client, &access).await?, renewed.scopes)
+            (issue_access_token(state, environment, client, &access, sub(&access).as_deref()).await?, renewed.scopes)
         }
     };
     state.metrics.token_issued(environment, GrantType::RefreshToken.as_str());

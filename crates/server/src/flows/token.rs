@@ -134,11 +134,14 @@ async fn verify_assertion(
 /// (signed ES256, which costs a fraction of RS256, unless the environment keeps no ES256 key),
 /// else opaque. Both kinds are kept in the ephemeral store, so introspection, userinfo and
 /// revocation work the same for either.
+///
+/// `citizen_sub` is the pairwise `sub` of the grant's citizen, which a JWT names.
 pub(crate) async fn issue_access_token(
     state: &AppState,
     environment: Environment,
     client: &Client,
     grant: &AccessGrant,
+    citizen_sub: Option<&str>,
 ) -> Result<String, OAuthError> {
     let ttl = Duration::from_secs(u64::try_from(grant.expires_at - grant.issued_at).unwrap_or(0));
     let Some(audience) = &client.settings.access_token_audience else {
@@ -149,7 +152,7 @@ pub(crate) async fn issue_access_token(
             .map_err(|e| oauth_failure(state, "token.issue_access_token", &e));
     };
     let issuer = state.config.environments.issuer(environment);
-    let claims = jwt_access_token_claims(grant, issuer, audience, &random_token());
+    let claims = jwt_access_token_claims(grant, citizen_sub, issuer, audience, &random_token());
     let key = match state.keys.signing_key(environment, SigningAlgorithm::ES256).await {
         Ok(key) => key,
         Err(_) => state
@@ -211,7 +214,7 @@ pub(crate) async fn client_credentials(
         citizen: None,
         family: None,
     };
-    let access_token = issue_access_token(state, environment, &client, &grant).await?;
+    let access_token = issue_access_token(state, environment, &client, &grant, None).await?;
     state.metrics.token_issued(environment, GrantType::ClientCredentials.as_str());
     Ok(TokenResponse {
         access_token,
@@ -223,6 +226,23 @@ pub(crate) async fn client_credentials(
     })
 }
 
+/// The `sub` the grant's client knows its citizen by: pairwise, derived from the account and
+/// the client's `tenant` (a stored grant does not keep it); `None` for a `client_credentials`
+/// grant.
+pub(crate) fn citizen_sub(state: &AppState, grant: &AccessGrant, tenant: &Tenant) -> Option<String> {
+    grant
+        .citizen
+        .as_ref()
+        .map(|citizen| super::authorize::subject(state, grant.environment, tenant, citizen.account_id))
+}
+
+/// A live access token's grant, its client and the client's tenant.
+pub(crate) struct LiveGrant {
+    pub(crate) grant: AccessGrant,
+    pub(crate) client: Client,
+    pub(crate) tenant: Tenant,
+}
+
 /// The grant of a live access token together with its client — `None` when the token is
 /// unknown, expired or revoked, or when its client no longer exists in that environment or its
 /// tenant is suspended or gone: a token lives no longer than its source. The client comes from
@@ -231,12 +251,12 @@ pub(crate) async fn live_grant(
     state: &AppState,
     operation: &'static str,
     token: &str,
-) -> Result<Option<(AccessGrant, Client)>, OAuthError> {
+) -> Result<Option<LiveGrant>, OAuthError> {
     let Some(grant) = state.access_tokens.find(token).await.map_err(|e| oauth_failure(state, operation, &e))? else {
         return Ok(None);
     };
     match state.registry.active_client(grant.environment, grant.client_id.as_str()).await {
-        Ok((client, tenant)) if tenant.id == grant.tenant_id => Ok(Some((grant, client))),
+        Ok((client, tenant)) if tenant.id == grant.tenant_id => Ok(Some(LiveGrant { grant, client, tenant })),
         Ok(_) | Err(ClientAuthError::Failed | ClientAuthError::TenantSuspended) => Ok(None),
         Err(ClientAuthError::Store(e)) => Err(oauth_failure(state, operation, &e)),
     }
@@ -244,27 +264,30 @@ pub(crate) async fn live_grant(
 
 /// A token presented to introspection or revocation, as far as the calling client may know it.
 pub(crate) enum Presented {
-    /// A live access token of the caller.
-    Access(String, AccessGrant),
-    /// A refresh token of the caller (used or not; `live` when it would still refresh).
-    Refresh { record: RefreshRecord, live: bool },
+    /// A live access token of the caller, and the `sub` of its citizen.
+    Access { token: String, grant: AccessGrant, sub: Option<String> },
+    /// A refresh token of the caller (used or not; `live` when it would still refresh), and the
+    /// `sub` of its citizen.
+    Refresh { record: RefreshRecord, live: bool, sub: Option<String> },
     /// Unknown, expired, or another client's: looks the same.
     Unknown,
 }
 
-/// What `token` is to `client` (RFC 7662 §2.2, RFC 7009 §2.1: a client learns only about its
-/// own tokens).
+/// What `token` is to `client` of `tenant` (RFC 7662 §2.2, RFC 7009 §2.1: a client learns only
+/// about its own tokens).
 pub(crate) async fn presented(
     state: &AppState,
     environment: Environment,
     client: &Client,
+    tenant: &Tenant,
     token: &str,
 ) -> Result<Presented, OAuthError> {
-    if let Some((grant, _)) = live_grant(state, "introspection.access", token).await?
+    if let Some(LiveGrant { grant, .. }) = live_grant(state, "introspection.access", token).await?
         && grant.client_id == client.client_id
         && grant.environment == environment
     {
-        return Ok(Presented::Access(token.to_owned(), grant));
+        let sub = citizen_sub(state, &grant, tenant);
+        return Ok(Presented::Access { token: token.to_owned(), grant, sub });
     }
     let now = state.clock.now().unix_timestamp();
     let found = state
@@ -281,7 +304,13 @@ pub(crate) async fn presented(
                     .await
                     .map_err(|e| oauth_failure(state, "introspection.refresh", &e))?
                     .is_some();
-            Presented::Refresh { record, live }
+            // A refresh token comes from the code flow: its record names the citizen's account.
+            let sub = record
+                .grant
+                .get("citizen")
+                .filter(|c| c.is_object())
+                .map(|_| super::authorize::subject(state, environment, tenant, record.account_id));
+            Presented::Refresh { record, live, sub }
         }
         _ => Presented::Unknown,
     })
@@ -291,7 +320,7 @@ pub(crate) async fn presented(
 /// and every access token issued from it.
 pub(crate) async fn revoke(state: &AppState, client: &Client, presented: Presented) -> Result<(), OAuthError> {
     match presented {
-        Presented::Access(token, _) => {
+        Presented::Access { token, .. } => {
             state.access_tokens.revoke(&token).await.map_err(|e| oauth_failure(state, "revocation", &e))?;
         }
         Presented::Refresh { record, .. } => {

@@ -35,9 +35,9 @@ async fn presented_token(
 ) -> Result<(Client, Presented), OAuthError> {
     let params = form(req, body).await?;
     let creds = credentials(req, &params)?;
-    let (client, _) = authenticate(state, site.environment, &creds).await?;
+    let (client, tenant) = authenticate(state, site.environment, &creds).await?;
     let token = params.iter().find(|(n, _)| n == "token").map(|(_, v)| v.as_str()).unwrap_or_default();
-    let found = presented(state, site.environment, &client, token).await?;
+    let found = presented(state, site.environment, &client, &tenant, token).await?;
     Ok((client, found))
 }
 
@@ -49,7 +49,7 @@ fn no_store(body: serde_json::Value) -> Response {
 #[handler]
 pub(crate) async fn introspect(req: &Request, body: poem::Body, state: Data<&AppState>, site: Data<&Site>) -> Response {
     match presented_token(req, body, &state, &site).await {
-        Ok((_, Presented::Access(_, grant))) => {
+        Ok((_, Presented::Access { grant, sub, .. })) => {
             let mut answer = json!({
                 "active": true,
                 "scope": grant.scopes.join(" "),
@@ -59,12 +59,12 @@ pub(crate) async fn introspect(req: &Request, body: poem::Body, state: Data<&App
                 "iat": grant.issued_at,
                 "iss": site.issuer,
             });
-            if let Some(citizen) = grant.citizen {
-                answer["sub"] = json!(citizen.sub);
+            if let Some(sub) = sub {
+                answer["sub"] = json!(sub);
             }
             no_store(answer)
         }
-        Ok((_, Presented::Refresh { record, live: true })) => {
+        Ok((_, Presented::Refresh { record, live: true, sub })) => {
             let scopes: Vec<&str> =
                 record.grant["scopes"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
             let mut answer = json!({
@@ -76,7 +76,7 @@ pub(crate) async fn introspect(req: &Request, body: poem::Body, state: Data<&App
                 "iat": record.created_at,
                 "iss": site.issuer,
             });
-            if let Some(sub) = record.grant["citizen"]["sub"].as_str() {
+            if let Some(sub) = sub {
                 answer["sub"] = json!(sub);
             }
             no_store(answer)

@@ -170,8 +170,8 @@ async fn exchange(req: &Request, body: poem::Body, state: &AppState, site: &Site
         }
         Some("refresh_token") => {
             let presented = param("refresh_token").ok_or_else(|| invalid_request("refresh_token fehlt"))?;
-            let (client, _) = authenticate(state, site.environment, &credentials).await?;
-            let tokens = refresh(state, site.environment, &client, presented).await?;
+            let (client, tenant) = authenticate(state, site.environment, &credentials).await?;
+            let tokens = refresh(state, site.environment, &client, &tenant, presented).await?;
             tracing::debug!(client = %client.client_id, "refresh token renewed");
             Ok(tokens)
         }

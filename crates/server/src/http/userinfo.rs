@@ -11,7 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::{oauth_failure, oauth_status},
-    flows::token::live_grant,
+    flows::{
+        authorize::{recipient_of, subject},
+        token::{LiveGrant, live_grant},
+    },
     routes::Site,
     state::AppState,
 };
@@ -55,20 +58,21 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     let Some(token) = bearer(req, body).await else {
         return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "Bearer-Token fehlt");
     };
-    let grant = match live_grant(&state, "userinfo.token", &token).await {
-        Ok(Some((grant, _))) if grant.environment == site.environment => grant,
+    let LiveGrant { grant, client, tenant } = match live_grant(&state, "userinfo.token", &token).await {
+        Ok(Some(live)) if live.grant.environment == site.environment => live,
         Ok(_) => return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Token ungültig oder abgelaufen"),
         Err(error) => return bearer_error(oauth_status(error.code), error.code.as_str(), &error.description),
     };
-    let Some(citizen) = grant.citizen.filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
+    let Some(citizen) = grant.citizen.as_ref().filter(|_| grant.scopes.iter().any(|s| s == "openid")) else {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "Token ohne openid-Scope");
     };
     let mut claims = Map::new();
-    claims.insert("sub".to_owned(), Value::String(citizen.sub));
+    let sub = subject(&state, site.environment, &tenant, citizen.account_id);
+    claims.insert("sub".to_owned(), Value::String(sub));
     let mut released = Vec::new();
     let mut acted_for = None;
     // Whose transfer log: the account's, or the one-time log when there is no account.
-    let account_id = match citizen.values {
+    let account_id = match &citizen.values {
         // A one-time identification: the values travelled with the grant.
         Some(values) => {
             for claim in &citizen.claims {
@@ -133,10 +137,10 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
     if !released.is_empty() {
         let transfer = DataTransfer {
             client_id: grant.client_id.to_string(),
-            recipient: citizen.recipient,
+            recipient: recipient_of(&client, &tenant),
             claims: released,
             at: state.clock.now(),
-            consent_ref: citizen.consent_ref,
+            consent_ref: citizen.consent_ref.clone(),
             organisation: acted_for,
         };
         if let Err(e) = crate::flows::release::record_transfer(&state, site.environment, account_id, transfer).await {
