@@ -67,6 +67,12 @@ impl ServerProcess {
         self.status_kib("VmRSS:")
     }
 
+    /// Resident anonymous memory (RssAnon) in KiB now: heap, stacks — what the process itself
+    /// holds, without the pages of the files it maps (its code, libraries).
+    pub fn anon_rss_kib(&self) -> u64 {
+        self.status_kib("RssAnon:")
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status

@@ -122,6 +122,8 @@ pub(crate) struct Run {
     peer_rss_kib: Option<u64>,
     ours_idle_rss_kib: u64,
     peer_idle_rss_kib: Option<u64>,
+    ours_idle_anon_kib: u64,
+    peer_idle_anon_kib: Option<u64>,
     limits: Limits,
 }
 
@@ -215,6 +217,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         peer_rss_kib: peer.as_ref().map(|p| p.process.peak_rss_kib()),
         ours_idle_rss_kib: ours.idle_rss_kib,
         peer_idle_rss_kib: peer.as_ref().map(|p| p.idle_rss_kib),
+        ours_idle_anon_kib: ours.idle_anon_kib,
+        peer_idle_anon_kib: peer.as_ref().map(|p| p.idle_anon_kib),
         rows,
         limits,
         options,

@@ -48,6 +48,8 @@ pub struct Peer {
     pub process: ServerProcess,
     /// Its resident memory (KiB) once it answered, before any load: what it costs to run.
     pub idle_rss_kib: u64,
+    /// Of it, anonymous memory (KiB).
+    pub idle_anon_kib: u64,
     /// The benchmark citizen's username at our server (which has password logins); `None` at
     /// the peer, whose automatic interaction logs in without one.
     pub username: Option<String>,
@@ -90,7 +92,7 @@ pub fn cookie_client() -> anyhow::Result<Client> {
 }
 
 async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -> anyhow::Result<Peer> {
-    let idle_rss_kib = process.rss_kib();
+    let (idle_rss_kib, idle_anon_kib) = (process.rss_kib(), process.anon_rss_kib());
     let discovery = format!("{issuer}/.well-known/openid-configuration");
     let metadata: serde_json::Value = reqwest::get(&discovery).await?.error_for_status()?.json().await?;
     let endpoint = |field: &str| -> anyhow::Result<String> {
@@ -107,6 +109,7 @@ async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -
         discovery,
         process,
         idle_rss_kib,
+        idle_anon_kib,
         username: None,
         outbox: None,
     })
