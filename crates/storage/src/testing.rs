@@ -34,6 +34,26 @@ impl TestDatabase {
         Self { url: format!("sqlite://{}?mode=rwc", folder.join(&name).display()), admin_url: None, name }
     }
 
+    /// Ends every connection to this PostgreSQL database, as a restart or a failover would;
+    /// how many there were.
+    pub async fn end_connections(&self) -> Result<usize, DatabaseError> {
+        let Some(admin_url) = &self.admin_url else { return Ok(0) };
+        let admin = Database::connect(admin_url).await?;
+        let ended = admin
+            .conn()
+            .query_all(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                    self.name
+                ),
+            ))
+            .await?
+            .len();
+        admin.close().await?;
+        Ok(ended)
+    }
+
     /// Drops a PostgreSQL test database (after its pools are closed). SQLite files go with
     /// their temporary folder.
     pub async fn drop_now(self) -> Result<(), DatabaseError> {

@@ -92,6 +92,33 @@ async fn signing_key_store_on_postgres() {
     test_db.drop_now().await.unwrap();
 }
 
+/// The pool checks a PostgreSQL connection before use only after it sat idle (a check before
+/// every use is a round trip on every statement's path); a connection the server ended (restart,
+/// failover) has sat idle since, so it is found and replaced before a statement meets it.
+#[tokio::test]
+async fn a_postgresql_connection_the_server_ended_is_replaced_before_use() {
+    let Some(server) =
+        backend_url("TEST_DATABASE_URL", "a_postgresql_connection_the_server_ended_is_replaced_before_use")
+    else {
+        return;
+    };
+    let test_db = TestDatabase::postgres(&server).await.unwrap();
+    let db = Database::connect(&test_db.url).await.unwrap();
+    db.migrate().await.unwrap();
+    // Several connections in the pool.
+    let pings = tokio::join!(db.ping(), db.ping(), db.ping(), db.ping());
+    for ping in [pings.0, pings.1, pings.2, pings.3] {
+        ping.unwrap();
+    }
+    assert!(test_db.end_connections().await.unwrap() >= 1, "the pool held connections");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..8 {
+        db.ping().await.expect("no statement meets an ended connection");
+    }
+    db.close().await.unwrap();
+    test_db.drop_now().await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite_file_database_is_created_with_its_folder() {
     let dir = tempfile::tempdir().unwrap();
