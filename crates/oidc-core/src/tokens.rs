@@ -150,7 +150,8 @@ struct StoredCitizen {
 }
 
 /// Scope and claim names a grant can hold, by their bit. Append only: a grant written by one
-/// release is read by the next (and by other nodes during an upgrade).
+/// release is read by the next (and by other nodes during an upgrade). Not built from
+/// `KNOWN_SCOPES` and `KNOWN_CLAIMS`, which may be reordered; a test checks it holds them all.
 const STORED_NAMES: [&str; 19] = [
     "openid",
     "profile",
