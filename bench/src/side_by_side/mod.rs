@@ -7,6 +7,7 @@
 //! targets as pass/miss lines; it is printed and written to `target/bench/side-by-side.{json,md}`.
 
 mod peers;
+mod raw_get;
 mod report;
 mod scaling;
 mod scenarios;

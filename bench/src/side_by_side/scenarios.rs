@@ -15,7 +15,10 @@ use reqwest::Client;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::peers::{CLIENT_ID, CLIENT_SECRET, Peer, REDIRECT_URI, SCOPE};
+use super::{
+    peers::{CLIENT_ID, CLIENT_SECRET, Peer, REDIRECT_URI, SCOPE},
+    raw_get::RawGet,
+};
 use crate::{Sample, drive};
 
 /// One scenario of the comparison.
@@ -92,11 +95,27 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
     }
     let context = Arc::new(Endpoints::new(peer, sessions).await?);
     let outcome = match scenario {
-        Scenario::Discovery => {
-            measure(scenario, load, context, |c, _| async move { get_ok(&c.backchannel, &c.discovery).await }).await
-        }
-        Scenario::Jwks => {
-            measure(scenario, load, context, |c, _| async move { get_ok(&c.backchannel, &c.jwks).await }).await
+        Scenario::Discovery | Scenario::Jwks => {
+            // A kept-alive connection per worker, without an HTTP client library: see `raw_get`.
+            let url = if scenario == Scenario::Discovery { &peer.discovery } else { &peer.jwks };
+            let mut connections = Vec::with_capacity(load.concurrency);
+            for _ in 0..load.concurrency {
+                connections.push(tokio::sync::Mutex::new(RawGet::connect(url).await?));
+            }
+            let (connections, url) = (Arc::new(connections), Arc::new(url.clone()));
+            measure(scenario, load, context, move |_, worker| {
+                let (connections, url) = (connections.clone(), url.clone());
+                async move {
+                    let mut connection = connections[worker].lock().await;
+                    let got = connection.get().await;
+                    if got.is_err() {
+                        // The next request of this worker starts on a fresh connection.
+                        *connection = RawGet::connect(&url).await?;
+                    }
+                    got
+                }
+            })
+            .await
         }
         Scenario::ClientCredentials => {
             measure(scenario, load, context, |c, _| async move { c.client_credentials().await.map(drop) }).await
@@ -186,18 +205,9 @@ where
     Outcome { sample, first_error }
 }
 
-async fn get_ok(http: &Client, url: &str) -> anyhow::Result<()> {
-    let response = http.get(url).send().await?;
-    anyhow::ensure!(response.status().is_success(), "{url} answered {}", response.status());
-    response.bytes().await?;
-    Ok(())
-}
-
 /// What the scenarios need of a peer: its endpoints, a back-channel client and its ID-token keys.
 struct Endpoints {
     issuer: String,
-    discovery: String,
-    jwks: String,
     token: String,
     userinfo: String,
     introspection: String,
@@ -235,8 +245,6 @@ impl Endpoints {
             .collect();
         Ok(Self {
             issuer: peer.issuer.clone(),
-            discovery: peer.discovery.clone(),
-            jwks: peer.jwks.clone(),
             token: peer.token.clone(),
             userinfo: peer.userinfo.clone(),
             introspection: peer.introspection.clone(),
