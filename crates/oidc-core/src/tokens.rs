@@ -233,16 +233,17 @@ fn encoding(error: impl std::fmt::Display) -> AccessTokenError {
 }
 
 fn encode(grant: &AccessGrant) -> Result<Vec<u8>, AccessTokenError> {
-    let citizen = grant.citizen.as_ref().map(|citizen| {
-        Ok::<_, AccessTokenError>(StoredCitizen {
+    let citizen = match &grant.citizen {
+        Some(citizen) => Some(StoredCitizen {
             account_id: citizen.account_id,
             claims: Names::of(&citizen.claims),
             consent_ref: ConsentRef::of(&citizen.consent_ref),
             verified_claims: citizen.verified_claims,
             values: citizen.values.as_ref().map(serde_json::to_string).transpose().map_err(encoding)?,
             organisation: citizen.organisation.clone(),
-        })
-    });
+        }),
+        None => None,
+    };
     let stored = StoredGrant {
         environment: grant.environment,
         client_id: grant.client_id.clone(),
@@ -250,10 +251,17 @@ fn encode(grant: &AccessGrant) -> Result<Vec<u8>, AccessTokenError> {
         scopes: Names::of(&grant.scopes),
         issued_at: grant.issued_at,
         lifetime: u64::try_from(grant.expires_at.saturating_sub(grant.issued_at)).unwrap_or(0),
-        citizen: citizen.transpose()?,
+        citizen,
         family: grant.family,
     };
     postcard::to_extend(&stored, vec![COMPACT_V3]).map_err(encoding)
+}
+
+/// A one-time identification's values from the JSON text they are stored as.
+fn values_from_text(
+    text: Option<String>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, AccessTokenError> {
+    text.map(|text| serde_json::from_str(&text)).transpose().map_err(encoding)
 }
 
 /// A stored grant; with version 2 also the family id it named in full (see [`legacy_family_key`]).
@@ -267,7 +275,7 @@ fn decode(bytes: &[u8]) -> Result<(AccessGrant, Option<String>), AccessTokenErro
                     claims: citizen.claims.into_names(),
                     consent_ref: citizen.consent_ref.into_text(),
                     verified_claims: citizen.verified_claims,
-                    values: citizen.values.map(|text| serde_json::from_str(&text)).transpose().map_err(encoding)?,
+                    values: values_from_text(citizen.values)?,
                     organisation: citizen.organisation,
                 }),
                 None => None,
@@ -323,7 +331,7 @@ impl AccessGrantV2 {
                 claims: c.claims,
                 consent_ref: c.consent_ref,
                 verified_claims: c.verified_claims,
-                values: c.values.map(|text| serde_json::from_str(&text)).transpose().map_err(encoding)?,
+                values: values_from_text(c.values)?,
                 organisation: c.organisation,
             }),
             None => None,
