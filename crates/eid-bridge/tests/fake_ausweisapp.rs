@@ -328,3 +328,39 @@ async fn readers_are_awaited_until_the_app_has_registered_them() {
     }
     assert_eq!(asked, 4, "asked until a reader was there, then no more");
 }
+
+/// An app the client connected to in its first moments never starts the Simulator's scan for
+/// that connection: the client connects again and then finds the reader.
+#[tokio::test]
+async fn a_connection_that_sees_no_reader_is_opened_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/eID-Kernel", listener.local_addr().unwrap());
+    let (connections_tx, mut connections) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for readers in [json!([]), json!([reader(3)])] {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = connections_tx.send(());
+            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+            for step in handshake() {
+                let Some(Ok(Frame::Text(_))) = socket.next().await else { return };
+                for message in step.reply {
+                    socket.send(Frame::text(message.to_string())).await.unwrap();
+                }
+            }
+            // Every GET_READER_LIST on this connection gets the same answer, until the client
+            // goes away.
+            while let Some(Ok(Frame::Text(_))) = socket.next().await {
+                let list = json!({"msg": "READER_LIST", "readers": readers});
+                socket.send(Frame::text(list.to_string())).await.unwrap();
+            }
+        }
+    });
+    let mut client = SdkClient::connect(config(url)).await.unwrap();
+    let readers = client.wait_for_readers(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(readers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Simulator"]);
+    let mut opened = 0;
+    while connections.try_recv().is_ok() {
+        opened += 1;
+    }
+    assert_eq!(opened, 2, "connected once more after the empty lists");
+}

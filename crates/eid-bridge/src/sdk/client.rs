@@ -17,6 +17,11 @@ use super::{
 /// The API level this client speaks.
 pub const API_LEVEL: u32 = 2;
 
+/// How long [`SdkClient::wait_for_readers`] waits on one connection for a reader before it
+/// connects again (the app lists its Simulator within about 100 ms of a connection once its
+/// reader plugins are registered).
+pub const RESCAN_AFTER: Duration = Duration::from_secs(2);
+
 /// The SDK address of a locally installed AusweisApp2.
 pub const DEFAULT_SDK_URL: &str = "ws://127.0.0.1:24727/eID-Kernel";
 
@@ -264,18 +269,32 @@ impl SdkClient {
         }
     }
 
-    /// The readers, once there are any: a freshly started AusweisApp2 answers before it has
-    /// registered its readers (the built-in Simulator too), so the list is asked again every
-    /// 100 ms until it is not empty or `patience` has passed (then the empty list). On a loaded
-    /// machine that moment can take seconds.
+    /// The readers, once there are any. A freshly started AusweisApp2 answers before it has
+    /// registered its readers, so the list is asked again every 100 ms until it is not empty or
+    /// `patience` has passed (then the empty list). And the app starts its reader scans when a
+    /// client connects, only for the reader plugins it has registered by then: a client that
+    /// connected in the app's first moments (on a loaded machine, its first seconds) sees no
+    /// reader, not even the Simulator, for as long as it stays. So a list still empty
+    /// [`RESCAN_AFTER`] after connecting makes the client connect again.
     pub async fn wait_for_readers(&mut self, patience: Duration) -> Result<Vec<Reader>, SdkError> {
         let deadline = tokio::time::Instant::now() + patience;
+        let mut connected = tokio::time::Instant::now();
         loop {
             let readers = self.readers().await?;
-            if !readers.is_empty() || tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if !readers.is_empty() || now >= deadline {
                 return Ok(readers);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if now - connected >= RESCAN_AFTER {
+                tracing::debug!("AusweisApp2 lists no reader; connecting again to start its scans");
+                // The app takes a new client only once it has let the old one go; `open`
+                // retries until then.
+                let _ = self.socket.close(None).await;
+                self.reconnect().await?;
+                connected = tokio::time::Instant::now();
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 
