@@ -1,5 +1,6 @@
 //! The servers under test as child processes: pinned to a core, watched for CPU time and peak
-//! memory through `/proc`, killed when dropped.
+//! memory through `/proc`, killed when dropped. A server that forks workers (Node's cluster
+//! mode, nginx) is measured with all of them: every figure is summed over the process tree.
 
 use std::{
     net::TcpListener,
@@ -52,40 +53,78 @@ impl ServerProcess {
         anyhow::bail!("{url} did not answer within 60 s; the server's log so far:\n{output}")
     }
 
-    /// CPU seconds (user + system) the process has used so far.
+    /// CPU seconds (user + system) the process and its live descendants have used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
+        self.tree().iter().map(|pid| cpu_seconds_of(&format!("/proc/{pid}/stat"))).sum()
     }
 
-    /// Peak resident memory (VmHWM) in KiB so far.
+    /// Peak resident memory (VmHWM) in KiB so far, summed over the process tree (the processes'
+    /// peaks need not have been at the same moment, so for a tree this is an upper bound).
     pub fn peak_rss_kib(&self) -> u64 {
         self.status_kib("VmHWM:")
     }
 
-    /// Resident memory (VmRSS) in KiB now.
+    /// Resident memory (VmRSS) in KiB now, summed over the process tree.
     pub fn rss_kib(&self) -> u64 {
         self.status_kib("VmRSS:")
     }
 
-    /// Resident anonymous memory (RssAnon) in KiB now: heap, stacks — what the process itself
-    /// holds, without the pages of the files it maps (its code, libraries).
+    /// Resident anonymous memory (RssAnon) in KiB now, summed over the process tree: heap,
+    /// stacks — what the processes themselves hold, without the pages of the files they map
+    /// (their code, libraries).
     pub fn anon_rss_kib(&self) -> u64 {
         self.status_kib("RssAnon:")
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        self.tree()
+            .iter()
+            .map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(field))
+                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
+
+    /// This process and its live descendants.
+    fn tree(&self) -> Vec<u32> {
+        let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                Some((pid, parent_of(pid)?))
+            })
+            .collect();
+        let mut tree = vec![self.pid()];
+        let mut i = 0;
+        while let Some(&pid) = tree.get(i) {
+            tree.extend(parents.iter().filter(|(_, parent)| *parent == pid).map(|(child, _)| *child));
+            i += 1;
+        }
+        tree
+    }
+}
+
+/// The parent's pid from `/proc/<pid>/stat` (field 4, the second after the command name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // Workers outlive a killed primary (nginx's do): each process of the tree is killed.
+        let descendants: Vec<String> = self.tree().iter().skip(1).map(u32::to_string).collect();
         let _ = self.child.kill();
+        if !descendants.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&descendants).stderr(Stdio::null()).status();
+        }
         let _ = self.child.wait();
     }
 }

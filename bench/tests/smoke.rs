@@ -7,10 +7,11 @@
 use std::process::Command;
 
 /// Runs the harness's smoke mode with `backends` (`BENCH_*` variables; none: SQLite and memory)
-/// and checks its report.
-fn smoke_run(backends: &[(&str, &str)]) {
+/// and the further `args`, and checks its report.
+fn smoke_run(backends: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_side-by-side"))
+        .args(args)
         .args(["--smoke", "--out"])
         .arg(out.path())
         .env_remove("BENCH_DATABASE_URL")
@@ -48,11 +49,12 @@ fn smoke_run(backends: &[(&str, &str)]) {
     let expected =
         if backends.is_empty() { "SQLite + in-memory store" } else { "PostgreSQL + Redis (oidc-provider on Redis)" };
     assert!(report["backends"].as_str().unwrap().starts_with(expected), "{}", report["backends"]);
+    report
 }
 
 #[test]
 fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
-    smoke_run(&[]);
+    smoke_run(&[], &[]);
 }
 
 /// The production shape: ours on PostgreSQL (a database of its own) and Redis, the peer on its
@@ -68,9 +70,40 @@ async fn the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redi
     };
     let database = storage::testing::TestDatabase::postgres(&server).await.unwrap();
     let url = database.url.clone();
-    tokio::task::spawn_blocking(move || smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)]))
+    tokio::task::spawn_blocking(move || smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)], &[]))
         .await
         .unwrap();
+    database.drop_now().await.unwrap();
+}
+
+/// Two of our nodes behind nginx against the peer in Node's cluster mode: every scenario runs
+/// without an error although a flow's requests alternate between the nodes (and the peer's
+/// workers). Needs nginx (Debian's package; CI installs it).
+#[tokio::test]
+async fn two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster() {
+    let test = "two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster";
+    let (Some(server), Some(redis)) = (
+        storage::testing::backend_url("TEST_DATABASE_URL", test),
+        storage::testing::backend_url("TEST_REDIS_URL", test),
+    ) else {
+        return;
+    };
+    if !["/usr/sbin/nginx", "/usr/bin/nginx"].iter().any(|p| std::path::Path::new(p).exists()) {
+        let message = format!("{test}: skipped: nginx is not installed");
+        assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "{message} (and TEST_REQUIRE_BACKENDS is set)");
+        eprintln!("{message}");
+        return;
+    }
+    let database = storage::testing::TestDatabase::postgres(&server).await.unwrap();
+    let url = database.url.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)], &["--two-nodes"])
+    })
+    .await
+    .unwrap();
+    let backends = report["backends"].as_str().unwrap();
+    assert!(backends.contains("two servicekonto nodes behind nginx"), "{backends}");
+    assert!(backends.contains("cluster mode with two workers"), "{backends}");
     database.drop_now().await.unwrap();
 }
 

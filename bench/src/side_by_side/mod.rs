@@ -38,6 +38,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Instead of the scenarios: the SSO code flow at 1, 8, 32 and 128 concurrent clients.
     pub scaling: bool,
+    /// Two of our nodes behind nginx against the peer in Node's cluster mode with two workers
+    /// (needs `BENCH_DATABASE_URL` and `BENCH_REDIS_URL`: nodes share their state there).
+    pub two_nodes: bool,
 }
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
             without_peer: false,
             only: Vec::new(),
             scaling: false,
+            two_nodes: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -63,9 +67,10 @@ impl Options {
                 "--without-peer" => options.without_peer = true,
                 "--only" => options.only.push(value()?),
                 "--scaling" => options.scaling = true,
+                "--two-nodes" => options.two_nodes = true,
                 other => anyhow::bail!(
                     "unknown argument {other}; known: --seconds S, --concurrency C, --out DIR, --smoke, \
-                     --without-peer, --only NAME, --scaling"
+                     --without-peer, --only NAME, --scaling, --two-nodes"
                 ),
             }
         }
@@ -140,15 +145,30 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let database = std::env::var("BENCH_DATABASE_URL").ok();
     let redis = std::env::var("BENCH_REDIS_URL").ok();
+    anyhow::ensure!(
+        !options.two_nodes || (database.is_some() && redis.is_some()),
+        "--two-nodes needs BENCH_DATABASE_URL and BENCH_REDIS_URL: the nodes share their state there"
+    );
     let backends = format!(
-        "{} + {} (oidc-provider on {})",
+        "{} + {} (oidc-provider on {}){}",
         if database.is_some() { "PostgreSQL" } else { "SQLite" },
         if redis.is_some() { "Redis" } else { "in-memory store" },
         if redis.is_some() { "Redis" } else { "its in-memory adapter" },
+        if options.two_nodes {
+            "; two servicekonto nodes behind nginx (one worker, kept-alive upstream connections) against \
+             oidc-provider in Node's cluster mode with two workers, each side's processes together on one core"
+        } else {
+            ""
+        },
     );
     eprintln!("starting servicekonto ({backends})…");
     let database_url = database.unwrap_or_else(|| format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()));
-    let ours = peers::start_servicekonto(dir.path(), server_cpu, &database_url, redis.clone()).await?;
+    let ours = match (&redis, options.two_nodes) {
+        (Some(redis), true) => {
+            peers::start_servicekonto_two_nodes(dir.path(), server_cpu, &database_url, redis).await?
+        }
+        _ => peers::start_servicekonto(dir.path(), server_cpu, &database_url, redis.clone()).await?,
+    };
     let (peer, peer_missing) = if options.without_peer {
         (None, Some("--without-peer".to_owned()))
     } else {
@@ -158,7 +178,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             Err(reason) => (None, Some(reason)),
             Ok(()) => {
                 eprintln!("starting oidc-provider…");
-                (Some(peers::start_oidc_provider(&cache, dir.path(), server_cpu, redis.as_deref()).await?), None)
+                let workers = if options.two_nodes { 2 } else { 1 };
+                let peer =
+                    peers::start_oidc_provider(&cache, dir.path(), server_cpu, redis.as_deref(), workers).await?;
+                (Some(peer), None)
             }
         }
     };
@@ -214,8 +237,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         pinned,
         backends,
         peer_missing,
-        ours_rss_kib: ours.process.peak_rss_kib(),
-        peer_rss_kib: peer.as_ref().map(|p| p.process.peak_rss_kib()),
+        ours_rss_kib: ours.peak_rss_kib(),
+        peer_rss_kib: peer.as_ref().map(peers::Peer::peak_rss_kib),
         ours_idle_rss_kib: ours.idle_rss_kib,
         peer_idle_rss_kib: peer.as_ref().map(|p| p.idle_rss_kib),
         ours_idle_anon_kib: ours.idle_anon_kib,
@@ -228,12 +251,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::Result<Option<Measured>> {
-    let (server_before, generator_before) = (peer.process.cpu_seconds(), own_cpu_seconds());
+    let (server_before, generator_before) = (peer.cpu_seconds(), own_cpu_seconds());
     let outcome =
         scenarios::run(scenario, peer, load).await.with_context(|| format!("{}: {}", peer.name, scenario.name()))?;
-    let (server_cpu, generator_cpu) =
-        (peer.process.cpu_seconds() - server_before, own_cpu_seconds() - generator_before);
-    let peak_rss_kib = peer.process.peak_rss_kib();
+    let (server_cpu, generator_cpu) = (peer.cpu_seconds() - server_before, own_cpu_seconds() - generator_before);
+    let peak_rss_kib = peer.peak_rss_kib();
     Ok(outcome.map(|outcome| Measured { outcome, server_cpu, generator_cpu, peak_rss_kib }))
 }
 

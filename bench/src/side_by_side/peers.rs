@@ -44,8 +44,10 @@ pub struct Peer {
     pub introspection: String,
     /// The JWKS URL.
     pub jwks: String,
-    /// The server process.
+    /// The server process (with two of our nodes: the nginx in front of them).
     pub process: ServerProcess,
+    /// The processes behind it (with two of our nodes: the nodes); measured with it.
+    pub companions: Vec<ServerProcess>,
     /// Its resident memory (KiB) once it answered, before any load: what it costs to run.
     pub idle_rss_kib: u64,
     /// Of it, anonymous memory (KiB).
@@ -67,6 +69,28 @@ pub struct LoginForm {
 }
 
 impl Peer {
+    /// CPU seconds of all its processes so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.processes().map(ServerProcess::cpu_seconds).sum()
+    }
+
+    /// Peak resident memory (KiB) of all its processes, summed.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.processes().map(ServerProcess::peak_rss_kib).sum()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.processes().map(ServerProcess::rss_kib).sum()
+    }
+
+    fn anon_rss_kib(&self) -> u64 {
+        self.processes().map(ServerProcess::anon_rss_kib).sum()
+    }
+
+    fn processes(&self) -> impl Iterator<Item = &ServerProcess> {
+        std::iter::once(&self.process).chain(&self.companions)
+    }
+
     /// A new browser (a cookie-keeping client that never follows redirects) with a session of
     /// the benchmark citizen, who has consented already. One per worker: a citizen's browser
     /// runs one flow at a time.
@@ -108,6 +132,7 @@ async fn endpoints(name: &'static str, issuer: String, process: ServerProcess) -
         issuer,
         discovery,
         process,
+        companions: Vec::new(),
         idle_rss_kib,
         idle_anon_kib,
         username: None,
@@ -124,6 +149,55 @@ pub async fn start_servicekonto(
 ) -> anyhow::Result<Peer> {
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
+    let process = start_node(dir, "servicekonto", cpu, port, &base, database, redis_url.as_deref()).await?;
+    let peer = endpoints("servicekonto", format!("{base}/test"), process).await?;
+    prepare_servicekonto(peer, dir).await
+}
+
+/// Two of our nodes on one database and one Redis behind nginx (one worker, the upstream
+/// connections kept alive), as in `deploy/nginx`: one address, requests spread round robin, so
+/// that a flow's steps land on both nodes. All three processes on `cpu`.
+pub async fn start_servicekonto_two_nodes(
+    dir: &Path,
+    cpu: Option<usize>,
+    database: &str,
+    redis_url: &str,
+) -> anyhow::Result<Peer> {
+    let front = free_port()?;
+    let base = format!("http://127.0.0.1:{front}");
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    // One after the other: the first migrates the database and makes the keys.
+    let node_a = start_node(dir, "node-a", cpu, port_a, &base, database, Some(redis_url)).await?;
+    let node_b = start_node(dir, "node-b", cpu, port_b, &base, database, Some(redis_url)).await?;
+    let nginx = start_nginx(dir, cpu, front, &[port_a, port_b]).await?;
+    let mut peer = endpoints("servicekonto", format!("{base}/test"), nginx).await?;
+    peer.companions = vec![node_a, node_b];
+    (peer.idle_rss_kib, peer.idle_anon_kib) = (peer.rss_kib(), peer.anon_rss_kib());
+    let peer = prepare_servicekonto(peer, dir).await?;
+    // Registration, login and consent went through nginx: both nodes must have served a part.
+    for port in [port_a, port_b] {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+        let served: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("servicekonto_http_requests_total{") && line.contains("route=\"/test/"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        anyhow::ensure!(served > 0, "the node on port {port} served none of the citizen's requests behind nginx");
+    }
+    Ok(peer)
+}
+
+/// Starts one of our nodes on `port` for issuers under `base`; its files are `dir/<name>.*`
+/// (the key-encryption key is shared: every node must read the keys in the database).
+async fn start_node(
+    dir: &Path,
+    name: &str,
+    cpu: Option<usize>,
+    port: u16,
+    base: &str,
+    database: &str,
+    redis_url: Option<&str>,
+) -> anyhow::Result<ServerProcess> {
     let redis = redis_url.map(|url| format!("url = {url:?}\n")).unwrap_or_default();
     // The registration pages allow 30 username checks per address and hour; the password-login
     // scenario registers a citizen per worker from one address.
@@ -140,15 +214,51 @@ pub async fn start_servicekonto(
         kek = dir.join("kek").display().to_string(),
         outbox = dir.join("outbox").display().to_string(),
     );
-    let config_path = dir.join("servicekonto.toml");
+    let config_path = dir.join(format!("{name}.toml"));
     std::fs::write(&config_path, config)?;
     let mut command = pinned(cpu, std::env::current_exe()?);
     command.env(ROLE_VARIABLE, ROLE_SERVICEKONTO).env("SERVICEKONTO_CONFIG", &config_path).env_remove("RUST_LOG");
     command.arg("serve");
-    let log = dir.join("servicekonto.log");
+    let log = dir.join(format!("{name}.log"));
     let mut process = ServerProcess::spawn(command, &log)?;
-    process.wait_ready(&format!("{base}/healthz"), &log).await?;
-    let mut peer = endpoints("servicekonto", format!("{base}/test"), process).await?;
+    process.wait_ready(&format!("http://127.0.0.1:{port}/healthz"), &log).await?;
+    Ok(process)
+}
+
+/// nginx on `front`, spreading requests over `upstreams` with kept-alive connections.
+async fn start_nginx(dir: &Path, cpu: Option<usize>, front: u16, upstreams: &[u16]) -> anyhow::Result<ServerProcess> {
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let servers: String = upstreams.iter().map(|port| format!("    server 127.0.0.1:{port};\n")).collect();
+    let config = format!(
+        "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n\
+         client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n\
+         fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n\
+         upstream servicekonto {{\n{servers}    keepalive 128;\n  }}\n\
+         server {{\n    listen 127.0.0.1:{front};\n    keepalive_requests 1000000;\n\
+         location / {{\n      proxy_pass http://servicekonto;\n      proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n    }}\n  }}\n}}\n",
+        pid = prefix.join("nginx.pid").display(),
+        temp = prefix.display(),
+    );
+    let config_path = prefix.join("nginx.conf");
+    std::fs::write(&config_path, config)?;
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("two nodes need nginx in front of them (Debian's package `nginx`)")?;
+    let mut command = pinned(cpu, binary);
+    command.arg("-p").arg(&prefix).arg("-c").arg(&config_path);
+    let log = dir.join("nginx.log");
+    let mut process = ServerProcess::spawn(command, &log)?;
+    process.wait_ready(&format!("http://127.0.0.1:{front}/healthz"), &log).await?;
+    Ok(process)
+}
+
+/// Registers and logs in the benchmark citizen and gives the first consent.
+async fn prepare_servicekonto(mut peer: Peer, dir: &Path) -> anyhow::Result<Peer> {
     let browser = cookie_client()?;
     let username = register(&browser, &peer.issuer, &dir.join("outbox")).await.context("registering the citizen")?;
     peer.username = Some(username);
@@ -324,12 +434,13 @@ pub fn install_peer(cache: &Path) -> Result<(), String> {
 }
 
 /// Starts node `oidc-provider` from `cache` (see [`install_peer`]), on Redis at `redis_url` or
-/// its in-memory adapter.
+/// its in-memory adapter; with `workers` > 1 in Node's cluster mode (needs Redis).
 pub async fn start_oidc_provider(
     cache: &Path,
     dir: &Path,
     cpu: Option<usize>,
     redis_url: Option<&str>,
+    workers: usize,
 ) -> anyhow::Result<Peer> {
     let port = free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
@@ -339,6 +450,7 @@ pub async fn start_oidc_provider(
         let run: u32 = rand::random();
         command.env("REDIS_URL", url).env("REDIS_PREFIX", format!("oidc-bench:{run:08x}:"));
     }
+    command.env("WORKERS", workers.to_string());
     command.current_dir(cache).env("PORT", port.to_string()).env("NODE_ENV", "production").args([
         "provider.mjs",
         CLIENT_ID,
@@ -348,6 +460,16 @@ pub async fn start_oidc_provider(
     let log = dir.join("oidc-provider.log");
     let mut process = ServerProcess::spawn(command, &log)?;
     process.wait_ready(&format!("{issuer}/.well-known/openid-configuration"), &log).await?;
+    if workers > 1 {
+        // The first worker answers before the others listen; the primary says when all do.
+        let all = format!("{workers} workers listening");
+        let mut waited = 0;
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains(&all) {
+            anyhow::ensure!(waited < 600, "oidc-provider's {workers} workers did not all listen within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        }
+    }
     let peer = endpoints("oidc-provider", issuer, process).await?;
     peer.new_session().await.context("the first authorization at oidc-provider")?;
     Ok(peer)
