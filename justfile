@@ -67,8 +67,10 @@ openapi:
 bench-tenants *ARGS:
     cargo run --release -p bench --bin tenant-scale -- {{ARGS}}
 
-# servicekonto vs node oidc-provider in one run (`--smoke` for a quick check, `--without-peer`).
-# Built with the dist profile, as the container image is: what is measured is what ships.
+# servicekonto vs node oidc-provider in one run (`--smoke` for a quick check, `--without-peer`,
+# `--scaling`; `--two-nodes` with BENCH_DATABASE_URL and BENCH_REDIS_URL: two nodes behind nginx
+# against the peer's cluster mode). Built with the dist profile, as the container image is: what
+# is measured is what ships.
 bench *ARGS:
     cargo build --profile dist -p bench --bin side-by-side
     target/dist/side-by-side {{ARGS}}
