@@ -104,6 +104,14 @@ async fn two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster() {
     let backends = report["backends"].as_str().unwrap();
     assert!(backends.contains("two servicekonto nodes behind nginx"), "{backends}");
     assert!(backends.contains("cluster mode with two workers"), "{backends}");
+    for scenario in report["scenarios"].as_array().unwrap() {
+        let nginx = &scenario["servicekonto"]["of_it_nginx_cpu_ms_per_request"];
+        assert!(
+            nginx.as_f64().is_some_and(f64::is_finite),
+            "{}: nginx's share is missing: {nginx}",
+            scenario["scenario"]
+        );
+    }
     database.drop_now().await.unwrap();
 }
 

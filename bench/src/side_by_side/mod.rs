@@ -88,6 +88,8 @@ pub(crate) struct Measured {
     outcome: scenarios::Outcome,
     /// Server CPU seconds during the scenario.
     server_cpu: f64,
+    /// Of it, the CPU seconds of the proxy in front of the nodes (`--two-nodes`: nginx).
+    front_cpu: Option<f64>,
     /// Generator CPU seconds during the scenario.
     generator_cpu: f64,
     /// The server's peak RSS (KiB) so far, read after the scenario.
@@ -252,11 +254,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::Result<Option<Measured>> {
     let (server_before, generator_before) = (peer.cpu_seconds(), own_cpu_seconds());
+    let front_before = peer.front_cpu_seconds();
     let outcome =
         scenarios::run(scenario, peer, load).await.with_context(|| format!("{}: {}", peer.name, scenario.name()))?;
     let (server_cpu, generator_cpu) = (peer.cpu_seconds() - server_before, own_cpu_seconds() - generator_before);
+    let front_cpu = peer.front_cpu_seconds().zip(front_before).map(|(after, before)| after - before);
     let peak_rss_kib = peer.peak_rss_kib();
-    Ok(outcome.map(|outcome| Measured { outcome, server_cpu, generator_cpu, peak_rss_kib }))
+    Ok(outcome.map(|outcome| Measured { outcome, server_cpu, front_cpu, generator_cpu, peak_rss_kib }))
 }
 
 /// The single-core limits the figures are read against, measured on this core.

@@ -74,6 +74,11 @@ impl Peer {
         self.processes().map(ServerProcess::cpu_seconds).sum()
     }
 
+    /// CPU seconds of the proxy in front of its nodes so far, when it has one.
+    pub fn front_cpu_seconds(&self) -> Option<f64> {
+        (!self.companions.is_empty()).then(|| self.process.cpu_seconds())
+    }
+
     /// Peak resident memory (KiB) of all its processes, summed.
     pub fn peak_rss_kib(&self) -> u64 {
         self.processes().map(ServerProcess::peak_rss_kib).sum()

@@ -41,6 +41,9 @@ impl Measured {
         value["server_cpu_ms_per_request"] = json!(self.server_ms_per_request());
         value["generator_cpu_percent_of_one_core"] = json!(self.generator_load());
         value["server_cpu_percent_of_one_core"] = json!(self.server_load());
+        if let Some(front) = self.front_cpu {
+            value["of_it_nginx_cpu_ms_per_request"] = json!(front * 1000.0 / self.outcome.sample.ok.max(1) as f64);
+        }
         value["server_peak_rss_kib_so_far"] = json!(self.peak_rss_kib);
         value["first_error"] = json!(self.outcome.first_error);
         value
@@ -226,6 +229,18 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
             cell(ours, |m| format!("{:.0}", m.peak_rss_kib as f64 / 1024.0)),
             cell(peer, |m| format!("{:.0}", m.peak_rss_kib as f64 / 1024.0)),
         )?;
+    }
+    let fronted: Vec<String> = run
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let ours = row.ours.as_ref()?;
+            let share = ours.front_cpu? / ours.server_cpu.max(f64::EPSILON);
+            Some(format!("{} {:.0} %", row.scenario.name(), share * 100.0))
+        })
+        .collect();
+    if !fronted.is_empty() {
+        writeln!(md, "\nOf our server CPU, nginx in front of the two nodes took: {}.", fronted.join(", "))?;
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
     writeln!(
