@@ -61,19 +61,28 @@ fn the_side_by_side_harness_runs_every_scenario_against_both_peers() {
 /// Redis adapter.
 #[tokio::test]
 async fn the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redis() {
-    let test = "the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redis";
+    smoke_run_on_postgresql_and_redis("the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redis", &[])
+        .await;
+}
+
+/// [`smoke_run`] on a PostgreSQL database of its own and Redis, with `args`; its report, or
+/// `None` when the backends are not configured (the reason is printed; a failure in CI).
+async fn smoke_run_on_postgresql_and_redis(test: &str, args: &'static [&'static str]) -> Option<serde_json::Value> {
     let (Some(server), Some(redis)) = (
         storage::testing::backend_url("TEST_DATABASE_URL", test),
         storage::testing::backend_url("TEST_REDIS_URL", test),
     ) else {
-        return;
+        return None;
     };
     let database = storage::testing::TestDatabase::postgres(&server).await.unwrap();
     let url = database.url.clone();
-    tokio::task::spawn_blocking(move || smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)], &[]))
-        .await
-        .unwrap();
+    let report = tokio::task::spawn_blocking(move || {
+        smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)], args)
+    })
+    .await
+    .unwrap();
     database.drop_now().await.unwrap();
+    Some(report)
 }
 
 /// Two of our nodes behind nginx against the peer in Node's cluster mode: every scenario runs
@@ -82,25 +91,13 @@ async fn the_production_shape_runs_on_postgresql_and_redis_with_the_peer_on_redi
 #[tokio::test]
 async fn two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster() {
     let test = "two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster";
-    let (Some(server), Some(redis)) = (
-        storage::testing::backend_url("TEST_DATABASE_URL", test),
-        storage::testing::backend_url("TEST_REDIS_URL", test),
-    ) else {
-        return;
-    };
     if !["/usr/sbin/nginx", "/usr/bin/nginx"].iter().any(|p| std::path::Path::new(p).exists()) {
         let message = format!("{test}: skipped: nginx is not installed");
         assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "{message} (and TEST_REQUIRE_BACKENDS is set)");
         eprintln!("{message}");
         return;
     }
-    let database = storage::testing::TestDatabase::postgres(&server).await.unwrap();
-    let url = database.url.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        smoke_run(&[("BENCH_DATABASE_URL", &url), ("BENCH_REDIS_URL", &redis)], &["--two-nodes"])
-    })
-    .await
-    .unwrap();
+    let Some(report) = smoke_run_on_postgresql_and_redis(test, &["--two-nodes"]).await else { return };
     let backends = report["backends"].as_str().unwrap();
     assert!(backends.contains("two servicekonto nodes behind nginx"), "{backends}");
     assert!(backends.contains("cluster mode with two workers"), "{backends}");
@@ -112,7 +109,6 @@ async fn two_nodes_behind_nginx_run_every_scenario_against_the_peers_cluster() {
             scenario["scenario"]
         );
     }
-    database.drop_now().await.unwrap();
 }
 
 #[test]
