@@ -230,7 +230,9 @@ async fn start_node(
     Ok(process)
 }
 
-/// nginx on `front`, spreading requests over `upstreams` with kept-alive connections.
+/// nginx on `front`, spreading requests over `upstreams` with kept-alive connections. Answers
+/// are buffered in memory only: its workers run as `nobody` and could not write temporary files
+/// into the bench's private folder.
 async fn start_nginx(dir: &Path, cpu: Option<usize>, front: u16, upstreams: &[u16]) -> anyhow::Result<ServerProcess> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
@@ -244,6 +246,7 @@ async fn start_nginx(dir: &Path, cpu: Option<usize>, front: u16, upstreams: &[u1
          upstream servicekonto {{\n{servers}    keepalive 128;\n  }}\n\
          server {{\n    listen 127.0.0.1:{front};\n    keepalive_requests 1000000;\n\
          location / {{\n      proxy_pass http://servicekonto;\n      proxy_http_version 1.1;\n\
+         proxy_max_temp_file_size 0;\n\
          proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n    }}\n  }}\n}}\n",
         pid = prefix.join("nginx.pid").display(),
         temp = prefix.display(),
