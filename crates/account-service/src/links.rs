@@ -1,10 +1,11 @@
 //! Single-use links sent by mail: activation, password reset, e-mail change. The token is random
 //! (256 bits), stored only as its hash in the account store (durable: a citizen keeps a link
-//! for days), and taken atomically on use.
+//! for days), and taken atomically on use — in the same transaction as the change it makes, so
+//! that a failed change never uses a link up.
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{AccountError, AccountStore, StoredLink};
+use crate::{Account, AccountError, AccountEvent, AccountStore, StoredLink};
 use oidc_core::{AccountId, Clock, Environment, random_token, token_digest};
 
 /// What a link is for.
@@ -92,7 +93,21 @@ impl Links {
         Ok(self.check(kind, environment, found))
     }
 
-    /// Looks at the link without using it (to show the form behind a reset link).
+    /// Saves `account` (with `event`) and uses up the link in the same step, so that a failure
+    /// leaves the link usable — a retry, or the citizen's next click, still works. `false`, and
+    /// nothing saved, when the link was used meanwhile. The link is to be checked by
+    /// [`peek`](Self::peek) first.
+    pub(crate) async fn take_with(
+        &self,
+        token: &str,
+        account: &Account,
+        event: Option<&AccountEvent>,
+    ) -> Result<bool, AccountError> {
+        Ok(self.store.update_taking_link(account, event, &token_digest(token)).await?)
+    }
+
+    /// Looks at the link without using it (to show the form behind a reset link, or to check it
+    /// before [`take_with`](Self::take_with)).
     pub(crate) async fn peek(
         &self,
         kind: LinkKind,

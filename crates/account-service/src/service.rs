@@ -453,12 +453,16 @@ impl Accounts {
         }
     }
 
-    /// Follows an activation link. Activating an active account again is harmless.
+    /// Follows an activation link. Activating an active account again is harmless. The link is
+    /// used up with the activation, in one step: when the database fails on the way, the link
+    /// still works for the retry (nginx sends a failed `GET` to the other node at once).
     #[instrument(skip_all, fields(environment = %environment))]
     pub async fn activate(&self, environment: Environment, token: &str) -> Result<AccountId, AccountError> {
-        let (id, _) = self.links.take(LinkKind::Activation, environment, token).await?.map_err(AccountError::Link)?;
+        let (id, _) = self.links.peek(LinkKind::Activation, environment, token).await?.map_err(AccountError::Link)?;
         let mut account = self.store.get(environment, id).await?;
         if account.status == AccountStatus::Active {
+            // Activated before: the link is used up all the same.
+            let _already_used = self.links.take(LinkKind::Activation, environment, token).await?;
             return Ok(id);
         }
         let now = self.clock.now();
@@ -466,7 +470,9 @@ impl Accounts {
         account.activated_at = Some(now);
         account.email.verified_at = Some(now);
         account.updated_at = now;
-        self.store.update(&account, Some(&self.event(EventKind::Activated, None))).await?;
+        // `false`: a second click at the same moment took the link — with the activation, which
+        // is all this one would have done.
+        self.links.take_with(token, &account, Some(&self.event(EventKind::Activated, None))).await?;
         Ok(id)
     }
 
@@ -688,7 +694,7 @@ impl Accounts {
     #[instrument(skip_all, fields(environment = %environment))]
     pub async fn confirm_email_change(&self, environment: Environment, token: &str) -> Result<String, AccountError> {
         let (id, grant) =
-            self.links.take(LinkKind::EmailChange, environment, token).await?.map_err(AccountError::Link)?;
+            self.links.peek(LinkKind::EmailChange, environment, token).await?.map_err(AccountError::Link)?;
         let new_email = grant.new_email.ok_or(AccountError::Link(LinkError::Invalid))?;
         let mut account = self.store.get(environment, id).await?;
         let old = account.clone();
@@ -700,7 +706,9 @@ impl Accounts {
             updated_at: now,
         };
         account.updated_at = now;
-        self.store.update(&account, Some(&self.event(EventKind::EmailChanged, None))).await?;
+        if !self.links.take_with(token, &account, Some(&self.event(EventKind::EmailChanged, None))).await? {
+            return Err(AccountError::Link(LinkError::Invalid));
+        }
         self.send(&old, Notification::EmailChanged { new_email: new_email.clone() }).await;
         Ok(new_email)
     }
@@ -720,17 +728,20 @@ impl Accounts {
         if self.verify_password(Some(account.password_hash.clone()), current).await? == Verification::Invalid {
             return Err(AccountError::WrongPassword);
         }
-        let account = self.set_password(account, new, confirmation, EventKind::PasswordChanged).await?;
+        let account = self.set_password(account, new, confirmation, EventKind::PasswordChanged, None).await?;
         self.send(&account, Notification::PasswordChanged).await;
         self.start_session(&account, AuthMethod::Pwd).await
     }
 
+    /// Sets the new password; through a reset link, `link` is that link's token, used up in the
+    /// same step.
     async fn set_password(
         &self,
         mut account: Account,
         new: &str,
         confirmation: &str,
         kind: EventKind,
+        link: Option<&str>,
     ) -> Result<Account, AccountError> {
         let problems = check_password(new, confirmation, &account.username, &account.email.value);
         if !problems.is_empty() {
@@ -739,7 +750,15 @@ impl Accounts {
         account.password_hash = self.hash_password(new.to_owned()).await?;
         account.session_epoch += 1;
         account.updated_at = self.clock.now();
-        self.store.update(&account, Some(&self.event(kind, None))).await?;
+        let event = self.event(kind, None);
+        match link {
+            None => self.store.update(&account, Some(&event)).await?,
+            Some(token) => {
+                if !self.links.take_with(token, &account, Some(&event)).await? {
+                    return Err(AccountError::Link(LinkError::Invalid));
+                }
+            }
+        }
         Ok(account)
     }
 
@@ -775,12 +794,7 @@ impl Accounts {
         let (id, _) =
             self.links.peek(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
         let account = self.store.get(environment, id).await?;
-        let problems = check_password(new, confirmation, &account.username, &account.email.value);
-        if !problems.is_empty() {
-            return Err(AccountError::PasswordPolicy(problems));
-        }
-        self.links.take(LinkKind::PasswordReset, environment, token).await?.map_err(AccountError::Link)?;
-        let account = self.set_password(account, new, confirmation, EventKind::PasswordReset).await?;
+        let account = self.set_password(account, new, confirmation, EventKind::PasswordReset, Some(token)).await?;
         // A reset proves the mailbox, not the person: passkeys stay, and the mail names them so
         // that a citizen whose mailbox was taken over learns of it.
         let passkeys_kept = self.store.passkeys(environment, id).await?.len();

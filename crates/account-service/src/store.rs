@@ -57,6 +57,17 @@ pub trait AccountStore: Send + Sync {
     /// Replaces the stored account (matched by environment and id) and appends `event` if given.
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError>;
 
+    /// [`update`](Self::update) and uses up the mail link under `link_hash`, in one step: when
+    /// either fails, neither happened (a link is never used up by a change that was not made);
+    /// of concurrent callers at most one gets the link. `Ok(false)`, and nothing changed, when
+    /// the link is gone.
+    async fn update_taking_link(
+        &self,
+        account: &Account,
+        event: Option<&AccountEvent>,
+        link_hash: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Appends an event to the account's activity; `NotFound` when the account is gone.
     async fn append_event(
         &self,

@@ -226,20 +226,26 @@ impl AccountStore for SeaAccountStore {
 
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError> {
         let txn = self.conn.begin().await.map_err(unavailable)?;
-        let updated = account::Entity::update_many()
-            .set(row(account)?)
-            .filter(account::Column::Id.eq(account.id.to_string()))
-            .filter(in_environment(account.environment))
-            .exec(&txn)
-            .await
-            .map_err(map_db_err)?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::NotFound);
-        }
-        if let Some(event) = event {
-            insert_event(&txn, account.id, event).await?;
-        }
+        replace_account(&txn, account, event).await?;
         txn.commit().await.map_err(unavailable)
+    }
+
+    async fn update_taking_link(
+        &self,
+        account: &Account,
+        event: Option<&AccountEvent>,
+        link_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        // Whoever deletes the row took the link; a concurrent taker deletes nothing. Dropping
+        // the transaction without a commit rolls the deletion back.
+        let taken = mail_link::Entity::delete_by_id(link_hash.to_owned()).exec(&txn).await.map_err(map_db_err)?;
+        if taken.rows_affected == 0 {
+            return Ok(false);
+        }
+        replace_account(&txn, account, event).await?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn append_event(
@@ -871,6 +877,28 @@ fn stored_passkey(row: passkey::Model) -> Result<StoredPasskey, StoreError> {
         credential: row.credential,
         added_with_card: row.added_with_card,
     })
+}
+
+/// Replaces the stored account (matched by environment and id) and appends `event`, inside `txn`.
+async fn replace_account(
+    txn: &sea_orm::DatabaseTransaction,
+    account: &Account,
+    event: Option<&AccountEvent>,
+) -> Result<(), StoreError> {
+    let updated = account::Entity::update_many()
+        .set(row(account)?)
+        .filter(account::Column::Id.eq(account.id.to_string()))
+        .filter(in_environment(account.environment))
+        .exec(txn)
+        .await
+        .map_err(map_db_err)?;
+    if updated.rows_affected == 0 {
+        return Err(StoreError::NotFound);
+    }
+    if let Some(event) = event {
+        insert_event(txn, account.id, event).await?;
+    }
+    Ok(())
 }
 
 fn stored_link(row: mail_link::Model) -> Result<StoredLink, StoreError> {

@@ -379,7 +379,15 @@ async fn master_data_and_email_change(db: &Database) {
     let (to, mail) = f.outbox.last();
     assert_eq!(to, "otto.neu@example.de", "the confirmation goes to the new address");
     assert_eq!(f.accounts.account(PRODUCTION, id).await.unwrap().email.value, "otto@example.de", "not yet");
-    let confirmed = f.accounts.confirm_email_change(PRODUCTION, &token_of(mail)).await.unwrap();
+    // Someone registers with the new address before Otto clicks: the change fails, and the link
+    // is not used up by it — once the address is free again, the same link works.
+    let confirmation = token_of(mail);
+    register(&f, PRODUCTION, "squatter", "otto.neu@example.de").await.unwrap();
+    let err = f.accounts.confirm_email_change(PRODUCTION, &confirmation).await.unwrap_err();
+    assert!(matches!(&err, AccountError::Taken(t) if t == &[UniqueField::Email]), "{err:?}");
+    let squatter = f.store.find_by_username(PRODUCTION, "squatter").await.unwrap().unwrap().id;
+    f.store.delete(PRODUCTION, squatter, f.clock.now()).await.unwrap();
+    let confirmed = f.accounts.confirm_email_change(PRODUCTION, &confirmation).await.unwrap();
     assert_eq!(confirmed, "otto.neu@example.de");
     let (to, mail) = f.outbox.last();
     assert_eq!(to, "otto@example.de", "the old address is told");
@@ -387,6 +395,37 @@ async fn master_data_and_email_change(db: &Database) {
     let account = f.accounts.account(PRODUCTION, id).await.unwrap();
     assert_eq!(account.email.value, "otto.neu@example.de");
     assert_eq!(account.email.verified_at, Some(f.clock.now()));
+    let again = f.accounts.confirm_email_change(PRODUCTION, &confirmation).await.unwrap_err();
+    assert!(matches!(again, AccountError::Link(LinkError::Invalid)), "used up by the change: {again:?}");
+}
+
+/// A change made through a mail link and the link's use are one step: a change that fails
+/// leaves the link as it was, a change that succeeds uses it up, and a used link changes nothing.
+async fn a_mail_link_is_used_up_only_with_its_change(db: &Database) {
+    let f = fixture(db);
+    register(&f, PRODUCTION, "linked", "linked@example.de").await.unwrap();
+    let (_, mail) = f.outbox.last();
+    let token = token_of(mail);
+    let hash = oidc_core::token_digest(&token);
+    let mut account = f.store.find_by_username(PRODUCTION, "linked").await.unwrap().unwrap();
+    account.status = AccountStatus::Active;
+
+    let mut vanished = account.clone();
+    vanished.id = oidc_core::AccountId::from(uuid::Uuid::new_v4());
+    let err = f.store.update_taking_link(&vanished, None, &hash).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    assert!(f.store.find_link(&hash).await.unwrap().is_some(), "a failed change leaves the link");
+
+    assert!(f.store.update_taking_link(&account, None, &hash).await.unwrap());
+    assert!(f.store.find_link(&hash).await.unwrap().is_none(), "the change used the link up");
+    assert_eq!(f.store.get(PRODUCTION, account.id).await.unwrap().status, AccountStatus::Active);
+
+    account.status = AccountStatus::Pending;
+    assert!(!f.store.update_taking_link(&account, None, &hash).await.unwrap(), "a used link changes nothing");
+    assert_eq!(f.store.get(PRODUCTION, account.id).await.unwrap().status, AccountStatus::Active);
+    // The citizen clicks the activation link once more: the account is active, nothing to do.
+    let again = f.accounts.activate(PRODUCTION, &token).await.unwrap_err();
+    assert!(matches!(again, AccountError::Link(LinkError::Invalid)), "{again:?}");
 }
 
 async fn export_and_deletion(db: &Database) {
@@ -651,6 +690,7 @@ impl Backend {
         self.run(registration_activation_login).await;
         self.run(uniqueness_per_environment).await;
         self.run(links_expire).await;
+        self.run(a_mail_link_is_used_up_only_with_its_change).await;
         self.run(links_survive_an_ephemeral_wipe).await;
         self.run(purge_of_unactivated_accounts).await;
         self.run(throttling).await;
