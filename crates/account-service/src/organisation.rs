@@ -303,8 +303,17 @@ pub trait OrganisationStore: Send + Sync {
     /// expired before `link.created_at` (so they never pile up).
     async fn insert_link(&self, link: &OrganisationLink) -> Result<(), StoreError>;
 
-    /// Removes and returns the link under `token_hash`: at most one caller gets it.
-    async fn take_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError>;
+    /// The link stored under `token_hash`, if any.
+    async fn find_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError>;
+
+    /// [`update`](Self::update) and uses up the link under `link_hash`, in one step (a change
+    /// that fails leaves the link usable; at most one caller gets it); `Ok(false)`, and nothing
+    /// changed, when the link is gone.
+    async fn update_taking_link(&self, organisation: &Organisation, link_hash: &str) -> Result<bool, StoreError>;
+
+    /// Adds a new member and uses up the invitation under `link_hash`, in one step; `Ok(false)`,
+    /// and nothing changed, when the link is gone.
+    async fn add_member_taking_link(&self, membership: &Membership, link_hash: &str) -> Result<bool, StoreError>;
 
     /// The organisation's stored links (invitations and address confirmations), oldest first;
     /// expired ones may still be among them.
@@ -637,7 +646,7 @@ impl Organisations {
         environment: Environment,
         token: &str,
     ) -> Result<Organisation, OrganisationError> {
-        let link = self.take_link(environment, token).await?;
+        let link = self.peek_link(environment, token).await?;
         if link.role.is_some() {
             return Err(OrganisationError::Link);
         }
@@ -646,12 +655,16 @@ impl Organisations {
             return Err(OrganisationError::Link);
         }
         organisation.email_verified_at = Some(self.clock.now());
-        self.store.update(&organisation).await?;
+        if !self.store.update_taking_link(&organisation, &token_digest(token)).await? {
+            return Err(OrganisationError::Link);
+        }
         Ok(organisation)
     }
 
-    async fn take_link(&self, environment: Environment, token: &str) -> Result<OrganisationLink, OrganisationError> {
-        let link = self.store.take_link(&token_digest(token)).await?.ok_or(OrganisationError::Link)?;
+    /// The link, if it works here and now; it is used up by the change it makes
+    /// (`*_taking_link`), so a change that fails leaves it usable.
+    async fn peek_link(&self, environment: Environment, token: &str) -> Result<OrganisationLink, OrganisationError> {
+        let link = self.store.find_link(&token_digest(token)).await?.ok_or(OrganisationError::Link)?;
         if link.environment != environment || link.expires_at <= self.clock.now() {
             return Err(OrganisationError::Link);
         }
@@ -719,7 +732,7 @@ impl Organisations {
         if account.status != AccountStatus::Active || account.environment != environment {
             return Err(OrganisationError::Forbidden);
         }
-        let link = self.take_link(environment, token).await?;
+        let link = self.peek_link(environment, token).await?;
         let role = link.role.ok_or(OrganisationError::Link)?;
         let organisation = self.store.get(environment, link.organisation_id).await?;
         if organisation.status == OrganisationStatus::Suspended {
@@ -730,7 +743,9 @@ impl Organisations {
         }
         let membership =
             Membership { organisation_id: organisation.id, account_id: account.id, role, since: self.clock.now() };
-        self.store.put_member(&membership).await?;
+        if !self.store.add_member_taking_link(&membership, &token_digest(token)).await? {
+            return Err(OrganisationError::Link);
+        }
         Ok(organisation)
     }
 

@@ -136,6 +136,28 @@ async fn administrators(txn: &DatabaseTransaction, id: OrganisationId) -> Result
         .collect())
 }
 
+/// Replaces the organisation's row (matched by environment and id).
+async fn replace_organisation(db: &impl ConnectionTrait, o: &Organisation) -> Result<(), StoreError> {
+    let updated = organisation::Entity::update_many()
+        .set(row(o)?)
+        .filter(organisation::Column::Id.eq(o.id.to_string()))
+        .filter(organisation::Column::Environment.eq(o.environment.as_str()))
+        .exec(db)
+        .await
+        .map_err(map_db_err)?;
+    if updated.rows_affected == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Uses up the link under `token_hash` inside `txn`: whoever deletes the row took it, a
+/// concurrent taker deletes nothing; a rollback puts it back.
+async fn take_link(txn: &DatabaseTransaction, token_hash: &str) -> Result<bool, StoreError> {
+    let deleted = organisation_link::Entity::delete_by_id(token_hash.to_owned()).exec(txn).await.map_err(map_db_err)?;
+    Ok(deleted.rows_affected == 1)
+}
+
 fn member_row(m: &Membership) -> organisation_member::ActiveModel {
     organisation_member::ActiveModel {
         organisation_id: Set(m.organisation_id.to_string()),
@@ -166,17 +188,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn update(&self, o: &Organisation) -> Result<(), StoreError> {
-        let updated = organisation::Entity::update_many()
-            .set(row(o)?)
-            .filter(organisation::Column::Id.eq(o.id.to_string()))
-            .filter(organisation::Column::Environment.eq(o.environment.as_str()))
-            .exec(&self.conn)
-            .await
-            .map_err(map_db_err)?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        replace_organisation(&self.conn, o).await
     }
 
     async fn delete(&self, environment: Environment, id: OrganisationId) -> Result<(), StoreError> {
@@ -329,21 +341,30 @@ impl OrganisationStore for SeaOrganisationStore {
         txn.commit().await.map_err(unavailable)
     }
 
-    async fn take_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError> {
+    async fn find_link(&self, token_hash: &str) -> Result<Option<OrganisationLink>, StoreError> {
+        let found =
+            organisation_link::Entity::find_by_id(token_hash.to_owned()).one(&self.conn).await.map_err(map_db_err)?;
+        found.map(link_of).transpose()
+    }
+
+    async fn update_taking_link(&self, o: &Organisation, link_hash: &str) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await.map_err(unavailable)?;
-        let Some(found) =
-            organisation_link::Entity::find_by_id(token_hash.to_owned()).one(&txn).await.map_err(map_db_err)?
-        else {
-            return Ok(None);
-        };
-        // Whoever deletes the row took the link; a concurrent taker deletes nothing.
-        let deleted =
-            organisation_link::Entity::delete_by_id(token_hash.to_owned()).exec(&txn).await.map_err(map_db_err)?;
-        txn.commit().await.map_err(unavailable)?;
-        if deleted.rows_affected == 0 {
-            return Ok(None);
+        if !take_link(&txn, link_hash).await? {
+            return Ok(false);
         }
-        link_of(found).map(Some)
+        replace_organisation(&txn, o).await?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn add_member_taking_link(&self, membership: &Membership, link_hash: &str) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await.map_err(unavailable)?;
+        if !take_link(&txn, link_hash).await? {
+            return Ok(false);
+        }
+        organisation_member::Entity::insert(member_row(membership)).exec(&txn).await.map_err(map_db_err)?;
+        txn.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn invitations(&self, id: OrganisationId) -> Result<Vec<OrganisationLink>, StoreError> {

@@ -1088,6 +1088,12 @@ async fn organisations(db: &Database) {
     let verein = organisations.create(&ute, &organisation_data("Utes Verein e. V.")).await.unwrap();
     organisations.invite(PRODUCTION, verein.id, &ute, "otto@example.de", Role::Member).await.unwrap();
     let Notification::OrganisationInvitation { token, .. } = f.outbox.last().1 else { panic!() };
+    // Accepting fails while the organisation is suspended; the invitation is not used up by
+    // that, and works once the suspension is lifted.
+    organisations.set_status(PRODUCTION, verein.id, OrganisationStatus::Suspended).await.unwrap();
+    let err = organisations.accept(PRODUCTION, &token, &otto).await.unwrap_err();
+    assert!(matches!(err, OrganisationError::Suspended), "{err:?}");
+    organisations.set_status(PRODUCTION, verein.id, OrganisationStatus::Active).await.unwrap();
     organisations.accept(PRODUCTION, &token, &otto).await.unwrap();
     let alone = organisations.create(&ute, &organisation_data("Utes Einzelunternehmen")).await.unwrap();
     f.store.delete(PRODUCTION, ute_id, f.clock.now()).await.unwrap();
