@@ -106,14 +106,43 @@ impl Database {
                     .map_err(|source| DatabaseError::CreateFolder { path: folder.display().to_string(), source })?;
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // A connection the server closed (restart, failover) is found before use, not by
-            // the request that would get it.
-            options.test_before_acquire(true);
+            return Ok(Self { conn: Self::postgres_pool(url, options).await? });
         } else {
             return Err(DatabaseError::UnsupportedUrl(url.to_owned()));
         }
         let conn = sea_orm::Database::connect(options).await?;
         Ok(Self { conn })
+    }
+
+    /// A PostgreSQL pool whose connections are checked before use only after they sat idle.
+    ///
+    /// sqlx checks every connection it takes back (a round trip, off the request's path); a
+    /// check before every use as well would put a second round trip on the path of every
+    /// statement. A connection the server closed (restart, failover) is still found before use,
+    /// not by the request that would get it: it has sat idle since the server went away.
+    async fn postgres_pool(url: &str, options: ConnectOptions) -> Result<DatabaseConnection, DatabaseError> {
+        use sea_orm::sqlx::{ConnectOptions as _, Connection, postgres::PgConnectOptions};
+        const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+        let connect = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?
+            .disable_statement_logging();
+        let pool = options
+            .sqlx_pool_options::<sea_orm::sqlx::Postgres>()
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < CHECK_AFTER_IDLE {
+                        return Ok(true);
+                    }
+                    // A failed check closes the connection; the pool then opens another.
+                    conn.ping().await.map(|()| true)
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+        Ok(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
     }
 
     /// Applies every pending migration; returns how many ran.

@@ -92,8 +92,9 @@ async fn signing_key_store_on_postgres() {
     test_db.drop_now().await.unwrap();
 }
 
-/// A PostgreSQL connection the server ended (restart, failover) is found by the pool's check
-/// before use and replaced before a statement meets it.
+/// The pool checks a PostgreSQL connection before use only after it sat idle (a check before
+/// every use is a round trip on every statement's path); a connection the server ended (restart,
+/// failover) has sat idle since, so it is found and replaced before a statement meets it.
 #[tokio::test]
 async fn a_postgresql_connection_the_server_ended_is_replaced_before_use() {
     let Some(server) =
