@@ -96,6 +96,7 @@ fn targets(run: &Run) -> Vec<Target> {
     for (scenario, factor) in [
         (Scenario::ClientCredentials, 5.0),
         (Scenario::SsoFlow, 3.0),
+        (Scenario::Refresh, 3.0),
         (Scenario::Discovery, 10.0),
         (Scenario::Jwks, 10.0),
     ] {

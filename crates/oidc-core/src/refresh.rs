@@ -28,6 +28,25 @@ pub struct RefreshRecord {
     pub expires_at: i64,
 }
 
+/// A refresh token presented by a client, to be replaced by its successor.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationRequest<'a> {
+    /// SHA-256 of the presented token, hex.
+    pub old_hash: &'a str,
+    /// SHA-256 of its successor, hex.
+    pub new_hash: &'a str,
+    /// The client presenting it: another client's token is not touched.
+    pub client_id: &'a ClientId,
+    /// The environment it is presented in.
+    pub environment: Environment,
+    /// Unix seconds.
+    pub now: i64,
+    /// When the successor expires (Unix seconds).
+    pub expires_at: i64,
+    /// How long after its use a token may come again as a retry (0: never).
+    pub grace_seconds: i64,
+}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -35,6 +54,8 @@ pub enum Rotation {
     Rotated(RefreshRecord),
     /// The token was used already: the family (named) is revoked.
     Reused(String),
+    /// The token belongs to another client or environment; nothing was changed.
+    Foreign,
     /// Unknown, expired or revoked.
     Invalid,
 }
@@ -53,18 +74,17 @@ pub trait RefreshTokenStore: Send + Sync {
     /// The live record behind `token_hash`, if any (not used, not expired at `now`).
     async fn find(&self, token_hash: &str, now: i64) -> Result<Option<RefreshRecord>, RefreshStoreError>;
 
-    /// Uses up `old_hash` and stores its successor `new_hash` in one transaction; of concurrent
-    /// callers at most one rotates. Presenting a used token revokes its family — unless it was
-    /// used at most `grace_seconds` ago and its successor was never used: then that successor
-    /// is replaced by `new_hash` (the answer carrying it may have been lost).
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: i64,
-        expires_at: i64,
-        grace_seconds: i64,
-    ) -> Result<Rotation, RefreshStoreError>;
+    /// Uses up the presented token and stores its successor in one transaction; of concurrent
+    /// callers at most one rotates. A token of another client or environment is left as it is
+    /// ([`Rotation::Foreign`]). Presenting a used token revokes its family — unless it was used
+    /// at most `grace_seconds` ago and its successor was never used: then that successor is
+    /// replaced (the answer carrying it may have been lost).
+    async fn rotate(&self, request: &RotationRequest<'_>) -> Result<Rotation, RefreshStoreError>;
+
+    /// Takes back a rotation whose answer could not be made (the new access token could not
+    /// be stored): deletes the successor `new_hash` while it is unused and makes `old_hash` live
+    /// again, in one transaction. `false` when there was nothing to take back.
+    async fn undo_rotation(&self, old_hash: &str, new_hash: &str) -> Result<bool, RefreshStoreError>;
 
     /// The record behind `token_hash`, used or not, while it is stored (for revocation and
     /// introspection of a presented token).

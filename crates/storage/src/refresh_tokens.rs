@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use oidc_core::{AccountId, ClientId, RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation};
+use oidc_core::{AccountId, ClientId, RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation, RotationRequest};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, Statement, TransactionTrait, sea_query::Expr,
@@ -13,22 +13,30 @@ pub struct SeaRefreshTokenStore {
     conn: DatabaseConnection,
 }
 
-/// SQLite: claims a live token and reads it in one statement (`UPDATE … RETURNING`), so that a
-/// rotation is two statements in its transaction instead of three (read, claim, insert). `None`
-/// when the token is not live; nothing changed then.
+/// SQLite: claims a live token of the presenting client and reads it in one statement
+/// (`UPDATE … RETURNING`), so that a rotation is two statements in its transaction instead of
+/// three (read, claim, insert). `None` when the token is not live or not the client's; nothing
+/// changed then.
 async fn claim_live_sqlite(
     txn: &sea_orm::DatabaseTransaction,
-    old_hash: &str,
-    new_hash: &str,
-    now: i64,
+    request: &RotationRequest<'_>,
 ) -> Result<Option<refresh_token::Model>, RefreshStoreError> {
     const CLAIM: &str = r#"
         UPDATE refresh_tokens SET used_at = ?1, replaced_by = ?2
-        WHERE token_hash = ?3 AND used_at IS NULL AND expires_at > ?1
+        WHERE token_hash = ?3 AND used_at IS NULL AND expires_at > ?1 AND client_id = ?4 AND environment = ?5
         RETURNING token_hash, family_id, environment, client_id, account_id, "grant", created_at, expires_at,
             used_at, replaced_by"#;
-    let statement =
-        Statement::from_sql_and_values(DbBackend::Sqlite, CLAIM, [now.into(), new_hash.into(), old_hash.into()]);
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        CLAIM,
+        [
+            request.now.into(),
+            request.new_hash.into(),
+            request.old_hash.into(),
+            request.client_id.to_string().into(),
+            request.environment.as_str().into(),
+        ],
+    );
     refresh_token::Model::find_by_statement(statement).one(txn).await.map_err(failed)
 }
 
@@ -90,20 +98,18 @@ fn successor(
 }
 
 impl SeaRefreshTokenStore {
-    /// PostgreSQL: rotates a live token in one statement, so one round trip: claim the old
-    /// row (only one caller can), insert its successor with the same family and grant. `None`
-    /// when the token is not live; the caller then judges it in a transaction.
+    /// PostgreSQL: rotates a live token of the presenting client in one statement, so one
+    /// round trip: claim the old row (only one caller can), insert its successor with the same
+    /// family and grant. `None` when the token is not live or not the client's; the caller then
+    /// judges it in a transaction.
     async fn rotate_live(
         &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: i64,
-        expires_at: i64,
+        request: &RotationRequest<'_>,
     ) -> Result<Option<refresh_token::Model>, RefreshStoreError> {
         const ROTATE: &str = r#"
             WITH claimed AS (
                 UPDATE refresh_tokens SET used_at = $1, replaced_by = $2
-                WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1
+                WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1 AND client_id = $5 AND environment = $6
                 RETURNING family_id, environment, client_id, account_id, "grant"
             )
             INSERT INTO refresh_tokens
@@ -114,7 +120,14 @@ impl SeaRefreshTokenStore {
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             ROTATE,
-            [now.into(), new_hash.into(), old_hash.into(), expires_at.into()],
+            [
+                request.now.into(),
+                request.new_hash.into(),
+                request.old_hash.into(),
+                request.expires_at.into(),
+                request.client_id.to_string().into(),
+                request.environment.as_str().into(),
+            ],
         );
         refresh_token::Model::find_by_statement(statement).one(&self.conn).await.map_err(failed)
     }
@@ -165,24 +178,20 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         found.filter(|r| r.used_at.is_none() && r.expires_at > now).map(record).transpose()
     }
 
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: i64,
-        expires_at: i64,
-        grace_seconds: i64,
-    ) -> Result<Rotation, RefreshStoreError> {
-        if self.conn.get_database_backend() == DbBackend::Postgres
-            && let Some(next) = self.rotate_live(old_hash, new_hash, now, expires_at).await?
+    async fn rotate(&self, request: &RotationRequest<'_>) -> Result<Rotation, RefreshStoreError> {
+        let RotationRequest { old_hash, new_hash, now, expires_at, grace_seconds, .. } = *request;
+        let backend = self.conn.get_database_backend();
+        if backend == DbBackend::Postgres
+            && let Some(next) = self.rotate_live(request).await?
         {
             return Ok(Rotation::Rotated(record(next)?));
         }
-        // SQLite, and on PostgreSQL whatever is not a live token (a replay, a retry within the
-        // grace, an expired or unknown token): read and judge in one transaction.
+        // SQLite, and on PostgreSQL whatever is not a live token of the client (a replay, a
+        // retry within the grace, an expired, unknown or foreign token): read and judge in one
+        // transaction.
         let txn = self.conn.begin().await.map_err(failed)?;
-        if self.conn.get_database_backend() == DbBackend::Sqlite
-            && let Some(old) = claim_live_sqlite(&txn, old_hash, new_hash, now).await?
+        if backend == DbBackend::Sqlite
+            && let Some(old) = claim_live_sqlite(&txn, request).await?
         {
             let next = successor(old, new_hash, now, expires_at)?;
             refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
@@ -192,6 +201,11 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         let Some(old) = refresh_token::Entity::find_by_id(old_hash.to_owned()).one(&txn).await.map_err(failed)? else {
             return Ok(Rotation::Invalid);
         };
+        // Another client's token, used or not, is neither rotated nor judged a replay (which
+        // would revoke that client's family).
+        if old.client_id != request.client_id.as_str() || old.environment != request.environment.as_str() {
+            return Ok(Rotation::Foreign);
+        }
         // Only one caller can flip `used_at`; whoever finds it set is a replay (or a retry).
         let claimed = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
@@ -224,6 +238,33 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
         txn.commit().await.map_err(failed)?;
         Ok(Rotation::Rotated(next))
+    }
+
+    async fn undo_rotation(&self, old_hash: &str, new_hash: &str) -> Result<bool, RefreshStoreError> {
+        let txn = self.conn.begin().await.map_err(failed)?;
+        let dropped = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::TokenHash.eq(new_hash))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(failed)?;
+        if dropped.rows_affected == 0 {
+            return Ok(false);
+        }
+        let restored = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(Option::<i64>::None))
+            .col_expr(refresh_token::Column::ReplacedBy, Expr::value(Option::<String>::None))
+            .filter(refresh_token::Column::TokenHash.eq(old_hash))
+            .filter(refresh_token::Column::ReplacedBy.eq(new_hash))
+            .exec(&txn)
+            .await
+            .map_err(failed)?;
+        if restored.rows_affected == 0 {
+            // `old_hash` does not lead to `new_hash` (any more): leave both as they were.
+            return Ok(false);
+        }
+        txn.commit().await.map_err(failed)?;
+        Ok(true)
     }
 
     async fn find_any(&self, token_hash: &str) -> Result<Option<RefreshRecord>, RefreshStoreError> {

@@ -572,7 +572,7 @@ async fn rehash_on_login(db: &Database) {
 
 /// Refresh tokens: rotation, replay revoking the family, and the reuse grace for a lost answer.
 async fn refresh_token_rotation(db: &Database) {
-    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation};
+    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation, RotationRequest};
     let f = fixture(db);
     registered_and_active(&f, "rotation", "rotation@example.de").await;
     let account_id = f.accounts.login(PRODUCTION, "rotation", PASSWORD, "ip").await.unwrap().session.account_id;
@@ -589,49 +589,93 @@ async fn refresh_token_rotation(db: &Database) {
         expires_at: 9000,
     };
     let rotated = |r: Rotation| matches!(r, Rotation::Rotated(next) if next.family_id.starts_with("fam"));
+    let request = |old_hash, new_hash, now, expires_at, grace_seconds| RotationRequest {
+        old_hash,
+        new_hash,
+        client_id: &client,
+        environment: PRODUCTION,
+        now,
+        expires_at,
+        grace_seconds,
+    };
 
     // Without grace: a second use is a replay and revokes the family, successor included.
     store.insert(&record("a1", "fam-a")).await.unwrap();
-    assert!(rotated(store.rotate("a1", "a2", 1010, 9000, 0).await.unwrap()));
-    assert_eq!(store.rotate("a1", "a3", 1011, 9000, 0).await.unwrap(), Rotation::Reused("fam-a".into()));
+    assert!(rotated(store.rotate(&request("a1", "a2", 1010, 9000, 0)).await.unwrap()));
+    assert_eq!(store.rotate(&request("a1", "a3", 1011, 9000, 0)).await.unwrap(), Rotation::Reused("fam-a".into()));
     assert_eq!(store.find("a2", 1012).await.unwrap(), None, "the family is revoked");
-    assert_eq!(store.rotate("a2", "a4", 1012, 9000, 0).await.unwrap(), Rotation::Invalid);
+    assert_eq!(store.rotate(&request("a2", "a4", 1012, 9000, 0)).await.unwrap(), Rotation::Invalid);
 
     // With grace: the retry replaces the unused successor, once per successor.
     store.insert(&record("b1", "fam-b")).await.unwrap();
-    assert!(rotated(store.rotate("b1", "b2", 1010, 9000, 30).await.unwrap()));
-    assert!(rotated(store.rotate("b1", "b3", 1015, 9000, 30).await.unwrap()), "a retry within the grace");
+    assert!(rotated(store.rotate(&request("b1", "b2", 1010, 9000, 30)).await.unwrap()));
+    assert!(rotated(store.rotate(&request("b1", "b3", 1015, 9000, 30)).await.unwrap()), "a retry within the grace");
     assert_eq!(store.find("b2", 1016).await.unwrap(), None, "the lost successor no longer works");
     assert!(store.find("b3", 1016).await.unwrap().is_some());
     // The successor was used: presenting the old token again is a replay after all.
-    assert!(rotated(store.rotate("b3", "b4", 1020, 9000, 30).await.unwrap()));
-    assert_eq!(store.rotate("b1", "b5", 1021, 9000, 30).await.unwrap(), Rotation::Reused("fam-b".into()));
+    assert!(rotated(store.rotate(&request("b3", "b4", 1020, 9000, 30)).await.unwrap()));
+    assert_eq!(store.rotate(&request("b1", "b5", 1021, 9000, 30)).await.unwrap(), Rotation::Reused("fam-b".into()));
     assert_eq!(store.find("b4", 1022).await.unwrap(), None);
 
     // Revocation of a presented token reaches its whole family, used or not.
     assert_eq!(store.find_any("b1").await.unwrap(), None, "the replay deleted the family");
     store.insert(&record("d1", "fam-d")).await.unwrap();
-    assert!(rotated(store.rotate("d1", "d2", 1010, 9000, 0).await.unwrap()));
+    assert!(rotated(store.rotate(&request("d1", "d2", 1010, 9000, 0)).await.unwrap()));
     assert_eq!(store.find_any("d1").await.unwrap().map(|r| r.family_id), Some("fam-d".to_owned()), "used, still known");
     assert_eq!(store.revoke_family("fam-d").await.unwrap(), 2);
     assert_eq!(store.find_any("d2").await.unwrap(), None);
 
     // Past the grace, a retry is a replay too.
     store.insert(&record("c1", "fam-c")).await.unwrap();
-    assert!(rotated(store.rotate("c1", "c2", 1010, 9000, 30).await.unwrap()));
-    assert_eq!(store.rotate("c1", "c3", 1041, 9000, 30).await.unwrap(), Rotation::Reused("fam-c".into()));
+    assert!(rotated(store.rotate(&request("c1", "c2", 1010, 9000, 30)).await.unwrap()));
+    assert_eq!(store.rotate(&request("c1", "c3", 1041, 9000, 30)).await.unwrap(), Rotation::Reused("fam-c".into()));
 
     // The successor carries family, client, account and grant, with its own hash and lifetime
     // (PostgreSQL makes it in one statement, SQLite from the row its claim returned).
     store.insert(&record("e1", "fam-e")).await.unwrap();
     let expected =
         RefreshRecord { token_hash: "e2".into(), created_at: 1010, expires_at: 9500, ..record("e1", "fam-e") };
-    assert_eq!(store.rotate("e1", "e2", 1010, 9500, 0).await.unwrap(), Rotation::Rotated(expected.clone()));
+    assert_eq!(store.rotate(&request("e1", "e2", 1010, 9500, 0)).await.unwrap(), Rotation::Rotated(expected.clone()));
     assert_eq!(store.find("e2", 1011).await.unwrap(), Some(expected));
     // An expired token is not rotated and gives no successor.
     store.insert(&RefreshRecord { expires_at: 1005, ..record("x1", "fam-x") }).await.unwrap();
-    assert_eq!(store.rotate("x1", "x2", 1010, 9500, 0).await.unwrap(), Rotation::Invalid);
+    assert_eq!(store.rotate(&request("x1", "x2", 1010, 9500, 0)).await.unwrap(), Rotation::Invalid);
     assert_eq!(store.find_any("x2").await.unwrap(), None);
+
+    // Another client's or environment's token, live or used, is left as it is: no rotation, no
+    // replay verdict against its family.
+    let other = ClientId::parse("other-rp").unwrap();
+    let foreign =
+        |old_hash, new_hash| RotationRequest { client_id: &other, ..request(old_hash, new_hash, 1010, 9000, 0) };
+    store.insert(&record("f1", "fam-f")).await.unwrap();
+    assert_eq!(store.rotate(&foreign("f1", "f2")).await.unwrap(), Rotation::Foreign);
+    let in_test = RotationRequest { environment: Environment::Test, ..request("f1", "f2", 1010, 9000, 0) };
+    assert_eq!(store.rotate(&in_test).await.unwrap(), Rotation::Foreign);
+    assert_eq!(store.find_any("f2").await.unwrap(), None);
+    assert!(store.find("f1", 1010).await.unwrap().is_some(), "untouched");
+    assert!(rotated(store.rotate(&request("f1", "f3", 1011, 9000, 0)).await.unwrap()), "still live for its client");
+    assert_eq!(
+        store.rotate(&foreign("f1", "f4")).await.unwrap(),
+        Rotation::Foreign,
+        "used, but not a replay of theirs"
+    );
+    assert!(rotated(store.rotate(&request("f3", "f5", 1012, 9000, 0)).await.unwrap()), "the family lives on");
+
+    // A rotation taken back (its answer could not be made): the successor is gone and the
+    // presented token is live again — once.
+    store.insert(&record("g1", "fam-g")).await.unwrap();
+    assert!(rotated(store.rotate(&request("g1", "g2", 1010, 9000, 0)).await.unwrap()));
+    assert!(store.undo_rotation("g1", "g2").await.unwrap());
+    assert_eq!(store.find_any("g2").await.unwrap(), None);
+    assert!(store.find("g1", 1011).await.unwrap().is_some(), "live again");
+    assert!(!store.undo_rotation("g1", "g2").await.unwrap(), "nothing left to take back");
+    assert!(rotated(store.rotate(&request("g1", "g3", 1011, 9000, 0)).await.unwrap()), "live again, not a replay");
+    // A successor that was used is not taken back.
+    assert!(rotated(store.rotate(&request("g3", "g4", 1012, 9000, 0)).await.unwrap()));
+    assert!(!store.undo_rotation("g1", "g3").await.unwrap());
+    assert!(store.find_any("g3").await.unwrap().is_some());
+    assert_eq!(store.find("g1", 1013).await.unwrap(), None, "still used");
+    assert_eq!(store.rotate(&request("g1", "g5", 1013, 9000, 0)).await.unwrap(), Rotation::Reused("fam-g".into()));
 }
 
 /// The durable mail queue: a claim leases a mail (no second claim meanwhile), a failed one

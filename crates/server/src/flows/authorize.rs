@@ -7,7 +7,7 @@ use std::time::Duration;
 use account_service::{Account, AuthMethod, Session};
 use oidc_core::{
     AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, FamilyTag,
-    IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, TrustLevel, at_hash,
+    IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, RotationRequest, TrustLevel, at_hash,
     authorize::{self as rules, ResponseMode},
     claims_of_scope, pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
 };
@@ -800,10 +800,10 @@ fn renewed_grant(
 /// RFC 6749 §6 with rotation: the presented token is used up and a new one (same family) comes
 /// back with a fresh access token. A used token presented again revokes its family.
 ///
-/// The rotation is committed last, after the new access token exists: a failure on our side
-/// before it leaves the presented token usable (and revokes the access token made for nothing),
-/// so no outage is ever taken for a replay. An answer lost after the commit is covered by
-/// `tokens.refresh_reuse_grace_seconds`.
+/// The rotation comes first (one statement on PostgreSQL), the access token is made from the
+/// grant it read. When the access token cannot be stored, the rotation is taken back, so that
+/// an outage of the token store never costs a citizen a refresh token. An answer lost after
+/// that is covered by `tokens.refresh_reuse_grace_seconds`.
 pub(crate) async fn refresh(
     state: &AppState,
     environment: Environment,
@@ -816,82 +816,53 @@ pub(crate) async fn refresh(
         return Err(oauth(OAuthErrorCode::UnauthorizedClient, "refresh_token ist nicht freigegeben"));
     }
     let now = state.clock.now().unix_timestamp();
-    let hash = token_digest(token);
-    let grace = i64::try_from(state.config.tokens.refresh_reuse_grace_seconds).unwrap_or(0);
-    let found = state.refresh_tokens.find(&hash, now).await.map_err(|e| oauth_failure(state, "refresh.find", &e))?;
-    // Another client's token is refused without touching it.
-    if let Some(record) = &found
-        && (record.client_id != client.client_id || record.environment != environment)
-    {
-        return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
-    }
-    // Not live: used (a replay, or a retry within the grace), expired or unknown. Another
-    // client's used token must not reach `rotate`, whose replay verdict would revoke that
-    // client's family.
-    if found.is_none()
-        && let Some(record) =
-            state.refresh_tokens.find_any(&hash).await.map_err(|e| oauth_failure(state, "refresh.find", &e))?
-        && (record.client_id != client.client_id || record.environment != environment)
-    {
-        return Err(invalid("Das Refresh-Token gehört einem anderen Client"));
-    }
-    // A used token is judged by `rotate` alone; the grant it renews is the same for the whole
-    // family.
-    let renewed: Option<RefreshGrant> = match &found {
-        Some(record) => {
-            Some(serde_json::from_value(record.grant.clone()).map_err(|e| oauth_failure(state, "refresh.grant", &e))?)
-        }
-        None => None,
-    };
-    let lifetime = client.settings.lifetimes.access_token;
-    // A JWT access token names the citizen by the `sub` of this client's tenant.
-    let sub = |access: &AccessGrant| super::token::citizen_sub(state, access, tenant);
-    let access = renewed
-        .as_ref()
-        .zip(found.as_ref())
-        .map(|(renewed, record)| renewed_grant(environment, client, now, renewed, &record.family_id));
-    let access_token = match &access {
-        Some(access) => Some(issue_access_token(state, environment, client, access, sub(access).as_deref()).await?),
-        None => None,
-    };
+    let old_hash = token_digest(token);
     let next_token = random_token();
-    let expires_at = now + i64::from(client.settings.lifetimes.refresh_token);
-    let rotation = state.refresh_tokens.rotate(&hash, &token_digest(&next_token), now, expires_at, grace).await;
-    let record = match rotation {
-        Ok(Rotation::Rotated(record)) if record.client_id == client.client_id && record.environment == environment => {
-            record
-        }
-        other => {
-            // Nothing was rotated: the access token made for this answer must not outlive it.
-            if let Some(access_token) = &access_token {
-                let _ = state.access_tokens.revoke(access_token).await;
+    let new_hash = token_digest(&next_token);
+    let lifetime = client.settings.lifetimes.access_token;
+    let request = RotationRequest {
+        old_hash: &old_hash,
+        new_hash: &new_hash,
+        client_id: &client.client_id,
+        environment,
+        now,
+        expires_at: now + i64::from(client.settings.lifetimes.refresh_token),
+        grace_seconds: i64::try_from(state.config.tokens.refresh_reuse_grace_seconds).unwrap_or(0),
+    };
+    let record = match state.refresh_tokens.rotate(&request).await {
+        Ok(Rotation::Rotated(record)) => record,
+        Err(e) => return Err(oauth_failure(state, "refresh.rotate", &e)),
+        Ok(Rotation::Foreign) => return Err(invalid("Das Refresh-Token gehört einem anderen Client")),
+        Ok(Rotation::Invalid) => return Err(invalid("Das Refresh-Token ist ungültig oder abgelaufen")),
+        Ok(Rotation::Reused(family)) => {
+            tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
+            // The access tokens the family gave out end with it.
+            let ttl = Duration::from_secs(u64::from(lifetime));
+            if let Err(e) = state.access_tokens.revoke_family(&family, ttl).await {
+                crate::error::record_failure(state, "refresh.revoke_family", &e);
             }
-            return Err(match other {
-                Err(e) => oauth_failure(state, "refresh.rotate", &e),
-                Ok(Rotation::Reused(family)) => {
-                    tracing::warn!(client = %client.client_id, "a used refresh token came again; its family is revoked");
-                    // The access tokens the family gave out end with it.
-                    let ttl = Duration::from_secs(u64::from(lifetime));
-                    if let Err(e) = state.access_tokens.revoke_family(&family, ttl).await {
-                        crate::error::record_failure(state, "refresh.revoke_family", &e);
-                    }
-                    invalid("Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen")
-                }
-                Ok(Rotation::Rotated(_) | Rotation::Invalid) => {
-                    invalid("Das Refresh-Token ist ungültig oder abgelaufen")
-                }
-            });
+            return Err(invalid(
+                "Das Refresh-Token wurde bereits verwendet; alle daraus ausgestellten sind widerrufen",
+            ));
         }
     };
-    // A retry within the grace presents a used token, which `find` does not return: its access
-    // token is made now, from the grant the rotation read.
-    let (access_token, scopes) = match (access_token, renewed) {
-        (Some(access_token), Some(renewed)) => (access_token, renewed.scopes),
-        _ => {
-            let renewed: RefreshGrant =
-                serde_json::from_value(record.grant).map_err(|e| oauth_failure(state, "refresh.grant", &e))?;
-            let access = renewed_grant(environment, client, now, &renewed, &record.family_id);
-            (issue_access_token(state, environment, client, &access, sub(&access).as_deref()).await?, renewed.scopes)
+    let issued = async {
+        let renewed: RefreshGrant =
+            serde_json::from_value(record.grant).map_err(|e| oauth_failure(state, "refresh.grant", &e))?;
+        let access = renewed_grant(environment, client, now, &renewed, &record.family_id);
+        // A JWT access token names the citizen by the `sub` of this client's tenant.
+        let sub = super::token::citizen_sub(state, &access, tenant);
+        let access_token = issue_access_token(state, environment, client, &access, sub.as_deref()).await?;
+        Ok::<_, OAuthError>((access_token, renewed.scopes))
+    };
+    let (access_token, scopes) = match issued.await {
+        Ok(issued) => issued,
+        Err(refused) => {
+            // Nothing goes out: the presented token stays the citizen's.
+            if let Err(e) = state.refresh_tokens.undo_rotation(&old_hash, &new_hash).await {
+                crate::error::record_failure(state, "refresh.undo", &e);
+            }
+            return Err(refused);
         }
     };
     state.metrics.token_issued(environment, GrantType::RefreshToken.as_str());
