@@ -2,6 +2,8 @@ use account_service::{
     Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, Inactive, LoginFactors, StoreError,
     StoredLink, StoredPasskey, UniqueField,
 };
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
@@ -12,20 +14,75 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use crate::entities::{
-    account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
-    organisation_link, organisation_member, passkey,
+use crate::{
+    batch::{Batcher, Inserted, MAX_BATCH, SharedDbErr, insert_all, rows_by_key},
+    entities::{
+        account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
+        organisation_link, organisation_member, passkey,
+    },
 };
 
 /// [`AccountStore`] on the relational database.
 #[derive(Debug, Clone)]
 pub struct SeaAccountStore {
     conn: DatabaseConnection,
+    hot: Arc<HotStatements>,
+}
+
+/// The statements every sign-in makes, batched across concurrent requests (see `crate::batch`).
+#[derive(Debug)]
+struct HotStatements {
+    /// Account rows by id.
+    accounts: Batcher<String, Result<Option<account::Model>, SharedDbErr>>,
+    /// Consent rows by (account id, client id).
+    consents: Batcher<(String, String), Result<Option<consent::Model>, SharedDbErr>>,
+    /// Transfer-log rows.
+    transfers: Batcher<data_transfer::ActiveModel, Inserted>,
 }
 
 impl SeaAccountStore {
-    pub(crate) fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
+    /// `wait` bounds how long a batched statement may take, queue included.
+    pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
+        let read_accounts = {
+            let conn = conn.clone();
+            move |ids: Vec<String>| {
+                let conn = conn.clone();
+                async move {
+                    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.clone())).all(&conn).await;
+                    rows_by_key(&ids, rows, |row| row.id.clone())
+                }
+            }
+        };
+        let read_consents = {
+            let conn = conn.clone();
+            move |keys: Vec<(String, String)>| {
+                let conn = conn.clone();
+                async move {
+                    let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {
+                        any.add(
+                            consent::Column::AccountId
+                                .eq(account_id.as_str())
+                                .and(consent::Column::ClientId.eq(client_id.as_str())),
+                        )
+                    });
+                    let rows = consent::Entity::find().filter(any).all(&conn).await;
+                    rows_by_key(&keys, rows, |row| (row.account_id.clone(), row.client_id.clone()))
+                }
+            }
+        };
+        let insert_transfers = {
+            let conn = conn.clone();
+            move |rows: Vec<data_transfer::ActiveModel>| {
+                let conn = conn.clone();
+                async move { insert_all(&conn, rows).await }
+            }
+        };
+        let hot = HotStatements {
+            accounts: Batcher::new(MAX_BATCH, wait, read_accounts),
+            consents: Batcher::new(MAX_BATCH, wait, read_consents),
+            transfers: Batcher::new(MAX_BATCH, wait, insert_transfers),
+        };
+        Self { conn, hot: Arc::new(hot) }
     }
 }
 
@@ -203,11 +260,14 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn get(&self, environment: Environment, id: AccountId) -> Result<Account, StoreError> {
-        account::Entity::find_by_id(id.to_string())
-            .filter(in_environment(environment))
-            .one(&self.conn)
+        // Hot path (every page of a signed-in citizen, every userinfo): batched.
+        self.hot
+            .accounts
+            .call(id.to_string())
             .await
             .map_err(unavailable)?
+            .map_err(unavailable)?
+            .filter(|row| row.environment == environment.as_str())
             .ok_or(StoreError::NotFound)
             .and_then(account_of)
     }
@@ -370,10 +430,14 @@ impl AccountStore for SeaAccountStore {
         id: AccountId,
         client_id: &str,
     ) -> Result<Option<Consent>, StoreError> {
-        // Hot path (every authorization): one primary-key read; ids are unique across environments.
-        let Some(row) = consent::Entity::find_by_id((id.to_string(), client_id.to_owned()))
-            .one(&self.conn)
+        // Hot path (every authorization): a primary-key read, batched; ids are unique across
+        // environments.
+        let Some(row) = self
+            .hot
+            .consents
+            .call((id.to_string(), client_id.to_owned()))
             .await
+            .map_err(unavailable)?
             .map_err(unavailable)?
         else {
             return Ok(None);
@@ -459,9 +523,10 @@ impl AccountStore for SeaAccountStore {
         id: AccountId,
         transfer: &DataTransfer,
     ) -> Result<(), StoreError> {
-        // Hot path (every userinfo): no read first; the foreign key refuses a vanished account.
+        // Hot path (every userinfo): no read first, the foreign key refuses a vanished account;
+        // batched.
         let c = TransferColumns::of(transfer)?;
-        data_transfer::Entity::insert(data_transfer::ActiveModel {
+        let row = data_transfer::ActiveModel {
             id: NotSet,
             account_id: Set(id.to_string()),
             client_id: Set(c.client_id),
@@ -471,11 +536,12 @@ impl AccountStore for SeaAccountStore {
             consent_ref: Set(c.consent_ref),
             organisation_id: Set(transfer.organisation.as_ref().map(|o| o.id.clone())),
             organisation_name: Set(transfer.organisation.as_ref().map(|o| o.name.chars().take(255).collect())),
-        })
-        .exec(&self.conn)
-        .await
-        .map_err(map_db_err)?;
-        Ok(())
+        };
+        match self.hot.transfers.call(row).await.map_err(unavailable)? {
+            Inserted::Yes => Ok(()),
+            Inserted::Failed(e) => Err(map_db_err(e)),
+            Inserted::BatchFailed(e) => Err(unavailable(e)),
+        }
     }
 
     async fn record_one_time_transfer(

@@ -42,6 +42,10 @@ impl Default for ConnectSettings {
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// The stores whose hot statements are batched: one of each per pool, so that all
+    /// requests share their batches.
+    accounts: crate::SeaAccountStore,
+    refresh_tokens: crate::SeaRefreshTokenStore,
 }
 
 /// What can go wrong with the database as a whole.
@@ -106,12 +110,21 @@ impl Database {
                     .map_err(|source| DatabaseError::CreateFolder { path: folder.display().to_string(), source })?;
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            return Ok(Self { conn: Self::postgres_pool(url, options).await? });
+            return Ok(Self::over(Self::postgres_pool(url, options).await?, timeout));
         } else {
             return Err(DatabaseError::UnsupportedUrl(url.to_owned()));
         }
         let conn = sea_orm::Database::connect(options).await?;
-        Ok(Self { conn })
+        Ok(Self::over(conn, timeout))
+    }
+
+    /// `timeout` also bounds a batched statement, its wait in the queue included.
+    fn over(conn: DatabaseConnection, timeout: Duration) -> Self {
+        Self {
+            accounts: crate::SeaAccountStore::new(conn.clone(), timeout),
+            refresh_tokens: crate::SeaRefreshTokenStore::new(conn.clone(), timeout),
+            conn,
+        }
     }
 
     /// A PostgreSQL pool whose connections are checked before use only after they sat idle.
@@ -224,7 +237,7 @@ impl Database {
 
     /// The citizen-account store on this database.
     pub fn accounts(&self) -> crate::SeaAccountStore {
-        crate::SeaAccountStore::new(self.conn.clone())
+        self.accounts.clone()
     }
 
     /// The organisation store on this database.
@@ -239,7 +252,7 @@ impl Database {
 
     /// The refresh-token store on this database.
     pub fn refresh_tokens(&self) -> crate::SeaRefreshTokenStore {
-        crate::SeaRefreshTokenStore::new(self.conn.clone())
+        self.refresh_tokens.clone()
     }
 
     /// The deployment's sealed secrets on this database.

@@ -13,6 +13,7 @@
 //!   error is an `EphemeralError::Unavailable`), so the server can tell an outage from a bug.
 
 mod accounts;
+mod batch;
 mod database;
 mod entities;
 mod mail_queue;
@@ -29,9 +30,19 @@ pub mod testing;
 /// Boxes a store failure for a port's `Unavailable` variant; a database error is marked as the
 /// database's, so the server answers an outage with 503 and names the dependency.
 pub(crate) fn boxed(e: impl std::error::Error + Send + Sync + 'static) -> Box<dyn std::error::Error + Send + Sync> {
+    use oidc_core::{Dependency, DependencyError};
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
-    match boxed.downcast::<sea_orm::DbErr>() {
-        Ok(db) => Box::new(oidc_core::DependencyError::new(oidc_core::Dependency::Database, *db)),
+    let boxed = match boxed.downcast::<sea_orm::DbErr>() {
+        Ok(db) => return Box::new(DependencyError::new(Dependency::Database, *db)),
+        Err(other) => other,
+    };
+    // A batched statement's failure, or no answer in time: the database's too.
+    let boxed = match boxed.downcast::<batch::SharedDbErr>() {
+        Ok(db) => return Box::new(DependencyError::new(Dependency::Database, *db)),
+        Err(other) => other,
+    };
+    match boxed.downcast::<batch::Unanswered>() {
+        Ok(unanswered) => Box::new(DependencyError::new(Dependency::Database, *unanswered)),
         Err(other) => other,
     }
 }

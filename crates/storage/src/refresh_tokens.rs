@@ -1,3 +1,5 @@
+use std::{sync::Arc, time::Duration};
+
 use async_trait::async_trait;
 use oidc_core::{AccountId, ClientId, RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation, RotationRequest};
 use sea_orm::{
@@ -5,12 +7,18 @@ use sea_orm::{
     QueryFilter, Statement, TransactionTrait, sea_query::Expr,
 };
 
-use crate::entities::refresh_token;
+use crate::{
+    batch::{Batcher, Inserted, MAX_BATCH, insert_all},
+    entities::refresh_token,
+};
 
 /// [`RefreshTokenStore`] on the relational database.
 #[derive(Debug, Clone)]
 pub struct SeaRefreshTokenStore {
     conn: DatabaseConnection,
+    /// New tokens (every code redemption that asks for one), batched across concurrent requests
+    /// (see `crate::batch`).
+    inserts: Arc<Batcher<refresh_token::ActiveModel, Inserted>>,
 }
 
 /// SQLite: claims a live token of the presenting client and reads it in one statement
@@ -41,8 +49,16 @@ async fn claim_live_sqlite(
 }
 
 impl SeaRefreshTokenStore {
-    pub(crate) fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
+    /// `wait` bounds how long a batched insert may take, queue included.
+    pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
+        let insert = {
+            let conn = conn.clone();
+            move |rows: Vec<refresh_token::ActiveModel>| {
+                let conn = conn.clone();
+                async move { insert_all(&conn, rows).await }
+            }
+        };
+        Self { conn, inserts: Arc::new(Batcher::new(MAX_BATCH, wait, insert)) }
     }
 }
 
@@ -169,8 +185,11 @@ impl SeaRefreshTokenStore {
 #[async_trait]
 impl RefreshTokenStore for SeaRefreshTokenStore {
     async fn insert(&self, record: &RefreshRecord) -> Result<(), RefreshStoreError> {
-        refresh_token::Entity::insert(row(record)?).exec(&self.conn).await.map_err(failed)?;
-        Ok(())
+        match self.inserts.call(row(record)?).await.map_err(failed)? {
+            Inserted::Yes => Ok(()),
+            Inserted::Failed(e) => Err(failed(e)),
+            Inserted::BatchFailed(e) => Err(failed(e)),
+        }
     }
 
     async fn find(&self, token_hash: &str, now: i64) -> Result<Option<RefreshRecord>, RefreshStoreError> {

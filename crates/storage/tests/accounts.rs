@@ -705,6 +705,95 @@ async fn mail_queue(db: &Database) {
     assert_eq!(queue.claim_due(t0 + secs(92), lease, 10).await.unwrap().len(), 1);
 }
 
+/// Many sign-ins at the same moment: their account and consent reads and their transfer-log and
+/// refresh-token inserts share statements (batched), yet each gets its own answer — the right
+/// account, its own consent or none, `NotFound` for an account deleted meanwhile while the
+/// others in the same insert are logged, and the other environment's account not found.
+async fn concurrent_sign_ins_get_their_own_answers(db: &Database) {
+    use oidc_core::RefreshTokenStore as _;
+    let f = fixture(db);
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        registered_and_active(&f, &format!("gleichzeitig{n}"), &format!("g{n}@example.de")).await;
+        ids.push(f.store.find_by_username(PRODUCTION, &format!("gleichzeitig{n}")).await.unwrap().unwrap().id);
+    }
+    register(&f, Environment::Test, "testumgebung", "t@example.de").await.unwrap();
+    let in_test = f.store.find_by_username(Environment::Test, "testumgebung").await.unwrap().unwrap().id;
+    let gone = ids.pop().unwrap();
+    f.store.delete(PRODUCTION, gone, f.clock.now()).await.unwrap();
+    for &id in ids.iter().step_by(2) {
+        let consent = account_service::Consent {
+            client_id: "wohngeld".into(),
+            claims: vec![format!("email-of-{id}")],
+            declined: Vec::new(),
+            given_at: f.clock.now(),
+            text_version: "1".into(),
+            acting_for: None,
+        };
+        f.accounts.give_consent(PRODUCTION, id, consent).await.unwrap();
+    }
+
+    let reads =
+        futures::future::join_all(ids.iter().chain([&gone, &in_test]).map(|&id| f.store.get(PRODUCTION, id))).await;
+    for (read, id) in reads.iter().zip(&ids) {
+        assert_eq!(read.as_ref().unwrap().id, *id);
+    }
+    assert!(matches!(reads[ids.len()], Err(StoreError::NotFound)), "deleted: {:?}", reads[ids.len()]);
+    assert!(matches!(reads[ids.len() + 1], Err(StoreError::NotFound)), "other environment");
+
+    let consents = futures::future::join_all(ids.iter().map(|&id| f.store.consent(PRODUCTION, id, "wohngeld"))).await;
+    for (n, (consent, id)) in consents.into_iter().zip(&ids).enumerate() {
+        let consent = consent.unwrap();
+        if n % 2 == 0 {
+            assert_eq!(consent.unwrap().claims, [format!("email-of-{id}")], "its own consent");
+        } else {
+            assert!(consent.is_none(), "no consent of its own");
+        }
+    }
+
+    let transfer = |n: usize| account_service::DataTransfer {
+        client_id: "wohngeld".into(),
+        recipient: "Stadt Köln – Wohngeld".into(),
+        claims: vec![format!("claim{n}")],
+        at: f.clock.now(),
+        consent_ref: "first-party".into(),
+        organisation: None,
+    };
+    let logged = futures::future::join_all(ids.iter().chain([&gone]).enumerate().map(|(n, &id)| {
+        let transfer = transfer(n);
+        let store = f.store.clone();
+        async move { store.record_transfer(PRODUCTION, id, &transfer).await }
+    }))
+    .await;
+    assert!(matches!(logged[ids.len()], Err(StoreError::NotFound)), "deleted: {:?}", logged[ids.len()]);
+    for (n, (logged, &id)) in logged.into_iter().zip(&ids).enumerate() {
+        logged.unwrap();
+        let listed = f.store.transfers(PRODUCTION, id, 10).await.unwrap();
+        assert_eq!(listed, [transfer(n)], "each account's log holds its own transfer");
+    }
+
+    let refresh = db.refresh_tokens();
+    let records: Vec<oidc_core::RefreshRecord> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, &id)| oidc_core::RefreshRecord {
+            token_hash: format!("hash-{n}"),
+            family_id: format!("family-{n}"),
+            environment: PRODUCTION,
+            client_id: oidc_core::ClientId::parse("wohngeld").unwrap(),
+            account_id: id,
+            grant: serde_json::json!({ "n": n }),
+            created_at: 0,
+            expires_at: i64::MAX,
+        })
+        .collect();
+    let inserted = futures::future::join_all(records.iter().map(|r| refresh.insert(r))).await;
+    assert!(inserted.iter().all(Result::is_ok), "{inserted:?}");
+    for record in &records {
+        assert_eq!(refresh.find(&record.token_hash, 1).await.unwrap().as_ref(), Some(record));
+    }
+}
+
 /// Where the scenarios run; each gets a database of its own, so their accounts do not meet.
 enum Backend {
     Sqlite(tempfile::TempDir),
@@ -749,6 +838,7 @@ impl Backend {
         self.run(mail_queue).await;
         self.run(passkeys).await;
         self.run(organisations).await;
+        self.run(concurrent_sign_ins_get_their_own_answers).await;
     }
 }
 
