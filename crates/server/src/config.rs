@@ -139,8 +139,9 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DependenciesConfig {
-    /// Milliseconds a request waits for the database (a pooled connection) or for a Redis
-    /// command before it is answered with 503 `temporarily_unavailable`.
+    /// Milliseconds a request waits for the database (a pooled connection, or the answer to a
+    /// batched sign-in statement, queue included) or for a Redis command before it is answered
+    /// with 503 `temporarily_unavailable`.
     pub timeout_ms: u64,
     /// Milliseconds after which a request is answered with 503 whatever it waits for: the
     /// backstop for a query that hangs after it got its connection.

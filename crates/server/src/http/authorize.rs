@@ -253,8 +253,12 @@ pub(crate) async fn covered_consent(
     request: &ConsentRequest<'_>,
     account: &Account,
 ) -> Result<Option<(Vec<String>, String)>, account_service::AccountError> {
-    let given = ctx.state.accounts.consent(ctx.site.environment, account.id, request.client.client_id.as_str()).await?;
     let wanted: Vec<String> = request.claims.iter().map(|(c, _)| c.clone()).collect();
+    if request.client.first_party {
+        // Nothing to look up: a first-party client gets what it asks for.
+        return Ok(covered(request.client, &wanted, None));
+    }
+    let given = ctx.state.accounts.consent(ctx.site.environment, account.id, request.client.client_id.as_str()).await?;
     Ok(covered(request.client, &wanted, given.as_ref()))
 }
 
