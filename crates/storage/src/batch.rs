@@ -107,8 +107,10 @@ async fn work<Q: Send + 'static, A: Send + 'static>(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
-        // A caller that gave up (timed out, disconnected) has failed: its statement is not run,
-        // so a write it was told failed is not made after all.
+        // A caller that gave up while queued (timed out, disconnected) was told it failed: its
+        // statement is not run. (One that gives up while its statement runs may find its write
+        // made: a transfer logged and not released, a refresh token stored and never handed
+        // out — never the reverse.)
         batch.retain(|(_, reply): &Job<Q, A>| !reply.is_closed());
         if batch.is_empty() {
             continue;

@@ -9,6 +9,12 @@ use sea_orm_migration::{IntoSchemaManagerConnection, MigratorTrait};
 
 use crate::SeaSigningKeyStore;
 
+/// Prepared statements kept per connection (sqlx's default is 100). A batched statement's text
+/// depends on its batch size (`IN` lists and `VALUES` rows of 1 to 64), so the four batched kinds
+/// alone have up to 256 texts; a statement evicted from the cache is prepared again, on
+/// PostgreSQL in an extra round trip.
+const STATEMENT_CACHE: usize = 512;
+
 /// When an SQLite commit is on disk (`PRAGMA synchronous` in WAL mode). PostgreSQL is not
 /// affected: it commits as its server is configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -97,6 +103,7 @@ impl Database {
             };
             options.test_before_acquire(false).map_sqlx_sqlite_opts(move |sqlite| {
                 sqlite
+                    .statement_cache_capacity(STATEMENT_CACHE)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(synchronous)
                     .foreign_keys(true)
@@ -139,7 +146,8 @@ impl Database {
         let connect = url
             .parse::<PgConnectOptions>()
             .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?
-            .disable_statement_logging();
+            .disable_statement_logging()
+            .statement_cache_capacity(STATEMENT_CACHE);
         let pool = options
             .sqlx_pool_options::<sea_orm::sqlx::Postgres>()
             .test_before_acquire(false)
