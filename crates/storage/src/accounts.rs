@@ -1,9 +1,9 @@
+use std::{sync::Arc, time::Duration};
+
 use account_service::{
     Account, AccountEvent, AccountStore, Consent, DataTransfer, EventKind, Inactive, LoginFactors, StoreError,
     StoredLink, StoredPasskey, UniqueField,
 };
-use std::{sync::Arc, time::Duration};
-
 use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
