@@ -15,7 +15,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 
 use crate::{
-    batch::{Batcher, Inserted, MAX_BATCH, SharedDbErr, insert_all, rows_by_key},
+    batch::{Batcher, Inserted, MAX_BATCH, SharedDbErr, insert_all, on, rows_by_key},
     entities::{
         account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
         organisation_link, organisation_member, passkey,
@@ -43,47 +43,33 @@ struct HotStatements {
 impl SeaAccountStore {
     /// `wait` bounds how long a batched statement may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
-        let read_accounts = {
-            let conn = conn.clone();
-            move |ids: Vec<String>| {
-                let conn = conn.clone();
-                async move {
-                    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.clone())).all(&conn).await;
-                    rows_by_key(&ids, rows, |row| row.id.clone())
-                }
-            }
-        };
-        let read_consents = {
-            let conn = conn.clone();
-            move |keys: Vec<(String, String)>| {
-                let conn = conn.clone();
-                async move {
-                    let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {
-                        any.add(
-                            consent::Column::AccountId
-                                .eq(account_id.as_str())
-                                .and(consent::Column::ClientId.eq(client_id.as_str())),
-                        )
-                    });
-                    let rows = consent::Entity::find().filter(any).all(&conn).await;
-                    rows_by_key(&keys, rows, |row| (row.account_id.clone(), row.client_id.clone()))
-                }
-            }
-        };
-        let insert_transfers = {
-            let conn = conn.clone();
-            move |rows: Vec<data_transfer::ActiveModel>| {
-                let conn = conn.clone();
-                async move { insert_all(&conn, rows).await }
-            }
-        };
         let hot = HotStatements {
-            accounts: Batcher::new(MAX_BATCH, wait, read_accounts),
-            consents: Batcher::new(MAX_BATCH, wait, read_consents),
-            transfers: Batcher::new(MAX_BATCH, wait, insert_transfers),
+            accounts: Batcher::new(MAX_BATCH, wait, on(&conn, read_accounts)),
+            consents: Batcher::new(MAX_BATCH, wait, on(&conn, read_consents)),
+            transfers: Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)),
         };
         Self { conn, hot: Arc::new(hot) }
     }
+}
+
+/// The account rows of a batch of ids.
+async fn read_accounts(conn: DatabaseConnection, ids: Vec<String>) -> Vec<Result<Option<account::Model>, SharedDbErr>> {
+    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.clone())).all(&conn).await;
+    rows_by_key(&ids, rows, |row| row.id.clone())
+}
+
+/// The consent rows of a batch of (account id, client id).
+async fn read_consents(
+    conn: DatabaseConnection,
+    keys: Vec<(String, String)>,
+) -> Vec<Result<Option<consent::Model>, SharedDbErr>> {
+    let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {
+        any.add(
+            consent::Column::AccountId.eq(account_id.as_str()).and(consent::Column::ClientId.eq(client_id.as_str())),
+        )
+    });
+    let rows = consent::Entity::find().filter(any).all(&conn).await;
+    rows_by_key(&keys, rows, |row| (row.account_id.clone(), row.client_id.clone()))
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {

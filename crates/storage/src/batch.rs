@@ -145,6 +145,19 @@ impl std::error::Error for SharedDbErr {
 /// (SQLite's 32,766, PostgreSQL's 65,535).
 pub(crate) const MAX_BATCH: usize = 64;
 
+/// A batch's statement on `conn`: `statement` gets its own handle on the pool for each batch.
+pub(crate) fn on<Q, A, F, Fut>(
+    conn: &sea_orm::DatabaseConnection,
+    statement: F,
+) -> impl Fn(Vec<Q>) -> Fut + use<Q, A, F, Fut>
+where
+    F: Fn(sea_orm::DatabaseConnection, Vec<Q>) -> Fut,
+    Fut: Future<Output = Vec<A>>,
+{
+    let conn = conn.clone();
+    move |queries| statement(conn.clone(), queries)
+}
+
 /// Answers each key of a read batch with its row, if any, or each with the read's error.
 pub(crate) fn rows_by_key<K, M>(
     keys: &[K],
@@ -179,7 +192,7 @@ pub(crate) enum Inserted {
 
 /// Inserts `rows` in one statement. When that breaks a constraint — one row's fault, such as an
 /// account deleted meanwhile — each row is inserted alone, so that only its own request fails.
-pub(crate) async fn insert_all<A>(conn: &sea_orm::DatabaseConnection, rows: Vec<A>) -> Vec<Inserted>
+pub(crate) async fn insert_all<A>(conn: sea_orm::DatabaseConnection, rows: Vec<A>) -> Vec<Inserted>
 where
     A: sea_orm::ActiveModelTrait + Clone + Send,
     <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
@@ -187,7 +200,7 @@ where
     use sea_orm::EntityTrait;
     let count = rows.len();
     let retry = (count > 1).then(|| rows.clone());
-    let failure = match A::Entity::insert_many(rows).exec_without_returning(conn).await {
+    let failure = match A::Entity::insert_many(rows).exec_without_returning(&conn).await {
         Ok(_) => return (0..count).map(|_| Inserted::Yes).collect(),
         Err(e) => e,
     };
@@ -195,7 +208,7 @@ where
         Some(rows) if failure.sql_err().is_some() => {
             let mut each = Vec::with_capacity(count);
             for row in rows {
-                each.push(match A::Entity::insert(row).exec_without_returning(conn).await {
+                each.push(match A::Entity::insert(row).exec_without_returning(&conn).await {
                     Ok(_) => Inserted::Yes,
                     Err(e) => Inserted::Failed(e),
                 });

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::{
-    batch::{Batcher, Inserted, MAX_BATCH, insert_all},
+    batch::{Batcher, Inserted, MAX_BATCH, insert_all, on},
     entities::refresh_token,
 };
 
@@ -51,14 +51,8 @@ async fn claim_live_sqlite(
 impl SeaRefreshTokenStore {
     /// `wait` bounds how long a batched insert may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
-        let insert = {
-            let conn = conn.clone();
-            move |rows: Vec<refresh_token::ActiveModel>| {
-                let conn = conn.clone();
-                async move { insert_all(&conn, rows).await }
-            }
-        };
-        Self { conn, inserts: Arc::new(Batcher::new(MAX_BATCH, wait, insert)) }
+        let inserts = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)));
+        Self { conn, inserts }
     }
 }
 
