@@ -32,6 +32,16 @@ impl Sample {
         Self { name: name.to_owned(), ok: latencies.len() as u64, errors, elapsed, latencies }
     }
 
+    /// Two windows of the same scenario as one: their requests, errors and wall time summed.
+    pub fn merge(mut self, other: Sample) -> Self {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort();
+        self
+    }
+
     /// Requests per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)

@@ -1,8 +1,8 @@
 //! `just bench`: servicekonto and panva's node `oidc-provider` under the same load in one run.
 //!
 //! Both servers run as child processes pinned to one core (when the machine has two), the load
-//! generator to the other; each scenario runs against ours and then against the peer, so drift
-//! of the machine hits both alike. The report holds requests/s, p50, p99, errors, server CPU
+//! generator to the other; each scenario runs in rounds against ours and the peer in the order
+//! ours, peer, peer, ours, … (`--rounds`), so that drift of the machine hits both alike. The report holds requests/s, p50, p99, errors, server CPU
 //! per request, the generator's own CPU use, peak RSS and the ratio us/peer, and the issue's
 //! targets as pass/miss lines; it is printed and written to `target/bench/side-by-side.{json,md}`.
 
@@ -18,13 +18,16 @@ use anyhow::Context;
 pub use peers::{ROLE_SERVICEKONTO, ROLE_VARIABLE};
 use scenarios::{Load, Scenario};
 
-use crate::process::own_cpu_seconds;
 
 /// Command-line options.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Seconds per scenario and peer.
+    /// Seconds per scenario and peer (over all rounds).
     pub seconds: f64,
+    /// Each scenario's time split into this many windows per peer, taken in the order ours,
+    /// peer, peer, ours, …: a machine whose speed drifts during the run (a shared host) then
+    /// slows both alike instead of whichever ran second.
+    pub rounds: u32,
     /// Concurrent workers of the generator.
     pub concurrency: usize,
     /// A few seconds in all: proves the harness works, measures nothing worth reporting.
@@ -48,6 +51,7 @@ impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Self> {
         let mut options = Self {
             seconds: 10.0,
+            rounds: 2,
             concurrency: 32,
             smoke: false,
             out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
@@ -61,6 +65,7 @@ impl Options {
             let mut value = || args.next().with_context(|| format!("a value after {arg}"));
             match arg.as_str() {
                 "--seconds" => options.seconds = value()?.parse()?,
+                "--rounds" => options.rounds = value()?.parse()?,
                 "--concurrency" => options.concurrency = value()?.parse()?,
                 "--out" => options.out = PathBuf::from(value()?),
                 "--smoke" => options.smoke = true,
@@ -69,7 +74,7 @@ impl Options {
                 "--scaling" => options.scaling = true,
                 "--two-nodes" => options.two_nodes = true,
                 other => anyhow::bail!(
-                    "unknown argument {other}; known: --seconds S, --concurrency C, --out DIR, --smoke, \
+                    "unknown argument {other}; known: --seconds S, --rounds N, --concurrency C, --out DIR, --smoke, \
                      --without-peer, --only NAME, --scaling, --two-nodes"
                 ),
             }
@@ -77,23 +82,44 @@ impl Options {
         if options.smoke {
             options.seconds = options.seconds.min(1.0);
             options.concurrency = options.concurrency.min(4);
+            options.rounds = options.rounds.min(2);
         }
-        anyhow::ensure!(options.seconds > 0.0 && options.concurrency > 0, "--seconds and --concurrency must be > 0");
+        anyhow::ensure!(
+            options.seconds > 0.0 && options.concurrency > 0 && options.rounds > 0,
+            "--seconds, --rounds and --concurrency must be > 0"
+        );
         Ok(options)
     }
 }
 
-/// One scenario against one peer.
+/// One scenario against one peer, all its rounds together.
 pub(crate) struct Measured {
     outcome: scenarios::Outcome,
-    /// Server CPU seconds during the scenario.
+    /// Server CPU seconds while the load ran (sessions and refresh chains are set up before).
     server_cpu: f64,
     /// Of it, the CPU seconds of the proxy in front of the nodes (`--two-nodes`: nginx).
     front_cpu: Option<f64>,
-    /// Generator CPU seconds during the scenario.
+    /// Generator CPU seconds while the load ran.
     generator_cpu: f64,
     /// The server's peak RSS (KiB) so far, read after the scenario.
     peak_rss_kib: u64,
+}
+
+impl Measured {
+    fn of(outcome: scenarios::Outcome, peak_rss_kib: u64) -> Self {
+        let cpu = outcome.cpu;
+        Self { outcome, server_cpu: cpu.server, front_cpu: cpu.front, generator_cpu: cpu.generator, peak_rss_kib }
+    }
+
+    /// Two rounds as one.
+    fn merge(self, later: Self) -> Self {
+        let outcome = scenarios::Outcome {
+            sample: self.outcome.sample.merge(later.outcome.sample),
+            first_error: self.outcome.first_error.or(later.outcome.first_error),
+            cpu: self.outcome.cpu.add(later.outcome.cpu),
+        };
+        Self::of(outcome, later.peak_rss_kib.max(self.peak_rss_kib))
+    }
 }
 
 /// One row of the report.
@@ -194,11 +220,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for &concurrency in levels {
             eprintln!("SSO code flow with {concurrency} concurrent clients…");
             let load = Load { concurrency, duration };
-            let ours = measure(Scenario::SsoFlow, &ours, load).await?.context("our SSO flow")?;
-            let peer = match &peer {
-                Some(peer) => measure(Scenario::SsoFlow, peer, load).await?,
-                None => None,
-            };
+            let (ours, peer) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, options.rounds).await?;
+            let ours = ours.context("our SSO flow")?;
             steps.push(scaling::Step { concurrency, ours, peer });
         }
         // The refresh grant with the refresh-token table as it is, then with a million more.
@@ -213,9 +236,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             stored.push(scaling::Stored { rows: scaling::refresh_token_rows(&database_url).await?, measured });
         }
         let heading = format!(
-            "servicekonto on {backends}{}; {} s per step and peer{}.",
+            "servicekonto on {backends}{}; {} s per step and peer in {} rounds{}.",
             peer_missing.as_ref().map_or_else(String::new, |why| format!(", no peer ({why})")),
             options.seconds,
+            options.rounds,
             if pinned { "; servers pinned to core 1, the generator to core 0" } else { "; not pinned" },
         );
         return scaling::write(&steps, &stored, &options.out, &heading);
@@ -225,16 +249,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let chosen = |scenario: &Scenario| {
         options.only.is_empty() || options.only.iter().any(|name| scenario.name().contains(name.as_str()))
     };
+    // The limits before and after the scenarios: the report reads them as their means, the
+    // machine's state over the run.
+    let limits_before = limits(options.smoke).await?;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {
         eprintln!("{}…", scenario.name());
-        let ours_measured = measure(scenario, &ours, load).await?;
-        let peer_measured = match &peer {
-            Some(peer) => measure(scenario, peer, load).await?,
-            None => None,
-        };
+        let (ours_measured, peer_measured) = measure_both(scenario, &ours, peer.as_ref(), load, options.rounds).await?;
         rows.push(Row { scenario, ours: ours_measured, peer: peer_measured });
     }
-    let limits = limits(options.smoke).await?;
+    let limits = limits_before.mean(&limits(options.smoke).await?);
     let run = Run {
         pinned,
         backends,
@@ -252,15 +275,35 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     report::write(&run)
 }
 
+/// `scenario` against ours and the peer in `rounds` windows each of `load.duration / rounds`,
+/// in the order ours, peer, peer, ours, ours, …
+async fn measure_both(
+    scenario: Scenario,
+    ours: &peers::Peer,
+    peer: Option<&peers::Peer>,
+    load: Load,
+    rounds: u32,
+) -> anyhow::Result<(Option<Measured>, Option<Measured>)> {
+    let window = Load { duration: load.duration / rounds, ..load };
+    let (mut ours_measured, mut peer_measured) = (None, None);
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [Some(ours), peer] } else { [peer, Some(ours)] };
+        for side in order.into_iter().flatten() {
+            let slot = if std::ptr::eq(side, ours) { &mut ours_measured } else { &mut peer_measured };
+            let Some(measured) = measure(scenario, side, window).await? else { continue };
+            *slot = Some(match slot.take() {
+                Some(earlier) => Measured::merge(earlier, measured),
+                None => measured,
+            });
+        }
+    }
+    Ok((ours_measured, peer_measured))
+}
+
 async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::Result<Option<Measured>> {
-    let (server_before, generator_before) = (peer.cpu_seconds(), own_cpu_seconds());
-    let front_before = peer.front_cpu_seconds();
     let outcome =
         scenarios::run(scenario, peer, load).await.with_context(|| format!("{}: {}", peer.name, scenario.name()))?;
-    let (server_cpu, generator_cpu) = (peer.cpu_seconds() - server_before, own_cpu_seconds() - generator_before);
-    let front_cpu = peer.front_cpu_seconds().zip(front_before).map(|(after, before)| after - before);
-    let peak_rss_kib = peer.peak_rss_kib();
-    Ok(outcome.map(|outcome| Measured { outcome, server_cpu, front_cpu, generator_cpu, peak_rss_kib }))
+    Ok(outcome.map(|outcome| Measured::of(outcome, peer.peak_rss_kib())))
 }
 
 /// The single-core limits the figures are read against, measured on this core.
@@ -288,6 +331,21 @@ async fn limits(smoke: bool) -> anyhow::Result<Limits> {
 }
 
 impl Limits {
+    /// The means of two measurements (before and after the scenarios).
+    fn mean(&self, later: &Self) -> Self {
+        let mean = |a: f64, b: f64| f64::midpoint(a, b);
+        Self {
+            id_tokens_per_second: mean(self.id_tokens_per_second, later.id_tokens_per_second),
+            aws_lc_per_second: mean(self.aws_lc_per_second, later.aws_lc_per_second),
+            openssl_per_second: match (self.openssl_per_second, later.openssl_per_second) {
+                (Some(a), Some(b)) => Some(mean(a, b)),
+                (a, b) => a.or(b),
+            },
+            argon2_per_second: mean(self.argon2_per_second, later.argon2_per_second),
+            argon2: self.argon2.clone(),
+        }
+    }
+
     /// The machine's RS256 limit on one core: the best implementation measured.
     pub(crate) fn rs256_per_second(&self) -> f64 {
         self.openssl_per_second.unwrap_or(0.0).max(self.aws_lc_per_second)

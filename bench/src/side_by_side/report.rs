@@ -186,7 +186,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
     writeln!(md, "# servicekonto vs node oidc-provider, {date}\n")?;
     writeln!(
         md,
-        "Machine: {}. servicekonto on {}; {}. {} workers, {:.0} s per scenario and peer{}.\n",
+        "Machine: {}. servicekonto on {}; {}. {} workers, {:.0} s per scenario and peer in {} rounds (ours, peer, peer, ours, …); server CPU counted while the load runs{}.\n",
         machine(),
         run.backends,
         if run.pinned {
@@ -196,6 +196,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         },
         run.options.concurrency,
         run.options.seconds,
+        run.options.rounds,
         if run.options.smoke { " (smoke mode: the figures mean nothing)" } else { "" },
     )?;
     if let Some(reason) = &run.peer_missing {
@@ -258,7 +259,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
     )?;
     writeln!(
         md,
-        "RS256 on one core: our ID tokens {:.0}/s (claims, header, signature); aws-lc raw signatures with the parsed key held {:.0}/s; OpenSSL (`openssl speed rsa2048`) {}. The machine's limit is the best of these: {:.0}/s.\n",
+        "RS256 on one core (means of a measurement before and one after the scenarios): our ID tokens {:.0}/s (claims, header, signature); aws-lc raw signatures with the parsed key held {:.0}/s; OpenSSL (`openssl speed rsa2048`) {}. The machine's limit is the best of these: {:.0}/s.\n",
         run.limits.id_tokens_per_second,
         run.limits.aws_lc_per_second,
         run.limits

@@ -19,7 +19,7 @@ use super::{
     peers::{CLIENT_ID, CLIENT_SECRET, Peer, REDIRECT_URI, SCOPE},
     raw_get::RawGet,
 };
-use crate::{Sample, drive};
+use crate::{Sample, drive, process::own_cpu_seconds};
 
 /// One scenario of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,46 @@ pub struct Outcome {
     pub sample: Sample,
     /// The first failure, if any.
     pub first_error: Option<String>,
+    /// CPU seconds spent while the load ran, not while its sessions and chains were set up.
+    pub cpu: CpuUse,
+}
+
+/// CPU seconds of the server side and of the generator over one driven window.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    /// The server's processes (with `--two-nodes`: both nodes and nginx).
+    pub server: f64,
+    /// Of it, the proxy in front of the nodes, when there is one.
+    pub front: Option<f64>,
+    /// The load generator (this process).
+    pub generator: f64,
+}
+
+impl CpuUse {
+    /// What `peer` and this process have used so far.
+    fn now(peer: &Peer) -> Self {
+        Self { server: peer.cpu_seconds(), front: peer.front_cpu_seconds(), generator: own_cpu_seconds() }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            server: self.server - before.server,
+            front: self.front.zip(before.front).map(|(after, before)| after - before),
+            generator: self.generator - before.generator,
+        }
+    }
+
+    /// Both windows together.
+    pub fn add(self, other: Self) -> Self {
+        Self {
+            server: self.server + other.server,
+            front: match (self.front, other.front) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            },
+            generator: self.generator + other.generator,
+        }
+    }
 }
 
 /// Runs `scenario` against `peer`; `None` when the peer cannot do it.
@@ -103,7 +143,7 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
                 connections.push(tokio::sync::Mutex::new(RawGet::connect(url).await?));
             }
             let (connections, url) = (Arc::new(connections), Arc::new(url.clone()));
-            measure(scenario, load, context, move |_, worker| {
+            measure(scenario, peer, load, context, move |_, worker| {
                 let (connections, url) = (connections.clone(), url.clone());
                 async move {
                     let mut connection = connections[worker].lock().await;
@@ -118,19 +158,19 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
             .await
         }
         Scenario::ClientCredentials => {
-            measure(scenario, load, context, |c, _| async move { c.client_credentials().await.map(drop) }).await
+            measure(scenario, peer, load, context, |c, _| async move { c.client_credentials().await.map(drop) }).await
         }
         Scenario::Introspection => {
             let token = context.client_credentials().await.context("an access token to introspect")?;
             let token = Arc::new(token);
-            measure(scenario, load, context, move |c, _| {
+            measure(scenario, peer, load, context, move |c, _| {
                 let token = token.clone();
                 async move { c.introspect(&token).await }
             })
             .await
         }
         Scenario::SsoFlow => {
-            measure(scenario, load, context, |c, worker| async move { c.sso_flow(worker).await.map(drop) }).await
+            measure(scenario, peer, load, context, |c, worker| async move { c.sso_flow(worker).await.map(drop) }).await
         }
         Scenario::Refresh => {
             // One chain per worker, started by a code flow that is not measured.
@@ -141,7 +181,7 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
                 chains.push(tokio::sync::Mutex::new(token));
             }
             let chains = Arc::new(chains);
-            measure(scenario, load, context, move |c, worker| {
+            measure(scenario, peer, load, context, move |c, worker| {
                 let chains = chains.clone();
                 async move {
                     let mut token = chains[worker].lock().await;
@@ -163,7 +203,7 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
                 logins.push((browser, form));
             }
             let logins = Arc::new(logins);
-            measure(scenario, load, context, move |_, worker| {
+            measure(scenario, peer, load, context, move |_, worker| {
                 let logins = logins.clone();
                 async move {
                     let (browser, form) = &logins[worker];
@@ -179,13 +219,14 @@ pub async fn run(scenario: Scenario, peer: &Peer, load: Load) -> anyhow::Result<
 }
 
 /// Drives `request` and keeps the first error's message.
-async fn measure<F, Fut>(scenario: Scenario, load: Load, context: Arc<Endpoints>, request: F) -> Outcome
+async fn measure<F, Fut>(scenario: Scenario, peer: &Peer, load: Load, context: Arc<Endpoints>, request: F) -> Outcome
 where
     F: Fn(Arc<Endpoints>, usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     let first_error = Arc::new(Mutex::new(None::<String>));
     let errors = first_error.clone();
+    let before = CpuUse::now(peer);
     let sample = drive(scenario.name(), load.concurrency, load.duration, u64::MAX, move |worker, _| {
         let (request, context, errors) = (request.clone(), context.clone(), errors.clone());
         async move {
@@ -201,8 +242,9 @@ where
         }
     })
     .await;
+    let cpu = CpuUse::now(peer).since(before);
     let first_error = first_error.lock().ok().and_then(|mut e| e.take());
-    Outcome { sample, first_error }
+    Outcome { sample, first_error, cpu }
 }
 
 /// What the scenarios need of a peer: its endpoints, a back-channel client and its ID-token keys.
