@@ -18,7 +18,6 @@ use anyhow::Context;
 pub use peers::{ROLE_SERVICEKONTO, ROLE_VARIABLE};
 use scenarios::{Load, Scenario};
 
-
 /// Command-line options.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -70,8 +70,8 @@ impl Metrics {
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
-    pub(crate) fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.requests.with_label_values(&[route, method, &status.to_string()]).inc();
+    pub(crate) fn observe_request(&self, route: &str, method: &str, status: poem::http::StatusCode, seconds: f64) {
+        self.requests.with_label_values(&[route, method, status.as_str()]).inc();
         self.latency.with_label_values(&[route, method]).observe(seconds);
     }
 

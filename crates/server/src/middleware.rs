@@ -45,10 +45,11 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let elapsed = started.elapsed();
         // Unmatched paths share one label: raw paths would let anyone grow the label set.
         let route = response.data::<PathPattern>().map_or("unmatched", |p| &p.0);
-        let status = response.status().as_u16();
+        let status = response.status();
         if let Some(state) = state {
             state.metrics.observe_request(route, method.as_str(), status, elapsed.as_secs_f64());
         }
+        let status = status.as_u16();
         tracing::info!(%method, route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
         Ok(response)
     }

@@ -2,8 +2,12 @@
 //! per key snapshot), with an entity tag, so a relying party that has the document gets
 //! `304 Not Modified`.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oidc_core::PublishedJwks;
 use poem::{
-    IntoResponse, Request, Response, handler,
+    Body, IntoResponse, Request, Response, handler,
     http::{StatusCode, header},
     web::Data,
 };
@@ -17,18 +21,29 @@ const CACHE: &str = "public, max-age=300";
 /// `GET {issuer}/.well-known/openid-configuration`
 #[handler]
 pub(crate) fn openid_configuration(req: &Request, site: Data<&Site>) -> Response {
-    document(req, &site.discovery, &site.discovery_etag)
+    document(req, Bytes::from_owner(Arc::clone(&site.discovery)), &site.discovery_etag)
+}
+
+/// A published JWKS as a response body without a copy.
+struct JwksBody(Arc<PublishedJwks>);
+
+impl AsRef<[u8]> for JwksBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
 }
 
 /// `GET {issuer}/jwks`
 #[handler]
 pub(crate) async fn jwks(req: &Request, state: Data<&AppState>, site: Data<&Site>) -> Result<Response, HttpError> {
     let published = state.keys.published_jwks(site.environment).await?;
-    Ok(document(req, &published.body, &published.etag))
+    let etag = published.etag.clone();
+    Ok(document(req, Bytes::from_owner(JwksBody(published)), &etag))
 }
 
-/// `body` as JSON with `etag`, or 304 when the request's `If-None-Match` names it.
-fn document(req: &Request, body: &[u8], etag: &str) -> Response {
+/// `body` as JSON with `etag`, or 304 when the request's `If-None-Match` names it. The body is
+/// shared with every other answer, not copied.
+fn document(req: &Request, body: Bytes, etag: &str) -> Response {
     let known = req
         .headers()
         .get_all(header::IF_NONE_MATCH)
@@ -37,7 +52,7 @@ fn document(req: &Request, body: &[u8], etag: &str) -> Response {
     let response = if known {
         Response::builder().status(StatusCode::NOT_MODIFIED).finish()
     } else {
-        body.to_vec().with_content_type("application/json").into_response()
+        Body::from_bytes(body).with_content_type("application/json").into_response()
     };
     response.with_header(header::ETAG, etag).with_header(header::CACHE_CONTROL, CACHE).into_response()
 }
