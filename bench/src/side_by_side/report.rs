@@ -318,6 +318,8 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         "smoke": run.options.smoke,
         "concurrency": run.options.concurrency,
         "seconds_per_scenario": run.options.seconds,
+        "rounds": run.options.rounds,
+        "server_cpu_counted": "while the load runs, not during a scenario's setup",
         "peer_missing": run.peer_missing,
         "scenarios": scenarios,
         "peak_rss_kib": { "servicekonto": run.ours_rss_kib, "oidc_provider": run.peer_rss_kib },
