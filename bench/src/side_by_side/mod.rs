@@ -393,7 +393,8 @@ fn per_second_in_turn(
     const SLICE: Duration = Duration::from_millis(50);
     let (mut counts, mut spent) = ([0u32; 2], [Duration::ZERO; 2]);
     while spent[0] < budget || counts[0] == 0 || counts[1] == 0 {
-        for (i, operation) in [&mut first as &mut dyn FnMut() -> anyhow::Result<()>, &mut second].into_iter().enumerate()
+        for (i, operation) in
+            [&mut first as &mut dyn FnMut() -> anyhow::Result<()>, &mut second].into_iter().enumerate()
         {
             let started = std::time::Instant::now();
             while counts[i] == 0 || started.elapsed() < SLICE {
