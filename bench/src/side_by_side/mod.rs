@@ -1,8 +1,10 @@
 //! `just bench`: servicekonto and panva's node `oidc-provider` under the same load in one run.
 //!
 //! Both servers run as child processes pinned to one core (when the machine has two), the load
-//! generator to the other; each scenario runs in rounds against ours and the peer in the order
-//! ours, peer, peer, ours, … (`--rounds`), so that drift of the machine hits both alike. The report holds requests/s, p50, p99, errors, server CPU
+//! generator to the other; each scenario first warms both up unmeasured (`--warmup`: the peer's
+//! JIT compiler optimises its hot paths during the first seconds), then runs in rounds against
+//! ours and the peer in the order ours, peer, peer, ours, … (`--rounds`), so that drift of the
+//! machine hits both alike. The report holds requests/s, p50, p99, errors, server CPU
 //! per request, the generator's own CPU use, peak RSS and the ratio us/peer, and the issue's
 //! targets as pass/miss lines; it is printed and written to `target/bench/side-by-side.{json,md}`.
 
@@ -27,6 +29,9 @@ pub struct Options {
     /// peer, peer, ours, …: a machine whose speed drifts during the run (a shared host) then
     /// slows both alike instead of whichever ran second.
     pub rounds: u32,
+    /// Seconds of unmeasured load per scenario and peer before the rounds: Node's JIT compiles
+    /// the peer's hot paths during its first seconds, and a measurement should not pay for that.
+    pub warmup: f64,
     /// Concurrent workers of the generator.
     pub concurrency: usize,
     /// A few seconds in all: proves the harness works, measures nothing worth reporting.
@@ -51,6 +56,7 @@ impl Options {
         let mut options = Self {
             seconds: 10.0,
             rounds: 2,
+            warmup: 3.0,
             concurrency: 32,
             smoke: false,
             out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
@@ -65,6 +71,7 @@ impl Options {
             match arg.as_str() {
                 "--seconds" => options.seconds = value()?.parse()?,
                 "--rounds" => options.rounds = value()?.parse()?,
+                "--warmup" => options.warmup = value()?.parse()?,
                 "--concurrency" => options.concurrency = value()?.parse()?,
                 "--out" => options.out = PathBuf::from(value()?),
                 "--smoke" => options.smoke = true,
@@ -73,7 +80,7 @@ impl Options {
                 "--scaling" => options.scaling = true,
                 "--two-nodes" => options.two_nodes = true,
                 other => anyhow::bail!(
-                    "unknown argument {other}; known: --seconds S, --rounds N, --concurrency C, --out DIR, --smoke, \
+                    "unknown argument {other}; known: --seconds S, --rounds N, --warmup S, --concurrency C, --out DIR, --smoke, \
                      --without-peer, --only NAME, --scaling, --two-nodes"
                 ),
             }
@@ -82,9 +89,10 @@ impl Options {
             options.seconds = options.seconds.min(1.0);
             options.concurrency = options.concurrency.min(4);
             options.rounds = options.rounds.min(2);
+            options.warmup = options.warmup.min(0.2);
         }
         anyhow::ensure!(
-            options.seconds > 0.0 && options.concurrency > 0 && options.rounds > 0,
+            options.seconds > 0.0 && options.concurrency > 0 && options.rounds > 0 && options.warmup >= 0.0,
             "--seconds, --rounds and --concurrency must be > 0"
         );
         Ok(options)
@@ -219,7 +227,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for &concurrency in levels {
             eprintln!("SSO code flow with {concurrency} concurrent clients…");
             let load = Load { concurrency, duration };
-            let (ours, peer) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, options.rounds).await?;
+            let (ours, peer) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, &options).await?;
             let ours = ours.context("our SSO flow")?;
             steps.push(scaling::Step { concurrency, ours, peer });
         }
@@ -235,10 +243,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             stored.push(scaling::Stored { rows: scaling::refresh_token_rows(&database_url).await?, measured });
         }
         let heading = format!(
-            "servicekonto on {backends}{}; {} s per step and peer in {} rounds{}.",
+            "servicekonto on {backends}{}; {} s per step and peer in {} rounds after {} s of warm-up{}.",
             peer_missing.as_ref().map_or_else(String::new, |why| format!(", no peer ({why})")),
             options.seconds,
             options.rounds,
+            options.warmup,
             if pinned { "; servers pinned to core 1, the generator to core 0" } else { "; not pinned" },
         );
         return scaling::write(&steps, &stored, &options.out, &heading);
@@ -253,7 +262,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let limits_before = limits(options.smoke).await?;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {
         eprintln!("{}…", scenario.name());
-        let (ours_measured, peer_measured) = measure_both(scenario, &ours, peer.as_ref(), load, options.rounds).await?;
+        let (ours_measured, peer_measured) = measure_both(scenario, &ours, peer.as_ref(), load, &options).await?;
         rows.push(Row { scenario, ours: ours_measured, peer: peer_measured });
     }
     let limits = limits_before.mean(&limits(options.smoke).await?);
@@ -274,15 +283,23 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     report::write(&run)
 }
 
-/// `scenario` against ours and the peer in `rounds` windows each of `load.duration / rounds`,
-/// in the order ours, peer, peer, ours, ours, …
+/// `scenario` against ours and the peer: first `options.warmup` seconds each, not measured, then
+/// `options.rounds` windows each of `load.duration / rounds`, in the order ours, peer, peer,
+/// ours, ours, …
 async fn measure_both(
     scenario: Scenario,
     ours: &peers::Peer,
     peer: Option<&peers::Peer>,
     load: Load,
-    rounds: u32,
+    options: &Options,
 ) -> anyhow::Result<(Option<Measured>, Option<Measured>)> {
+    if options.warmup > 0.0 {
+        let warmup = Load { duration: Duration::from_secs_f64(options.warmup), ..load };
+        for side in [Some(ours), peer].into_iter().flatten() {
+            measure(scenario, side, warmup).await?;
+        }
+    }
+    let rounds = options.rounds;
     let window = Load { duration: load.duration / rounds, ..load };
     let (mut ours_measured, mut peer_measured) = (None, None);
     for round in 0..rounds {

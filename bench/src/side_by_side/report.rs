@@ -186,7 +186,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
     writeln!(md, "# servicekonto vs node oidc-provider, {date}\n")?;
     writeln!(
         md,
-        "Machine: {}. servicekonto on {}; {}. {} workers, {:.0} s per scenario and peer in {} rounds (ours, peer, peer, ours, …); server CPU counted while the load runs{}.\n",
+        "Machine: {}. servicekonto on {}; {}. {} workers, {:.0} s per scenario and peer in {} rounds (ours, peer, peer, ours, …) after {} s of unmeasured warm-up each; server CPU counted while the load runs{}.\n",
         machine(),
         run.backends,
         if run.pinned {
@@ -197,6 +197,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         run.options.concurrency,
         run.options.seconds,
         run.options.rounds,
+        run.options.warmup,
         if run.options.smoke { " (smoke mode: the figures mean nothing)" } else { "" },
     )?;
     if let Some(reason) = &run.peer_missing {
@@ -319,6 +320,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         "concurrency": run.options.concurrency,
         "seconds_per_scenario": run.options.seconds,
         "rounds": run.options.rounds,
+        "warmup_seconds_per_scenario_and_peer": run.options.warmup,
         "server_cpu_counted": "while the load runs, not during a scenario's setup",
         "peer_missing": run.peer_missing,
         "scenarios": scenarios,
