@@ -91,33 +91,29 @@ impl Options {
             options.rounds = options.rounds.min(2);
             options.warmup = options.warmup.min(0.2);
         }
+        // Finite: an infinite duration would not fit a `Duration`.
         anyhow::ensure!(
-            options.seconds > 0.0 && options.concurrency > 0 && options.rounds > 0 && options.warmup >= 0.0,
-            "--seconds, --rounds and --concurrency must be > 0"
+            options.seconds.is_finite()
+                && options.seconds > 0.0
+                && options.concurrency > 0
+                && options.rounds > 0
+                && options.warmup.is_finite()
+                && options.warmup >= 0.0,
+            "--seconds, --rounds and --concurrency must be > 0, --warmup ≥ 0, and both times finite"
         );
         Ok(options)
     }
 }
 
-/// One scenario against one peer, all its rounds together.
+/// One scenario against one peer, all its rounds together. CPU is in `outcome.cpu`: counted
+/// while the load ran, not while sessions and refresh chains were set up.
 pub(crate) struct Measured {
     outcome: scenarios::Outcome,
-    /// Server CPU seconds while the load ran (sessions and refresh chains are set up before).
-    server_cpu: f64,
-    /// Of it, the CPU seconds of the proxy in front of the nodes (`--two-nodes`: nginx).
-    front_cpu: Option<f64>,
-    /// Generator CPU seconds while the load ran.
-    generator_cpu: f64,
     /// The server's peak RSS (KiB) so far, read after the scenario.
     peak_rss_kib: u64,
 }
 
 impl Measured {
-    fn of(outcome: scenarios::Outcome, peak_rss_kib: u64) -> Self {
-        let cpu = outcome.cpu;
-        Self { outcome, server_cpu: cpu.server, front_cpu: cpu.front, generator_cpu: cpu.generator, peak_rss_kib }
-    }
-
     /// Two rounds as one.
     fn merge(self, later: Self) -> Self {
         let outcome = scenarios::Outcome {
@@ -125,7 +121,7 @@ impl Measured {
             first_error: self.outcome.first_error.or(later.outcome.first_error),
             cpu: self.outcome.cpu.add(later.outcome.cpu),
         };
-        Self::of(outcome, later.peak_rss_kib.max(self.peak_rss_kib))
+        Self { outcome, peak_rss_kib: later.peak_rss_kib.max(self.peak_rss_kib) }
     }
 }
 
@@ -299,27 +295,27 @@ async fn measure_both(
             measure(scenario, side, warmup).await?;
         }
     }
-    let rounds = options.rounds;
-    let window = Load { duration: load.duration / rounds, ..load };
-    let (mut ours_measured, mut peer_measured) = (None, None);
-    for round in 0..rounds {
-        let order = if round % 2 == 0 { [Some(ours), peer] } else { [peer, Some(ours)] };
-        for side in order.into_iter().flatten() {
-            let slot = if std::ptr::eq(side, ours) { &mut ours_measured } else { &mut peer_measured };
-            let Some(measured) = measure(scenario, side, window).await? else { continue };
-            *slot = Some(match slot.take() {
-                Some(earlier) => Measured::merge(earlier, measured),
-                None => measured,
+    let sides = [Some(ours), peer];
+    let window = Load { duration: load.duration / options.rounds, ..load };
+    let mut measured: [Option<Measured>; 2] = [None, None];
+    for round in 0..options.rounds {
+        for i in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let Some(side) = sides[i] else { continue };
+            let Some(window) = measure(scenario, side, window).await? else { continue };
+            measured[i] = Some(match measured[i].take() {
+                Some(earlier) => earlier.merge(window),
+                None => window,
             });
         }
     }
+    let [ours_measured, peer_measured] = measured;
     Ok((ours_measured, peer_measured))
 }
 
 async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::Result<Option<Measured>> {
     let outcome =
         scenarios::run(scenario, peer, load).await.with_context(|| format!("{}: {}", peer.name, scenario.name()))?;
-    Ok(outcome.map(|outcome| Measured::of(outcome, peer.peak_rss_kib())))
+    Ok(outcome.map(|outcome| Measured { outcome, peak_rss_kib: peer.peak_rss_kib() }))
 }
 
 /// The single-core limits the figures are read against, measured on this core.
@@ -439,7 +435,19 @@ fn per_second(budget: Duration, mut operation: impl FnMut() -> anyhow::Result<()
 mod tests {
     use std::{cell::RefCell, time::Duration};
 
-    use super::{parse_openssl_speed, per_second_in_turn};
+    use super::{Options, parse_openssl_speed, per_second_in_turn};
+
+    #[test]
+    fn times_that_cannot_be_run_are_refused_not_panicked_on() {
+        let parse = |args: &[&str]| Options::parse(args.iter().map(|a| (*a).to_owned()));
+        for args in
+            [["--seconds", "inf"], ["--seconds", "0"], ["--warmup", "inf"], ["--warmup", "-1"], ["--rounds", "0"]]
+        {
+            assert!(parse(&args).is_err(), "{args:?} accepted");
+        }
+        let options = parse(&["--rounds", "4", "--warmup", "0"]).unwrap();
+        assert_eq!((options.rounds, options.warmup), (4, 0.0));
+    }
 
     #[test]
     fn two_operations_are_measured_in_alternating_slices() {

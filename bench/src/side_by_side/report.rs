@@ -23,17 +23,17 @@ impl Measured {
 
     /// Server CPU milliseconds per successful request.
     pub(super) fn server_ms_per_request(&self) -> f64 {
-        self.server_cpu * 1000.0 / (self.outcome.sample.ok.max(1) as f64)
+        self.outcome.cpu.server * 1000.0 / (self.outcome.sample.ok.max(1) as f64)
     }
 
     /// The generator's CPU use in % of one core.
     fn generator_load(&self) -> f64 {
-        self.generator_cpu * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
+        self.outcome.cpu.generator * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
     /// The server's CPU use in % of one core (its pinned core when pinned).
     fn server_load(&self) -> f64 {
-        self.server_cpu * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
+        self.outcome.cpu.server * 100.0 / self.outcome.sample.elapsed.as_secs_f64().max(f64::EPSILON)
     }
 
     pub(super) fn json(&self) -> Value {
@@ -41,7 +41,7 @@ impl Measured {
         value["server_cpu_ms_per_request"] = json!(self.server_ms_per_request());
         value["generator_cpu_percent_of_one_core"] = json!(self.generator_load());
         value["server_cpu_percent_of_one_core"] = json!(self.server_load());
-        if let Some(front) = self.front_cpu {
+        if let Some(front) = self.outcome.cpu.front {
             value["of_it_nginx_cpu_ms_per_request"] = json!(front * 1000.0 / self.outcome.sample.ok.max(1) as f64);
         }
         value["server_peak_rss_kib_so_far"] = json!(self.peak_rss_kib);
@@ -238,7 +238,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         .iter()
         .filter_map(|row| {
             let ours = row.ours.as_ref()?;
-            let share = ours.front_cpu? / ours.server_cpu.max(f64::EPSILON);
+            let share = ours.outcome.cpu.front? / ours.outcome.cpu.server.max(f64::EPSILON);
             Some(format!("{} {:.0} %", row.scenario.name(), share * 100.0))
         })
         .collect();
