@@ -747,6 +747,7 @@ async fn under_dependency_faults_nothing_is_lost_every_answer_is_fast_and_nodes_
     if !problems.is_empty() {
         for node in &world.nodes {
             let _ = writeln!(std::io::stderr(), "--- log of {}:\n{}", node.base, node.log_tail());
+            let _ = writeln!(std::io::stderr(), "--- its refresh lines:\n{}", node.log_lines_with("refresh"));
         }
     }
     drop(world);

@@ -9,7 +9,7 @@ use oidc_core::{AccountId, Environment};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    QuerySelect, SqlErr,
     sea_query::Expr,
 };
 use time::OffsetDateTime;
@@ -239,7 +239,7 @@ impl SeaAccountStore {
 #[async_trait]
 impl AccountStore for SeaAccountStore {
     async fn insert(&self, account: &Account, event: &AccountEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         account::Entity::insert(row(account)?).exec(&txn).await.map_err(map_db_err)?;
         insert_event(&txn, account.id, event).await?;
         txn.commit().await.map_err(unavailable)
@@ -271,7 +271,7 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn update(&self, account: &Account, event: Option<&AccountEvent>) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         replace_account(&txn, account, event).await?;
         txn.commit().await.map_err(unavailable)
     }
@@ -282,7 +282,7 @@ impl AccountStore for SeaAccountStore {
         event: Option<&AccountEvent>,
         link_hash: &str,
     ) -> Result<bool, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         // Whoever deletes the row took the link; a concurrent taker deletes nothing. Dropping
         // the transaction without a commit rolls the deletion back.
         let taken = mail_link::Entity::delete_by_id(link_hash.to_owned()).exec(&txn).await.map_err(map_db_err)?;
@@ -311,7 +311,7 @@ impl AccountStore for SeaAccountStore {
         id: AccountId,
         event: &AccountEvent,
     ) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         let updated = account::Entity::update_many()
             .col_expr(account::Column::LastLoginAt, Expr::value(event.at.unix_timestamp()))
             .col_expr(account::Column::InactivityRemindedAt, Expr::value(Option::<i64>::None))
@@ -446,7 +446,7 @@ impl AccountStore for SeaAccountStore {
         event: &AccountEvent,
     ) -> Result<(), StoreError> {
         self.get(environment, id).await?;
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         consent::Entity::delete_by_id((id.to_string(), given.client_id.clone()))
             .exec(&txn)
             .await
@@ -621,7 +621,7 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn delete(&self, environment: Environment, id: AccountId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         data_transfer::Entity::delete_many()
             .filter(data_transfer::Column::AccountId.eq(id.to_string()))
             .exec(&txn)
@@ -675,7 +675,7 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn purge_pending(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         let stale: Vec<String> = account::Entity::find()
             .select_only()
             .column(account::Column::Id)
@@ -737,7 +737,7 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn take_link(&self, token_hash: &str) -> Result<Option<StoredLink>, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         let Some(found) = mail_link::Entity::find_by_id(token_hash.to_owned()).one(&txn).await.map_err(map_db_err)?
         else {
             return Ok(None);
@@ -761,7 +761,7 @@ impl AccountStore for SeaAccountStore {
     }
 
     async fn insert_passkey(&self, stored: &StoredPasskey, event: &AccountEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         passkey::Entity::insert(passkey::ActiveModel {
             id: Set(stored.id.to_string()),
             environment: Set(stored.environment.as_str().to_owned()),
@@ -832,7 +832,7 @@ impl AccountStore for SeaAccountStore {
         stored: uuid::Uuid,
         event: &AccountEvent,
     ) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         let deleted = passkey::Entity::delete_many()
             .filter(passkey::Column::Id.eq(stored.to_string()))
             .filter(passkey::Column::AccountId.eq(id.to_string()))

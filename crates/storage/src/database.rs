@@ -1,7 +1,7 @@
 use std::{path::Path, time::Duration};
 
 use migrations::Migrator;
-use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 /// Advisory-lock key that serialises migrations across nodes ("sk-migr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6b2d_6d69_6772;
@@ -176,7 +176,7 @@ impl Database {
         if self.conn.get_database_backend() != DbBackend::Postgres {
             return Self::migrate_on(&self.conn).await;
         }
-        let txn = self.conn.begin().await?;
+        let txn = crate::transaction::begin(&self.conn).await?;
         txn.execute(Statement::from_string(
             DbBackend::Postgres,
             format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),

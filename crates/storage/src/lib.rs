@@ -1,7 +1,8 @@
 //! Storage behind the domain crates' ports: sea-orm for durable data (one implementation serving
 //! SQLite and PostgreSQL), Redis or process memory for short-lived data.
 //!
-//! Modules: `database` (connection, migrations, readiness), `entities` (sea-orm models, private),
+//! Modules: `database` (connection, migrations, readiness), `transaction` (the cancel-safe
+//! way to begin one), `entities` (sea-orm models, private),
 //! `signing_keys` ([`SeaSigningKeyStore`]), `registry` ([`SeaRegistryStore`]), `accounts` ([`SeaAccountStore`]), `memory` ([`MemoryEphemeralStore`]), `redis_store`
 //! ([`RedisEphemeralStore`]), `testing` (fresh databases for test suites, feature `testing`).
 //!
@@ -26,6 +27,7 @@ mod sealed_secrets;
 mod signing_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transaction;
 
 /// Boxes a store failure for a port's `Unavailable` variant; a database error is marked as the
 /// database's, so the server answers an outage with 503 and names the dependency.

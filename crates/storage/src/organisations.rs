@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use time::OffsetDateTime;
 
@@ -170,7 +170,7 @@ fn member_row(m: &Membership) -> organisation_member::ActiveModel {
 #[async_trait]
 impl OrganisationStore for SeaOrganisationStore {
     async fn insert(&self, organisation: &Organisation, admin: &Membership) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         organisation::Entity::insert(row(organisation)?).exec(&txn).await.map_err(map_db_err)?;
         organisation_member::Entity::insert(member_row(admin)).exec(&txn).await.map_err(map_db_err)?;
         txn.commit().await.map_err(unavailable)
@@ -192,7 +192,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn delete(&self, environment: Environment, id: OrganisationId) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         organisation_link::Entity::delete_many()
             .filter(organisation_link::Column::OrganisationId.eq(id.to_string()))
             .exec(&txn)
@@ -270,7 +270,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn put_member(&self, membership: &Membership) -> Result<bool, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         lock(&txn, membership.organisation_id).await?;
         let account = membership.account_id.to_string();
         let admins = administrators(&txn, membership.organisation_id).await?;
@@ -300,7 +300,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn remove_member(&self, id: OrganisationId, account: AccountId) -> Result<bool, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         lock(&txn, id).await?;
         let admins = administrators(&txn, id).await?;
         let account = account.to_string();
@@ -319,7 +319,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn insert_link(&self, link: &OrganisationLink) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         organisation_link::Entity::delete_many()
             .filter(organisation_link::Column::OrganisationId.eq(link.organisation_id.to_string()))
             .filter(organisation_link::Column::ExpiresAt.lt(link.created_at.unix_timestamp()))
@@ -348,7 +348,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn update_taking_link(&self, o: &Organisation, link_hash: &str) -> Result<bool, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         if !take_link(&txn, link_hash).await? {
             return Ok(false);
         }
@@ -358,7 +358,7 @@ impl OrganisationStore for SeaOrganisationStore {
     }
 
     async fn add_member_taking_link(&self, membership: &Membership, link_hash: &str) -> Result<bool, StoreError> {
-        let txn = self.conn.begin().await.map_err(unavailable)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(unavailable)?;
         if !take_link(&txn, link_hash).await? {
             return Ok(false);
         }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, ClientId, RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation, RotationRequest};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, Statement, TransactionTrait, sea_query::Expr,
+    QueryFilter, Statement, sea_query::Expr,
 };
 
 use crate::{
@@ -202,7 +202,7 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         // SQLite, and on PostgreSQL whatever is not a live token of the client (a replay, a
         // retry within the grace, an expired, unknown or foreign token): read and judge in one
         // transaction.
-        let txn = self.conn.begin().await.map_err(failed)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(failed)?;
         if backend == DbBackend::Sqlite
             && let Some(old) = claim_live_sqlite(&txn, request).await?
         {
@@ -254,7 +254,7 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
     }
 
     async fn undo_rotation(&self, old_hash: &str, new_hash: &str) -> Result<bool, RefreshStoreError> {
-        let txn = self.conn.begin().await.map_err(failed)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(failed)?;
         let dropped = refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::TokenHash.eq(new_hash))
             .filter(refresh_token::Column::UsedAt.is_null())

@@ -3,7 +3,7 @@ use oidc_core::{ClientId, Environment, TenantId};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    QuerySelect, SqlErr,
     sea_query::{Expr, Func},
 };
 use tenant_registry::{
@@ -201,14 +201,14 @@ fn limits(page: PageRequest) -> (u64, u64) {
 #[async_trait]
 impl RegistryStore for SeaRegistryStore {
     async fn insert_tenant(&self, t: &Tenant, audit: &AuditEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         tenant::Entity::insert(tenant_row(t)?).exec(&txn).await.map_err(map_db_err)?;
         write_audit(&txn, audit).await?;
         txn.commit().await.map_err(map_db_err)
     }
 
     async fn update_tenant(&self, t: &Tenant, expected_version: i64, audit: &AuditEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         let updated = tenant::Entity::update_many()
             .set(tenant_row(t)?)
             .filter(tenant::Column::Id.eq(t.id.to_string()))
@@ -224,7 +224,7 @@ impl RegistryStore for SeaRegistryStore {
     }
 
     async fn delete_tenant(&self, id: TenantId, expected_version: i64, audit: &AuditEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         let clients = client::Entity::find()
             .filter(client::Column::TenantId.eq(id.to_string()))
             .count(&txn)
@@ -280,7 +280,7 @@ impl RegistryStore for SeaRegistryStore {
     }
 
     async fn insert_client(&self, c: &Client, audit: &AuditEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         client::Entity::insert(client_row(c)?).exec(&txn).await.map_err(|e| match map_db_err(e) {
             // The foreign key refused: the tenant vanished meanwhile.
             StoreError::HasClients => StoreError::NotFound,
@@ -291,7 +291,7 @@ impl RegistryStore for SeaRegistryStore {
     }
 
     async fn update_client(&self, c: &Client, expected_version: i64, audit: &AuditEvent) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         let updated = client::Entity::update_many()
             .set(client_row(c)?)
             .filter(client::Column::ClientId.eq(c.client_id.as_str()))
@@ -314,7 +314,7 @@ impl RegistryStore for SeaRegistryStore {
         expected_version: i64,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         let deleted = client::Entity::delete_many()
             .filter(client::Column::ClientId.eq(client_id.as_str()))
             .filter(client::Column::Version.eq(expected_version))

@@ -1,8 +1,7 @@
 use async_trait::async_trait;
 use oidc_core::{Environment, KeyStoreError, SigningKeyStore, StoredSigningKey};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr, TransactionTrait,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr, sea_query::Expr,
 };
 use time::OffsetDateTime;
 
@@ -90,7 +89,7 @@ impl SigningKeyStore for SeaSigningKeyStore {
 
     async fn rotate(&self, new: &[StoredSigningKey], retire: &[(String, OffsetDateTime)]) -> Result<(), KeyStoreError> {
         let rows = new.iter().map(to_row).collect::<Result<Vec<_>, _>>()?;
-        let txn = self.conn.begin().await.map_err(map_db_err)?;
+        let txn = crate::transaction::begin(&self.conn).await.map_err(map_db_err)?;
         for (kid, expires_at) in retire {
             Entity::update_many()
                 .col_expr(Column::ExpiresAt, Expr::value(to_unix(*expires_at)))

@@ -26,7 +26,8 @@ pub struct Node {
 impl Node {
     /// Starts `serve` on `port` with `env` and waits until it is ready; its log goes to `log`.
     pub async fn start(env: Vec<(String, String)>, port: u16, log: PathBuf) -> Self {
-        let file = std::fs::File::create(&log).unwrap();
+        // Appended to: a restarted node's log keeps what the killed one wrote.
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_fault-node"))
             .arg("serve")
             .envs(env.iter().cloned())
@@ -65,6 +66,12 @@ impl Node {
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Every line of its log that mentions `word`.
+    pub fn log_lines_with(&self, word: &str) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(word)).collect::<Vec<_>>().join("\n")
     }
 
     /// The resident memory of its process, in KiB.
