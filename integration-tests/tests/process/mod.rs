@@ -68,10 +68,14 @@ impl Node {
         text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// Every line of its log that mentions `word`.
+    /// Every line of its log that mentions `word`, except reports of an unavailable
+    /// dependency (a fault phase makes hundreds of them).
     pub fn log_lines_with(&self, word: &str) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines().filter(|l| l.contains(word)).collect::<Vec<_>>().join("\n")
+        text.lines()
+            .filter(|l| l.contains(word) && !l.contains("dependency unavailable"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The resident memory of its process, in KiB.
