@@ -83,6 +83,12 @@ bench-memory:
 bench-profiles:
     bench/release-profiles.sh
 
+# Rewrite crates/server/link-order.txt, the code a node runs until its first answer, which the
+# linker places first (two dist builds and two starts under valgrind; after dependency updates).
+link-order:
+    command -v valgrind > /dev/null || (apt-get update && apt-get install -y valgrind)
+    bench/link-order.sh
+
 # Signing one ID token per algorithm vs the raw signature (criterion).
 bench-signing:
     cargo bench -p bench --bench signing

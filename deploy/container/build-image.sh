@@ -28,7 +28,7 @@ export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATI
 export BUILDAH_FORMAT=docker
 
 if [ ! -x "$binary" ]; then
-    cargo build --profile dist --locked --bin servicekonto
+    cargo build --profile dist --locked -p server --bin servicekonto
 fi
 
 rootfs=$(mktemp -d)

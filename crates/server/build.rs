@@ -1,0 +1,38 @@
+// Code layout of the optimised binaries: the functions a node runs from its start until its first
+// answer (`crates/server/link-order.txt`, written by `bench/link-order.sh`) are placed first, so a
+// started node keeps a few megabytes of its code resident instead of most of it (Linux maps code
+// in whole large folios; docs/performance.md, "Idle memory"). The bench's binary, which is also
+// the server under test, includes this file.
+//
+// Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): the loader reads all of
+// them at start, and packed they take kilobytes instead of 0.9 MB (glibc ≥ 2.36, as in Debian 12
+// and the image's base; an older glibc refuses the binary by name, GLIBC_ABI_DT_RELR).
+//
+// Only where LLD links (rustc's default linker on x86_64 Linux) and only for optimised builds:
+// debug builds have other symbol names, and no other linker knows the options.
+
+use std::{env, path::Path};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let target = |key: &str| env::var(key).unwrap_or_default();
+    let lld_links = target("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && target("CARGO_CFG_TARGET_OS") == "linux"
+        && target("CARGO_CFG_TARGET_ENV") == "gnu";
+    if !lld_links || target("PROFILE") != "release" {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    let manifest = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let Some(order) = Path::new(&manifest)
+        .ancestors()
+        .map(|dir| dir.join("crates/server/link-order.txt"))
+        .find(|file| file.is_file())
+    else {
+        return;
+    };
+    println!("cargo:rerun-if-changed={}", order.display());
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", order.display());
+    // Names of functions a dependency update removed are skipped, not reported.
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
