@@ -4,7 +4,7 @@
 # (LLD, rustc's default on x86_64 Linux) places them at the start of the code (`build.rs` of the
 # server and the bench), so the code a started node has touched sits in a few megabytes instead
 # of being spread over the whole binary: Linux maps file pages in whole large folios, and every
-# folio a start touches stays resident (docs/performance.md, "Idle memory").
+# folio a start touches stays resident (docs/performance.md, "start code laid out together").
 #
 # Symbol names carry a hash of the crate's build (profile, features), and the bench's binary
 # unifies other features than the shipped `servicekonto` built alone, so both dist builds are
