@@ -1,8 +1,8 @@
 // Code layout of the optimised binaries: the functions a node runs from its start until its first
 // answer (`crates/server/link-order.txt`, written by `bench/link-order.sh`) are placed first, so a
 // started node keeps a few megabytes of its code resident instead of most of it (Linux maps code
-// in whole large folios; docs/performance.md, "start code laid out together"). The bench's binary, which is also
-// the server under test, includes this file.
+// in whole large folios; docs/performance.md, "start code laid out together"). The bench's
+// binary, which is also the server under test, includes this file.
 //
 // Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): the loader reads all of
 // them at start, and packed they take kilobytes instead of 0.9 MB. Only when this machine's C
