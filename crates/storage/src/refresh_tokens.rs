@@ -19,40 +19,97 @@ pub struct SeaRefreshTokenStore {
     /// New tokens (every code redemption that asks for one), batched across concurrent requests
     /// (see `crate::batch`).
     inserts: Arc<Batcher<refresh_token::ActiveModel, Inserted>>,
+    /// Rotations of live tokens on SQLite, batched the same way.
+    claims: Arc<Batcher<Claim, Option<RefreshRecord>>>,
 }
 
-/// SQLite: claims a live token of the presenting client and reads it in one statement
-/// (`UPDATE … RETURNING`), so that a rotation is two statements in its transaction instead of
-/// three (read, claim, insert). `None` when the token is not live or not the client's; nothing
-/// changed then.
-async fn claim_live_sqlite(
-    txn: &sea_orm::DatabaseTransaction,
-    request: &RotationRequest<'_>,
-) -> Result<Option<refresh_token::Model>, RefreshStoreError> {
-    const CLAIM: &str = r#"
-        UPDATE refresh_tokens SET used_at = ?1, replaced_by = ?2
-        WHERE token_hash = ?3 AND used_at IS NULL AND expires_at > ?1 AND client_id = ?4 AND environment = ?5
+/// A rotation's fast path on SQLite: claim a live token of the presenting client and store its
+/// successor. Owned, so that it can wait in a batch.
+#[derive(Debug, Clone)]
+struct Claim {
+    old_hash: String,
+    new_hash: String,
+    client_id: String,
+    environment: &'static str,
+    now: i64,
+    expires_at: i64,
+}
+
+/// SQLite: the claims of a batch in one transaction — one `UPDATE … FROM (VALUES …) RETURNING`
+/// claims every live token of its presenting client, one multi-row `INSERT` stores their
+/// successors, one commit (one write of the log's pages for the whole batch instead of one per
+/// rotation). Each claim is answered with its successor, or `None` when it was not claimed (not
+/// live, not the client's, presented twice in the batch and claimed by the other) or the batch
+/// failed and was rolled back: the caller then judges its token alone, as without batching.
+async fn claim_all_sqlite(conn: DatabaseConnection, claims: Vec<Claim>) -> Vec<Option<RefreshRecord>> {
+    let mut successors = match claim_and_replace(&conn, &claims).await {
+        Ok(successors) => successors,
+        Err(e) => {
+            tracing::debug!(error = %e, claims = claims.len(), "a batch of rotations failed; each is judged alone");
+            return vec![None; claims.len()];
+        }
+    };
+    // New hashes are 256 random bits: one claim per successor.
+    claims.iter().map(|claim| successors.remove(&claim.new_hash)).collect()
+}
+
+/// The successors of the claimed tokens by their new hash, committed.
+async fn claim_and_replace(
+    conn: &DatabaseConnection,
+    claims: &[Claim],
+) -> Result<hashbrown::HashMap<String, RefreshRecord>, RefreshStoreError> {
+    let values = vec!["(?, ?, ?, ?, ?)"; claims.len()].join(", ");
+    // When a token is presented twice in one batch, the update takes one of the two rows of
+    // `claim`: `replaced_by` in the answer names the claim that won.
+    let sql = format!(
+        r#"WITH claim(old_hash, new_hash, by_client, in_environment, at) AS (VALUES {values})
+        UPDATE refresh_tokens SET used_at = claim.at, replaced_by = claim.new_hash
+        FROM claim
+        WHERE refresh_tokens.token_hash = claim.old_hash AND refresh_tokens.used_at IS NULL
+            AND refresh_tokens.expires_at > claim.at AND refresh_tokens.client_id = claim.by_client
+            AND refresh_tokens.environment = claim.in_environment
         RETURNING token_hash, family_id, environment, client_id, account_id, "grant", created_at, expires_at,
-            used_at, replaced_by"#;
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        CLAIM,
-        [
-            request.now.into(),
-            request.new_hash.into(),
-            request.old_hash.into(),
-            request.client_id.to_string().into(),
-            request.environment.as_str().into(),
-        ],
+            used_at, replaced_by"#
     );
-    refresh_token::Model::find_by_statement(statement).one(txn).await.map_err(failed)
+    let parameters = claims.iter().flat_map(|claim| {
+        [
+            claim.old_hash.clone().into(),
+            claim.new_hash.clone().into(),
+            claim.client_id.clone().into(),
+            claim.environment.into(),
+            claim.now.into(),
+        ]
+    });
+    let by_new_hash: hashbrown::HashMap<&str, &Claim> =
+        claims.iter().map(|claim| (claim.new_hash.as_str(), claim)).collect();
+    let txn = crate::transaction::begin(conn).await.map_err(failed)?;
+    let claimed =
+        refresh_token::Model::find_by_statement(Statement::from_sql_and_values(DbBackend::Sqlite, sql, parameters))
+            .all(&txn)
+            .await
+            .map_err(failed)?;
+    let mut successors = hashbrown::HashMap::with_capacity(claimed.len());
+    for old in claimed {
+        let Some(claim) = old.replaced_by.as_deref().and_then(|new_hash| by_new_hash.get(new_hash)) else {
+            return Err(failed(Corrupt(format!("a claim of {} answered for no claim of the batch", old.family_id))));
+        };
+        let next = successor(old, &claim.new_hash, claim.now, claim.expires_at)?;
+        successors.insert(next.token_hash.clone(), next);
+    }
+    if !successors.is_empty() {
+        let rows = successors.values().map(row).collect::<Result<Vec<_>, _>>()?;
+        refresh_token::Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(failed)?;
+    }
+    txn.commit().await.map_err(failed)?;
+    Ok(successors)
 }
 
 impl SeaRefreshTokenStore {
     /// `wait` bounds how long a batched insert may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
         let inserts = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)));
-        Self { conn, inserts }
+        let claims = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, claim_all_sqlite)));
+        Self { conn, inserts, claims }
     }
 }
 
@@ -199,18 +256,23 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
         {
             return Ok(Rotation::Rotated(record(next)?));
         }
-        // SQLite, and on PostgreSQL whatever is not a live token of the client (a replay, a
-        // retry within the grace, an expired, unknown or foreign token): read and judge in one
-        // transaction.
-        let txn = crate::transaction::begin(&self.conn).await.map_err(failed)?;
-        if backend == DbBackend::Sqlite
-            && let Some(old) = claim_live_sqlite(&txn, request).await?
-        {
-            let next = successor(old, new_hash, now, expires_at)?;
-            refresh_token::Entity::insert(row(&next)?).exec(&txn).await.map_err(failed)?;
-            txn.commit().await.map_err(failed)?;
-            return Ok(Rotation::Rotated(next));
+        if backend == DbBackend::Sqlite {
+            let claim = Claim {
+                old_hash: old_hash.to_owned(),
+                new_hash: new_hash.to_owned(),
+                client_id: request.client_id.to_string(),
+                environment: request.environment.as_str(),
+                now,
+                expires_at,
+            };
+            if let Some(next) = self.claims.call(claim).await.map_err(failed)? {
+                return Ok(Rotation::Rotated(next));
+            }
         }
+        // Whatever is not a live token of the client (a replay, a retry within the grace, an
+        // expired, unknown or foreign token), and a rotation whose batch failed: read and judge
+        // in one transaction.
+        let txn = crate::transaction::begin(&self.conn).await.map_err(failed)?;
         let Some(old) = refresh_token::Entity::find_by_id(old_hash.to_owned()).one(&txn).await.map_err(failed)? else {
             return Ok(Rotation::Invalid);
         };
@@ -302,5 +364,106 @@ impl RefreshTokenStore for SeaRefreshTokenStore {
             .await
             .map_err(failed)?;
         Ok(deleted.rows_affected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveValue::Set, EntityTrait as _};
+
+    use super::*;
+    use crate::{Database, entities::account, testing::TestDatabase};
+
+    const ACCOUNT: &str = "0b7d3c5e-2f41-4a8e-9c7d-1e2f3a4b5c6d";
+
+    fn stored(hash: &str, expires_at: i64) -> refresh_token::ActiveModel {
+        refresh_token::ActiveModel {
+            token_hash: Set(hash.to_owned()),
+            family_id: Set(format!("family-of-{hash}")),
+            environment: Set("production".to_owned()),
+            client_id: Set("rp".to_owned()),
+            account_id: Set(ACCOUNT.to_owned()),
+            grant: Set(r#"{"scopes":["openid"]}"#.to_owned()),
+            created_at: Set(0),
+            expires_at: Set(expires_at),
+            used_at: Set(None),
+            replaced_by: Set(None),
+        }
+    }
+
+    fn claim(old_hash: &str, new_hash: &str, client_id: &str) -> Claim {
+        Claim {
+            old_hash: old_hash.to_owned(),
+            new_hash: new_hash.to_owned(),
+            client_id: client_id.to_owned(),
+            environment: "production",
+            now: 100,
+            expires_at: 900,
+        }
+    }
+
+    /// The batch's statement itself, without the fallback to one transaction per token that
+    /// would hide a broken one.
+    #[tokio::test]
+    async fn one_transaction_claims_the_live_tokens_of_their_clients_and_stores_each_successor() {
+        let folder = tempfile::tempdir().unwrap();
+        let db = Database::connect(&TestDatabase::sqlite(folder.path()).url).await.unwrap();
+        db.migrate().await.unwrap();
+        let account = account::ActiveModel {
+            id: Set(ACCOUNT.to_owned()),
+            environment: Set("production".to_owned()),
+            username: Set("batch".to_owned()),
+            username_key: Set("batch".to_owned()),
+            email: Set("batch@example.de".to_owned()),
+            email_key: Set("batch@example.de".to_owned()),
+            status: Set("active".to_owned()),
+            master_data: Set("{}".to_owned()),
+            password_hash: Set(String::new()),
+            trust_level: Set("normal".to_owned()),
+            eid_key: Set(None),
+            privacy_consent: Set("{}".to_owned()),
+            session_epoch: Set(0),
+            login_factors: Set("[]".to_owned()),
+            created_at: Set(0),
+            activated_at: Set(Some(0)),
+            updated_at: Set(0),
+            last_login_at: Set(None),
+            inactivity_reminded_at: Set(None),
+        };
+        account::Entity::insert(account).exec_without_returning(db.conn()).await.unwrap();
+        let rows = [stored("live-1", 1000), stored("live-2", 1000), stored("expired", 50), stored("theirs", 1000)];
+        refresh_token::Entity::insert_many(rows).exec_without_returning(db.conn()).await.unwrap();
+
+        let claims = [
+            claim("live-1", "next-1", "rp"),
+            claim("live-2", "next-2", "rp"),
+            claim("live-2", "again-2", "rp"),
+            claim("expired", "next-expired", "rp"),
+            claim("theirs", "next-theirs", "other-rp"),
+            claim("unknown", "next-unknown", "rp"),
+        ];
+        let successors = claim_and_replace(db.conn(), &claims).await.unwrap();
+        let mut rotated: Vec<&str> = successors.keys().map(String::as_str).collect();
+        rotated.sort_unstable();
+        assert!(rotated == ["again-2", "next-1"] || rotated == ["next-1", "next-2"], "{rotated:?}");
+        let next = &successors["next-1"];
+        assert_eq!((next.family_id.as_str(), next.created_at, next.expires_at), ("family-of-live-1", 100, 900));
+
+        let row = |hash: &'static str| {
+            let conn = db.conn().clone();
+            async move { refresh_token::Entity::find_by_id(hash).one(&conn).await.unwrap() }
+        };
+        let claimed = row("live-1").await.unwrap();
+        assert_eq!((claimed.used_at, claimed.replaced_by.as_deref()), (Some(100), Some("next-1")));
+        assert_eq!(row("next-1").await.unwrap().family_id, "family-of-live-1", "the successor is committed");
+        let twice = row("live-2").await.unwrap().replaced_by.unwrap();
+        assert!(
+            successors.contains_key(&twice)
+                && row(if twice == "next-2" { "again-2" } else { "next-2" }).await.is_none()
+        );
+        for untouched in ["expired", "theirs"] {
+            assert_eq!(row(untouched).await.unwrap().used_at, None, "{untouched}");
+        }
+        assert!(row("next-expired").await.is_none() && row("next-theirs").await.is_none());
     }
 }

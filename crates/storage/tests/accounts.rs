@@ -710,7 +710,7 @@ async fn mail_queue(db: &Database) {
 /// account, its own consent or none, `NotFound` for an account deleted meanwhile while the
 /// others in the same insert are logged, and the other environment's account not found.
 async fn concurrent_sign_ins_get_their_own_answers(db: &Database) {
-    use oidc_core::RefreshTokenStore as _;
+    use oidc_core::{RefreshTokenStore as _, Rotation};
     let f = fixture(db);
     let mut ids = Vec::new();
     for n in 0..12 {
@@ -792,6 +792,55 @@ async fn concurrent_sign_ins_get_their_own_answers(db: &Database) {
     for record in &records {
         assert_eq!(refresh.find(&record.token_hash, 1).await.unwrap().as_ref(), Some(record));
     }
+
+    // Their rotations at the same moment (on SQLite one transaction for the batch): each gets
+    // its own successor; of two presentations of one token one rotates and the other is a
+    // replay; another client's and an unknown token are judged alone.
+    let client = oidc_core::ClientId::parse("wohngeld").unwrap();
+    let other = oidc_core::ClientId::parse("other").unwrap();
+    let next: Vec<String> = (0..records.len()).map(|n| format!("next-{n}")).collect();
+    let mut requests: Vec<oidc_core::RotationRequest<'_>> = records
+        .iter()
+        .zip(&next)
+        .map(|(record, new_hash)| oidc_core::RotationRequest {
+            old_hash: &record.token_hash,
+            new_hash,
+            client_id: &client,
+            environment: PRODUCTION,
+            now: 10,
+            expires_at: 5000,
+            grace_seconds: 0,
+        })
+        .collect();
+    requests.push(oidc_core::RotationRequest { new_hash: "again-0", ..requests[0] });
+    requests.push(oidc_core::RotationRequest { new_hash: "foreign-1", client_id: &other, ..requests[1] });
+    requests.push(oidc_core::RotationRequest { old_hash: "unknown", new_hash: "unknown-next", ..requests[1] });
+    let rotations = futures::future::join_all(requests.iter().map(|request| refresh.rotate(request))).await;
+    let rotations: Vec<Rotation> = rotations.into_iter().map(Result::unwrap).collect();
+    let count = records.len();
+    for (n, rotation) in rotations.iter().enumerate().take(count).skip(1) {
+        let expected = oidc_core::RefreshRecord {
+            token_hash: next[n].clone(),
+            created_at: 10,
+            expires_at: 5000,
+            ..records[n].clone()
+        };
+        assert_eq!(rotation, &Rotation::Rotated(expected.clone()), "rotation {n}");
+        assert_eq!(refresh.find(&next[n], 11).await.unwrap(), Some(expected), "successor {n} is stored");
+        assert_eq!(refresh.find(&records[n].token_hash, 11).await.unwrap(), None, "token {n} is used up");
+    }
+    let twice = [&rotations[0], &rotations[count]];
+    assert_eq!(
+        twice.iter().filter(|r| matches!(r, Rotation::Rotated(_))).count(),
+        1,
+        "one presentation of a token rotates: {twice:?}"
+    );
+    assert!(twice.contains(&&Rotation::Reused("family-0".into())), "the other is a replay: {twice:?}");
+    assert_eq!(refresh.find("next-0", 11).await.unwrap(), None, "the replay revoked the family");
+    assert_eq!(refresh.find("again-0", 11).await.unwrap(), None);
+    assert_eq!(rotations[count + 1], Rotation::Foreign);
+    assert_eq!(rotations[count + 2], Rotation::Invalid);
+    assert_eq!(refresh.find_any("foreign-1").await.unwrap(), None);
 }
 
 /// Where the scenarios run; each gets a database of its own, so their accounts do not meet.
