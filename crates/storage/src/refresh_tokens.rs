@@ -105,7 +105,7 @@ async fn claim_and_replace(
 }
 
 impl SeaRefreshTokenStore {
-    /// `wait` bounds how long a batched insert may take, queue included.
+    /// `wait` bounds how long a batched insert or rotation may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
         let inserts = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)));
         let claims = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, claim_all_sqlite)));
