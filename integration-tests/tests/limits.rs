@@ -122,3 +122,47 @@ async fn held_half_requests_are_closed_after_the_header_timeout_and_healthz_answ
     }
     assert_eq!(closed, 1000, "every half request was closed after the header timeout");
 }
+
+/// Sends `GET /healthz` on `stream` and reads the whole answer; returns its status line, or
+/// `None` when the server had closed the connection.
+async fn healthz_on(stream: &mut TcpStream) -> Option<String> {
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: keep\r\n\r\n").await.ok()?;
+    let mut answer = Vec::new();
+    let mut piece = [0_u8; 4096];
+    loop {
+        let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(end) = head_end {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if answer.len() >= end + 4 + length {
+                return head.lines().next().map(str::to_owned);
+            }
+        }
+        match stream.read(&mut piece).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&piece[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_and_busy_ones_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &[("SERVICEKONTO_HTTP__KEEP_ALIVE_SECONDS", "2")]).await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let mut idle = TcpStream::connect(&address).await.unwrap();
+    assert_eq!(healthz_on(&mut idle).await.as_deref(), Some("http/1.1 200 ok"));
+    // A connection that asks every half second outlives the idle timeout twice over.
+    let mut busy = TcpStream::connect(&address).await.unwrap();
+    for round in 0..8 {
+        assert_eq!(healthz_on(&mut busy).await.as_deref(), Some("http/1.1 200 ok"), "request {round}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The idle one was closed meanwhile (or is, within a few seconds).
+    let mut byte = [0_u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(4), idle.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the idle connection was closed: {read:?}");
+}

@@ -466,7 +466,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Seconds a new connection has to deliver its first request head (slowloris).
     pub header_timeout_seconds: u64,
-    /// Seconds an idle keep-alive connection stays open.
+    /// Seconds a connection stays open without a byte read or written once its first request
+    /// head is in: an idle keep-alive connection, or a request that stalls.
     pub keep_alive_seconds: u64,
     /// `Strict-Transport-Security: max-age` on the hosts of https issuers.
     pub hsts_max_age_seconds: u64,

@@ -42,7 +42,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use admin::openapi_json as admin_openapi_json;
 pub use config::{Config, ConfigError, EidService, LogFormat, Secret};
-use poem::{Server, listener::TcpAcceptor};
 pub use state::{AppState, Migrations};
 pub use telemetry::init as init_telemetry;
 
@@ -58,12 +57,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let http = &state.config().http;
     let grace = Duration::from_secs(http.shutdown_grace_seconds);
-    let acceptor = listener::GuardedAcceptor::new(
-        TcpAcceptor::from_tokio(listener)?,
-        listener::connection_cap(http.max_connections),
-        Duration::from_secs(http.header_timeout_seconds),
-    );
-    let keep_alive = Duration::from_secs(http.keep_alive_seconds);
+    let limits = listener::Limits {
+        max_connections: listener::connection_cap(http.max_connections),
+        head_timeout: Duration::from_secs(http.header_timeout_seconds),
+        idle_timeout: Duration::from_secs(http.keep_alive_seconds),
+    };
     let drain = Duration::from_secs(http.drain_seconds);
     let draining = state.draining.clone();
     let shutdown = async move {
@@ -79,8 +77,8 @@ pub async fn run(
         Some(bind) => {
             let listener = tokio::net::TcpListener::bind(bind).await?;
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            let server = Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?);
-            Some(tokio::spawn(server.run(routes::metrics_app(&state))))
+            let serve = listener::serve(listener, limits, routes::metrics_app(&state), std::future::pending(), grace);
+            Some(tokio::spawn(serve))
         }
         None => None,
     };
@@ -90,10 +88,7 @@ pub async fn run(
     let keys = tokio::spawn(refresh_keys(state.clone()));
     let mails = tokio::spawn(deliver_mails(state.clone()));
     let saml_metadata = tokio::spawn(refresh_saml_metadata_daily(state.clone()));
-    let served = Server::new_with_acceptor(acceptor)
-        .idle_timeout(keep_alive)
-        .run_with_graceful_shutdown(routes::app(&state), shutdown, Some(grace))
-        .await;
+    let served = listener::serve(listener, limits, routes::app(&state), shutdown, grace).await;
     purge.abort();
     inactivity.abort();
     probes.abort();

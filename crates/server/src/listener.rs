@@ -1,8 +1,15 @@
-//! The listener's own limits, before any byte reaches HTTP parsing: a cap on concurrent
-//! connections, and a deadline for a connection's first request head (slowloris). Idle
-//! keep-alive connections are closed by the server's idle timeout (`http.keep_alive_seconds`).
+//! Serving HTTP: our own accept loop around hyper's connection driver, with the listener's own
+//! limits before any byte reaches HTTP parsing: a cap on concurrent connections, a deadline for
+//! a connection's first request head (slowloris), and an idle timeout.
+//!
+//! Why not poem's `Server`: it boxes every request's future, splits each connection into two
+//! halves behind a lock (no vectored writes), and keeps its idle timeout with a task per
+//! connection that is woken on every read and write. Here the deadlines are timers checked only
+//! when a read has to wait, and poem is the application behind the hyper service.
 
 use std::{
+    convert::Infallible,
+    future::Future,
     io,
     pin::Pin,
     sync::Arc,
@@ -10,16 +17,21 @@ use std::{
     time::Duration,
 };
 
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
 use poem::{
+    Endpoint, Response,
     http::uri::Scheme,
-    listener::{Acceptor, TcpAcceptor},
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-    sync::{OwnedSemaphorePermit, Semaphore},
-    time::Sleep,
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    time::{Instant, Sleep},
 };
 
 /// File descriptors kept free for everything but client connections (database and Redis pools,
@@ -43,58 +55,124 @@ pub(crate) fn connection_cap(configured: usize) -> usize {
     configured.min(allowed)
 }
 
-/// Accepts at most `max_connections` at once (the rest wait in the kernel's backlog) and gives
-/// each connection `head_timeout` to deliver its first request head.
-pub(crate) struct GuardedAcceptor {
-    inner: TcpAcceptor,
-    permits: Arc<Semaphore>,
-    head_timeout: Duration,
+/// What a listener allows each connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub(crate) max_connections: usize,
+    /// From accepting a connection until its first request head is complete.
+    pub(crate) head_timeout: Duration,
+    /// Without a byte read or written, after the first request head.
+    pub(crate) idle_timeout: Duration,
 }
 
-impl GuardedAcceptor {
-    pub(crate) fn new(inner: TcpAcceptor, max_connections: usize, head_timeout: Duration) -> Self {
-        Self { inner, permits: Arc::new(Semaphore::new(max_connections)), head_timeout }
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets every
+/// connection finish its request in flight (idle keep-alive connections close at once) and cuts
+/// what is still open after `grace`.
+pub(crate) async fn serve<E>(
+    listener: TcpListener,
+    limits: Limits,
+    app: E,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()>
+where
+    E: Endpoint<Output = Response> + 'static,
+{
+    let local = LocalAddr(listener.local_addr()?.into());
+    let app = Arc::new(app);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let (cut, cut_off) = watch::channel(false);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 (prior knowledge, behind a proxy) with the limits poem's server set.
+    http.http2().max_pending_accept_reset_streams(20).max_header_list_size(16 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &permits, limits) => accepted,
+        };
+        let service = {
+            let app = app.clone();
+            let local = local.clone();
+            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let app = app.clone();
+                let request = poem::Request::from((request, local.clone(), remote.clone(), Scheme::HTTP));
+                async move { Ok::<_, Infallible>(HyperResponse::from(app.get_response(request).await)) }
+            })
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service).into_owned());
+        let mut cut_off = cut_off.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                served = connection => {
+                    if let Err(error) = served {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                _ = cut_off.wait_for(|cut| *cut) => {}
+            }
+        });
     }
+    drop(listener);
+    tracing::info!("no longer accepting; waiting for requests in flight");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(seconds = grace.as_secs(), "connections still open after the grace period are cut");
+        let _ = cut.send(true);
+    }
+    Ok(())
 }
 
-impl Acceptor for GuardedAcceptor {
-    type Io = GuardedStream;
+/// What hyper sends: poem's response with its body.
+type HyperResponse = hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>>;
 
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.inner.local_addr()
-    }
-
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(io::Error::other)?;
-        loop {
-            match self.inner.accept().await {
-                Ok((io, local, remote, scheme)) => {
-                    let head = Some(Box::pin(tokio::time::sleep(self.head_timeout)));
-                    return Ok((GuardedStream { io, head, matched: 0, _permit: permit }, local, remote, scheme));
-                }
-                // Out of file descriptors, or a connection reset before accept: the server's
-                // loop would retry at once and burn a core; wait a little instead.
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+/// Waits for a free permit, then for a connection.
+async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>, limits: Limits) -> (GuardedStream, RemoteAddr) {
+    // The semaphore is never closed.
+    let permit = permits.clone().acquire_owned().await.expect("the connection semaphore stays open");
+    loop {
+        match listener.accept().await {
+            Ok((io, remote)) => return (GuardedStream::new(io, permit, limits), RemoteAddr(remote.into())),
+            // Out of file descriptors, or a connection reset before accept: retrying at once
+            // would burn a core; wait a little instead.
+            Err(error) => {
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-/// A connection holding one of the acceptor's permits until it closes.
+/// A connection holding one of the listener's permits until it closes, and closed by a read
+/// that would wait past its deadline: the head timeout until its first request head is
+/// complete, then the idle timeout after its last read or write.
 pub(crate) struct GuardedStream {
     io: TcpStream,
-    /// Running until the first request head is complete; then `None`.
-    head: Option<Pin<Box<Sleep>>>,
+    /// Wakes a waiting read at the deadline it was set to; moved on lazily, only when it fires
+    /// (per request it costs a clock reading, never a timer update).
+    deadline: Pin<Box<Sleep>>,
+    /// The last read or write; `None` until the first request head is complete.
+    last_activity: Option<Instant>,
     /// How much of the head's end (`\r\n\r\n`) the bytes so far end with.
     matched: u8,
+    idle_timeout: Duration,
     _permit: OwnedSemaphorePermit,
 }
 
 impl GuardedStream {
-    /// Follows the bytes read for the blank line that ends the request head.
+    fn new(io: TcpStream, permit: OwnedSemaphorePermit, limits: Limits) -> Self {
+        Self {
+            io,
+            deadline: Box::pin(tokio::time::sleep(limits.head_timeout)),
+            last_activity: None,
+            matched: 0,
+            idle_timeout: limits.idle_timeout,
+            _permit: permit,
+        }
+    }
+
+    /// Follows the bytes read for the blank line that ends the first request head.
     fn scan(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.matched = match (self.matched, byte) {
@@ -104,33 +182,66 @@ impl GuardedStream {
                 _ => 0,
             };
             if self.matched == 4 {
-                self.head = None;
+                // From here the idle timeout counts; the deadline may only ever be too early.
+                let now = Instant::now();
+                self.last_activity = Some(now);
+                self.deadline.as_mut().reset(now + self.idle_timeout);
                 return;
             }
         }
+    }
+
+    fn active(&mut self) {
+        if self.last_activity.is_some() {
+            self.last_activity = Some(Instant::now());
+        }
+    }
+
+    /// Called when a read has to wait: pending while the deadline has not passed (the deadline
+    /// then wakes this read), else the error that closes the connection.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = match self.last_activity {
+                Some(last) => last + self.idle_timeout,
+                None => self.deadline.deadline(),
+            };
+            if due <= Instant::now() {
+                let what = if self.last_activity.is_some() { "connection idle" } else { "request head not received" };
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time"))));
+            }
+            self.deadline.as_mut().reset(due);
+        }
+        Poll::Pending
     }
 }
 
 impl AsyncRead for GuardedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(deadline) = this.head.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head not received in time")));
-        }
         let before = buf.filled().len();
-        let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.head.is_some() && matches!(read, Poll::Ready(Ok(()))) {
-            this.scan(&buf.filled()[before..]);
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.last_activity.is_none() {
+                    this.scan(&buf.filled()[before..]);
+                } else {
+                    this.active();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.poll_deadline(cx),
+            failed => failed,
         }
-        read
     }
 }
 
 impl AsyncWrite for GuardedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(_)) = written {
+            this.active();
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -146,7 +257,12 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(_)) = written {
+            this.active();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
