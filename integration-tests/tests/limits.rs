@@ -133,10 +133,8 @@ async fn healthz_on(stream: &mut TcpStream) -> Option<String> {
         let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n");
         if let Some(end) = head_end {
             let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
             if answer.len() >= end + 4 + length {
                 return head.lines().next().map(str::to_owned);
             }
@@ -165,4 +163,30 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_stay_open() {
     let mut byte = [0_u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(4), idle.read(&mut byte)).await;
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "the idle connection was closed: {read:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_cut_off_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), &[("SERVICEKONTO_HTTP__KEEP_ALIVE_SECONDS", "2")]).await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    // 20,000 pipelined requests: their answers (several MB) overfill the socket buffers while
+    // this client reads nothing, so the server's writes wait.
+    const REQUESTS: usize = 20_000;
+    let stream = TcpStream::connect(&address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        let request = b"GET /healthz HTTP/1.1\r\nHost: slow-reader\r\n\r\n".repeat(REQUESTS);
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut answers = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answers)).await;
+    sender.abort();
+    let answered = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(read.is_ok(), "the connection was closed");
+    assert!(answered < REQUESTS, "the server stopped writing to a client that did not read: {answered} answers");
+    let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
 }

@@ -5,7 +5,7 @@
 //! Why not poem's `Server`: it boxes every request's future, splits each connection into two
 //! halves behind a lock (no vectored writes), and keeps its idle timeout with a task per
 //! connection that is woken on every read and write. Here the deadlines are timers checked only
-//! when a read has to wait, and poem is the application behind the hyper service.
+//! when a read or write has to wait, and poem is the application behind the hyper service.
 
 use std::{
     convert::Infallible,
@@ -144,13 +144,13 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>, limits: Limits
     }
 }
 
-/// A connection holding one of the listener's permits until it closes, and closed by a read
-/// that would wait past its deadline: the head timeout until its first request head is
+/// A connection holding one of the listener's permits until it closes, and closed by a read or
+/// write that would wait past its deadline: the head timeout until its first request head is
 /// complete, then the idle timeout after its last read or write.
 pub(crate) struct GuardedStream {
     io: TcpStream,
-    /// Wakes a waiting read at the deadline it was set to; moved on lazily, only when it fires
-    /// (per request it costs a clock reading, never a timer update).
+    /// Wakes a waiting read or write at the deadline it was set to; moved on lazily, only when
+    /// it fires (per request it costs a clock reading, never a timer update).
     deadline: Pin<Box<Sleep>>,
     /// The last read or write; `None` until the first request head is complete.
     last_activity: Option<Instant>,
@@ -191,15 +191,30 @@ impl GuardedStream {
         }
     }
 
+    /// A write that has to wait (a client that does not read its answers) is bounded by the
+    /// same deadline as a read.
+    fn after_write(&mut self, cx: &mut Context<'_>, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(_)) => self.active(),
+            Poll::Pending => {
+                if let Some(error) = self.deadline_passed(cx) {
+                    return Poll::Ready(Err(error));
+                }
+            }
+            Poll::Ready(Err(_)) => {}
+        }
+        written
+    }
+
     fn active(&mut self) {
         if self.last_activity.is_some() {
             self.last_activity = Some(Instant::now());
         }
     }
 
-    /// Called when a read has to wait: pending while the deadline has not passed (the deadline
-    /// then wakes this read), else the error that closes the connection.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Called when a read or write has to wait: the error that closes the connection once its
+    /// deadline has passed; before, `None`, and the deadline wakes this task when it comes.
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         while self.deadline.as_mut().poll(cx).is_ready() {
             let due = match self.last_activity {
                 Some(last) => last + self.idle_timeout,
@@ -207,11 +222,11 @@ impl GuardedStream {
             };
             if due <= Instant::now() {
                 let what = if self.last_activity.is_some() { "connection idle" } else { "request head not received" };
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time"))));
+                return Some(io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time")));
             }
             self.deadline.as_mut().reset(due);
         }
-        Poll::Pending
+        None
     }
 }
 
@@ -228,7 +243,7 @@ impl AsyncRead for GuardedStream {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => this.poll_deadline(cx),
+            Poll::Pending => this.deadline_passed(cx).map_or(Poll::Pending, |error| Poll::Ready(Err(error))),
             failed => failed,
         }
     }
@@ -238,10 +253,7 @@ impl AsyncWrite for GuardedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(_)) = written {
-            this.active();
-        }
-        written
+        this.after_write(cx, written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -259,10 +271,7 @@ impl AsyncWrite for GuardedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(_)) = written {
-            this.active();
-        }
-        written
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
