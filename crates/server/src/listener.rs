@@ -91,7 +91,7 @@ where
     loop {
         let (stream, remote) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &permits, limits) => accepted,
+            accepted = accept(&listener, &permits, limits) => accepted?,
         };
         let service = {
             let app = app.clone();
@@ -128,12 +128,16 @@ where
 type HyperResponse = hyper::Response<http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>>;
 
 /// Waits for a free permit, then for a connection.
-async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>, limits: Limits) -> (GuardedStream, RemoteAddr) {
-    // The semaphore is never closed.
-    let permit = permits.clone().acquire_owned().await.expect("the connection semaphore stays open");
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    limits: Limits,
+) -> io::Result<(GuardedStream, RemoteAddr)> {
+    // Fails only if the semaphore were closed, which nothing does.
+    let permit = permits.clone().acquire_owned().await.map_err(io::Error::other)?;
     loop {
         match listener.accept().await {
-            Ok((io, remote)) => return (GuardedStream::new(io, permit, limits), RemoteAddr(remote.into())),
+            Ok((io, remote)) => return Ok((GuardedStream::new(io, permit, limits), RemoteAddr(remote.into()))),
             // Out of file descriptors, or a connection reset before accept: retrying at once
             // would burn a core; wait a little instead.
             Err(error) => {
