@@ -1,6 +1,7 @@
-//! Limits while reading, measured from outside on a node process of its own: huge bodies are
-//! refused before they are buffered (the node's resident memory stays put), and connections
-//! that never finish their request head are closed while `/healthz` keeps answering.
+//! Limits while reading and writing, measured from outside on a node process of its own: huge
+//! bodies are refused before they are buffered (the node's resident memory stays put),
+//! connections that never finish their request head are closed while `/healthz` keeps
+//! answering, and idle connections and clients that never read their answers are cut off.
 //!
 //! A test binary of its own: it reads the node's memory and counts its time, which other tests
 //! running beside it would disturb.
@@ -170,9 +171,10 @@ async fn a_client_that_never_reads_its_answers_is_cut_off_after_the_idle_timeout
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path(), &[("SERVICEKONTO_HTTP__KEEP_ALIVE_SECONDS", "2")]).await;
     let address = node.base.trim_start_matches("http://").to_owned();
-    // 20,000 pipelined requests: their answers (several MB) overfill the socket buffers while
-    // this client reads nothing, so the server's writes wait.
-    const REQUESTS: usize = 20_000;
+    // 100,000 pipelined requests: their answers (about 22 MB) overfill the socket buffers
+    // (the server's send buffer grows to 4 MB at most, the unread receive buffer stays small)
+    // while this client reads nothing, so the server's writes wait.
+    const REQUESTS: usize = 100_000;
     let stream = TcpStream::connect(&address).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let sender = tokio::spawn(async move {
