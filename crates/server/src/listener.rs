@@ -116,7 +116,6 @@ where
         });
     }
     drop(listener);
-    tracing::info!("no longer accepting; waiting for requests in flight");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(seconds = grace.as_secs(), "connections still open after the grace period are cut");
         let _ = cut.send(true);
@@ -154,7 +153,7 @@ async fn accept(
 pub(crate) struct GuardedStream {
     io: TcpStream,
     /// Wakes a waiting read or write at the deadline it was set to; moved on lazily, only when
-    /// it fires (per request it costs a clock reading, never a timer update).
+    /// it fires (per request it costs a clock reading per read and write, no timer update).
     deadline: Pin<Box<Sleep>>,
     /// The last read or write; `None` until the first request head is complete.
     last_activity: Option<Instant>,
