@@ -54,7 +54,10 @@ pub use keys::{
 };
 pub use opaque::{constant_time_eq, entity_tag, random_token, token_digest};
 pub use pkce::{is_well_formed as is_well_formed_pkce, verify_s256};
-pub use refresh::{RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation, RotationRequest};
+pub use refresh::{
+    RefreshRecord, RefreshStoreError, RefreshTokenStore, Rotation, RotationRequest, new_refresh_token,
+    refresh_token_key,
+};
 pub use subject::pairwise_subject;
 pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant, FamilyTag, jwt_access_token_claims};
 pub use trust::{ParseTrustLevelError, TrustLevel};

@@ -9,7 +9,8 @@ use oidc_core::{
     AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, FamilyTag,
     IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, RotationRequest, TrustLevel, at_hash,
     authorize::{self as rules, ResponseMode},
-    claims_of_scope, pairwise_subject, random_token, token_digest, verify_request_object, verify_s256,
+    claims_of_scope, new_refresh_token, pairwise_subject, random_token, refresh_token_key, token_digest,
+    verify_request_object, verify_s256,
 };
 use serde::{Deserialize, Serialize};
 use tenant_registry::{Client, ClientAuthError, ClientKind, GrantType, Tenant};
@@ -549,11 +550,12 @@ pub(crate) async fn redeem(
         let _ = state.ephemeral.delete(&code_key(code)).await;
         return Err(refused);
     }
-    let now = state.clock.now().unix_timestamp();
+    let now = state.clock.now();
     let lifetime = client.settings.lifetimes.access_token;
     // A one-time identification gives its data once: nothing to renew.
     let renewable = client.settings.grant_types.contains(&GrantType::RefreshToken) && grant.one_time.is_none();
-    let family = renewable.then(random_token);
+    let family = renewable.then(|| new_refresh_token(now));
+    let now = now.unix_timestamp();
     let access = AccessGrant {
         environment,
         client_id: client.client_id.clone(),
@@ -679,9 +681,9 @@ async fn complete_redemption(
     };
     let id_token = key.sign("JWT", &claims).map_err(|e| oauth_failure(state, "token.redeem", &e))?;
     let refresh_token = if let Some(family_id) = family {
-        let token = random_token();
+        let token = new_refresh_token(state.clock.now());
         let record = RefreshRecord {
-            token_hash: token_digest(&token),
+            token_hash: refresh_token_key(&token),
             family_id,
             environment,
             client_id: client.client_id.clone(),
@@ -815,10 +817,11 @@ pub(crate) async fn refresh(
     if !client.settings.grant_types.contains(&GrantType::RefreshToken) {
         return Err(oauth(OAuthErrorCode::UnauthorizedClient, "refresh_token ist nicht freigegeben"));
     }
-    let now = state.clock.now().unix_timestamp();
-    let old_hash = token_digest(token);
-    let next_token = random_token();
-    let new_hash = token_digest(&next_token);
+    let now = state.clock.now();
+    let old_hash = refresh_token_key(token);
+    let next_token = new_refresh_token(now);
+    let now = now.unix_timestamp();
+    let new_hash = refresh_token_key(&next_token);
     let lifetime = client.settings.lifetimes.access_token;
     let request = RotationRequest {
         old_hash: &old_hash,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oidc_core::{
     AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, RefreshRecord, SigningAlgorithm,
-    jwt_access_token_claims, random_token, token_digest, verify_client_assertion,
+    jwt_access_token_claims, random_token, refresh_token_key, token_digest, verify_client_assertion,
 };
 use serde::Serialize;
 use tenant_registry::{AdminRole, AuthMethod, Client, ClientAuthError, GrantType, Tenant};
@@ -292,7 +292,7 @@ pub(crate) async fn presented(
     let now = state.clock.now().unix_timestamp();
     let found = state
         .refresh_tokens
-        .find_any(&token_digest(token))
+        .find_any(&refresh_token_key(token))
         .await
         .map_err(|e| oauth_failure(state, "introspection.refresh", &e))?;
     Ok(match found {
