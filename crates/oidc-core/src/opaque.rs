@@ -6,6 +6,9 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// The length of a [`random_token`]: 256 bits in URL-safe base64 without padding.
+pub(crate) const RANDOM_TOKEN_CHARS: usize = 43;
+
 /// 256 random bits from the OS, URL-safe base64 (43 characters).
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];

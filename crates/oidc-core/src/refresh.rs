@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{AccountId, ClientId, Environment, random_token, token_digest};
+use crate::{AccountId, ClientId, Environment, opaque::RANDOM_TOKEN_CHARS, random_token, token_digest};
 
 /// Hex digits of the time prefix: milliseconds since 1970 fit into 48 bits until the year 10889.
 const PREFIX_DIGITS: usize = 12;
@@ -34,7 +34,8 @@ pub fn refresh_token_key(token: &str) -> String {
     let digest = token_digest(token);
     match token.get(..PREFIX_DIGITS) {
         Some(prefix)
-            if token.len() == PREFIX_DIGITS + 43 && prefix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            if token.len() == PREFIX_DIGITS + RANDOM_TOKEN_CHARS
+                && prefix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
         {
             format!("{prefix}{digest}")
         }
@@ -146,6 +147,7 @@ mod tests {
         assert!(earlier_key < later_key, "{earlier_key} {later_key}");
         // Fits the column (64 characters), and holds the digest, not the random part.
         assert_eq!(earlier_key.len(), 12 + 43);
+        assert_eq!(random_token().len(), RANDOM_TOKEN_CHARS);
         assert_eq!(earlier_key[12..], token_digest(&earlier));
         assert!(!earlier_key.contains(&earlier[12..]));
         // Two tokens of one millisecond differ.
