@@ -107,6 +107,19 @@ async fn work<Q: Send + 'static, A: Send + 'static>(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
+        // The first query woke this task, and tokio runs a task woken that way next (its LIFO
+        // slot): the batch would be that one query while the requests behind it, ready to run,
+        // were about to queue theirs. Yielding once lets them run first; on an idle runtime
+        // this costs one turn of the scheduler, not a wait.
+        if batch.len() < max_batch {
+            tokio::task::yield_now().await;
+            while batch.len() < max_batch {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         // A caller that gave up while queued (timed out, disconnected) was told it failed: its
         // statement is not run. (One that gives up while its statement runs may find its write
         // made: a transfer logged and not released, a refresh token stored and never handed
