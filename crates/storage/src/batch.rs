@@ -6,7 +6,7 @@
 //! row, and under load many requests do so at the same moment. A [`Batcher`] runs one statement
 //! of its kind at a time and gives it all requests that queued up while the previous one ran:
 //! one `… WHERE id IN (…)` or one multi-row `INSERT` for all of them. A request that comes alone
-//! does not wait for company: its statement starts at once.
+//! does not wait for company: its statement starts after one turn of the scheduler.
 //!
 //! A request sees every write that was committed before it was queued (its statement starts
 //! later), and its own write is committed when it gets its answer: batching changes neither
@@ -113,11 +113,10 @@ async fn work<Q: Send + 'static, A: Send + 'static>(
         // this costs one turn of the scheduler, not a wait.
         if batch.len() < max_batch {
             tokio::task::yield_now().await;
-            while batch.len() < max_batch {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            while batch.len() < max_batch
+                && let Ok(job) = jobs.try_recv()
+            {
+                batch.push(job);
             }
         }
         // A caller that gave up while queued (timed out, disconnected) was told it failed: its
