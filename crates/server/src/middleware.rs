@@ -280,21 +280,23 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        let host = req.header(header::HOST).map(str::to_ascii_lowercase).unwrap_or_default();
-        let path = req.uri().path().to_owned();
+        let hsts = self.hsts.as_ref().and_then(|(value, hosts)| {
+            let host = req.header(header::HOST)?;
+            hosts.iter().any(|h| h.eq_ignore_ascii_case(host)).then(|| value.clone())
+        });
+        // Shares the request's bytes; the path is only read for a 405.
+        let uri = req.uri().clone();
         let mut response = match self.inner.call(req).await {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
         let headers = response.headers_mut();
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        if let Some((value, hosts)) = &self.hsts
-            && hosts.contains(&host)
-        {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+        if let Some(value) = hsts {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(allowed) = self.methods.allowed(&path).and_then(|m| HeaderValue::from_str(m).ok())
+            && let Some(allowed) = self.methods.allowed(uri.path()).and_then(|m| HeaderValue::from_str(m).ok())
         {
             response.headers_mut().insert(header::ALLOW, allowed);
         }

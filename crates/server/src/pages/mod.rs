@@ -171,11 +171,14 @@ pub(crate) struct PageCtx {
     /// The session could not be looked up (a store failed): never read as "not logged in",
     /// which would be a false logout; pages that need the session answer 503 instead.
     pub(crate) session_unknown: bool,
-    csrf: String,
+    /// The CSRF cookie's value; the token in forms is derived from it when a page needs one (a
+    /// redirect, the authorization endpoint's usual answer, needs none).
+    csrf_cookie: String,
     path: String,
+    /// The raw query, for the language switch.
+    query: String,
     jar: CookieJar,
     client_ip: String,
-    lang_switch: String,
 }
 
 const CSRF_COOKIE: &str = "sk_csrf";
@@ -190,13 +193,13 @@ impl<'a> FromRequest<'a> for PageCtx {
         let site =
             req.data::<Site>().cloned().ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
         let jar = req.cookie().clone();
-        let query: Vec<(String, String)> =
-            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
-        let from_query = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let chosen = from_query("lang").and_then(Lang::parse);
+        let query = req.uri().query().unwrap_or_default();
+        let from_query =
+            |name: &str| url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
+        let chosen = from_query("lang").and_then(|v| Lang::parse(&v));
         let lang = chosen
             .or_else(|| jar.get(LANG_COOKIE).and_then(|c| Lang::parse(c.value_str())))
-            .or_else(|| from_query("ui_locales").and_then(Lang::from_preferences))
+            .or_else(|| from_query("ui_locales").and_then(|v| Lang::from_preferences(&v)))
             .or_else(|| req.header(header::ACCEPT_LANGUAGE).and_then(Lang::from_accept_language))
             .unwrap_or(Lang::De);
         let ctx_cookie = |name: &str, value: String, max_age: Option<Duration>| {
@@ -233,16 +236,9 @@ impl<'a> FromRequest<'a> for PageCtx {
             None => (None, false),
         };
         let path = format!("{}{}", site.prefix, req.uri().path());
-        // The language switch keeps the page's other parameters (e.g. an authorization request
-        // waiting behind the login page).
-        let other = lang.other();
-        let mut switch = url::form_urlencoded::Serializer::new(String::new());
-        switch.extend_pairs(query.iter().filter(|(k, _)| k != "lang"));
-        switch.append_pair("lang", other.code());
-        let lang_switch = format!("{path}?{}", switch.finish());
         Ok(Self {
-            lang_switch,
-            csrf: state.pages.csrf_token(&csrf_cookie),
+            query: query.to_owned(),
+            csrf_cookie,
             client_ip: client_address(
                 req.remote_addr().as_socket_addr().map(|a| a.ip()),
                 req.header("x-forwarded-for"),
@@ -284,7 +280,21 @@ impl PageCtx {
 
     /// Whether a form's CSRF field belongs to this browser.
     pub(crate) fn csrf_ok(&self, field: &str) -> bool {
-        constant_time_eq(field.as_bytes(), self.csrf.as_bytes())
+        constant_time_eq(field.as_bytes(), self.csrf().as_bytes())
+    }
+
+    /// The CSRF token of this browser's forms.
+    fn csrf(&self) -> String {
+        self.state.pages.csrf_token(&self.csrf_cookie)
+    }
+
+    /// This page in the other language. It keeps the page's other parameters (e.g. an
+    /// authorization request waiting behind the login page).
+    fn lang_switch(&self) -> String {
+        let mut switch = url::form_urlencoded::Serializer::new(String::new());
+        switch.extend_pairs(url::form_urlencoded::parse(self.query.as_bytes()).filter(|(k, _)| k != "lang"));
+        switch.append_pair("lang", self.lang.other().code());
+        format!("{}?{}", self.path, switch.finish())
     }
 
     /// Renders `template` with the common context (texts, language, links, CSRF token) and
@@ -295,9 +305,9 @@ impl PageCtx {
             t => self.state.pages.texts.page(self.lang),
             lang => self.lang.code(),
             other_lang => other.code(),
-            lang_switch => self.lang_switch.clone(),
+            lang_switch => self.lang_switch(),
             base => self.site.prefix.clone(),
-            csrf => self.csrf.clone(),
+            csrf => self.csrf(),
             environment => self.site.environment.as_str(),
             logged_in => self.session.is_some(),
             eid_offered => self.state.eid.of(self.site.environment).is_some(),
