@@ -162,6 +162,9 @@ pub(crate) struct Run {
     ours_idle_anon_kib: u64,
     peer_idle_anon_kib: Option<u64>,
     limits: Limits,
+    /// Raw RS256 signatures per second (aws-lc, key held) measured right before and right after
+    /// each of our SSO windows, when the SSO flow ran.
+    sso_raw_rs256_per_second: Option<f64>,
 }
 
 /// Whether the generator was started pinned (see `main` of the binary).
@@ -223,7 +226,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for &concurrency in levels {
             eprintln!("SSO code flow with {concurrency} concurrent clients…");
             let load = Load { concurrency, duration };
-            let (ours, peer) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, &options).await?;
+            let (ours, peer, _) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, &options, false).await?;
             let ours = ours.context("our SSO flow")?;
             steps.push(scaling::Step { concurrency, ours, peer });
         }
@@ -256,9 +259,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // The limits before and after the scenarios: the report reads them as their means, the
     // machine's state over the run.
     let limits_before = limits(options.smoke).await?;
+    let mut sso_raw_rs256_per_second = None;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {
         eprintln!("{}…", scenario.name());
-        let (ours_measured, peer_measured) = measure_both(scenario, &ours, peer.as_ref(), load, &options).await?;
+        let (ours_measured, peer_measured, raw_rs256) =
+            measure_both(scenario, &ours, peer.as_ref(), load, &options, true).await?;
+        sso_raw_rs256_per_second = sso_raw_rs256_per_second.or(raw_rs256);
         rows.push(Row { scenario, ours: ours_measured, peer: peer_measured });
     }
     let limits = limits_before.mean(&limits(options.smoke).await?);
@@ -274,6 +280,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         peer_idle_anon_kib: peer.as_ref().map(|p| p.idle_anon_kib),
         rows,
         limits,
+        sso_raw_rs256_per_second,
         options,
     };
     report::write(&run)
@@ -282,13 +289,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 /// `scenario` against ours and the peer: first `options.warmup` seconds each, not measured, then
 /// `options.rounds` windows each of `load.duration / rounds`, in the order ours, peer, peer,
 /// ours, ours, …
+///
+/// For the SSO flow, with `limit_in_turn`, also the raw RS256 rate right before and right after each of our windows:
+/// the flow is read against that limit, and this machine's speed moves by a sixth within
+/// seconds, so a limit measured minutes away (at the bench's start and end) would measure the
+/// drift as much as the flow.
 async fn measure_both(
     scenario: Scenario,
     ours: &peers::Peer,
     peer: Option<&peers::Peer>,
     load: Load,
     options: &Options,
-) -> anyhow::Result<(Option<Measured>, Option<Measured>)> {
+    limit_in_turn: bool,
+) -> anyhow::Result<(Option<Measured>, Option<Measured>, Option<f64>)> {
+    let raw = (limit_in_turn && scenario == Scenario::SsoFlow).then(IdTokenFixture::new).transpose()?;
+    let raw_budget = Duration::from_secs_f64(if options.smoke { 0.1 } else { 1.0 });
+    let mut raw_rates = Vec::new();
     if options.warmup > 0.0 {
         let warmup = Load { duration: Duration::from_secs_f64(options.warmup), ..load };
         for side in [Some(ours), peer].into_iter().flatten() {
@@ -301,7 +317,15 @@ async fn measure_both(
     for round in 0..options.rounds {
         for i in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
             let Some(side) = sides[i] else { continue };
-            let Some(window) = measure(scenario, side, window).await? else { continue };
+            let raw = raw.as_ref().filter(|_| i == 0);
+            if let Some(fixture) = raw {
+                raw_rates.push(per_second(raw_budget, || fixture.sign_raw())?);
+            }
+            let window = measure(scenario, side, window).await?;
+            if let Some(fixture) = raw {
+                raw_rates.push(per_second(raw_budget, || fixture.sign_raw())?);
+            }
+            let Some(window) = window else { continue };
             measured[i] = Some(match measured[i].take() {
                 Some(earlier) => earlier.merge(window),
                 None => window,
@@ -309,7 +333,39 @@ async fn measure_both(
         }
     }
     let [ours_measured, peer_measured] = measured;
-    Ok((ours_measured, peer_measured))
+    let raw_rate = (!raw_rates.is_empty()).then(|| raw_rates.iter().sum::<f64>() / raw_rates.len() as f64);
+    Ok((ours_measured, peer_measured, raw_rate))
+}
+
+/// An RS256 key and an ID token's claims like the bench's, with the token's signing input.
+struct IdTokenFixture {
+    key: oidc_core::SigningKey,
+    claims: serde_json::Value,
+    signing_input: String,
+}
+
+impl IdTokenFixture {
+    fn new() -> anyhow::Result<Self> {
+        let (key, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::RS256)?;
+        let claims = serde_json::json!({
+            "iss": "http://127.0.0.1:8080/test", "sub": "x".repeat(43), "aud": "demo-client", "azp": "demo-client",
+            "exp": 1_900_000_000, "iat": 1_900_000_000, "auth_time": 1_900_000_000, "nonce": "n".repeat(43),
+            "acr": "normal", "amr": ["pwd"], "at_hash": "a".repeat(22),
+        });
+        let token = key.sign("JWT", &claims)?;
+        let signing_input = token.rsplit_once('.').map(|(input, _)| input.to_owned()).unwrap_or_default();
+        Ok(Self { key, claims, signing_input })
+    }
+
+    /// Our ID token: claims, header, signature.
+    fn sign_id_token(&self) -> anyhow::Result<()> {
+        self.key.sign("JWT", &self.claims).map(drop).map_err(anyhow::Error::from)
+    }
+
+    /// The raw signature over the same signing input.
+    fn sign_raw(&self) -> anyhow::Result<()> {
+        self.key.sign_raw(self.signing_input.as_bytes()).map(drop).map_err(anyhow::Error::from)
+    }
 }
 
 async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::Result<Option<Measured>> {
@@ -321,21 +377,11 @@ async fn measure(scenario: Scenario, peer: &peers::Peer, load: Load) -> anyhow::
 /// The single-core limits the figures are read against, measured on this core.
 async fn limits(smoke: bool) -> anyhow::Result<Limits> {
     let budget = Duration::from_secs_f64(if smoke { 0.2 } else { 3.0 });
-    let (key, _) = oidc_core::SigningKey::generate(oidc_core::SigningAlgorithm::RS256)?;
-    let claims = serde_json::json!({
-        "iss": "http://127.0.0.1:8080/test", "sub": "x".repeat(43), "aud": "demo-client", "azp": "demo-client",
-        "exp": 1_900_000_000, "iat": 1_900_000_000, "auth_time": 1_900_000_000, "nonce": "n".repeat(43),
-        "acr": "normal", "amr": ["pwd"], "at_hash": "a".repeat(22),
-    });
-    let token = key.sign("JWT", &claims)?;
-    let signing_input = token.rsplit_once('.').map(|(input, _)| input.to_owned()).unwrap_or_default();
+    let fixture = IdTokenFixture::new()?;
     // Our ID token against the raw signature it contains: slices taken in turn, so that the
     // machine's drift does not decide which of the two looks dearer.
-    let (id_tokens_per_second, aws_lc_per_second) = per_second_in_turn(
-        budget,
-        || key.sign("JWT", &claims).map(drop).map_err(anyhow::Error::from),
-        || key.sign_raw(signing_input.as_bytes()).map(drop).map_err(anyhow::Error::from),
-    )?;
+    let (id_tokens_per_second, aws_lc_per_second) =
+        per_second_in_turn(budget, || fixture.sign_id_token(), || fixture.sign_raw())?;
     let openssl_per_second = openssl_rs256_per_second(budget);
     let hashing = server::Config::embedded(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).accounts.hashing();
     let argon2 = format!("m={} KiB, t={}, p={}", hashing.memory_kib, hashing.iterations, hashing.parallelism);
@@ -365,6 +411,13 @@ impl Limits {
     /// The machine's RS256 limit on one core: the best implementation measured.
     pub(crate) fn rs256_per_second(&self) -> f64 {
         self.openssl_per_second.unwrap_or(0.0).max(self.aws_lc_per_second)
+    }
+
+    /// The machine's RS256 limit at the moment aws-lc signed `raw_per_second` raw signatures: that
+    /// rate, times the lead of the best implementation over aws-lc in these measurements
+    /// (`openssl speed` runs for seconds, too long to take in turn with the flow's windows).
+    pub(crate) fn rs256_per_second_at(&self, raw_per_second: f64) -> f64 {
+        raw_per_second * (self.rs256_per_second() / self.aws_lc_per_second).max(1.0)
     }
 }
 

@@ -136,12 +136,25 @@ fn targets(run: &Run) -> Vec<Target> {
         text: format!("server peak RSS over the whole bench below the peer's (is {})", times(rss)),
         met: rss.map(|r| r < 1.0),
     });
-    let limit = run.limits.rs256_per_second();
-    let issuance = row(Scenario::SsoFlow).and_then(|r| r.ours.as_ref()).map(|m| m.rate() / limit);
+    // Read against the limit measured next to the flow's windows when there is one; the limit
+    // of the bench's start and end is shown beside it.
+    let far = run.limits.rs256_per_second();
+    let near = run.sso_raw_rs256_per_second.map(|raw| run.limits.rs256_per_second_at(raw));
+    let limit = near.unwrap_or(far);
+    let flows = row(Scenario::SsoFlow).and_then(|r| r.ours.as_ref()).map(Measured::rate);
+    let issuance = flows.map(|rate| rate / limit);
     targets.push(Target {
         text: format!(
-            "ID-token issuance (complete SSO flows/s, one RS256 ID token each) ≥ 60 % of the machine's RS256 limit on one core, {limit:.0} signatures/s (is {})",
-            percent(issuance)
+            "ID-token issuance (complete SSO flows/s, one RS256 ID token each) ≥ 60 % of the machine's RS256 limit on one core, {limit:.0} signatures/s{} (is {}{})",
+            if near.is_some() { " measured before and after each of our SSO windows" } else { "" },
+            percent(issuance),
+            match (near, flows) {
+                (Some(_), Some(rate)) => format!(
+                    "; against the limit of the bench's start and end, {far:.0}/s: {}",
+                    percent(Some(rate / far))
+                ),
+                _ => String::new(),
+            }
         ),
         met: issuance.map(|share| share >= 0.6),
     });
@@ -332,6 +345,8 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
             "rs256_aws_lc_raw_per_second_one_core": run.limits.aws_lc_per_second,
             "rs256_openssl_per_second_one_core": run.limits.openssl_per_second,
             "rs256_machine_limit_per_second_one_core": run.limits.rs256_per_second(),
+            "rs256_machine_limit_next_to_sso_per_second_one_core":
+                run.sso_raw_rs256_per_second.map(|raw| run.limits.rs256_per_second_at(raw)),
             "argon2id_hashes_per_second_one_core": run.limits.argon2_per_second,
             "argon2id_parameters": run.limits.argon2,
         },
