@@ -257,7 +257,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.only.is_empty() || options.only.iter().any(|name| scenario.name().contains(name.as_str()))
     };
     // The limits before and after the scenarios: the report reads them as their means, the
-    // machine's state over the run.
+    // machine's state over the run (the SSO target also against the limit next to its windows).
     let limits_before = limits(options.smoke).await?;
     let mut sso_raw_rs256_per_second = None;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {
@@ -290,10 +290,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 /// `options.rounds` windows each of `load.duration / rounds`, in the order ours, peer, peer,
 /// ours, ours, …
 ///
-/// For the SSO flow, with `limit_in_turn`, also the raw RS256 rate right before and right after each of our windows:
-/// the flow is read against that limit, and this machine's speed moves by a sixth within
-/// seconds, so a limit measured minutes away (at the bench's start and end) would measure the
-/// drift as much as the flow.
+/// For the SSO flow, with `limit_in_turn`, also the raw RS256 rate right before and right after
+/// each of our windows: the flow is read against that limit, and this machine's speed moves by
+/// a sixth within seconds, so a limit measured minutes away (at the bench's start and end)
+/// would measure the drift as much as the flow.
 async fn measure_both(
     scenario: Scenario,
     ours: &peers::Peer,
