@@ -1,9 +1,10 @@
 """A SAML service provider built on pysaml2, for the integration tests: nobody here wrote the code
 that builds its AuthnRequests and LogoutRequests or verifies our Responses.
 
-Usage: sp.py PORT IDP_METADATA_URL WORKDIR [--sign]
+Usage: sp.py IDP_METADATA_URL WORKDIR [--sign]
 
-It prints "ready" once it listens on 127.0.0.1:PORT and answers:
+It listens on a loopback port the kernel chose (its own: no other process can take it between
+choosing and listening), prints "ready PORT" and answers:
   GET  /metadata   its metadata (pysaml2's own)
   GET  /login      an AuthnRequest to the IdP: ?binding=redirect|post, force=1, passive=1,
                    context=<class refs, comma separated>, comparison=exact|minimum|...,
@@ -32,10 +33,12 @@ from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, AuthnC
 from saml2.samlp import RequestedAuthnContext
 from saml2.xmldsig import SIG_RSA_SHA256, DIGEST_SHA256
 
-port = int(sys.argv[1])
-idp_metadata_url = sys.argv[2]
-workdir = sys.argv[3]
-sign = "--sign" in sys.argv[4:]
+idp_metadata_url = sys.argv[1]
+workdir = sys.argv[2]
+sign = "--sign" in sys.argv[3:]
+# Listening before the port goes into the configuration; the handler is set once it exists.
+server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+port = server.server_address[1]
 base = f"http://127.0.0.1:{port}"
 
 key = os.path.join(workdir, "sp-key.pem")
@@ -180,6 +183,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(200, json.dumps({"success": success, "relay_state": q.get("RelayState")}))
 
 
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-print("ready", flush=True)
+server.RequestHandlerClass = Handler
+print(f"ready {port}", flush=True)
 server.serve_forever()

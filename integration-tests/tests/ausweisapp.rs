@@ -82,7 +82,7 @@ fn app_browser() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_real_app_and_our_test_eid_server() {
     const TEST: &str = "ausweisapp::a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_real_app_and_our_test_eid_server";
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip(TEST, "AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let smtp = SmtpSink::start().await;
@@ -146,7 +146,7 @@ async fn a_citizen_registers_and_logs_in_with_the_simulator_card_through_the_rea
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_ausweisapp2_fetches_our_tc_token_and_reports_the_result() {
-    let Some(app) = AusweisApp2::start() else {
+    let Some(app) = AusweisApp2::start().await else {
         return skip(TEST, "AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let config = SdkConfig {

@@ -44,7 +44,7 @@ pub(crate) struct Driver(Child, u16);
 
 impl Driver {
     pub(crate) async fn start(binary: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = storage::testing::free_port();
         // Owned by `Driver` at once, whose `Drop` kills and reaps it on every path.
         let driver = Self(
             Command::new(binary)

@@ -139,7 +139,7 @@ async fn metrics_are_for_prometheus_only() {
     server.stop().await;
 
     // A listener of its own: the main listener has no /metrics.
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_port = storage::testing::free_port();
     let server = TestServer::start(&backends, |c| c.metrics.bind = Some(format!("127.0.0.1:{metrics_port}"))).await;
     assert_eq!(http.get(format!("{}/metrics", server.base_url)).send().await.unwrap().status(), 404);
     let own = http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.unwrap();
@@ -184,7 +184,7 @@ async fn the_monitoring_files_query_only_metrics_the_server_exports() {
     use crate::citizen::{csrf, fill_in, page, post};
     let backends = Backends::from_env().await;
     // The mail relay refuses connections: delivering the activation mail fails, counted.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = storage::testing::free_port();
     let server =
         TestServer::start(&backends, |c| c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{closed}").as_str().into()))
             .await;

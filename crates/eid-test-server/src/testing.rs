@@ -1,7 +1,7 @@
-//! The real AusweisApp2 (Debian's package) for tests: started headless in SDK mode on a free
-//! loopback port, with a fresh home whose settings switch pre-verification off (our terminal
-//! certificates do not chain to the BSI's test CVCA), its log kept to tell its own failures
-//! from ours. Killed when dropped.
+//! The real AusweisApp2 (Debian's package) for tests: started headless in SDK mode on a
+//! loopback port of its choosing, with a fresh home whose settings switch pre-verification off
+//! (our terminal certificates do not chain to the BSI's test CVCA), its log kept to tell its own
+//! failures from ours. Killed when dropped.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -26,24 +26,39 @@ pub struct AusweisApp2 {
     port: u16,
 }
 
+/// The port in the `*.port` file the app writes into `dir` (its `TMPDIR`) once it listens.
+fn reported_port(dir: &std::path::Path) -> Option<u16> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name();
+        let is_port_file = name.to_str().is_some_and(|n| n.starts_with("AusweisApp") && n.ends_with(".port"));
+        let port = std::fs::read_to_string(entry.path()).ok().filter(|_| is_port_file)?.trim().parse().ok()?;
+        (port != 0).then_some(port)
+    })
+}
+
 fn binary() -> Option<&'static str> {
     ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
 }
 
 impl AusweisApp2 {
     /// Starts the app; `None` when it is not installed.
-    pub fn start() -> Option<Self> {
+    ///
+    /// The app picks its port itself (`--port 0`) and writes it to `$TMPDIR/AusweisApp2.<pid>.port`
+    /// (AusweisApp 2.x: `AusweisApp.<pid>.port`) once it listens: a port chosen here and handed
+    /// over could be taken by another test's connection during the seconds the app needs to start.
+    #[allow(clippy::panic, reason = "an installed app that does not start fails the test that asked for it")]
+    pub async fn start() -> Option<Self> {
         let binary = binary()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let home = tempfile::tempdir().ok()?;
         let settings = home.path().join("config").join("Unknown Organization");
         std::fs::create_dir_all(&settings).ok()?;
         std::fs::write(settings.join("AusweisApp2.conf"), "[preverification]\nenabled=false\n").ok()?;
         let log = std::fs::File::create(home.path().join("ausweisapp2.log")).ok()?;
-        let process = tokio::process::Command::new(binary)
-            .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
+        let mut process = tokio::process::Command::new(binary)
+            .args(["--ui", "websocket", "--port", "0", "--address", "127.0.0.1", "--no-proxy"])
             .env("QT_QPA_PLATFORM", "offscreen")
             .env("HOME", home.path())
+            .env("TMPDIR", home.path())
             .env("XDG_RUNTIME_DIR", home.path())
             .env("XDG_CONFIG_HOME", home.path().join("config"))
             .stdout(Stdio::null())
@@ -51,6 +66,21 @@ impl AusweisApp2 {
             .kill_on_drop(true)
             .spawn()
             .ok()?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Some(port) = reported_port(home.path()) {
+                break port;
+            }
+            if let Ok(Some(status)) = process.try_wait() {
+                let log = std::fs::read_to_string(home.path().join("ausweisapp2.log")).unwrap_or_default();
+                panic!("AusweisApp2 ended before it listened ({status}):\n{log}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(home.path().join("ausweisapp2.log")).unwrap_or_default();
+                panic!("AusweisApp2 wrote no port file within 60 s:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         Some(AusweisApp2 { process, home, port })
     }
 
@@ -88,7 +118,7 @@ impl AusweisApp2 {
     /// Replaces the process with a fresh one (after it lost its insertion race).
     pub async fn restart(&mut self) -> Option<()> {
         let _ = self.process.kill().await;
-        *self = AusweisApp2::start()?;
+        *self = AusweisApp2::start().await?;
         Some(())
     }
 }

@@ -127,7 +127,7 @@ async fn authenticate(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_server() {
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let server = test_eid_server().await;
@@ -157,7 +157,7 @@ async fn ausweisapp2_with_the_simulator_card_authenticates_against_the_test_eid_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_psk_and_a_cancelled_run_end_without_data() {
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let server = test_eid_server().await;
@@ -208,7 +208,7 @@ fn card(given_names: &str, born: time::Date, expires: time::Date) -> SimulatorCi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let server = test_eid_server().await;
@@ -251,7 +251,7 @@ async fn test_identities_a_second_person_an_underage_one_and_an_expired_card() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_sharing_the_secret_and_the_sessions_serve_one_authentication() {
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let sessions = Arc::new(MemorySessions::default());
@@ -356,7 +356,7 @@ async fn tampering_proxy(secret: &'static [u8], upstream: std::net::SocketAddr) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_chip_authentication_token_ends_the_run_without_data() {
-    let Some(mut app) = AusweisApp2::start() else {
+    let Some(mut app) = AusweisApp2::start().await else {
         return skip_or_fail("AusweisApp2 is not installed (apt-get install ausweisapp2)");
     };
     let server = test_eid_server().await;

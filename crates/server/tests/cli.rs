@@ -8,6 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use eid_test_server::testing::AusweisApp2;
+use storage::testing::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_servicekonto");
 
 /// A command in a fresh folder, with a fresh free port and no inherited `SERVICEKONTO_*`.
@@ -20,10 +23,6 @@ fn command(dir: &std::path::Path, port: u16) -> Command {
         .env("SERVICEKONTO_ENVIRONMENTS__TEST__ISSUER", format!("http://127.0.0.1:{port}/test"))
         .env("SERVICEKONTO_LOG__FILTER", "info");
     command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts `serve` and waits for its banner line.
@@ -248,39 +247,29 @@ fn admin_bootstrap_prints_credentials_that_get_an_admin_token() {
 /// without AusweisApp2 (a failure when `TEST_REQUIRE_BACKENDS` is set, as in CI).
 #[test]
 fn eid_command_drives_the_local_ausweisapp2() {
-    let Some(binary) =
-        ["/usr/bin/AusweisApp2", "/usr/bin/AusweisApp"].into_iter().find(|p| std::path::Path::new(p).exists())
-    else {
+    // The app's own runtime: it reports the port it chose (see `AusweisApp2::start`).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = runtime.enter();
+    let Some(app) = runtime.block_on(AusweisApp2::start()) else {
         let message = "eid_command_drives_the_local_ausweisapp2: skipped: AusweisApp2 is not installed";
         assert!(std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(), "{message} (and TEST_REQUIRE_BACKENDS is set)");
         let _ = writeln!(std::io::stderr(), "{message}");
         return;
     };
     let home = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut app = Command::new(binary)
-        .args(["--ui", "websocket", "--port", &port.to_string(), "--address", "127.0.0.1", "--no-proxy"])
-        .env("QT_QPA_PLATFORM", "offscreen")
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let nobody = free_port();
     let output = command(home.path(), free_port())
         .args(["eid", "--developer-mode", "--simulator"])
-        .args(["--sdk-url", &format!("ws://127.0.0.1:{port}/eID-Kernel")])
+        .args(["--sdk-url", &app.url()])
         .args(["--tc-token-url", &format!("http://127.0.0.1:{nobody}/eid/tc-token?ref=x")])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let _ = app.kill();
-    let _ = app.wait();
+    let log = app.log();
+    drop(app);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("AusweisApp") && stdout.contains("Lesegerät: Simulator"), "{stdout}");
-    assert!(stdout.contains("Ergebnis: ") && !stdout.contains("Ergebnis: ok"), "{stdout}");
+    assert!(stdout.contains("AusweisApp") && stdout.contains("Lesegerät: Simulator"), "{stdout}\napp's log:\n{log}");
+    assert!(stdout.contains("Ergebnis: ") && !stdout.contains("Ergebnis: ok"), "{stdout}\napp's log:\n{log}");
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
 }
 

@@ -1,10 +1,38 @@
 //! Test support for suites in other crates: a database of their own per test, on SQLite or on
-//! the PostgreSQL server named by `TEST_DATABASE_URL`; a Redis Cluster of three masters.
+//! the PostgreSQL server named by `TEST_DATABASE_URL`; a Redis Cluster of three masters; free
+//! loopback ports for the processes tests start.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
 
 use crate::{Database, DatabaseError};
+
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999), where the
+/// kernel picks the source port of every outgoing connection and the port of every `bind(0)`.
+/// A port asked of the kernel with `bind(0)` and released for a child to bind is free only for
+/// a moment: another test's connection or listener may take it first (CI saw a SAML SP fail with
+/// "Address already in use"). Here nobody but this function hands a port out.
+const FREE_PORTS: std::ops::Range<u16> = 12_000..22_000;
+
+/// A loopback port nobody listens on, for a process a test starts (which binds it itself).
+/// Every call in a process gets another port; the start is drawn from the process id, so test
+/// binaries run side by side are unlikely to meet, and a port that is taken is skipped. Redis
+/// Cluster's bus (port + 10,000) stays below the ephemeral range too.
+#[allow(clippy::panic, reason = "a test helper: ten thousand taken ports fail the test")]
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = FREE_PORTS.end - FREE_PORTS.start;
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = FREE_PORTS.start + (start + step) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FREE_PORTS:?}");
+}
 
 /// A database created for one test. PostgreSQL databases are dropped by [`TestDatabase::drop_now`].
 #[derive(Debug)]
@@ -114,16 +142,7 @@ impl RedisCluster {
         let folder = dir.path().to_owned();
         let mut cluster = Self { nodes: Vec::new(), ports: Vec::new(), _dir: dir };
         for _ in 0..3 {
-            // The cluster bus listens on port + 10000, which must stay below 65536.
-            let port = loop {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map_err(|e| format!("no free port: {e}"))?
-                    .port();
-                if port < 55_000 {
-                    break port;
-                }
-            };
+            let port = free_port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf"), "--save", "", "--appendonly", "no"])

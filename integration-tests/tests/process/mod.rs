@@ -10,10 +10,7 @@ use std::{
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
-/// A free loopback port (free when asked; tests bind it at once).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use storage::testing::free_port;
 
 /// One server node: the real binary in a process of its own.
 pub struct Node {
