@@ -6,10 +6,9 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context;
 use reqwest::{Client, StatusCode, redirect::Policy};
-use storage::testing::free_port;
 use url::Url;
 
-use crate::process::{ServerProcess, pinned};
+use crate::process::{ServerProcess, free_port, pinned};
 
 /// The environment variable that makes the bench binary act as `servicekonto` (see `main`).
 pub const ROLE_VARIABLE: &str = "BENCH_ROLE";
@@ -153,7 +152,7 @@ pub async fn start_servicekonto(
     database: &str,
     redis_url: Option<String>,
 ) -> anyhow::Result<Peer> {
-    let port = free_port();
+    let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let process = start_node(dir, "servicekonto", cpu, port, &base, database, redis_url.as_deref()).await?;
     let peer = endpoints("servicekonto", format!("{base}/test"), process).await?;
@@ -169,9 +168,9 @@ pub async fn start_servicekonto_two_nodes(
     database: &str,
     redis_url: &str,
 ) -> anyhow::Result<Peer> {
-    let front = free_port();
+    let front = free_port()?;
     let base = format!("http://127.0.0.1:{front}");
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b) = (free_port()?, free_port()?);
     // One after the other: the first migrates the database and makes the keys.
     let node_a = start_node(dir, "node-a", cpu, port_a, &base, database, Some(redis_url)).await?;
     let node_b = start_node(dir, "node-b", cpu, port_b, &base, database, Some(redis_url)).await?;
@@ -451,7 +450,7 @@ pub async fn start_oidc_provider(
     redis_url: Option<&str>,
     workers: usize,
 ) -> anyhow::Result<Peer> {
-    let port = free_port();
+    let port = free_port()?;
     let issuer = format!("http://127.0.0.1:{port}");
     let mut command = pinned(cpu, "node");
     if let Some(url) = redis_url {
