@@ -17,7 +17,7 @@ use std::{
 use anyhow::Context;
 use oidc_core::{
     AccessGrant, AccessTokens, AccountId, CitizenGrant, ClientId, Environment, EphemeralStore, FamilyTag, ManualClock,
-    TenantId,
+    TenantId, TenantTag,
 };
 use storage::MemoryEphemeralStore;
 
@@ -39,7 +39,7 @@ fn grant(kind: &str, now: i64, tenant: TenantId) -> anyhow::Result<AccessGrant> 
     Ok(AccessGrant {
         environment: Environment::Test,
         client_id,
-        tenant_id: tenant,
+        tenant: TenantTag::of(tenant),
         scopes: if citizen.is_some() {
             ["openid", "profile", "email", "address"].map(str::to_owned).to_vec()
         } else {

@@ -59,5 +59,8 @@ pub use refresh::{
     refresh_token_key,
 };
 pub use subject::pairwise_subject;
-pub use tokens::{AccessGrant, AccessTokenError, AccessTokens, CitizenGrant, FamilyTag, jwt_access_token_claims};
+pub use tokens::{
+    AccessGrant, AccessTokenError, AccessTokens, CitizenGrant, FamilyTag, TenantTag, jwt_access_token_claims,
+};
+
 pub use trust::{ParseTrustLevelError, TrustLevel};

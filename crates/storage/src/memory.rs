@@ -5,6 +5,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use oidc_core::{Clock, EphemeralError, EphemeralStore, SystemClock};
 use time::OffsetDateTime;
@@ -30,51 +31,137 @@ impl std::fmt::Debug for MemoryEphemeralStore {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     /// An entry is held by the million (one per live access token), so each is one allocation
-    /// (key and value together) in a table of 24-byte slots; a `HashMap<String, Vec<u8>>`
+    /// (expiry, key and value together) in a table of 16-byte slots; a `HashMap<String, Vec<u8>>`
     /// spends two allocations and 48 bytes of slot on the same.
     entries: HashTable<Entry>,
     hasher: DefaultHashBuilder,
+    /// Unix milliseconds that expiries are stored relative to (the store's start), so that
+    /// the usual one takes four bytes.
+    epoch: i64,
+    /// The key being looked up, in its stored form; kept to spare an allocation per lookup.
+    probe: Vec<u8>,
     writes_since_sweep: usize,
     /// Unix milliseconds of the last sweep.
     swept_at: i64,
 }
 
+/// One entry's bytes: its expiry (milliseconds after [`Inner::epoch`], zigzag LEB128), its key
+/// (see [`encode_key`]), then its value.
 struct Entry {
-    /// The key's length (LEB128: one byte for keys under 128 bytes), the key, then the value.
     bytes: Box<[u8]>,
-    /// Unix milliseconds.
-    expires_at: i64,
+}
+
+/// Reads a LEB128 number from the start of `bytes`: the number and the bytes it took.
+fn read_varint(bytes: &[u8]) -> (u64, usize) {
+    let (mut number, mut shift, mut at) = (0u64, 0, 0);
+    while let Some(&byte) = bytes.get(at) {
+        number |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+        at += 1;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    (number, at)
+}
+
+/// `number` as LEB128: the bytes and how many of them it takes.
+fn varint(mut number: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut length) = ([0u8; 10], 0);
+    while number >= 0x80 {
+        bytes[length] = (number & 0x7f) as u8 | 0x80;
+        number >>= 7;
+        length += 1;
+    }
+    bytes[length] = number as u8;
+    (bytes, length + 1)
+}
+
+/// The first byte of a key in its stored form: below this, a short key of that many bytes
+/// follows as it is.
+const KEY_SHORT_LIMIT: u8 = 0x80;
+/// `KEY_DIGEST | p`: a key of the shape `{prefix}{22 characters of URL-safe base64}` (how the
+/// server names what it keeps under a 128-bit digest, `at:…`), whose `p`-byte prefix follows,
+/// then the 16 bytes the base64 stands for: 17 + p bytes instead of 23 + p.
+const KEY_DIGEST: u8 = 0x80;
+const KEY_DIGEST_PREFIX_MAX: usize = 0x3f;
+/// Followed by the key's length (LEB128) and the key as it is.
+const KEY_LONG: u8 = 0xc0;
+const DIGEST_CHARS: usize = 22;
+
+/// `key` in the form it is stored and compared in: one form per key, so two keys are equal
+/// exactly when their forms are.
+fn encode_key(key: &str, out: &mut Vec<u8>) {
+    let bytes = key.as_bytes();
+    if let Some(prefix_len) = bytes.len().checked_sub(DIGEST_CHARS)
+        && prefix_len <= KEY_DIGEST_PREFIX_MAX
+        && key.is_char_boundary(prefix_len)
+    {
+        let mut digest = [0u8; 16];
+        // The strict decoder refuses set trailing bits, so no two texts map to one digest.
+        if URL_SAFE_NO_PAD.decode_slice(&bytes[prefix_len..], &mut digest) == Ok(16) {
+            out.push(KEY_DIGEST | prefix_len as u8);
+            out.extend_from_slice(&bytes[..prefix_len]);
+            out.extend_from_slice(&digest);
+            return;
+        }
+    }
+    match u8::try_from(bytes.len()) {
+        Ok(length) if length < KEY_SHORT_LIMIT => out.push(length),
+        _ => {
+            let (length, took) = varint(bytes.len() as u64);
+            out.push(KEY_LONG);
+            out.extend_from_slice(&length[..took]);
+        }
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// The length of the stored key at the start of `bytes`.
+fn stored_key_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(&first) if first < KEY_SHORT_LIMIT => 1 + usize::from(first),
+        Some(&first) if first < KEY_LONG => 1 + usize::from(first & KEY_DIGEST_PREFIX_MAX as u8) + 16,
+        Some(_) => {
+            let (length, took) = read_varint(&bytes[1..]);
+            1 + took + usize::try_from(length).unwrap_or(usize::MAX)
+        }
+        None => 0,
+    }
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
 impl Entry {
-    fn new(key: &str, value: &[u8], expires_at: i64) -> Self {
-        let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
-        let mut length = key.len();
-        while length >= 0x80 {
-            bytes.push((length & 0x7f) as u8 | 0x80);
-            length >>= 7;
-        }
-        bytes.push(length as u8);
-        bytes.extend_from_slice(key.as_bytes());
+    /// `stored_key` as [`encode_key`] wrote it.
+    fn new(stored_key: &[u8], value: &[u8], expires_at: i64, epoch: i64) -> Self {
+        let (expiry, took) = varint(zigzag(expires_at.saturating_sub(epoch)));
+        // The exact size: a block allocated larger keeps its size class when shrunk.
+        let mut bytes = Vec::with_capacity(took + stored_key.len() + value.len());
+        bytes.extend_from_slice(&expiry[..took]);
+        bytes.extend_from_slice(stored_key);
         bytes.extend_from_slice(value);
-        Self { bytes: bytes.into_boxed_slice(), expires_at }
+        Self { bytes: bytes.into_boxed_slice() }
     }
 
-    /// Where the key starts and ends.
+    /// Unix milliseconds.
+    fn expires_at(&self, epoch: i64) -> i64 {
+        epoch.saturating_add(unzigzag(read_varint(&self.bytes).0))
+    }
+
+    /// Where the stored key starts and ends.
     fn key_range(&self) -> (usize, usize) {
-        let (mut length, mut shift, mut at) = (0usize, 0, 0);
-        while let Some(&byte) = self.bytes.get(at) {
-            length |= usize::from(byte & 0x7f) << shift;
-            at += 1;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        (at, at + length)
+        let start = read_varint(&self.bytes).1;
+        let end = start.saturating_add(stored_key_len(&self.bytes[start..]));
+        (start, end.min(self.bytes.len()))
     }
 
     fn key(&self) -> &[u8] {
@@ -108,7 +195,16 @@ impl MemoryEphemeralStore {
 
     /// An empty store whose entries expire by `clock`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self { inner: Mutex::default(), clock }
+        let now = millis(clock.now());
+        let inner = Inner {
+            entries: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            epoch: now,
+            probe: Vec::new(),
+            writes_since_sweep: 0,
+            swept_at: now,
+        };
+        Self { inner: Mutex::new(inner), clock }
     }
 
     /// Entries held, expired ones not yet swept included.
@@ -129,28 +225,39 @@ impl MemoryEphemeralStore {
 }
 
 impl Inner {
-    /// The live entry under `key`; an expired one is dropped on the way.
-    fn live(&mut self, key: &str, now: i64) -> Option<&mut Entry> {
-        let hash = self.hasher.hash_one(key.as_bytes());
-        let entry = self.entries.find_entry(hash, |e| e.key() == key.as_bytes()).ok()?;
-        if entry.get().expires_at <= now {
+    /// `key`'s stored form in `self.probe`, and its hash.
+    fn probe(&mut self, key: &str) -> u64 {
+        self.probe.clear();
+        encode_key(key, &mut self.probe);
+        self.hasher.hash_one(&self.probe[..])
+    }
+
+    /// The live entry under `key` and its expiry; an expired one is dropped on the way.
+    fn live(&mut self, key: &str, now: i64) -> Option<(&mut Entry, i64)> {
+        let hash = self.probe(key);
+        let Self { entries, probe, epoch, .. } = self;
+        let entry = entries.find_entry(hash, |e| e.key() == &probe[..]).ok()?;
+        let expires_at = entry.get().expires_at(*epoch);
+        if expires_at <= now {
             entry.remove();
             return None;
         }
-        Some(entry.into_mut())
+        Some((entry.into_mut(), expires_at))
     }
 
     /// Removes `key`'s entry, live or not.
     fn remove(&mut self, key: &str) -> Option<Entry> {
-        let hash = self.hasher.hash_one(key.as_bytes());
-        let entry = self.entries.find_entry(hash, |e| e.key() == key.as_bytes()).ok()?;
+        let hash = self.probe(key);
+        let Self { entries, probe, .. } = self;
+        let entry = entries.find_entry(hash, |e| e.key() == &probe[..]).ok()?;
         Some(entry.remove().0)
     }
 
     fn wrote(&mut self, now: i64) {
         self.writes_since_sweep += 1;
         if self.writes_since_sweep >= SWEEP_EVERY && now.saturating_sub(self.swept_at) >= SWEEP_INTERVAL_MS {
-            self.entries.retain(|e| e.expires_at > now);
+            let epoch = self.epoch;
+            self.entries.retain(|e| e.expires_at(epoch) > now);
             // After a peak the table gives its room back, not only its entries.
             if self.entries.capacity() > 4 * self.entries.len().max(SWEEP_EVERY) {
                 let hasher = &self.hasher;
@@ -162,10 +269,10 @@ impl Inner {
     }
 
     fn insert(&mut self, key: &str, value: &[u8], expires_at: i64, now: i64) {
-        let Self { entries, hasher, .. } = self;
-        let hash = hasher.hash_one(key.as_bytes());
-        let entry = Entry::new(key, value, expires_at);
-        match entries.entry(hash, |e| e.key() == key.as_bytes(), |e| hasher.hash_one(e.key())) {
+        let hash = self.probe(key);
+        let Self { entries, hasher, probe, epoch, .. } = self;
+        let entry = Entry::new(probe, value, expires_at, *epoch);
+        match entries.entry(hash, |e| e.key() == &probe[..], |e| hasher.hash_one(e.key())) {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => *occupied.get_mut() = entry,
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert(entry);
@@ -193,7 +300,7 @@ impl EphemeralStore for MemoryEphemeralStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
-        Ok(self.with(|inner, now| inner.live(key, now).map(|e| e.value().to_vec())))
+        Ok(self.with(|inner, now| inner.live(key, now).map(|(e, _)| e.value().to_vec())))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
@@ -210,9 +317,9 @@ impl EphemeralStore for MemoryEphemeralStore {
     async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64, EphemeralError> {
         self.with(|inner, now| {
             let (current, expires_at) = match inner.live(key, now) {
-                Some(entry) => {
+                Some((entry, expires_at)) => {
                     let text = std::str::from_utf8(entry.value()).map_err(|_| EphemeralError::WrongType)?;
-                    (text.parse::<i64>().map_err(|_| EphemeralError::WrongType)?, entry.expires_at)
+                    (text.parse::<i64>().map_err(|_| EphemeralError::WrongType)?, expires_at)
                 }
                 None => (0, expiry(now, ttl)),
             };
@@ -255,6 +362,29 @@ mod tests {
             assert_eq!(store.get(key).await.unwrap().as_deref(), Some(&key.as_bytes()[..3]), "{}", key.len());
             assert!(store.delete(key).await.unwrap());
         }
+        // Keys named by a 128-bit digest are kept as its 16 bytes: each still found by its whole
+        // key only, a text whose last character has set trailing bits ("…AB" against "…AA"
+        // for the same bytes) stays a key of its own, and so does anything near the shape.
+        let digest_keys = [
+            "at:AAAAAAAAAAAAAAAAAAAAAA",
+            "at:AAAAAAAAAAAAAAAAAAAAAB",
+            "atf:AAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAA",
+            "ä:_-_-_-_-_-_-_-_-_-_-_w",
+            "at:AAAAAAAAAAAAAAAAAAAAA=",
+            "at:AAAAAAAAAAAAAAAAAAAAA",
+            "at:AAAAAAAAAAAAAAAAAAAAAAA",
+        ];
+        let long_prefix = format!("{}:AAAAAAAAAAAAAAAAAAAAAA", "p".repeat(80));
+        for (i, key) in digest_keys.iter().copied().chain([long_prefix.as_str()]).enumerate() {
+            store.put(key, &[i as u8], Duration::from_secs(60)).await.unwrap();
+        }
+        for (i, key) in digest_keys.iter().copied().chain([long_prefix.as_str()]).enumerate() {
+            assert_eq!(store.get(key).await.unwrap().as_deref(), Some(&[i as u8][..]), "{key:?}");
+        }
+        let mut stored = Vec::new();
+        encode_key("at:AAAAAAAAAAAAAAAAAAAAAA", &mut stored);
+        assert_eq!(stored.len(), 1 + 3 + 16, "the digest is kept as its bytes");
         assert_eq!(store.take("ab").await.unwrap().as_deref(), Some(&b""[..]));
         assert_eq!(store.get("ab").await.unwrap(), None);
         assert_eq!(store.get("abc").await.unwrap().as_deref(), Some(&b"ab"[..]));
@@ -274,5 +404,29 @@ mod tests {
         assert!(store.with(|inner, _| inner.entries.capacity()) * 4 <= peak, "the table gave its room back");
         assert_eq!(store.get("later:0").await.unwrap().as_deref(), Some(&b"x"[..]));
         assert_eq!(store.get("at:1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expiries_hold_on_either_side_of_the_stores_start() {
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let store = MemoryEphemeralStore::with_clock(clock.clone());
+        store.put("soon", b"1", Duration::from_millis(1500)).await.unwrap();
+        // A clock set back: what is put now expires before the store's start.
+        clock.advance(-time::Duration::days(400));
+        store.put("back", b"2", Duration::from_secs(60)).await.unwrap();
+        store.put("far", b"3", Duration::from_secs(3 * 365 * 86_400)).await.unwrap();
+        assert_eq!(store.get("back").await.unwrap().as_deref(), Some(&b"2"[..]));
+        clock.advance(time::Duration::seconds(61));
+        assert_eq!(store.get("back").await.unwrap(), None, "expired a minute after it was put");
+        clock.advance(time::Duration::days(400) - time::Duration::seconds(61) + time::Duration::milliseconds(1499));
+        assert_eq!(store.get("soon").await.unwrap().as_deref(), Some(&b"1"[..]));
+        clock.advance(time::Duration::milliseconds(1));
+        assert_eq!(store.get("soon").await.unwrap(), None, "expired to the millisecond");
+        clock.advance(time::Duration::days(690)); // "far" lives until 695 days after the start
+        assert_eq!(store.get("far").await.unwrap().as_deref(), Some(&b"3"[..]));
+        clock.advance(time::Duration::days(6));
+        assert_eq!(store.get("far").await.unwrap(), None);
+        assert_eq!(store.increment("far-counter", 2, Duration::from_secs(10)).await.unwrap(), 2);
+        assert_eq!(store.increment("far-counter", 3, Duration::from_secs(10)).await.unwrap(), 5);
     }
 }

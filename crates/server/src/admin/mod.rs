@@ -104,7 +104,8 @@ async fn actor(state: &AppState, token: &AdminToken) -> AdminResult<Actor> {
         OAuthErrorCode::TemporarilyUnavailable => AdminError::unavailable(),
         _ => AdminError::internal(&e),
     })?;
-    let Some(LiveGrant { grant, client, .. }) = found.filter(|live| live.grant.environment == Environment::Production)
+    let Some(LiveGrant { grant, client, tenant }) =
+        found.filter(|live| live.grant.environment == Environment::Production)
     else {
         return Err(AdminError::unauthorized(
             "The access token is unknown, expired, not from the production issuer, or its client or tenant is gone or suspended.",
@@ -114,7 +115,7 @@ async fn actor(state: &AppState, token: &AdminToken) -> AdminResult<Actor> {
     match client.admin_role {
         Some(AdminRole::Operator) if has("admin") => Ok(Actor::Operator(grant.client_id)),
         Some(AdminRole::TenantAdmin) if has("tenant-admin") => {
-            Ok(Actor::TenantAdmin { client_id: grant.client_id, tenant_id: grant.tenant_id })
+            Ok(Actor::TenantAdmin { client_id: grant.client_id, tenant_id: tenant.id })
         }
         _ if has("admin") || has("tenant-admin") => {
             Err(AdminError::unauthorized("The access token's client no longer has the role it was issued for."))

@@ -7,7 +7,8 @@ use std::time::Duration;
 use account_service::{Account, AuthMethod, Session};
 use oidc_core::{
     AccessGrant, AccountId, AssertionError, CitizenGrant, ClaimsRequest, ClientId, Environment, FamilyTag,
-    IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, RotationRequest, TrustLevel, at_hash,
+    IdTokenClaims, OAuthError, OAuthErrorCode, RefreshRecord, Rotation, RotationRequest, TenantTag, TrustLevel,
+    at_hash,
     authorize::{self as rules, ResponseMode},
     claims_of_scope, new_refresh_token, pairwise_subject, random_token, refresh_token_key, token_digest,
     verify_request_object, verify_s256,
@@ -559,7 +560,7 @@ pub(crate) async fn redeem(
     let access = AccessGrant {
         environment,
         client_id: client.client_id.clone(),
-        tenant_id: client.tenant_id,
+        tenant: TenantTag::of(client.tenant_id),
         scopes: grant.scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
@@ -790,7 +791,7 @@ fn renewed_grant(
     AccessGrant {
         environment,
         client_id: client.client_id.clone(),
-        tenant_id: client.tenant_id,
+        tenant: TenantTag::of(client.tenant_id),
         scopes: renewed.scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(client.settings.lifetimes.access_token),

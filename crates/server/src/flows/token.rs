@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use oidc_core::{
-    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, RefreshRecord, SigningAlgorithm,
+    AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, RefreshRecord, SigningAlgorithm, TenantTag,
     jwt_access_token_claims, random_token, refresh_token_key, token_digest, verify_client_assertion,
 };
 use serde::Serialize;
@@ -207,7 +207,7 @@ pub(crate) async fn client_credentials(
     let grant = AccessGrant {
         environment,
         client_id: client.client_id.clone(),
-        tenant_id: tenant.id,
+        tenant: TenantTag::of(tenant.id),
         scopes: scopes.clone(),
         issued_at: now,
         expires_at: now + i64::from(lifetime),
@@ -256,7 +256,7 @@ pub(crate) async fn live_grant(
         return Ok(None);
     };
     match state.registry.active_client(grant.environment, grant.client_id.as_str()).await {
-        Ok((client, tenant)) if tenant.id == grant.tenant_id => Ok(Some(LiveGrant { grant, client, tenant })),
+        Ok((client, tenant)) if grant.tenant.names(tenant.id) => Ok(Some(LiveGrant { grant, client, tenant })),
         Ok(_) | Err(ClientAuthError::Failed | ClientAuthError::TenantSuspended) => Ok(None),
         Err(ClientAuthError::Store(e)) => Err(oauth_failure(state, operation, &e)),
     }

@@ -106,7 +106,7 @@ pub(crate) async fn userinfo(req: &Request, body: Body, state: Data<&AppState>, 
                 match crate::flows::organisation::organisation_claim(
                     &state,
                     site.environment,
-                    grant.tenant_id,
+                    tenant.id,
                     account.id,
                     id,
                 )
