@@ -605,6 +605,21 @@ pub(crate) async fn consent(ctx: PageCtx, body: Body) -> Response {
 }
 
 #[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_are_read_by_name_unknown_ones_ignored_and_a_repeated_one_refused() {
+        let params = super::params_of(b"client_id=demo&scope=openid+email&max_age=0&x-unknown=1&state=%C3%A4").unwrap();
+        assert_eq!(params.client_id.as_deref(), Some("demo"));
+        assert_eq!(params.scope.as_deref(), Some("openid email"));
+        assert_eq!(params.max_age.as_deref(), Some("0"));
+        assert_eq!(params.state.as_deref(), Some("ä"));
+        assert_eq!(params.nonce, None);
+        assert!(super::params_of(b"scope=openid&scope=email").is_err());
+        assert!(super::params_of(b"").is_ok_and(|p| p.client_id.is_none()));
+    }
+}
+
+#[cfg(test)]
 mod untrusted_input {
     use proptest::prelude::*;
 
