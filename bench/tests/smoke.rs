@@ -152,7 +152,9 @@ fn token_memory_measures_and_sees_expired_tokens_swept() {
     assert_eq!(rows.len(), 2, "both kinds of token");
     for row in &rows {
         assert!(row["bytes_per_token"].as_f64().unwrap() > 0.0, "{row}");
-        // 10,000 expired tokens are gone; what is held is the 1,100 writes after expiry.
-        assert!(row["held_after_expiry"].as_u64().unwrap() <= 1_100, "expired tokens were not swept: {row}");
+        // 10,000 expired tokens are gone after at most a third as many writes and a round
+        // through the shards (the child fails if they are not gone after 10,000).
+        let writes = row["writes_until_swept"].as_u64().unwrap();
+        assert!(writes > 0 && writes <= 10_000 / 3 + 200, "expired tokens were swept late: {row}");
     }
 }

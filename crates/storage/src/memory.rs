@@ -34,17 +34,19 @@ impl std::fmt::Debug for MemoryEphemeralStore {
 struct Inner {
     /// An entry is held by the million (one per live access token), so each is one allocation
     /// (expiry, key and value together) in a table of 16-byte slots; a `HashMap<String, Vec<u8>>`
-    /// spends two allocations and 48 bytes of slot on the same.
-    entries: HashTable<Entry>,
+    /// spends two allocations and 48 bytes of slot on the same. [`SHARDS`] tables, by bits of
+    /// the hash the tables do not use, so that a sweep can visit a part of the entries.
+    shards: Vec<HashTable<Entry>>,
     hasher: DefaultHashBuilder,
     /// Unix milliseconds that expiries are stored relative to (the store's start), so that
     /// the usual one takes four bytes.
     epoch: i64,
     /// The key being looked up, in its stored form; kept to spare an allocation per lookup.
     probe: Vec<u8>,
-    writes_since_sweep: usize,
-    /// Unix milliseconds of the last sweep.
-    swept_at: i64,
+    /// Entries the writes since the last sweep have paid to visit.
+    sweep_credit: usize,
+    /// The shard the next sweep visits.
+    next_sweep: usize,
 }
 
 /// One entry's bytes: its expiry (milliseconds after [`Inner::epoch`], zigzag LEB128), its key
@@ -174,10 +176,23 @@ impl Entry {
     }
 }
 
-/// Expired entries are dropped lazily on read and in a sweep after this many writes, at most
-/// once a second (a sweep reads every entry), which bounds memory without a background task.
-const SWEEP_EVERY: usize = 1024;
-const SWEEP_INTERVAL_MS: i64 = 1000;
+/// Expired entries are dropped lazily on read, and by a sweep that visits one shard at a time,
+/// paid for by the writes: each write pays for this many visits, and the next shard is swept
+/// once the writes have paid for all of its entries. So a sweep costs a write a bounded amount
+/// on average (a visit reads the entry's allocation: a cache miss, about 40 ns at a million
+/// entries), never stalls the store for longer than one shard's visit, and bounds memory
+/// without a background task: entries that expired wait at most one round through the shards,
+/// during which the writes add at most a quarter of the entries again, so the store holds at
+/// most 4/3 of its live entries.
+const SWEEP_VISITS_PER_WRITE: usize = 4;
+const SHARDS: usize = 64;
+/// A shard's table gives its room back when it is four times larger than needed for this many.
+const SHRINK_FLOOR: usize = 16;
+
+fn shard_of(hash: u64) -> usize {
+    // hashbrown takes a table's bucket from the low bits and its tag from the top seven.
+    (hash >> 40) as usize % SHARDS
+}
 
 fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
@@ -197,19 +212,19 @@ impl MemoryEphemeralStore {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         let now = millis(clock.now());
         let inner = Inner {
-            entries: HashTable::new(),
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
             hasher: DefaultHashBuilder::default(),
             epoch: now,
             probe: Vec::new(),
-            writes_since_sweep: 0,
-            swept_at: now,
+            sweep_credit: 0,
+            next_sweep: 0,
         };
         Self { inner: Mutex::new(inner), clock }
     }
 
     /// Entries held, expired ones not yet swept included.
     pub fn len(&self) -> usize {
-        self.with(|inner, _| inner.entries.len())
+        self.with(|inner, _| inner.shards.iter().map(HashTable::len).sum())
     }
 
     /// Whether nothing is held.
@@ -235,8 +250,8 @@ impl Inner {
     /// The live entry under `key` and its expiry; an expired one is dropped on the way.
     fn live(&mut self, key: &str, now: i64) -> Option<(&mut Entry, i64)> {
         let hash = self.probe(key);
-        let Self { entries, probe, epoch, .. } = self;
-        let entry = entries.find_entry(hash, |e| e.key() == &probe[..]).ok()?;
+        let Self { shards, probe, epoch, .. } = self;
+        let entry = shards[shard_of(hash)].find_entry(hash, |e| e.key() == &probe[..]).ok()?;
         let expires_at = entry.get().expires_at(*epoch);
         if expires_at <= now {
             entry.remove();
@@ -248,31 +263,32 @@ impl Inner {
     /// Removes `key`'s entry, live or not.
     fn remove(&mut self, key: &str) -> Option<Entry> {
         let hash = self.probe(key);
-        let Self { entries, probe, .. } = self;
-        let entry = entries.find_entry(hash, |e| e.key() == &probe[..]).ok()?;
+        let Self { shards, probe, .. } = self;
+        let entry = shards[shard_of(hash)].find_entry(hash, |e| e.key() == &probe[..]).ok()?;
         Some(entry.remove().0)
     }
 
     fn wrote(&mut self, now: i64) {
-        self.writes_since_sweep += 1;
-        if self.writes_since_sweep >= SWEEP_EVERY && now.saturating_sub(self.swept_at) >= SWEEP_INTERVAL_MS {
-            let epoch = self.epoch;
-            self.entries.retain(|e| e.expires_at(epoch) > now);
-            // After a peak the table gives its room back, not only its entries.
-            if self.entries.capacity() > 4 * self.entries.len().max(SWEEP_EVERY) {
-                let hasher = &self.hasher;
-                self.entries.shrink_to(2 * self.entries.len(), |e| hasher.hash_one(e.key()));
-            }
-            self.writes_since_sweep = 0;
-            self.swept_at = now;
+        self.sweep_credit = self.sweep_credit.saturating_add(SWEEP_VISITS_PER_WRITE);
+        let Self { shards, hasher, epoch, sweep_credit, next_sweep, .. } = self;
+        let shard = &mut shards[*next_sweep];
+        if *sweep_credit < shard.len() {
+            return;
         }
+        *sweep_credit -= shard.len();
+        shard.retain(|e| e.expires_at(*epoch) > now);
+        // After a peak the table gives its room back, not only its entries.
+        if shard.capacity() > 4 * shard.len().max(SHRINK_FLOOR) {
+            shard.shrink_to(2 * shard.len(), |e| hasher.hash_one(e.key()));
+        }
+        *next_sweep = (*next_sweep + 1) % SHARDS;
     }
 
     fn insert(&mut self, key: &str, value: &[u8], expires_at: i64, now: i64) {
         let hash = self.probe(key);
-        let Self { entries, hasher, probe, epoch, .. } = self;
+        let Self { shards, hasher, probe, epoch, .. } = self;
         let entry = Entry::new(probe, value, expires_at, *epoch);
-        match entries.entry(hash, |e| e.key() == &probe[..], |e| hasher.hash_one(e.key())) {
+        match shards[shard_of(hash)].entry(hash, |e| e.key() == &probe[..], |e| hasher.hash_one(e.key())) {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => *occupied.get_mut() = entry,
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert(entry);
@@ -393,15 +409,30 @@ mod tests {
             store.put(&format!("at:{i}"), &i.to_le_bytes(), Duration::from_secs(300)).await.unwrap();
         }
         assert_eq!(store.get("at:19999").await.unwrap().as_deref(), Some(&19_999_u32.to_le_bytes()[..]));
-        let peak = store.with(|inner, _| inner.entries.capacity());
+        let capacity = |store: &MemoryEphemeralStore| {
+            store.with(|inner, _| inner.shards.iter().map(HashTable::capacity).sum::<usize>())
+        };
+        let peak = capacity(&store);
 
-        // The tokens expire; the next writes sweep them and the table shrinks.
+        // The tokens expire; the writes after them pay for a round through the shards, which
+        // sweeps them, and the tables shrink. Fewer writes do not visit every shard.
         clock.advance(time::Duration::seconds(301));
-        for i in 0..SWEEP_EVERY {
+        // A round visits the expired entries and the new ones: at most 20,000 / (4 − 1) writes.
+        let bound = 20_000 / (SWEEP_VISITS_PER_WRITE - 1) + 2 * SHARDS;
+        for i in 0..bound / 4 {
             store.put(&format!("later:{i}"), b"x", Duration::from_secs(300)).await.unwrap();
         }
-        assert_eq!(store.len(), SWEEP_EVERY, "the first write after the expiry swept every expired entry");
-        assert!(store.with(|inner, _| inner.entries.capacity()) * 4 <= peak, "the table gave its room back");
+        assert!(store.len() > bound / 4 + 5_000, "a part of a round sweeps a part of the expired entries");
+        let mut writes = bound / 4;
+        while store.len() > writes {
+            store.put(&format!("later:{writes}"), b"x", Duration::from_secs(300)).await.unwrap();
+            writes += 1;
+            assert!(writes <= bound, "{} entries left after {writes} writes", store.len());
+        }
+        // The tables hold room for what lives now, not for the peak.
+        let (now_capacity, live) = (capacity(&store), store.len());
+        assert!(now_capacity <= 4 * live.max(SHARDS * SHRINK_FLOOR), "{now_capacity} slots for {live} entries");
+        assert!(now_capacity * 2 <= peak, "{now_capacity} slots now, {peak} at the peak");
         assert_eq!(store.get("later:0").await.unwrap().as_deref(), Some(&b"x"[..]));
         assert_eq!(store.get("at:1").await.unwrap(), None);
     }
