@@ -62,5 +62,4 @@ pub use subject::pairwise_subject;
 pub use tokens::{
     AccessGrant, AccessTokenError, AccessTokens, CitizenGrant, FamilyTag, TenantTag, jwt_access_token_claims,
 };
-
 pub use trust::{ParseTrustLevelError, TrustLevel};

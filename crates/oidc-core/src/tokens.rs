@@ -78,7 +78,7 @@ impl FamilyTag {
 }
 
 /// Names the issuing client's tenant in an access grant: 64 bits of the tenant id's SHA-256,
-/// a quarter of what a grant of a `client_credentials` token otherwise holds. A token is good
+/// 8 bytes where the id took 17 (a `client_credentials` grant: 33 bytes instead of 42). A token is good
 /// only while its client belongs to the tenant it names (a client id deleted and registered
 /// again by another tenant within the token's life does not inherit its tokens); two tenants'
 /// tags meet with a chance of 2⁻⁶⁴.
