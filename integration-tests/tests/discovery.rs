@@ -1,6 +1,6 @@
 //! Discovery and JWKS per environment, fetched by a real relying-party library.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use openidconnect::{IssuerUrl, JsonWebKey, core::CoreProviderMetadata};
 
@@ -98,6 +98,71 @@ async fn environments_are_told_apart_by_host_when_issuers_differ_in_host() {
     assert_eq!(test.issuer().as_str(), format!("http://localhost:{port}"));
     assert_eq!(production.issuer().as_str(), server.base_url);
     assert!(kids(&production).is_disjoint(&kids(&test)));
+    server.stop().await;
+    backends.drop_now().await;
+}
+
+/// Discovery and the JWKS are answered before the app's layers (`routes::Documents`) unless a
+/// request has a body; such a request goes the long way. Both ways must give the same answer:
+/// the same status, body and headers (but `Date` and a fresh request id), and count in the
+/// same metrics series.
+#[tokio::test]
+async fn the_documents_answer_alike_straight_from_the_head_and_through_the_app() {
+    let backends = Backends::from_env().await;
+    let server = TestServer::start(&backends, |_| {}).await;
+    let client = reqwest::Client::new();
+    let paths = ["/.well-known/openid-configuration", "/jwks", "/test/.well-known/openid-configuration", "/test/jwks"];
+    let answer = |path: &str, long_way: bool, tag: Option<&str>, request_id: Option<&str>| {
+        let mut request = client.get(format!("{}{path}", server.base_url));
+        if long_way {
+            request = request.body("{}");
+        }
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let mut headers: BTreeMap<String, String> = response
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned()))
+                .collect();
+            headers.remove("date");
+            let id = headers.remove("x-request-id").expect("every answer names its request id");
+            (status, headers, id, response.bytes().await.unwrap())
+        }
+    };
+    for path in paths {
+        let (status, headers, short_id, body) = answer(path, false, None, None).await;
+        let (long_status, long_headers, long_id, long_body) = answer(path, true, None, None).await;
+        assert_eq!((status, &headers, &body), (long_status, &long_headers, &long_body), "{path}");
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_ne!(short_id, long_id, "{path}: a fresh request id each");
+        assert_eq!(short_id.len(), 36, "{path}: a UUID, is {short_id}");
+
+        let etag = headers["etag"].clone();
+        let (status, headers, id, body) = answer(path, false, Some(&etag), Some("req-0123456789abcdef")).await;
+        let (long_status, long_headers, long_id, long_body) =
+            answer(path, true, Some(&etag), Some("req-0123456789abcdef")).await;
+        assert_eq!((status, &headers, &body), (long_status, &long_headers, &long_body), "{path} with If-None-Match");
+        assert_eq!(status, 304, "{path}");
+        assert_eq!((id.as_str(), long_id.as_str()), ("req-0123456789abcdef", "req-0123456789abcdef"), "{path}");
+    }
+    let metrics = client.get(format!("{}/metrics", server.base_url)).send().await.unwrap().text().await.unwrap();
+    for path in paths {
+        for status in [200, 304] {
+            let line =
+                format!(r#"servicekonto_http_requests_total{{method="GET",route="{path}",status="{status}"}} 2"#);
+            assert!(metrics.contains(&line), "both ways count in one series: {line}\n{metrics}");
+        }
+        let line = format!(r#"servicekonto_http_request_duration_seconds_count{{method="GET",route="{path}"}} 4"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
     server.stop().await;
     backends.drop_now().await;
 }

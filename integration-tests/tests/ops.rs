@@ -100,7 +100,15 @@ async fn every_response_has_nosniff_405_names_allow_admin_is_never_cached_and_ht
         assert_eq!(named, expected, "{method} {path}");
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     }
-    for path in ["/nowhere", "/admin/api/v1/tenants", "/healthz", "/test/jwks", "/test/anmelden"] {
+    for path in [
+        "/nowhere",
+        "/admin/api/v1/tenants",
+        "/healthz",
+        "/jwks",
+        "/.well-known/openid-configuration",
+        "/test/jwks",
+        "/test/anmelden",
+    ] {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(

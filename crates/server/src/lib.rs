@@ -77,7 +77,8 @@ pub async fn run(
         Some(bind) => {
             let listener = tokio::net::TcpListener::bind(bind).await?;
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            let serve = listener::serve(listener, limits, routes::metrics_app(&state), std::future::pending(), grace);
+            let serve =
+                listener::serve(listener, limits, routes::metrics_app(&state), (), std::future::pending(), grace);
             Some(tokio::spawn(serve))
         }
         None => None,
@@ -88,7 +89,8 @@ pub async fn run(
     let keys = tokio::spawn(refresh_keys(state.clone()));
     let mails = tokio::spawn(deliver_mails(state.clone()));
     let saml_metadata = tokio::spawn(refresh_saml_metadata_daily(state.clone()));
-    let served = listener::serve(listener, limits, routes::app(&state), shutdown, grace).await;
+    let served =
+        listener::serve(listener, limits, routes::app(&state), routes::shortcut(&state), shutdown, grace).await;
     purge.abort();
     inactivity.abort();
     probes.abort();

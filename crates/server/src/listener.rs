@@ -2,7 +2,7 @@
 //! limits before any byte reaches HTTP parsing: a cap on concurrent connections, a deadline for
 //! a connection's first request head (slowloris), and an idle timeout.
 //!
-//! Why not poem's `Server`: it boxes every request's future, splits each connection into two
+//! Why not poem's `Server`: it splits each connection into two
 //! halves behind a lock (no vectored writes), and keeps its idle timeout with a task per
 //! connection that is woken on every read and write. Here the deadlines are timers checked only
 //! when a read or write has to wait, and poem is the application behind the hyper service.
@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use futures::future::Either;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -24,7 +25,7 @@ use hyper_util::{
 };
 use poem::{
     Endpoint, Response,
-    http::uri::Scheme,
+    http::{HeaderMap, Method, Uri, uri::Scheme},
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::{
@@ -66,21 +67,38 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Duration,
 }
 
+/// Answers requests that need nothing but their head before poem sees them: no poem request
+/// is built for them and no layer of the app runs (the shortcut does what those would do for
+/// it). Everything it declines goes to the app.
+pub(crate) trait Shortcut: Send + Sync + 'static {
+    /// The whole answer to a request, or `None` to hand it to the app.
+    fn answer(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response>;
+}
+
+/// No shortcut: every request goes to the app.
+impl Shortcut for () {
+    fn answer(&self, _: &Method, _: &Uri, _: &HeaderMap) -> Option<Response> {
+        None
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets every
 /// connection finish its request in flight (idle keep-alive connections close at once) and cuts
 /// what is still open after `grace`.
-pub(crate) async fn serve<E>(
+pub(crate) async fn serve<E, S>(
     listener: TcpListener,
     limits: Limits,
     app: E,
+    shortcut: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> io::Result<()>
 where
     E: Endpoint<Output = Response> + 'static,
+    S: Shortcut,
 {
     let local = LocalAddr(listener.local_addr()?.into());
-    let app = Arc::new(app);
+    let app = Arc::new((app, shortcut));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let (cut, cut_off) = watch::channel(false);
@@ -97,9 +115,14 @@ where
             let app = app.clone();
             let local = local.clone();
             hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                if let Some(response) = app.1.answer(request.method(), request.uri(), request.headers()) {
+                    return Either::Left(std::future::ready(Ok::<_, Infallible>(HyperResponse::from(response))));
+                }
                 let app = app.clone();
                 let request = poem::Request::from((request, local.clone(), remote.clone(), Scheme::HTTP));
-                async move { Ok::<_, Infallible>(HyperResponse::from(app.get_response(request).await)) }
+                // Boxed: hyper moves the future it is given, and the app's is large; unboxed, every
+                // shortcut answer would be moved at that size (4 % of a JWKS request's CPU).
+                Either::Right(Box::pin(async move { Ok(HyperResponse::from(app.0.get_response(request).await)) }))
             })
         };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service).into_owned());

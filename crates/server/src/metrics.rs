@@ -1,7 +1,12 @@
 //! Prometheus metrics: requests and latency per route, tokens issued per grant, logins by outcome,
 //! dependency failures and probes. Rendered at `/metrics` in the text format.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// What a password login can end in (the `outcome` label of `servicekonto_logins_total`).
 pub(crate) const LOGIN_OUTCOMES: [&str; 5] = ["success", "invalid_credentials", "throttled", "not_activated", "error"];
@@ -75,6 +80,19 @@ impl Metrics {
         self.latency.with_label_values(&[route, method]).observe(seconds);
     }
 
+    /// The request metrics of one route and method, to be bound to their labels once.
+    pub(crate) fn route(&self, route: &str, method: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            requests: self.requests.clone(),
+            latency: self.latency.clone(),
+            ok: OnceLock::new(),
+            not_modified: OnceLock::new(),
+            latency_bound: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn token_issued(&self, environment: oidc_core::Environment, grant_type: &str) {
         self.tokens.with_label_values(&[environment.as_str(), grant_type]).inc();
     }
@@ -105,5 +123,40 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// The request metrics of one route and method. Each series is bound on its first use
+/// (binding looks its labels up in a locked map; until then `/metrics` does not show it, as
+/// with [`Metrics::observe_request`]); the statuses of a document's answers (200, 304) stay
+/// bound, others are looked up each time.
+pub(crate) struct RouteMetrics {
+    route: String,
+    method: String,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    ok: OnceLock<IntCounter>,
+    not_modified: OnceLock<IntCounter>,
+    latency_bound: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// The route's label.
+    pub(crate) fn route(&self) -> &str {
+        &self.route
+    }
+
+    pub(crate) fn observe(&self, status: poem::http::StatusCode, seconds: f64) {
+        let counter = |cell: &OnceLock<IntCounter>| {
+            cell.get_or_init(|| self.requests.with_label_values(&[&self.route, &self.method, status.as_str()])).inc();
+        };
+        match status {
+            poem::http::StatusCode::OK => counter(&self.ok),
+            poem::http::StatusCode::NOT_MODIFIED => counter(&self.not_modified),
+            other => self.requests.with_label_values(&[&self.route, &self.method, other.as_str()]).inc(),
+        }
+        self.latency_bound
+            .get_or_init(|| self.latency.with_label_values(&[&self.route, &self.method]))
+            .observe(seconds);
     }
 }

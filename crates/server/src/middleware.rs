@@ -11,7 +11,7 @@ use std::{
 
 use poem::{
     Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
 };
 
 use crate::state::AppState;
@@ -42,17 +42,21 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
-        let elapsed = started.elapsed();
         // Unmatched paths share one label: raw paths would let anyone grow the label set.
         let route = response.data::<PathPattern>().map_or("unmatched", |p| &p.0);
-        let status = response.status();
         if let Some(state) = state {
-            state.metrics.observe_request(route, method.as_str(), status, elapsed.as_secs_f64());
+            state.metrics.observe_request(route, method.as_str(), response.status(), started.elapsed().as_secs_f64());
         }
-        let status = status.as_u16();
-        tracing::info!(%method, route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
+        log_request(&method, route, response.status(), started);
         Ok(response)
     }
+}
+
+/// The completion line of a request (metrics are the caller's: the direct answers keep theirs
+/// bound to their labels).
+pub(crate) fn log_request(method: &poem::http::Method, route: &str, status: StatusCode, started: Instant) {
+    let status = status.as_u16();
+    tracing::info!(%method, route, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
 }
 
 /// Bounds every request by `dependencies.request_deadline_ms`: a request still running then
@@ -184,10 +188,34 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 /// `X-Content-Type-Options: nosniff`; `Strict-Transport-Security` when the request came for an
 /// https issuer's host; `Allow` on a 405, from the methods the path has.
 pub(crate) struct ResponseHeaders {
-    /// `Strict-Transport-Security` value, and the hosts (`host[:port]`) of https issuers.
-    pub(crate) hsts: Option<(HeaderValue, Vec<String>)>,
+    pub(crate) hsts: Option<Arc<Hsts>>,
     /// Path patterns and their methods, for `Allow`.
     pub(crate) methods: Arc<MethodTable>,
+}
+
+/// `Strict-Transport-Security`, for the hosts of https issuers.
+#[derive(Debug)]
+pub(crate) struct Hsts {
+    pub(crate) value: HeaderValue,
+    /// `host[:port]` of each https issuer.
+    pub(crate) hosts: Vec<String>,
+}
+
+impl Hsts {
+    /// The header for a request to `host` (its `Host` header), if that is an https issuer's.
+    pub(crate) fn for_host(&self, host: Option<&str>) -> Option<HeaderValue> {
+        let host = host?;
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)).then(|| self.value.clone())
+    }
+}
+
+/// What [`ResponseHeaders`] adds to every response but a 405's `Allow`: `nosniff`, and HSTS
+/// when the request came for an https issuer's host.
+pub(crate) fn set_response_headers(headers: &mut HeaderMap, hsts: Option<HeaderValue>) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Some(value) = hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
 }
 
 /// While the node drains after SIGTERM (`http.drain_seconds`): every response closes its
@@ -272,7 +300,7 @@ impl<E: Endpoint> Middleware<E> for ResponseHeaders {
 
 pub(crate) struct ResponseHeadersEndpoint<E> {
     inner: E,
-    hsts: Option<(HeaderValue, Vec<String>)>,
+    hsts: Option<Arc<Hsts>>,
     methods: Arc<MethodTable>,
 }
 
@@ -280,21 +308,14 @@ impl<E: Endpoint> Endpoint for ResponseHeadersEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        let hsts = self.hsts.as_ref().and_then(|(value, hosts)| {
-            let host = req.header(header::HOST)?;
-            hosts.iter().any(|h| h.eq_ignore_ascii_case(host)).then(|| value.clone())
-        });
+        let hsts = self.hsts.as_ref().and_then(|hsts| hsts.for_host(req.header(header::HOST)));
         // Shares the request's bytes; the path is only read for a 405.
         let uri = req.uri().clone();
         let mut response = match self.inner.call(req).await {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
-        let headers = response.headers_mut();
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        if let Some(value) = hsts {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
-        }
+        set_response_headers(response.headers_mut(), hsts);
         if response.status() == StatusCode::METHOD_NOT_ALLOWED
             && let Some(allowed) = self.methods.allowed(uri.path()).and_then(|m| HeaderValue::from_str(m).ok())
         {
@@ -332,7 +353,7 @@ fn plausible_id(value: &str) -> bool {
 }
 
 /// Reads W3C trace context from poem's headers.
-struct Headers<'a>(&'a poem::http::HeaderMap);
+struct Headers<'a>(&'a HeaderMap);
 
 impl opentelemetry::propagation::Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -352,42 +373,65 @@ fn fresh_id() -> uuid::Uuid {
 }
 
 /// The trace id of a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, not all zeros).
-fn incoming_trace_id(req: &Request) -> Option<String> {
-    let mut parts = req.header("traceparent")?.split('-');
+fn incoming_trace_id(headers: &HeaderMap) -> Option<String> {
+    let mut parts = headers.get("traceparent")?.to_str().ok()?.split('-');
     let (version, trace, span, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     (version == "00" && hex(trace, 32) && hex(span, 16) && trace.bytes().any(|b| b != b'0')).then(|| trace.to_owned())
+}
+
+/// The request's id: the incoming `X-Request-Id` when it looks like one, else a fresh one.
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|id| id.to_str().ok())
+        .filter(|id| plausible_id(id))
+        .map_or_else(|| fresh_id().to_string(), str::to_owned)
+}
+
+/// The span a request runs in, named by its request id and trace id.
+pub(crate) fn request_span(request_id: &str, headers: &HeaderMap) -> tracing::Span {
+    use opentelemetry::trace::{TraceContextExt as _, TraceId};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!("request", %request_id, trace_id = tracing::field::Empty);
+    // No layer logs or exports it (a filter above `info`): there is nothing to record.
+    if span.is_disabled() {
+        return span;
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&Headers(headers)));
+    let _ = span.set_parent(parent);
+    // With the OTLP layer the span has its OpenTelemetry trace id (continued or new);
+    // without it, the caller's or a fresh one, so that log lines still join across services.
+    let exported = span.context().span().span_context().trace_id();
+    let trace_id = if exported == TraceId::INVALID {
+        incoming_trace_id(headers).unwrap_or_else(|| fresh_id().simple().to_string())
+    } else {
+        exported.to_string()
+    };
+    span.record("trace_id", trace_id.as_str());
+    span
+}
+
+/// Sends the request id back; an id that is not a header value (cannot happen: it was one, or
+/// is a UUID) is left out.
+pub(crate) fn set_request_id(headers: &mut HeaderMap, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
 }
 
 impl<E: Endpoint> Endpoint for TraceEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        use opentelemetry::trace::{TraceContextExt as _, TraceId};
         use tracing::Instrument as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let request_id =
-            req.header(REQUEST_ID).filter(|id| plausible_id(id)).map_or_else(|| fresh_id().to_string(), str::to_owned);
-        let span = tracing::info_span!("request", %request_id, trace_id = tracing::field::Empty);
-        let parent =
-            opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&Headers(req.headers())));
-        let _ = span.set_parent(parent);
-        // With the OTLP layer the span has its OpenTelemetry trace id (continued or new);
-        // without it, the caller's or a fresh one, so that log lines still join across services.
-        let exported = span.context().span().span_context().trace_id();
-        let trace_id = if exported == TraceId::INVALID {
-            incoming_trace_id(&req).unwrap_or_else(|| fresh_id().simple().to_string())
-        } else {
-            exported.to_string()
-        };
-        span.record("trace_id", trace_id.as_str());
+        let request_id = request_id(req.headers());
+        let span = request_span(&request_id, req.headers());
         let mut response = match self.inner.call(req).instrument(span).await {
             Ok(response) => response.into_response(),
             Err(error) => error.into_response(),
         };
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID, value);
-        }
+        set_request_id(response.headers_mut(), &request_id);
         Ok(response)
     }
 }
@@ -401,7 +445,11 @@ mod trace_tests {
         assert!(plausible_id("0f8e3c2a9b7d4e1f0a2b3c4d5e6f7a8b"));
         assert!(!plausible_id("short"));
         assert!(!plausible_id("line\nbreak-injected-into-logs"));
-        let with = |value: &str| Request::builder().header("traceparent", value).finish();
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", HeaderValue::from_str(value).unwrap());
+            headers
+        };
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(incoming_trace_id(&with(valid)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         for invalid in [

@@ -312,6 +312,15 @@ impl KeyService {
         Ok(Arc::new(PublishedJwks::of(&snapshot.keys, now)?))
     }
 
+    /// The published JWKS when it can be had without waiting: the snapshot held is fresh and
+    /// none of its keys expired since. `None` means: ask [`Self::published_jwks`].
+    pub fn ready_published_jwks(&self, environment: Environment) -> Option<Arc<PublishedJwks>> {
+        let snapshot = self.cached(environment)?;
+        let now = self.clock.now();
+        let fresh = now - snapshot.loaded_at < self.policy.refresh_interval;
+        (fresh && snapshot.published.stale_at.is_none_or(|stale| stale > now)).then(|| snapshot.published.clone())
+    }
+
     /// The key that signs with `algorithm` in `environment` now: the newest activated one.
     pub async fn signing_key(
         &self,
@@ -554,6 +563,42 @@ mod tests {
         async fn reseal(&self, kid: &str, sealed: &[u8]) -> Result<(), KeyStoreError> {
             self.inner.reseal(kid, sealed).await
         }
+    }
+
+    #[tokio::test]
+    async fn the_published_jwks_is_ready_only_while_its_snapshot_is_fresh_and_unexpired() {
+        let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
+        let policy = KeyPolicy {
+            algorithms: vec![SigningAlgorithm::ES256],
+            activation_delay: HOUR,
+            retention: 2 * HOUR,
+            refresh_interval: Duration::from_secs(60),
+        };
+        let keys = KeyService::new(
+            Arc::new(MemoryKeys::default()),
+            KeyRing::new(KeyEncryptionKey::generate(), None),
+            clock.clone(),
+            policy,
+        );
+        assert!(keys.ready_published_jwks(Environment::Test).is_none(), "nothing loaded yet");
+        keys.ensure_keys(Environment::Test).await.unwrap();
+        let published = keys.published_jwks(Environment::Test).await.unwrap();
+        let ready = keys.ready_published_jwks(Environment::Test).expect("loaded a moment ago");
+        assert_eq!(ready.etag, published.etag);
+        assert!(keys.ready_published_jwks(Environment::Production).is_none(), "per environment");
+        clock.advance(time::Duration::seconds(61));
+        assert!(keys.ready_published_jwks(Environment::Test).is_none(), "due for a refresh: the long way");
+        keys.published_jwks(Environment::Test).await.unwrap();
+        assert!(keys.ready_published_jwks(Environment::Test).is_some(), "refreshed");
+        // A rotated-out key expires: the document that names it is out of date at that moment,
+        // though the snapshot is still fresh.
+        keys.rotate(Environment::Test).await.unwrap();
+        let expiry = keys.list(Environment::Test).await.unwrap().iter().find_map(|k| k.expires_at).unwrap();
+        clock.advance(expiry - time::Duration::seconds(10) - clock.now());
+        keys.published_jwks(Environment::Test).await.unwrap();
+        assert!(keys.ready_published_jwks(Environment::Test).is_some());
+        clock.advance(time::Duration::seconds(20));
+        assert!(keys.ready_published_jwks(Environment::Test).is_none(), "its old key expired");
     }
 
     #[tokio::test]

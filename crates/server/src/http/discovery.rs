@@ -8,7 +8,7 @@ use bytes::Bytes;
 use oidc_core::PublishedJwks;
 use poem::{
     Body, IntoResponse, Request, Response, handler,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     web::Data,
 };
 
@@ -21,7 +21,12 @@ const CACHE: &str = "public, max-age=300";
 /// `GET {issuer}/.well-known/openid-configuration`
 #[handler]
 pub(crate) fn openid_configuration(req: &Request, site: Data<&Site>) -> Response {
-    document(req, Bytes::from_owner(Arc::clone(&site.discovery)), &site.discovery_etag)
+    configuration_document(req.headers(), &site)
+}
+
+/// The discovery document, or 304 when the request names its tag.
+pub(crate) fn configuration_document(headers: &HeaderMap, site: &Site) -> Response {
+    document(headers, Bytes::from_owner(Arc::clone(&site.discovery)), &site.discovery_etag)
 }
 
 /// A published JWKS as a response body without a copy.
@@ -37,15 +42,19 @@ impl AsRef<[u8]> for JwksBody {
 #[handler]
 pub(crate) async fn jwks(req: &Request, state: Data<&AppState>, site: Data<&Site>) -> Result<Response, HttpError> {
     let published = state.keys.published_jwks(site.environment).await?;
+    Ok(jwks_document(req.headers(), published))
+}
+
+/// The JWKS, or 304 when the request names its tag.
+pub(crate) fn jwks_document(headers: &HeaderMap, published: Arc<PublishedJwks>) -> Response {
     let etag = published.etag.clone();
-    Ok(document(req, Bytes::from_owner(JwksBody(published)), &etag))
+    document(headers, Bytes::from_owner(JwksBody(published)), &etag)
 }
 
 /// `body` as JSON with `etag`, or 304 when the request's `If-None-Match` names it. The body is
 /// shared with every other answer, not copied.
-fn document(req: &Request, body: Bytes, etag: &str) -> Response {
-    let known = req
-        .headers()
+fn document(headers: &HeaderMap, body: Bytes, etag: &str) -> Response {
+    let known = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .any(|value| value.to_str().is_ok_and(|value| value.split(',').map(str::trim).any(|tag| names(tag, etag))));
