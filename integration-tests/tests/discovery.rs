@@ -162,6 +162,9 @@ async fn the_documents_answer_alike_straight_from_the_head_and_through_the_app()
         }
         let line = format!(r#"servicekonto_http_request_duration_seconds_count{{method="GET",route="{path}"}} 4"#);
         assert!(metrics.contains(&line), "{line}\n{metrics}");
+        // Of the four, the two bodiless ones were answered from the head: the short way was taken.
+        let line = format!(r#"servicekonto_http_answered_from_head_total{{route="{path}"}} 2"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
     server.stop().await;
     backends.drop_now().await;

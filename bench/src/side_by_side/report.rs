@@ -184,6 +184,26 @@ fn targets(run: &Run) -> Vec<Target> {
     targets
 }
 
+/// What the SSO flow's two targets leave for everything in it but the ID token's signature
+/// (three HTTP requests, the stores, the claims): 3× the peer bounds our flow's CPU by a third of
+/// the peer's, 60 % of the RS256 limit by the signature's cost over 0.6. Where the signature is
+/// slow, the first bound is the tighter one; where it is fast, the second.
+fn sso_budget(run: &Run) -> Option<String> {
+    let row = run.rows.iter().find(|r| r.scenario == Scenario::SsoFlow)?;
+    let ours = row.ours.as_ref()?.server_ms_per_request();
+    let limit = run
+        .sso_raw_rs256_per_second
+        .map_or_else(|| run.limits.rs256_per_second(), |raw| run.limits.rs256_per_second_at(raw));
+    let signature = 1000.0 / limit;
+    let for_limit = signature / 0.6 - signature;
+    let for_peer = row.peer.as_ref().map(|peer| peer.server_ms_per_request() / 3.0 - signature);
+    Some(format!(
+        "SSO flow: our server CPU per flow {ours:.3} ms, of it one RS256 signature at the machine's limit {signature:.3} ms, the rest {:.3} ms. The rest may be at most {for_limit:.3} ms for 60 % of the RS256 limit{}.",
+        ours - signature,
+        for_peer.map_or_else(String::new, |budget| format!(" and at most {budget:.3} ms for 3× the peer"))
+    ))
+}
+
 fn times(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "not measured".to_owned(), |r| format!("{r:.2}×"))
 }
@@ -296,6 +316,9 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
             .map_or_else(|| "not measured (no openssl command)".to_owned(), |s| format!("{s:.0}/s")),
         run.limits.rs256_per_second(),
     )?;
+    if let Some(budget) = sso_budget(run) {
+        writeln!(md, "{budget}\n")?;
+    }
     let logins = run.rows.iter().find(|r| r.scenario == Scenario::PasswordLogin).and_then(|r| r.ours.as_ref());
     writeln!(
         md,

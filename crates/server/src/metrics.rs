@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    from_head: IntCounterVec,
     tokens: IntCounterVec,
     logins: IntCounterVec,
     dependency_errors: IntCounterVec,
@@ -40,8 +41,18 @@ impl Metrics {
             Opts::new("tokens_issued_total", "Access tokens issued by environment and grant type"),
             &["environment", "grant_type"],
         )?;
+        // Whether the listener's shortcut does its work: when a document's requests go up and
+        // this does not, they take the long way (a JWKS never fresh, a proxy adding a body).
+        let from_head = IntCounterVec::new(
+            Opts::new(
+                "http_answered_from_head_total",
+                "Requests answered from the request head, before routing (discovery, JWKS), by route pattern",
+            ),
+            &["route"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(from_head.clone()))?;
         let logins = IntCounterVec::new(Opts::new("logins_total", "Password logins by outcome"), &["outcome"])?;
         registry.register(Box::new(tokens.clone()))?;
         registry.register(Box::new(logins.clone()))?;
@@ -71,7 +82,17 @@ impl Metrics {
         for outcome in LOGIN_OUTCOMES {
             logins.with_label_values(&[outcome]).reset();
         }
-        Ok(Self { registry, requests, latency, tokens, logins, dependency_errors, dependency_up, inactive_accounts })
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            from_head,
+            tokens,
+            logins,
+            dependency_errors,
+            dependency_up,
+            inactive_accounts,
+        })
     }
 
     /// `route` is the matched pattern (never the raw path, which would make labels unbounded).
@@ -91,6 +112,11 @@ impl Metrics {
             not_modified: OnceLock::new(),
             latency_bound: OnceLock::new(),
         }
+    }
+
+    /// The count of `route`'s requests answered from the request head, bound to its label.
+    pub(crate) fn answered_from_head(&self, route: &str) -> IntCounter {
+        self.from_head.with_label_values(&[route])
     }
 
     pub(crate) fn token_issued(&self, environment: oidc_core::Environment, grant_type: &str) {

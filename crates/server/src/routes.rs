@@ -52,6 +52,7 @@ use crate::{
     state::AppState,
 };
 use oidc_core::{Environment, ProviderMetadata};
+use prometheus::IntCounter;
 
 /// One environment as the HTTP layer sees it: its issuer, split for routing, and its static
 /// discovery document.
@@ -401,6 +402,9 @@ pub(crate) struct Documents {
 struct SiteDocuments {
     discovery: RouteMetrics,
     jwks: RouteMetrics,
+    /// Of each document, the requests answered here (not through poem).
+    discovery_from_head: IntCounter,
+    jwks_from_head: IntCounter,
 }
 
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
@@ -413,8 +417,15 @@ pub(crate) fn shortcut(state: &AppState) -> Documents {
         .iter()
         .map(|site| {
             // The labels `Observe` gives these routes: the site's prefix and the route's pattern.
-            let route = |path: &str| state.metrics.route(&format!("{}{path}", site.pattern), "GET");
-            (site.clone(), SiteDocuments { discovery: route(DISCOVERY_PATH), jwks: route(JWKS_PATH) })
+            let route = |path: &str| format!("{}{path}", site.pattern);
+            let (discovery, jwks) = (route(DISCOVERY_PATH), route(JWKS_PATH));
+            let documents = SiteDocuments {
+                discovery: state.metrics.route(&discovery, "GET"),
+                jwks: state.metrics.route(&jwks, "GET"),
+                discovery_from_head: state.metrics.answered_from_head(&discovery),
+                jwks_from_head: state.metrics.answered_from_head(&jwks),
+            };
+            (site.clone(), documents)
         })
         .collect();
     Documents { sites, state: state.clone(), hsts: hsts(state) }
@@ -429,11 +440,13 @@ impl listener::Shortcut for Documents {
         }
         let started = std::time::Instant::now();
         let (site, documents) = site_of(&self.sites, headers, uri)?;
-        let (metrics, response) = match &uri.path()[site.prefix.len()..] {
-            DISCOVERY_PATH => (&documents.discovery, discovery::configuration_document(headers, site)),
+        let (metrics, from_head, response) = match &uri.path()[site.prefix.len()..] {
+            DISCOVERY_PATH => {
+                (&documents.discovery, &documents.discovery_from_head, discovery::configuration_document(headers, site))
+            }
             JWKS_PATH => {
                 let published = self.state.keys.ready_published_jwks(site.environment)?;
-                (&documents.jwks, discovery::jwks_document(headers, published))
+                (&documents.jwks, &documents.jwks_from_head, discovery::jwks_document(headers, published))
             }
             _ => return None,
         };
@@ -445,6 +458,7 @@ impl listener::Shortcut for Documents {
         middleware::set_response_headers(response.headers_mut(), self.hsts.as_ref().and_then(|h| h.for_host(host)));
         middleware::set_request_id(response.headers_mut(), &request_id);
         metrics.observe(response.status(), started.elapsed().as_secs_f64());
+        from_head.inc();
         middleware::log_request(method, metrics.route(), response.status(), started);
         Some(response)
     }
