@@ -400,11 +400,14 @@ pub(crate) struct Documents {
 
 /// The metrics of one site's two documents, bound to their routes' labels.
 struct SiteDocuments {
-    discovery: RouteMetrics,
-    jwks: RouteMetrics,
-    /// Of each document, the requests answered here (not through poem).
-    discovery_from_head: IntCounter,
-    jwks_from_head: IntCounter,
+    discovery: DocumentMetrics,
+    jwks: DocumentMetrics,
+}
+
+/// One document's request metrics, and the count of its requests answered here (not through poem).
+struct DocumentMetrics {
+    requests: RouteMetrics,
+    from_head: IntCounter,
 }
 
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
@@ -417,15 +420,14 @@ pub(crate) fn shortcut(state: &AppState) -> Documents {
         .iter()
         .map(|site| {
             // The labels `Observe` gives these routes: the site's prefix and the route's pattern.
-            let route = |path: &str| format!("{}{path}", site.pattern);
-            let (discovery, jwks) = (route(DISCOVERY_PATH), route(JWKS_PATH));
-            let documents = SiteDocuments {
-                discovery: state.metrics.route(&discovery, "GET"),
-                jwks: state.metrics.route(&jwks, "GET"),
-                discovery_from_head: state.metrics.answered_from_head(&discovery),
-                jwks_from_head: state.metrics.answered_from_head(&jwks),
+            let document = |path: &str| {
+                let route = format!("{}{path}", site.pattern);
+                DocumentMetrics {
+                    requests: state.metrics.route(&route, "GET"),
+                    from_head: state.metrics.answered_from_head(&route),
+                }
             };
-            (site.clone(), documents)
+            (site.clone(), SiteDocuments { discovery: document(DISCOVERY_PATH), jwks: document(JWKS_PATH) })
         })
         .collect();
     Documents { sites, state: state.clone(), hsts: hsts(state) }
@@ -440,13 +442,11 @@ impl listener::Shortcut for Documents {
         }
         let started = std::time::Instant::now();
         let (site, documents) = site_of(&self.sites, headers, uri)?;
-        let (metrics, from_head, response) = match &uri.path()[site.prefix.len()..] {
-            DISCOVERY_PATH => {
-                (&documents.discovery, &documents.discovery_from_head, discovery::configuration_document(headers, site))
-            }
+        let (metrics, response) = match &uri.path()[site.prefix.len()..] {
+            DISCOVERY_PATH => (&documents.discovery, discovery::configuration_document(headers, site)),
             JWKS_PATH => {
                 let published = self.state.keys.ready_published_jwks(site.environment)?;
-                (&documents.jwks, &documents.jwks_from_head, discovery::jwks_document(headers, published))
+                (&documents.jwks, discovery::jwks_document(headers, published))
             }
             _ => return None,
         };
@@ -457,9 +457,9 @@ impl listener::Shortcut for Documents {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         middleware::set_response_headers(response.headers_mut(), self.hsts.as_ref().and_then(|h| h.for_host(host)));
         middleware::set_request_id(response.headers_mut(), &request_id);
-        metrics.observe(response.status(), started.elapsed().as_secs_f64());
-        from_head.inc();
-        middleware::log_request(method, metrics.route(), response.status(), started);
+        metrics.requests.observe(response.status(), started.elapsed().as_secs_f64());
+        metrics.from_head.inc();
+        middleware::log_request(method, metrics.requests.route(), response.status(), started);
         Some(response)
     }
 }
