@@ -130,10 +130,11 @@ const MAIL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Re-reads the signing keys at half their refresh interval, so that discovery, JWKS and signing
 /// find a fresh snapshot and never wait for the database; while it is down, the last snapshot
-/// stays in use (see `KeyService::refresh`).
+/// stays in use (see `KeyService::refresh`). The first read is half an interval after the start:
+/// the start loaded them (`KeyService::ensure_keys`).
 async fn refresh_keys(state: AppState) {
     let half = Duration::from_secs(state.config().keys.refresh_interval_seconds.max(2) / 2);
-    let mut interval = tokio::time::interval(half);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

@@ -184,7 +184,9 @@ impl KeyService {
     }
 
     /// Makes sure every configured algorithm has an unexpired key in `environment`, generating
-    /// missing ones (active at once). Safe to call from several nodes at the same time.
+    /// missing ones (active at once), and holds them loaded: a node that calls this before it
+    /// serves answers its first JWKS and signs its first token without waiting for the store.
+    /// Safe to call from several nodes at the same time.
     pub async fn ensure_keys(&self, environment: Environment) -> Result<(), KeyError> {
         let stored = self.store.list(environment).await?;
         let now = self.clock.now();
@@ -197,16 +199,14 @@ impl KeyService {
             let generation = of_algorithm.map(|k| k.generation).max().unwrap_or(0) + 1;
             new.push(self.generate(environment, algorithm, generation, now, now)?);
         }
-        if new.is_empty() {
-            return Ok(());
+        if !new.is_empty() {
+            match self.store.rotate(&new, &[]).await {
+                // Another node generated them first; theirs are as good as ours.
+                Ok(()) | Err(KeyStoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        match self.store.rotate(&new, &[]).await {
-            // Another node generated them first; theirs are as good as ours.
-            Ok(()) | Err(KeyStoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.invalidate(environment);
-        Ok(())
+        self.refresh(environment).await
     }
 
     /// Rotates every algorithm's key in `environment`: new keys are published now and sign after
@@ -657,6 +657,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 00:00 UTC)));
         let keys = service(clock);
         keys.ensure_keys(Environment::Test).await.unwrap();
+        assert!(keys.cached(Environment::Test).is_some(), "the keys are held loaded");
         keys.ensure_keys(Environment::Test).await.unwrap();
         let jwks = keys.jwks(Environment::Test).await.unwrap();
         assert_eq!(jwks.keys.len(), 2);
