@@ -166,29 +166,68 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_stay_open() {
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "the idle connection was closed: {read:?}");
 }
 
+/// How many `/healthz` requests the node has answered, from its metrics.
+async fn healthz_answered(base: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("servicekonto_http_requests_total{") && line.contains("route=\"/healthz\""))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The most a socket's send buffer may grow to on this machine (Linux's `tcp_wmem` maximum).
+fn send_buffer_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|values| values.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20)
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_its_answers_is_cut_off_after_the_idle_timeout() {
+    const IDLE_SECONDS: u64 = 2;
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path(), &[("SERVICEKONTO_HTTP__KEEP_ALIVE_SECONDS", "2")]).await;
-    let address = node.base.trim_start_matches("http://").to_owned();
-    // 100,000 pipelined requests: their answers (about 22 MB) overfill the socket buffers
-    // (the server's send buffer grows to 4 MB at most, the unread receive buffer stays small)
-    // while this client reads nothing, so the server's writes wait.
-    const REQUESTS: usize = 100_000;
-    let stream = TcpStream::connect(&address).await.unwrap();
+    let idle = IDLE_SECONDS.to_string();
+    let node = node(dir.path(), &[("SERVICEKONTO_HTTP__KEEP_ALIVE_SECONDS", &idle)]).await;
+    let address: std::net::SocketAddr = node.base.trim_start_matches("http://").parse().unwrap();
+    // The client's receive buffer is fixed small (no autotuning), and the pipelined requests'
+    // answers (about 220 bytes each) are four times what the server's send buffer can hold
+    // here: the answers cannot all fit, so the server's writes must wait.
+    let requests = (4 * send_buffer_max() / 220).max(100_000);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(address).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let sender = tokio::spawn(async move {
-        let request = b"GET /healthz HTTP/1.1\r\nHost: slow-reader\r\n\r\n".repeat(REQUESTS);
+        let request = b"GET /healthz HTTP/1.1\r\nHost: slow-reader\r\n\r\n".repeat(requests);
         let _ = writer.write_all(&request).await;
         writer
     });
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The server's writes wait once its count of answers stops growing. Watched instead of
+    // slept for: how long the node needs to fill the buffers depends on the machine's load.
+    // Unchanged over two looks a quarter second apart, not a pause of a busy machine.
+    let mut answered = healthz_answered(&node.base).await;
+    let mut unchanged = 0;
+    let watching = Instant::now();
+    while unchanged < 2 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = healthz_answered(&node.base).await;
+        unchanged = if now == answered && now > 0 { unchanged + 1 } else { 0 };
+        answered = now;
+        assert!(watching.elapsed() < Duration::from_secs(120), "the node kept answering: {now} answers");
+    }
+    assert!((answered as usize) < requests, "every answer fit into the socket buffers: {answered}");
+    // Past the idle timeout the waiting write fails and the connection is closed; reading now
+    // gets only what was buffered. Had the server kept the connection, reading would let it
+    // write every answer.
+    tokio::time::sleep(Duration::from_secs(IDLE_SECONDS + 3)).await;
     let mut answers = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answers)).await;
     sender.abort();
-    let answered = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
-    assert!(read.is_ok(), "the connection was closed");
-    assert!(answered < REQUESTS, "the server stopped writing to a client that did not read: {answered} answers");
+    let received = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(read.is_ok(), "the connection was still open 20 s after reading began");
+    assert!(received < requests, "the server stopped writing to a client that did not read: {received} answers");
+    assert_eq!(healthz_answered(&node.base).await, answered, "no request was answered after the cut-off");
     let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
     assert_eq!(health.status(), 200);
 }
