@@ -32,6 +32,12 @@ fn smoke_run(backends: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
         );
         eprintln!("skipping the peer's half: {}", report["peer_missing"]);
     }
+    let markdown = std::fs::read_to_string(out.path().join("side-by-side.md")).unwrap();
+    let budget = markdown.lines().find(|l| l.starts_with("SSO flow: our server CPU per flow")).unwrap_or_default();
+    assert!(!budget.is_empty(), "the report splits the SSO flow's CPU:\n{markdown}");
+    if peer_ran {
+        assert!(budget.contains("× the peer by server CPU per flow, the ceiling"), "{budget}");
+    }
     let scenarios = report["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 7, "{report:#}");
     for scenario in scenarios {
