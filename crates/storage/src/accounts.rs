@@ -15,11 +15,12 @@ use sea_orm::{
 use time::OffsetDateTime;
 
 use crate::{
-    batch::{Batcher, Inserted, MAX_BATCH, SharedDbErr, insert_all, on, rows_by_key},
+    batch::{Batcher, Inserted, SharedDbErr, insert_all, rows_by_key},
     entities::{
         account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
         organisation_link, organisation_member, passkey,
     },
+    held_connection::HeldConnection,
 };
 
 /// [`AccountStore`] on the relational database.
@@ -33,34 +34,34 @@ pub struct SeaAccountStore {
 #[derive(Debug)]
 struct HotStatements {
     /// Account rows by id.
-    accounts: Batcher<String, Result<Option<account::Model>, SharedDbErr>>,
+    accounts: Batcher<String, Result<Option<account::Model>, SharedDbErr>, HeldConnection>,
     /// Consent rows by (account id, client id).
-    consents: Batcher<(String, String), Result<Option<consent::Model>, SharedDbErr>>,
+    consents: Batcher<(String, String), Result<Option<consent::Model>, SharedDbErr>, HeldConnection>,
     /// Transfer-log rows.
-    transfers: Batcher<data_transfer::ActiveModel, Inserted>,
+    transfers: Batcher<data_transfer::ActiveModel, Inserted, HeldConnection>,
 }
 
 impl SeaAccountStore {
     /// `wait` bounds how long a batched statement may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
         let hot = HotStatements {
-            accounts: Batcher::new(MAX_BATCH, wait, on(&conn, read_accounts)),
-            consents: Batcher::new(MAX_BATCH, wait, on(&conn, read_consents)),
-            transfers: Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)),
+            accounts: Batcher::on_held(&conn, wait, read_accounts),
+            consents: Batcher::on_held(&conn, wait, read_consents),
+            transfers: Batcher::on_held(&conn, wait, insert_all),
         };
         Self { conn, hot: Arc::new(hot) }
     }
 }
 
 /// The account rows of a batch of ids.
-async fn read_accounts(conn: DatabaseConnection, ids: Vec<String>) -> Vec<Result<Option<account::Model>, SharedDbErr>> {
+async fn read_accounts(conn: HeldConnection, ids: Vec<String>) -> Vec<Result<Option<account::Model>, SharedDbErr>> {
     let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.clone())).all(&conn).await;
     rows_by_key(&ids, rows, |row| row.id.clone())
 }
 
 /// The consent rows of a batch of (account id, client id).
 async fn read_consents(
-    conn: DatabaseConnection,
+    conn: HeldConnection,
     keys: Vec<(String, String)>,
 ) -> Vec<Result<Option<consent::Model>, SharedDbErr>> {
     let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {

@@ -6,7 +6,9 @@
 //! row, and under load many requests do so at the same moment. A [`Batcher`] runs one statement
 //! of its kind at a time and gives it all requests that queued up while the previous one ran:
 //! one `… WHERE id IN (…)` or one multi-row `INSERT` for all of them. A request that comes alone
-//! does not wait for company: its statement starts after one turn of the scheduler.
+//! does not wait for company: its statement starts after one turn of the scheduler. On
+//! PostgreSQL a worker keeps its connection from one batch to the next while they keep coming
+//! (`crate::held_connection`), which saves sqlx's check.
 //!
 //! A request sees every write that was committed before it was queued (its statement starts
 //! later), and its own write is committed when it gets its answer: batching changes neither
@@ -23,8 +25,28 @@ use std::{
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-/// The statement for a batch: one answer per query, in the queries' order.
-type Run<Q, A> = Arc<dyn Fn(Vec<Q>) -> Pin<Box<dyn Future<Output = Vec<A>> + Send>> + Send + Sync>;
+/// The statement for a batch, on its worker's lane: one answer per query, in the queries' order.
+type Run<L, Q, A> = Arc<dyn Fn(L, Vec<Q>) -> Pin<Box<dyn Future<Output = Vec<A>> + Send>> + Send + Sync>;
+
+/// What a worker keeps from one batch to the next (its connection), handed to every batch.
+pub(crate) trait Lane: Clone + Send + Sync + 'static {
+    /// No batch came for [`IDLE`] (or one panicked): let go of what was kept.
+    fn idle(&self);
+}
+
+impl Lane for () {
+    fn idle(&self) {}
+}
+
+impl Lane for crate::held_connection::HeldConnection {
+    fn idle(&self) {
+        self.release();
+    }
+}
+
+/// How long a worker keeps its lane's connection without a batch: long enough to span the gaps
+/// between batches under load, short enough that a quiet node holds nothing.
+pub(crate) const IDLE: Duration = Duration::from_millis(100);
 
 type Job<Q, A> = (Q, oneshot::Sender<A>);
 
@@ -42,29 +64,58 @@ pub(crate) enum Unanswered {
 }
 
 /// Runs queries of one kind, one batch at a time, at most `max_batch` per statement.
-pub(crate) struct Batcher<Q, A> {
-    run: Run<Q, A>,
+pub(crate) struct Batcher<Q, A, L = ()> {
+    run: Run<L, Q, A>,
+    /// A new worker's lane.
+    lane: Arc<dyn Fn() -> L + Send + Sync>,
     /// Started by the first query, on its runtime; started again when that runtime is gone.
     worker: Mutex<Option<mpsc::UnboundedSender<Job<Q, A>>>>,
     max_batch: usize,
     wait: Duration,
 }
 
-impl<Q, A> std::fmt::Debug for Batcher<Q, A> {
+impl<Q, A, L> std::fmt::Debug for Batcher<Q, A, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher").field("max_batch", &self.max_batch).field("wait", &self.wait).finish_non_exhaustive()
     }
 }
 
+#[cfg(test)]
 impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
-    /// `run` answers a batch; a query waits at most `wait` for its answer.
+    /// `run` answers a batch (on no lane); a query waits at most `wait` for its answer.
     pub(crate) fn new<F, Fut>(max_batch: usize, wait: Duration, run: F) -> Self
     where
         F: Fn(Vec<Q>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<A>> + Send + 'static,
     {
+        Self::with_lane(max_batch, wait, || (), move |(), queries| run(queries))
+    }
+}
+
+impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A, crate::held_connection::HeldConnection> {
+    /// Batches whose `statement` runs on a connection from `conn`'s pool that each worker keeps
+    /// while batches keep coming (see `crate::held_connection`).
+    pub(crate) fn on_held<F, Fut>(conn: &sea_orm::DatabaseConnection, wait: Duration, statement: F) -> Self
+    where
+        F: Fn(crate::held_connection::HeldConnection, Vec<Q>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<A>> + Send + 'static,
+    {
+        let conn = conn.clone();
+        Self::with_lane(MAX_BATCH, wait, move || crate::held_connection::HeldConnection::new(&conn), statement)
+    }
+}
+
+impl<Q: Send + 'static, A: Send + 'static, L: Lane> Batcher<Q, A, L> {
+    /// `run` answers a batch on the lane `lane` made for its worker; a query waits at most
+    /// `wait` for its answer.
+    fn with_lane<F, Fut>(max_batch: usize, wait: Duration, lane: impl Fn() -> L + Send + Sync + 'static, run: F) -> Self
+    where
+        F: Fn(L, Vec<Q>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<A>> + Send + 'static,
+    {
         Self {
-            run: Arc::new(move |queries| Box::pin(run(queries))),
+            run: Arc::new(move |lane, queries| Box::pin(run(lane, queries))),
+            lane: Arc::new(lane),
             worker: Mutex::new(None),
             max_batch: max_batch.max(1),
             wait,
@@ -93,20 +144,40 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
             None => job,
         };
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(work(jobs, Arc::clone(&self.run), self.max_batch));
+        // The lane belongs to the worker task: what it keeps is dropped with the task, on its
+        // runtime.
+        tokio::spawn(work(jobs, Arc::clone(&self.run), (self.lane)(), self.max_batch));
         // The receiver was just made and lives in the task spawned above.
         let _ = queue.send(job);
         *worker = Some(queue);
     }
 }
 
-async fn work<Q: Send + 'static, A: Send + 'static>(
+async fn work<Q: Send + 'static, A: Send + 'static, L: Lane>(
     mut jobs: mpsc::UnboundedReceiver<Job<Q, A>>,
-    run: Run<Q, A>,
+    run: Run<L, Q, A>,
+    lane: L,
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while jobs.recv_many(&mut batch, max_batch).await > 0 {
+    // Whether the lane may keep something from the last batch.
+    let mut kept = false;
+    loop {
+        let received = if kept {
+            match tokio::time::timeout(IDLE, jobs.recv_many(&mut batch, max_batch)).await {
+                Ok(received) => received,
+                Err(_) => {
+                    lane.idle();
+                    kept = false;
+                    continue;
+                }
+            }
+        } else {
+            jobs.recv_many(&mut batch, max_batch).await
+        };
+        if received == 0 {
+            break;
+        }
         // The first query woke this task, and tokio runs a task woken that way next (its LIFO
         // slot): the batch would be that one query while the requests behind it, ready to run,
         // were about to queue theirs. Yielding once lets them run first; on an idle runtime
@@ -128,11 +199,16 @@ async fn work<Q: Send + 'static, A: Send + 'static>(
             continue;
         }
         let (queries, replies): (Vec<Q>, Vec<oneshot::Sender<A>>) = batch.drain(..).unzip();
-        // A panic fails its batch (the callers see `Lost`), not the batches after it.
-        if let Ok(answers) = AssertUnwindSafe(run(queries)).catch_unwind().await {
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                let _ = reply.send(answer);
+        // A panic fails its batch (the callers see `Lost`), not the batches after it; what the
+        // lane kept may have been left mid-statement, so it goes.
+        match AssertUnwindSafe(run(lane.clone(), queries)).catch_unwind().await {
+            Ok(answers) => {
+                kept = true;
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
             }
+            Err(_) => lane.idle(),
         }
     }
 }
@@ -156,19 +232,6 @@ impl std::error::Error for SharedDbErr {
 /// Most queries per statement: 64 rows of eight columns stay far below every parameter limit
 /// (SQLite's 32,766, PostgreSQL's 65,535).
 pub(crate) const MAX_BATCH: usize = 64;
-
-/// A batch's statement on `conn`: `statement` gets its own handle on the pool for each batch.
-pub(crate) fn on<Q, A, F, Fut>(
-    conn: &sea_orm::DatabaseConnection,
-    statement: F,
-) -> impl Fn(Vec<Q>) -> Fut + use<Q, A, F, Fut>
-where
-    F: Fn(sea_orm::DatabaseConnection, Vec<Q>) -> Fut,
-    Fut: Future<Output = Vec<A>>,
-{
-    let conn = conn.clone();
-    move |queries| statement(conn.clone(), queries)
-}
 
 /// Answers each key of a read batch with its row, if any, or each with the read's error.
 pub(crate) fn rows_by_key<K, M>(
@@ -204,7 +267,7 @@ pub(crate) enum Inserted {
 
 /// Inserts `rows` in one statement. When that breaks a constraint — one row's fault, such as an
 /// account deleted meanwhile — each row is inserted alone, so that only its own request fails.
-pub(crate) async fn insert_all<A>(conn: sea_orm::DatabaseConnection, rows: Vec<A>) -> Vec<Inserted>
+pub(crate) async fn insert_all<A>(conn: crate::held_connection::HeldConnection, rows: Vec<A>) -> Vec<Inserted>
 where
     A: sea_orm::ActiveModelTrait + Clone + Send,
     <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,

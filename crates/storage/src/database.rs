@@ -284,6 +284,21 @@ impl Database {
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.conn
     }
+
+    /// Connections of the pool that are taken (by a statement, or kept by a batch worker).
+    pub fn connections_in_use(&self) -> usize {
+        let (size, idle) = match self.conn.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        (size as usize).saturating_sub(idle)
+    }
 }
 
 /// Where the database's schema stands against this release's migrations.

@@ -17,6 +17,7 @@ mod accounts;
 mod batch;
 mod database;
 mod entities;
+mod held_connection;
 mod mail_queue;
 mod memory;
 mod organisations;

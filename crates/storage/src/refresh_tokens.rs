@@ -8,8 +8,9 @@ use sea_orm::{
 };
 
 use crate::{
-    batch::{Batcher, Inserted, MAX_BATCH, insert_all, on},
+    batch::{Batcher, Inserted, insert_all},
     entities::refresh_token,
+    held_connection::HeldConnection,
 };
 
 /// [`RefreshTokenStore`] on the relational database.
@@ -18,9 +19,9 @@ pub struct SeaRefreshTokenStore {
     conn: DatabaseConnection,
     /// New tokens (every code redemption that asks for one), batched across concurrent requests
     /// (see `crate::batch`).
-    inserts: Arc<Batcher<refresh_token::ActiveModel, Inserted>>,
+    inserts: Arc<Batcher<refresh_token::ActiveModel, Inserted, HeldConnection>>,
     /// Rotations of live tokens on SQLite, batched the same way.
-    claims: Arc<Batcher<Claim, Option<RefreshRecord>>>,
+    claims: Arc<Batcher<Claim, Option<RefreshRecord>, HeldConnection>>,
 }
 
 /// A rotation's fast path on SQLite: claim a live token of the presenting client and store its
@@ -41,8 +42,9 @@ struct Claim {
 /// rotation). Each claim is answered with its successor, or `None` when it was not claimed (not
 /// live, not the client's, presented twice in the batch and claimed by the other) or the batch
 /// failed and was rolled back: the caller then judges its token alone, as without batching.
-async fn claim_all_sqlite(conn: DatabaseConnection, claims: Vec<Claim>) -> Vec<Option<RefreshRecord>> {
-    let mut successors = match claim_and_replace(&conn, &claims).await {
+async fn claim_all_sqlite(conn: HeldConnection, claims: Vec<Claim>) -> Vec<Option<RefreshRecord>> {
+    // A transaction of its own: it takes its connection from the pool.
+    let mut successors = match claim_and_replace(conn.pool(), &claims).await {
         Ok(successors) => successors,
         Err(e) => {
             tracing::debug!(error = %e, claims = claims.len(), "a batch of rotations failed; each is judged alone");
@@ -107,8 +109,8 @@ async fn claim_and_replace(
 impl SeaRefreshTokenStore {
     /// `wait` bounds how long a batched insert or rotation may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
-        let inserts = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, insert_all)));
-        let claims = Arc::new(Batcher::new(MAX_BATCH, wait, on(&conn, claim_all_sqlite)));
+        let inserts = Arc::new(Batcher::on_held(&conn, wait, insert_all));
+        let claims = Arc::new(Batcher::on_held(&conn, wait, claim_all_sqlite));
         Self { conn, inserts, claims }
     }
 }

@@ -92,6 +92,69 @@ async fn signing_key_store_on_postgres() {
     test_db.drop_now().await.unwrap();
 }
 
+/// On PostgreSQL a batch worker keeps its connection while batches keep coming (no checkout and
+/// no check of the connection per statement), gives it back to the pool when they stop, and
+/// replaces one the server ended while it held it. SQLite's pool of one connection is not held
+/// from.
+#[tokio::test]
+async fn a_batch_worker_holds_its_connection_only_while_busy() {
+    use account_service::{AccountStore as _, StoreError};
+    let folder = tempfile::tempdir().unwrap();
+    let postgres =
+        match backend_url("TEST_DATABASE_URL", "a_batch_worker_holds_its_connection_only_while_busy on PostgreSQL") {
+            Some(server) => Some(TestDatabase::postgres(&server).await.unwrap()),
+            None => None,
+        };
+    let sqlite = TestDatabase::sqlite(folder.path());
+    for test_db in [Some(&sqlite), postgres.as_ref()].into_iter().flatten() {
+        let db = Database::connect(&test_db.url).await.unwrap();
+        db.migrate().await.unwrap();
+        let accounts = db.accounts();
+        let nobody = oidc_core::AccountId::from(uuid::Uuid::new_v4());
+        let read = async || accounts.get(Environment::Production, nobody).await;
+        let on_postgres = !std::ptr::eq(test_db, &sqlite);
+        // Shortly after its batch (long enough for a connection given back to be checked and
+        // idle, short of the worker's idle time) the worker still holds its connection, unless
+        // this test was held up until the worker went idle (then it looks again).
+        let mut kept = None;
+        for _ in 0..3 {
+            assert!(matches!(read().await, Err(StoreError::NotFound)), "{}", test_db.url);
+            let answered = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let in_use = db.connections_in_use();
+            if answered.elapsed() < Duration::from_millis(90) {
+                kept = Some(in_use);
+                break;
+            }
+        }
+        if on_postgres {
+            assert_eq!(kept, Some(1), "the accounts' worker keeps its connection");
+        }
+        // (SQLite's pool has a single connection, which no worker may keep from everyone else.)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(db.connections_in_use(), 0, "and gives it back when no batch comes: {}", test_db.url);
+
+        assert!(matches!(read().await, Err(StoreError::NotFound)));
+        if test_db.end_connections().await.unwrap() > 0 {
+            // The held connection is gone, and so are the pool's idle ones, which it checks only
+            // after a second of rest: reads fail until each dead connection has met a statement
+            // (at most the pool's ten and the held one), then never again.
+            let mut failed = 0;
+            while !matches!(read().await, Err(StoreError::NotFound)) {
+                failed += 1;
+                assert!(failed <= 11, "a dead connection was kept");
+            }
+            for _ in 0..5 {
+                assert!(matches!(read().await, Err(StoreError::NotFound)), "fresh connections after the ended ones");
+            }
+        }
+        db.close().await.unwrap();
+    }
+    if let Some(test_db) = postgres {
+        test_db.drop_now().await.unwrap();
+    }
+}
+
 /// The pool checks a PostgreSQL connection before use only after it sat idle (a check before
 /// every use is a round trip on every statement's path); a connection the server ended (restart,
 /// failover) has sat idle since, so it is found and replaced before a statement meets it.
