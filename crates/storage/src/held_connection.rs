@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::future::BoxFuture;
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
     Statement,
@@ -76,6 +77,27 @@ impl HeldConnection {
     }
 }
 
+impl HeldConnection {
+    /// Runs `statement` with `run` on the kept connection; a failure of the statement itself is
+    /// mapped with `statement_err` (sea-orm's `DbErr::Exec` or `DbErr::Query`).
+    async fn on_held<T: Send>(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Held>>,
+        statement: Statement,
+        statement_err: fn(RuntimeErr) -> DbErr,
+        run: impl for<'c> FnOnce(Query<'c>, &'c mut sqlx::PgConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send,
+    ) -> Result<T, DbErr> {
+        let mut slot = slot.lock().await;
+        let mut held = self.take(&mut slot).await?;
+        let (sql, values) = parts(statement);
+        let result = run(sqlx::query_with(&sql, values), &mut held.connection).await;
+        put_back(&mut slot, held, &result);
+        result.map_err(|e| statement_err(RuntimeErr::SqlxError(e)))
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Postgres, SqlxValues>;
+
 /// Puts `held` back for the next statement unless `result` says it may be broken: a statement's
 /// own failure (a constraint, say) leaves the connection as it was; any other (I/O, protocol, a
 /// closed connection) sends it back to the pool, which checks it.
@@ -107,13 +129,10 @@ impl ConnectionTrait for HeldConnection {
 
     async fn execute(&self, statement: Statement) -> Result<ExecResult, DbErr> {
         let Some(slot) = &self.slot else { return self.pool.execute(statement).await };
-        let mut slot = slot.lock().await;
-        let mut held = self.take(&mut slot).await?;
-        let (sql, values) = parts(statement);
-        let query = sqlx::query_with(&sql, values);
-        let result = query.execute(&mut *held.connection).await.map(ExecResult::from);
-        put_back(&mut slot, held, &result);
-        result.map_err(|e| DbErr::Exec(RuntimeErr::SqlxError(e)))
+        self.on_held(slot, statement, DbErr::Exec, |query, connection| {
+            Box::pin(async move { query.execute(connection).await.map(ExecResult::from) })
+        })
+        .await
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
@@ -122,24 +141,19 @@ impl ConnectionTrait for HeldConnection {
 
     async fn query_one(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
         let Some(slot) = &self.slot else { return self.pool.query_one(statement).await };
-        let mut slot = slot.lock().await;
-        let mut held = self.take(&mut slot).await?;
-        let (sql, values) = parts(statement);
-        let query = sqlx::query_with(&sql, values);
-        let result = query.fetch_optional(&mut *held.connection).await.map(|row| row.map(QueryResult::from));
-        put_back(&mut slot, held, &result);
-        result.map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e)))
+        self.on_held(slot, statement, DbErr::Query, |query, connection| {
+            Box::pin(async move { query.fetch_optional(connection).await.map(|row| row.map(QueryResult::from)) })
+        })
+        .await
     }
 
     async fn query_all(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let Some(slot) = &self.slot else { return self.pool.query_all(statement).await };
-        let mut slot = slot.lock().await;
-        let mut held = self.take(&mut slot).await?;
-        let (sql, values) = parts(statement);
-        let query = sqlx::query_with(&sql, values);
-        let result =
-            query.fetch_all(&mut *held.connection).await.map(|rows| rows.into_iter().map(QueryResult::from).collect());
-        put_back(&mut slot, held, &result);
-        result.map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e)))
+        self.on_held(slot, statement, DbErr::Query, |query, connection| {
+            Box::pin(async move {
+                query.fetch_all(connection).await.map(|rows| rows.into_iter().map(QueryResult::from).collect())
+            })
+        })
+        .await
     }
 }
