@@ -40,6 +40,28 @@ fn smoke_run(backends: &[(&str, &str)], args: &[&str]) -> serde_json::Value {
     }
     let scenarios = report["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 7, "{report:#}");
+    // The static documents are also served by nginx from files, for their ceiling; CI installs it.
+    let floor_ran = report["nginx_static_files_missing"].is_null();
+    if floor_ran {
+        for scenario in
+            scenarios.iter().filter(|s| ["discovery document", "JWKS"].contains(&s["scenario"].as_str().unwrap()))
+        {
+            let floor = &scenario["nginx_static_file"];
+            assert!(floor["ok"].as_u64().unwrap() > 0, "{}: nginx served nothing: {floor}", scenario["scenario"]);
+            assert_eq!(floor["errors"], 0, "{}: {}", scenario["scenario"], floor["first_error"]);
+        }
+        assert!(markdown.contains("Static documents from nginx"), "{markdown}");
+        if peer_ran {
+            assert!(markdown.contains("cheaper than the peer's, the ceiling on this machine"), "{markdown}");
+        }
+    } else {
+        assert!(
+            std::env::var_os("TEST_REQUIRE_BACKENDS").is_none(),
+            "nginx must serve the static documents in CI: {}",
+            report["nginx_static_files_missing"]
+        );
+        eprintln!("skipping nginx's static documents: {}", report["nginx_static_files_missing"]);
+    }
     for scenario in scenarios {
         let name = &scenario["scenario"];
         let ours = &scenario["servicekonto"];

@@ -130,6 +130,8 @@ pub(crate) struct Row {
     scenario: Scenario,
     ours: Option<Measured>,
     peer: Option<Measured>,
+    /// For the static documents: nginx serving the same bytes (see `peers::start_static_floor`).
+    floor: Option<Measured>,
 }
 
 /// Limits of the machine the figures are read against.
@@ -154,6 +156,8 @@ pub(crate) struct Run {
     pinned: bool,
     backends: String,
     peer_missing: Option<String>,
+    /// Why the static documents were not also served by nginx, when they ran.
+    floor_missing: Option<String>,
     rows: Vec<Row>,
     ours_rss_kib: u64,
     peer_rss_kib: Option<u64>,
@@ -226,7 +230,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for &concurrency in levels {
             eprintln!("SSO code flow with {concurrency} concurrent clients…");
             let load = Load { concurrency, duration };
-            let (ours, peer, _) = measure_both(Scenario::SsoFlow, &ours, peer.as_ref(), load, &options, false).await?;
+            let [ours, peer, _] =
+                measure_both(Scenario::SsoFlow, [Some(&ours), peer.as_ref(), None], load, &options, false).await?.0;
             let ours = ours.context("our SSO flow")?;
             steps.push(scaling::Step { concurrency, ours, peer });
         }
@@ -258,20 +263,32 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     // The limits before and after the scenarios: the report reads them as their means, the
     // machine's state over the run (the SSO target also against the limit next to its windows).
+    let statics = |scenario: &Scenario| matches!(scenario, Scenario::Discovery | Scenario::Jwks);
+    let (floor, floor_missing) = if Scenario::ALL.iter().filter(|s| chosen(s)).any(statics) {
+        eprintln!("starting nginx with the same static documents…");
+        match peers::start_static_floor(server_cpu, &ours).await? {
+            Ok(floor) => (Some(floor), None),
+            Err(reason) => (None, Some(reason)),
+        }
+    } else {
+        (None, None)
+    };
     let limits_before = limits(options.smoke).await?;
     let mut sso_raw_rs256_per_second = None;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {
         eprintln!("{}…", scenario.name());
-        let (ours_measured, peer_measured, raw_rs256) =
-            measure_both(scenario, &ours, peer.as_ref(), load, &options, true).await?;
+        let floor = floor.as_ref().map(|(floor, _files)| floor).filter(|_| statics(&scenario));
+        let ([ours_measured, peer_measured, floor_measured], raw_rs256) =
+            measure_both(scenario, [Some(&ours), peer.as_ref(), floor], load, &options, true).await?;
         sso_raw_rs256_per_second = sso_raw_rs256_per_second.or(raw_rs256);
-        rows.push(Row { scenario, ours: ours_measured, peer: peer_measured });
+        rows.push(Row { scenario, ours: ours_measured, peer: peer_measured, floor: floor_measured });
     }
     let limits = limits_before.mean(&limits(options.smoke).await?);
     let run = Run {
         pinned,
         backends,
         peer_missing,
+        floor_missing,
         ours_rss_kib: ours.peak_rss_kib(),
         peer_rss_kib: peer.as_ref().map(peers::Peer::peak_rss_kib),
         ours_idle_rss_kib: ours.idle_rss_kib,
@@ -286,9 +303,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     report::write(&run)
 }
 
-/// `scenario` against ours and the peer: first `options.warmup` seconds each, not measured, then
-/// `options.rounds` windows each of `load.duration / rounds`, in the order ours, peer, peer,
-/// ours, ours, …
+/// `scenario` against each of `sides` (ours, the peer, nginx's static files) that is there:
+/// first `options.warmup` seconds each, not measured, then `options.rounds` windows each of
+/// `load.duration / rounds`, in the order ours, peer, nginx, nginx, peer, ours, ours, …
 ///
 /// For the SSO flow, with `limit_in_turn`, also the raw RS256 rate right before and right after
 /// each of our windows: the flow is read against that limit, and this machine's speed moves by
@@ -296,26 +313,24 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 /// would measure the drift as much as the flow.
 async fn measure_both(
     scenario: Scenario,
-    ours: &peers::Peer,
-    peer: Option<&peers::Peer>,
+    sides: [Option<&peers::Peer>; 3],
     load: Load,
     options: &Options,
     limit_in_turn: bool,
-) -> anyhow::Result<(Option<Measured>, Option<Measured>, Option<f64>)> {
+) -> anyhow::Result<([Option<Measured>; 3], Option<f64>)> {
     let raw = (limit_in_turn && scenario == Scenario::SsoFlow).then(IdTokenFixture::new).transpose()?;
     let raw_budget = Duration::from_secs_f64(if options.smoke { 0.1 } else { 1.0 });
     let mut raw_rates = Vec::new();
     if options.warmup > 0.0 {
         let warmup = Load { duration: Duration::from_secs_f64(options.warmup), ..load };
-        for side in [Some(ours), peer].into_iter().flatten() {
+        for side in sides.into_iter().flatten() {
             measure(scenario, side, warmup).await?;
         }
     }
-    let sides = [Some(ours), peer];
     let window = Load { duration: load.duration / options.rounds, ..load };
-    let mut measured: [Option<Measured>; 2] = [None, None];
+    let mut measured: [Option<Measured>; 3] = [None, None, None];
     for round in 0..options.rounds {
-        for i in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+        for i in if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] } {
             let Some(side) = sides[i] else { continue };
             let raw = raw.as_ref().filter(|_| i == 0);
             if let Some(fixture) = raw {
@@ -332,9 +347,8 @@ async fn measure_both(
             });
         }
     }
-    let [ours_measured, peer_measured] = measured;
     let raw_rate = (!raw_rates.is_empty()).then(|| raw_rates.iter().sum::<f64>() / raw_rates.len() as f64);
-    Ok((ours_measured, peer_measured, raw_rate))
+    Ok((measured, raw_rate))
 }
 
 /// An RS256 key and an ID token's claims like the bench's, with the token's signing input.

@@ -2,7 +2,7 @@
 //! library's own command line, in this release binary) and node `oidc-provider` with its
 //! automatic interaction; a citizen with a session and remembered consent at each.
 
-use std::{path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::Context;
 use reqwest::{Client, StatusCode, redirect::Policy};
@@ -253,16 +253,98 @@ async fn start_nginx(dir: &Path, cpu: Option<usize>, front: u16, upstreams: &[u1
     );
     let config_path = prefix.join("nginx.conf");
     std::fs::write(&config_path, config)?;
-    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .context("two nodes need nginx in front of them (Debian's package `nginx`)")?;
+    let binary = nginx_binary().context("two nodes need nginx in front of them (Debian's package `nginx`)")?;
     let mut command = pinned(cpu, binary);
     command.arg("-p").arg(&prefix).arg("-c").arg(&config_path);
     let log = dir.join("nginx.log");
     let mut process = ServerProcess::spawn(command, &log)?;
     process.wait_ready(&format!("http://127.0.0.1:{front}/healthz"), &log).await?;
     Ok(process)
+}
+
+/// Debian's nginx, when it is installed.
+fn nginx_binary() -> Option<&'static str> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists())
+}
+
+/// nginx (one worker, on `cpu` like the servers) serving `ours`' discovery document and JWKS,
+/// the same bytes with the same `Content-Type` and `Cache-Control`, as static files: the
+/// cheapest answer to those two `GET`s this machine has to offer next to ours, what the two
+/// static scenarios are read against (their ceiling). `Ok(Err(reason))` without nginx.
+///
+/// The files live in a folder of their own that nginx's workers (`nobody` when the bench runs
+/// as root) may read; it is removed with the returned guard.
+pub async fn start_static_floor(
+    cpu: Option<usize>,
+    ours: &Peer,
+) -> anyhow::Result<Result<(Peer, tempfile::TempDir), String>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Some(binary) = nginx_binary() else {
+        return Ok(Err("nginx is not installed (Debian's package `nginx`)".to_owned()));
+    };
+    let folder = tempfile::tempdir()?;
+    std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755))?;
+    let mut locations = String::new();
+    for (path, url) in [("/.well-known/openid-configuration", &ours.discovery), ("/jwks", &ours.jwks)] {
+        let response = reqwest::get(url.as_str()).await?.error_for_status()?;
+        let header = |name: reqwest::header::HeaderName| {
+            response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+        };
+        let (content_type, cache_control) =
+            (header(reqwest::header::CONTENT_TYPE), header(reqwest::header::CACHE_CONTROL));
+        anyhow::ensure!(
+            !content_type.contains(['"', '\\', '$']) && !cache_control.contains(['"', '\\', '$']),
+            "{url}: headers nginx's configuration could not quote: {content_type:?}, {cache_control:?}"
+        );
+        let file = folder.path().join(path.trim_start_matches('/').replace('/', "_"));
+        std::fs::write(&file, response.bytes().await?)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+        write!(
+            locations,
+            "    location = {path} {{\n      default_type \"{content_type}\";\n      add_header Cache-Control \"{cache_control}\";\n      alias {file};\n    }}\n",
+            file = file.display()
+        )?;
+    }
+    let port = free_port()?;
+    let prefix = folder.path().join("nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let config = format!(
+        "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log stderr warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n\
+         client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n\
+         fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n\
+         server {{\n    listen 127.0.0.1:{port};\n    keepalive_requests 1000000;\n{locations}  }}\n}}\n",
+        pid = prefix.join("nginx.pid").display(),
+        temp = prefix.display(),
+    );
+    let config_path = prefix.join("nginx.conf");
+    std::fs::write(&config_path, config)?;
+    let mut command = pinned(cpu, binary);
+    command.arg("-p").arg(&prefix).arg("-c").arg(&config_path);
+    let log = folder.path().join("nginx.log");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut process = ServerProcess::spawn(command, &log)?;
+    process.wait_ready(&format!("{base}/jwks"), &log).await?;
+    let (idle_rss_kib, idle_anon_kib) = (process.rss_kib(), process.anon_rss_kib());
+    // Only the two static scenarios run against it; the other endpoints name nothing it serves.
+    let floor = Peer {
+        name: "nginx",
+        discovery: format!("{base}/.well-known/openid-configuration"),
+        jwks: format!("{base}/jwks"),
+        authorization: base.clone(),
+        token: base.clone(),
+        userinfo: base.clone(),
+        introspection: base.clone(),
+        issuer: base,
+        process,
+        companions: Vec::new(),
+        idle_rss_kib,
+        idle_anon_kib,
+        username: None,
+        outbox: None,
+    };
+    Ok(Ok((floor, folder)))
 }
 
 /// Registers and logs in the benchmark citizen and gives the first consent.

@@ -79,6 +79,25 @@ impl Row {
         }
     }
 
+    /// For a static document: how many times the peer's server CPU per request the cheapest
+    /// answer measured on this machine costs — nginx's static file or ours, whichever cost less:
+    /// no server here could be further ahead of the peer by CPU per request.
+    fn ceiling(&self) -> Option<f64> {
+        let cheapest = self.floor.as_ref()?.server_ms_per_request().min(self.ours.as_ref()?.server_ms_per_request());
+        Some(self.peer.as_ref()?.server_ms_per_request() / cheapest)
+    }
+
+    /// The target line's note on the ceiling, when nginx served the same bytes.
+    fn ceiling_note(&self) -> String {
+        match (self.floor.as_ref(), self.ceiling()) {
+            (Some(floor), Some(ceiling)) => format!(
+                "; nginx serving the same bytes as a static file needs {:.3} ms of CPU per request, so the cheapest answer measured here is {ceiling:.2}× cheaper than the peer's, the ceiling on this machine",
+                floor.server_ms_per_request()
+            ),
+            _ => String::new(),
+        }
+    }
+
     fn p99_ratio(&self) -> Option<f64> {
         Some(self.ours.as_ref()?.p99() / self.peer.as_ref()?.p99())
     }
@@ -103,12 +122,13 @@ fn targets(run: &Run) -> Vec<Target> {
         let ratio = row(scenario).and_then(Row::ratio);
         let cpu = row(scenario).and_then(Row::cpu_ratio);
         let bound = row(scenario).map_or("", Row::saturation);
+        let ceiling = row(scenario).map(Row::ceiling_note).unwrap_or_default();
         // Where the generator's core, not ours, set the throughput, requests/s measure the
         // generator; then the servers are compared by what a request costs them (issue #16, item 6).
         let target = if row(scenario).is_some_and(Row::generator_bound) {
             Target {
                 text: format!(
-                    "{}: ≥ {factor}× the peer's efficiency, judged by server CPU per request since the generator set the pace (the peer needs {}; requests/s: {}{bound})",
+                    "{}: ≥ {factor}× the peer's efficiency, judged by server CPU per request since the generator set the pace (the peer needs {}; requests/s: {}{bound}{ceiling})",
                     scenario.name(),
                     times(cpu),
                     times(ratio)
@@ -118,7 +138,7 @@ fn targets(run: &Run) -> Vec<Target> {
         } else {
             Target {
                 text: format!(
-                    "{}: ≥ {factor}× the peer's requests/s (is {}; server CPU per request: the peer needs {}{bound})",
+                    "{}: ≥ {factor}× the peer's requests/s (is {}; server CPU per request: the peer needs {}{bound}{ceiling})",
                     scenario.name(),
                     times(ratio),
                     times(cpu)
@@ -212,6 +232,35 @@ fn sso_budget(run: &Run) -> Option<String> {
             peer / signature
         ))
     ))
+}
+
+/// What nginx serving the static documents cost next to ours and the peer's, or why it did not
+/// run; `None` when no static document was measured.
+fn static_floor(run: &Run) -> Option<String> {
+    if let Some(reason) = &run.floor_missing {
+        return Some(format!("Static documents: not also served by nginx ({reason}), so no ceiling for them."));
+    }
+    let measured: Vec<String> = run
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let floor = row.floor.as_ref()?;
+            Some(format!(
+                "{} {:.3} ms of CPU per request (ours {}, the peer's {}; ceiling {})",
+                row.scenario.name(),
+                floor.server_ms_per_request(),
+                cell(row.ours.as_ref(), |m| format!("{:.3} ms", m.server_ms_per_request())),
+                cell(row.peer.as_ref(), |m| format!("{:.3} ms", m.server_ms_per_request())),
+                times(row.ceiling()),
+            ))
+        })
+        .collect();
+    (!measured.is_empty()).then(|| {
+        format!(
+            "Static documents from nginx (one worker, pinned like the servers, the same bytes, `Content-Type` and `Cache-Control` as static files, measured in turn with both): {}. Most of such a request's cost is the kernel's loopback TCP, which every server pays; the ceiling is the peer's CPU per request over the cheaper of nginx and ours.",
+            measured.join("; ")
+        )
+    })
 }
 
 fn times(ratio: Option<f64>) -> String {
@@ -326,6 +375,9 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
             .map_or_else(|| "not measured (no openssl command)".to_owned(), |s| format!("{s:.0}/s")),
         run.limits.rs256_per_second(),
     )?;
+    if let Some(statics) = static_floor(run) {
+        writeln!(md, "{statics}\n")?;
+    }
     if let Some(budget) = sso_budget(run) {
         writeln!(md, "{budget}\n")?;
     }
@@ -369,6 +421,8 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
                 "server_cpu_per_request_ratio_peer_over_ours": row.cpu_ratio(),
                 "generator_bound": row.generator_bound(),
                 "p99_ratio": row.p99_ratio(),
+                "nginx_static_file": row.floor.as_ref().map(Measured::json),
+                "ceiling_peer_over_cheapest_cpu_per_request": row.ceiling(),
             })
         })
         .collect();
@@ -384,6 +438,7 @@ pub(super) fn write(run: &Run) -> anyhow::Result<()> {
         "warmup_seconds_per_scenario_and_peer": run.options.warmup,
         "server_cpu_counted": "while the load runs, not during a scenario's setup",
         "peer_missing": run.peer_missing,
+        "nginx_static_files_missing": run.floor_missing,
         "scenarios": scenarios,
         "peak_rss_kib": { "servicekonto": run.ours_rss_kib, "oidc_provider": run.peer_rss_kib },
         "idle_rss_kib": { "servicekonto": run.ours_idle_rss_kib, "oidc_provider": run.peer_idle_rss_kib },
