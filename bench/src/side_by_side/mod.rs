@@ -261,8 +261,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let chosen = |scenario: &Scenario| {
         options.only.is_empty() || options.only.iter().any(|name| scenario.name().contains(name.as_str()))
     };
-    // The limits before and after the scenarios: the report reads them as their means, the
-    // machine's state over the run (the SSO target also against the limit next to its windows).
     let statics = |scenario: &Scenario| matches!(scenario, Scenario::Discovery | Scenario::Jwks);
     let (floor, floor_missing) = if Scenario::ALL.iter().filter(|s| chosen(s)).any(statics) {
         eprintln!("starting nginx with the same static documents…");
@@ -273,6 +271,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
+    // The limits before and after the scenarios: the report reads them as their means, the
+    // machine's state over the run (the SSO target also against the limit next to its windows).
     let limits_before = limits(options.smoke).await?;
     let mut sso_raw_rs256_per_second = None;
     for scenario in Scenario::ALL.into_iter().filter(chosen) {

@@ -268,9 +268,9 @@ fn nginx_binary() -> Option<&'static str> {
 }
 
 /// nginx (one worker, on `cpu` like the servers) serving `ours`' discovery document and JWKS,
-/// the same bytes with the same `Content-Type` and `Cache-Control`, as static files: the
-/// cheapest answer to those two `GET`s this machine has to offer next to ours, what the two
-/// static scenarios are read against (their ceiling). `Ok(Err(reason))` without nginx.
+/// the same bytes with the same `Content-Type` and `Cache-Control`, as static files: a second
+/// answer to those two `GET`s, from a server built for nothing else. The two static scenarios
+/// are read against the cheaper of it and ours (their ceiling). `Ok(Err(reason))` without nginx.
 ///
 /// The files live in a folder of their own that nginx's workers (`nobody` when the bench runs
 /// as root) may read; it is removed with the returned guard.

@@ -79,9 +79,9 @@ impl Row {
         }
     }
 
-    /// For a static document: how many times the peer's server CPU per request the cheapest
-    /// answer measured on this machine costs — nginx's static file or ours, whichever cost less:
-    /// no server here could be further ahead of the peer by CPU per request.
+    /// For a static document: the peer's server CPU per request over that of the cheapest answer
+    /// measured on this machine — nginx's static file or ours, whichever cost less: no server
+    /// measured here was further ahead of the peer by CPU per request.
     fn ceiling(&self) -> Option<f64> {
         let cheapest = self.floor.as_ref()?.server_ms_per_request().min(self.ours.as_ref()?.server_ms_per_request());
         Some(self.peer.as_ref()?.server_ms_per_request() / cheapest)
