@@ -20,7 +20,7 @@ use crate::{
         account, account_deletion, account_event, consent, data_transfer, mail_link, one_time_transfer, organisation,
         organisation_link, organisation_member, passkey,
     },
-    held_connection::HeldConnection,
+    held_connection::{HeldConnection, Lanes},
 };
 
 /// [`AccountStore`] on the relational database.
@@ -43,11 +43,11 @@ struct HotStatements {
 
 impl SeaAccountStore {
     /// `wait` bounds how long a batched statement may take, queue included.
-    pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
+    pub(crate) fn new(conn: DatabaseConnection, lanes: &Lanes, wait: Duration) -> Self {
         let hot = HotStatements {
-            accounts: Batcher::on_held(&conn, wait, read_accounts),
-            consents: Batcher::on_held(&conn, wait, read_consents),
-            transfers: Batcher::on_held(&conn, wait, insert_all),
+            accounts: Batcher::on_held(lanes, wait, read_accounts),
+            consents: Batcher::on_held(lanes, wait, read_consents),
+            transfers: Batcher::on_held(lanes, wait, insert_all),
         };
         Self { conn, hot: Arc::new(hot) }
     }

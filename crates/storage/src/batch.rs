@@ -32,6 +32,12 @@ type Run<L, Q, A> = Arc<dyn Fn(L, Vec<Q>) -> Pin<Box<dyn Future<Output = Vec<A>>
 pub(crate) trait Lane: Clone + Send + Sync + 'static {
     /// No batch came for [`IDLE`] (or one panicked): let go of what was kept.
     fn idle(&self);
+
+    /// Whether what the lane kept goes as soon as no batch follows at once (a connection
+    /// everyone else needs too) instead of after [`IDLE`].
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 impl Lane for () {
@@ -41,6 +47,10 @@ impl Lane for () {
 impl Lane for crate::held_connection::HeldConnection {
     fn idle(&self) {
         self.release();
+    }
+
+    fn shared(&self) -> bool {
+        self.shared()
     }
 }
 
@@ -93,15 +103,15 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
 }
 
 impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A, crate::held_connection::HeldConnection> {
-    /// Batches whose `statement` runs on a connection from `conn`'s pool that each worker keeps
-    /// while batches keep coming (see `crate::held_connection`).
-    pub(crate) fn on_held<F, Fut>(conn: &sea_orm::DatabaseConnection, wait: Duration, statement: F) -> Self
+    /// Batches whose `statement` runs on a lane of `lanes`: a connection kept while batches keep
+    /// coming (see `crate::held_connection`).
+    pub(crate) fn on_held<F, Fut>(lanes: &crate::held_connection::Lanes, wait: Duration, statement: F) -> Self
     where
         F: Fn(crate::held_connection::HeldConnection, Vec<Q>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<A>> + Send + 'static,
     {
-        let conn = conn.clone();
-        Self::with_lane(MAX_BATCH, wait, move || crate::held_connection::HeldConnection::new(&conn), statement)
+        let lanes = lanes.clone();
+        Self::with_lane(MAX_BATCH, wait, move || lanes.lane(), statement)
     }
 }
 
@@ -206,6 +216,14 @@ async fn work<Q: Send + 'static, A: Send + 'static, L: Lane>(
                 kept = true;
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(answer);
+                }
+                // A shared lane's connection stays for the batches that are ready to run now
+                // (one turn of the scheduler lets them queue for it), and goes when none is.
+                if lane.shared() && jobs.is_empty() {
+                    tokio::task::yield_now().await;
+                    if jobs.is_empty() {
+                        lane.idle();
+                    }
                 }
             }
             Err(_) => lane.idle(),

@@ -127,9 +127,11 @@ impl Database {
 
     /// `timeout` also bounds a batched statement, its wait in the queue included.
     fn over(conn: DatabaseConnection, timeout: Duration) -> Self {
+        // One set of lanes for both stores: on SQLite their batches share the one connection.
+        let lanes = crate::held_connection::Lanes::new(&conn);
         Self {
-            accounts: crate::SeaAccountStore::new(conn.clone(), timeout),
-            refresh_tokens: crate::SeaRefreshTokenStore::new(conn.clone(), timeout),
+            accounts: crate::SeaAccountStore::new(conn.clone(), &lanes, timeout),
+            refresh_tokens: crate::SeaRefreshTokenStore::new(conn.clone(), &lanes, timeout),
             conn,
         }
     }

@@ -10,7 +10,7 @@ use sea_orm::{
 use crate::{
     batch::{Batcher, Inserted, insert_all},
     entities::refresh_token,
-    held_connection::HeldConnection,
+    held_connection::{HeldConnection, Lanes},
 };
 
 /// [`RefreshTokenStore`] on the relational database.
@@ -108,9 +108,9 @@ async fn claim_and_replace(
 
 impl SeaRefreshTokenStore {
     /// `wait` bounds how long a batched insert or rotation may take, queue included.
-    pub(crate) fn new(conn: DatabaseConnection, wait: Duration) -> Self {
-        let inserts = Arc::new(Batcher::on_held(&conn, wait, insert_all));
-        let claims = Arc::new(Batcher::on_held(&conn, wait, claim_all_sqlite));
+    pub(crate) fn new(conn: DatabaseConnection, lanes: &Lanes, wait: Duration) -> Self {
+        let inserts = Arc::new(Batcher::on_held(lanes, wait, insert_all));
+        let claims = Arc::new(Batcher::on_held(lanes, wait, claim_all_sqlite));
         Self { conn, inserts, claims }
     }
 }
