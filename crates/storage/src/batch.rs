@@ -206,6 +206,10 @@ async fn work<Q: Send + 'static, A: Send + 'static, L: Lane>(
         // out — never the reverse.)
         batch.retain(|(_, reply): &Job<Q, A>| !reply.is_closed());
         if batch.is_empty() {
+            // (Nothing ran: a shared lane's connection, kept for this batch, goes now.)
+            if lane.shared() && jobs.is_empty() {
+                lane.idle();
+            }
             continue;
         }
         let (queries, replies): (Vec<Q>, Vec<oneshot::Sender<A>>) = batch.drain(..).unzip();
