@@ -35,7 +35,6 @@ use std::sync::Arc;
 
 use poem::{
     Endpoint, EndpointExt, PathPattern, Request, Response, Result, Route, RouteMethod,
-    endpoint::BoxEndpoint,
     error::NotFoundError,
     get,
     http::{HeaderMap, HeaderValue, Method, Uri, header, uri::PathAndQuery},
@@ -168,105 +167,86 @@ fn hsts(state: &AppState) -> Option<Arc<Hsts>> {
 /// The endpoints every environment has, relative to its issuer.
 fn environment_routes(site: &Site, table: &mut MethodTable) -> impl Endpoint<Output = Response> + use<> {
     SiteRoutes { route: Route::new(), table, prefix: site.prefix.clone() }
-        .at("/.well-known/openid-configuration", vec![(Method::GET, ep(discovery::openid_configuration))])
-        .at("/jwks", vec![(Method::GET, ep(discovery::jwks))])
-        .at("/token", vec![(Method::POST, ep(token::token))])
-        .at("/register", vec![(Method::POST, ep(registration::register))])
+        .at("/.well-known/openid-configuration", Methods::new().get(discovery::openid_configuration))
+        .at("/jwks", Methods::new().get(discovery::jwks))
+        .at("/token", Methods::new().post(token::token))
+        .at("/register", Methods::new().post(registration::register))
         .at(
             "/register/:client_id",
-            vec![
-                (Method::GET, ep(registration::read)),
-                (Method::PUT, ep(registration::update)),
-                (Method::DELETE, ep(registration::delete)),
-            ],
+            Methods::new().get(registration::read).put(registration::update).delete(registration::delete),
         )
-        .at("/authorize", vec![(Method::GET, ep(authorize::authorize)), (Method::POST, ep(authorize::authorize))])
-        .at("/par", vec![(Method::POST, ep(par::par))])
-        .at("/zustimmung", vec![(Method::POST, ep(authorize::consent))])
-        .at("/saml/metadata", vec![(Method::GET, ep(saml::metadata))])
-        .at("/saml/sso", vec![(Method::GET, ep(saml::sso)), (Method::POST, ep(saml::sso))])
-        .at("/saml/anmelden", vec![(Method::GET, ep(saml::unsolicited))])
-        .at("/saml/weiter", vec![(Method::GET, ep(saml::resume))])
-        .at("/saml/zustimmung", vec![(Method::POST, ep(saml::consent))])
-        .at("/saml/slo", vec![(Method::GET, ep(saml::slo))])
-        .at("/userinfo", vec![(Method::GET, ep(userinfo::userinfo)), (Method::POST, ep(userinfo::userinfo))])
-        .at("/logout", vec![(Method::GET, ep(logout::logout)), (Method::POST, ep(logout::logout))])
-        .at("/introspect", vec![(Method::POST, ep(introspection::introspect))])
-        .at("/revoke", vec![(Method::POST, ep(introspection::revoke))])
-        .at("/static/form_post.js", vec![(Method::GET, ep(pages::form_post_script))])
-        .at("/static/passkey.js", vec![(Method::GET, ep(pages::passkey_script))])
-        .at("/", vec![(Method::GET, ep(pages::start))])
-        .at("/static/style.css", vec![(Method::GET, ep(pages::stylesheet))])
-        .at("/barrierefreiheit", vec![(Method::GET, ep(pages::accessibility))])
-        .at("/datenschutz", vec![(Method::GET, ep(pages::privacy))])
-        .at("/registrierung", vec![(Method::GET, ep(pages::personal_form)), (Method::POST, ep(pages::personal))])
-        .at(
-            "/registrierung/ausweis",
-            vec![(Method::GET, ep(pages::card_registration_form)), (Method::POST, ep(pages::card_registration))],
-        )
-        .at("/eid", vec![(Method::GET, ep(pages::eid_start_form)), (Method::POST, ep(pages::eid_start))])
-        .at("/eid/tc-token", vec![(Method::GET, ep(pages::tc_token))])
-        .at("/eid/ergebnis", vec![(Method::GET, ep(pages::eid_result))])
-        .at(
-            "/eid/test-dienst",
-            vec![(Method::GET, ep(pages::test_service_form)), (Method::POST, ep(pages::test_service))],
-        )
-        .at("/konto/ausweis", vec![(Method::POST, ep(pages::link))])
-        .at(
-            "/registrierung/passwort",
-            vec![(Method::GET, ep(pages::password_form)), (Method::POST, ep(pages::password))],
-        )
-        .at("/registrierung/pruefen", vec![(Method::GET, ep(pages::review)), (Method::POST, ep(pages::save))])
-        .at("/aktivierung", vec![(Method::GET, ep(pages::activate))])
-        .at(
-            "/aktivierung/erneut",
-            vec![(Method::GET, ep(pages::resend_activation_form)), (Method::POST, ep(pages::resend_activation))],
-        )
-        .at("/anmelden", vec![(Method::GET, ep(pages::login_form)), (Method::POST, ep(pages::login))])
-        .at("/anmelden/passkey", vec![(Method::POST, ep(pages::passkey_login_start))])
-        .at("/anmelden/passkey/abschluss", vec![(Method::POST, ep(pages::passkey_login_finish))])
-        .at("/anmelden/zweiter-faktor", vec![(Method::POST, ep(pages::second_factor_finish))])
-        .at("/abmelden", vec![(Method::POST, ep(pages::logout))])
-        .at("/passwort-vergessen", vec![(Method::GET, ep(pages::forgot_form)), (Method::POST, ep(pages::forgot))])
-        .at("/passwort-neu", vec![(Method::GET, ep(pages::reset_form)), (Method::POST, ep(pages::reset))])
-        .at("/konto", vec![(Method::GET, ep(pages::overview))])
-        .at("/konto/daten", vec![(Method::GET, ep(pages::data_form)), (Method::POST, ep(pages::change_data))])
-        .at("/konto/email", vec![(Method::GET, ep(pages::confirm_email))])
-        .at(
-            "/konto/passwort",
-            vec![(Method::GET, ep(pages::password_change_form)), (Method::POST, ep(pages::change_password))],
-        )
-        .at("/konto/aktivitaet", vec![(Method::GET, ep(pages::activity))])
-        .at("/konto/export", vec![(Method::GET, ep(pages::export))])
-        .at("/konto/uebermittlungen", vec![(Method::GET, ep(pages::transfers))])
-        .at("/konto/zustimmungen/widerrufen", vec![(Method::POST, ep(pages::withdraw_consent))])
-        .at("/konto/passkeys", vec![(Method::GET, ep(pages::passkey_list))])
-        .at("/konto/passkeys/neu", vec![(Method::POST, ep(pages::add_passkey))])
-        .at("/konto/passkeys/neu/abschluss", vec![(Method::POST, ep(pages::finish_add_passkey))])
-        .at("/konto/passkeys/umbenennen", vec![(Method::POST, ep(pages::rename_passkey))])
-        .at("/konto/passkeys/entfernen", vec![(Method::POST, ep(pages::remove_passkey))])
-        .at("/konto/passkeys/anmeldeverfahren", vec![(Method::POST, ep(pages::login_factors))])
-        .at("/konto/organisationen", vec![(Method::GET, ep(pages::organisation_list))])
+        .at("/authorize", Methods::new().get(authorize::authorize).post(authorize::authorize))
+        .at("/par", Methods::new().post(par::par))
+        .at("/zustimmung", Methods::new().post(authorize::consent))
+        .at("/saml/metadata", Methods::new().get(saml::metadata))
+        .at("/saml/sso", Methods::new().get(saml::sso).post(saml::sso))
+        .at("/saml/anmelden", Methods::new().get(saml::unsolicited))
+        .at("/saml/weiter", Methods::new().get(saml::resume))
+        .at("/saml/zustimmung", Methods::new().post(saml::consent))
+        .at("/saml/slo", Methods::new().get(saml::slo))
+        .at("/userinfo", Methods::new().get(userinfo::userinfo).post(userinfo::userinfo))
+        .at("/logout", Methods::new().get(logout::logout).post(logout::logout))
+        .at("/introspect", Methods::new().post(introspection::introspect))
+        .at("/revoke", Methods::new().post(introspection::revoke))
+        .at("/static/form_post.js", Methods::new().get(pages::form_post_script))
+        .at("/static/passkey.js", Methods::new().get(pages::passkey_script))
+        .at("/", Methods::new().get(pages::start))
+        .at("/static/style.css", Methods::new().get(pages::stylesheet))
+        .at("/barrierefreiheit", Methods::new().get(pages::accessibility))
+        .at("/datenschutz", Methods::new().get(pages::privacy))
+        .at("/registrierung", Methods::new().get(pages::personal_form).post(pages::personal))
+        .at("/registrierung/ausweis", Methods::new().get(pages::card_registration_form).post(pages::card_registration))
+        .at("/eid", Methods::new().get(pages::eid_start_form).post(pages::eid_start))
+        .at("/eid/tc-token", Methods::new().get(pages::tc_token))
+        .at("/eid/ergebnis", Methods::new().get(pages::eid_result))
+        .at("/eid/test-dienst", Methods::new().get(pages::test_service_form).post(pages::test_service))
+        .at("/konto/ausweis", Methods::new().post(pages::link))
+        .at("/registrierung/passwort", Methods::new().get(pages::password_form).post(pages::password))
+        .at("/registrierung/pruefen", Methods::new().get(pages::review).post(pages::save))
+        .at("/aktivierung", Methods::new().get(pages::activate))
+        .at("/aktivierung/erneut", Methods::new().get(pages::resend_activation_form).post(pages::resend_activation))
+        .at("/anmelden", Methods::new().get(pages::login_form).post(pages::login))
+        .at("/anmelden/passkey", Methods::new().post(pages::passkey_login_start))
+        .at("/anmelden/passkey/abschluss", Methods::new().post(pages::passkey_login_finish))
+        .at("/anmelden/zweiter-faktor", Methods::new().post(pages::second_factor_finish))
+        .at("/abmelden", Methods::new().post(pages::logout))
+        .at("/passwort-vergessen", Methods::new().get(pages::forgot_form).post(pages::forgot))
+        .at("/passwort-neu", Methods::new().get(pages::reset_form).post(pages::reset))
+        .at("/konto", Methods::new().get(pages::overview))
+        .at("/konto/daten", Methods::new().get(pages::data_form).post(pages::change_data))
+        .at("/konto/email", Methods::new().get(pages::confirm_email))
+        .at("/konto/passwort", Methods::new().get(pages::password_change_form).post(pages::change_password))
+        .at("/konto/aktivitaet", Methods::new().get(pages::activity))
+        .at("/konto/export", Methods::new().get(pages::export))
+        .at("/konto/uebermittlungen", Methods::new().get(pages::transfers))
+        .at("/konto/zustimmungen/widerrufen", Methods::new().post(pages::withdraw_consent))
+        .at("/konto/passkeys", Methods::new().get(pages::passkey_list))
+        .at("/konto/passkeys/neu", Methods::new().post(pages::add_passkey))
+        .at("/konto/passkeys/neu/abschluss", Methods::new().post(pages::finish_add_passkey))
+        .at("/konto/passkeys/umbenennen", Methods::new().post(pages::rename_passkey))
+        .at("/konto/passkeys/entfernen", Methods::new().post(pages::remove_passkey))
+        .at("/konto/passkeys/anmeldeverfahren", Methods::new().post(pages::login_factors))
+        .at("/konto/organisationen", Methods::new().get(pages::organisation_list))
         .at(
             "/konto/organisationen/neu",
-            vec![(Method::GET, ep(pages::create_organisation_form)), (Method::POST, ep(pages::create_organisation))],
+            Methods::new().get(pages::create_organisation_form).post(pages::create_organisation),
         )
-        .at("/konto/organisation", vec![(Method::GET, ep(pages::organisation))])
+        .at("/konto/organisation", Methods::new().get(pages::organisation))
         .at(
             "/konto/organisation/daten",
-            vec![(Method::GET, ep(pages::organisation_edit_form)), (Method::POST, ep(pages::update_organisation))],
+            Methods::new().get(pages::organisation_edit_form).post(pages::update_organisation),
         )
-        .at("/konto/organisation/einladen", vec![(Method::POST, ep(pages::invite_to_organisation))])
-        .at("/konto/organisation/rolle", vec![(Method::POST, ep(pages::organisation_role))])
-        .at("/konto/organisation/entfernen", vec![(Method::POST, ep(pages::remove_from_organisation))])
-        .at("/konto/organisation/loeschen", vec![(Method::POST, ep(pages::delete_organisation))])
-        .at("/konto/organisation/export", vec![(Method::GET, ep(pages::organisation_export))])
+        .at("/konto/organisation/einladen", Methods::new().post(pages::invite_to_organisation))
+        .at("/konto/organisation/rolle", Methods::new().post(pages::organisation_role))
+        .at("/konto/organisation/entfernen", Methods::new().post(pages::remove_from_organisation))
+        .at("/konto/organisation/loeschen", Methods::new().post(pages::delete_organisation))
+        .at("/konto/organisation/export", Methods::new().get(pages::organisation_export))
         .at(
             "/organisationen/einladung",
-            vec![(Method::GET, ep(pages::organisation_invitation)), (Method::POST, ep(pages::accept_invitation))],
+            Methods::new().get(pages::organisation_invitation).post(pages::accept_invitation),
         )
-        .at("/organisationen/adresse", vec![(Method::GET, ep(pages::confirm_organisation_address))])
-        .at("/konto/loeschen", vec![(Method::GET, ep(pages::delete_form)), (Method::POST, ep(pages::delete))])
+        .at("/organisationen/adresse", Methods::new().get(pages::confirm_organisation_address))
+        .at("/konto/loeschen", Methods::new().get(pages::delete_form).post(pages::delete))
         .route
         .around(pages::security_headers)
         .data(site.clone())
@@ -282,20 +262,48 @@ struct SiteRoutes<'a> {
 }
 
 impl SiteRoutes<'_> {
-    fn at(mut self, path: &str, methods: Vec<(Method, BoxEndpoint<'static, Response>)>) -> Self {
-        let names: Vec<&str> = methods.iter().map(|(method, _)| method.as_str()).collect();
+    fn at(mut self, path: &str, methods: Methods) -> Self {
+        let names: Vec<&str> = methods.names.iter().map(Method::as_str).collect();
         self.table.add(&format!("{}{path}", self.prefix), &names.join(", "));
-        let mut route = RouteMethod::new();
-        for (method, endpoint) in methods {
-            route = route.method(method, endpoint);
-        }
-        self.route = self.route.at(path, route);
+        self.route = self.route.at(path, methods.route);
         self
     }
 }
 
-fn ep(endpoint: impl Endpoint + 'static) -> BoxEndpoint<'static, Response> {
-    endpoint.map_to_response().boxed()
+/// One path's endpoints by method, and their names for the path's `Allow` entry. The endpoints go
+/// into poem's `RouteMethod` as they are: it boxes each once, and a box of our own around them
+/// would cost every request one more allocation and one more copy of its handler's future.
+struct Methods {
+    route: RouteMethod,
+    names: Vec<Method>,
+}
+
+impl Methods {
+    fn new() -> Self {
+        Self { route: RouteMethod::new(), names: Vec::new() }
+    }
+
+    fn method(mut self, method: Method, endpoint: impl Endpoint + 'static) -> Self {
+        self.names.push(method.clone());
+        self.route = self.route.method(method, endpoint);
+        self
+    }
+
+    fn get(self, endpoint: impl Endpoint + 'static) -> Self {
+        self.method(Method::GET, endpoint)
+    }
+
+    fn post(self, endpoint: impl Endpoint + 'static) -> Self {
+        self.method(Method::POST, endpoint)
+    }
+
+    fn put(self, endpoint: impl Endpoint + 'static) -> Self {
+        self.method(Method::PUT, endpoint)
+    }
+
+    fn delete(self, endpoint: impl Endpoint + 'static) -> Self {
+        self.method(Method::DELETE, endpoint)
+    }
 }
 
 /// Where the admin API lives, outside every issuer.
