@@ -35,22 +35,28 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Waits until `url` answers 200, failing early when the process exits.
+    /// Waits until `url` answers 200, failing early when the process exits. Each probe has a
+    /// timeout of its own: a server that accepted the connection and never answered would
+    /// otherwise hold one probe for the whole minute (seen once with the peer, cause unknown), and
+    /// the failure names what the last probe got.
     pub async fn wait_ready(&mut self, url: &str, log: &Path) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let started = Instant::now();
+        let mut last = String::from("no probe finished");
         while started.elapsed() < Duration::from_secs(60) {
             if let Some(status) = self.child.try_wait()? {
                 let output = std::fs::read_to_string(log).unwrap_or_default();
                 anyhow::bail!("the server exited with {status} before it was ready:\n{output}");
             }
-            if matches!(http.get(url).send().await, Ok(r) if r.status().is_success()) {
-                return Ok(());
+            match http.get(url).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = format!("{e:#}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let output = std::fs::read_to_string(log).unwrap_or_default();
-        anyhow::bail!("{url} did not answer within 60 s; the server's log so far:\n{output}")
+        anyhow::bail!("{url} did not answer within 60 s (the last probe: {last}); the server's log so far:\n{output}")
     }
 
     /// CPU seconds (user + system) the process and its live descendants have used so far.

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use oidc_core::{AccountId, Environment};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, SqlErr, Value,
     sea_query::Expr,
 };
 use time::OffsetDateTime;
@@ -21,6 +21,7 @@ use crate::{
         organisation_link, organisation_member, passkey,
     },
     held_connection::{HeldConnection, Lanes},
+    statement_cache::StatementCache,
 };
 
 /// [`AccountStore`] on the relational database.
@@ -47,7 +48,10 @@ impl SeaAccountStore {
         let hot = HotStatements {
             accounts: Batcher::on_held(lanes, wait, read_accounts),
             consents: Batcher::on_held(lanes, wait, read_consents),
-            transfers: Batcher::on_held(lanes, wait, insert_all),
+            transfers: Batcher::on_held(lanes, wait, |conn, rows| {
+                static TEXTS: StatementCache = StatementCache::new();
+                insert_all(conn, rows, &TEXTS)
+            }),
         };
         Self { conn, hot: Arc::new(hot) }
     }
@@ -55,7 +59,16 @@ impl SeaAccountStore {
 
 /// The account rows of a batch of ids.
 async fn read_accounts(conn: HeldConnection, ids: Vec<String>) -> Vec<Result<Option<account::Model>, SharedDbErr>> {
-    let rows = account::Entity::find().filter(account::Column::Id.is_in(ids.clone())).all(&conn).await;
+    static TEXTS: StatementCache = StatementCache::new();
+    let backend = conn.get_database_backend();
+    let statement = TEXTS.statement(
+        backend,
+        ids.len(),
+        0,
+        || account::Entity::find().filter(account::Column::Id.is_in(ids.iter().cloned())).build(backend),
+        || ids.iter().map(|id| Value::from(id.as_str())).collect(),
+    );
+    let rows = account::Model::find_by_statement(statement).all(&conn).await;
     rows_by_key(&ids, rows, |row| row.id.clone())
 }
 
@@ -64,12 +77,26 @@ async fn read_consents(
     conn: HeldConnection,
     keys: Vec<(String, String)>,
 ) -> Vec<Result<Option<consent::Model>, SharedDbErr>> {
-    let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {
-        any.add(
-            consent::Column::AccountId.eq(account_id.as_str()).and(consent::Column::ClientId.eq(client_id.as_str())),
-        )
-    });
-    let rows = consent::Entity::find().filter(any).all(&conn).await;
+    static TEXTS: StatementCache = StatementCache::new();
+    let backend = conn.get_database_backend();
+    let build = || {
+        let any = keys.iter().fold(Condition::any(), |any, (account_id, client_id)| {
+            any.add(
+                consent::Column::AccountId
+                    .eq(account_id.as_str())
+                    .and(consent::Column::ClientId.eq(client_id.as_str())),
+            )
+        });
+        consent::Entity::find().filter(any).build(backend)
+    };
+    let values = || {
+        keys.iter()
+            .flat_map(|(account_id, client_id)| [account_id, client_id])
+            .map(|v| Value::from(v.as_str()))
+            .collect()
+    };
+    let statement = TEXTS.statement(backend, keys.len(), 0, build, values);
+    let rows = consent::Model::find_by_statement(statement).all(&conn).await;
     rows_by_key(&keys, rows, |row| (row.account_id.clone(), row.client_id.clone()))
 }
 

@@ -287,17 +287,29 @@ pub(crate) enum Inserted {
     BatchFailed(SharedDbErr),
 }
 
-/// Inserts `rows` in one statement. When that breaks a constraint — one row's fault, such as an
-/// account deleted meanwhile — each row is inserted alone, so that only its own request fails.
-pub(crate) async fn insert_all<A>(conn: crate::held_connection::HeldConnection, rows: Vec<A>) -> Vec<Inserted>
+/// Inserts `rows` in one statement (its text from `texts` once built for the batch's size).
+/// When that breaks a constraint — one row's fault, such as an account deleted meanwhile — each
+/// row is inserted alone, so that only its own request fails.
+pub(crate) async fn insert_all<A>(
+    conn: crate::held_connection::HeldConnection,
+    rows: Vec<A>,
+    texts: &crate::statement_cache::StatementCache,
+) -> Vec<Inserted>
 where
     A: sea_orm::ActiveModelTrait + Clone + Send,
     <A::Entity as sea_orm::EntityTrait>::Model: sea_orm::IntoActiveModel<A>,
 {
-    use sea_orm::EntityTrait;
+    use sea_orm::{ConnectionTrait, EntityTrait, QueryTrait};
     let count = rows.len();
     let retry = (count > 1).then(|| rows.clone());
-    let failure = match A::Entity::insert_many(rows).exec_without_returning(&conn).await {
+    let backend = conn.get_database_backend();
+    let statement = match crate::statement_cache::insert_values(&rows) {
+        Some((shape, values)) => {
+            texts.statement(backend, count, shape, || A::Entity::insert_many(rows).build(backend), move || values)
+        }
+        None => A::Entity::insert_many(rows).build(backend),
+    };
+    let failure = match conn.execute(statement).await {
         Ok(_) => return (0..count).map(|_| Inserted::Yes).collect(),
         Err(e) => e,
     };

@@ -26,6 +26,7 @@ mod refresh_tokens;
 mod registry;
 mod sealed_secrets;
 mod signing_keys;
+mod statement_cache;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transaction;

@@ -11,6 +11,7 @@ use crate::{
     batch::{Batcher, Inserted, insert_all},
     entities::refresh_token,
     held_connection::{HeldConnection, Lanes},
+    statement_cache::StatementCache,
 };
 
 /// [`RefreshTokenStore`] on the relational database.
@@ -109,7 +110,10 @@ async fn claim_and_replace(
 impl SeaRefreshTokenStore {
     /// `wait` bounds how long a batched insert or rotation may take, queue included.
     pub(crate) fn new(conn: DatabaseConnection, lanes: &Lanes, wait: Duration) -> Self {
-        let inserts = Arc::new(Batcher::on_held(lanes, wait, insert_all));
+        let inserts = Arc::new(Batcher::on_held(lanes, wait, |conn, rows| {
+            static TEXTS: StatementCache = StatementCache::new();
+            insert_all(conn, rows, &TEXTS)
+        }));
         let claims = Arc::new(Batcher::on_held(lanes, wait, claim_all_sqlite));
         Self { conn, inserts, claims }
     }
