@@ -474,6 +474,92 @@ mod registry {
         assert_eq!(node_b.find_tenant(t.id).await.unwrap(), Some(suspended));
     }
 
+    /// The shared store of a node, counting its reads.
+    struct CountingStore {
+        inner: storage::MemoryEphemeralStore,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl oidc_core::EphemeralStore for CountingStore {
+        async fn put(
+            &self,
+            key: &str,
+            value: &[u8],
+            ttl: std::time::Duration,
+        ) -> Result<(), oidc_core::EphemeralError> {
+            self.inner.put(key, value, ttl).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            value: &[u8],
+            ttl: std::time::Duration,
+        ) -> Result<bool, oidc_core::EphemeralError> {
+            self.inner.put_if_absent(key, value, ttl).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, oidc_core::EphemeralError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key).await
+        }
+        async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, oidc_core::EphemeralError> {
+            self.inner.take(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<bool, oidc_core::EphemeralError> {
+            self.inner.delete(key).await
+        }
+        async fn increment(
+            &self,
+            key: &str,
+            by: i64,
+            ttl: std::time::Duration,
+        ) -> Result<i64, oidc_core::EphemeralError> {
+            self.inner.increment(key, by, ttl).await
+        }
+        async fn ping(&self) -> Result<(), oidc_core::EphemeralError> {
+            self.inner.ping().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_and_its_tenant_cost_the_cache_one_look_at_the_shared_store() {
+        use std::{
+            sync::{Arc, atomic::Ordering},
+            time::Duration,
+        };
+        use tenant_registry::CachedRegistryStore;
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let inner: Arc<dyn RegistryStore> = Arc::new(db.registry());
+        let shared = Arc::new(CountingStore { inner: storage::MemoryEphemeralStore::new(), gets: Default::default() });
+        let node_a = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::from_secs(60), Duration::ZERO);
+        let node_b = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::from_secs(60), Duration::ZERO);
+        let t = tenant("both", "Both");
+        let c = client(&t, Environment::Test, datetime!(2026-01-03 00:00 UTC));
+        node_a.insert_tenant(&t, &audit("tenant.create", &t)).await.unwrap();
+        node_a.insert_client(&c, &audit("client.create", &t)).await.unwrap();
+
+        let before = shared.gets.load(Ordering::SeqCst);
+        assert_eq!(node_b.find_client_and_tenant(&c.client_id).await.unwrap(), Some((c.clone(), Some(t.clone()))));
+        assert_eq!(shared.gets.load(Ordering::SeqCst) - before, 1, "one look at the generation for both");
+        assert_eq!(node_b.find_client_and_tenant(&ClientId::generate()).await.unwrap(), None);
+
+        // A suspension through node A reaches node B's next lookup of the pair.
+        let suspended = Tenant { status: TenantStatus::Suspended, version: 2, ..t.clone() };
+        node_a.update_tenant(&suspended, 1, &audit("tenant.suspend", &t)).await.unwrap();
+        assert_eq!(node_b.find_client_and_tenant(&c.client_id).await.unwrap(), Some((c.clone(), Some(suspended))));
+
+        // Without the database, the pair comes from the stale window or not at all.
+        let tolerant = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::ZERO, Duration::from_secs(60));
+        let strict = CachedRegistryStore::new(inner, shared, Duration::ZERO, Duration::ZERO);
+        let expected = tolerant.find_client_and_tenant(&c.client_id).await.unwrap();
+        assert!(expected.is_some());
+        strict.find_client_and_tenant(&c.client_id).await.unwrap();
+        db.close().await.unwrap();
+        assert_eq!(tolerant.find_client_and_tenant(&c.client_id).await.unwrap(), expected, "served stale");
+        assert!(matches!(strict.find_client_and_tenant(&c.client_id).await, Err(StoreError::Unavailable(_))));
+    }
+
     #[tokio::test]
     async fn while_the_database_is_down_the_cache_serves_within_its_stale_window_only() {
         use std::{sync::Arc, time::Duration};

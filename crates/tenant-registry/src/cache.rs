@@ -99,6 +99,51 @@ impl CachedRegistryStore {
         }
         cache
     }
+
+    /// The tenant `id`, from the cache if it holds it for `generation`, else from `inner`.
+    async fn tenant_as_of(&self, generation: i64, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+        if let Some((tenant, at)) = self.current(generation).tenants.get(&id)
+            && at.elapsed() < self.max_age
+        {
+            return Ok(Some(tenant.clone()));
+        }
+        let found = match self.inner.find_tenant(id).await {
+            Ok(found) => found,
+            Err(error @ StoreError::Unavailable(_)) => return self.stale_or(self.lock().tenants.get(&id), error),
+            Err(other) => return Err(other),
+        };
+        if let Some(tenant) = &found {
+            let mut cache = self.lock();
+            // A write that happened meanwhile moved the generation: then this result may be old.
+            if cache.generation == generation {
+                cache.tenants.insert(id, (tenant.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The client `client_id`, from the cache if it holds it for `generation`, else from `inner`.
+    async fn client_as_of(&self, generation: i64, client_id: &ClientId) -> Result<Option<Client>, StoreError> {
+        if let Some((client, at)) = self.current(generation).clients.get(client_id)
+            && at.elapsed() < self.max_age
+        {
+            return Ok(Some(client.clone()));
+        }
+        let found = match self.inner.find_client(client_id).await {
+            Ok(found) => found,
+            Err(error @ StoreError::Unavailable(_)) => {
+                return self.stale_or(self.lock().clients.get(client_id), error);
+            }
+            Err(other) => return Err(other),
+        };
+        if let Some(client) = &found {
+            let mut cache = self.lock();
+            if cache.generation == generation {
+                cache.clients.insert(client_id.clone(), (client.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -124,28 +169,10 @@ impl RegistryStore for CachedRegistryStore {
     }
 
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
-        let generation = match self.generation().await {
-            Ok(generation) => generation,
-            Err(error) => return self.stale_or(self.lock().tenants.get(&id), error),
-        };
-        if let Some((tenant, at)) = self.current(generation).tenants.get(&id)
-            && at.elapsed() < self.max_age
-        {
-            return Ok(Some(tenant.clone()));
+        match self.generation().await {
+            Ok(generation) => self.tenant_as_of(generation, id).await,
+            Err(error) => self.stale_or(self.lock().tenants.get(&id), error),
         }
-        let found = match self.inner.find_tenant(id).await {
-            Ok(found) => found,
-            Err(error @ StoreError::Unavailable(_)) => return self.stale_or(self.lock().tenants.get(&id), error),
-            Err(other) => return Err(other),
-        };
-        if let Some(tenant) = &found {
-            let mut cache = self.lock();
-            // A write that happened meanwhile moved the generation: then this result may be old.
-            if cache.generation == generation {
-                cache.tenants.insert(id, (tenant.clone(), Instant::now()));
-            }
-        }
-        Ok(found)
     }
 
     async fn list_tenants(&self, filter: &TenantFilter, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
@@ -185,29 +212,37 @@ impl RegistryStore for CachedRegistryStore {
     }
 
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError> {
+        match self.generation().await {
+            Ok(generation) => self.client_as_of(generation, client_id).await,
+            Err(error) => self.stale_or(self.lock().clients.get(client_id), error),
+        }
+    }
+
+    /// One look at the generation counter for both: every request that authenticates a client
+    /// needs its tenant too, and on Redis each look is a round trip.
+    async fn find_client_and_tenant(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<(Client, Option<Tenant>)>, StoreError> {
         let generation = match self.generation().await {
             Ok(generation) => generation,
-            Err(error) => return self.stale_or(self.lock().clients.get(client_id), error),
-        };
-        if let Some((client, at)) = self.current(generation).clients.get(client_id)
-            && at.elapsed() < self.max_age
-        {
-            return Ok(Some(client.clone()));
-        }
-        let found = match self.inner.find_client(client_id).await {
-            Ok(found) => found,
-            Err(error @ StoreError::Unavailable(_)) => {
-                return self.stale_or(self.lock().clients.get(client_id), error);
+            Err(error) => {
+                // As the two lookups one by one: both from entries young enough for an outage,
+                // else the failure.
+                let cache = self.lock();
+                let usable = |at: &Instant| at.elapsed() < self.max_age + self.stale;
+                let Some((client, _)) = cache.clients.get(client_id).filter(|(_, at)| usable(at)) else {
+                    return Err(error);
+                };
+                let Some((tenant, _)) = cache.tenants.get(&client.tenant_id).filter(|(_, at)| usable(at)) else {
+                    return Err(error);
+                };
+                return Ok(Some((client.clone(), Some(tenant.clone()))));
             }
-            Err(other) => return Err(other),
         };
-        if let Some(client) = &found {
-            let mut cache = self.lock();
-            if cache.generation == generation {
-                cache.clients.insert(client_id.clone(), (client.clone(), Instant::now()));
-            }
-        }
-        Ok(found)
+        let Some(client) = self.client_as_of(generation, client_id).await? else { return Ok(None) };
+        let tenant = self.tenant_as_of(generation, client.tenant_id).await?;
+        Ok(Some((client, tenant)))
     }
 
     async fn list_clients(&self, filter: &ClientFilter, page: PageRequest) -> Result<Page<Client>, StoreError> {

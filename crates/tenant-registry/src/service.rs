@@ -118,6 +118,15 @@ fn invalid(problems: Problems) -> Result<(), RegistryError> {
 }
 
 /// Whether the client gets secrets (confidential clients that authenticate with one).
+/// A client's tenant, if it may act: a tenant that is gone fails like an unknown client.
+fn active(tenant: Option<Tenant>) -> Result<Tenant, ClientAuthError> {
+    match tenant {
+        Some(tenant) if tenant.status == TenantStatus::Active => Ok(tenant),
+        Some(_) => Err(ClientAuthError::TenantSuspended),
+        None => Err(ClientAuthError::Failed),
+    }
+}
+
 fn uses_secret(settings: &ClientSettings) -> bool {
     matches!(settings.auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
 }
@@ -685,14 +694,13 @@ impl Registry {
         secret: &str,
         method: AuthMethod,
     ) -> Result<(Client, Tenant), ClientAuthError> {
-        let client = self.client_in(environment, client_id).await?;
+        let (client, tenant) = self.client_in(environment, client_id).await?;
         if client.settings.auth_method != method
             || !self.hasher.verify(&client.secrets, secret, self.clock.now().unix_timestamp())
         {
             return Err(ClientAuthError::Failed);
         }
-        let tenant = self.active_tenant_of(&client).await?;
-        Ok((client, tenant))
+        Ok((client, active(tenant)?))
     }
 
     /// Records that `actor` issued an initial access token for dynamic registration in the
@@ -751,9 +759,8 @@ impl Registry {
         environment: Environment,
         client_id: &str,
     ) -> Result<(Client, Tenant), ClientAuthError> {
-        let client = self.client_in(environment, client_id).await?;
-        let tenant = self.active_tenant_of(&client).await?;
-        Ok((client, tenant))
+        let (client, tenant) = self.client_in(environment, client_id).await?;
+        Ok((client, active(tenant)?))
     }
 
     /// The SAML service provider `entity_id` of `environment` and its active tenant, for the SSO
@@ -769,18 +776,19 @@ impl Registry {
         Ok((client, tenant))
     }
 
-    async fn client_in(&self, environment: Environment, client_id: &str) -> Result<Client, ClientAuthError> {
+    /// The client `client_id` of `environment` with its tenant, if it still exists.
+    async fn client_in(
+        &self,
+        environment: Environment,
+        client_id: &str,
+    ) -> Result<(Client, Option<Tenant>), ClientAuthError> {
         let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
-        let client = self.store.find_client(&client_id).await.map_err(ClientAuthError::Store)?;
-        client.filter(|c| c.environment == environment).ok_or(ClientAuthError::Failed)
+        let found = self.store.find_client_and_tenant(&client_id).await.map_err(ClientAuthError::Store)?;
+        found.filter(|(client, _)| client.environment == environment).ok_or(ClientAuthError::Failed)
     }
 
     async fn active_tenant_of(&self, client: &Client) -> Result<Tenant, ClientAuthError> {
-        match self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)? {
-            Some(tenant) if tenant.status == TenantStatus::Active => Ok(tenant),
-            Some(_) => Err(ClientAuthError::TenantSuspended),
-            None => Err(ClientAuthError::Failed),
-        }
+        active(self.store.find_tenant(client.tenant_id).await.map_err(ClientAuthError::Store)?)
     }
 
     /// The tenant with `slug`, for the command line.

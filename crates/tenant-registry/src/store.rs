@@ -103,6 +103,17 @@ pub trait RegistryStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// One client.
     async fn find_client(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError>;
+    /// One client and its tenant (`None` when the tenant is gone), as [`Self::find_client`] and
+    /// [`Self::find_tenant`] one after the other would find them; a cache checks its freshness
+    /// once for both.
+    async fn find_client_and_tenant(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<(Client, Option<Tenant>)>, StoreError> {
+        let Some(client) = self.find_client(client_id).await? else { return Ok(None) };
+        let tenant = self.find_tenant(client.tenant_id).await?;
+        Ok(Some((client, tenant)))
+    }
     /// The SAML service provider with `entity_id` in `environment`.
     async fn find_saml_client(&self, environment: Environment, entity_id: &str) -> Result<Option<Client>, StoreError>;
     /// Clients ordered by creation.
