@@ -16,11 +16,12 @@ use std::{
 };
 
 use async_trait::async_trait;
-use oidc_core::{ClientId, Environment, EphemeralStore, TenantId};
+use oidc_core::{ClientId, Environment, EphemeralError, EphemeralStore, TenantId};
 
 use crate::{
     audit::{AuditEntry, AuditEvent, AuditFilter},
     model::{Client, Tenant},
+    shared_read::SharedRead,
     store::{ClientFilter, Page, PageRequest, RegistryStore, StoreError, TenantFilter},
 };
 
@@ -35,6 +36,8 @@ pub struct CachedRegistryStore {
     max_age: Duration,
     stale: Duration,
     cache: Mutex<Cache>,
+    /// Concurrent looks at the generation counter, one at a time.
+    generation_reads: SharedRead,
 }
 
 #[derive(Default)]
@@ -49,6 +52,17 @@ fn unavailable(e: oidc_core::EphemeralError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
+/// An error's text with those of its causes: what every caller sharing a failed read learns.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}
+
 impl CachedRegistryStore {
     /// Caches `inner`; the generation counter lives in `ephemeral`, shared by all nodes. An entry
     /// is served for `max_age`, and for `stale` beyond that while `inner` fails.
@@ -58,7 +72,14 @@ impl CachedRegistryStore {
         max_age: Duration,
         stale: Duration,
     ) -> Self {
-        Self { inner, ephemeral, max_age, stale, cache: Mutex::new(Cache::default()) }
+        Self {
+            inner,
+            ephemeral,
+            max_age,
+            stale,
+            cache: Mutex::new(Cache::default()),
+            generation_reads: SharedRead::default(),
+        }
     }
 
     /// What to answer when `inner` failed: a cached entry young enough for an outage, else the
@@ -74,9 +95,14 @@ impl CachedRegistryStore {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The generation counter, read after this call began (shared with the lookups that came
+    /// at the same moment, see [`SharedRead`]).
     async fn generation(&self) -> Result<i64, StoreError> {
-        let stored = self.ephemeral.get(GENERATION_KEY).await.map_err(unavailable)?;
-        Ok(stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()).unwrap_or(0))
+        let read = || async {
+            let stored = self.ephemeral.get(GENERATION_KEY).await.map_err(|e| with_causes(&e))?;
+            Ok(stored.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok()).unwrap_or(0))
+        };
+        self.generation_reads.read(read).await.map_err(|text| unavailable(EphemeralError::Unavailable(text.into())))
     }
 
     /// After a successful write: every node drops its cache at its next lookup. The write is

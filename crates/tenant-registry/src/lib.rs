@@ -19,6 +19,7 @@ mod model;
 mod rules;
 mod secret;
 mod service;
+mod shared_read;
 mod store;
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditFilter};
