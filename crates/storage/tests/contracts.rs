@@ -540,14 +540,20 @@ mod registry {
         node_a.insert_client(&c, &audit("client.create", &t)).await.unwrap();
 
         let before = shared.gets.load(Ordering::SeqCst);
-        assert_eq!(node_b.find_client_and_tenant(&c.client_id).await.unwrap(), Some((c.clone(), Some(t.clone()))));
+        assert_eq!(
+            node_b.find_client_and_tenant(&c.client_id).await.unwrap(),
+            Some((Arc::new(c.clone()), Some(Arc::new(t.clone()))))
+        );
         assert_eq!(shared.gets.load(Ordering::SeqCst) - before, 1, "one look at the generation for both");
         assert_eq!(node_b.find_client_and_tenant(&ClientId::generate()).await.unwrap(), None);
 
         // A suspension through node A reaches node B's next lookup of the pair.
         let suspended = Tenant { status: TenantStatus::Suspended, version: 2, ..t.clone() };
         node_a.update_tenant(&suspended, 1, &audit("tenant.suspend", &t)).await.unwrap();
-        assert_eq!(node_b.find_client_and_tenant(&c.client_id).await.unwrap(), Some((c.clone(), Some(suspended))));
+        assert_eq!(
+            node_b.find_client_and_tenant(&c.client_id).await.unwrap(),
+            Some((Arc::new(c.clone()), Some(Arc::new(suspended))))
+        );
 
         // Without the database, the pair comes from the stale window or not at all.
         let tolerant = CachedRegistryStore::new(inner.clone(), shared.clone(), Duration::ZERO, Duration::from_secs(60));

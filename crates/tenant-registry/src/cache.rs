@@ -43,8 +43,8 @@ pub struct CachedRegistryStore {
 #[derive(Default)]
 struct Cache {
     generation: i64,
-    clients: HashMap<ClientId, (Client, Instant)>,
-    tenants: HashMap<TenantId, (Tenant, Instant)>,
+    clients: HashMap<ClientId, (Arc<Client>, Instant)>,
+    tenants: HashMap<TenantId, (Arc<Tenant>, Instant)>,
 }
 
 fn unavailable(e: oidc_core::EphemeralError) -> StoreError {
@@ -127,14 +127,14 @@ impl CachedRegistryStore {
     }
 
     /// The tenant `id`, from the cache if it holds it for `generation`, else from `inner`.
-    async fn tenant_as_of(&self, generation: i64, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+    async fn tenant_as_of(&self, generation: i64, id: TenantId) -> Result<Option<Arc<Tenant>>, StoreError> {
         if let Some((tenant, at)) = self.current(generation).tenants.get(&id)
             && at.elapsed() < self.max_age
         {
             return Ok(Some(tenant.clone()));
         }
         let found = match self.inner.find_tenant(id).await {
-            Ok(found) => found,
+            Ok(found) => found.map(Arc::new),
             Err(error @ StoreError::Unavailable(_)) => return self.stale_or(self.lock().tenants.get(&id), error),
             Err(other) => return Err(other),
         };
@@ -149,14 +149,14 @@ impl CachedRegistryStore {
     }
 
     /// The client `client_id`, from the cache if it holds it for `generation`, else from `inner`.
-    async fn client_as_of(&self, generation: i64, client_id: &ClientId) -> Result<Option<Client>, StoreError> {
+    async fn client_as_of(&self, generation: i64, client_id: &ClientId) -> Result<Option<Arc<Client>>, StoreError> {
         if let Some((client, at)) = self.current(generation).clients.get(client_id)
             && at.elapsed() < self.max_age
         {
             return Ok(Some(client.clone()));
         }
         let found = match self.inner.find_client(client_id).await {
-            Ok(found) => found,
+            Ok(found) => found.map(Arc::new),
             Err(error @ StoreError::Unavailable(_)) => {
                 return self.stale_or(self.lock().clients.get(client_id), error);
             }
@@ -199,6 +199,7 @@ impl RegistryStore for CachedRegistryStore {
             Ok(generation) => self.tenant_as_of(generation, id).await,
             Err(error) => self.stale_or(self.lock().tenants.get(&id), error),
         }
+        .map(|found| found.map(Arc::unwrap_or_clone))
     }
 
     async fn list_tenants(&self, filter: &TenantFilter, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
@@ -242,14 +243,16 @@ impl RegistryStore for CachedRegistryStore {
             Ok(generation) => self.client_as_of(generation, client_id).await,
             Err(error) => self.stale_or(self.lock().clients.get(client_id), error),
         }
+        .map(|found| found.map(Arc::unwrap_or_clone))
     }
 
     /// One look at the generation counter for both: every request that authenticates a client
-    /// needs its tenant too, and on Redis each look is a round trip.
+    /// needs its tenant too, and on Redis each look is a round trip. Shared, not copied: the
+    /// token endpoint asks for them on every request.
     async fn find_client_and_tenant(
         &self,
         client_id: &ClientId,
-    ) -> Result<Option<(Client, Option<Tenant>)>, StoreError> {
+    ) -> Result<Option<(Arc<Client>, Option<Arc<Tenant>>)>, StoreError> {
         let generation = match self.generation().await {
             Ok(generation) => generation,
             Err(error) => {

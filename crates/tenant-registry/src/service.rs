@@ -119,9 +119,9 @@ fn invalid(problems: Problems) -> Result<(), RegistryError> {
 
 /// Whether the client gets secrets (confidential clients that authenticate with one).
 /// A client's tenant, if it may act: a tenant that is gone fails like an unknown client.
-fn active(tenant: Option<Tenant>) -> Result<Tenant, ClientAuthError> {
+fn active<T: std::borrow::Borrow<Tenant>>(tenant: Option<T>) -> Result<T, ClientAuthError> {
     match tenant {
-        Some(tenant) if tenant.status == TenantStatus::Active => Ok(tenant),
+        Some(tenant) if tenant.borrow().status == TenantStatus::Active => Ok(tenant),
         Some(_) => Err(ClientAuthError::TenantSuspended),
         None => Err(ClientAuthError::Failed),
     }
@@ -693,7 +693,7 @@ impl Registry {
         client_id: &str,
         secret: &str,
         method: AuthMethod,
-    ) -> Result<(Client, Tenant), ClientAuthError> {
+    ) -> Result<(Arc<Client>, Arc<Tenant>), ClientAuthError> {
         let (client, tenant) = self.client_in(environment, client_id).await?;
         if client.settings.auth_method != method
             || !self.hasher.verify(&client.secrets, secret, self.clock.now().unix_timestamp())
@@ -758,7 +758,7 @@ impl Registry {
         &self,
         environment: Environment,
         client_id: &str,
-    ) -> Result<(Client, Tenant), ClientAuthError> {
+    ) -> Result<(Arc<Client>, Arc<Tenant>), ClientAuthError> {
         let (client, tenant) = self.client_in(environment, client_id).await?;
         Ok((client, active(tenant)?))
     }
@@ -781,7 +781,7 @@ impl Registry {
         &self,
         environment: Environment,
         client_id: &str,
-    ) -> Result<(Client, Option<Tenant>), ClientAuthError> {
+    ) -> Result<(Arc<Client>, Option<Arc<Tenant>>), ClientAuthError> {
         let Some(client_id) = ClientId::parse(client_id) else { return Err(ClientAuthError::Failed) };
         let found = self.store.find_client_and_tenant(&client_id).await.map_err(ClientAuthError::Store)?;
         found.filter(|(client, _)| client.environment == environment).ok_or(ClientAuthError::Failed)

@@ -1,6 +1,8 @@
 //! The registry's storage port. Each change is one method that also writes its audit event, so a
 //! change and its audit entry commit together or not at all.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use oidc_core::{ClientId, Environment, TenantId};
 
@@ -109,10 +111,10 @@ pub trait RegistryStore: Send + Sync {
     async fn find_client_and_tenant(
         &self,
         client_id: &ClientId,
-    ) -> Result<Option<(Client, Option<Tenant>)>, StoreError> {
+    ) -> Result<Option<(Arc<Client>, Option<Arc<Tenant>>)>, StoreError> {
         let Some(client) = self.find_client(client_id).await? else { return Ok(None) };
         let tenant = self.find_tenant(client.tenant_id).await?;
-        Ok(Some((client, tenant)))
+        Ok(Some((Arc::new(client), tenant.map(Arc::new))))
     }
     /// The SAML service provider with `entity_id` in `environment`.
     async fn find_saml_client(&self, environment: Environment, entity_id: &str) -> Result<Option<Client>, StoreError>;

@@ -2,7 +2,7 @@
 //! the order the specs demand, issuing single-use codes, redeeming them at the token endpoint for
 //! an access token and a signed ID token.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use account_service::{Account, AuthMethod, Session};
 use oidc_core::{
@@ -86,8 +86,8 @@ pub(crate) enum Rejection {
 /// A valid authorization request.
 #[derive(Debug, Clone)]
 pub(crate) struct Authorization {
-    pub(crate) client: Client,
-    pub(crate) tenant: Tenant,
+    pub(crate) client: Arc<Client>,
+    pub(crate) tenant: Arc<Tenant>,
     pub(crate) redirect: ClientRedirect,
     pub(crate) nonce: Option<String>,
     pub(crate) scopes: Vec<String>,

@@ -1,7 +1,7 @@
 //! The token endpoint's grants. For now `client_credentials`: an authority's back end (or an
 //! admin client) gets an access token for itself, no citizen involved.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use oidc_core::{
     AccessGrant, AssertionError, Environment, OAuthError, OAuthErrorCode, RefreshRecord, SigningAlgorithm, TenantTag,
@@ -53,7 +53,7 @@ pub(crate) async fn authenticate(
     state: &AppState,
     environment: Environment,
     credentials: &ClientCredentials,
-) -> Result<(Client, Tenant), OAuthError> {
+) -> Result<(Arc<Client>, Arc<Tenant>), OAuthError> {
     let found = match credentials.method {
         AuthMethod::None => {
             state.registry.active_client(environment, &credentials.client_id).await.and_then(|(client, tenant)| {
@@ -239,8 +239,8 @@ pub(crate) fn citizen_sub(state: &AppState, grant: &AccessGrant, tenant: &Tenant
 /// A live access token's grant, its client and the client's tenant.
 pub(crate) struct LiveGrant {
     pub(crate) grant: AccessGrant,
-    pub(crate) client: Client,
-    pub(crate) tenant: Tenant,
+    pub(crate) client: Arc<Client>,
+    pub(crate) tenant: Arc<Tenant>,
 }
 
 /// The grant of a live access token together with its client — `None` when the token is

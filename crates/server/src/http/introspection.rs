@@ -1,6 +1,8 @@
 //! `POST {issuer}/introspect` (RFC 7662) and `POST {issuer}/revoke` (RFC 7009): authenticated
 //! clients only, and each only for its own tokens; another client's token looks inactive.
 
+use std::sync::Arc;
+
 use oidc_core::OAuthError;
 use poem::{
     IntoResponse, Request, Response, handler,
@@ -32,7 +34,7 @@ async fn presented_token(
     body: poem::Body,
     state: &AppState,
     site: &Site,
-) -> Result<(Client, Presented), OAuthError> {
+) -> Result<(Arc<Client>, Presented), OAuthError> {
     let params = form(req, body).await?;
     let creds = credentials(req, &params)?;
     let (client, tenant) = authenticate(state, site.environment, &creds).await?;

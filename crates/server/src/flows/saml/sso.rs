@@ -364,7 +364,7 @@ pub(crate) async fn pending(
     state: &AppState,
     environment: Environment,
     handle: &str,
-) -> Result<(PendingSaml, Client, Tenant), Refusal> {
+) -> Result<(PendingSaml, Arc<Client>, Arc<Tenant>), Refusal> {
     let stored = state
         .ephemeral
         .get(&pending_key(handle))
