@@ -51,12 +51,25 @@ impl ServerProcess {
             match http.get(url).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => last = format!("status {}", r.status()),
-                Err(e) => last = format!("{e:#}"),
+                Err(e) => last = with_causes(&e),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let output = std::fs::read_to_string(log).unwrap_or_default();
-        anyhow::bail!("{url} did not answer within 60 s (the last probe: {last}); the server's log so far:\n{output}")
+        // What the process was doing: stuck in the kernel, computing, or listening elsewhere.
+        let pid = self.pid();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()?.to_owned()))
+            .unwrap_or_else(|| "?".into());
+        let waiting_in = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let port = reqwest::Url::parse(url).ok().and_then(|u| u.port()).unwrap_or(0);
+        anyhow::bail!(
+            "{url} did not answer within 60 s (the last probe: {last}); the process: state {state}, waiting in \
+             {waiting_in:?}, {cpu:.1} s of CPU, {listening} on port {port}; its log so far:\n{output}",
+            cpu = self.cpu_seconds(),
+            listening = if listening_on(port) { "something listening" } else { "nothing listening" },
+        )
     }
 
     /// CPU seconds (user + system) the process and its live descendants have used so far.
@@ -152,6 +165,26 @@ fn cpu_seconds_of(path: &str) -> f64 {
     (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
+/// An error's text with those of its causes (reqwest's own names only "error sending request").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}
+
+/// Whether a socket listens on loopback `port` (`/proc/net/tcp`: local address in hex, state 0A).
+fn listening_on(port: u16) -> bool {
+    let wanted = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").unwrap_or_default().lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -173,4 +206,25 @@ pub fn pinned(cpu: Option<usize>, program: impl AsRef<std::ffi::OsStr>) -> Comma
 pub fn can_pin() -> bool {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     cores >= 2 && Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_loopback_port_is_seen_and_a_closed_one_is_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listening_on(port));
+        drop(listener);
+        assert!(!listening_on(port));
+    }
+
+    #[test]
+    fn an_error_is_told_with_its_causes() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = std::io::Error::other(anyhow::Error::new(inner).context("error sending request"));
+        assert_eq!(with_causes(&outer), "error sending request: connection refused");
+    }
 }
