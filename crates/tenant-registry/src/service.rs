@@ -117,7 +117,6 @@ fn invalid(problems: Problems) -> Result<(), RegistryError> {
     if problems.0.is_empty() { Ok(()) } else { Err(RegistryError::Invalid(problems.0)) }
 }
 
-/// Whether the client gets secrets (confidential clients that authenticate with one).
 /// A client's tenant, if it may act: a tenant that is gone fails like an unknown client.
 fn active<T: std::borrow::Borrow<Tenant>>(tenant: Option<T>) -> Result<T, ClientAuthError> {
     match tenant {
@@ -127,6 +126,7 @@ fn active<T: std::borrow::Borrow<Tenant>>(tenant: Option<T>) -> Result<T, Client
     }
 }
 
+/// Whether the client gets secrets (confidential clients that authenticate with one).
 fn uses_secret(settings: &ClientSettings) -> bool {
     matches!(settings.auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
 }
