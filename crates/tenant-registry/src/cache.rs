@@ -2,8 +2,9 @@
 //! tenant on every request, and thousands of tenants must not make that slow.
 //!
 //! Invalidation reaches every node through a generation counter in the shared ephemeral store:
-//! every successful write bumps it, every cached read compares it (one small read instead of two
-//! database queries) and drops the whole cache when it moved. Entries also expire after
+//! every successful write bumps it, every cached lookup compares it (one small read — one for a
+//! client with its tenant, shared by the lookups of the same moment — instead of two database
+//! queries) and drops the whole cache when it moved. Entries also expire after
 //! `max_age`, which bounds staleness should a bump ever be lost. While the database fails, an
 //! entry keeps serving for `stale` beyond `max_age`, so clients still authenticate during an
 //! outage (what changed meanwhile takes effect when the database answers again); the same
