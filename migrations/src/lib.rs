@@ -23,6 +23,7 @@ mod m20261203_000015_account_inactivity;
 mod m20261203_000016_passkeys;
 mod m20261203_000017_organisations;
 mod m20261203_000018_saml_clients;
+mod m20261207_000019_fewer_index_writes;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_passkeys::Migration),
             Box::new(m20261203_000017_organisations::Migration),
             Box::new(m20261203_000018_saml_clients::Migration),
+            Box::new(m20261207_000019_fewer_index_writes::Migration),
         ]
     }
 }

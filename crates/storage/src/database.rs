@@ -287,6 +287,11 @@ impl Database {
         &self.conn
     }
 
+    /// Takes back the newest `steps` migrations (a test that they keep the data both ways).
+    pub async fn migrate_down(&self, steps: u32) -> Result<(), DatabaseError> {
+        Ok(Migrator::down(&self.conn, Some(steps)).await?)
+    }
+
     /// Connections of the pool that are taken (by a statement, or kept by a batch worker).
     pub fn connections_in_use(&self) -> usize {
         let (size, idle) = match self.conn.get_database_backend() {
@@ -373,5 +378,34 @@ mod tests {
             assert_eq!(pragma(conn, "foreign_keys").await, "1");
             assert_eq!(pragma(conn, "busy_timeout").await, "5000");
         }
+    }
+
+    /// Migration 19 on SQLite: the refresh tokens live in their primary key's tree, and the
+    /// organisation index holds only transfers made for an organisation yet still serves their
+    /// listing. (That rows survive the migration both ways: `tests/accounts.rs`.)
+    #[tokio::test]
+    async fn refresh_tokens_are_without_rowid_and_the_organisation_index_is_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("db.sqlite").display());
+        let database = Database::connect(&url).await.unwrap();
+        database.migrate().await.unwrap();
+        let column = async |sql: &str, column: &str| {
+            let rows = database.conn.query_all(Statement::from_string(DbBackend::Sqlite, sql)).await.unwrap();
+            rows.iter().map(|row| row.try_get::<String>("", column).unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let schema =
+            async |name: &str| column(&format!("SELECT sql FROM sqlite_master WHERE name = '{name}'"), "sql").await;
+        assert!(schema("refresh_tokens").await.ends_with("WITHOUT ROWID"), "{}", schema("refresh_tokens").await);
+        for index in ["refresh_tokens_family", "refresh_tokens_account_client"] {
+            assert!(!schema(index).await.is_empty(), "{index} is there again");
+        }
+        let organisation_index = schema("data_transfers_organisation").await;
+        assert!(organisation_index.ends_with(r#"WHERE "organisation_id" IS NOT NULL"#), "{organisation_index}");
+        let plan = column(
+            "EXPLAIN QUERY PLAN SELECT * FROM data_transfers WHERE organisation_id = 'o' ORDER BY at DESC",
+            "detail",
+        )
+        .await;
+        assert!(plan.contains("USING INDEX data_transfers_organisation"), "{plan}");
     }
 }

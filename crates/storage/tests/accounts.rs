@@ -678,6 +678,77 @@ async fn refresh_token_rotation(db: &Database) {
     assert_eq!(store.rotate(&request("g1", "g5", 1013, 9000, 0)).await.unwrap(), Rotation::Reused("fam-g".into()));
 }
 
+/// The newest migration (on SQLite it builds the refresh-token table anew, on both it makes
+/// the organisation index partial) keeps refresh tokens and transfers when it is taken back and
+/// when it is applied again, and the stores work on either shape.
+async fn the_newest_migration_keeps_tokens_and_transfers_both_ways(db: &Database) {
+    use account_service::{DataTransfer, TransferOrganisation};
+    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation, RotationRequest};
+    let f = fixture(db);
+    registered_and_active(&f, "migrated", "migrated@example.de").await;
+    let account_id = f.accounts.login(PRODUCTION, "migrated", PASSWORD, "ip").await.unwrap().session.account_id;
+    let client = ClientId::parse("rp").unwrap();
+    let record = |hash: &str| RefreshRecord {
+        token_hash: hash.into(),
+        family_id: "family".into(),
+        environment: PRODUCTION,
+        client_id: client.clone(),
+        account_id,
+        grant: serde_json::json!({"scopes": ["openid"]}),
+        created_at: 1000,
+        expires_at: 9000,
+    };
+    let transfer = |claim: &str, organisation: Option<TransferOrganisation>| DataTransfer {
+        client_id: "rp".into(),
+        recipient: "Stadt Köln – Wohngeld".into(),
+        claims: vec![claim.into()],
+        at: f.clock.now(),
+        consent_ref: "first-party".into(),
+        organisation,
+    };
+    let acme = || Some(TransferOrganisation { id: "org-1".into(), name: "Acme GmbH".into() });
+    let tokens = db.refresh_tokens();
+    let rotate = |old_hash, new_hash, now| RotationRequest {
+        old_hash,
+        new_hash,
+        client_id: &client,
+        environment: PRODUCTION,
+        now,
+        expires_at: 9000,
+        grace_seconds: 0,
+    };
+    tokens.insert(&record("t1")).await.unwrap();
+    assert!(matches!(tokens.rotate(&rotate("t1", "t2", 1010)).await.unwrap(), Rotation::Rotated(_)));
+    f.store.record_transfer(PRODUCTION, account_id, &transfer("email", None)).await.unwrap();
+    f.store.record_transfer(PRODUCTION, account_id, &transfer("organization", acme())).await.unwrap();
+
+    let kept = async |step: &str| {
+        assert_eq!(
+            tokens.find("t2", 1020).await.unwrap(),
+            Some(RefreshRecord { token_hash: "t2".into(), created_at: 1010, ..record("t1") }),
+            "{step}"
+        );
+        assert_eq!(tokens.find("t1", 1020).await.unwrap(), None, "{step}: used");
+        assert_eq!(tokens.find_any("t1").await.unwrap().map(|r| r.family_id), Some("family".to_owned()), "{step}");
+        assert_eq!(f.store.transfers(PRODUCTION, account_id, 10).await.unwrap().len(), 2, "{step}");
+        let made_for = f.store.organisation_transfers(PRODUCTION, "org-1", 10).await.unwrap();
+        assert_eq!(made_for, [(account_id, transfer("organization", acme()))], "{step}");
+    };
+    kept("before").await;
+    db.migrate_down(1).await.unwrap();
+    kept("taken back").await;
+    tokens.insert(&record("t3")).await.unwrap();
+    db.migrate().await.unwrap();
+    kept("applied again").await;
+    assert!(tokens.find("t3", 1020).await.unwrap().is_some(), "written while taken back");
+    // The stores go on working on the new shape: a rotation, a replay that revokes the family.
+    assert!(matches!(tokens.rotate(&rotate("t2", "t4", 1030)).await.unwrap(), Rotation::Rotated(_)));
+    assert_eq!(tokens.rotate(&rotate("t2", "t5", 1031)).await.unwrap(), Rotation::Reused("family".into()));
+    assert_eq!(tokens.find("t4", 1032).await.unwrap(), None, "the family is revoked");
+    f.store.record_transfer(PRODUCTION, account_id, &transfer("organization", acme())).await.unwrap();
+    assert_eq!(f.store.organisation_transfers(PRODUCTION, "org-1", 10).await.unwrap().len(), 2);
+}
+
 /// The durable mail queue: a claim leases a mail (no second claim meanwhile), a failed one
 /// comes back at its retry time with the attempt counted, a sent one leaves.
 async fn mail_queue(db: &Database) {
@@ -884,6 +955,7 @@ impl Backend {
         self.run(inactive_accounts_are_reminded_then_deleted).await;
         self.run(eid_register_login_link).await;
         self.run(refresh_token_rotation).await;
+        self.run(the_newest_migration_keeps_tokens_and_transfers_both_ways).await;
         self.run(mail_queue).await;
         self.run(passkeys).await;
         self.run(organisations).await;
