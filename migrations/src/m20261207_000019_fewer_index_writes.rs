@@ -76,6 +76,10 @@ async fn rebuild_refresh_tokens(manager: &SchemaManager<'_>, options: &str) -> R
             FOREIGN KEY ("account_id") REFERENCES "accounts" ("id") ON DELETE CASCADE
         ) {options}"#
     );
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "SQLite only, at start-up: storage's cancel-safe begin guards PostgreSQL's pooled connections, and storage depends on this crate"
+    )]
     let txn = manager.get_connection().begin().await?;
     for statement in [
         create,
