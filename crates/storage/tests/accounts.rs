@@ -570,15 +570,14 @@ async fn rehash_on_login(db: &Database) {
     new.accounts.login(PRODUCTION, "rehash", PASSWORD, "ip").await.expect("the new hash verifies");
 }
 
-/// Refresh tokens: rotation, replay revoking the family, and the reuse grace for a lost answer.
-async fn refresh_token_rotation(db: &Database) {
-    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation, RotationRequest};
-    let f = fixture(db);
-    registered_and_active(&f, "rotation", "rotation@example.de").await;
-    let account_id = f.accounts.login(PRODUCTION, "rotation", PASSWORD, "ip").await.unwrap().session.account_id;
-    let store = db.refresh_tokens();
-    let client = ClientId::parse("rp").unwrap();
-    let record = |hash: &str, family: &str| RefreshRecord {
+/// A production refresh token of `account_id` for `client`, live from 1000 to 9000.
+fn token_record(
+    hash: &str,
+    family: &str,
+    client: &oidc_core::ClientId,
+    account_id: oidc_core::AccountId,
+) -> oidc_core::RefreshRecord {
+    oidc_core::RefreshRecord {
         token_hash: hash.into(),
         family_id: family.into(),
         environment: PRODUCTION,
@@ -587,16 +586,41 @@ async fn refresh_token_rotation(db: &Database) {
         grant: serde_json::json!({"scopes": ["openid"]}),
         created_at: 1000,
         expires_at: 9000,
-    };
-    let rotated = |r: Rotation| matches!(r, Rotation::Rotated(next) if next.family_id.starts_with("fam"));
-    let request = |old_hash, new_hash, now, expires_at, grace_seconds| RotationRequest {
+    }
+}
+
+/// `client` presents `old_hash` in production at `now`; its successor is `new_hash`.
+fn rotation<'a>(
+    client: &'a oidc_core::ClientId,
+    old_hash: &'a str,
+    new_hash: &'a str,
+    now: i64,
+    expires_at: i64,
+    grace_seconds: i64,
+) -> oidc_core::RotationRequest<'a> {
+    oidc_core::RotationRequest {
         old_hash,
         new_hash,
-        client_id: &client,
+        client_id: client,
         environment: PRODUCTION,
         now,
         expires_at,
         grace_seconds,
+    }
+}
+
+/// Refresh tokens: rotation, replay revoking the family, and the reuse grace for a lost answer.
+async fn refresh_token_rotation(db: &Database) {
+    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation, RotationRequest};
+    let f = fixture(db);
+    registered_and_active(&f, "rotation", "rotation@example.de").await;
+    let account_id = f.accounts.login(PRODUCTION, "rotation", PASSWORD, "ip").await.unwrap().session.account_id;
+    let store = db.refresh_tokens();
+    let client = ClientId::parse("rp").unwrap();
+    let record = |hash: &str, family: &str| token_record(hash, family, &client, account_id);
+    let rotated = |r: Rotation| matches!(r, Rotation::Rotated(next) if next.family_id.starts_with("fam"));
+    let request = |old_hash, new_hash, now, expires_at, grace_seconds| {
+        rotation(&client, old_hash, new_hash, now, expires_at, grace_seconds)
     };
 
     // Without grace: a second use is a replay and revokes the family, successor included.
@@ -683,21 +707,12 @@ async fn refresh_token_rotation(db: &Database) {
 /// when it is applied again, and the stores work on either shape.
 async fn the_newest_migration_keeps_tokens_and_transfers_both_ways(db: &Database) {
     use account_service::{DataTransfer, TransferOrganisation};
-    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation, RotationRequest};
+    use oidc_core::{ClientId, RefreshRecord, RefreshTokenStore, Rotation};
     let f = fixture(db);
     registered_and_active(&f, "migrated", "migrated@example.de").await;
     let account_id = f.accounts.login(PRODUCTION, "migrated", PASSWORD, "ip").await.unwrap().session.account_id;
     let client = ClientId::parse("rp").unwrap();
-    let record = |hash: &str| RefreshRecord {
-        token_hash: hash.into(),
-        family_id: "family".into(),
-        environment: PRODUCTION,
-        client_id: client.clone(),
-        account_id,
-        grant: serde_json::json!({"scopes": ["openid"]}),
-        created_at: 1000,
-        expires_at: 9000,
-    };
+    let record = |hash: &str| token_record(hash, "family", &client, account_id);
     let transfer = |claim: &str, organisation: Option<TransferOrganisation>| DataTransfer {
         client_id: "rp".into(),
         recipient: "Stadt Köln – Wohngeld".into(),
@@ -708,15 +723,7 @@ async fn the_newest_migration_keeps_tokens_and_transfers_both_ways(db: &Database
     };
     let acme = || Some(TransferOrganisation { id: "org-1".into(), name: "Acme GmbH".into() });
     let tokens = db.refresh_tokens();
-    let rotate = |old_hash, new_hash, now| RotationRequest {
-        old_hash,
-        new_hash,
-        client_id: &client,
-        environment: PRODUCTION,
-        now,
-        expires_at: 9000,
-        grace_seconds: 0,
-    };
+    let rotate = |old_hash, new_hash, now| rotation(&client, old_hash, new_hash, now, 9000, 0);
     tokens.insert(&record("t1")).await.unwrap();
     assert!(matches!(tokens.rotate(&rotate("t1", "t2", 1010)).await.unwrap(), Rotation::Rotated(_)));
     f.store.record_transfer(PRODUCTION, account_id, &transfer("email", None)).await.unwrap();
